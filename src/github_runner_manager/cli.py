@@ -1,0 +1,191 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""Command line of the runner manager: what the systemd timer and the charm's actions run.
+
+    python3 -m github_runner_manager --config FILE reconcile
+    python3 -m github_runner_manager --config FILE check
+    python3 -m github_runner_manager --config FILE flush [--busy] [--no-reconcile]
+    python3 -m github_runner_manager --config FILE update-dependencies
+
+Each command prints one JSON document on stdout; logs go to stderr. Exit codes:
+0 success, 1 unexpected error, 2 configuration error, 3 GitHub refused the token, its
+permissions or the path, 4 transient failure (GitHub unavailable or rate limited, LXD failure,
+a runner that could not be created), 5 another run holds the lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .binary import runner_architecture
+from .config import ManagerConfig, load_config
+from .errors import ConfigError, RunnerManagerError
+from .github import GhApiClient, ResponseCache
+from .lxd import PylxdClient
+from .manager import RunnerManager
+from .report import Report
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_CONFIG = 2
+EXIT_GITHUB_AUTH = 3
+EXIT_TRANSIENT = 4
+EXIT_BUSY = 5
+
+_AUTH_KINDS = {"token", "permission", "path"}
+
+logger = logging.getLogger("github_runner_manager")
+
+
+def exit_code(report: Report) -> int:
+    """Map a report's errors to the command's exit code.
+
+    Args:
+        report: the run's report.
+
+    Returns:
+        The exit code (see the module docstring).
+    """
+    kinds = report.error_kinds()
+    if not kinds:
+        return EXIT_OK
+    if "config" in kinds:
+        return EXIT_CONFIG
+    if kinds & _AUTH_KINDS:
+        return EXIT_GITHUB_AUTH
+    if kinds == {"busy"}:
+        return EXIT_BUSY
+    if "unexpected" in kinds:
+        return EXIT_UNEXPECTED
+    return EXIT_TRANSIENT
+
+
+def _apply_proxy_environment(config: ManagerConfig) -> None:
+    """Let the manager's own GitHub calls and downloads use the model's proxy."""
+    proxy = config.proxy
+    if proxy.http:
+        os.environ.setdefault("http_proxy", proxy.http)
+    if proxy.https:
+        os.environ.setdefault("https_proxy", proxy.https)
+    if proxy.http or proxy.https:
+        no_proxy = [part for part in (proxy.no_proxy or "").split(",") if part]
+        no_proxy += ["127.0.0.1", "localhost", "::1"]
+        os.environ["no_proxy"] = ",".join(dict.fromkeys(no_proxy))
+
+
+def build_manager(config: ManagerConfig) -> RunnerManager:
+    """Build a manager with the real LXD and GitHub clients.
+
+    Args:
+        config: the configuration.
+
+    Returns:
+        The manager.
+
+    Raises:
+        RunnerManagerError: if LXD cannot be reached or the token cannot be read.
+    """
+    _apply_proxy_environment(config)
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    github = GhApiClient(
+        config.github.github_path,
+        config.github.read_token(),
+        config.github.api_url,
+        timeout=config.timing.api_timeout,
+        retries=config.timing.api_retries,
+        cache=ResponseCache(config.state_dir / "github-cache.json"),
+    )
+    lxd = PylxdClient(
+        project=config.lxd.project, socket=config.lxd.socket, timeout=config.lxd.timeout
+    )
+    return RunnerManager(config, lxd, github, architecture=runner_architecture())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m github_runner_manager",
+        description="Keep ephemeral GitHub Actions runners alive in LXD.",
+    )
+    parser.add_argument("--config", required=True, type=Path, help="configuration file")
+    parser.add_argument(
+        "--log-level", default=os.environ.get("GITHUB_RUNNER_LOG_LEVEL", "INFO"), help="log level"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("reconcile", help="bring the runners to the configured state")
+    commands.add_parser("check", help="count the runners by state (changes nothing)")
+    flush = commands.add_parser("flush", help="remove idle runners, then reconcile")
+    flush.add_argument("--busy", action="store_true", help="remove busy runners too")
+    flush.add_argument(
+        "--no-reconcile", action="store_true", help="do not replace the removed runners"
+    )
+    commands.add_parser(
+        "update-dependencies", help="refresh the runner application and replace outdated runners"
+    )
+    return parser
+
+
+def _print(document: object) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line.
+
+    Args:
+        argv: the arguments (sys.argv[1:] by default).
+
+    Returns:
+        The exit code.
+    """
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # ghapi and urllib3 would log request details at debug level; keep them quiet.
+    # pylxd's pool warns when parallel calls share its connections: harmless, so keep it quiet.
+    for noisy in ("urllib3", "ws4py", "fastcore"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        logger.error("invalid configuration: %s", exc)
+        _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
+        return EXIT_CONFIG
+    try:
+        manager = build_manager(config)
+    except RunnerManagerError as exc:
+        logger.error("%s", exc)
+        _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
+        return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_TRANSIENT
+
+    if args.command == "check":
+        try:
+            result = manager.check()
+        except RunnerManagerError as exc:
+            logger.error("%s", exc)
+            _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
+            return EXIT_GITHUB_AUTH if exc.kind in _AUTH_KINDS else EXIT_TRANSIENT
+        _print(result)
+        return EXIT_OK
+
+    if args.command == "reconcile":
+        report = manager.reconcile()
+    elif args.command == "flush":
+        report = manager.flush(busy=args.busy, reconcile=not args.no_reconcile)
+    else:
+        report = manager.update_dependencies()
+    for error in report.errors:
+        logger.error(
+            "%s%s: %s", f"{error.runner}: " if error.runner else "", error.kind, error.message
+        )
+    _print(report.model_dump(mode="json"))
+    return exit_code(report)

@@ -1,0 +1,473 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""The runner manager's configuration file: what the charm hands to the manager.
+
+The file is JSON or YAML (YAML being a superset of JSON, one parser reads both). Its format is
+documented in the README ("Runner manager configuration file").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pydantic
+import yaml
+
+from .errors import ConfigError
+from .models import GitHubPath, InstanceType, parse_github_path
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(KiB|MiB|GiB|TiB|PiB|EiB)\s*$")
+_SIZE_FACTORS = {"KiB": 1, "MiB": 2, "GiB": 3, "TiB": 4, "PiB": 5, "EiB": 6}
+
+# LXD instance names are hostnames: at most 63 characters. A runner name is the prefix, a dash
+# and 12 hex characters.
+RUNNER_SUFFIX_HEX = 12
+MAX_PREFIX_LENGTH = 63 - 1 - RUNNER_SUFFIX_HEX
+_PREFIX_RE = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9._:/+-]{1,100}$")
+
+
+def parse_size(value: str) -> int:
+    """Parse a size such as `7GiB` into bytes.
+
+    Args:
+        value: a positive integer followed by KiB, MiB, GiB, TiB, PiB or EiB.
+
+    Returns:
+        The size in bytes.
+
+    Raises:
+        ValueError: if the value is not such a size, or is zero.
+    """
+    match = _SIZE_RE.match(value)
+    if not match:
+        raise ValueError(
+            f"{value!r} is not a size: use a whole number and one of KiB, MiB, GiB, TiB, PiB, "
+            "EiB (for example 7GiB)"
+        )
+    number = int(match.group(1))
+    if number <= 0:
+        raise ValueError(f"{value!r} must be greater than zero")
+    return number * 1024 ** _SIZE_FACTORS[match.group(2)]
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Tell whether a URL host is a loopback address or `localhost`.
+
+    Args:
+        host: the host part of a URL.
+
+    Returns:
+        True for localhost, 127.0.0.0/8 and ::1.
+    """
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_github_url(url: str) -> str:
+    """Check a GitHub (or GitHub Enterprise Server) URL.
+
+    Args:
+        url: the web URL, e.g. `https://github.com`.
+
+    Returns:
+        The URL without a trailing slash.
+
+    Raises:
+        ValueError: if it is not https (or http to a loopback host), or has a path or query.
+    """
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an https URL such as https://github.com")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError(f"{url!r} must use https (plain http is accepted for loopback only)")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{url!r} must be a bare server URL without a path, query or user")
+    return url
+
+
+def api_base_url(github_url: str) -> str:
+    """Return the REST API base of a GitHub server.
+
+    Args:
+        github_url: the web URL (`https://github.com` or a GHES URL).
+
+    Returns:
+        `https://api.github.com` for github.com, `<url>/api/v3` otherwise.
+    """
+    parts = urlsplit(github_url)
+    if parts.hostname in ("github.com", "www.github.com"):
+        return "https://api.github.com"
+    return f"{github_url.rstrip('/')}/api/v3"
+
+
+class _Model(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+
+class GitHubSettings(_Model):
+    """How to reach GitHub and where the runners belong.
+
+    Attributes:
+        url: the GitHub web URL (github.com or a GHES server).
+        path: `org` or `owner/repo`.
+        group: the organisation runner group.
+        token: the token itself (prefer token_file).
+        token_file: a root-only file holding the token.
+    """
+
+    url: str = "https://github.com"
+    path: str
+    group: str = "default"
+    token: pydantic.SecretStr | None = None
+    token_file: Path | None = None
+
+    @pydantic.field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return validate_github_url(value)
+
+    @pydantic.model_validator(mode="after")
+    def _check_token(self) -> GitHubSettings:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("set exactly one of github.token and github.token_file")
+        try:
+            parse_github_path(self.path, self.group)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    @property
+    def github_path(self) -> GitHubPath:
+        """The parsed organisation or repository."""
+        return parse_github_path(self.path, self.group)
+
+    @property
+    def api_url(self) -> str:
+        """The REST API base URL."""
+        return api_base_url(self.url)
+
+    def read_token(self) -> str:
+        """Return the token, reading the token file when one is configured.
+
+        Returns:
+            The token.
+
+        Raises:
+            ConfigError: if the token file cannot be read or is empty.
+        """
+        if self.token is not None:
+            token = self.token.get_secret_value().strip()
+        else:
+            assert self.token_file is not None  # noqa: S101 - guaranteed by _check_token
+            try:
+                token = self.token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read the token file {self.token_file}: {exc}") from exc
+        if not token:
+            raise ConfigError("the GitHub token is empty")
+        return token
+
+
+class RunnerSettings(_Model):
+    """The runners to keep and what each looks like.
+
+    Attributes:
+        containers: LXD container runners to keep.
+        virtual_machines: LXD virtual-machine runners to keep.
+        labels: extra labels, beside the application name, image and instance type.
+        cpu: CPUs per runner instance.
+        memory: memory per runner instance (e.g. 7GiB).
+        disk: root disk per runner instance (e.g. 10GiB).
+        base_image: LXD image alias the runners start from.
+    """
+
+    containers: int = pydantic.Field(0, ge=0)
+    virtual_machines: int = pydantic.Field(0, ge=0)
+    labels: tuple[str, ...] = ()
+    cpu: int = pydantic.Field(2, ge=1)
+    memory: str = "7GiB"
+    disk: str = "10GiB"
+    base_image: str = "jammy"
+
+    @pydantic.field_validator("memory", "disk")
+    @classmethod
+    def _check_size(cls, value: str) -> str:
+        parse_size(value)
+        return value.strip()
+
+    @pydantic.field_validator("labels")
+    @classmethod
+    def _check_labels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for label in value:
+            if not _LABEL_RE.match(label):
+                raise ValueError(f"label {label!r} has characters GitHub does not accept")
+        return value
+
+    def count(self, instance_type: InstanceType) -> int:
+        """Return how many runners of a type to keep.
+
+        Args:
+            instance_type: container or virtual machine.
+
+        Returns:
+            The configured count.
+        """
+        if instance_type is InstanceType.CONTAINER:
+            return self.containers
+        return self.virtual_machines
+
+
+class LxdSettings(_Model):
+    """Where the runner instances live in LXD.
+
+    Attributes:
+        project: the LXD project.
+        storage_pool: the storage pool for the runners' root disks.
+        profiles: profiles every runner instance gets (before its own settings).
+        socket: the LXD unix socket; found automatically when unset.
+        timeout: seconds any single LXD call may take.
+    """
+
+    project: str = "default"
+    storage_pool: str = "default"
+    profiles: tuple[str, ...] = ("default",)
+    socket: Path | None = None
+    timeout: float = pydantic.Field(120.0, gt=0)
+
+
+class ProxySettings(_Model):
+    """Proxies the runners use (the Juju model's proxy settings).
+
+    Attributes:
+        http: the HTTP proxy URL.
+        https: the HTTPS proxy URL.
+        no_proxy: comma-separated hosts that bypass the proxy.
+    """
+
+    http: str | None = None
+    https: str | None = None
+    no_proxy: str | None = None
+
+
+class SshDebugSettings(_Model):
+    """A tmate server for the debug-ssh relation.
+
+    Attributes:
+        host: the server address.
+        port: its port.
+        rsa_fingerprint: its RSA host key fingerprint.
+        ed25519_fingerprint: its Ed25519 host key fingerprint.
+    """
+
+    host: str
+    port: int = pydantic.Field(ge=1, le=65535)
+    rsa_fingerprint: str
+    ed25519_fingerprint: str
+
+
+class MetricsSettings(_Model):
+    """Metric events (written only when COS is related).
+
+    Attributes:
+        enabled: whether to write metric events.
+        log_path: the JSON lines file the events go to.
+    """
+
+    enabled: bool = False
+    log_path: Path = Path("/var/log/github-runner-metrics.log")
+
+
+class TimingSettings(_Model):
+    """Time limits and parallelism.
+
+    Attributes:
+        registration_timeout: seconds a new runner may take to come online before it counts as
+            unhealthy (GitHub shows a healthy runner offline for a while after it starts).
+        spawn_concurrency: how many runners are created at the same time.
+        api_timeout: seconds any single GitHub call may take.
+        api_retries: attempts for a GitHub call failing with a server or network error.
+        lock_timeout: seconds to wait for another run's lock before giving up.
+    """
+
+    registration_timeout: float = pydantic.Field(600.0, gt=0)
+    spawn_concurrency: int = pydantic.Field(4, ge=1, le=64)
+    api_timeout: float = pydantic.Field(30.0, gt=0)
+    api_retries: int = pydantic.Field(3, ge=1, le=10)
+    lock_timeout: float = pydantic.Field(5.0, ge=0)
+
+
+class ManagerConfig(_Model):
+    """The whole configuration of one runner manager (one charm unit).
+
+    Attributes:
+        unit: the owner identity written on every instance (e.g. `github-runner/0`); the
+            manager only ever touches instances carrying it.
+        name_prefix: runner names are `<name_prefix>-<12 hex>`, e.g. `github-runner-0`.
+        flavor: the application name: a runner label and the metrics flavor.
+        github: GitHub settings.
+        runners: runner counts and shape.
+        lxd: LXD settings.
+        proxy: proxies for the runners.
+        dockerhub_mirror: a registry mirror URL for docker inside the runners.
+        ssh_debug: tmate servers from the debug-ssh relation.
+        metrics: metric events.
+        timing: time limits.
+        state_dir: where the manager keeps its lock, caches and the runner application.
+        report_path: where the last run's JSON report is written (default in state_dir).
+        templates_dir: the jinja2 templates (default: the project's `templates/`).
+    """
+
+    unit: str = pydantic.Field(min_length=1, max_length=200)
+    name_prefix: str
+    flavor: str
+    github: GitHubSettings
+    runners: RunnerSettings = RunnerSettings()
+    lxd: LxdSettings = LxdSettings()
+    proxy: ProxySettings = ProxySettings()
+    dockerhub_mirror: str | None = None
+    ssh_debug: tuple[SshDebugSettings, ...] = ()
+    metrics: MetricsSettings = MetricsSettings()
+    timing: TimingSettings = TimingSettings()
+    state_dir: Path
+    report_path: Path | None = None
+    templates_dir: Path | None = None
+
+    @pydantic.field_validator("name_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if len(value) > MAX_PREFIX_LENGTH or not _PREFIX_RE.match(value):
+            raise ValueError(
+                f"name_prefix {value!r} must be lowercase letters, digits and dashes, start "
+                f"with a letter and be at most {MAX_PREFIX_LENGTH} characters"
+            )
+        return value
+
+    @pydantic.field_validator("dockerhub_mirror")
+    @classmethod
+    def _check_mirror(cls, value: str | None) -> str | None:
+        if value and urlsplit(value).scheme != "https":
+            raise ValueError("dockerhub_mirror must be an https URL")
+        return value or None
+
+    @property
+    def report_file(self) -> Path:
+        """The report path, defaulting to `report.json` in the state directory."""
+        return self.report_path or self.state_dir / "report.json"
+
+    @property
+    def templates(self) -> Path:
+        """The templates directory, defaulting to the project's `templates/`."""
+        if self.templates_dir is not None:
+            return self.templates_dir
+        env_dir = os.environ.get("GITHUB_RUNNER_TEMPLATES")
+        if env_dir:
+            return Path(env_dir)
+        return Path(__file__).resolve().parents[2] / "templates"
+
+    def runner_hash_input(self, instance_type: InstanceType) -> dict[str, Any]:
+        """Everything that shapes a runner of a type, for the configuration hash.
+
+        The token and the counts are left out: neither changes what a runner is.
+
+        Args:
+            instance_type: container or virtual machine.
+
+        Returns:
+            A JSON-serialisable description.
+        """
+        return {
+            "type": instance_type.value,
+            "github_url": self.github.url,
+            "path": str(self.github.github_path),
+            "group": self.github.group,
+            "labels": list(self.runners.labels),
+            "flavor": self.flavor,
+            "cpu": self.runners.cpu,
+            "memory": self.runners.memory,
+            "disk": self.runners.disk,
+            "image": self.runners.base_image,
+            "profiles": list(self.lxd.profiles),
+            "pool": self.lxd.storage_pool,
+            "proxy": self.proxy.model_dump(),
+            "dockerhub_mirror": self.dockerhub_mirror,
+            "ssh_debug": [s.model_dump() for s in self.ssh_debug],
+            "metrics": self.metrics.enabled,
+        }
+
+
+def load_config(path: Path) -> ManagerConfig:
+    """Read and validate the manager's configuration file.
+
+    Args:
+        path: a JSON or YAML file.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: if the file is missing, unreadable or invalid; the message names the field.
+    """
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration file {path}: {exc}") from exc
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is neither JSON nor YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings")
+    try:
+        return ManagerConfig.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: pydantic.ValidationError) -> str:
+    """Summarise a validation error in one line per field, without the input values.
+
+    Input values are left out because one of them may be the token.
+
+    Args:
+        exc: the pydantic error.
+
+    Returns:
+        A message such as `runners.cpu: Input should be greater than or equal to 1`.
+    """
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        location = ".".join(str(part) for part in error["loc"]) or "config"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{location}: {message}")
+    return "; ".join(lines)
+
+
+def config_hash(data: dict[str, Any], extra: str = "") -> str:
+    """Hash a runner description into a short stable string.
+
+    Args:
+        data: the JSON-serialisable description.
+        extra: more text to mix in (the runner application checksum, the templates' hash).
+
+    Returns:
+        16 hex characters.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps(data, sort_keys=True).encode())
+    digest.update(extra.encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,448 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""The LXD adapter: the only module that imports pylxd.
+
+Instances belong to a manager by their `user.github-runner.*` configuration keys (the tags), not
+by their names, so two managers (two units, or two applications) on one LXD never touch each
+other's instances. Every call is bounded by a timeout; deleting an instance that is already gone
+counts as success.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import logging
+import shlex
+from pathlib import Path
+from typing import Any, Protocol
+
+import pylxd
+import pylxd.exceptions
+import requests.exceptions
+
+from .errors import LxdError
+from .models import InstanceStatus, InstanceType, RunnerInstance
+
+logger = logging.getLogger(__name__)
+
+TAG_UNIT = "user.github-runner.unit"
+TAG_CONFIG_HASH = "user.github-runner.config-hash"
+TAG_CREATED_AT = "user.github-runner.created-at"
+TAG_TYPE = "user.github-runner.type"
+
+_LXD_ERRORS = (
+    pylxd.exceptions.LXDAPIException,
+    pylxd.exceptions.ClientConnectionFailed,
+    requests.exceptions.RequestException,
+    OSError,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceSpec:
+    """Everything needed to create one runner instance.
+
+    Attributes:
+        name: the instance name.
+        instance_type: container or virtual machine.
+        image: the image alias to start from.
+        profiles: profiles applied before the instance's own settings.
+        config: instance configuration (limits, security, tags).
+        devices: instance devices (root disk, proxy devices).
+        ephemeral: LXD deletes an ephemeral instance when it stops.
+    """
+
+    name: str
+    instance_type: InstanceType
+    image: str
+    profiles: tuple[str, ...]
+    config: dict[str, str]
+    devices: dict[str, dict[str, str]]
+    ephemeral: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecResult:
+    """The result of a command run inside an instance.
+
+    Attributes:
+        exit_code: the command's exit code.
+        stdout: its standard output.
+        stderr: its standard error.
+    """
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+class LxdClient(Protocol):
+    """What the runner manager needs from LXD."""
+
+    def list_instances(self, unit: str) -> list[RunnerInstance]:
+        """List the instances tagged with a unit."""
+        ...  # pragma: no cover
+
+    def create_instance(self, spec: InstanceSpec) -> None:
+        """Create an instance (stopped)."""
+        ...  # pragma: no cover
+
+    def start_instance(self, name: str) -> None:
+        """Start an instance."""
+        ...  # pragma: no cover
+
+    def push_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Write a file (owned by root) into an instance."""
+        ...  # pragma: no cover
+
+    def push_symlink(self, name: str, path: str, target: str) -> None:
+        """Create a symbolic link inside an instance."""
+        ...  # pragma: no cover
+
+    def make_directory(self, name: str, path: str, mode: int = 0o755) -> None:
+        """Create a directory (owned by root) inside an instance, if missing."""
+        ...  # pragma: no cover
+
+    def pull_file(self, name: str, path: str) -> bytes:
+        """Read a file from an instance."""
+        ...  # pragma: no cover
+
+    def execute(
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> ExecResult:
+        """Run a command inside an instance."""
+        ...  # pragma: no cover
+
+    def delete_instance(self, name: str) -> None:
+        """Stop and delete an instance; a missing instance counts as deleted."""
+        ...  # pragma: no cover
+
+    def image_exists(self, alias: str) -> bool:
+        """Tell whether an image alias exists."""
+        ...  # pragma: no cover
+
+    def storage_pool_exists(self, name: str) -> bool:
+        """Tell whether a storage pool exists."""
+        ...  # pragma: no cover
+
+
+def _parse_created_at(value: str | None) -> datetime.datetime:
+    if value:
+        with contextlib.suppress(ValueError):
+            parsed = datetime.datetime.fromisoformat(value)
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+            return parsed
+    # An instance without a readable tag is treated as old: the planner may then clean it up.
+    return datetime.datetime.fromtimestamp(0, tz=datetime.timezone.utc)
+
+
+class PylxdClient:
+    """LxdClient backed by pylxd, on one LXD project."""
+
+    def __init__(
+        self, project: str = "default", socket: Path | None = None, timeout: float = 120.0
+    ):
+        """Connect to the local LXD daemon.
+
+        Args:
+            project: the LXD project holding the runner instances.
+            socket: the LXD unix socket; pylxd finds the snap's or Debian's by default.
+            timeout: seconds any single LXD call may take.
+
+        Raises:
+            LxdError: if LXD cannot be reached.
+        """
+        self._timeout = timeout
+        endpoint = str(socket) if socket else None
+        try:
+            self._client = pylxd.Client(endpoint=endpoint, project=project, timeout=timeout)
+        except _LXD_ERRORS as exc:
+            raise LxdError(f"cannot reach LXD: {exc}") from exc
+
+    def list_instances(self, unit: str) -> list[RunnerInstance]:
+        """List the instances tagged with a unit.
+
+        Args:
+            unit: the owner identity in the `user.github-runner.unit` tag.
+
+        Returns:
+            The unit's instances.
+
+        Raises:
+            LxdError: if LXD fails.
+        """
+        try:
+            response = self._client.api.instances.get(params={"recursion": "1"})
+            items = response.json()["metadata"]
+        except (*_LXD_ERRORS, ValueError, KeyError) as exc:
+            raise LxdError(f"cannot list LXD instances: {exc}") from exc
+        instances = []
+        for item in items:
+            config = item.get("config") or {}
+            if config.get(TAG_UNIT) != unit:
+                continue
+            try:
+                instance_type = InstanceType(item.get("type", "container"))
+            except ValueError:
+                continue
+            instances.append(
+                RunnerInstance(
+                    name=item["name"],
+                    instance_type=instance_type,
+                    status=InstanceStatus.from_lxd(str(item.get("status", ""))),
+                    created_at=_parse_created_at(config.get(TAG_CREATED_AT)),
+                    config_hash=config.get(TAG_CONFIG_HASH, ""),
+                )
+            )
+        return instances
+
+    def create_instance(self, spec: InstanceSpec) -> None:
+        """Create an instance from an image, without starting it.
+
+        Args:
+            spec: the instance to create.
+
+        Raises:
+            LxdError: if LXD refuses or fails.
+        """
+        request = {
+            "name": spec.name,
+            "type": spec.instance_type.value,
+            "source": {"type": "image", "alias": spec.image},
+            "ephemeral": spec.ephemeral,
+            "profiles": list(spec.profiles),
+            "config": dict(spec.config),
+            "devices": {name: dict(device) for name, device in spec.devices.items()},
+        }
+        try:
+            self._client.instances.create(request, wait=True)
+        except _LXD_ERRORS as exc:
+            raise LxdError(f"cannot create instance {spec.name}: {exc}") from exc
+
+    def _instance(self, name: str) -> Any:
+        try:
+            return self._client.instances.get(name)
+        except _LXD_ERRORS as exc:
+            raise LxdError(f"cannot find instance {name}: {exc}") from exc
+
+    def start_instance(self, name: str) -> None:
+        """Start an instance and wait until LXD reports it started.
+
+        Args:
+            name: the instance.
+
+        Raises:
+            LxdError: if LXD fails.
+        """
+        instance = self._instance(name)
+        try:
+            instance.start(timeout=int(self._timeout), wait=True)
+        except _LXD_ERRORS as exc:
+            raise LxdError(f"cannot start instance {name}: {exc}") from exc
+
+    def push_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Write a file owned by root into an instance (running, or a stopped container).
+
+        Args:
+            name: the instance.
+            path: the absolute path inside it.
+            data: the content.
+            mode: the file permissions.
+
+        Raises:
+            LxdError: if LXD fails.
+        """
+        try:
+            self._client.api.instances[name].files.post(
+                params={"path": path},
+                data=data,
+                headers={
+                    "X-LXD-type": "file",
+                    "X-LXD-mode": f"{mode:04o}",
+                    "X-LXD-uid": "0",
+                    "X-LXD-gid": "0",
+                    "X-LXD-write": "overwrite",
+                },
+            )
+        except _LXD_ERRORS as exc:
+            raise LxdError(f"cannot write {path} into {name}: {exc}") from exc
+
+    def push_symlink(self, name: str, path: str, target: str) -> None:
+        """Create a symbolic link inside an instance (e.g. to enable a systemd unit).
+
+        Args:
+            name: the instance.
+            path: the link's absolute path.
+            target: where it points.
+
+        Raises:
+            LxdError: if LXD fails.
+        """
+        try:
+            self._client.api.instances[name].files.post(
+                params={"path": path},
+                data=target.encode(),
+                headers={"X-LXD-type": "symlink", "X-LXD-uid": "0", "X-LXD-gid": "0"},
+            )
+        except _LXD_ERRORS as exc:
+            raise LxdError(f"cannot link {path} in {name}: {exc}") from exc
+
+    def make_directory(self, name: str, path: str, mode: int = 0o755) -> None:
+        """Create a directory owned by root inside an instance; an existing one is kept.
+
+        Args:
+            name: the instance.
+            path: the directory's absolute path (its parent must exist).
+            mode: its permissions.
+
+        Raises:
+            LxdError: if LXD fails.
+        """
+        try:
+            self._client.api.instances[name].files.post(
+                params={"path": path},
+                headers={
+                    "X-LXD-type": "directory",
+                    "X-LXD-mode": f"{mode:04o}",
+                    "X-LXD-uid": "0",
+                    "X-LXD-gid": "0",
+                },
+            )
+        except pylxd.exceptions.LXDAPIException as exc:
+            if "exist" not in str(exc).lower():
+                raise LxdError(f"cannot create {path} in {name}: {exc}") from exc
+        except _LXD_ERRORS as exc:
+            raise LxdError(f"cannot create {path} in {name}: {exc}") from exc
+
+    def pull_file(self, name: str, path: str) -> bytes:
+        """Read a file from an instance.
+
+        Args:
+            name: the instance.
+            path: the absolute path inside it.
+
+        Returns:
+            The content.
+
+        Raises:
+            LxdError: if LXD fails or the file does not exist.
+        """
+        try:
+            return bytes(self._instance(name).files.get(path))
+        except _LXD_ERRORS as exc:
+            raise LxdError(f"cannot read {path} from {name}: {exc}") from exc
+
+    def execute(
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> ExecResult:
+        """Run a command inside a running instance, killed after a timeout.
+
+        The command runs under `timeout` inside the instance, so a hung command cannot hold the
+        manager; the LXD client's own timeout bounds the call itself.
+
+        Args:
+            name: the instance.
+            command: the command and its arguments.
+            env: extra environment (secrets go here, never into the command line).
+            timeout: seconds the command may run.
+
+        Returns:
+            The exit code and output.
+
+        Raises:
+            LxdError: if LXD fails.
+        """
+        bounded = ["timeout", "--kill-after=5", f"{max(1, int(timeout))}s", *command]
+        try:
+            result = self._instance(name).execute(bounded, environment=env or {})
+        except _LXD_ERRORS as exc:
+            raise LxdError(f"cannot run {shlex.join(command[:2])} in {name}: {exc}") from exc
+        return ExecResult(
+            exit_code=int(result.exit_code), stdout=str(result.stdout), stderr=str(result.stderr)
+        )
+
+    def delete_instance(self, name: str) -> None:
+        """Stop (forcefully) and delete an instance; a missing instance counts as deleted.
+
+        Args:
+            name: the instance.
+
+        Raises:
+            LxdError: if LXD fails for another reason.
+        """
+        try:
+            instance = self._client.instances.get(name)
+        except pylxd.exceptions.NotFound:
+            return
+        except _LXD_ERRORS as exc:
+            raise LxdError(f"cannot find instance {name}: {exc}") from exc
+        try:
+            if instance.status != "Stopped":
+                instance.stop(force=True, wait=True)
+        except pylxd.exceptions.NotFound:
+            return
+        except _LXD_ERRORS as exc:
+            # An ephemeral instance may vanish while stopping; check before giving up.
+            if self._exists(name):
+                raise LxdError(f"cannot stop instance {name}: {exc}") from exc
+            return
+        if not self._exists(name):
+            return  # ephemeral: LXD deleted it when it stopped
+        try:
+            instance.delete(wait=True)
+        except pylxd.exceptions.NotFound:
+            return
+        except _LXD_ERRORS as exc:
+            if self._exists(name):
+                raise LxdError(f"cannot delete instance {name}: {exc}") from exc
+
+    def _exists(self, name: str) -> bool:
+        try:
+            return bool(self._client.instances.exists(name))
+        except _LXD_ERRORS as exc:
+            raise LxdError(f"cannot query instance {name}: {exc}") from exc
+
+    def image_exists(self, alias: str) -> bool:
+        """Tell whether an image alias exists.
+
+        Args:
+            alias: the alias.
+
+        Returns:
+            True when LXD has it.
+
+        Raises:
+            LxdError: if LXD fails.
+        """
+        try:
+            return bool(self._client.images.exists(alias, alias=True))
+        except _LXD_ERRORS as exc:
+            raise LxdError(f"cannot look up image {alias}: {exc}") from exc
+
+    def storage_pool_exists(self, name: str) -> bool:
+        """Tell whether a storage pool exists.
+
+        Args:
+            name: the pool.
+
+        Returns:
+            True when LXD has it.
+
+        Raises:
+            LxdError: if LXD fails.
+        """
+        try:
+            return bool(self._client.storage_pools.exists(name))
+        except _LXD_ERRORS as exc:
+            raise LxdError(f"cannot look up storage pool {name}: {exc}") from exc

@@ -1,0 +1,502 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""The RunnerManager: observe LXD and GitHub, plan, apply, report.
+
+One manager owns the runners of one unit. Runs that change anything (reconcile, flush, update)
+hold a file lock, so the systemd timer's run and an action never overlap.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime
+import errno
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import planner
+from .applier import RemovalOutcome, RunnerRemover
+from .binary import CachedRunner, RunnerBinaryCache
+from .config import ManagerConfig, config_hash
+from .errors import (
+    GitHubError,
+    LockBusyError,
+    LxdError,
+    PathNotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RunnerManagerError,
+    TokenError,
+)
+from .github import GitHubClient
+from .lxd import LxdClient
+from .models import GitHubRunner, InstanceType, RunnerInstance, RunnerState
+from .report import ErrorEntry, RemovedEntry, Report, RunnerEntry
+from .runner import RunnerSpawner, SpawnResult
+from .templates import TemplateRenderer
+from .utils import run_parallel
+
+logger = logging.getLogger(__name__)
+
+# Errors after which no further GitHub call in this run can succeed: stop spawning.
+_FATAL_GITHUB_ERRORS = (TokenError, PermissionDeniedError, PathNotFoundError, RateLimitError)
+# How old a not-yet-online runner must be before asking whether its process still runs.
+PROBE_MIN_AGE = datetime.timedelta(seconds=30)
+
+
+@contextlib.contextmanager
+def manager_lock(
+    path: Path, timeout: float, sleep: Callable[[float], None] = time.sleep
+) -> Iterator[None]:
+    """Hold the manager's file lock.
+
+    Args:
+        path: the lock file.
+        timeout: seconds to wait for another run to finish.
+        sleep: the sleep function.
+
+    Yields:
+        Nothing; the lock is held inside the block.
+
+    Raises:
+        LockBusyError: if another run held the lock for the whole timeout.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise LockBusyError(
+                        f"another run of the runner manager holds {path}; try again later"
+                    ) from None
+                sleep(0.2)
+        yield
+    finally:
+        os.close(fd)
+
+
+class RunnerManager:
+    """Keeps the configured number of runners of one unit."""
+
+    def __init__(
+        self,
+        config: ManagerConfig,
+        lxd: LxdClient,
+        github: GitHubClient,
+        *,
+        binary: RunnerBinaryCache | None = None,
+        architecture: str = "x64",
+        clock: Callable[[], datetime.datetime] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        """Create the manager.
+
+        Args:
+            config: the configuration.
+            lxd: the LXD client.
+            github: the GitHub client.
+            binary: the runner application cache (built from the config by default).
+            architecture: the runner architecture (`x64` or `arm64`).
+            clock: the current time (tests pass a fake).
+            sleep: the sleep function (tests pass a fake).
+            monotonic: a monotonic clock for durations.
+        """
+        self.config = config
+        self._lxd = lxd
+        self._github = github
+        self._clock = clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._renderer = TemplateRenderer(config.templates)
+        self._binary = binary or RunnerBinaryCache(
+            config.state_dir / "runner-binary", github, architecture
+        )
+        self._name_pattern = planner.runner_name_pattern(config.name_prefix)
+        self._remover = RunnerRemover(lxd, github, sleep=sleep)
+
+    # ----- observation ----------------------------------------------------------------------
+
+    def observe(self) -> tuple[list[RunnerInstance], list[GitHubRunner]]:
+        """List the unit's instances and its GitHub runners, at the same time.
+
+        Returns:
+            The instances and the GitHub runners carrying the unit's name pattern.
+
+        Raises:
+            LxdError: if LXD cannot be listed.
+            GitHubError: if GitHub cannot be listed.
+        """
+        results = run_parallel(
+            lambda source: source(),
+            [lambda: self._lxd.list_instances(self.config.unit), self._github.list_runners],
+            workers=2,
+        )
+        for _, _, exc in results:
+            if exc is not None:
+                raise exc
+        instances: list[RunnerInstance] = results[0][1]  # type: ignore[assignment]
+        runners: list[GitHubRunner] = results[1][1]  # type: ignore[assignment]
+        ours = [runner for runner in runners if self._name_pattern.match(runner.name)]
+        return instances, ours
+
+    def _hashes(self, cached: CachedRunner | None) -> dict[InstanceType, str]:
+        if cached is None:
+            return {}
+        extra = cached.application.sha256_checksum + self._renderer.runner_templates_hash()
+        return {
+            instance_type: config_hash(self.config.runner_hash_input(instance_type), extra)
+            for instance_type in InstanceType
+        }
+
+    def _probe(self, name: str) -> bool | None:
+        """Ask an instance whether its runner service still runs (None: cannot tell)."""
+        try:
+            result = self._lxd.execute(
+                name, ["systemctl", "is-active", "github-runner"], timeout=15
+            )
+        except LxdError:
+            return None
+        state = result.stdout.strip()
+        if state in ("active", "activating", "reloading"):
+            return True
+        if state in ("inactive", "failed", "deactivating"):
+            return False
+        return None
+
+    def classify(
+        self,
+        instances: Sequence[RunnerInstance],
+        github_runners: Sequence[GitHubRunner],
+        hashes: dict[InstanceType, str],
+    ) -> list[planner.RunnerView]:
+        """Classify the runners, probing the instances that are late to come online.
+
+        Args:
+            instances: the unit's instances.
+            github_runners: the unit's GitHub runners.
+            hashes: the current configuration hash per instance type.
+
+        Returns:
+            The classified runners.
+        """
+        now = self._clock()
+        timeout = datetime.timedelta(seconds=self.config.timing.registration_timeout)
+        views = planner.classify(
+            instances, github_runners, now=now, registration_timeout=timeout, current_hash=hashes
+        )
+        to_probe = planner.instances_to_probe(views, now=now, min_age=PROBE_MIN_AGE)
+        if not to_probe:
+            return views
+        alive = {
+            name: result
+            for name, result, _ in run_parallel(
+                self._probe, to_probe, self.config.timing.spawn_concurrency
+            )
+        }
+        return planner.classify(
+            instances,
+            github_runners,
+            now=now,
+            registration_timeout=timeout,
+            current_hash=hashes,
+            alive=alive,
+        )
+
+    # ----- commands -------------------------------------------------------------------------
+
+    def _new_report(self, command: str) -> Report:
+        return Report(
+            command=command,
+            unit=self.config.unit,
+            started_at=self._clock(),
+            desired={t.value: self.config.runners.count(t) for t in InstanceType},
+        )
+
+    def _finish(self, report: Report, started: float) -> Report:
+        report.finished_at = self._clock()
+        report.duration = round(self._monotonic() - started, 3)
+        report.ok = not report.errors
+        rate = self._github.rate_limit()
+        if rate is not None:
+            report.rate_limit_remaining = rate.remaining
+            report.rate_limit_reset_at = rate.reset_at
+        report.github_calls = self._github.call_count()
+        report.github_not_modified = getattr(self._github, "not_modified_count", lambda: 0)()
+        save = getattr(self._github, "save_cache", None)
+        if save is not None:
+            try:
+                save()
+            except OSError as exc:
+                logger.warning("cannot save the GitHub response cache: %s", exc)
+        return report
+
+    def reconcile(self) -> Report:
+        """Bring the runners to the configured counts and health.
+
+        Returns:
+            The report (also written to the report file).
+        """
+        return self._locked_run("reconcile", lambda report: self._reconcile(report))
+
+    def flush(self, busy: bool = False, reconcile: bool = True) -> Report:
+        """Remove the unit's idle runners (busy ones too with `busy`), then reconcile.
+
+        Args:
+            busy: whether to remove busy runners too, cancelling their jobs.
+            reconcile: whether to reconcile afterwards (replacing what was removed).
+
+        Returns:
+            The report.
+        """
+
+        def run(report: Report) -> None:
+            self._flush(report, busy)
+            if reconcile and not report.errors:
+                self._reconcile(report)
+
+        return self._locked_run("flush", run)
+
+    def update_dependencies(self) -> Report:
+        """Refresh the runner application, then reconcile (replacing idle outdated runners).
+
+        Returns:
+            The report; `timings["runner_updated"]` says whether a new runner was downloaded.
+        """
+        return self._locked_run("update-dependencies", lambda report: self._reconcile(report))
+
+    def _locked_run(self, command: str, body: Callable[[Report], None]) -> Report:
+        started = self._monotonic()
+        report = self._new_report(command)
+        try:
+            with manager_lock(
+                self.config.state_dir / "manager.lock",
+                self.config.timing.lock_timeout,
+                self._sleep,
+            ):
+                body(report)
+        except RunnerManagerError as exc:
+            report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
+        except Exception as exc:
+            logger.exception("unexpected error during %s", command)
+            report.errors.append(ErrorEntry(kind="unexpected", message=repr(exc)))
+        self._finish(report, started)
+        report.write(self.config.report_file)
+        return report
+
+    def _ensure_binary(self, report: Report) -> CachedRunner | None:
+        try:
+            cached = self._binary.ensure()
+        except RunnerManagerError as exc:
+            report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
+            return self._binary.cached()
+        report.runner_version = cached.application.version
+        report.timings["runner_updated"] = cached.updated
+        return cached
+
+    def _reconcile(self, report: Report) -> None:
+        phase = self._monotonic()
+        instances, github_runners = self.observe()
+        report.timings["observe"] = round(self._monotonic() - phase, 3)
+
+        phase = self._monotonic()
+        cached = self._ensure_binary(report)
+        report.timings["runner_binary"] = round(self._monotonic() - phase, 3)
+
+        phase = self._monotonic()
+        hashes = self._hashes(cached)
+        views = self.classify(instances, github_runners, hashes)
+        desired = {t: self.config.runners.count(t) for t in InstanceType}
+        plan = planner.plan(views, desired)
+        report.runners = [_entry(view) for view in views]
+        report.timings["plan"] = round(self._monotonic() - phase, 3)
+
+        phase = self._monotonic()
+        outcomes = self._remover.remove_all(plan.removals, self.config.timing.spawn_concurrency)
+        self._record_removals(report, outcomes)
+        report.timings["remove"] = round(self._monotonic() - phase, 3)
+
+        phase = self._monotonic()
+        created: list[SpawnResult] = []
+        wanted = [t for t, count in plan.create.items() for _ in range(count)]
+        if wanted and cached is None:
+            report.errors.append(
+                ErrorEntry(
+                    kind="runner-binary", message="no runner application to create runners with"
+                )
+            )
+        elif wanted and not self._lxd.image_exists(self.config.runners.base_image):
+            report.errors.append(
+                ErrorEntry(
+                    kind="image",
+                    message=f"the LXD image {self.config.runners.base_image!r} does not exist yet",
+                )
+            )
+        elif wanted and cached is not None:
+            created = self._spawn(report, wanted, cached, hashes)
+        report.timings["spawn"] = round(self._monotonic() - phase, 3)
+        report.created.extend(result.name for result in created)
+        report.timings.setdefault("runners", {}).update(
+            {result.name: dict(result.timings) for result in created}
+        )
+        report.counts = _counts(views, outcomes, created)
+
+    def _spawn(
+        self,
+        report: Report,
+        wanted: list[InstanceType],
+        cached: CachedRunner,
+        hashes: dict[InstanceType, str],
+    ) -> list[SpawnResult]:
+        spawner = RunnerSpawner(
+            self.config,
+            self._lxd,
+            self._github,
+            self._renderer,
+            runner_tarball=cached.path.read_bytes,
+            monotonic=self._monotonic,
+            sleep=self._sleep,
+            wall_clock=self._clock,
+        )
+        fatal: list[GitHubError] = []
+
+        def spawn_one(instance_type: InstanceType) -> SpawnResult | None:
+            if fatal:
+                return None  # GitHub refuses us: do not hammer it with the rest of the batch
+            try:
+                return spawner.spawn(instance_type, hashes[instance_type])
+            except _FATAL_GITHUB_ERRORS as exc:
+                fatal.append(exc)
+                raise
+
+        created = []
+        errors_seen: set[str] = set()
+        for _, result, exc in run_parallel(
+            spawn_one, wanted, self.config.timing.spawn_concurrency
+        ):
+            if result is not None:
+                created.append(result)
+            elif exc is not None:
+                kind = exc.kind if isinstance(exc, RunnerManagerError) else "unexpected"
+                message = str(exc) if isinstance(exc, RunnerManagerError) else repr(exc)
+                if isinstance(exc, _FATAL_GITHUB_ERRORS) and message in errors_seen:
+                    continue  # one token error is enough, not one per runner
+                errors_seen.add(message)
+                if not isinstance(exc, RunnerManagerError):
+                    logger.error("unexpected error creating a runner", exc_info=exc)
+                report.errors.append(ErrorEntry(kind=kind, message=message))
+        return created
+
+    def _flush(self, report: Report, busy: bool) -> None:
+        instances, github_runners = self.observe()
+        views = planner.classify(
+            instances,
+            github_runners,
+            now=self._clock(),
+            registration_timeout=datetime.timedelta(
+                seconds=self.config.timing.registration_timeout
+            ),
+            current_hash={},
+        )
+        report.runners = [_entry(view) for view in views]
+        removals = planner.plan_flush(views, busy=busy)
+        outcomes = self._remover.remove_all(removals, self.config.timing.spawn_concurrency)
+        self._record_removals(report, outcomes)
+        report.counts = _counts(views, outcomes, [])
+
+    def _record_removals(self, report: Report, outcomes: Sequence[RemovalOutcome]) -> None:
+        for outcome in outcomes:
+            if outcome.removed:
+                report.removed.append(
+                    RemovedEntry(name=outcome.removal.name, reason=outcome.removal.reason.value)
+                )
+            if outcome.error is not None:
+                report.errors.append(
+                    ErrorEntry(
+                        kind=outcome.error.kind,
+                        message=str(outcome.error),
+                        runner=outcome.removal.name,
+                    )
+                )
+            elif outcome.note:
+                logger.info("kept runner %s: %s", outcome.removal.name, outcome.note)
+
+    def check(self) -> dict[str, Any]:
+        """Count the unit's runners by state, without changing anything (no lock needed).
+
+        Returns:
+            Counts (`online`, `offline`, `busy`, `idle`, `unknown`) and names per state, per
+            instance type.
+        """
+        instances, github_runners = self.observe()
+        views = self.classify(instances, github_runners, {})
+        names: dict[str, list[str]] = collections.defaultdict(list)
+        for view in views:
+            github = view.github
+            if github is None:
+                names["unknown"].append(view.name)
+                continue
+            names["online" if github.online else "offline"].append(view.name)
+            if github.online:
+                names["busy" if github.busy else "idle"].append(view.name)
+        by_type: dict[str, dict[str, int]] = {}
+        for view in views:
+            type_name = view.instance_type.value if view.instance_type else "github-only"
+            by_type.setdefault(type_name, collections.Counter())[view.state.value] += 1
+        rate = self._github.rate_limit()
+        return {
+            "online": len(names["online"]),
+            "offline": len(names["offline"]),
+            "busy": len(names["busy"]),
+            "idle": len(names["idle"]),
+            "unknown": len(names["unknown"]),
+            "runners": {state: sorted(found) for state, found in names.items()},
+            "by_type": {key: dict(value) for key, value in by_type.items()},
+            "desired": {t.value: self.config.runners.count(t) for t in InstanceType},
+            "rate_limit_remaining": rate.remaining if rate else None,
+        }
+
+
+def _entry(view: planner.RunnerView) -> RunnerEntry:
+    return RunnerEntry(
+        name=view.name,
+        instance_type=view.instance_type.value if view.instance_type else None,
+        state=view.state.value,
+        github_id=view.github.id if view.github else None,
+        online=bool(view.github and view.github.online),
+        busy=view.busy,
+        created_at=view.instance.created_at if view.instance else None,
+        stale=view.stale,
+    )
+
+
+def _counts(
+    views: Sequence[planner.RunnerView],
+    outcomes: Sequence[RemovalOutcome],
+    created: Sequence[SpawnResult],
+) -> dict[str, dict[str, int]]:
+    """Runners per instance type and state once the run's changes are made."""
+    removed = {outcome.removal.name for outcome in outcomes if outcome.removed}
+    counts: dict[str, dict[str, int]] = {t.value: {} for t in InstanceType}
+    for view in views:
+        if view.name in removed or view.instance_type is None:
+            continue
+        bucket = counts[view.instance_type.value]
+        bucket[view.state.value] = bucket.get(view.state.value, 0) + 1
+    for result in created:
+        bucket = counts[result.instance_type.value]
+        bucket[RunnerState.BOOTING.value] = bucket.get(RunnerState.BOOTING.value, 0) + 1
+    return counts

@@ -1,0 +1,289 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""The reconciliation planner: a pure function from what is observed to what to do.
+
+Inputs are the unit's LXD instances, the GitHub runners carrying its name prefix, the current
+configuration hash per instance type, the desired counts, the time, and (for a few instances)
+whether the runner process is alive inside them. The output is a `Plan`: which runners to remove
+and why, and how many to create per instance type. Nothing here does I/O, so every rule is tested
+as a table.
+
+The rules, each named by its `Reason`:
+
+- `github-orphan`: an offline GitHub runner with no instance. An ephemeral runner whose instance
+  died never deregisters, and GitHub keeps offline runners for weeks.
+- `stopped`: an instance that is not running. A runner powers its instance off after its job and
+  LXD deletes ephemeral instances, so a stopped one is a leftover (or LXD failed to delete it).
+- `unhealthy`: a running instance whose runner is not online on GitHub after the registration
+  grace period, or whose runner process is known to be dead. GitHub shows a healthy runner
+  offline for a while after it starts, hence the grace period.
+- `stale-config`: an idle (or still booting) runner created with another configuration. Busy
+  runners finish their job first; being ephemeral, they go away afterwards.
+- `scale-down`: more runners than wanted: idle runners go first, oldest first, then booting ones.
+  Busy runners are never removed to scale down.
+- `flush`: the operator asked to remove runners.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import re
+from collections.abc import Mapping, Sequence
+
+from .config import RUNNER_SUFFIX_HEX
+from .models import GitHubRunner, InstanceStatus, InstanceType, RunnerInstance, RunnerState
+
+
+class Reason(str, enum.Enum):
+    """Why a runner is removed."""
+
+    GITHUB_ORPHAN = "github-orphan"
+    STOPPED = "stopped"
+    UNHEALTHY = "unhealthy"
+    STALE_CONFIG = "stale-config"
+    SCALE_DOWN = "scale-down"
+    FLUSH = "flush"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunnerView:
+    """One runner as seen through LXD and GitHub together.
+
+    Attributes:
+        name: the runner (and instance) name.
+        state: the classified state.
+        instance: the LXD instance, if there is one.
+        github: the GitHub runner, if GitHub lists one.
+        stale: whether the instance was created with another configuration.
+    """
+
+    name: str
+    state: RunnerState
+    instance: RunnerInstance | None
+    github: GitHubRunner | None
+    stale: bool = False
+
+    @property
+    def instance_type(self) -> InstanceType | None:
+        """The instance type, or None for a GitHub-only runner."""
+        return self.instance.instance_type if self.instance else None
+
+    @property
+    def busy(self) -> bool:
+        """Whether GitHub says the runner is running a job."""
+        return bool(self.github and self.github.busy)
+
+
+@dataclasses.dataclass(frozen=True)
+class Removal:
+    """A runner to remove.
+
+    Attributes:
+        runner: the runner.
+        reason: why.
+    """
+
+    runner: RunnerView
+    reason: Reason
+
+    @property
+    def name(self) -> str:
+        """The runner name."""
+        return self.runner.name
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a reconciliation does.
+
+    Attributes:
+        runners: every runner, classified.
+        removals: the runners to remove, with their reasons.
+        create: how many runners to create per instance type.
+    """
+
+    runners: tuple[RunnerView, ...]
+    removals: tuple[Removal, ...]
+    create: Mapping[InstanceType, int]
+
+
+def runner_name_pattern(prefix: str) -> re.Pattern[str]:
+    """The pattern of the runner names of a manager.
+
+    The fixed-length hex suffix keeps `app-1` unit 2 (`app-1-2-<hex>`) apart from `app` unit 1
+    (`app-1-<hex>`), which a bare prefix match would confuse.
+
+    Args:
+        prefix: the manager's name prefix (`<app>-<unit number>`).
+
+    Returns:
+        The compiled pattern.
+    """
+    return re.compile(rf"^{re.escape(prefix)}-[0-9a-f]{{{RUNNER_SUFFIX_HEX}}}$")
+
+
+def classify(
+    instances: Sequence[RunnerInstance],
+    github_runners: Sequence[GitHubRunner],
+    *,
+    now: datetime.datetime,
+    registration_timeout: datetime.timedelta,
+    current_hash: Mapping[InstanceType, str],
+    alive: Mapping[str, bool | None] | None = None,
+) -> list[RunnerView]:
+    """Join instances and GitHub runners by name and classify each runner.
+
+    Args:
+        instances: the manager's LXD instances.
+        github_runners: the GitHub runners with the manager's name pattern.
+        now: the current time.
+        registration_timeout: how long a new runner may take to come online.
+        current_hash: the configuration hash a runner of each type is created with now.
+        alive: for probed instances, whether the runner process runs (None: unknown).
+
+    Returns:
+        The runners, sorted by name.
+    """
+    alive = alive or {}
+    by_name = {runner.name: runner for runner in github_runners}
+    views = []
+    for instance in instances:
+        runner = by_name.pop(instance.name, None)
+        # Without a current hash (the runner application is unknown) nothing counts as stale.
+        wanted_hash = current_hash.get(instance.instance_type)
+        stale = wanted_hash is not None and instance.config_hash != wanted_hash
+        views.append(
+            RunnerView(
+                name=instance.name,
+                state=_instance_state(instance, runner, now, registration_timeout, alive),
+                instance=instance,
+                github=runner,
+                stale=stale,
+            )
+        )
+    for runner in by_name.values():
+        views.append(
+            RunnerView(
+                name=runner.name, state=RunnerState.GITHUB_ONLY, instance=None, github=runner
+            )
+        )
+    return sorted(views, key=lambda view: view.name)
+
+
+def _instance_state(
+    instance: RunnerInstance,
+    runner: GitHubRunner | None,
+    now: datetime.datetime,
+    registration_timeout: datetime.timedelta,
+    alive: Mapping[str, bool | None],
+) -> RunnerState:
+    if instance.status is not InstanceStatus.RUNNING:
+        return RunnerState.STOPPED
+    if runner is not None and runner.busy:
+        return RunnerState.BUSY
+    if runner is not None and runner.online:
+        return RunnerState.IDLE
+    if alive.get(instance.name) is False:
+        return RunnerState.UNHEALTHY
+    if now - instance.created_at < registration_timeout:
+        return RunnerState.BOOTING
+    return RunnerState.UNHEALTHY
+
+
+def instances_to_probe(
+    views: Sequence[RunnerView], *, now: datetime.datetime, min_age: datetime.timedelta
+) -> list[str]:
+    """Pick the booting runners worth asking whether their runner process still runs.
+
+    A runner that is not online yet but old enough to have started its process is either still
+    registering or has crashed; a probe tells which without waiting for the grace period.
+
+    Args:
+        views: the classified runners.
+        now: the current time.
+        min_age: how old an instance must be before a probe means anything.
+
+    Returns:
+        The names of the instances to probe.
+    """
+    return [
+        view.name
+        for view in views
+        if view.state is RunnerState.BOOTING
+        and view.instance is not None
+        and now - view.instance.created_at >= min_age
+    ]
+
+
+def plan(views: Sequence[RunnerView], desired: Mapping[InstanceType, int]) -> Plan:
+    """Decide what a reconciliation does.
+
+    Args:
+        views: the classified runners (see `classify`).
+        desired: how many runners of each instance type to keep.
+
+    Returns:
+        The plan.
+    """
+    removals: list[Removal] = []
+    for view in views:
+        reason = _cleanup_reason(view)
+        if reason is not None:
+            removals.append(Removal(view, reason))
+
+    removed = {removal.name for removal in removals}
+    create: dict[InstanceType, int] = {}
+    for instance_type in InstanceType:
+        kept = [
+            view
+            for view in views
+            if view.instance_type is instance_type
+            and view.name not in removed
+            and view.state in (RunnerState.IDLE, RunnerState.BUSY, RunnerState.BOOTING)
+        ]
+        delta = desired.get(instance_type, 0) - len(kept)
+        create[instance_type] = max(delta, 0)
+        if delta < 0:
+            removals.extend(
+                Removal(view, Reason.SCALE_DOWN) for view in _scale_down_candidates(kept, -delta)
+            )
+    return Plan(runners=tuple(views), removals=tuple(removals), create=create)
+
+
+def _cleanup_reason(view: RunnerView) -> Reason | None:
+    if view.state is RunnerState.GITHUB_ONLY:
+        # An online runner without an instance has just lost it; GitHub sees it go offline
+        # within a minute, and the next run deletes it then.
+        return None if view.github and view.github.online else Reason.GITHUB_ORPHAN
+    if view.state is RunnerState.STOPPED:
+        return Reason.STOPPED
+    if view.state is RunnerState.UNHEALTHY:
+        return Reason.UNHEALTHY
+    if view.stale and view.state in (RunnerState.IDLE, RunnerState.BOOTING):
+        return Reason.STALE_CONFIG
+    return None
+
+
+def _scale_down_candidates(kept: Sequence[RunnerView], count: int) -> list[RunnerView]:
+    def age_key(view: RunnerView) -> datetime.datetime:
+        assert view.instance is not None  # noqa: S101 - kept runners all have instances
+        return view.instance.created_at
+
+    idle = sorted((v for v in kept if v.state is RunnerState.IDLE), key=age_key)
+    booting = sorted((v for v in kept if v.state is RunnerState.BOOTING), key=age_key)
+    return (idle + booting)[:count]
+
+
+def plan_flush(views: Sequence[RunnerView], *, busy: bool) -> list[Removal]:
+    """Decide which runners a flush removes.
+
+    Args:
+        views: the classified runners.
+        busy: whether busy runners go too (their jobs are cancelled).
+
+    Returns:
+        The removals: every runner, except busy ones unless `busy` is set.
+    """
+    return [Removal(view, Reason.FLUSH) for view in views if busy or not view.busy]

@@ -1,0 +1,403 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""Creating one runner: an LXD instance with the runner application, registered with GitHub.
+
+For a container the files go in before it starts (LXD writes into a stopped container), with the
+runner's systemd unit already enabled, so the runner starts as the container boots: no exec round
+trip and no wait for boot. A virtual machine can only take files once its LXD agent runs, so it
+is started first. With a just-in-time configuration the runner needs no token at all; with the
+registration-token fallback, `config.sh` runs inside the instance and its exit code is checked.
+
+Whatever fails, nothing is left behind: the instance is deleted and the GitHub registration
+removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
+
+from .config import RUNNER_SUFFIX_HEX, ManagerConfig, is_loopback_host
+from .errors import LxdError, RunnerCreateError, RunnerManagerError
+from .github import GitHubClient
+from .lxd import (
+    TAG_CONFIG_HASH,
+    TAG_CREATED_AT,
+    TAG_TYPE,
+    TAG_UNIT,
+    InstanceSpec,
+    LxdClient,
+)
+from .models import GitHubOrg, InstanceType, Registration
+from .templates import TemplateRenderer
+
+logger = logging.getLogger(__name__)
+
+RUNNER_USER = "runner"
+DIST_DIR = "/opt/github-runner"
+UNIT_PATH = "/etc/systemd/system/github-runner.service"
+UNIT_WANTS_PATH = "/etc/systemd/system/multi-user.target.wants/github-runner.service"
+# How long a virtual machine's LXD agent may take to answer after the VM starts.
+AGENT_TIMEOUT = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SpawnResult:
+    """A runner that was created.
+
+    Attributes:
+        name: the runner name.
+        instance_type: container or virtual machine.
+        timings: seconds spent per stage (register, create, push, start, configure).
+    """
+
+    name: str
+    instance_type: InstanceType
+    timings: Mapping[str, float]
+
+
+def new_runner_name(prefix: str) -> str:
+    """Make a fresh runner name.
+
+    Args:
+        prefix: the manager's name prefix.
+
+    Returns:
+        `<prefix>-<12 random hex characters>`.
+    """
+    return f"{prefix}-{secrets.token_hex(RUNNER_SUFFIX_HEX // 2)}"
+
+
+def runner_labels(config: ManagerConfig, instance_type: InstanceType) -> list[str]:
+    """The labels of a runner: application, image, instance type, then the configured ones.
+
+    Args:
+        config: the manager configuration.
+        instance_type: container or virtual machine.
+
+    Returns:
+        The labels, without duplicates (compared case-insensitively, as GitHub does).
+    """
+    labels: list[str] = []
+    seen: set[str] = set()
+    for label in (
+        config.flavor,
+        config.runners.base_image,
+        instance_type.value,
+        *config.runners.labels,
+    ):
+        if label.lower() not in seen:
+            seen.add(label.lower())
+            labels.append(label)
+    return labels
+
+
+def runner_environment(config: ManagerConfig) -> dict[str, str]:
+    """The variables every job of a runner sees (proxies, mirror, tmate server).
+
+    Args:
+        config: the manager configuration.
+
+    Returns:
+        Variable names and values.
+    """
+    env: dict[str, str] = {}
+    proxy = config.proxy
+    if proxy.http:
+        env["HTTP_PROXY"] = env["http_proxy"] = proxy.http
+    if proxy.https:
+        env["HTTPS_PROXY"] = env["https_proxy"] = proxy.https
+    if (proxy.http or proxy.https) and proxy.no_proxy:
+        env["NO_PROXY"] = env["no_proxy"] = proxy.no_proxy
+    if config.dockerhub_mirror:
+        env["DOCKERHUB_MIRROR"] = config.dockerhub_mirror
+        env["CONTAINER_REGISTRY_URL"] = config.dockerhub_mirror
+    if config.ssh_debug:
+        tmate = config.ssh_debug[0]
+        env["TMATE_SERVER_HOST"] = tmate.host
+        env["TMATE_SERVER_PORT"] = str(tmate.port)
+        env["TMATE_SERVER_RSA_FINGERPRINT"] = tmate.rsa_fingerprint
+        env["TMATE_SERVER_ED25519_FINGERPRINT"] = tmate.ed25519_fingerprint
+    for key, value in env.items():
+        if "\n" in value or "\r" in value or '"' in value:
+            raise RunnerCreateError(f"the value of {key} contains a quote or a line break")
+    return env
+
+
+class RunnerSpawner:
+    """Creates runners of one manager."""
+
+    def __init__(
+        self,
+        config: ManagerConfig,
+        lxd: LxdClient,
+        github: GitHubClient,
+        renderer: TemplateRenderer,
+        *,
+        runner_tarball: bytes | Callable[[], bytes],
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], datetime.datetime] | None = None,
+    ):
+        """Create the spawner.
+
+        Args:
+            config: the manager configuration.
+            lxd: the LXD client.
+            github: the GitHub client.
+            renderer: the template renderer.
+            runner_tarball: the runner application tarball, or a function reading it.
+            monotonic: a monotonic clock for timings.
+            sleep: the sleep function (tests pass a fake).
+            wall_clock: the current time (tests pass a fake).
+        """
+        self._config = config
+        self._lxd = lxd
+        self._github = github
+        self._renderer = renderer
+        self._tarball = runner_tarball
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._now = wall_clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
+
+    def _tarball_bytes(self) -> bytes:
+        if callable(self._tarball):
+            self._tarball = self._tarball()
+        return self._tarball
+
+    def instance_spec(
+        self, name: str, instance_type: InstanceType, config_hash: str
+    ) -> InstanceSpec:
+        """Describe the LXD instance of a new runner.
+
+        Args:
+            name: the runner name.
+            instance_type: container or virtual machine.
+            config_hash: the configuration hash to tag it with.
+
+        Returns:
+            The instance specification.
+        """
+        config = self._config
+        instance_config = {
+            TAG_UNIT: config.unit,
+            TAG_CONFIG_HASH: config_hash,
+            TAG_CREATED_AT: self._now().isoformat(),
+            TAG_TYPE: instance_type.value,
+            "limits.cpu": str(config.runners.cpu),
+            "limits.memory": config.runners.memory,
+        }
+        if instance_type is InstanceType.CONTAINER:
+            # Jobs run docker; nesting lets an unprivileged container do so.
+            instance_config["security.nesting"] = "true"
+        devices: dict[str, dict[str, str]] = {
+            "root": {
+                "type": "disk",
+                "path": "/",
+                "pool": config.lxd.storage_pool,
+                "size": config.runners.disk,
+            }
+        }
+        github = urlsplit(config.github.url)
+        if github.hostname and is_loopback_host(github.hostname):
+            # A GitHub server on the host's loopback (an SSH tunnel to GHES, or a test server):
+            # runners reach it at the same address through a proxy device bound inside them.
+            port = github.port or (443 if github.scheme == "https" else 80)
+            devices["github-loopback"] = {
+                "type": "proxy",
+                "listen": f"tcp:127.0.0.1:{port}",
+                "connect": f"tcp:127.0.0.1:{port}",
+                "bind": "instance",
+            }
+        return InstanceSpec(
+            name=name,
+            instance_type=instance_type,
+            image=config.runners.base_image,
+            profiles=config.lxd.profiles,
+            config=instance_config,
+            devices=devices,
+            ephemeral=True,
+        )
+
+    def render_files(
+        self, name: str, instance_type: InstanceType, labels: list[str]
+    ) -> dict[str, tuple[bytes, int]]:
+        """Render the files a runner instance gets.
+
+        Args:
+            name: the runner name.
+            instance_type: container or virtual machine.
+            labels: the runner labels.
+
+        Returns:
+            Path inside the instance → (content, mode).
+        """
+        config = self._config
+        path = config.github.github_path
+        env = runner_environment(config)
+        context = {
+            "name": name,
+            "instance_type": instance_type.value,
+            "labels": labels,
+            "runner_user": RUNNER_USER,
+            "registration_url": f"{config.github.url}/{path}",
+            "runner_group": path.group if isinstance(path, GitHubOrg) else "",
+            "environment": env,
+            "dockerhub_mirror": config.dockerhub_mirror or "",
+        }
+        render = self._renderer.render
+        return {
+            f"{DIST_DIR}/start.sh": (render("runner-start.sh.j2", **context).encode(), 0o755),
+            f"{DIST_DIR}/pre-job.sh": (render("pre-job.sh.j2", **context).encode(), 0o755),
+            f"{DIST_DIR}/post-job.sh": (render("post-job.sh.j2", **context).encode(), 0o755),
+            f"{DIST_DIR}/runner.env": (render("runner-env.j2", **context).encode(), 0o644),
+            "/etc/environment": (render("environment.j2", **context).encode(), 0o644),
+            UNIT_PATH: (render("runner.service.j2", **context).encode(), 0o644),
+        }
+
+    def spawn(self, instance_type: InstanceType, config_hash: str) -> SpawnResult:
+        """Create, register and start one runner.
+
+        Args:
+            instance_type: container or virtual machine.
+            config_hash: the configuration hash to tag it with.
+
+        Returns:
+            The new runner.
+
+        Raises:
+            RunnerCreateError: if a step failed; the runner's instance and GitHub registration
+                have been removed.
+            GitHubError: if GitHub refused the registration (token, permission, path, rate
+                limit); nothing was created.
+        """
+        name = new_runner_name(self._config.name_prefix)
+        labels = runner_labels(self._config, instance_type)
+        timings: dict[str, float] = {}
+        start = self._monotonic()
+
+        def lap(stage: str) -> None:
+            nonlocal start
+            now = self._monotonic()
+            timings[stage] = round(now - start, 3)
+            start = now
+
+        registration = self._github.register_runner(name, labels)
+        lap("register")
+        created = False
+        try:
+            files = self.render_files(name, instance_type, labels)
+            self._lxd.create_instance(self.instance_spec(name, instance_type, config_hash))
+            created = True
+            lap("create")
+            if instance_type is InstanceType.CONTAINER:
+                self._push(name, files, registration, enable=registration.jit_config is not None)
+                lap("push")
+                self._lxd.start_instance(name)
+                lap("start")
+                if registration.registration_token:
+                    self._wait_for_agent(name)
+                    self._configure(name, registration.registration_token)
+                    self._start_unit(name)
+                    lap("configure")
+            else:
+                self._lxd.start_instance(name)
+                lap("start")
+                self._wait_for_agent(name)
+                self._push(name, files, registration, enable=False)
+                lap("push")
+                if registration.registration_token:
+                    self._configure(name, registration.registration_token)
+                self._start_unit(name)
+                lap("configure")
+        except RunnerManagerError as exc:
+            self._cleanup(name, created, registration)
+            raise RunnerCreateError(f"cannot create runner {name}: {exc}") from exc
+        except BaseException:
+            self._cleanup(name, created, registration)
+            raise
+        logger.info("runner %s (%s) created: %s", name, instance_type.value, timings)
+        return SpawnResult(name=name, instance_type=instance_type, timings=timings)
+
+    def _push(
+        self,
+        name: str,
+        files: Mapping[str, tuple[bytes, int]],
+        registration: Registration,
+        enable: bool,
+    ) -> None:
+        self._lxd.make_directory(name, DIST_DIR, 0o755)
+        self._lxd.push_file(name, f"{DIST_DIR}/runner.tar.gz", self._tarball_bytes(), 0o600)
+        for path, (content, mode) in files.items():
+            self._lxd.push_file(name, path, content, mode)
+        if registration.jit_config:
+            # Read and deleted by start.sh; only root can read it meanwhile.
+            self._lxd.push_file(
+                name, f"{DIST_DIR}/jitconfig", registration.jit_config.encode(), 0o600
+            )
+        if enable:
+            self._lxd.push_symlink(name, UNIT_WANTS_PATH, UNIT_PATH)
+
+    def _wait_for_agent(self, name: str) -> None:
+        """Wait until commands run in the instance and systemd has finished booting."""
+        deadline = self._monotonic() + AGENT_TIMEOUT
+        last_error = "no answer"
+        while self._monotonic() < deadline:
+            try:
+                result = self._lxd.execute(
+                    name, ["systemctl", "is-system-running", "--wait"], timeout=60
+                )
+                state = result.stdout.strip()
+                if state and state not in ("initializing", "starting"):
+                    return
+                last_error = f"systemd is {state or 'not answering'}"
+            except LxdError as exc:
+                last_error = str(exc)
+            self._sleep(1.0)
+        raise RunnerCreateError(f"{name} did not finish booting: {last_error}")
+
+    def _configure(self, name: str, token: str) -> None:
+        """Run config.sh with the registration token (given on stdin, never in a command line)."""
+        result = self._lxd.execute(
+            name,
+            [
+                "/bin/bash",
+                "-c",
+                'printf "%s\\n" "$RUNNER_TOKEN" | /opt/github-runner/start.sh configure',
+            ],
+            env={"RUNNER_TOKEN": token},
+            timeout=300,
+        )
+        if result.exit_code != 0:
+            detail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+            raise RunnerCreateError(
+                f"config.sh failed with exit code {result.exit_code}: {' | '.join(detail)}"
+            )
+
+    def _start_unit(self, name: str) -> None:
+        result = self._lxd.execute(
+            name,
+            ["/bin/sh", "-c", "systemctl daemon-reload && systemctl enable --now github-runner"],
+            timeout=120,
+        )
+        if result.exit_code != 0:
+            raise RunnerCreateError(
+                f"cannot start the runner service: {(result.stderr or result.stdout).strip()}"
+            )
+
+    def _cleanup(self, name: str, created: bool, registration: Registration) -> None:
+        """Remove what a failed spawn made; failures here are logged, never raised."""
+        if created:
+            try:
+                self._lxd.delete_instance(name)
+            except RunnerManagerError as exc:
+                logger.error("cannot delete the instance of failed runner %s: %s", name, exc)
+        if registration.runner_id is not None:
+            with contextlib.suppress(RunnerManagerError):
+                self._github.delete_runner(registration.runner_id)

@@ -1,0 +1,94 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""Shared fixtures of the unit suite: configurations and fakes; nothing sleeps for real."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from github_runner_manager.config import ManagerConfig
+from github_runner_manager.manager import RunnerManager
+
+from .fakes import FakeBinaryCache, FakeGitHub, FakeLxd
+
+UTC = datetime.timezone.utc
+UNIT = "github-runner/0"
+PREFIX = "github-runner-0"
+
+
+def make_config(tmp_path: Path, **overrides: Any) -> ManagerConfig:
+    """A valid manager configuration, with nested overrides merged in."""
+    data: dict[str, Any] = {
+        "unit": UNIT,
+        "name_prefix": PREFIX,
+        "flavor": "github-runner",
+        "github": {"path": "test-owner/test-repo", "token": "ghp_unit_test_token"},
+        "runners": {"containers": 2, "virtual_machines": 0, "labels": ["extra"]},
+        "state_dir": str(tmp_path / "state"),
+        "timing": {"lock_timeout": 0},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return ManagerConfig.model_validate(data)
+
+
+class FakeClock:
+    """A clock that moves only when told (or by the fake sleep)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+        self.slept: list[float] = []
+
+    def __call__(self) -> datetime.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += datetime.timedelta(seconds=seconds)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.advance(seconds)
+
+    def monotonic(self) -> float:
+        return self.now.timestamp()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def lxd() -> FakeLxd:
+    return FakeLxd()
+
+
+@pytest.fixture
+def github() -> FakeGitHub:
+    return FakeGitHub()
+
+
+@pytest.fixture
+def make_manager(tmp_path, lxd, github, clock):
+    """Build a RunnerManager on the fakes, with optional config overrides."""
+
+    def _make(binary: FakeBinaryCache | None = None, **overrides: Any) -> RunnerManager:
+        config = make_config(tmp_path, **overrides)
+        return RunnerManager(
+            config,
+            lxd,
+            github,
+            binary=binary or FakeBinaryCache(tmp_path),  # type: ignore[arg-type]
+            clock=clock,
+            sleep=clock.sleep,
+            monotonic=clock.monotonic,
+        )
+
+    return _make

@@ -1,0 +1,266 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""Small in-memory fakes behind the runner manager's own interfaces (LxdClient, GitHubClient)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import itertools
+from collections.abc import Callable
+
+from github_runner_manager.errors import GitHubConflictError, LxdError, RunnerManagerError
+from github_runner_manager.github import RateLimit
+from github_runner_manager.lxd import (
+    TAG_CONFIG_HASH,
+    TAG_CREATED_AT,
+    TAG_UNIT,
+    ExecResult,
+    InstanceSpec,
+)
+from github_runner_manager.models import (
+    GitHubRunner,
+    InstanceStatus,
+    InstanceType,
+    Registration,
+    RunnerApplication,
+    RunnerInstance,
+)
+
+UTC = datetime.timezone.utc
+
+
+@dataclasses.dataclass
+class FakeInstance:
+    spec: InstanceSpec
+    status: str = "Stopped"
+    files: dict[str, tuple[bytes, int]] = dataclasses.field(default_factory=dict)
+    links: dict[str, str] = dataclasses.field(default_factory=dict)
+    commands: list[list[str]] = dataclasses.field(default_factory=list)
+
+
+class FakeLxd:
+    """An LXD with instances in a dict; failures are injected per method name."""
+
+    def __init__(self) -> None:
+        self.instances: dict[str, FakeInstance] = {}
+        self.images = {"jammy", "noble"}
+        self.pools = {"default"}
+        self.deleted: list[str] = []
+        self.fail: dict[str, Exception] = {}
+        self.exec_handler: Callable[[str, list[str], dict[str, str]], ExecResult] | None = None
+
+    def _maybe_fail(self, method: str) -> None:
+        if method in self.fail:
+            raise self.fail[method]
+
+    def add(
+        self,
+        name: str,
+        unit: str,
+        instance_type: InstanceType = InstanceType.CONTAINER,
+        status: str = "Running",
+        created_at: datetime.datetime | None = None,
+        config_hash: str = "hash",
+    ) -> None:
+        """Put an instance in place as if a manager had created it."""
+        created = created_at or datetime.datetime(2026, 1, 1, tzinfo=UTC)
+        spec = InstanceSpec(
+            name=name,
+            instance_type=instance_type,
+            image="jammy",
+            profiles=("default",),
+            config={
+                TAG_UNIT: unit,
+                TAG_CONFIG_HASH: config_hash,
+                TAG_CREATED_AT: created.isoformat(),
+            },
+            devices={},
+        )
+        self.instances[name] = FakeInstance(spec=spec, status=status)
+
+    def list_instances(self, unit: str) -> list[RunnerInstance]:
+        self._maybe_fail("list_instances")
+        result = []
+        for name, instance in self.instances.items():
+            if instance.spec.config.get(TAG_UNIT) != unit:
+                continue
+            result.append(
+                RunnerInstance(
+                    name=name,
+                    instance_type=instance.spec.instance_type,
+                    status=InstanceStatus.from_lxd(instance.status),
+                    created_at=datetime.datetime.fromisoformat(
+                        instance.spec.config[TAG_CREATED_AT]
+                    ),
+                    config_hash=instance.spec.config.get(TAG_CONFIG_HASH, ""),
+                )
+            )
+        return result
+
+    def create_instance(self, spec: InstanceSpec) -> None:
+        self._maybe_fail("create_instance")
+        if spec.name in self.instances:
+            raise LxdError(f"instance {spec.name} already exists")
+        if spec.image not in self.images:
+            raise LxdError(f"image {spec.image} not found")
+        self.instances[spec.name] = FakeInstance(spec=spec)
+
+    def _get(self, name: str) -> FakeInstance:
+        try:
+            return self.instances[name]
+        except KeyError:
+            raise LxdError(f"instance {name} not found") from None
+
+    def start_instance(self, name: str) -> None:
+        self._maybe_fail("start_instance")
+        self._get(name).status = "Running"
+
+    def push_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
+        self._maybe_fail("push_file")
+        self._get(name).files[path] = (data, mode)
+
+    def push_symlink(self, name: str, path: str, target: str) -> None:
+        self._maybe_fail("push_symlink")
+        self._get(name).links[path] = target
+
+    def make_directory(self, name: str, path: str, mode: int = 0o755) -> None:
+        self._maybe_fail("make_directory")
+        self._get(name).files[path] = (b"", mode | 0o40000)
+
+    def pull_file(self, name: str, path: str) -> bytes:
+        self._maybe_fail("pull_file")
+        try:
+            return self._get(name).files[path][0]
+        except KeyError:
+            raise LxdError(f"{path} not found in {name}") from None
+
+    def execute(
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> ExecResult:
+        self._maybe_fail("execute")
+        instance = self._get(name)
+        if instance.status != "Running":
+            raise LxdError(f"instance {name} is not running")
+        instance.commands.append(command)
+        if self.exec_handler is not None:
+            return self.exec_handler(name, command, env or {})
+        if command[:2] == ["systemctl", "is-system-running"]:
+            return ExecResult(0, "running\n", "")
+        if command[:2] == ["systemctl", "is-active"]:
+            return ExecResult(0, "active\n", "")
+        return ExecResult(0, "", "")
+
+    def delete_instance(self, name: str) -> None:
+        self._maybe_fail("delete_instance")
+        if self.instances.pop(name, None) is not None:
+            self.deleted.append(name)
+
+    def image_exists(self, alias: str) -> bool:
+        return alias in self.images
+
+    def storage_pool_exists(self, name: str) -> bool:
+        return name in self.pools
+
+
+class FakeGitHub:
+    """A GitHub with runners in a dict; failures are injected per method name."""
+
+    def __init__(self, jit: bool = True) -> None:
+        self.runners: dict[int, GitHubRunner] = {}
+        self.jit = jit
+        self.fail: dict[str, Exception] = {}
+        self.calls: list[str] = []
+        self.deleted: list[int] = []
+        self.registered: list[tuple[str, tuple[str, ...]]] = []
+        self._ids = itertools.count(1)
+        self.applications = [
+            RunnerApplication(
+                "osx", "x64", "https://example.invalid/osx.tar.gz", "osx.tar.gz", "aa"
+            ),
+            RunnerApplication(
+                "linux",
+                "x64",
+                "https://example.invalid/actions-runner-linux-x64-2.330.0.tar.gz",
+                "actions-runner-linux-x64-2.330.0.tar.gz",
+                "0" * 64,
+            ),
+        ]
+
+    def _maybe_fail(self, method: str) -> None:
+        self.calls.append(method)
+        if method in self.fail:
+            raise self.fail[method]
+
+    def add(self, name: str, online: bool = True, busy: bool = False) -> GitHubRunner:
+        runner = GitHubRunner(id=next(self._ids), name=name, online=online, busy=busy)
+        self.runners[runner.id] = runner
+        return runner
+
+    def by_name(self, name: str) -> GitHubRunner | None:
+        return next((r for r in self.runners.values() if r.name == name), None)
+
+    def list_runners(self) -> list[GitHubRunner]:
+        self._maybe_fail("list_runners")
+        return list(self.runners.values())
+
+    def register_runner(self, name: str, labels: list[str]) -> Registration:
+        self._maybe_fail("register_runner")
+        self.registered.append((name, tuple(labels)))
+        if not self.jit:
+            return Registration(registration_token="AAAREGTOKEN")
+        runner = self.add(name, online=False)
+        return Registration(jit_config=f"jit-for-{name}", runner_id=runner.id)
+
+    def delete_runner(self, runner_id: int) -> None:
+        self._maybe_fail("delete_runner")
+        runner = self.runners.get(runner_id)
+        if runner is None:
+            return
+        if runner.busy:
+            raise GitHubConflictError("runner is busy", 422)
+        del self.runners[runner_id]
+        self.deleted.append(runner_id)
+
+    def runner_applications(self) -> list[RunnerApplication]:
+        self._maybe_fail("runner_applications")
+        return list(self.applications)
+
+    def rate_limit(self) -> RateLimit | None:
+        return RateLimit(limit=5000, remaining=4000, reset_at=0.0)
+
+    def call_count(self) -> int:
+        return len(self.calls)
+
+
+class FakeBinaryCache:
+    """A runner application cache that needs no download."""
+
+    def __init__(self, tmp_path, fail: RunnerManagerError | None = None) -> None:
+        from github_runner_manager.binary import CachedRunner
+
+        self.path = tmp_path / "runner.tar.gz"
+        self.path.write_bytes(b"tarball")
+        self.fail = fail
+        self.runner = CachedRunner(
+            path=self.path,
+            application=RunnerApplication(
+                "linux",
+                "x64",
+                "https://example.invalid/r.tar.gz",
+                "actions-runner-linux-x64-2.330.0.tar.gz",
+                "0" * 64,
+            ),
+        )
+
+    def ensure(self):
+        if self.fail is not None:
+            raise self.fail
+        return self.runner
+
+    def cached(self):
+        return None if self.fail else self.runner

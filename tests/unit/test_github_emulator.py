@@ -1,0 +1,730 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""In-process tests of the GitHub API emulator over HTTP on 127.0.0.1 (no LXD)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.github_emulator import Emulator, EmulatorControl, EmulatorControlError
+from tests.github_emulator.simulated_runner import RunnerProtocolError, SimulatedRunner
+
+TOKEN = "ghp_unitTestToken"
+REPO = "owner/repo"
+ORG = "org"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Answer:
+    def __init__(self, status: int, headers: Any, raw: bytes):
+        self.status = status
+        self.headers = headers
+        self.raw = raw
+        self.body = json.loads(raw) if raw else None
+
+
+def call(
+    emu: Emulator,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = TOKEN,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+    scheme: str = "token",
+) -> Answer:
+    """One request to the emulator's REST API."""
+    url = path if path.startswith("http") else f"{emu.api_url}{path}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if token is not None:
+        request.add_header("Authorization", f"{scheme} {token}")
+    for key, value in (headers or {}).items():
+        request.add_header(key, value)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return Answer(answer.status, answer.headers, answer.read())
+    except urllib.error.HTTPError as exc:
+        return Answer(exc.code, exc.headers, exc.read())
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    emulator = Emulator(token=TOKEN, repos=[REPO], orgs=[ORG], offline_after=5.0)
+    emulator.start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def control(emu: Emulator) -> EmulatorControl:
+    return emu.control
+
+
+def reg_token(emu: Emulator, scope_path: str = f"/repos/{REPO}", kind: str = "registration") -> str:
+    answer = call(emu, "POST", f"{scope_path}/actions/runners/{kind}-token")
+    assert answer.status == 201, answer.body
+    return answer.body["token"]
+
+
+def online_runner(
+    emu: Emulator, name: str, labels: tuple[str, ...] = (), scope: str = REPO
+) -> SimulatedRunner:
+    scope_path = f"/repos/{scope}" if "/" in scope else f"/orgs/{scope}"
+    runner = SimulatedRunner.register(
+        emu.url, f"{emu.url}/{scope}", reg_token(emu, scope_path), name, labels
+    )
+    runner.open_session()
+    return runner
+
+
+# --- process and binding ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "192.168.0.1", "example.com", "::"])
+def test_refuses_non_loopback_hosts(host: str) -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        Emulator(token=TOKEN, host=host)
+
+
+def test_properties_and_restart_guard(emu: Emulator) -> None:
+    assert emu.url == f"http://127.0.0.1:{emu.port}"
+    assert emu.api_url == f"{emu.url}/api/v3"
+    assert emu.port > 0
+    with pytest.raises(RuntimeError):
+        emu.start()
+
+
+def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this host")
+    try:
+        emulator = Emulator(token=TOKEN, repos=[REPO], host="::1")
+        emulator.start()
+    except OSError as exc:
+        pytest.skip(f"cannot bind ::1: {exc}")
+    try:
+        assert emulator.url.startswith("http://[::1]:")
+        assert call(emulator, "GET", f"/repos/{REPO}/actions/runners").status == 200
+    finally:
+        emulator.stop()
+
+
+def test_command_line_prints_ready_and_stops_on_sigterm() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.github_emulator", "--port", "0", "--token", TOKEN]
+        + ["--repo", REPO, "--org", ORG, "--rate-limit", "7"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line.startswith("ready http://127.0.0.1:"), line
+        url = line.split(" ", 1)[1]
+        request = urllib.request.Request(f"{url}/api/v3/orgs/{ORG}/actions/runners")
+        request.add_header("Authorization", f"Bearer {TOKEN}")
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            assert answer.headers["X-RateLimit-Limit"] == "7"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert process.stdout.read() == ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_command_line_refuses_non_loopback() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.github_emulator", "--host", "0.0.0.0", "--token", "t"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "loopback" in result.stderr
+    assert "ready" not in result.stdout
+
+
+# --- authentication, scopes, existence -----------------------------------------------------
+
+
+def test_missing_and_bad_credentials(emu: Emulator, control: EmulatorControl) -> None:
+    missing = call(emu, "GET", f"/repos/{REPO}/actions/runners", token=None)
+    assert missing.status == 401
+    assert missing.body["message"] == "Requires authentication"
+    assert "X-RateLimit-Remaining" not in missing.headers
+    bad = call(emu, "GET", f"/repos/{REPO}/actions/runners", token="ghp_wrong")
+    assert bad.status == 401
+    assert bad.body == {
+        "message": "Bad credentials",
+        "documentation_url": "https://docs.github.com/rest",
+        "status": "401",
+    }
+    assert call(emu, "GET", f"/repos/{REPO}/actions/runners", scheme="Bearer").status == 200
+    control.revoke_token(TOKEN)
+    assert call(emu, "GET", f"/repos/{REPO}/actions/runners").status == 401
+
+
+def test_scopes(emu: Emulator, control: EmulatorControl) -> None:
+    control.set_token("ghp_repoOnly", ["repo"])
+    control.set_token("ghp_orgOnly", ["admin:org"])
+    ok = call(emu, "GET", f"/repos/{REPO}/actions/runners", token="ghp_repoOnly")
+    assert ok.status == 200
+    assert ok.headers["X-OAuth-Scopes"] == "repo"
+    denied = call(emu, "GET", f"/orgs/{ORG}/actions/runners", token="ghp_repoOnly")
+    assert denied.status == 403
+    assert denied.body["message"] == "Resource not accessible by personal access token"
+    assert denied.headers["X-Accepted-OAuth-Scopes"] == "admin:org"
+    assert denied.headers["X-OAuth-Scopes"] == "repo"
+    assert call(emu, "GET", f"/orgs/{ORG}/actions/runners", token="ghp_orgOnly").status == 200
+    denied = call(emu, "POST", f"/repos/{REPO}/actions/runners/registration-token", token="ghp_orgOnly")
+    assert denied.status == 403
+    assert denied.headers["X-Accepted-OAuth-Scopes"] == "repo"
+
+
+def test_unknown_repo_org_and_route(emu: Emulator) -> None:
+    for path in (
+        "/repos/owner/other/actions/runners",
+        "/repos/nobody/repo/actions/runners",
+        "/orgs/nobody/actions/runners",
+        "/orgs/nobody/actions/runner-groups",
+        "/repos/owner/repo/not-an-endpoint",
+        f"/repos/{REPO}/actions/runners/999",
+    ):
+        answer = call(emu, "GET", path)
+        assert answer.status == 404, path
+        assert answer.body["message"] == "Not Found"
+    assert call(emu, "GET", f"/repos/{ORG}/anything/actions/runners").status == 200
+    assert call(emu, "GET", "/repos/OWNER/Repo/actions/runners").status == 200
+
+
+# --- pagination, ETags, rate limits, faults -------------------------------------------------
+
+
+def test_pagination_and_link_header(emu: Emulator, control: EmulatorControl) -> None:
+    for index in range(5):
+        control.add_runner(REPO, f"ghost-{index}")
+    first = call(emu, "GET", f"/repos/{REPO}/actions/runners?per_page=2")
+    assert first.body["total_count"] == 5
+    assert [r["name"] for r in first.body["runners"]] == ["ghost-0", "ghost-1"]
+    base = f"{emu.api_url}/repos/{REPO}/actions/runners"
+    assert first.headers["Link"] == (
+        f'<{base}?per_page=2&page=2>; rel="next", <{base}?per_page=2&page=3>; rel="last"'
+    )
+    middle = call(emu, "GET", f"/repos/{REPO}/actions/runners?per_page=2&page=2")
+    assert middle.headers["Link"] == (
+        f'<{base}?per_page=2&page=1>; rel="prev", <{base}?per_page=2&page=3>; rel="next", '
+        f'<{base}?per_page=2&page=3>; rel="last", <{base}?per_page=2&page=1>; rel="first"'
+    )
+    last = call(emu, "GET", f"/repos/{REPO}/actions/runners?per_page=2&page=3")
+    assert [r["name"] for r in last.body["runners"]] == ["ghost-4"]
+    assert 'rel="next"' not in last.headers["Link"]
+    assert 'rel="prev"' in last.headers["Link"]
+    # Following the links from page 1 visits every runner once.
+    names, url = [], f"{base}?per_page=2"
+    while url:
+        page = call(emu, "GET", url)
+        names += [r["name"] for r in page.body["runners"]]
+        links = dict(
+            (part.split("; ")[1][5:-1], part.split("; ")[0][1:-1])
+            for part in page.headers.get("Link", "").split(", ")
+            if part
+        )
+        url = links.get("next", "")
+    assert names == [f"ghost-{i}" for i in range(5)]
+    single = call(emu, "GET", f"/repos/{REPO}/actions/runners")
+    assert single.body["total_count"] == 5 and "Link" not in single.headers
+    capped = call(emu, "GET", f"/repos/{REPO}/actions/runners?per_page=1000")
+    assert len(capped.body["runners"]) == 5
+    named = call(emu, "GET", f"/repos/{REPO}/actions/runners?name=ghost-3")
+    assert named.body["total_count"] == 1 and named.body["runners"][0]["name"] == "ghost-3"
+    beyond = call(emu, "GET", f"/repos/{REPO}/actions/runners?page=9")
+    assert beyond.body == {"total_count": 5, "runners": []}
+
+
+def test_etag_304_costs_no_rate_limit(emu: Emulator, control: EmulatorControl) -> None:
+    path = f"/repos/{REPO}/actions/runners"
+    first = call(emu, "GET", path)
+    etag = first.headers["ETag"]
+    assert etag.startswith('W/"')
+    remaining = int(first.headers["X-RateLimit-Remaining"])
+    control.reset_stats()
+    again = call(emu, "GET", path, headers={"If-None-Match": etag})
+    assert again.status == 304
+    assert again.raw == b""
+    assert int(again.headers["X-RateLimit-Remaining"]) == remaining
+    assert again.headers["ETag"] == etag
+    stats = control.stats()
+    assert stats["not_modified"] == 1
+    assert stats["rate_limit_used"] == 0
+    assert stats["by_route"] == {"GET /repos/{owner}/{repo}/actions/runners": 1}
+    control.add_runner(REPO, "changed")
+    changed = call(emu, "GET", path, headers={"If-None-Match": etag})
+    assert changed.status == 200
+    assert changed.headers["ETag"] != etag
+    assert int(changed.headers["X-RateLimit-Remaining"]) == remaining - 1
+
+
+def test_rate_limit_exhaustion(emu: Emulator, control: EmulatorControl) -> None:
+    control.set_rate_limit(limit=10, remaining=2, reset_in=100)
+    path = f"/orgs/{ORG}/actions/runners"
+    first = call(emu, "GET", path)
+    assert first.headers["X-RateLimit-Limit"] == "10"
+    assert first.headers["X-RateLimit-Remaining"] == "1"
+    assert first.headers["X-RateLimit-Used"] == "9"
+    assert first.headers["X-RateLimit-Resource"] == "core"
+    reset = int(first.headers["X-RateLimit-Reset"])
+    assert 0 < reset - time.time() <= 101
+    assert call(emu, "GET", path).headers["X-RateLimit-Remaining"] == "0"
+    spent = call(emu, "GET", path)
+    assert spent.status == 403
+    assert spent.body["message"].startswith("API rate limit exceeded")
+    assert spent.headers["X-RateLimit-Remaining"] == "0"
+    limits = call(emu, "GET", "/rate_limit")
+    assert limits.status == 200
+    assert limits.body["rate"]["remaining"] == 0
+    assert limits.body["resources"]["core"]["used"] == 10
+    assert control.stats()["rate_limit_used"] == 2
+    control.set_rate_limit(reset_in=-1)
+    refreshed = call(emu, "GET", path)
+    assert refreshed.status == 200
+    assert refreshed.headers["X-RateLimit-Remaining"] == "9"
+
+
+def test_faults(emu: Emulator, control: EmulatorControl) -> None:
+    path = f"/repos/{REPO}/actions/runners"
+    control.add_fault(status=502, count=2, path=r"/actions/runners$", method="GET")
+    first, second = call(emu, "GET", path), call(emu, "GET", path)
+    assert (first.status, second.status) == (502, 502)
+    assert first.body["message"] == "Server Error"
+    assert "X-RateLimit-Remaining" not in first.headers
+    assert call(emu, "GET", path).status == 200
+    # Method and path filters.
+    control.add_fault(status=503, method="POST")
+    assert call(emu, "GET", path).status == 200
+    assert call(emu, "POST", f"{path}/registration-token").status == 503
+    # A secondary rate limit.
+    control.add_fault(status=429, retry_after=7)
+    limited = call(emu, "GET", path)
+    assert limited.status == 429
+    assert limited.headers["Retry-After"] == "7"
+    assert "secondary rate limit" in limited.body["message"]
+    control.add_fault(status=403, retry_after=3, body={"message": "custom"})
+    custom = call(emu, "GET", path)
+    assert (custom.status, custom.body, custom.headers["Retry-After"]) == (403, {"message": "custom"}, "3")
+    # A slow answer: the client times out, the next request is fast again.
+    control.add_fault(delay=0.5)
+    with pytest.raises((TimeoutError, urllib.error.URLError)):
+        call(emu, "GET", path, timeout=0.1)
+    started = time.monotonic()
+    assert call(emu, "GET", path).status == 200
+    assert time.monotonic() - started < 0.4
+    # Forever until cleared.
+    control.add_fault(status=500, count=-1)
+    assert [call(emu, "GET", path).status for _ in range(3)] == [500, 500, 500]
+    assert len(control.state()["faults"]) == 1
+    control.clear_faults()
+    assert call(emu, "GET", path).status == 200
+    assert control.stats()["faults_fired"] == 9
+    with pytest.raises(EmulatorControlError) as error:
+        control.add_fault(status=200)
+    assert error.value.status == 422
+
+
+def test_fault_on_download_only_with_explicit_path(emu: Emulator, control: EmulatorControl) -> None:
+    url = control.downloads()[0]["download_url"]
+    control.add_fault(status=500, count=-1)
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        assert answer.status == 200
+    control.clear_faults()
+    control.add_fault(status=503, path="/_emulator/downloads/")
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(url, timeout=5)
+    assert error.value.code == 503
+
+
+def test_stats_by_route(emu: Emulator, control: EmulatorControl) -> None:
+    control.reset_stats()
+    call(emu, "GET", f"/repos/{REPO}/actions/runners")
+    call(emu, "GET", f"/orgs/{ORG}/actions/runners")
+    call(emu, "GET", f"/orgs/{ORG}/actions/runners")
+    call(emu, "DELETE", f"/orgs/{ORG}/actions/runners/77")
+    call(emu, "GET", "/rate_limit")
+    call(emu, "GET", "/nowhere")
+    stats = control.stats()
+    assert stats["by_route"] == {
+        "GET /repos/{owner}/{repo}/actions/runners": 1,
+        "GET /orgs/{org}/actions/runners": 2,
+        "DELETE /orgs/{org}/actions/runners/{runner_id}": 1,
+        "GET /rate_limit": 1,
+        "GET <unknown>": 1,
+    }
+    assert stats["total"] == 6
+    assert stats["rate_limit_used"] == 5
+    assert stats["by_status"] == {"200": 4, "404": 2}
+    assert control.recent_requests()[-1]["path"] == "/api/v3/nowhere"
+    control.reset_stats()
+    assert control.stats()["total"] == 0
+
+
+# --- registration, JIT and the runner lifecycle -----------------------------------------------
+
+
+def test_registration_flow(emu: Emulator, control: EmulatorControl) -> None:
+    token = call(emu, "POST", f"/repos/{REPO}/actions/runners/registration-token")
+    assert token.status == 201
+    assert set(token.body) == {"token", "expires_at"}
+    assert token.body["expires_at"].endswith("+00:00")
+    url = f"{emu.url}/{REPO}"
+    runner = SimulatedRunner.register(emu.url, url, token.body["token"], "r1", ["gpu"])
+    # The token can be used again until it expires.
+    SimulatedRunner.register(emu.url, url, token.body["token"], "r2", ephemeral=False)
+    listed = call(emu, "GET", f"/repos/{REPO}/actions/runners").body["runners"]
+    assert [(r["name"], r["status"], r["ephemeral"]) for r in listed] == [
+        ("r1", "offline", True),
+        ("r2", "offline", False),
+    ]
+    assert [(lb["name"], lb["type"]) for lb in listed[0]["labels"]] == [
+        ("self-hosted", "read-only"),
+        ("Linux", "read-only"),
+        ("X64", "read-only"),
+        ("gpu", "custom"),
+    ]
+    assert listed[0]["version"] is None
+    runner.open_session()
+    got = call(emu, "GET", f"/repos/{REPO}/actions/runners/{runner.runner_id}").body
+    assert (got["status"], got["busy"], got["version"]) == ("online", False, "simulated")
+    # Name taken; replace; wrong scope; bad token.
+    with pytest.raises(RunnerProtocolError) as error:
+        SimulatedRunner.register(emu.url, url, token.body["token"], "R1")
+    assert error.value.status == 409
+    replaced = SimulatedRunner.register(emu.url, url, token.body["token"], "r1", replace=True)
+    assert replaced.runner_id != runner.runner_id
+    with pytest.raises(RunnerProtocolError) as error:
+        SimulatedRunner.register(emu.url, f"{emu.url}/{ORG}", token.body["token"], "x")
+    assert error.value.status == 401
+    with pytest.raises(RunnerProtocolError) as error:
+        SimulatedRunner.register(emu.url, f"{emu.url}/nobody/x", token.body["token"], "x")
+    assert error.value.status == 404
+    # The replaced runner's process learns its registration is gone.
+    with pytest.raises(RunnerProtocolError) as error:
+        runner.poll()
+    assert error.value.status == 404
+    # Remove with a remove token (not with a registration token).
+    with pytest.raises(RunnerProtocolError):
+        replaced.remove(url, token.body["token"])
+    replaced.remove(url, reg_token(emu, kind="remove"))
+    assert [r["name"] for r in control.runners(REPO)] == ["r2"]
+
+
+def test_registration_token_expiry(emu: Emulator, control: EmulatorControl) -> None:
+    control.settings(registration_token_ttl=0.2)
+    token = reg_token(emu)
+    time.sleep(0.3)
+    with pytest.raises(RunnerProtocolError) as error:
+        SimulatedRunner.register(emu.url, f"{emu.url}/{REPO}", token, "late")
+    assert error.value.status == 401
+
+
+def test_org_registration_with_runner_group(emu: Emulator, control: EmulatorControl) -> None:
+    group = control.add_runner_group(ORG, "special")
+    groups = call(emu, "GET", f"/orgs/{ORG}/actions/runner-groups").body
+    assert groups["total_count"] == 2
+    assert [(g["id"], g["name"], g["default"]) for g in groups["runner_groups"]] == [
+        (1, "Default", True),
+        (group["id"], "special", False),
+    ]
+    token = reg_token(emu, f"/orgs/{ORG}")
+    runner = SimulatedRunner.register(
+        emu.url, f"{emu.url}/{ORG}", token, "org-r", runner_group="special", arch="arm64"
+    )
+    got = call(emu, "GET", f"/orgs/{ORG}/actions/runners/{runner.runner_id}").body
+    assert got["runner_group_id"] == group["id"]
+    assert "ARM64" in [label["name"] for label in got["labels"]]
+    with pytest.raises(RunnerProtocolError) as error:
+        SimulatedRunner.register(emu.url, f"{emu.url}/{ORG}", token, "x", runner_group="nope")
+    assert error.value.status == 404
+    assert call(emu, "GET", f"/repos/{REPO}/actions/runners/{runner.runner_id}").status == 404
+
+
+def test_jit_config(emu: Emulator, control: EmulatorControl) -> None:
+    path = f"/orgs/{ORG}/actions/runners/generate-jitconfig"
+    body = {"name": "jit-1", "runner_group_id": 1, "labels": ["self-hosted", "large"]}
+    answer = call(emu, "POST", path, body)
+    assert answer.status == 201
+    runner = answer.body["runner"]
+    assert (runner["name"], runner["status"], runner["ephemeral"], runner["busy"]) == (
+        "jit-1",
+        "offline",
+        True,
+        False,
+    )
+    assert [(lb["name"], lb["type"]) for lb in runner["labels"]] == [
+        ("self-hosted", "read-only"),
+        ("Linux", "read-only"),
+        ("X64", "read-only"),
+        ("large", "custom"),
+    ]
+    files = json.loads(base64.b64decode(answer.body["encoded_jit_config"]))
+    assert set(files) == {".runner", ".credentials"}
+    settings = json.loads(base64.b64decode(files[".runner"]))
+    assert settings["serverUrl"] == emu.url and settings["gitHubUrl"] == f"{emu.url}/{ORG}"
+    simulated = SimulatedRunner.from_jit_config(emu.url, answer.body["encoded_jit_config"])
+    simulated.open_session()
+    assert control.runners(ORG)[0]["status"] == "online"
+    assert call(emu, "POST", path, body).status == 409
+    for bad in (
+        {"runner_group_id": 1, "labels": ["a"]},
+        {"name": "x", "labels": ["a"]},
+        {"name": "x", "runner_group_id": 1},
+        {"name": "x", "runner_group_id": 1, "labels": []},
+        {"name": "x", "runner_group_id": "1", "labels": ["a"]},
+        {"name": "x", "runner_group_id": 1, "labels": ["a"], "work_folder": 3},
+        ["not", "an", "object"],
+    ):
+        rejected = call(emu, "POST", path, bad)
+        assert rejected.status == 422, bad
+        assert rejected.body["message"].startswith("Invalid request.")
+    assert call(emu, "POST", path, {**body, "name": "y", "runner_group_id": 42}).status == 404
+    repo_path = f"/repos/{REPO}/actions/runners/generate-jitconfig"
+    assert call(emu, "POST", repo_path, {**body, "runner_group_id": 2}).status == 404
+    assert call(emu, "POST", repo_path, body).status == 201  # names are per scope
+    control.settings(jit_enabled=False)
+    disabled = call(emu, "POST", repo_path, {**body, "name": "other"})
+    assert disabled.status == 404
+
+
+def test_job_assignment_by_labels(emu: Emulator, control: EmulatorControl) -> None:
+    plain = online_runner(emu, "plain")
+    gpu = online_runner(emu, "gpu", ("GPU", "large"))
+    org_runner = online_runner(emu, "org-runner", ("org-only",), scope=ORG)
+    job = control.queue_job(REPO, ["self-hosted", "linux", "gpu"], "true")
+    assert (job["status"], job["runner_name"]) == ("in_progress", "gpu")
+    assert plain.poll() is None
+    message = gpu.poll()
+    assert message is not None and message["job"]["id"] == job["id"]
+    assert message["job"]["script"] == "true"
+    # The first matching idle runner (by registration order) gets the next job.
+    second = control.queue_job(REPO, ["self-hosted"], "true")
+    assert second["runner_name"] == "plain"
+    # Nobody matches: the job stays queued.
+    waiting = control.queue_job(REPO, ["self-hosted", "windows"], "true")
+    assert (waiting["status"], waiting["runner_id"]) == ("queued", None)
+    # An organisation runner takes jobs of the organisation's repositories only.
+    org_job = control.queue_job(f"{ORG}/service", ["org-only"], "true")
+    assert org_job["runner_name"] == "org-runner"
+    assert org_runner.poll()["job"]["repository"] == f"{ORG}/service"  # type: ignore[index]
+    assert control.queue_job(REPO, ["org-only"], "true")["status"] == "queued"
+    with pytest.raises(EmulatorControlError) as error:
+        control.queue_job("stranger/repo", [], "true")
+    assert error.value.status == 404
+
+
+def test_job_lifecycle_busy_delete_and_ephemeral_removal(
+    emu: Emulator, control: EmulatorControl
+) -> None:
+    runner = online_runner(emu, "eph", ("x",))
+    job = control.queue_job(REPO, ["x"], "echo hi", workflow="wf", event="push")
+    assert job["created_at"] <= job["started_at"]
+    message = runner.poll(wait=1)
+    assert message is not None
+    delete_path = f"/repos/{REPO}/actions/runners/{runner.runner_id}"
+    busy = call(emu, "DELETE", delete_path)
+    assert busy.status == 422
+    assert "still running a job" in busy.body["message"]
+    got = call(emu, "GET", delete_path).body
+    assert (got["busy"], got["status"]) == (True, "online")
+    api_job = call(emu, "GET", f"/repos/{REPO}/actions/jobs/{job['id']}").body
+    assert (api_job["status"], api_job["conclusion"], api_job["runner_name"]) == (
+        "in_progress",
+        None,
+        "eph",
+    )
+    assert api_job["workflow_name"] == "wf"
+    assert runner.complete(job["id"], "failure", exit_code=3, log="boom") == {"deleted": True}
+    assert call(emu, "GET", delete_path).status == 404
+    done = call(emu, "GET", f"/repos/{REPO}/actions/jobs/{job['id']}").body
+    assert (done["status"], done["conclusion"]) == ("completed", "failure")
+    assert done["completed_at"] >= done["started_at"]
+    assert (done["runner_id"], done["runner_group_id"], done["runner_group_name"]) == (
+        runner.runner_id,
+        1,
+        "Default",
+    )
+    run = call(emu, "GET", f"/repos/{REPO}/actions/runs/{job['run_id']}").body
+    assert (run["status"], run["conclusion"], run["event"], run["name"]) == (
+        "completed",
+        "failure",
+        "push",
+        "wf",
+    )
+    jobs = call(emu, "GET", f"/repos/{REPO}/actions/runs/{job['run_id']}/jobs").body
+    assert jobs["total_count"] == 1 and jobs["jobs"][0]["id"] == job["id"]
+    runs = call(emu, "GET", f"/repos/{REPO}/actions/runs?status=completed").body
+    assert [r["id"] for r in runs["workflow_runs"]] == [job["run_id"]]
+    record = control.job(job["id"])
+    assert (record["exit_code"], record["log"], record["script"]) == (3, "boom", "echo hi")
+    assert call(emu, "GET", f"/repos/{REPO}/actions/jobs/999").status == 404
+    assert call(emu, "GET", f"/repos/{ORG}/x/actions/jobs/{job['id']}").status == 404
+    # An idle runner can be deleted; its process then gets 404.
+    idle = online_runner(emu, "idle")
+    assert call(emu, "DELETE", f"/repos/{REPO}/actions/runners/{idle.runner_id}").status == 204
+    with pytest.raises(RunnerProtocolError) as error:
+        idle.poll()
+    assert error.value.status == 404
+
+
+def test_non_ephemeral_runner_stays(emu: Emulator, control: EmulatorControl) -> None:
+    token = reg_token(emu)
+    runner = SimulatedRunner.register(emu.url, f"{emu.url}/{REPO}", token, "keep", ephemeral=False)
+    runner.open_session()
+    job = control.queue_job(REPO, [], "true")
+    runner.poll()
+    assert runner.complete(job["id"]) == {"deleted": False}
+    assert control.runners(REPO)[0]["busy"] is False
+    second = control.queue_job(REPO, [], "true")
+    assert second["runner_name"] == "keep"
+    with pytest.raises(RunnerProtocolError) as error:
+        runner.complete(job["id"])
+    assert error.value.status == 409
+
+
+def test_long_poll_returns_when_job_arrives(emu: Emulator, control: EmulatorControl) -> None:
+    runner = online_runner(emu, "waiter")
+    import threading
+
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.append(runner.poll(wait=2.0)))
+    started = time.monotonic()
+    thread.start()
+    time.sleep(0.1)
+    control.queue_job(REPO, [], "true")
+    thread.join(timeout=5)
+    assert results and results[0]["job"]["script"] == "true"
+    assert time.monotonic() - started < 1.5
+
+
+def test_offline_detection() -> None:
+    with Emulator(token=TOKEN, repos=[REPO], offline_after=0.3) as emu:
+        runner = online_runner(emu, "quiet")
+        assert emu.control.runners()[0]["status"] == "online"
+        assert runner.timings["poll_wait"] <= 0.15
+        time.sleep(0.35)
+        assert emu.control.runners()[0]["status"] == "offline"
+        runner.poll()
+        assert emu.control.runners()[0]["status"] == "online"
+        runner.close_session()
+        assert emu.control.runners()[0]["status"] == "offline"
+
+
+def test_lost_busy_runner_fails_its_job() -> None:
+    with Emulator(token=TOKEN, repos=[REPO], offline_after=0.2) as emu:
+        emu.control.settings(lost_job_after=0.4)
+        runner = online_runner(emu, "doomed")
+        job = emu.control.queue_job(REPO, [], "sleep 100")
+        runner.poll()
+        runner.heartbeat()
+        time.sleep(0.25)
+        assert emu.control.runners()[0]["status"] == "offline"
+        assert emu.control.runners()[0]["busy"] is True
+        assert emu.control.job(job["id"])["status"] == "in_progress"
+        state = emu.control.wait_for(lambda s: s["jobs"][0]["status"] == "completed", timeout=3)
+        assert state["jobs"][0]["conclusion"] == "failure"
+        assert "lost communication" in state["jobs"][0]["log"]
+        assert [(r["name"], r["busy"], r["status"]) for r in state["runners"]] == [
+            ("doomed", False, "offline")
+        ]
+
+
+def test_injected_runners(emu: Emulator, control: EmulatorControl) -> None:
+    ghost = control.add_runner(REPO, "ghost", labels=["x"], status="offline")
+    busy = control.add_runner(ORG, "stuck", status="online", busy=True)
+    assert (ghost["registered_via"], ghost["status"]) == ("injected", "offline")
+    assert call(emu, "DELETE", f"/orgs/{ORG}/actions/runners/{busy['id']}").status == 422
+    # Injected runners have no process: they never get jobs.
+    assert control.queue_job(f"{ORG}/r", [], "true")["status"] == "queued"
+    control.update_runner(busy["id"], busy=False)
+    assert call(emu, "DELETE", f"/orgs/{ORG}/actions/runners/{busy['id']}").status == 204
+    control.delete_runner(ghost["id"])
+    assert control.runners() == []
+    with pytest.raises(EmulatorControlError) as error:
+        control.add_runner("nobody/none", "x")
+    assert error.value.status == 404
+
+
+def test_wait_for_times_out_with_summary(control: EmulatorControl) -> None:
+    control.add_runner(REPO, "ghost")
+    with pytest.raises(TimeoutError, match=r"ghost\[owner/repo\]:offline"):
+        control.wait_for(lambda s: False, timeout=0.2, interval=0.05)
+
+
+# --- downloads ------------------------------------------------------------------------------
+
+
+def test_downloads_and_tarball(emu: Emulator, control: EmulatorControl) -> None:
+    apps = call(emu, "GET", f"/repos/{REPO}/actions/runners/downloads").body
+    assert {(a["os"], a["architecture"]) for a in apps} == {
+        ("linux", "x64"),
+        ("linux", "arm64"),
+        ("osx", "x64"),
+        ("win", "x64"),
+    }
+    linux = next(a for a in apps if a["os"] == "linux" and a["architecture"] == "x64")
+    assert linux["filename"] == "actions-runner-linux-x64-2.330.0.tar.gz"
+    assert linux["download_url"] == f"{emu.url}/_emulator/downloads/{linux['filename']}"
+    with urllib.request.urlopen(linux["download_url"], timeout=5) as answer:
+        data = answer.read()
+    assert hashlib.sha256(data).hexdigest() == linux["sha256_checksum"]
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        members = {m.name: m for m in archive.getmembers()}
+        info = json.load(archive.extractfile("./bin/runner.json"))  # type: ignore[arg-type]
+    assert {"./config.sh", "./run.sh", "./bin/Runner.Listener"} <= set(members)
+    assert members["./run.sh"].mode & 0o111
+    assert info == {"version": "2.330.0", "os": "linux", "arch": "x64"}
+    assert call(emu, "GET", f"/orgs/{ORG}/actions/runners/downloads").body == apps
+    control.settings(runner_version="2.331.1")
+    newer = call(emu, "GET", f"/repos/{REPO}/actions/runners/downloads").body
+    newer_linux = next(a for a in newer if a["os"] == "linux" and a["architecture"] == "x64")
+    assert newer_linux["filename"] == "actions-runner-linux-x64-2.331.1.tar.gz"
+    assert newer_linux["sha256_checksum"] != linux["sha256_checksum"]
+    # Old versions stay downloadable, as GitHub's releases do; unknown names are 404.
+    with urllib.request.urlopen(linux["download_url"], timeout=5) as answer:
+        assert hashlib.sha256(answer.read()).hexdigest() == linux["sha256_checksum"]
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(f"{emu.url}/_emulator/downloads/evil.tar.gz", timeout=5)
+    assert error.value.code == 404
+
+
+def test_settings_validation(control: EmulatorControl) -> None:
+    assert control.settings()["jit_enabled"] is True
+    for bad in ({"nope": 1}, {"jit_enabled": "yes"}, {"runner_version": "latest"}):
+        with pytest.raises(EmulatorControlError) as error:
+            control.settings(**bad)
+        assert error.value.status == 422

@@ -1,0 +1,265 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""The stand-in runner application run as real processes on this host against the emulator.
+
+The archive is downloaded from the emulator and unpacked into a temporary directory, so these
+tests cover what an instance gets; the functional smoke test does the same inside LXD.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import tarfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.github_emulator import Emulator
+
+TOKEN = "ghp_runnerAppTestToken"
+REPO = "owner/repo"
+ORG = "org"
+
+
+def api(emu: Emulator, method: str, path: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{emu.api_url}{path}", data=data, method=method)
+    request.add_header("Authorization", f"Bearer {TOKEN}")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        raw = answer.read()
+    return json.loads(raw) if raw else None
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator(token=TOKEN, repos=[REPO], orgs=[ORG], offline_after=2.0) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def app(emu: Emulator, tmp_path: Path) -> Path:
+    """The runner application unpacked from the emulator's download."""
+    apps = api(emu, "GET", f"/repos/{REPO}/actions/runners/downloads")
+    linux = next(a for a in apps if a["os"] == "linux" and a["architecture"] == "x64")
+    with urllib.request.urlopen(linux["download_url"], timeout=10) as answer:
+        data = answer.read()
+    root = tmp_path / "actions-runner"
+    root.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        archive.extractall(root, filter="data")
+    return root
+
+
+def env() -> dict[str, str]:
+    # The tests run as root on CI; the real config.sh refuses root without this.
+    return {**os.environ, "RUNNER_ALLOW_RUNASROOT": "1"}
+
+
+def configure(emu: Emulator, app: Path, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+    token = api(emu, "POST", f"/repos/{REPO}/actions/runners/registration-token")["token"]
+    return subprocess.run(
+        [str(app / "config.sh"), "--url", url or f"{emu.url}/{REPO}", "--token", token]
+        + ["--unattended", *args],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def start(app: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(app / "run.sh"), *args],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 15) -> tuple[int, str]:
+    try:
+        code = process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.stdout is not None
+    return code, process.stdout.read()
+
+
+def test_config_refuses_root_without_opt_in(emu: Emulator, app: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    result = subprocess.run(
+        [str(app / "config.sh"), "--url", f"{emu.url}/{REPO}", "--token", "x"],
+        env={k: v for k, v in os.environ.items() if k != "RUNNER_ALLOW_RUNASROOT"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "Must not run with sudo" in result.stderr
+
+
+def test_registration_flow_runs_job_with_hooks(emu: Emulator, app: Path, tmp_path: Path) -> None:
+    result = configure(emu, app, "--name", "host-runner", "--labels", "alpha,beta", "--ephemeral")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((app / ".runner").read_text())["agentName"] == "host-runner"
+    assert (app / ".credentials").stat().st_mode & 0o077 == 0
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "started.sh").write_text('env | sort > "$RUNNER_TEMP/started.env"\n')
+    (hooks / "completed.sh").write_text('echo done > "$RUNNER_TEMP/completed"\n')
+    (app / ".env").write_text(
+        "# hooks\n"
+        f"ACTIONS_RUNNER_HOOK_JOB_STARTED={hooks / 'started.sh'}\n"
+        f"ACTIONS_RUNNER_HOOK_JOB_COMPLETED={hooks / 'completed.sh'}\n"
+        "EXTRA_FROM_DOTENV=yes=really\n"
+    )
+    process = start(app)
+    emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
+    job = emu.control.queue_job(
+        REPO,
+        ["self-hosted", "Linux", "ALPHA"],
+        'echo "script in $PWD"; test "$EXTRA_FROM_DOTENV" = yes=really; echo out > result.txt',
+        workflow="host-wf",
+        event="pull_request",
+        payload={"pull_request": {"number": 7}},
+    )
+    state = emu.control.wait_for(
+        lambda s: s["jobs"][0]["status"] == "completed" and not s["runners"], timeout=15
+    )
+    code, output = finish(process)
+    record = state["jobs"][0]
+    assert record["conclusion"] == "success", record["log"]
+    assert code == 0, output
+    assert "Listening for Jobs" in output and "completed with result: Succeeded" in output
+    assert [step["name"] for step in record["steps"]] == [
+        "Set up runner",
+        "Run script",
+        "Complete runner",
+    ]
+    temp = app / "_work" / "_temp"
+    started = dict(
+        line.split("=", 1) for line in (temp / "started.env").read_text().splitlines() if "=" in line
+    )
+    assert started["GITHUB_REPOSITORY"] == REPO
+    assert started["GITHUB_WORKFLOW"] == "host-wf"
+    assert started["GITHUB_EVENT_NAME"] == "pull_request"
+    assert started["GITHUB_RUN_ID"] == str(job["run_id"])
+    assert started["GITHUB_JOB"] == "test"
+    assert started["GITHUB_RUN_ATTEMPT"] == "1"
+    assert started["RUNNER_NAME"] == "host-runner"
+    assert started["GITHUB_SHA"] == job["head_sha"]
+    event = json.loads(Path(started["GITHUB_EVENT_PATH"]).read_text())
+    assert event["pull_request"] == {"number": 7}
+    assert event["repository"]["full_name"] == REPO
+    assert (temp / "completed").read_text() == "done\n"
+    assert (app / "_work" / "repo" / "repo" / "result.txt").read_text() == "out\n"
+    diag = sorted(path.name for path in (app / "_diag").iterdir())
+    assert any(name.startswith("Runner_") for name in diag)
+    worker_logs = [app / "_diag" / name for name in diag if name.startswith("Worker_")]
+    assert worker_logs and "script in" in worker_logs[0].read_text()
+
+
+def test_jit_run_with_failing_script(emu: Emulator, app: Path) -> None:
+    body = {"name": "jit-host", "runner_group_id": 1, "labels": ["jit"]}
+    config = api(emu, "POST", f"/orgs/{ORG}/actions/runners/generate-jitconfig", body)
+    process = start(app, "--jitconfig", config["encoded_jit_config"])
+    emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
+    emu.control.queue_job(f"{ORG}/service", ["jit"], "echo before; exit 3; echo after")
+    state = emu.control.wait_for(
+        lambda s: s["jobs"][0]["status"] == "completed" and not s["runners"], timeout=15
+    )
+    code, output = finish(process)
+    record = state["jobs"][0]
+    assert (record["conclusion"], record["exit_code"]) == ("failure", 3)
+    assert "before" in record["log"] and "after" not in record["log"]
+    assert code == 0, output
+    assert not (app / ".runner").exists()
+
+
+def test_failing_started_hook_skips_the_script(emu: Emulator, app: Path, tmp_path: Path) -> None:
+    assert configure(emu, app, "--name", "hooked", "--ephemeral").returncode == 0
+    hook = tmp_path / "fail.sh"
+    hook.write_text("echo refusing; false; echo unreachable\n")
+    (app / ".env").write_text(f"ACTIONS_RUNNER_HOOK_JOB_STARTED={hook}\n")
+    marker = tmp_path / "ran"
+    process = start(app)
+    emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
+    emu.control.queue_job(REPO, [], f"touch {marker}")
+    state = emu.control.wait_for(lambda s: s["jobs"][0]["status"] == "completed", timeout=15)
+    code, _ = finish(process)
+    record = state["jobs"][0]
+    assert record["conclusion"] == "failure"
+    assert "refusing" in record["log"] and "unreachable" not in record["log"]
+    assert not marker.exists()
+    assert code == 0
+
+
+def test_process_exits_non_zero_when_registration_is_deleted(emu: Emulator, app: Path) -> None:
+    assert configure(emu, app, "--name", "doomed").returncode == 0
+    process = start(app)
+    state = emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
+    runner_id = state["runners"][0]["id"]
+    api(emu, "DELETE", f"/repos/{REPO}/actions/runners/{runner_id}")
+    code, output = finish(process)
+    assert code != 0
+    assert "deleted from the server" in output
+
+
+def test_sigterm_while_idle_exits_zero_and_goes_offline(emu: Emulator, app: Path) -> None:
+    assert configure(emu, app, "--name", "stopper").returncode == 0
+    process = start(app)
+    emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
+    process.send_signal(signal.SIGTERM)
+    code, _ = finish(process)
+    assert code == 0
+    assert emu.control.runners()[0]["status"] == "offline"
+
+
+def test_config_errors_and_remove(emu: Emulator, app: Path) -> None:
+    bad = subprocess.run(
+        [str(app / "config.sh"), "--url", f"{emu.url}/{REPO}", "--token", "WRONG", "--unattended"],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert bad.returncode != 0 and "Failed to register" in bad.stdout
+    unknown = configure(emu, app, "--name", "x", url=f"{emu.url}/nobody/nothing")
+    assert unknown.returncode != 0
+    assert configure(emu, app, "--name", "taken").returncode == 0
+    again = configure(emu, app, "--name", "taken")
+    assert again.returncode != 0 and "already configured" in again.stdout
+    (app / ".runner").rename(app / ".runner.bak")
+    clash = configure(emu, app, "--name", "taken")
+    assert clash.returncode != 0 and "same name" in clash.stdout
+    replaced = configure(emu, app, "--name", "taken", "--replace")
+    assert replaced.returncode == 0, replaced.stdout
+    assert len(emu.control.runners(REPO)) == 1
+    remove_token = api(emu, "POST", f"/repos/{REPO}/actions/runners/remove-token")["token"]
+    removed = subprocess.run(
+        [str(app / "config.sh"), "remove", "--token", remove_token],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert removed.returncode == 0, removed.stdout
+    assert emu.control.runners(REPO) == []
+    assert not (app / ".runner").exists() and not (app / ".credentials").exists()
+    not_configured = finish(start(app))
+    assert not_configured[0] != 0 and "Not configured" in not_configured[1]

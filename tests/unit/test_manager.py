@@ -1,0 +1,381 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""RunnerManager commands against the in-memory fakes."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pytest
+
+from github_runner_manager.errors import (
+    GitHubUnavailableError,
+    LxdError,
+    RateLimitError,
+    RunnerBinaryError,
+    TokenError,
+)
+from github_runner_manager.lxd import TAG_UNIT
+from github_runner_manager.manager import manager_lock
+from github_runner_manager.models import InstanceType
+from github_runner_manager.report import read_report
+
+from .conftest import PREFIX, UNIT
+from .fakes import FakeBinaryCache
+
+UTC = datetime.timezone.utc
+
+
+def names(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}-{i:012x}" for i in range(count)]
+
+
+def test_reconcile_from_zero_creates_runners(make_manager, lxd, github, tmp_path):
+    """arrange: containers=2, nothing exists. act: reconcile. assert: 2 tagged runners, report."""
+    manager = make_manager()
+
+    report = manager.reconcile()
+
+    assert report.ok, report.errors
+    assert len(report.created) == 2
+    assert sorted(lxd.instances) == sorted(report.created)
+    for name in report.created:
+        instance = lxd.instances[name]
+        assert instance.spec.config[TAG_UNIT] == UNIT
+        assert instance.status == "Running"
+        assert name.startswith(f"{PREFIX}-")
+    assert [labels for _, labels in github.registered] == [
+        ("github-runner", "jammy", "container", "extra")
+    ] * 2
+    assert report.counts["container"] == {"booting": 2}
+    written = read_report(manager.config.report_file)
+    assert written is not None and written.created == report.created
+
+
+def test_reconcile_steady_state_changes_nothing(make_manager, lxd, github):
+    """arrange: two healthy runners from a first reconcile. act: reconcile. assert: no change."""
+    manager = make_manager()
+    first = manager.reconcile()
+    for name in first.created:
+        runner = github.by_name(name)
+        assert runner is not None
+        github.runners[runner.id] = runner.__class__(runner.id, name, online=True, busy=False)
+
+    report = manager.reconcile()
+
+    assert report.ok
+    assert report.created == [] and report.removed == []
+    assert report.counts["container"] == {"idle": 2}
+    assert github.calls.count("delete_runner") == 0
+
+
+def test_token_error_creates_nothing_deletes_nothing(make_manager, lxd, github):
+    """arrange: GitHub rejects the token; a stopped instance. act: reconcile. assert: no-op."""
+    lxd.add(names(PREFIX, 1)[0], UNIT, status="Stopped")
+    github.fail["list_runners"] = TokenError(
+        "GitHub rejected the token (401 Bad credentials)", 401
+    )
+    manager = make_manager()
+
+    report = manager.reconcile()
+
+    assert not report.ok
+    assert report.error_kinds() == {"token"}
+    assert report.created == [] and report.removed == []
+    assert len(lxd.instances) == 1 and lxd.deleted == []
+
+
+def test_token_error_while_registering_stops_the_batch(make_manager, lxd, github):
+    """arrange: registration gets 401. act: reconcile 5. assert: one error, no instance made."""
+    github.fail["register_runner"] = TokenError("GitHub rejected the token (401)", 401)
+    manager = make_manager(runners={"containers": 5})
+
+    report = manager.reconcile()
+
+    assert report.error_kinds() == {"token"}
+    assert len(report.errors) == 1
+    assert lxd.instances == {}
+
+
+def test_failed_spawn_leaves_no_orphan(make_manager, lxd, github):
+    """arrange: LXD cannot start instances. act: reconcile. assert: no instance or registration."""
+    lxd.fail["start_instance"] = LxdError("cannot start: out of memory")
+    manager = make_manager()
+
+    report = manager.reconcile()
+
+    assert report.error_kinds() == {"runner-create"}
+    assert len(report.errors) == 2
+    assert lxd.instances == {}
+    assert github.runners == {}, "the JIT registrations of failed runners must be deleted"
+
+
+def test_one_failed_spawn_does_not_abort_the_others(make_manager, lxd, github):
+    """arrange: the second instance creation fails. act: reconcile 3. assert: 2 runners exist."""
+    real_create = lxd.create_instance
+    calls = []
+
+    def flaky_create(spec):
+        calls.append(spec.name)
+        if len(calls) == 2:
+            raise LxdError("storage pool full")
+        real_create(spec)
+
+    lxd.create_instance = flaky_create
+    manager = make_manager(
+        runners={"containers": 3}, timing={"spawn_concurrency": 1, "lock_timeout": 0}
+    )
+
+    report = manager.reconcile()
+
+    assert len(report.created) == 2
+    assert len(report.errors) == 1
+    assert sorted(lxd.instances) == sorted(report.created)
+    assert {r.name for r in github.runners.values()} == set(report.created)
+
+
+def test_scale_down_removes_oldest_idle_and_keeps_busy(make_manager, lxd, github, clock):
+    """arrange: 3 runners (oldest busy). act: reconcile with containers=1. assert: 2 idle go."""
+    manager = make_manager(runners={"containers": 1})
+    hashes = manager._hashes(manager._binary.ensure())  # the current configuration hash
+    old, mid, new = names(PREFIX, 3)
+    for index, name in enumerate((old, mid, new)):
+        lxd.add(
+            name,
+            UNIT,
+            created_at=clock.now - datetime.timedelta(minutes=60 - index * 10),
+            config_hash=hashes[InstanceType.CONTAINER],
+        )
+    github.add(old, busy=True)
+    github.add(mid)
+    github.add(new)
+
+    report = manager.reconcile()
+
+    assert {r.name: r.reason for r in report.removed} == {mid: "scale-down", new: "scale-down"}
+    assert sorted(lxd.instances) == [old]
+    assert report.created == []
+
+
+def test_stale_idle_runner_is_replaced(make_manager, lxd, github):
+    """arrange: an idle runner with an old config hash. act: reconcile. assert: replaced."""
+    name = names(PREFIX, 1)[0]
+    lxd.add(name, UNIT, config_hash="old-hash")
+    github.add(name)
+    manager = make_manager(runners={"containers": 1})
+
+    report = manager.reconcile()
+
+    assert [r.reason for r in report.removed] == ["stale-config"]
+    assert len(report.created) == 1 and report.created[0] != name
+    assert name not in lxd.instances
+
+
+def test_other_units_instances_are_never_touched(make_manager, lxd, github):
+    """arrange: another unit's instances and runners. act: reconcile with 0. assert: untouched."""
+    lxd.add("github-runner-1-0123456789ab", "github-runner/1", status="Stopped")
+    github.add("github-runner-1-0123456789ab", online=False)
+    manager = make_manager(runners={"containers": 0})
+
+    report = manager.reconcile()
+
+    assert report.ok
+    assert "github-runner-1-0123456789ab" in lxd.instances
+    assert len(github.runners) == 1
+
+
+def test_github_orphan_is_deleted(make_manager, github):
+    """arrange: an offline GitHub runner without instance. act: reconcile. assert: deleted."""
+    ghost = names(PREFIX, 1)[0]
+    github.add(ghost, online=False)
+    manager = make_manager(runners={"containers": 0})
+
+    report = manager.reconcile()
+
+    assert [(r.name, r.reason) for r in report.removed] == [(ghost, "github-orphan")]
+    assert github.runners == {}
+
+
+def test_idle_runner_that_took_a_job_is_kept(make_manager, lxd, github):
+    """arrange: a scale-down target turns busy (GitHub 422). act: reconcile. assert: kept."""
+    name = names(PREFIX, 1)[0]
+    manager = make_manager(runners={"containers": 0})
+    lxd.add(name, UNIT)
+    runner = github.add(name)
+    real_delete = github.delete_runner
+
+    def becomes_busy(runner_id):
+        github.runners[runner.id] = runner.__class__(runner.id, name, online=True, busy=True)
+        real_delete(runner_id)
+
+    github.delete_runner = becomes_busy
+
+    report = manager.reconcile()
+
+    assert report.removed == []
+    assert name in lxd.instances
+
+
+def test_rate_limit_is_reported_without_changes(make_manager, lxd, github):
+    """arrange: the rate limit is spent. act: reconcile. assert: rate-limit error."""
+    github.fail["list_runners"] = RateLimitError("rate limit spent", reset_at=0)
+    manager = make_manager()
+
+    report = manager.reconcile()
+
+    assert report.error_kinds() == {"rate-limit"}
+    assert lxd.instances == {}
+
+
+def test_binary_unavailable_still_cleans_up(make_manager, lxd, github, tmp_path):
+    """arrange: no runner application, a ghost. act: reconcile. assert: ghost gone, error."""
+    github.add(names(PREFIX, 1)[0], online=False)
+    manager = make_manager(binary=FakeBinaryCache(tmp_path, fail=RunnerBinaryError("no download")))
+
+    report = manager.reconcile()
+
+    assert report.error_kinds() == {"runner-binary"}
+    assert [r.reason for r in report.removed] == ["github-orphan"]
+    assert lxd.instances == {}
+
+
+def test_missing_image_is_reported(make_manager, lxd):
+    """arrange: the base image is missing. act: reconcile. assert: image error, nothing made."""
+    lxd.images.clear()
+    manager = make_manager()
+
+    report = manager.reconcile()
+
+    assert report.error_kinds() == {"image"}
+    assert lxd.instances == {}
+
+
+@pytest.mark.parametrize(
+    ("busy", "left"),
+    [pytest.param(False, {"busy"}, id="idle only"), pytest.param(True, set(), id="busy too")],
+)
+def test_flush(make_manager, lxd, github, busy, left):
+    """arrange: an idle and a busy runner. act: flush without reconcile. assert: what is left."""
+    manager = make_manager(runners={"containers": 0})
+    idle, busy_name = names(PREFIX, 2)
+    lxd.add(idle, UNIT)
+    lxd.add(busy_name, UNIT)
+    github.add(idle)
+    busy_runner = github.add(busy_name, busy=True)
+    real_delete = github.delete_runner
+
+    def delete(runner_id):
+        # Once its instance is gone, GitHub lets go of the busy runner.
+        if runner_id == busy_runner.id and busy_name not in lxd.instances:
+            github.runners[runner_id] = busy_runner.__class__(runner_id, busy_name, False, False)
+        real_delete(runner_id)
+
+    github.delete_runner = delete
+
+    report = manager.flush(busy=busy, reconcile=False)
+
+    remaining = {"busy" for n in lxd.instances if n == busy_name}
+    assert remaining == left
+    assert idle not in lxd.instances
+    assert all(r.reason == "flush" for r in report.removed)
+    assert {r.name for r in github.runners.values()} == ({busy_name} if left else set())
+
+
+def test_flush_busy_waits_for_github_to_release_the_runner(make_manager, lxd, github, clock):
+    """arrange: GitHub keeps a killed runner busy twice. act: flush --busy. assert: deleted."""
+    manager = make_manager(runners={"containers": 0})
+    name = names(PREFIX, 1)[0]
+    lxd.add(name, UNIT)
+    runner = github.add(name, busy=True)
+    attempts = []
+    real_delete = github.delete_runner
+
+    def delete(runner_id):
+        attempts.append(runner_id)
+        if len(attempts) >= 3:
+            github.runners[runner.id] = runner.__class__(runner.id, name, False, False)
+        real_delete(runner_id)
+
+    github.delete_runner = delete
+
+    report = manager.flush(busy=True, reconcile=False)
+
+    assert report.ok, report.errors
+    assert github.runners == {}
+    assert clock.slept[:2] == [2.0, 4.0]
+
+
+def test_flush_then_reconcile_replaces_idle(make_manager, lxd, github):
+    """arrange: 2 idle runners. act: flush (with reconcile). assert: 2 new runners replace them."""
+    manager = make_manager()
+    first = manager.reconcile().created
+    for name in first:
+        runner = github.by_name(name)
+        github.runners[runner.id] = runner.__class__(runner.id, name, True, False)
+
+    report = manager.flush()
+
+    assert {r.name for r in report.removed} == set(first)
+    assert len(report.created) == 2
+    assert set(lxd.instances) == set(report.created)
+
+
+def test_lock_busy_is_reported(make_manager, tmp_path):
+    """arrange: another run holds the lock. act: reconcile. assert: busy error, nothing done."""
+    manager = make_manager()
+    with manager_lock(manager.config.state_dir / "manager.lock", timeout=0):
+        report = manager.reconcile()
+
+    assert report.error_kinds() == {"busy"}
+    assert report.created == []
+
+
+def test_check_counts_by_state(make_manager, lxd, github):
+    """arrange: idle, busy, offline and unknown runners. act: check. assert: counts and names."""
+    idle, busy, booting, ghost = names(PREFIX, 4)
+    for name in (idle, busy, booting):
+        lxd.add(name, UNIT, created_at=datetime.datetime(2026, 6, 1, 11, 59, tzinfo=UTC))
+    github.add(idle)
+    github.add(busy, busy=True)
+    github.add(ghost, online=False)
+    manager = make_manager()
+
+    result = manager.check()
+
+    assert (
+        result["online"],
+        result["offline"],
+        result["busy"],
+        result["idle"],
+        result["unknown"],
+    ) == (
+        2,
+        1,
+        1,
+        1,
+        1,
+    )
+    assert result["runners"]["unknown"] == [booting]
+    assert result["runners"]["offline"] == [ghost]
+    json.dumps(result)
+
+
+def test_report_never_holds_the_token(make_manager, github):
+    """arrange: a failing GitHub. act: reconcile. assert: the token is nowhere in the report."""
+    github.fail["list_runners"] = GitHubUnavailableError("GitHub kept failing")
+    manager = make_manager()
+
+    manager.reconcile()
+
+    assert "ghp_unit_test_token" not in manager.config.report_file.read_text()
+
+
+def test_lxd_failure_is_reported(make_manager, lxd):
+    """arrange: LXD cannot list. act: reconcile. assert: lxd error."""
+    lxd.fail["list_instances"] = LxdError("cannot reach LXD")
+    manager = make_manager()
+
+    report = manager.reconcile()
+
+    assert report.error_kinds() == {"lxd"}

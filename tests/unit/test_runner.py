@@ -1,0 +1,196 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""Creating one runner (RunnerSpawner) against the fakes: request shapes and cleanup."""
+
+from __future__ import annotations
+
+import pytest
+
+from github_runner_manager.errors import LxdError, RunnerCreateError
+from github_runner_manager.lxd import ExecResult
+from github_runner_manager.models import InstanceType
+from github_runner_manager.runner import (
+    DIST_DIR,
+    UNIT_PATH,
+    UNIT_WANTS_PATH,
+    RunnerSpawner,
+    runner_environment,
+    runner_labels,
+)
+from github_runner_manager.templates import TemplateRenderer
+
+from .conftest import make_config
+
+
+@pytest.fixture
+def spawner_for(tmp_path, lxd, github, clock):
+    def _make(**overrides):
+        config = make_config(tmp_path, **overrides)
+        return RunnerSpawner(
+            config,
+            lxd,
+            github,
+            TemplateRenderer(config.templates),
+            runner_tarball=b"tarball-bytes",
+            monotonic=clock.monotonic,
+            sleep=clock.sleep,
+            wall_clock=clock,
+        )
+
+    return _make
+
+
+def test_container_with_jit_gets_everything_before_start(spawner_for, lxd, github):
+    """arrange: JIT available. act: spawn a container. assert: files, enabled unit, no exec."""
+    result = spawner_for().spawn(InstanceType.CONTAINER, "hash-1")
+
+    instance = lxd.instances[result.name]
+    assert instance.status == "Running"
+    assert instance.spec.ephemeral is True
+    assert instance.spec.instance_type is InstanceType.CONTAINER
+    assert instance.spec.config["user.github-runner.config-hash"] == "hash-1"
+    assert instance.spec.config["security.nesting"] == "true"
+    assert instance.files[f"{DIST_DIR}/jitconfig"] == (f"jit-for-{result.name}".encode(), 0o600)
+    assert instance.files[f"{DIST_DIR}/runner.tar.gz"][0] == b"tarball-bytes"
+    assert instance.links == {UNIT_WANTS_PATH: UNIT_PATH}
+    assert instance.commands == [], "a JIT container needs no exec round trip"
+    assert set(result.timings) == {"register", "create", "push", "start"}
+
+
+def test_virtual_machine_request_shape(spawner_for, lxd):
+    """arrange: VM settings. act: spawn a VM. assert: type, limits, root disk, profiles."""
+    spawner = spawner_for(
+        runners={"cpu": 4, "memory": "8GiB", "disk": "20GiB"},
+        lxd={"storage_pool": "runner", "profiles": ["default", "extra"]},
+    )
+
+    result = spawner.spawn(InstanceType.VIRTUAL_MACHINE, "hash-vm")
+
+    spec = lxd.instances[result.name].spec
+    assert spec.instance_type is InstanceType.VIRTUAL_MACHINE
+    assert spec.config["limits.cpu"] == "4"
+    assert spec.config["limits.memory"] == "8GiB"
+    assert "security.nesting" not in spec.config
+    assert spec.devices["root"] == {"type": "disk", "path": "/", "pool": "runner", "size": "20GiB"}
+    assert spec.profiles == ("default", "extra")
+    assert spec.ephemeral is True
+    commands = lxd.instances[result.name].commands
+    assert commands[0][:2] == ["systemctl", "is-system-running"], "waits for the VM agent"
+    assert "enable --now github-runner" in commands[-1][-1]
+
+
+def test_registration_token_flow_runs_config_sh(spawner_for, lxd, github):
+    """arrange: no JIT (old GHES). act: spawn. assert: config.sh run with the token in env only."""
+    github.jit = False
+    seen = []
+
+    def handler(name, command, env):
+        seen.append((command, env))
+        if command[:2] == ["systemctl", "is-system-running"]:
+            return ExecResult(0, "running\n", "")
+        return ExecResult(0, "", "")
+
+    lxd.exec_handler = handler
+
+    result = spawner_for().spawn(InstanceType.CONTAINER, "hash-1")
+
+    configure = [(c, e) for c, e in seen if "start.sh configure" in " ".join(c)]
+    assert len(configure) == 1
+    command, env = configure[0]
+    assert env == {"RUNNER_TOKEN": "AAAREGTOKEN"}
+    assert "AAAREGTOKEN" not in " ".join(command)
+    instance = lxd.instances[result.name]
+    assert instance.links == {}, "the unit starts only after config.sh succeeded"
+    assert f"{DIST_DIR}/jitconfig" not in instance.files
+
+
+def test_failing_config_sh_cleans_up(spawner_for, lxd, github):
+    """arrange: config.sh exits 1. act: spawn. assert: RunnerCreateError, instance deleted."""
+    github.jit = False
+
+    def handler(name, command, env):
+        if "start.sh configure" in " ".join(command):
+            return ExecResult(1, "", "Http response code: Unauthorized")
+        return ExecResult(0, "running\n", "")
+
+    lxd.exec_handler = handler
+
+    with pytest.raises(RunnerCreateError, match=r"exit code 1.*Unauthorized"):
+        spawner_for().spawn(InstanceType.CONTAINER, "hash-1")
+
+    assert lxd.instances == {}
+    assert len(lxd.deleted) == 1
+
+
+@pytest.mark.parametrize(
+    "method", ["create_instance", "push_file", "push_symlink", "start_instance"]
+)
+def test_lxd_failure_at_any_step_leaves_nothing(spawner_for, lxd, github, method):
+    """arrange: one LXD step fails. act: spawn. assert: no instance and no GitHub registration."""
+    lxd.fail[method] = LxdError(f"{method} failed")
+
+    with pytest.raises(RunnerCreateError, match=f"{method} failed"):
+        spawner_for().spawn(InstanceType.CONTAINER, "hash-1")
+
+    assert lxd.instances == {}
+    assert github.runners == {}
+
+
+def test_loopback_github_gets_a_proxy_device(spawner_for, lxd):
+    """arrange: GitHub on loopback http. act: spawn. assert: proxy device bound in the instance."""
+    result = spawner_for(github={"url": "http://127.0.0.1:8123"}).spawn(
+        InstanceType.CONTAINER, "h"
+    )
+
+    device = lxd.instances[result.name].spec.devices["github-loopback"]
+    assert device == {
+        "type": "proxy",
+        "listen": "tcp:127.0.0.1:8123",
+        "connect": "tcp:127.0.0.1:8123",
+        "bind": "instance",
+    }
+
+
+def test_remote_github_gets_no_proxy_device(spawner_for, lxd):
+    """arrange: github.com. act: spawn. assert: no proxy device."""
+    result = spawner_for().spawn(InstanceType.CONTAINER, "h")
+
+    assert "github-loopback" not in lxd.instances[result.name].spec.devices
+
+
+def test_labels_and_environment(tmp_path):
+    """arrange: labels, proxies, mirror, tmate. act: compute. assert: labels and variables."""
+    config = make_config(
+        tmp_path,
+        runners={"labels": ["gpu", "Container"], "base_image": "noble"},
+        proxy={"http": "http://proxy:3128", "https": "http://proxy:3128", "no_proxy": "internal"},
+        dockerhub_mirror="https://mirror.example",
+        ssh_debug=[
+            {
+                "host": "10.1.1.1",
+                "port": 10022,
+                "rsa_fingerprint": "SHA256:r",
+                "ed25519_fingerprint": "SHA256:e",
+            }
+        ],
+    )
+
+    assert runner_labels(config, InstanceType.CONTAINER) == [
+        "github-runner",
+        "noble",
+        "container",
+        "gpu",
+    ]
+    env = runner_environment(config)
+    assert env["http_proxy"] == env["HTTP_PROXY"] == "http://proxy:3128"
+    assert env["no_proxy"] == "internal"
+    assert env["DOCKERHUB_MIRROR"] == env["CONTAINER_REGISTRY_URL"] == "https://mirror.example"
+    assert env["TMATE_SERVER_PORT"] == "10022"
+
+
+def test_rendered_files_hold_no_github_token(spawner_for, lxd):
+    """arrange: a spawned runner. act: read every file pushed. assert: the PAT is in none."""
+    result = spawner_for().spawn(InstanceType.CONTAINER, "h")
+
+    for path, (content, _) in lxd.instances[result.name].files.items():
+        assert b"ghp_unit_test_token" not in content, path
