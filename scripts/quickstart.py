@@ -98,7 +98,9 @@ def run_emulated(args: argparse.Namespace, state_dir: Path) -> int:
             state = emulator.control.job(job["id"])
             table(manager, f"job {state['status']} on {state.get('runner_name') or '-'}")
             if state["status"] == "completed":
-                print(f"\njob {job['id']} concluded {state['conclusion']} on {state['runner_name']}")
+                print(
+                    f"\njob {job['id']} concluded {state['conclusion']} on {state['runner_name']}"
+                )
                 job_done = True
                 break
             time.sleep(2)

@@ -298,6 +298,8 @@ class TimingSettings(_Model):
     Attributes:
         registration_timeout: seconds a new runner may take to come online before it counts as
             unhealthy (GitHub shows a healthy runner offline for a while after it starts).
+        probe_after: seconds after which a runner that is not online yet is asked whether its
+            runner process still runs (a dead one is replaced before the grace period ends).
         spawn_concurrency: how many runners are created at the same time.
         api_timeout: seconds any single GitHub call may take.
         api_retries: attempts for a GitHub call failing with a server or network error.
@@ -305,6 +307,7 @@ class TimingSettings(_Model):
     """
 
     registration_timeout: float = pydantic.Field(600.0, gt=0)
+    probe_after: float = pydantic.Field(30.0, ge=0)
     spawn_concurrency: int = pydantic.Field(4, ge=1, le=64)
     api_timeout: float = pydantic.Field(30.0, gt=0)
     api_retries: int = pydantic.Field(3, ge=1, le=10)

@@ -349,7 +349,8 @@ class PylxdClient:
         """Run a command inside a running instance, killed after a timeout.
 
         The command runs under `timeout` inside the instance, so a hung command cannot hold the
-        manager; the LXD client's own timeout bounds the call itself.
+        manager; the LXD client's own timeout bounds the call itself. Output is recorded by LXD
+        and read afterwards, so keep it small.
 
         Args:
             name: the instance.
@@ -364,13 +365,41 @@ class PylxdClient:
             LxdError: if LXD fails.
         """
         bounded = ["timeout", "--kill-after=5", f"{max(1, int(timeout))}s", *command]
+        # Recorded output instead of websockets: one request, one wait, two small reads; no
+        # websocket threads that can outlive the call.
         try:
-            result = self._instance(name).execute(bounded, environment=env or {})
-        except _LXD_ERRORS as exc:
+            response = self._client.api.instances[name].exec.post(
+                json={
+                    "command": bounded,
+                    "environment": env or {},
+                    "wait-for-websocket": False,
+                    "record-output": True,
+                    "interactive": False,
+                }
+            )
+            operation = self._client.operations.wait_for_operation(response.json()["operation"])
+            metadata = operation.metadata or {}
+            output = {
+                fd: self._read_exec_log(path)
+                for fd, path in (metadata.get("output") or {}).items()
+            }
+        except (*_LXD_ERRORS, ValueError, KeyError) as exc:
             raise LxdError(f"cannot run {shlex.join(command[:2])} in {name}: {exc}") from exc
         return ExecResult(
-            exit_code=int(result.exit_code), stdout=str(result.stdout), stderr=str(result.stderr)
+            exit_code=int(metadata.get("return", -1)),
+            stdout=output.get("1", ""),
+            stderr=output.get("2", ""),
         )
+
+    def _read_exec_log(self, path: str) -> str:
+        """Read and delete a recorded exec output (`/1.0/instances/<name>/logs/<file>`)."""
+        endpoint = self._client.api
+        for part in path.strip("/").split("/")[1:]:
+            endpoint = endpoint[part]
+        text = str(endpoint.get().text)
+        with contextlib.suppress(*_LXD_ERRORS):
+            endpoint.delete()
+        return text
 
     def delete_instance(self, name: str) -> None:
         """Stop (forcefully) and delete an instance; a missing instance counts as deleted.

@@ -46,8 +46,6 @@ logger = logging.getLogger(__name__)
 
 # Errors after which no further GitHub call in this run can succeed: stop spawning.
 _FATAL_GITHUB_ERRORS = (TokenError, PermissionDeniedError, PathNotFoundError, RateLimitError)
-# How old a not-yet-online runner must be before asking whether its process still runs.
-PROBE_MIN_AGE = datetime.timedelta(seconds=30)
 
 
 @contextlib.contextmanager
@@ -198,7 +196,9 @@ class RunnerManager:
         views = planner.classify(
             instances, github_runners, now=now, registration_timeout=timeout, current_hash=hashes
         )
-        to_probe = planner.instances_to_probe(views, now=now, min_age=PROBE_MIN_AGE)
+        to_probe = planner.instances_to_probe(
+            views, now=now, min_age=datetime.timedelta(seconds=self.config.timing.probe_after)
+        )
         if not to_probe:
             return views
         alive = {
@@ -226,7 +226,11 @@ class RunnerManager:
             desired={t.value: self.config.runners.count(t) for t in InstanceType},
         )
 
-    def _finish(self, report: Report, started: float) -> Report:
+    def _github_counters(self) -> tuple[int, int]:
+        not_modified = getattr(self._github, "not_modified_count", None)
+        return self._github.call_count(), not_modified() if not_modified else 0
+
+    def _finish(self, report: Report, started: float, counters: tuple[int, int]) -> Report:
         report.finished_at = self._clock()
         report.duration = round(self._monotonic() - started, 3)
         report.ok = not report.errors
@@ -234,8 +238,9 @@ class RunnerManager:
         if rate is not None:
             report.rate_limit_remaining = rate.remaining
             report.rate_limit_reset_at = rate.reset_at
-        report.github_calls = self._github.call_count()
-        report.github_not_modified = getattr(self._github, "not_modified_count", lambda: 0)()
+        calls, not_modified = self._github_counters()
+        report.github_calls = calls - counters[0]
+        report.github_not_modified = not_modified - counters[1]
         save = getattr(self._github, "save_cache", None)
         if save is not None:
             try:
@@ -280,6 +285,7 @@ class RunnerManager:
 
     def _locked_run(self, command: str, body: Callable[[Report], None]) -> Report:
         started = self._monotonic()
+        counters = self._github_counters()
         report = self._new_report(command)
         try:
             with manager_lock(
@@ -293,7 +299,7 @@ class RunnerManager:
         except Exception as exc:
             logger.exception("unexpected error during %s", command)
             report.errors.append(ErrorEntry(kind="unexpected", message=repr(exc)))
-        self._finish(report, started)
+        self._finish(report, started, counters)
         report.write(self.config.report_file)
         return report
 

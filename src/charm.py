@@ -1,0 +1,477 @@
+#!/usr/bin/env python3
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""The github-runner charm: keeps ephemeral GitHub Actions runners in LXD on each unit.
+
+The charm is a configurator. It validates its inputs into a `CharmState`, prepares the host
+(`host`), writes the runner manager's configuration and systemd timer (`service`), and maps the
+manager's last report to the unit status. The runners themselves are reconciled outside Juju
+hooks, by the timer's runs of `python3 -m github_runner_manager`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import ops
+
+import host
+import service
+from charm_state import (
+    COS_AGENT_RELATION,
+    DEBUG_SSH_RELATION,
+    CharmState,
+    InvalidConfigError,
+    RunnerStorage,
+)
+from github_runner_manager.models import InstanceType
+from github_runner_manager.report import Report
+
+logger = logging.getLogger(__name__)
+
+# How long the actions and the final flush may run (creating VMs takes minutes).
+ACTION_TIMEOUT = 1800.0
+CHECK_TIMEOUT = 300.0
+FLUSH_TIMEOUT = 1200.0
+# A report older than this many intervals (plus the margin) says the timer no longer runs.
+STALE_INTERVALS = 3
+STALE_MARGIN = datetime.timedelta(minutes=5)
+
+# Short notes for transient problems, added to the Active status.
+_TRANSIENT_NOTES = {
+    "lxd": "LXD error",
+    "github-unavailable": "GitHub unavailable",
+    "github-conflict": "GitHub refused a change",
+    "runner-binary": "runner application unavailable",
+    "unexpected": "unexpected error, see the unit's journal",
+}
+_CHECK_KEYS = ("online", "offline", "unknown", "busy", "idle")
+_ALIVE_STATES = ("idle", "busy", "booting")
+
+
+@dataclasses.dataclass
+class _Outcome:
+    """What one reconciliation of the charm found, for collect-status.
+
+    Attributes:
+        blocked: a problem the operator must fix (invalid config, storage too small).
+        host_error: a failure preparing the host; the next event retries.
+        state: the validated state, when it was valid.
+    """
+
+    blocked: str | None = None
+    host_error: str | None = None
+    state: CharmState | None = None
+
+
+class GithubRunnerCharm(ops.CharmBase):
+    """Keeps a unit's ephemeral GitHub Actions runners through the runner manager."""
+
+    def __init__(self, framework: ops.Framework):
+        super().__init__(framework)
+        unit_number = int(self.unit.name.rsplit("/", 1)[1])
+        self._host = host.Host()
+        self._manager = service.ManagerService(
+            service.ManagerPaths.for_unit(self.app.name, unit_number), Path(self.charm_dir)
+        )
+        self._outcome: _Outcome | None = None
+        self._state_cache: CharmState | InvalidConfigError | None = None
+
+        # Never return early from here: stop and remove must clean up whatever the config.
+        for event in (
+            self.on.install,
+            self.on.start,
+            self.on.config_changed,
+            self.on.upgrade_charm,
+            self.on.secret_changed,
+            self.on.update_status,
+            self.on[DEBUG_SSH_RELATION].relation_changed,
+            self.on[DEBUG_SSH_RELATION].relation_broken,
+            self.on[COS_AGENT_RELATION].relation_joined,
+            self.on[COS_AGENT_RELATION].relation_changed,
+            self.on[COS_AGENT_RELATION].relation_broken,
+        ):
+            framework.observe(event, self._reconcile)
+        framework.observe(self.on.stop, self._on_stop)
+        framework.observe(self.on.remove, self._on_remove)
+        framework.observe(self.on.check_runners_action, self._on_check_runners)
+        framework.observe(self.on.reconcile_runners_action, self._on_reconcile_runners)
+        framework.observe(self.on.flush_runners_action, self._on_flush_runners)
+        framework.observe(self.on.update_dependencies_action, self._on_update_dependencies)
+        framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
+
+    # ----- lifecycle end --------------------------------------------------------------------
+
+    def _on_stop(self, _: ops.StopEvent) -> None:
+        """Stop the timer and remove every runner of this unit, whatever the config."""
+        self._teardown()
+
+    def _on_remove(self, _: ops.RemoveEvent) -> None:
+        """Remove the runners (again, in case stop could not), then the manager's files."""
+        self._teardown()
+        self._manager.remove_files()
+
+    def _teardown(self) -> None:
+        """Disable the timer and flush all runners with the last configuration written.
+
+        This never reads the current config: an invalid config must not keep runners (and
+        their GitHub registrations) alive after the unit goes.
+        """
+        self._manager.stop()
+        if not self._manager.configured():
+            logger.info("the runner manager was never configured: no runner to remove")
+            return
+        try:
+            result = self._manager.run(["flush", "--busy", "--no-reconcile"], FLUSH_TIMEOUT)
+        except service.ServiceError as exc:
+            logger.error("cannot remove the runners: %s; remove them by hand with lxc", exc)
+            return
+        if not result.ok:
+            # Log rather than fail: an error here would block the removal of the unit.
+            logger.error(
+                "removing the runners failed (exit code %d): %s; remove what is left with "
+                "lxc and in the repository or organisation settings",
+                result.exit_code,
+                _error_messages(result),
+            )
+
+    # ----- reconciliation -------------------------------------------------------------------
+
+    def _state(self) -> CharmState:
+        """Build (once per hook) and return the state.
+
+        Raises:
+            InvalidConfigError: if the inputs are invalid.
+        """
+        if self._state_cache is None:
+            existing = self._host.runner_storage_in_use()
+            try:
+                self._state_cache = CharmState.from_charm(
+                    self,
+                    machine=self._host.machine(),
+                    existing_storage=RunnerStorage(existing) if existing else None,
+                )
+            except InvalidConfigError as exc:
+                self._state_cache = exc
+        if isinstance(self._state_cache, InvalidConfigError):
+            raise self._state_cache
+        return self._state_cache
+
+    def _reconcile(self, _: ops.EventBase) -> None:
+        """Converge the host, the manager's configuration and its timer on the inputs."""
+        outcome = _Outcome()
+        self._outcome = outcome
+        try:
+            self._converge(outcome)
+        except InvalidConfigError as exc:
+            outcome.blocked = exc.message
+        except host.StorageTooSmallError as exc:
+            outcome.blocked = str(exc)
+        except (host.HostError, service.ServiceError) as exc:
+            logger.error("preparing the host failed; the next event retries: %s", exc)
+            outcome.host_error = str(exc)
+
+    def _converge(self, outcome: _Outcome) -> None:
+        if not self._host.lxd_installed():
+            # A long step: show it while it runs (collect-status sets the final status).
+            self.unit.status = ops.MaintenanceStatus("installing LXD")
+        if self._host.ensure_lxd():
+            logger.info("LXD installed or initialised")
+        state = self._state()
+        outcome.state = state
+        storage = state.config.runner_storage.value
+        self._host.check_storage(storage, state.required_storage)
+        if self._host.ensure_runner_storage(storage, state.required_storage):
+            logger.info("runner storage (%s) prepared", storage)
+        paths = self._manager.paths
+        manager_config = state.manager_config(
+            state_dir=paths.state_dir,
+            token_file=paths.token_file,
+            report_file=paths.report_file,
+            storage_pool=host.STORAGE_POOL,
+        )
+        config_changed = self._manager.ensure_config(manager_config, state.token)
+        if self._manager.ensure_units(state.config.check_interval):
+            logger.info("the runner manager's timer was installed or changed")
+        if config_changed:
+            logger.info("the runner manager's configuration changed: reconciling now")
+            self._manager.start_reconcile()
+
+    # ----- status ---------------------------------------------------------------------------
+
+    def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
+        """Set the unit status from this hook's reconciliation and the manager's last report.
+
+        Hooks that did not reconcile (actions, stop, remove) leave the status as it was.
+        """
+        outcome = self._outcome
+        if outcome is None:
+            return
+        if outcome.blocked:
+            event.add_status(ops.BlockedStatus(outcome.blocked))
+            return
+        if outcome.host_error or outcome.state is None:
+            event.add_status(
+                ops.MaintenanceStatus(
+                    f"preparing the host failed, retrying: {_shorten(outcome.host_error or '')}"
+                )
+            )
+            return
+        event.add_status(_report_status(self._manager.read_report(), outcome.state))
+
+    # ----- actions --------------------------------------------------------------------------
+
+    def _action_ready(self, event: ops.ActionEvent) -> bool:
+        """Fail the action when the manager cannot run; return whether it can."""
+        try:
+            self._state()
+        except InvalidConfigError as exc:
+            event.fail(f"the configuration is invalid: {exc.message}")
+            return False
+        if not self._manager.configured():
+            event.fail(
+                "the runner manager is not configured yet: wait until the unit is active, "
+                "then try again"
+            )
+            return False
+        return True
+
+    def _run(
+        self, event: ops.ActionEvent, args: list[str], timeout: float
+    ) -> service.ManagerResult | None:
+        """Run the manager for an action; fail the action and return None when it cannot."""
+        try:
+            return self._manager.run(args, timeout)
+        except service.ServiceError as exc:
+            event.fail(str(exc))
+            return None
+
+    def _check_results(self, event: ops.ActionEvent) -> dict[str, Any] | None:
+        result = self._run(event, ["check"], CHECK_TIMEOUT)
+        if result is None:
+            return None
+        if not result.ok:
+            event.fail(self._failure_message("check", result))
+            return None
+        document = result.document
+        online = (document.get("runners") or {}).get("online") or []
+        results: dict[str, Any] = {key: int(document.get(key) or 0) for key in _CHECK_KEYS}
+        results["runners"] = ",".join(str(name) for name in online)
+        return results
+
+    def _on_check_runners(self, event: ops.ActionEvent) -> None:
+        """Count this unit's runners by state."""
+        if not self._action_ready(event):
+            return
+        results = self._check_results(event)
+        if results is not None:
+            event.set_results(results)
+
+    def _changing_action(self, event: ops.ActionEvent, runs: list[list[str]]) -> None:
+        """Run manager commands one after the other, then report the delta and the counts.
+
+        A command that fails stops the sequence; the delta so far is still returned.
+        """
+        delta = {instance_type.value: 0 for instance_type in InstanceType}
+        for args in runs:
+            result = self._run(event, args, ACTION_TIMEOUT)
+            if result is None:
+                return
+            report = result.report()
+            if report is not None:
+                for key, value in runner_delta(report).items():
+                    delta[key] += value
+            if not result.ok:
+                event.set_results({"delta": delta})
+                event.fail(self._failure_message(args[0], result))
+                return
+        results: dict[str, Any] = {"delta": delta}
+        counts = self._check_results(event)
+        if counts is not None:
+            results.update(counts)
+        event.set_results(results)
+
+    def _on_reconcile_runners(self, event: ops.ActionEvent) -> None:
+        """Reconcile now and report what changed."""
+        if self._action_ready(event):
+            self._changing_action(event, [["reconcile"]])
+
+    def _on_flush_runners(self, event: ops.ActionEvent) -> None:
+        """Remove the idle runners (busy ones too with busy=true), then reconcile."""
+        if not self._action_ready(event):
+            return
+        flush = ["flush", "--no-reconcile"]
+        if event.params.get("busy", False):
+            flush.append("--busy")
+        # Two runs rather than `flush` alone, so that each report's delta counts.
+        self._changing_action(event, [flush, ["reconcile"]])
+
+    def _on_update_dependencies(self, event: ops.ActionEvent) -> None:
+        """Refresh the runner application; say whether outdated runners were replaced."""
+        if not self._action_ready(event):
+            return
+        result = self._run(event, ["update-dependencies"], ACTION_TIMEOUT)
+        if result is None:
+            return
+        report = result.report()
+        if not result.ok or report is None:
+            event.fail(self._failure_message("update-dependencies", result))
+            return
+        updated = bool(report.timings.get("runner_updated"))
+        replaced = any(removal.reason == "stale-config" for removal in report.removed)
+        event.set_results(
+            {
+                "flush": updated and replaced,
+                "runner-version": report.runner_version or "unknown",
+                "delta": runner_delta(report),
+            }
+        )
+
+    def _failure_message(self, command: str, result: service.ManagerResult) -> str:
+        """Explain a failed manager run to the operator, without any secret."""
+        kinds = result.error_kinds
+        if result.exit_code == 5 or kinds == {"busy"}:
+            return "another run of the runner manager is in progress: try again in a minute"
+        if "token" in kinds:
+            return _token_message(self.app.name)
+        for kind in ("permission", "path"):
+            if kind in kinds:
+                return _error_messages(result, kind)
+        if "config" in kinds:
+            return f"the runner manager refused its configuration: {_error_messages(result)}"
+        details = _error_messages(result) or "see the unit's log"
+        return f"{command} failed (exit code {result.exit_code}): {details}"
+
+
+# ----- helpers -------------------------------------------------------------------------------
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _token_message(app: str) -> str:
+    return (
+        "GitHub rejected the token: set a valid token with "
+        f"`juju config {app} token=<token or secret URI>`"
+    )
+
+
+def _error_messages(result: service.ManagerResult, kind: str | None = None) -> str:
+    messages = [
+        str(error.get("message", ""))
+        for error in result.errors
+        if kind is None or error.get("kind") == kind
+    ]
+    return _shorten("; ".join(dict.fromkeys(message for message in messages if message)))
+
+
+def runner_delta(report: Report) -> dict[str, int]:
+    """Runners created minus runners removed, per instance type, in one run.
+
+    The report lists the runners seen at the start of the run and counts those left at its end
+    (with the new ones), per instance type, so the difference is exactly the change.
+
+    Args:
+        report: the run's report.
+
+    Returns:
+        `{"container": n, "virtual-machine": m}`.
+    """
+    delta = {}
+    for instance_type in InstanceType:
+        before = sum(1 for entry in report.runners if entry.instance_type == instance_type.value)
+        after = sum(report.counts.get(instance_type.value, {}).values())
+        delta[instance_type.value] = after - before
+    return delta
+
+
+def runner_summary(report: Report) -> str:
+    """Summarise a report's runners, e.g. `3/3 container, 1/1 virtual-machine runners`.
+
+    A type with no desired runner is left out unless it has runners.
+
+    Args:
+        report: the report.
+
+    Returns:
+        The summary.
+    """
+    parts = []
+    for instance_type in InstanceType:
+        desired = report.desired.get(instance_type.value, 0)
+        counts = report.counts.get(instance_type.value, {})
+        alive = sum(counts.get(state, 0) for state in _ALIVE_STATES)
+        if desired or alive:
+            parts.append(f"{alive}/{desired} {instance_type.value}")
+    if not parts:
+        return "no runners configured: set containers or virtual-machines"
+    return ", ".join(parts) + " runners"
+
+
+def _transient_notes(report: Report, state: CharmState) -> list[str]:
+    notes = []
+    kinds = report.error_kinds()
+    if "rate-limit" in kinds:
+        if report.rate_limit_reset_at:
+            until = time.strftime("%H:%M", time.gmtime(report.rate_limit_reset_at))
+            notes.append(f"rate limited until {until} UTC")
+        else:
+            notes.append("rate limited by GitHub")
+    if "image" in kinds:
+        notes.append(f"image {state.config.base_image} missing")
+    failures = sum(1 for error in report.errors if error.kind == "runner-create")
+    if failures:
+        notes.append(f"{failures} runner creation failure{'s' if failures > 1 else ''}")
+    notes.extend(note for kind, note in _TRANSIENT_NOTES.items() if kind in kinds)
+    return notes
+
+
+def _report_status(
+    report: Report | None, state: CharmState, now: datetime.datetime | None = None
+) -> ops.StatusBase:
+    """Map the manager's last report to a unit status.
+
+    Args:
+        report: the last report, or None.
+        state: the charm state.
+        now: the current time (UTC).
+
+    Returns:
+        The status.
+    """
+    if report is None:
+        return ops.WaitingStatus("waiting for the first reconciliation")
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    finished = report.finished_at or report.started_at
+    if finished.tzinfo is None:
+        finished = finished.replace(tzinfo=datetime.timezone.utc)
+    interval = datetime.timedelta(minutes=state.config.check_interval)
+    if now - finished > STALE_INTERVALS * interval + STALE_MARGIN:
+        minutes = int((now - finished).total_seconds() // 60)
+        return ops.WaitingStatus(
+            f"the last reconciliation was {minutes} minutes ago: waiting for the next one"
+        )
+    kinds = report.error_kinds()
+    if "token" in kinds:
+        return ops.BlockedStatus(_token_message(state.app_name))
+    for kind in ("permission", "path", "config"):
+        messages = [error.message for error in report.errors if error.kind == kind]
+        if messages:
+            prefix = "the runner manager refused its configuration: " if kind == "config" else ""
+            return ops.BlockedStatus(_shorten(prefix + messages[0]))
+    if kinds == {"busy"} and not report.counts:
+        return ops.WaitingStatus("another run of the runner manager held the lock: waiting")
+    summary = runner_summary(report)
+    notes = _transient_notes(report, state)
+    return ops.ActiveStatus(f"{summary} ({'; '.join(notes)})" if notes else summary)
+
+
+if __name__ == "__main__":  # pragma: nocover
+    ops.main(GithubRunnerCharm)

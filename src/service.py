@@ -1,0 +1,593 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""The runner manager as a host service: its files, its systemd units and its command line.
+
+The charm writes the manager's configuration file and a root-only token file, renders a oneshot
+service and a timer from `templates/`, and runs the manager's command line for the actions and
+for the final flush. Nothing here knows about Juju; every `ensure_*` function says whether it
+changed something, and nothing is rewritten, reloaded or restarted when nothing changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import jinja2
+from charmlibs import systemd
+
+from github_runner_manager.config import ManagerConfig
+from github_runner_manager.report import Report, read_report
+from github_runner_manager.utils import atomic_write
+
+logger = logging.getLogger(__name__)
+
+SERVICE_TEMPLATE = "github-runner-manager.service.j2"
+TIMER_TEMPLATE = "github-runner-manager.timer.j2"
+MANAGER_MODULE = "github_runner_manager"
+CONFIG_ROOT = Path("/etc/github-runner")
+STATE_ROOT = Path("/var/lib/github-runner")
+SYSTEMD_DIR = Path("/etc/systemd/system")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class ServiceError(Exception):
+    """systemd refused an operation, or the manager's command line could not run in time."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ManagerPaths:
+    """Where one unit's runner manager keeps its files, and the names of its systemd units.
+
+    Attributes:
+        name: the systemd unit name without suffix, `github-runner-manager-<app>-<n>`, so two
+            applications on one machine do not collide.
+        config_dir: the root-only directory of the configuration and token files.
+        state_dir: the manager's state directory (lock, caches, report).
+        systemd_dir: where the unit files go.
+    """
+
+    name: str
+    config_dir: Path
+    state_dir: Path
+    systemd_dir: Path = SYSTEMD_DIR
+
+    @classmethod
+    def for_unit(
+        cls,
+        app: str,
+        unit_number: int,
+        *,
+        config_root: Path = CONFIG_ROOT,
+        state_root: Path = STATE_ROOT,
+        systemd_dir: Path = SYSTEMD_DIR,
+    ) -> ManagerPaths:
+        """Return the paths of a unit's manager.
+
+        Args:
+            app: the application name.
+            unit_number: the unit number.
+            config_root: the parent of the configuration directories.
+            state_root: the parent of the state directories.
+            systemd_dir: where the unit files go.
+
+        Returns:
+            The paths.
+        """
+        scoped = f"{app}-{unit_number}"
+        return cls(
+            name=f"github-runner-manager-{scoped}",
+            config_dir=config_root / scoped,
+            state_dir=state_root / scoped,
+            systemd_dir=systemd_dir,
+        )
+
+    @property
+    def config_file(self) -> Path:
+        """The manager's configuration file (JSON, root-only, without the token)."""
+        return self.config_dir / "config.json"
+
+    @property
+    def token_file(self) -> Path:
+        """The root-only file holding the GitHub token."""
+        return self.config_dir / "token"
+
+    @property
+    def report_file(self) -> Path:
+        """The JSON report the manager writes after each run."""
+        return self.state_dir / "report.json"
+
+    @property
+    def service(self) -> str:
+        """The service unit's name."""
+        return f"{self.name}.service"
+
+    @property
+    def timer(self) -> str:
+        """The timer unit's name."""
+        return f"{self.name}.timer"
+
+    @property
+    def service_file(self) -> Path:
+        """The service unit file."""
+        return self.systemd_dir / self.service
+
+    @property
+    def timer_file(self) -> Path:
+        """The timer unit file."""
+        return self.systemd_dir / self.timer
+
+
+@dataclasses.dataclass(frozen=True)
+class ManagerResult:
+    """The outcome of one run of the manager's command line.
+
+    Attributes:
+        exit_code: 0 ok, 1 unexpected, 2 config, 3 GitHub auth/permission/path, 4 transient,
+            5 lock busy.
+        document: the JSON document it printed (empty when it printed none).
+    """
+
+    exit_code: int
+    document: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        """Whether the command succeeded."""
+        return self.exit_code == 0
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """The errors the document lists."""
+        errors = self.document.get("errors")
+        return [error for error in errors if isinstance(error, dict)] if errors else []
+
+    @property
+    def error_kinds(self) -> set[str]:
+        """The kinds of the errors."""
+        return {str(error.get("kind")) for error in self.errors}
+
+    def report(self) -> Report | None:
+        """Return the document as a run report, or None when it is not one."""
+        if "command" not in self.document:
+            return None
+        try:
+            return Report.model_validate(self.document)
+        except ValueError:
+            return None
+
+
+def python_path(charm_dir: Path) -> str:
+    """The PYTHONPATH under which the charm's own code and dependencies import.
+
+    Args:
+        charm_dir: the charm directory.
+
+    Returns:
+        `<charm_dir>/venv:<charm_dir>/lib:<charm_dir>/src`.
+    """
+    charm_dir = charm_dir.resolve()
+    return ":".join(str(charm_dir / part) for part in ("venv", "lib", "src"))
+
+
+def timeout_seconds(interval_minutes: int) -> int:
+    """How long one run may take before systemd kills it: a tenth less than the interval.
+
+    Args:
+        interval_minutes: minutes between runs.
+
+    Returns:
+        Seconds, always below the interval.
+    """
+    interval = interval_minutes * 60
+    return interval - max(10, interval // 10)
+
+
+def random_delay_seconds(interval_minutes: int) -> int:
+    """The random delay before each run: a quarter of the interval.
+
+    Args:
+        interval_minutes: minutes between runs.
+
+    Returns:
+        Seconds.
+    """
+    return interval_minutes * 60 // 4
+
+
+def systemd_quote(value: object) -> str:
+    """Quote a value for a systemd unit file when it needs it.
+
+    Args:
+        value: the value.
+
+    Returns:
+        The value with `%` doubled (systemd specifiers), double-quoted with backslashes and
+        quotes escaped when it has spaces, quotes or backslashes.
+    """
+    text = str(value).replace("%", "%%")
+    if not text or any(char.isspace() or char in "\"'\\" for char in text):
+        text = text.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{text}"'
+    return text
+
+
+def _environment(templates_dir: Path) -> jinja2.Environment:
+    # No autoescape: these are systemd units, not HTML; values go through `systemd_quote`.
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 - not HTML, see above
+        keep_trailing_newline=True,
+    )
+    env.filters["systemd_quote"] = systemd_quote
+    return env
+
+
+class Systemd(Protocol):
+    """The systemctl operations the manager's units need."""
+
+    def daemon_reload(self) -> None:
+        """Reload the unit files."""
+
+    def is_active(self, unit: str) -> bool:
+        """Tell whether a unit is active."""
+
+    def enable_now(self, unit: str) -> None:
+        """Enable and start a unit."""
+
+    def disable_now(self, unit: str) -> None:
+        """Disable and stop a unit."""
+
+    def restart(self, unit: str) -> None:
+        """Restart a unit."""
+
+    def start_no_block(self, unit: str) -> None:
+        """Start a unit without waiting for it to finish."""
+
+    def stop(self, unit: str) -> None:
+        """Stop a unit."""
+
+
+class CharmlibsSystemd:
+    """`Systemd` through charmlibs-systemd."""
+
+    def daemon_reload(self) -> None:
+        """Reload the unit files."""
+        systemd.daemon_reload()
+
+    def is_active(self, unit: str) -> bool:
+        """Tell whether a unit is active.
+
+        Args:
+            unit: the unit name.
+
+        Returns:
+            Whether it is active.
+        """
+        return systemd.service_running(unit)
+
+    def enable_now(self, unit: str) -> None:
+        """Enable and start a unit.
+
+        Args:
+            unit: the unit name.
+        """
+        systemd.service_enable("--now", unit)
+
+    def disable_now(self, unit: str) -> None:
+        """Disable and stop a unit.
+
+        Args:
+            unit: the unit name.
+        """
+        systemd.service_disable("--now", unit)
+
+    def restart(self, unit: str) -> None:
+        """Restart a unit.
+
+        Args:
+            unit: the unit name.
+        """
+        systemd.service_restart(unit)
+
+    def start_no_block(self, unit: str) -> None:
+        """Start a unit without waiting for it.
+
+        Args:
+            unit: the unit name.
+        """
+        systemd.service_start("--no-block", unit)
+
+    def stop(self, unit: str) -> None:
+        """Stop a unit.
+
+        Args:
+            unit: the unit name.
+        """
+        systemd.service_stop(unit)
+
+
+ProcessRunner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def _write_if_changed(path: Path, content: str, mode: int) -> bool:
+    """Write a file atomically unless it already holds `content`; fix its mode either way."""
+    data = content.encode()
+    try:
+        if path.read_bytes() == data:
+            if path.stat().st_mode & 0o777 != mode:
+                path.chmod(mode)
+            return False
+    except FileNotFoundError:
+        pass
+    atomic_write(path, data, mode=mode)
+    return True
+
+
+class ManagerService:
+    """One unit's runner manager on the host."""
+
+    def __init__(
+        self,
+        paths: ManagerPaths,
+        charm_dir: Path,
+        *,
+        python: str = sys.executable,
+        systemd_client: Systemd | None = None,
+        run: ProcessRunner = subprocess.run,
+    ):
+        """Describe the manager of a unit.
+
+        Args:
+            paths: its paths and unit names.
+            charm_dir: the charm directory (holding venv/, lib/, src/ and templates/).
+            python: the Python interpreter the manager runs with.
+            systemd_client: systemctl operations (charmlibs-systemd by default).
+            run: runs a process (subprocess.run; tests pass a fake).
+        """
+        self.paths = paths
+        self._charm_dir = charm_dir.resolve()
+        self._python = python
+        self._systemd = systemd_client or CharmlibsSystemd()
+        self._run = run
+        self._templates = _environment(self._charm_dir / "templates")
+
+    # ----- rendering ------------------------------------------------------------------------
+
+    @property
+    def python_path(self) -> str:
+        """The PYTHONPATH the manager runs with."""
+        return python_path(self._charm_dir)
+
+    def command(self, *args: str) -> list[str]:
+        """The manager's command line with its configuration file.
+
+        Args:
+            args: the command and its options, e.g. `flush`, `--busy`.
+
+        Returns:
+            The argument list, starting with the absolute path of the interpreter.
+        """
+        return [
+            self._python,
+            "-m",
+            MANAGER_MODULE,
+            "--config",
+            str(self.paths.config_file),
+            *args,
+        ]
+
+    def render_service(self, interval_minutes: int) -> str:
+        """Render the oneshot service running one reconciliation.
+
+        Args:
+            interval_minutes: minutes between runs (bounds the run time).
+
+        Returns:
+            The unit file's content.
+        """
+        return self._templates.get_template(SERVICE_TEMPLATE).render(
+            unit=self.paths.name.removeprefix("github-runner-manager-"),
+            name=self.paths.name,
+            python=self._python,
+            pythonpath=self.python_path,
+            config_file=self.paths.config_file,
+            timeout_seconds=timeout_seconds(interval_minutes),
+        )
+
+    def render_timer(self, interval_minutes: int) -> str:
+        """Render the timer starting the service every interval.
+
+        Args:
+            interval_minutes: minutes between runs.
+
+        Returns:
+            The unit file's content.
+        """
+        return self._templates.get_template(TIMER_TEMPLATE).render(
+            unit=self.paths.name.removeprefix("github-runner-manager-"),
+            name=self.paths.name,
+            interval_minutes=interval_minutes,
+            random_delay_seconds=random_delay_seconds(interval_minutes),
+        )
+
+    # ----- convergence ----------------------------------------------------------------------
+
+    def ensure_config(self, config: ManagerConfig, token: str) -> bool:
+        """Write the configuration and token files (both root-only) when they differ.
+
+        Args:
+            config: the manager configuration (it names the token file, never the token).
+            token: the GitHub token.
+
+        Returns:
+            Whether either file changed.
+        """
+        self.paths.config_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.paths.config_dir.chmod(0o700)
+        document = json.dumps(
+            config.model_dump(mode="json", exclude_none=True), indent=2, sort_keys=True
+        )
+        token_changed = _write_if_changed(self.paths.token_file, token.strip() + "\n", 0o600)
+        config_changed = _write_if_changed(self.paths.config_file, document + "\n", 0o600)
+        return token_changed or config_changed
+
+    def configured(self) -> bool:
+        """Tell whether a configuration file was written.
+
+        Returns:
+            Whether the configuration file exists.
+        """
+        return self.paths.config_file.exists()
+
+    def ensure_units(self, interval_minutes: int) -> bool:
+        """Install the service and the timer, and keep the timer enabled and running.
+
+        Args:
+            interval_minutes: minutes between reconciliations.
+
+        Returns:
+            Whether a unit file changed or the timer had to be started.
+
+        Raises:
+            ServiceError: if systemd refuses to reload, enable or restart.
+        """
+        try:
+            return self._ensure_units(interval_minutes)
+        except systemd.SystemdError as exc:
+            raise ServiceError(f"systemd refused to set up {self.paths.timer}: {exc}") from None
+
+    def _ensure_units(self, interval_minutes: int) -> bool:
+        changed = _write_if_changed(
+            self.paths.service_file, self.render_service(interval_minutes), 0o644
+        )
+        changed = (
+            _write_if_changed(self.paths.timer_file, self.render_timer(interval_minutes), 0o644)
+            or changed
+        )
+        if changed:
+            self._systemd.daemon_reload()
+        if not self._systemd.is_active(self.paths.timer):
+            self._systemd.enable_now(self.paths.timer)
+            return True
+        if changed:
+            # A new interval only applies once the timer is restarted.
+            self._systemd.restart(self.paths.timer)
+        return changed
+
+    def start_reconcile(self) -> None:
+        """Start a reconciliation now, without waiting for it (it may take minutes).
+
+        Raises:
+            ServiceError: if systemd refuses to start it.
+        """
+        try:
+            self._systemd.start_no_block(self.paths.service)
+        except systemd.SystemdError as exc:
+            raise ServiceError(f"systemd refused to start {self.paths.service}: {exc}") from None
+
+    def stop(self) -> None:
+        """Disable the timer and stop a run in progress, so no new runner is made.
+
+        Failures are logged, not raised: the flush that follows must still run.
+        """
+        if not self.paths.timer_file.exists():
+            return
+        for operation, unit in (
+            (self._systemd.disable_now, self.paths.timer),
+            (self._systemd.stop, self.paths.service),
+        ):
+            try:
+                operation(unit)
+            except systemd.SystemdError as exc:
+                logger.warning("cannot stop %s: %s", unit, exc)
+
+    def remove_files(self) -> None:
+        """Delete the unit files, the configuration, the token and the manager's state."""
+        removed = False
+        for path in (self.paths.timer_file, self.paths.service_file):
+            if path.exists():
+                path.unlink()
+                removed = True
+        if removed:
+            try:
+                self._systemd.daemon_reload()
+            except systemd.SystemdError as exc:
+                logger.warning("cannot reload systemd: %s", exc)
+        for directory in (self.paths.config_dir, self.paths.state_dir):
+            shutil.rmtree(directory, ignore_errors=True)
+
+    # ----- running --------------------------------------------------------------------------
+
+    def environment(self) -> dict[str, str]:
+        """The environment the manager runs with, as under systemd.
+
+        Returns:
+            PATH, LANG and PYTHONPATH.
+        """
+        return {
+            "PATH": os.environ.get("PATH") or DEFAULT_PATH,
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": self.python_path,
+        }
+
+    def run(self, args: Sequence[str], timeout: float) -> ManagerResult:
+        """Run the manager's command line (it takes the manager's lock itself when needed).
+
+        Args:
+            args: the command and its options, e.g. `["flush", "--busy"]`.
+            timeout: seconds before the run is killed.
+
+        Returns:
+            The exit code and the JSON document it printed.
+
+        Raises:
+            ServiceError: if it cannot start or does not finish in time.
+        """
+        argv = self.command(*args)
+        try:
+            completed = self._run(
+                argv,
+                env=self.environment(),
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=timeout,
+            )
+            exit_code, stdout = completed.returncode, completed.stdout
+        except subprocess.CalledProcessError as exc:
+            exit_code, stdout = exc.returncode, exc.stdout
+            logger.warning(
+                "the runner manager's %s exited with %d: %s",
+                args[0],
+                exc.returncode,
+                (exc.stderr or "").strip()[-2000:],
+            )
+        except subprocess.TimeoutExpired:
+            raise ServiceError(
+                f"the runner manager's {args[0]} did not finish within {timeout:.0f}s"
+            ) from None
+        except OSError as exc:
+            raise ServiceError(f"cannot run the runner manager: {exc}") from None
+        try:
+            document = json.loads(stdout or "{}")
+        except ValueError:
+            document = {}
+        return ManagerResult(exit_code, document if isinstance(document, dict) else {})
+
+    def read_report(self) -> Report | None:
+        """Read the last run's report.
+
+        Returns:
+            The report, or None when there is none yet.
+        """
+        return read_report(self.paths.report_file)

@@ -1,0 +1,346 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""The runner manager end to end: real LXD containers, the GitHub API emulator, no fakes.
+
+Every test asserts real state on both sides: the instances LXD has and the runners and jobs the
+emulator has.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pylxd
+import pytest
+
+from github_runner_manager.cli import build_manager
+from github_runner_manager.config import ManagerConfig
+from github_runner_manager.lxd import TAG_UNIT
+from github_runner_manager.manager import RunnerManager
+from tests.github_emulator import Emulator
+
+from .conftest import IMAGE, PROJECT, TEST_REPO, TEST_TOKEN
+
+pytestmark = pytest.mark.lxd
+
+LABELS = ["self-hosted", "functional"]
+
+
+def manager_config(
+    emulator: Emulator, state_dir: Path, unit: str = "functional/0", **runners: Any
+) -> ManagerConfig:
+    app, number = unit.split("/")
+    return ManagerConfig.model_validate(
+        {
+            "unit": unit,
+            "name_prefix": f"{app}-{number}",
+            "flavor": app,
+            "github": {"url": emulator.url, "path": TEST_REPO, "token": TEST_TOKEN},
+            "runners": {
+                "containers": 0,
+                "base_image": IMAGE,
+                "cpu": 1,
+                "memory": "512MiB",
+                "disk": "2GiB",
+                **runners,
+            },
+            "lxd": {"project": PROJECT, "storage_pool": "default"},
+            "timing": {
+                "registration_timeout": 120,
+                "probe_after": 1,
+                "api_timeout": 5,
+                "api_retries": 3,
+                "lock_timeout": 30,
+            },
+            "state_dir": str(state_dir),
+        }
+    )
+
+
+@pytest.fixture
+def make_manager(
+    emulator: Emulator, tmp_path: Path, lxd_client: pylxd.Client
+) -> Iterator[Callable[..., RunnerManager]]:
+    """Build managers on the real adapters; every one flushes all its runners at teardown."""
+    built: list[RunnerManager] = []
+
+    def _make(unit: str = "functional/0", **runners: Any) -> RunnerManager:
+        state_dir = tmp_path / unit.replace("/", "-")
+        manager = build_manager(manager_config(emulator, state_dir, unit, **runners))
+        built.append(manager)
+        return manager
+
+    yield _make
+    emulator.control.clear_faults()
+    for manager in built:
+        manager.flush(busy=True, reconcile=False)
+
+
+def ours(lxd_client: pylxd.Client, unit: str = "functional/0") -> list[Any]:
+    """The LXD instances tagged with a unit."""
+    return [i for i in lxd_client.instances.all() if i.config.get(TAG_UNIT) == unit]
+
+
+def gh_runners(emulator: Emulator, prefix: str = "functional-0-") -> list[dict[str, Any]]:
+    return [r for r in emulator.control.runners() if r["name"].startswith(prefix)]
+
+
+def wait_online(emulator: Emulator, count: int, prefix: str = "functional-0-") -> list[dict]:
+    """Wait until `count` runners of a prefix are online and idle."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        runners = gh_runners(emulator, prefix)
+        idle = [r for r in runners if r["status"] == "online" and not r["busy"]]
+        if len(idle) >= count:
+            return runners
+        time.sleep(0.5)
+    raise AssertionError(f"{count} idle runners never came online: {gh_runners(emulator, prefix)}")
+
+
+def wait_job(emulator: Emulator, job_id: int, status: str, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = emulator.control.job(job_id)
+        if job["status"] == status:
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} never reached {status}: {emulator.control.job(job_id)}")
+
+
+def wait_gone(lxd_client: pylxd.Client, name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not lxd_client.instances.exists(name):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"instance {name} still exists")
+
+
+def test_reconcile_from_zero_to_three(make_manager, emulator, lxd_client):
+    """arrange: containers=3, nothing yet. act: reconcile. assert: 3 containers, 3 idle online."""
+    manager = make_manager(containers=3)
+
+    report = manager.reconcile()
+
+    assert report.ok, report.errors
+    assert len(report.created) == 3
+    instances = ours(lxd_client)
+    assert sorted(i.name for i in instances) == sorted(report.created)
+    assert {i.type for i in instances} == {"container"}
+    assert all(i.status == "Running" for i in instances)
+    assert all(i.ephemeral for i in instances)
+    runners = wait_online(emulator, 3)
+    assert sorted(r["name"] for r in runners) == sorted(report.created)
+    labels = {label["name"] for label in runners[0]["labels"]}
+    assert {"functional", IMAGE, "container", "self-hosted"} <= labels
+
+
+def test_job_runs_once_and_runner_is_replaced(make_manager, emulator, lxd_client):
+    """arrange: 3 idle runners. act: queue a job, reconcile after it. assert: 1 ran it, 3 again."""
+    manager = make_manager(containers=3)
+    manager.reconcile()
+    wait_online(emulator, 3)
+
+    job = emulator.control.queue_job(TEST_REPO, LABELS, 'echo hello; test -n "$RUNNER_NAME"')
+    done = wait_job(emulator, job["id"], "completed")
+
+    assert done["conclusion"] == "success"
+    worker = done["runner_name"]
+    busy_seen = [r for r in emulator.control.jobs() if r["runner_name"] == worker]
+    assert len(busy_seen) == 1, "exactly one job went to that runner"
+    wait_gone(lxd_client, worker)
+    assert worker not in {r["name"] for r in gh_runners(emulator)}, "ephemeral runner deleted"
+
+    report = manager.reconcile()
+
+    assert report.ok, report.errors
+    assert len(report.created) == 1
+    wait_online(emulator, 3)
+    assert len(ours(lxd_client)) == 3
+
+
+def test_scale_down_removes_oldest_idle_never_busy(make_manager, emulator, lxd_client):
+    """arrange: 4 runners made in turn, one busy. act: containers=2. assert: 2 oldest idle go."""
+    order = []
+    for count in range(1, 5):
+        created = make_manager(containers=count).reconcile().created
+        order.extend(created)
+        wait_online(emulator, count)
+    job = emulator.control.queue_job(TEST_REPO, LABELS, "sleep 120")
+    busy_name = wait_job(emulator, job["id"], "in_progress")["runner_name"]
+    idle_by_age = [name for name in order if name != busy_name]
+
+    report = make_manager(containers=2).reconcile()
+
+    assert report.ok, report.errors
+    assert {r.name for r in report.removed} == set(idle_by_age[:2])
+    assert {r.reason for r in report.removed} == {"scale-down"}
+    remaining = {i.name for i in ours(lxd_client)}
+    assert remaining == {busy_name, idle_by_age[2]}
+    assert emulator.control.job(job["id"])["status"] == "in_progress", "the job is untouched"
+    assert {r["name"] for r in gh_runners(emulator)} == remaining
+
+
+def test_killed_runner_is_removed_and_replaced(make_manager, emulator, lxd_client):
+    """arrange: a runner whose service is killed. act: reconcile. assert: removed and replaced."""
+    manager = make_manager(containers=1)
+    name = manager.reconcile().created[0]
+    wait_online(emulator, 1)
+    instance = lxd_client.instances.get(name)
+
+    instance.execute(["systemctl", "kill", "--signal=KILL", "github-runner"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if all(r["status"] == "offline" for r in gh_runners(emulator)):
+            break
+        time.sleep(0.5)
+    assert [r["status"] for r in gh_runners(emulator)] == ["offline"]
+    assert lxd_client.instances.get(name).status == "Running", "the instance outlived its runner"
+
+    report = manager.reconcile()
+
+    assert [(r.name, r.reason) for r in report.removed] == [(name, "unhealthy")]
+    assert not lxd_client.instances.exists(name)
+    assert name not in {r["name"] for r in gh_runners(emulator)}
+    assert len(report.created) == 1
+    wait_online(emulator, 1)
+
+
+def test_offline_github_runner_without_instance_is_deleted(make_manager, emulator):
+    """arrange: a ghost offline runner of the unit. act: reconcile. assert: deleted."""
+    ghost = emulator.control.add_runner(TEST_REPO, "functional-0-0123456789ab", status="offline")
+    stranger = emulator.control.add_runner(
+        TEST_REPO, "someone-else-0123456789ab", status="offline"
+    )
+    manager = make_manager(containers=0)
+
+    report = manager.reconcile()
+
+    assert [(r.name, r.reason) for r in report.removed] == [(ghost["name"], "github-orphan")]
+    names = {r["name"] for r in emulator.control.runners()}
+    assert ghost["name"] not in names
+    assert stranger["name"] in names, "runners of other managers are not touched"
+
+
+def test_rejected_token_changes_nothing(make_manager, emulator, lxd_client):
+    """arrange: 1 runner, then the token revoked. act: reconcile 3. assert: token error, no-op."""
+    manager = make_manager(containers=1)
+    name = manager.reconcile().created[0]
+    wait_online(emulator, 1)
+    emulator.control.revoke_token(TEST_TOKEN)
+    try:
+        report = make_manager(containers=3).reconcile()
+
+        assert report.error_kinds() == {"token"}
+        assert report.created == [] and report.removed == []
+        assert [i.name for i in ours(lxd_client)] == [name]
+        assert [r["name"] for r in gh_runners(emulator)] == [name]
+    finally:
+        emulator.control.set_token(TEST_TOKEN, ["repo", "admin:org"])
+
+
+def test_server_errors_are_retried_then_reported_then_converge(make_manager, emulator, lxd_client):
+    """arrange: GitHub answers 502. act: reconcile, heal, reconcile. assert: reported, then ok."""
+    manager = make_manager(containers=2)
+    emulator.control.add_fault(status=502, count=-1)
+
+    failed = manager.reconcile()
+
+    assert failed.error_kinds() == {"github-unavailable"}
+    assert failed.github_calls == 3, "one call, retried up to api_retries times"
+    assert ours(lxd_client) == []
+
+    # Now registration itself fails half-way: instances must not be left behind.
+    emulator.control.clear_faults()
+    emulator.control.add_fault(status=503, count=-1, path="generate-jitconfig")
+    partial = manager.reconcile()
+
+    assert partial.error_kinds() == {"runner-create"} or partial.error_kinds() == {
+        "github-unavailable"
+    }
+    assert ours(lxd_client) == []
+    assert gh_runners(emulator) == []
+
+    emulator.control.clear_faults()
+    healed = manager.reconcile()
+
+    assert healed.ok, healed.errors
+    assert len(healed.created) == 2
+    wait_online(emulator, 2)
+    assert len(ours(lxd_client)) == 2
+
+
+def test_two_units_never_touch_each_other(make_manager, emulator, lxd_client):
+    """arrange: units a/0 and b/0 with one runner each. act: flush a. assert: b's runner intact."""
+    first = make_manager("alpha/0", containers=1)
+    second = make_manager("beta/0", containers=1)
+    first.reconcile()
+    second_name = second.reconcile().created[0]
+    wait_online(emulator, 1, prefix="alpha-0-")
+    wait_online(emulator, 1, prefix="beta-0-")
+
+    report = first.flush(busy=True, reconcile=False)
+
+    assert len(report.removed) == 1
+    assert ours(lxd_client, "alpha/0") == []
+    assert [i.name for i in ours(lxd_client, "beta/0")] == [second_name]
+    assert [r["name"] for r in gh_runners(emulator, "beta-0-")] == [second_name]
+    assert make_manager("beta/0", containers=1).reconcile().created == []
+
+
+def test_flush_idle_then_busy(make_manager, emulator, lxd_client):
+    """arrange: 2 runners, one busy. act: flush, then flush --busy. assert: idle, then all gone."""
+    manager = make_manager(containers=2)
+    manager.reconcile()
+    wait_online(emulator, 2)
+    job = emulator.control.queue_job(TEST_REPO, LABELS, "sleep 300")
+    busy_name = wait_job(emulator, job["id"], "in_progress")["runner_name"]
+
+    idle_flush = manager.flush(busy=False, reconcile=False)
+
+    assert [r.name for r in idle_flush.removed] != [busy_name]
+    assert len(idle_flush.removed) == 1
+    assert [i.name for i in ours(lxd_client)] == [busy_name]
+
+    busy_flush = manager.flush(busy=True, reconcile=False)
+
+    assert busy_flush.ok, busy_flush.errors
+    assert [r.name for r in busy_flush.removed] == [busy_name]
+    assert ours(lxd_client) == []
+    assert gh_runners(emulator) == [], "no ghost registration is left"
+
+
+def test_registration_token_flow(make_manager, emulator, lxd_client):
+    """arrange: no JIT endpoint. act: reconcile. assert: config.sh flow, the runner runs a job."""
+    emulator.control.settings(jit_enabled=False)
+    try:
+        manager = make_manager(containers=1)
+
+        report = manager.reconcile()
+
+        assert report.ok, report.errors
+        runners = wait_online(emulator, 1)
+        assert runners[0].get("registered_via") in (None, "registration-token", "config.sh")
+        job = emulator.control.queue_job(TEST_REPO, LABELS, "echo via config.sh")
+        assert wait_job(emulator, job["id"], "completed")["conclusion"] == "success"
+    finally:
+        emulator.control.settings(jit_enabled=True)
+
+
+def test_steady_state_costs_no_rate_limit(make_manager, emulator):
+    """arrange: 2 idle runners. act: reconcile again. assert: only 304s, no rate limit used."""
+    manager = make_manager(containers=2)
+    manager.reconcile()
+    wait_online(emulator, 2)
+    manager.reconcile()  # the runners' status changed since the first listing
+    emulator.control.reset_stats()
+
+    report = manager.reconcile()
+
+    stats = emulator.control.stats()
+    assert report.ok and report.created == [] and report.removed == []
+    assert stats["rate_limit_used"] == 0, stats
+    assert stats["not_modified"] == stats["total"] == report.github_calls, stats

@@ -1,0 +1,238 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""The GitHub adapter at its library boundary: ghapi talking HTTP to the emulator on loopback.
+
+No sleeping: the client's sleep is a recorder, and faults answer at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from github_runner_manager.errors import (
+    GitHubConflictError,
+    GitHubUnavailableError,
+    PathNotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    TokenError,
+)
+from github_runner_manager.github import GhApiClient, ResponseCache
+from github_runner_manager.models import GitHubOrg, GitHubRepo
+from tests.github_emulator import Emulator
+
+TOKEN = "ghp_unitGitHubClientToken0000000000000000"
+REPO = GitHubRepo("acme", "widgets")
+ORG = GitHubOrg("acme-org", "default")
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    emu = Emulator(token=TOKEN, repos=[str(REPO)], orgs=[ORG.org], offline_after=30.0)
+    emu.start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset(emulator: Emulator) -> Iterator[None]:
+    yield
+    emulator.control.clear_faults()
+    emulator.control.set_rate_limit(limit=5000, remaining=5000, reset_in=3600)
+    emulator.control.set_token(TOKEN, ["repo", "admin:org"])
+    emulator.control.settings(jit_enabled=True)
+    for runner in emulator.control.runners():
+        emulator.control.delete_runner(runner["id"])
+
+
+class Sleeps(list):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def client(emulator, path=REPO, token=TOKEN, cache=None, sleeps=None, retries=3) -> GhApiClient:
+    return GhApiClient(
+        path,
+        token,
+        emulator.api_url,
+        timeout=5,
+        retries=retries,
+        cache=cache,
+        sleep=sleeps if sleeps is not None else Sleeps(),
+    )
+
+
+@pytest.mark.parametrize("path", [REPO, ORG], ids=["repo", "org"])
+def test_register_list_delete(emulator, path):
+    """arrange: a client. act: JIT-register, list, delete. assert: the emulator agrees."""
+    github = client(emulator, path)
+
+    registration = github.register_runner("unit-0-0123456789ab", ["unit", "container"])
+    listed = {r.name: r for r in github.list_runners()}
+    github.delete_runner(registration.runner_id or 0)
+    github.delete_runner(registration.runner_id or 0)  # already gone: still fine
+
+    assert registration.jit_config and registration.runner_id
+    assert listed["unit-0-0123456789ab"].online is False
+    assert {"unit", "container", "self-hosted"} <= set(listed["unit-0-0123456789ab"].labels)
+    assert github.list_runners() == []
+
+
+def test_full_pagination(emulator):
+    """arrange: 230 runners. act: list. assert: all 230 from 3 pages."""
+    for index in range(230):
+        emulator.control.add_runner(str(REPO), f"page-{index:03d}")
+    emulator.control.reset_stats()
+
+    runners = client(emulator).list_runners()
+
+    assert len({r.name for r in runners}) == 230
+    assert emulator.control.stats()["total"] == 3
+
+
+def test_etag_makes_the_second_listing_free(emulator, tmp_path: Path):
+    """arrange: a listing cached on disk. act: list anew. assert: a 304, no rate limit used."""
+    emulator.control.add_runner(str(REPO), "cached-runner", status="online")
+    cache_file = tmp_path / "cache.json"
+    first = client(emulator, cache=ResponseCache(cache_file))
+    first.list_runners()
+    first.save_cache()
+    emulator.control.reset_stats()
+
+    again = client(emulator, cache=ResponseCache(cache_file))
+    runners = again.list_runners()
+
+    assert [r.name for r in runners] == ["cached-runner"]
+    stats = emulator.control.stats()
+    assert stats["not_modified"] == 1 and stats["rate_limit_used"] == 0
+    assert again.not_modified_count() == 1
+    assert TOKEN not in cache_file.read_text()
+
+
+def test_jit_falls_back_to_registration_token(emulator):
+    """arrange: no JIT endpoint (old GHES). act: register twice. assert: tokens, one 404 only."""
+    emulator.control.settings(jit_enabled=False)
+    github = client(emulator)
+
+    first = github.register_runner("unit-0-aaaaaaaaaaaa", ["unit"])
+    second = github.register_runner("unit-0-bbbbbbbbbbbb", ["unit"])
+
+    assert first.registration_token and second.registration_token
+    assert first.jit_config is None
+    assert github.call_count() == 3, "one 404 from the JIT endpoint, remembered, then 2 tokens"
+
+
+def test_unknown_token_is_a_token_error(emulator):
+    """arrange: a wrong token. act: list. assert: TokenError without the token in the message."""
+    with pytest.raises(TokenError) as caught:
+        client(emulator, token="ghp_wrong").list_runners()
+
+    assert "ghp_wrong" not in str(caught.value)
+    assert caught.value.status == 401
+
+
+def test_missing_scope_is_a_permission_error(emulator):
+    """arrange: a token without admin:org. act: list org runners. assert: scopes named."""
+    emulator.control.set_token(TOKEN, ["repo"])
+
+    with pytest.raises(PermissionDeniedError, match="admin:org"):
+        client(emulator, ORG).list_runners()
+
+
+def test_unknown_repository_is_a_path_error(emulator):
+    """arrange: a repository the server does not know. act: list. assert: PathNotFoundError."""
+    with pytest.raises(PathNotFoundError, match="acme/nope"):
+        client(emulator, GitHubRepo("acme", "nope")).list_runners()
+
+
+def test_unknown_runner_group_is_a_path_error(emulator):
+    """arrange: an org group that does not exist. act: register. assert: the group is named."""
+    with pytest.raises(PathNotFoundError, match="gpu-runners"):
+        client(emulator, GitHubOrg(ORG.org, "gpu-runners")).register_runner(
+            "x-0-0123456789ab", ["x"]
+        )
+
+
+def test_named_runner_group_is_used(emulator):
+    """arrange: an org group. act: register. assert: the runner joined that group."""
+    group = emulator.control.add_runner_group(ORG.org, "builders")
+
+    registration = client(emulator, GitHubOrg(ORG.org, "Builders")).register_runner(
+        "x-0-0123456789ab", ["x"]
+    )
+
+    runner = next(r for r in emulator.control.runners() if r["id"] == registration.runner_id)
+    assert runner["runner_group_id"] == group["id"]
+
+
+def test_server_errors_are_retried_with_backoff(emulator):
+    """arrange: two 502s then success. act: list. assert: 3 requests, backoff sleeps, a result."""
+    emulator.control.add_fault(status=502, count=2)
+    sleeps = Sleeps()
+
+    runners = client(emulator, sleeps=sleeps).list_runners()
+
+    assert runners == []
+    assert sleeps == [1.0, 2.0]
+
+
+def test_server_errors_give_up_after_the_retries(emulator):
+    """arrange: 503 forever. act: list. assert: GitHubUnavailableError after exactly 3 calls."""
+    emulator.control.add_fault(status=503, count=-1)
+    github = client(emulator)
+
+    with pytest.raises(GitHubUnavailableError):
+        github.list_runners()
+
+    assert github.call_count() == 3
+
+
+def test_spent_rate_limit_stops_all_calls(emulator):
+    """arrange: 1 call left. act: list 3 times. assert: 2nd raises, 3rd raises with no request."""
+    emulator.control.set_rate_limit(remaining=1, reset_in=600)
+    github = client(emulator)
+    github.list_runners()
+
+    with pytest.raises(RateLimitError) as caught:
+        github.list_runners()
+    calls = github.call_count()
+    with pytest.raises(RateLimitError):
+        github.list_runners()
+
+    assert caught.value.reset_at is not None
+    assert github.call_count() == calls, "no request is sent while the limit is spent"
+    assert github.rate_limit() is not None and github.rate_limit().remaining == 0  # type: ignore[union-attr]
+
+
+def test_secondary_rate_limit_honours_retry_after(emulator):
+    """arrange: a 429 with Retry-After. act: list. assert: RateLimitError, then no more calls."""
+    emulator.control.add_fault(status=429, retry_after=120)
+    github = client(emulator)
+
+    with pytest.raises(RateLimitError, match="secondary"):
+        github.list_runners()
+    with pytest.raises(RateLimitError):
+        github.list_runners()
+
+    assert github.call_count() == 1
+
+
+def test_busy_runner_deletion_is_a_conflict(emulator):
+    """arrange: a busy runner. act: delete it. assert: GitHubConflictError (422)."""
+    runner = emulator.control.add_runner(str(REPO), "busy-one", status="online", busy=True)
+
+    with pytest.raises(GitHubConflictError):
+        client(emulator).delete_runner(runner["id"])
+
+
+def test_runner_applications_and_job_lookup(emulator):
+    """arrange: the emulator. act: list downloads. assert: linux x64 with a checksum."""
+    apps = client(emulator).runner_applications()
+
+    linux = [a for a in apps if a.os == "linux" and a.architecture == "x64"]
+    assert len(linux) == 1
+    assert len(linux[0].sha256_checksum) == 64
+    assert linux[0].version == emulator.control.settings()["runner_version"]
