@@ -170,19 +170,26 @@ class GithubRunnerCharm(ops.CharmBase):
             self._converge(outcome)
         except InvalidConfigError as exc:
             outcome.blocked = exc.message
-        except host.StorageTooSmallError as exc:
+        except host.StorageError as exc:
             outcome.blocked = str(exc)
         except (host.HostError, service.ServiceError) as exc:
             logger.error("preparing the host failed; the next event retries: %s", exc)
             outcome.host_error = str(exc)
 
     def _converge(self, outcome: _Outcome) -> None:
+        try:
+            state: CharmState | None = self._state()
+        except InvalidConfigError as exc:
+            # Blocked, but LXD is still installed: it does not depend on the config.
+            outcome.blocked = exc.message
+            state = None
         if not self._host.lxd_installed():
             # A long step: show it while it runs (collect-status sets the final status).
             self.unit.status = ops.MaintenanceStatus("installing LXD")
         if self._host.ensure_lxd():
             logger.info("LXD installed or initialised")
-        state = self._state()
+        if state is None:
+            return
         outcome.state = state
         storage = state.config.runner_storage.value
         self._host.check_storage(storage, state.required_storage)
@@ -232,6 +239,9 @@ class GithubRunnerCharm(ops.CharmBase):
             self._state()
         except InvalidConfigError as exc:
             event.fail(f"the configuration is invalid: {exc.message}")
+            return False
+        except host.HostError as exc:
+            event.fail(f"cannot inspect the host: {exc}")
             return False
         if not self._manager.configured():
             event.fail(
@@ -284,8 +294,8 @@ class GithubRunnerCharm(ops.CharmBase):
                 return
             report = result.report()
             if report is not None:
-                for key, value in runner_delta(report).items():
-                    delta[key] += value
+                for key, value in report.delta.items():
+                    delta[key] = delta.get(key, 0) + value
             if not result.ok:
                 event.set_results({"delta": delta})
                 event.fail(self._failure_message(args[0], result))
@@ -305,11 +315,10 @@ class GithubRunnerCharm(ops.CharmBase):
         """Remove the idle runners (busy ones too with busy=true), then reconcile."""
         if not self._action_ready(event):
             return
-        flush = ["flush", "--no-reconcile"]
+        flush = ["flush"]
         if event.params.get("busy", False):
             flush.append("--busy")
-        # Two runs rather than `flush` alone, so that each report's delta counts.
-        self._changing_action(event, [flush, ["reconcile"]])
+        self._changing_action(event, [flush])
 
     def _on_update_dependencies(self, event: ops.ActionEvent) -> None:
         """Refresh the runner application; say whether outdated runners were replaced."""
@@ -328,7 +337,7 @@ class GithubRunnerCharm(ops.CharmBase):
             {
                 "flush": updated and replaced,
                 "runner-version": report.runner_version or "unknown",
-                "delta": runner_delta(report),
+                "delta": dict(report.delta),
             }
         )
 
@@ -370,26 +379,6 @@ def _error_messages(result: service.ManagerResult, kind: str | None = None) -> s
         if kind is None or error.get("kind") == kind
     ]
     return _shorten("; ".join(dict.fromkeys(message for message in messages if message)))
-
-
-def runner_delta(report: Report) -> dict[str, int]:
-    """Runners created minus runners removed, per instance type, in one run.
-
-    The report lists the runners seen at the start of the run and counts those left at its end
-    (with the new ones), per instance type, so the difference is exactly the change.
-
-    Args:
-        report: the run's report.
-
-    Returns:
-        `{"container": n, "virtual-machine": m}`.
-    """
-    delta = {}
-    for instance_type in InstanceType:
-        before = sum(1 for entry in report.runners if entry.instance_type == instance_type.value)
-        after = sum(report.counts.get(instance_type.value, {}).values())
-        delta[instance_type.value] = after - before
-    return delta
 
 
 def runner_summary(report: Report) -> str:

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 COS_AGENT_RELATION = "cos-agent"
 DEBUG_SSH_RELATION = "debug-ssh"
-SECRET_TOKEN_KEY = "token"
+SECRET_TOKEN_KEY = "token"  # noqa: S105 - the name of a key in the secret, not a token
 _SSH_DEBUG_KEYS = ("host", "port", "rsa_fingerprint", "ed25519_fingerprint")
 
 # A Juju secret URI: `secret:<id>` or `secret://<model uuid>/<id>`.

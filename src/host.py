@@ -90,8 +90,12 @@ class CommandError(HostError):
         self.stderr = stderr
 
 
-class StorageTooSmallError(Exception):
-    """The configured runners do not fit the runner storage; the message says what to change."""
+class StorageError(Exception):
+    """The runner storage cannot be used as configured; the message says what to change."""
+
+
+class StorageTooSmallError(StorageError):
+    """The configured runners do not fit the runner storage."""
 
 
 class CommandRunner(Protocol):
@@ -299,7 +303,7 @@ class Host:
 
         Args:
             kind: `memory` or `juju-storage`.
-            required: bytes the runners need (vm-disk × runners).
+            required: bytes the runners need (vm-disk times runners).
 
         Raises:
             StorageTooSmallError: if they do not fit.
@@ -405,7 +409,17 @@ class Host:
             )
         else:
             logger.info("resizing the tmpfs at %s to %s", self._ram_dir, format_size(required))
-            self._run([MOUNT, "-o", f"remount,size={size_kib}k", str(self._ram_dir)], timeout=60)
+            try:
+                self._run(
+                    [MOUNT, "-o", f"remount,size={size_kib}k", str(self._ram_dir)], timeout=60
+                )
+            except CommandError as exc:
+                if current < size_kib:
+                    raise
+                # A tmpfs cannot shrink below what its runners use; a bigger one does no harm,
+                # and refusing here would keep a lower runner count from being applied.
+                logger.warning("cannot shrink the tmpfs at %s yet: %s", self._ram_dir, exc)
+                return False
         return True
 
     def ensure_runner_storage(self, kind: str, required: int) -> bool:
@@ -420,7 +434,8 @@ class Host:
             Whether anything was mounted, resized or created.
 
         Raises:
-            HostError: if a command fails, or a `runner` pool exists on another source.
+            HostError: if a command fails.
+            StorageError: if a `runner` pool exists on another source.
         """
         changed = False
         source = self._source_dir(kind)
@@ -437,7 +452,7 @@ class Host:
             )
             changed = True
         elif current != str(source):
-            raise HostError(
+            raise StorageError(
                 f"the LXD storage pool {STORAGE_POOL} exists on {current or 'an unknown source'},"
                 f" not on {source}: delete it or redeploy with the runner-storage it was made for"
             )

@@ -330,6 +330,7 @@ class ManagerConfig(_Model):
         ssh_debug: tmate servers from the debug-ssh relation.
         metrics: metric events.
         timing: time limits.
+        crash_log_dir: where the logs of crashed runners are copied.
         state_dir: where the manager keeps its lock, caches and the runner application.
         report_path: where the last run's JSON report is written (default in state_dir).
         templates_dir: the jinja2 templates (default: the project's `templates/`).
@@ -346,6 +347,7 @@ class ManagerConfig(_Model):
     ssh_debug: tuple[SshDebugSettings, ...] = ()
     metrics: MetricsSettings = MetricsSettings()
     timing: TimingSettings = TimingSettings()
+    crash_log_dir: Path = Path("/var/log/github-runner-crashed")
     state_dir: Path
     report_path: Path | None = None
     templates_dir: Path | None = None

@@ -107,6 +107,10 @@ class GitHubClient(Protocol):
         """List the runner application downloads."""
         ...  # pragma: no cover
 
+    def job_for_runner(self, repository: str, run_id: int, runner_name: str) -> JobInfo | None:
+        """Find the job of a workflow run that a runner ran."""
+        ...  # pragma: no cover
+
     def rate_limit(self) -> RateLimit | None:
         """The rate limit as last reported, if any call reported it."""
         ...  # pragma: no cover

@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import planner
+from . import planner, runner_metrics
 from .applier import RemovalOutcome, RunnerRemover
 from .binary import CachedRunner, RunnerBinaryCache
 from .config import ManagerConfig, config_hash
+from .crash_logs import CrashLogs
 from .errors import (
     GitHubError,
     LockBusyError,
@@ -34,8 +35,10 @@ from .errors import (
     RunnerManagerError,
     TokenError,
 )
+from .exchange import CorruptDataError, RunnerExchange
 from .github import GitHubClient
 from .lxd import LxdClient
+from .metrics import Event, MetricsLog, Reconciliation, RunnerStop
 from .models import GitHubRunner, InstanceType, RunnerInstance, RunnerState
 from .report import ErrorEntry, RemovedEntry, Report, RunnerEntry
 from .runner import RunnerSpawner, SpawnResult
@@ -96,6 +99,8 @@ class RunnerManager:
         github: GitHubClient,
         *,
         binary: RunnerBinaryCache | None = None,
+        exchange: RunnerExchange | None = None,
+        crash_logs: CrashLogs | None = None,
         architecture: str = "x64",
         clock: Callable[[], datetime.datetime] | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -108,6 +113,8 @@ class RunnerManager:
             lxd: the LXD client.
             github: the GitHub client.
             binary: the runner application cache (built from the config by default).
+            exchange: the runners' host directories (built from the config by default).
+            crash_logs: the crashed runners' log keeper (built from the config by default).
             architecture: the runner architecture (`x64` or `arm64`).
             clock: the current time (tests pass a fake).
             sleep: the sleep function (tests pass a fake).
@@ -124,7 +131,17 @@ class RunnerManager:
             config.state_dir / "runner-binary", github, architecture
         )
         self._name_pattern = planner.runner_name_pattern(config.name_prefix)
-        self._remover = RunnerRemover(lxd, github, sleep=sleep)
+        self._metrics = MetricsLog(config.metrics.log_path, enabled=config.metrics.enabled)
+        self._exchange = exchange or RunnerExchange(
+            config.state_dir / "runners", config.state_dir / "quarantine"
+        )
+        self._crash_logs = crash_logs or CrashLogs(lxd, config.crash_log_dir)
+        self._remover = RunnerRemover(lxd, github, before_delete=self._keep_logs, sleep=sleep)
+
+    def _keep_logs(self, removal: planner.Removal) -> None:
+        """Copy the logs of a runner that died before its instance goes."""
+        if removal.runner.state is RunnerState.UNHEALTHY:
+            self._crash_logs.collect(removal.name)
 
     # ----- observation ----------------------------------------------------------------------
 
@@ -224,6 +241,7 @@ class RunnerManager:
             unit=self.config.unit,
             started_at=self._clock(),
             desired={t.value: self.config.runners.count(t) for t in InstanceType},
+            delta={t.value: 0 for t in InstanceType},
         )
 
     def _github_counters(self) -> tuple[int, int]:
@@ -300,8 +318,80 @@ class RunnerManager:
             logger.exception("unexpected error during %s", command)
             report.errors.append(ErrorEntry(kind="unexpected", message=repr(exc)))
         self._finish(report, started, counters)
+        if report.error_kinds() == {"busy"}:
+            # Nothing ran: keep the last real report for the charm's status.
+            return report
+        self._issue(self._reconciliation_event(report))
         report.write(self.config.report_file)
         return report
+
+    def _issue(self, event: Event | None) -> None:
+        if event is not None:
+            self._metrics.issue(event)
+
+    def _reconciliation_event(self, report: Report) -> Reconciliation:
+        def total(state: str) -> int:
+            return sum(counts.get(state, 0) for counts in report.counts.values())
+
+        return Reconciliation(
+            timestamp=(report.finished_at or self._clock()).timestamp(),
+            flavor=self.config.flavor,
+            crashed_runners=len(report.crashed),
+            idle_runners=total(RunnerState.IDLE.value),
+            busy_runners=total(RunnerState.BUSY.value),
+            expected_runners=sum(report.desired.values()),
+            created=len(report.created),
+            removed=len(report.removed),
+            duration=report.duration,
+            rate_limit_remaining=report.rate_limit_remaining,
+            errors=len(report.errors),
+        )
+
+    def _process_runner_data(
+        self,
+        report: Report,
+        views: Sequence[planner.RunnerView],
+        outcomes: Sequence[RemovalOutcome],
+        created: Sequence[SpawnResult],
+    ) -> None:
+        """Issue the metric events of the runners' host data, and clean up finished runners.
+
+        A runner still alive only gets its runner_installed event (once it is online); a
+        finished one (its instance gone) gets its job events, then its host data is deleted.
+        """
+        removed = {o.removal.name for o in outcomes if o.removed}
+        live = {v.name for v in views if v.instance is not None and v.name not in removed}
+        live |= {result.name for result in created}
+        crashed = {
+            o.removal.name
+            for o in outcomes
+            if o.removed and o.removal.runner.state is RunnerState.UNHEALTHY
+        }
+        lookup = self._github.job_for_runner if self.config.metrics.enabled else None
+        flavor = self.config.flavor
+        for runner in self._exchange.runners():
+            if not self._name_pattern.match(runner):
+                continue
+            try:
+                data = self._exchange.read(runner)
+            except CorruptDataError as exc:
+                logger.warning("runner %s reported corrupt data (%s); quarantined", runner, exc)
+                self._exchange.quarantine(runner)
+                report.quarantined.append(runner)
+                continue
+            if runner in live:
+                if data.online is not None and not data.installed_reported:
+                    self._issue(runner_metrics.installed_event(data, flavor))
+                    self._exchange.mark_installed_reported(runner)
+                continue
+            if not data.installed_reported:
+                self._issue(runner_metrics.installed_event(data, flavor))
+            for event in runner_metrics.job_events(data, flavor, lookup):
+                self._issue(event)
+                if isinstance(event, RunnerStop) and event.status == "crashed":
+                    crashed.add(runner)
+            self._exchange.delete(runner)
+        report.crashed = sorted(crashed)
 
     def _ensure_binary(self, report: Report) -> CachedRunner | None:
         try:
@@ -355,10 +445,17 @@ class RunnerManager:
             created = self._spawn(report, wanted, cached, hashes)
         report.timings["spawn"] = round(self._monotonic() - phase, 3)
         report.created.extend(result.name for result in created)
+        for result in created:
+            report.delta[result.instance_type.value] += 1
         report.timings.setdefault("runners", {}).update(
             {result.name: dict(result.timings) for result in created}
         )
         report.counts = _counts(views, outcomes, created)
+
+        phase = self._monotonic()
+        self._process_runner_data(report, views, outcomes, created)
+        self._crash_logs.prune()
+        report.timings["metrics"] = round(self._monotonic() - phase, 3)
 
     def _spawn(
         self,
@@ -376,6 +473,7 @@ class RunnerManager:
             monotonic=self._monotonic,
             sleep=self._sleep,
             wall_clock=self._clock,
+            exchange=self._exchange if self.config.metrics.enabled else None,
         )
         fatal: list[GitHubError] = []
 
@@ -422,12 +520,20 @@ class RunnerManager:
         outcomes = self._remover.remove_all(removals, self.config.timing.spawn_concurrency)
         self._record_removals(report, outcomes)
         report.counts = _counts(views, outcomes, [])
+        self._process_runner_data(report, views, outcomes, [])
 
     def _record_removals(self, report: Report, outcomes: Sequence[RemovalOutcome]) -> None:
         for outcome in outcomes:
             if outcome.removed:
+                instance_type = outcome.removal.runner.instance_type
+                if instance_type is not None:
+                    report.delta[instance_type.value] -= 1
                 report.removed.append(
-                    RemovedEntry(name=outcome.removal.name, reason=outcome.removal.reason.value)
+                    RemovedEntry(
+                        name=outcome.removal.name,
+                        reason=outcome.removal.reason.value,
+                        instance_type=instance_type.value if instance_type else None,
+                    )
                 )
             if outcome.error is not None:
                 report.errors.append(

@@ -49,10 +49,12 @@ class RemovedEntry(pydantic.BaseModel):
     Attributes:
         name: the runner name.
         reason: the planner rule that removed it.
+        instance_type: `container`, `virtual-machine`, or None for a GitHub-only runner.
     """
 
     name: str
     reason: str
+    instance_type: str | None = None
 
 
 class ErrorEntry(pydantic.BaseModel):
@@ -85,7 +87,10 @@ class Report(pydantic.BaseModel):
         runners: the runners as observed at the start of the run.
         created: the runners created.
         removed: the runners removed.
+        delta: per instance type, runners created minus runners removed.
         errors: what went wrong.
+        crashed: runners that died (unhealthy, or lost during their job).
+        quarantined: runners whose exchange data was corrupt, and kept aside.
         runner_version: the runner application version in use.
         rate_limit_remaining: GitHub calls left in the rate-limit window, if known.
         rate_limit_reset_at: when the window resets (epoch seconds), if known.
@@ -106,7 +111,10 @@ class Report(pydantic.BaseModel):
     runners: list[RunnerEntry] = []
     created: list[str] = []
     removed: list[RemovedEntry] = []
+    delta: dict[str, int] = {}
     errors: list[ErrorEntry] = []
+    crashed: list[str] = []
+    quarantined: list[str] = []
     runner_version: str | None = None
     rate_limit_remaining: int | None = None
     rate_limit_reset_at: float | None = None

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from .config import RUNNER_SUFFIX_HEX, ManagerConfig, is_loopback_host
 from .errors import LxdError, RunnerCreateError, RunnerManagerError
+from .exchange import Installed, RunnerExchange
 from .github import GitHubClient
 from .lxd import (
     TAG_CONFIG_HASH,
@@ -144,6 +145,7 @@ class RunnerSpawner:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], datetime.datetime] | None = None,
+        exchange: RunnerExchange | None = None,
     ):
         """Create the spawner.
 
@@ -156,6 +158,7 @@ class RunnerSpawner:
             monotonic: a monotonic clock for timings.
             sleep: the sleep function (tests pass a fake).
             wall_clock: the current time (tests pass a fake).
+            exchange: per-runner host directories for metrics (None: no metrics).
         """
         self._config = config
         self._lxd = lxd
@@ -165,6 +168,7 @@ class RunnerSpawner:
         self._monotonic = monotonic
         self._sleep = sleep
         self._now = wall_clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
+        self._exchange = exchange
 
     def _tarball_bytes(self) -> bytes:
         if callable(self._tarball):
@@ -172,7 +176,11 @@ class RunnerSpawner:
         return self._tarball
 
     def instance_spec(
-        self, name: str, instance_type: InstanceType, config_hash: str
+        self,
+        name: str,
+        instance_type: InstanceType,
+        config_hash: str,
+        extra_devices: Mapping[str, dict[str, str]] | None = None,
     ) -> InstanceSpec:
         """Describe the LXD instance of a new runner.
 
@@ -180,6 +188,7 @@ class RunnerSpawner:
             name: the runner name.
             instance_type: container or virtual machine.
             config_hash: the configuration hash to tag it with.
+            extra_devices: more devices (the metrics exchange directory).
 
         Returns:
             The instance specification.
@@ -215,6 +224,7 @@ class RunnerSpawner:
                 "connect": f"tcp:127.0.0.1:{port}",
                 "bind": "instance",
             }
+        devices.update(extra_devices or {})
         return InstanceSpec(
             name=name,
             instance_type=instance_type,
@@ -281,19 +291,30 @@ class RunnerSpawner:
         labels = runner_labels(self._config, instance_type)
         timings: dict[str, float] = {}
         start = self._monotonic()
+        started_at = self._now().timestamp()
+
+        marks: dict[str, float] = {}
 
         def lap(stage: str) -> None:
             nonlocal start
             now = self._monotonic()
             timings[stage] = round(now - start, 3)
             start = now
+            marks[stage] = self._now().timestamp()
 
         registration = self._github.register_runner(name, labels)
         lap("register")
         created = False
         try:
             files = self.render_files(name, instance_type, labels)
-            self._lxd.create_instance(self.instance_spec(name, instance_type, config_hash))
+            devices = {}
+            if self._exchange is not None:
+                try:
+                    devices["metrics-exchange"] = self._exchange.create(name)
+                except RunnerManagerError as exc:
+                    logger.warning("runner %s gets no metrics exchange: %s", name, exc)
+            spec = self.instance_spec(name, instance_type, config_hash, devices)
+            self._lxd.create_instance(spec)
             created = True
             lap("create")
             if instance_type is InstanceType.CONTAINER:
@@ -322,6 +343,23 @@ class RunnerSpawner:
         except BaseException:
             self._cleanup(name, created, registration)
             raise
+        if self._exchange is not None:
+            try:
+                self._exchange.record_installed(
+                    name,
+                    Installed(
+                        started=started_at,
+                        finished=self._now().timestamp(),
+                        instance_type=instance_type.value,
+                        stages=dict(timings),
+                        # Containers start right after the push, VMs right after creation.
+                        start_requested=marks.get(
+                            "push" if instance_type is InstanceType.CONTAINER else "create"
+                        ),
+                    ),
+                )
+            except (OSError, ValueError) as exc:
+                logger.warning("cannot record the creation of runner %s: %s", name, exc)
         logger.info("runner %s (%s) created: %s", name, instance_type.value, timings)
         return SpawnResult(name=name, instance_type=instance_type, timings=timings)
 
@@ -401,3 +439,5 @@ class RunnerSpawner:
         if registration.runner_id is not None:
             with contextlib.suppress(RunnerManagerError):
                 self._github.delete_runner(registration.runner_id)
+        if self._exchange is not None:
+            self._exchange.delete(name)

@@ -1,5 +1,6 @@
 # Copyright 2026 github-runner contributors
 # See LICENSE file for licensing details.
+# ruff: noqa: S310 - every URL opened here is the loopback emulator's
 """Every body the GitHub API emulator serves validates against GitHub's own OpenAPI description.
 
 The description comes from the npm package ``@octokit/openapi`` (pinned below), installed by this
@@ -9,9 +10,10 @@ operation selected by path template, method and status code, with ``openapi-sche
 registry holding the whole description; formats such as ``date-time`` checked).
 
 GitHub's description marks some enumerations ``nullable`` without listing null among the values
-(a job's ``conclusion``); GitHub serves null there, and octokit's generated types read such a schema
-as "one of the values, or null". OpenAPI 3.0.3 lets ``enum`` still reject null, so the validator
-is extended to let ``nullable: true`` admit null before ``enum`` is checked; nothing else changes.
+(a job's ``conclusion``); GitHub serves null there, and octokit's generated types read such a
+schema as "one of the values, or null". OpenAPI 3.0.3 lets ``enum`` still reject null, so the
+validator is extended to let ``nullable: true`` admit null before ``enum`` is checked; nothing
+else changes.
 
 GitHub's description leaves generic errors (401, 403, 404) out of many operations; for a status
 an operation does not declare, the answer is validated against GitHub's shared component response
@@ -91,8 +93,15 @@ def _install_spec() -> Path:
             pytest.fail("npm is needed to install the OpenAPI description", pytrace=False)
         directory.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(directory)]
-            + [f"{OPENAPI_PACKAGE}@{OPENAPI_VERSION}"],
+            [
+                npm,
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(directory),
+                f"{OPENAPI_PACKAGE}@{OPENAPI_VERSION}",
+            ],
             check=True,
             timeout=600,
             capture_output=True,
@@ -311,7 +320,9 @@ def test_bodies_conform(kind: str, emu: Emulator, validator: SpecValidator) -> N
         groups = client("GET", "/orgs/{org}/actions/runner-groups", 200, **params)
         assert groups["runner_groups"][0]["default"] is True
         emu.control.add_runner_group(ORG, "extra")
-        assert client("GET", "/orgs/{org}/actions/runner-groups", 200, **params)["total_count"] == 2
+        assert (
+            client("GET", "/orgs/{org}/actions/runner-groups", 200, **params)["total_count"] == 2
+        )
 
     # A job, queued then busy then completed; its run and the run's jobs at each stage.
     job = emu.control.queue_job(job_repo, ["self-hosted", "jit"], "true")

@@ -295,8 +295,8 @@ class EmulatorControl:
         Returns:
             The runner record.
         """
-        body = {"scope": scope, "name": name, "labels": list(labels), "status": status}
-        body["busy"] = busy
+        body: dict[str, Any] = {"scope": scope, "name": name, "labels": list(labels)}
+        body.update(status=status, busy=busy)
         return self.request("POST", "/runners", body)
 
     def update_runner(self, runner_id: int, **changes: Any) -> dict[str, Any]:

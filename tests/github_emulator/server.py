@@ -540,19 +540,19 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.verbose:
             super().log_message(format, *args)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self._dispatch()
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         self._dispatch()
 
-    def do_DELETE(self) -> None:  # noqa: N802 - http.server's naming
+    def do_DELETE(self) -> None:
         self._dispatch()
 
-    def do_PATCH(self) -> None:  # noqa: N802 - http.server's naming
+    def do_PATCH(self) -> None:
         self._dispatch()
 
-    def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+    def do_PUT(self) -> None:
         self._dispatch()
 
     def _request(self) -> Request:
@@ -841,7 +841,7 @@ class Emulator:
 
     def __init__(
         self,
-        token: str = "ghp_emulatorToken",
+        token: str = "ghp_emulatorToken",  # noqa: S107 - a fake token for a fake GitHub
         repos: Iterable[str] = (),
         orgs: Iterable[str] = (),
         host: str = "127.0.0.1",

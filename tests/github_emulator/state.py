@@ -924,8 +924,9 @@ class EmulatorState:
                 labels=list(labels),
                 script=script,
                 payload=dict(payload or {}),
-                sha=hashlib.sha1(f"{canonical}:{job_id}".encode(), usedforsecurity=False)
-                .hexdigest(),
+                sha=hashlib.sha1(
+                    f"{canonical}:{job_id}".encode(), usedforsecurity=False
+                ).hexdigest(),
                 branch="main",
                 created_at=now,
             )
@@ -1194,7 +1195,7 @@ class EmulatorState:
             if scope is None:
                 raise ApiError(404, f"no repository or organisation at {body.get('url_path')}")
             self._check_reg_token(str(body.get("token", "")), "registration", scope)
-            group = {"id": DEFAULT_GROUP_ID, "name": DEFAULT_GROUP_NAME}
+            group: dict[str, Any] = {"id": DEFAULT_GROUP_ID, "name": DEFAULT_GROUP_NAME}
             group_name = body.get("runner_group")
             if group_name and self.is_org_scope(scope):
                 found = next(
@@ -1555,7 +1556,8 @@ class EmulatorState:
         with self.cond:
             self._sweep()
             return [
-                self.job_control_json(j, base) for j in sorted(self.jobs.values(), key=lambda j: j.id)
+                self.job_control_json(j, base)
+                for j in sorted(self.jobs.values(), key=lambda j: j.id)
             ]
 
     def snapshot(self, base: str) -> dict[str, Any]:
@@ -1588,24 +1590,32 @@ def _as_int(value: Any) -> int:
         return -1
 
 
+def _missing(field: str) -> str:
+    return f'"{field}" ' + "wasn't supplied."
+
+
 def _jit_body_problems(body: dict[str, Any]) -> list[str]:
     """Validate a generate-jitconfig body as GitHub's request schema does."""
     problems = []
     name = body.get("name")
     if "name" not in body:
-        problems.append('"name" wasn\'t supplied.')
+        problems.append(_missing("name"))
     elif not isinstance(name, str) or not name.strip():
         problems.append(f"For 'properties/name', {json.dumps(name)} is not a non-empty string.")
     group = body.get("runner_group_id")
     if "runner_group_id" not in body:
-        problems.append('"runner_group_id" wasn\'t supplied.')
+        problems.append(_missing("runner_group_id"))
     elif not isinstance(group, int) or isinstance(group, bool):
-        problems.append(f"For 'properties/runner_group_id', {json.dumps(group)} is not an integer.")
+        problems.append(
+            f"For 'properties/runner_group_id', {json.dumps(group)} is not an integer."
+        )
     labels = body.get("labels")
     if "labels" not in body:
-        problems.append('"labels" wasn\'t supplied.')
+        problems.append(_missing("labels"))
     elif not isinstance(labels, list) or not all(isinstance(x, str) and x for x in labels):
-        problems.append(f"For 'properties/labels', {json.dumps(labels)} is not an array of strings.")
+        problems.append(
+            f"For 'properties/labels', {json.dumps(labels)} is not an array of strings."
+        )
     elif not 1 <= len(labels) <= 100:
         problems.append("For 'properties/labels', the array must have 1 to 100 items.")
     if "work_folder" in body and not isinstance(body["work_folder"], str):

@@ -83,25 +83,27 @@ def build(name: str) -> bytes:
     if match["suffix"] == "zip":
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for path, mode, data in members:
-                entry = zipfile.ZipInfo(path, date_time=(2023, 11, 14, 22, 13, 20))
-                entry.external_attr = (0o100000 | mode) << 16
-                archive.writestr(entry, data)
+                zip_entry = zipfile.ZipInfo(path, date_time=(2023, 11, 14, 22, 13, 20))
+                zip_entry.external_attr = (0o100000 | mode) << 16
+                archive.writestr(zip_entry, data)
         return buffer.getvalue()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped:
-        with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive:
-            directories = sorted({str(Path(path).parent) for path, _, _ in members} - {"."})
-            for directory in directories:
-                entry = tarfile.TarInfo(f"./{directory}")
-                entry.type = tarfile.DIRTYPE
-                entry.mode = 0o755
-                entry.mtime = _FIXED_MTIME
-                archive.addfile(entry)
-            for path, mode, data in members:
-                entry = tarfile.TarInfo(f"./{path}")
-                entry.size = len(data)
-                entry.mode = mode
-                entry.mtime = _FIXED_MTIME
-                archive.addfile(entry, io.BytesIO(data))
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
+        directories = sorted({str(Path(path).parent) for path, _, _ in members} - {"."})
+        for directory in directories:
+            entry = tarfile.TarInfo(f"./{directory}")
+            entry.type = tarfile.DIRTYPE
+            entry.mode = 0o755
+            entry.mtime = _FIXED_MTIME
+            archive.addfile(entry)
+        for path, mode, data in members:
+            entry = tarfile.TarInfo(f"./{path}")
+            entry.size = len(data)
+            entry.mode = mode
+            entry.mtime = _FIXED_MTIME
+            archive.addfile(entry, io.BytesIO(data))
     return buffer.getvalue()
 
 

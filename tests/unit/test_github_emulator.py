@@ -1,5 +1,6 @@
 # Copyright 2026 github-runner contributors
 # See LICENSE file for licensing details.
+# ruff: noqa: S310 - every URL opened here is the loopback emulator's
 """In-process tests of the GitHub API emulator over HTTP on 127.0.0.1 (no LXD)."""
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Answer:
         self.status = status
         self.headers = headers
         self.raw = raw
-        self.body = json.loads(raw) if raw else None
+        self.body: Any = json.loads(raw) if raw else None
 
 
 def call(
@@ -80,7 +81,9 @@ def control(emu: Emulator) -> EmulatorControl:
     return emu.control
 
 
-def reg_token(emu: Emulator, scope_path: str = f"/repos/{REPO}", kind: str = "registration") -> str:
+def reg_token(
+    emu: Emulator, scope_path: str = f"/repos/{REPO}", kind: str = "registration"
+) -> str:
     answer = call(emu, "POST", f"{scope_path}/actions/runners/{kind}-token")
     assert answer.status == 201, answer.body
     return answer.body["token"]
@@ -100,7 +103,10 @@ def online_runner(
 # --- process and binding ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "192.168.0.1", "example.com", "::"])
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - the address the emulator must refuse
+
+
+@pytest.mark.parametrize("host", [ALL_INTERFACES, "10.1.2.3", "192.168.0.1", "example.com", "::"])
 def test_refuses_non_loopback_hosts(host: str) -> None:
     with pytest.raises(ValueError, match="loopback"):
         Emulator(token=TOKEN, host=host)
@@ -131,8 +137,10 @@ def test_ipv6_loopback() -> None:
 
 def test_command_line_prints_ready_and_stops_on_sigterm() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.github_emulator", "--port", "0", "--token", TOKEN]
-        + ["--repo", REPO, "--org", ORG, "--rate-limit", "7"],
+        [
+            *(sys.executable, "-m", "tests.github_emulator", "--port", "0", "--token", TOKEN),
+            *("--repo", REPO, "--org", ORG, "--rate-limit", "7"),
+        ],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -159,7 +167,7 @@ def test_command_line_prints_ready_and_stops_on_sigterm() -> None:
 
 def test_command_line_refuses_non_loopback() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tests.github_emulator", "--host", "0.0.0.0", "--token", "t"],
+        [sys.executable, "-m", "tests.github_emulator", "--host", ALL_INTERFACES, "--token", "t"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -204,7 +212,9 @@ def test_scopes(emu: Emulator, control: EmulatorControl) -> None:
     assert denied.headers["X-Accepted-OAuth-Scopes"] == "admin:org"
     assert denied.headers["X-OAuth-Scopes"] == "repo"
     assert call(emu, "GET", f"/orgs/{ORG}/actions/runners", token="ghp_orgOnly").status == 200
-    denied = call(emu, "POST", f"/repos/{REPO}/actions/runners/registration-token", token="ghp_orgOnly")
+    denied = call(
+        emu, "POST", f"/repos/{REPO}/actions/runners/registration-token", token="ghp_orgOnly"
+    )
     assert denied.status == 403
     assert denied.headers["X-Accepted-OAuth-Scopes"] == "repo"
 
@@ -252,11 +262,11 @@ def test_pagination_and_link_header(emu: Emulator, control: EmulatorControl) -> 
     while url:
         page = call(emu, "GET", url)
         names += [r["name"] for r in page.body["runners"]]
-        links = dict(
-            (part.split("; ")[1][5:-1], part.split("; ")[0][1:-1])
+        links = {
+            part.split("; ")[1][5:-1]: part.split("; ")[0][1:-1]
             for part in page.headers.get("Link", "").split(", ")
             if part
-        )
+        }
         url = links.get("next", "")
     assert names == [f"ghost-{i}" for i in range(5)]
     single = call(emu, "GET", f"/repos/{REPO}/actions/runners")
@@ -338,7 +348,11 @@ def test_faults(emu: Emulator, control: EmulatorControl) -> None:
     assert "secondary rate limit" in limited.body["message"]
     control.add_fault(status=403, retry_after=3, body={"message": "custom"})
     custom = call(emu, "GET", path)
-    assert (custom.status, custom.body, custom.headers["Retry-After"]) == (403, {"message": "custom"}, "3")
+    assert (custom.status, custom.body, custom.headers["Retry-After"]) == (
+        403,
+        {"message": "custom"},
+        "3",
+    )
     # A slow answer: the client times out, the next request is fast again.
     control.add_fault(delay=0.5)
     with pytest.raises((TimeoutError, urllib.error.URLError)):
@@ -358,7 +372,9 @@ def test_faults(emu: Emulator, control: EmulatorControl) -> None:
     assert error.value.status == 422
 
 
-def test_fault_on_download_only_with_explicit_path(emu: Emulator, control: EmulatorControl) -> None:
+def test_fault_on_download_only_with_explicit_path(
+    emu: Emulator, control: EmulatorControl
+) -> None:
     url = control.downloads()[0]["download_url"]
     control.add_fault(status=500, count=-1)
     with urllib.request.urlopen(url, timeout=5) as answer:

@@ -1,5 +1,6 @@
 # Copyright 2026 github-runner contributors
 # See LICENSE file for licensing details.
+# ruff: noqa: S310 - every URL opened here is the loopback emulator's
 """The stand-in runner application run as real processes on this host against the emulator.
 
 The archive is downloaded from the emulator and unpacked into a temporary directory, so these
@@ -62,11 +63,15 @@ def env() -> dict[str, str]:
     return {**os.environ, "RUNNER_ALLOW_RUNASROOT": "1"}
 
 
-def configure(emu: Emulator, app: Path, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+def configure(
+    emu: Emulator, app: Path, *args: str, url: str | None = None
+) -> subprocess.CompletedProcess[str]:
     token = api(emu, "POST", f"/repos/{REPO}/actions/runners/registration-token")["token"]
     return subprocess.run(
-        [str(app / "config.sh"), "--url", url or f"{emu.url}/{REPO}", "--token", token]
-        + ["--unattended", *args],
+        [
+            *(str(app / "config.sh"), "--url", url or f"{emu.url}/{REPO}"),
+            *("--token", token, "--unattended", *args),
+        ],
         env=env(),
         capture_output=True,
         text=True,
@@ -151,7 +156,9 @@ def test_registration_flow_runs_job_with_hooks(emu: Emulator, app: Path, tmp_pat
     ]
     temp = app / "_work" / "_temp"
     started = dict(
-        line.split("=", 1) for line in (temp / "started.env").read_text().splitlines() if "=" in line
+        line.split("=", 1)
+        for line in (temp / "started.env").read_text().splitlines()
+        if "=" in line
     )
     assert started["GITHUB_REPOSITORY"] == REPO
     assert started["GITHUB_WORKFLOW"] == "host-wf"

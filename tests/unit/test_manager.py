@@ -321,14 +321,31 @@ def test_flush_then_reconcile_replaces_idle(make_manager, lxd, github):
     assert set(lxd.instances) == set(report.created)
 
 
-def test_lock_busy_is_reported(make_manager, tmp_path):
-    """arrange: another run holds the lock. act: reconcile. assert: busy error, nothing done."""
+def test_lock_busy_is_reported_and_keeps_the_last_report(make_manager, tmp_path):
+    """arrange: a report, then another run holds the lock. act: reconcile. assert: busy, kept."""
     manager = make_manager()
+    first = manager.reconcile()
     with manager_lock(manager.config.state_dir / "manager.lock", timeout=0):
         report = manager.reconcile()
 
     assert report.error_kinds() == {"busy"}
     assert report.created == []
+    written = read_report(manager.config.report_file)
+    assert written is not None and written.created == first.created
+
+
+def test_delta_counts_created_minus_removed_per_type(make_manager, lxd, github):
+    """arrange: a stale VM and no container. act: reconcile 2 containers, 1 VM. assert: delta."""
+    vm = names(PREFIX, 1)[0]
+    lxd.add(vm, UNIT, instance_type=InstanceType.VIRTUAL_MACHINE, config_hash="old")
+    github.add(vm)
+    manager = make_manager(runners={"containers": 2, "virtual_machines": 1})
+
+    report = manager.reconcile()
+
+    assert report.delta == {"container": 2, "virtual-machine": 0}
+    assert [(r.name, r.instance_type) for r in report.removed] == [(vm, "virtual-machine")]
+    assert manager.flush(busy=True, reconcile=False).delta == {"container": -2, "virtual-machine": -1}
 
 
 def test_check_counts_by_state(make_manager, lxd, github):

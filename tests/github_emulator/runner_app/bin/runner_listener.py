@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime
 import json
 import os
@@ -284,7 +285,7 @@ def remove(argv: list[str]) -> int:
 # --- run ---------------------------------------------------------------------------------------
 
 
-class Stop(Exception):
+class StopRequestedError(Exception):
     """SIGTERM/SIGINT while idle."""
 
 
@@ -359,19 +360,17 @@ class Listener:
             frame: unused.
 
         Raises:
-            Stop: when idle.
+            StopRequestedError: when idle.
         """
         del frame
         self.diag.log(f"Received signal {signum}", "WARN")
         self.cancelled = True
         if not self.in_job:
-            raise Stop()
+            raise StopRequestedError()
         process = self.job_process
         if process is not None and process.poll() is None:
-            try:
+            with contextlib.suppress(OSError):
                 os.killpg(process.pid, signal.SIGTERM)
-            except OSError:
-                pass
 
     # protocol with retries
 
@@ -411,10 +410,8 @@ class Listener:
         """Delete the session (best effort)."""
         if self.session_id is None:
             return
-        try:
+        with contextlib.suppress(ServerError, urllib.error.URLError, OSError):
             call(self.base, "DELETE", f"/sessions/{self.session_id}", timeout=5)
-        except (ServerError, urllib.error.URLError, OSError):
-            pass
         self.session_id = None
 
     def loop(self) -> int:
@@ -435,7 +432,7 @@ class Listener:
                 "GET", f"/sessions/{self.session_id}/message?{query}", timeout=self.poll_wait + 30
             )
             if self.cancelled:
-                raise Stop()
+                raise StopRequestedError()
             if not message:
                 continue
             job = message["job"]
@@ -475,8 +472,7 @@ class Listener:
             body = {"runner_id": self.runner_id, "secret": self.secret, **result}
             word = {"success": "Succeeded", "failure": "Failed", "cancelled": "Canceled"}
             say(
-                f"{_now()}: Job {job['name']} completed with result: "
-                f"{word[result['conclusion']]}",
+                f"{_now()}: Job {job['name']} completed with result: {word[result['conclusion']]}",
                 self.diag,
             )
             answer = self._call("POST", f"/jobs/{job['id']}/complete", body)
@@ -578,7 +574,7 @@ class Worker:
         )
         self.listener.job_process = process
         try:
-            assert process.stdout is not None  # noqa: S101 - set by PIPE
+            assert process.stdout is not None
             for raw in iter(process.stdout.readline, b""):
                 line = raw.decode(errors="replace")
                 self.output.append(line)
@@ -666,7 +662,7 @@ def run(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, listener.on_signal)
     try:
         code = listener.loop()
-    except Stop:
+    except StopRequestedError:
         say(f"{_now()}: Runner listener exited after a stop signal.", diag)
         listener.close_session()
         return 0

@@ -1,0 +1,151 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""In-memory fakes of the charm's host layer (`host.Host`) and manager (`service.ManagerService`).
+
+The charm tests swap them in at the charm's module boundary; nothing here runs a command.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+import host
+import service
+from github_runner_manager.config import ManagerConfig
+from github_runner_manager.report import Report
+
+GIB = 1024**3
+UTC = datetime.timezone.utc
+
+
+class FakeHost:
+    """A machine with LXD, memory and Juju storage as plain attributes."""
+
+    def __init__(self) -> None:
+        self.installed = True
+        self.initialised = True
+        self.machine_name = "x86_64"
+        self.storage_in_use: str | None = None
+        self.memory = 64 * GIB
+        self.juju_storage = 1024 * GIB
+        self.ensure_error: Exception | None = None
+        self.calls: list[str] = []
+        self.storage: tuple[str, int] | None = None
+
+    def machine(self) -> str:
+        return self.machine_name
+
+    def lxd_installed(self) -> bool:
+        return self.installed
+
+    def ensure_lxd(self) -> bool:
+        self.calls.append("ensure_lxd")
+        if self.ensure_error is not None:
+            raise self.ensure_error
+        changed = not (self.installed and self.initialised)
+        self.installed = self.initialised = True
+        return changed
+
+    def runner_storage_in_use(self) -> str | None:
+        return self.storage_in_use
+
+    def check_storage(self, kind: str, required: int) -> None:
+        total = self.memory if kind == host.MEMORY else self.juju_storage
+        if required > total:
+            raise host.StorageTooSmallError(
+                f"runner-storage: the runners need {required} bytes but {kind} has {total}"
+            )
+
+    def ensure_runner_storage(self, kind: str, required: int) -> bool:
+        self.calls.append("ensure_runner_storage")
+        changed = self.storage != (kind, required)
+        self.storage = (kind, required)
+        self.storage_in_use = kind
+        return changed
+
+
+class FakeManagerService:
+    """The runner manager's files, units and command line, kept in memory."""
+
+    def __init__(self, paths: service.ManagerPaths | None = None) -> None:
+        self.paths = paths or service.ManagerPaths.for_unit("github-runner", 0)
+        self.config: ManagerConfig | None = None
+        self.config_text: str | None = None
+        self.token: str | None = None
+        self.interval: int | None = None
+        self.timer_active = False
+        self.reconciles_started = 0
+        self.stopped = False
+        self.files_removed = False
+        self.preconfigured = False
+        self.report: Report | None = None
+        self.results: dict[str, list[service.ManagerResult]] = {}
+        self.runs: list[list[str]] = []
+
+    def ensure_config(self, config: ManagerConfig, token: str) -> bool:
+        text = json.dumps(config.model_dump(mode="json", exclude_none=True), sort_keys=True)
+        changed = (text, token) != (self.config_text, self.token)
+        self.config, self.config_text, self.token = config, text, token
+        return changed
+
+    def configured(self) -> bool:
+        return self.preconfigured or self.config is not None
+
+    def ensure_units(self, interval_minutes: int) -> bool:
+        changed = self.interval != interval_minutes or not self.timer_active
+        self.interval, self.timer_active = interval_minutes, True
+        return changed
+
+    def start_reconcile(self) -> None:
+        self.reconciles_started += 1
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.timer_active = False
+
+    def remove_files(self) -> None:
+        self.files_removed = True
+
+    def run(self, args: list[str], timeout: float) -> service.ManagerResult:
+        assert timeout > 0
+        self.runs.append(list(args))
+        queue = self.results.get(args[0])
+        if queue:
+            return queue.pop(0) if len(queue) > 1 else queue[0]
+        return service.ManagerResult(0, {})
+
+    def read_report(self) -> Report | None:
+        return self.report
+
+
+def make_report(**fields: Any) -> Report:
+    """A report that finished just now, with fields overridden."""
+    now = datetime.datetime.now(UTC)
+    data: dict[str, Any] = {
+        "command": "reconcile",
+        "unit": "github-runner/0",
+        "started_at": now - datetime.timedelta(seconds=20),
+        "finished_at": now,
+        "desired": {"container": 0, "virtual-machine": 1},
+        "counts": {"container": {}, "virtual-machine": {"idle": 1}},
+    }
+    data.update(fields)
+    return Report.model_validate(data)
+
+
+def result(exit_code: int = 0, **document: Any) -> service.ManagerResult:
+    """A manager command-line result."""
+    return service.ManagerResult(exit_code, json.loads(json.dumps(document, default=str)))
+
+
+def report_result(report: Report, exit_code: int = 0) -> service.ManagerResult:
+    """A manager result whose document is a report."""
+    return service.ManagerResult(exit_code, report.model_dump(mode="json"))
+
+
+def charm_dir() -> Path:
+    """The project directory (what the charm directory holds once packed)."""
+    return Path(__file__).resolve().parents[2]

@@ -1,0 +1,1011 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""State-transition tests of the charm: ops.testing, with the host and the manager faked."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+import ops
+import pytest
+from ops import testing
+
+import charm
+import host
+from charm import GithubRunnerCharm
+
+from .charm_fakes import FakeHost, FakeManagerService, make_report, report_result, result
+
+TOKEN = "ghp_charmUnitTestToken0000000000000000000"
+VALID = {"path": "test-owner/test-repo", "token": TOKEN}
+PROXY_VARS = (
+    "JUJU_CHARM_HTTP_PROXY",
+    "JUJU_CHARM_HTTPS_PROXY",
+    "JUJU_CHARM_NO_PROXY",
+    "juju_charm_http_proxy",
+    "juju_charm_https_proxy",
+    "juju_charm_no_proxy",
+)
+
+
+@pytest.fixture
+def fake_host(monkeypatch: pytest.MonkeyPatch) -> FakeHost:
+    fake = FakeHost()
+    monkeypatch.setattr(charm.host, "Host", lambda: fake)
+    return fake
+
+
+@pytest.fixture
+def manager(monkeypatch: pytest.MonkeyPatch) -> FakeManagerService:
+    fake = FakeManagerService()
+
+    def factory(paths: Any, charm_dir: Any) -> FakeManagerService:
+        fake.paths = paths
+        return fake
+
+    monkeypatch.setattr(charm.service, "ManagerService", factory)
+    return fake
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def ctx(fake_host: FakeHost, manager: FakeManagerService) -> testing.Context:
+    return testing.Context(GithubRunnerCharm)
+
+
+def run(ctx: testing.Context, event: Any, **state: Any) -> testing.State:
+    return ctx.run(event, testing.State(**state))
+
+
+# ----- configuration ------------------------------------------------------------------------
+
+BAD_VALUES = [
+    ("path", "a/b/c"),
+    ("path", "bad org"),
+    ("path", "owner/"),
+    ("token", "secret:not a uri"),
+    ("token", "ghp_with whitespace"),
+    ("github-url", "ftp://github.com"),
+    ("github-url", "http://github.example.com"),
+    ("github-url", "https://github.com/some/path"),
+    ("github-url", "not a url"),
+    ("group", ""),
+    ("group", "g" * 101),
+    ("labels", "good,bad label"),
+    ("labels", "ünïcode"),
+    ("containers", -1),
+    ("virtual-machines", -3),
+    ("vm-cpu", 0),
+    ("vm-cpu", -2),
+    ("vm-memory", "7GB"),
+    ("vm-memory", "0GiB"),
+    ("vm-memory", "7"),
+    ("vm-memory", "lots"),
+    ("vm-disk", "10gb"),
+    ("vm-disk", "-1GiB"),
+    ("vm-disk", ""),
+    ("check-interval", 0),
+    ("check-interval", -10),
+    ("base-image", ""),
+    ("base-image", "two words"),
+    ("denylist", "10.0.0.1/8"),
+    ("denylist", "10.0.0.0/8,::1/128"),
+    ("denylist", "garbage"),
+    ("denylist", "10.0.0.0/33"),
+    ("dockerhub-mirror", "http://mirror.example.com"),
+    ("dockerhub-mirror", "mirror.example.com"),
+    ("dockerhub-mirror", "https://"),
+    ("runner-storage", "disk"),
+    ("runner-storage", ""),
+    ("test-mode", "secure"),
+    ("experimental-use-aproxy", True),
+]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [pytest.param(o, v, id=f"{o}={v!r}") for o, v in BAD_VALUES]
+)
+def test_bad_option_value_blocks_naming_the_option(
+    ctx: testing.Context, manager: FakeManagerService, option: str, value: Any
+) -> None:
+    # Arrange: a valid config with one bad value (no model proxy, for aproxy).
+    config = {**VALID, option: value}
+
+    # Act
+    out = run(ctx, ctx.on.config_changed(), config=config)
+
+    # Assert
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+    assert option in out.unit_status.message
+    assert TOKEN not in out.unit_status.message
+    assert manager.config is None
+
+
+def test_size_message_says_how_to_fix(ctx: testing.Context) -> None:
+    out = run(ctx, ctx.on.config_changed(), config={**VALID, "vm-memory": "7GB"})
+
+    assert out.unit_status == ops.BlockedStatus(
+        "vm-memory: '7GB' is not a size: use a whole number and one of KiB, MiB, GiB, TiB, "
+        "PiB, EiB (for example 7GiB)"
+    )
+
+
+def test_several_bad_options_are_all_named(ctx: testing.Context) -> None:
+    config = {**VALID, "vm-cpu": 0, "denylist": "10.0.0.1/8"}
+
+    out = run(ctx, ctx.on.config_changed(), config=config)
+
+    assert "vm-cpu" in out.unit_status.message
+    assert "denylist" in out.unit_status.message
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        pytest.param({}, ("path", "token"), id="both"),
+        pytest.param({"path": "test-owner/test-repo"}, ("token",), id="token"),
+        pytest.param({"token": TOKEN}, ("path",), id="path"),
+    ],
+)
+def test_missing_path_or_token_blocks(
+    ctx: testing.Context, config: dict[str, str], named: tuple[str, ...]
+) -> None:
+    out = run(ctx, ctx.on.config_changed(), config=config)
+
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+    assert out.unit_status.message.startswith("missing ")
+    for name in named:
+        assert name in out.unit_status.message
+
+
+def test_install_prepares_host_and_writes_manager_config(
+    ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
+) -> None:
+    # Arrange: a machine without LXD.
+    fake_host.installed = False
+    config = {
+        **VALID,
+        "containers": 2,
+        "virtual-machines": 1,
+        "labels": "gpu, large",
+        "vm-disk": "20GiB",
+        "denylist": "10.0.0.0/8, 192.168.0.0/16",
+        "dockerhub-mirror": "https://mirror.example.com",
+    }
+
+    # Act
+    out = run(ctx, ctx.on.install(), config=config)
+
+    # Assert
+    assert fake_host.calls == ["ensure_lxd", "ensure_runner_storage"]
+    assert fake_host.storage == ("juju-storage", 3 * 20 * 1024**3)
+    cfg = manager.config
+    assert cfg is not None
+    assert cfg.unit == "github-runner/0"
+    assert cfg.name_prefix == "github-runner-0"
+    assert cfg.flavor == "github-runner"
+    assert str(cfg.state_dir) == "/var/lib/github-runner/github-runner-0"
+    assert cfg.github.token is None
+    assert cfg.github.token_file == manager.paths.token_file
+    assert cfg.report_file == manager.paths.report_file
+    assert cfg.lxd.storage_pool == host.STORAGE_POOL
+    assert cfg.runners.labels == ("gpu", "large")
+    assert (cfg.runners.containers, cfg.runners.virtual_machines) == (2, 1)
+    assert cfg.dockerhub_mirror == "https://mirror.example.com"
+    assert cfg.metrics.enabled is False
+    assert cfg.ssh_debug == ()
+    assert manager.token == TOKEN
+    assert TOKEN not in (manager.config_text or "")
+    assert manager.interval == 10
+    assert manager.timer_active
+    assert manager.reconciles_started == 1
+    assert out.unit_status == ops.WaitingStatus("waiting for the first reconciliation")
+
+
+def test_nothing_changed_starts_no_reconcile(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    state = testing.State(config=VALID)
+    ctx.run(ctx.on.config_changed(), state)
+
+    ctx.run(ctx.on.update_status(), state)
+
+    assert manager.reconciles_started == 1
+
+
+def test_config_change_starts_a_reconcile(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    ctx.run(ctx.on.config_changed(), testing.State(config=VALID))
+
+    ctx.run(ctx.on.config_changed(), testing.State(config={**VALID, "containers": 4}))
+
+    assert manager.reconciles_started == 2
+    assert manager.config is not None
+    assert manager.config.runners.containers == 4
+
+
+def test_secret_token_reaches_only_the_token_file(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    secret = testing.Secret(tracked_content={"token": "ghp_fromTheSecret"})
+
+    out = run(
+        ctx,
+        ctx.on.config_changed(),
+        config={**VALID, "token": secret.id},
+        secrets={secret},
+    )
+
+    assert manager.token == "ghp_fromTheSecret"
+    assert "ghp_fromTheSecret" not in (manager.config_text or "")
+    assert out.unit_status == ops.WaitingStatus("waiting for the first reconciliation")
+
+
+def test_secret_change_rewrites_the_token(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    secret = testing.Secret(
+        tracked_content={"token": "ghp_old"}, latest_content={"token": "ghp_new"}
+    )
+
+    run(ctx, ctx.on.secret_changed(secret), config={**VALID, "token": secret.id}, secrets={secret})
+
+    assert manager.token == "ghp_new"
+    assert manager.reconciles_started == 1
+
+
+def test_secret_not_granted_blocks_with_grant_hint(ctx: testing.Context) -> None:
+    uri = "secret:d0cjmmnmp25c7bcvv6p0"
+
+    out = run(ctx, ctx.on.config_changed(), config={**VALID, "token": uri})
+
+    assert out.unit_status == ops.BlockedStatus(
+        f"token: cannot read the secret {uri}: grant it with "
+        f"`juju grant-secret {uri} github-runner`"
+    )
+
+
+def test_secret_without_token_key_blocks(ctx: testing.Context) -> None:
+    secret = testing.Secret(tracked_content={"password": "x"})
+
+    out = run(ctx, ctx.on.config_changed(), config={**VALID, "token": secret.id}, secrets={secret})
+
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+    assert "has no 'token' key" in out.unit_status.message
+
+
+def test_runner_storage_cannot_change(ctx: testing.Context, fake_host: FakeHost) -> None:
+    fake_host.storage_in_use = "memory"
+
+    out = run(ctx, ctx.on.config_changed(), config={**VALID, "runner-storage": "juju-storage"})
+
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+    assert out.unit_status.message.startswith("runner-storage: the runners already live on memory")
+
+
+def test_memory_storage_sized_for_all_runners(ctx: testing.Context, fake_host: FakeHost) -> None:
+    config = {**VALID, "runner-storage": "memory", "containers": 3, "virtual-machines": 1}
+
+    run(ctx, ctx.on.config_changed(), config=config)
+
+    assert fake_host.storage == ("memory", 4 * 10 * 1024**3)
+
+
+def test_runners_that_do_not_fit_block(
+    ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
+) -> None:
+    fake_host.memory = 16 * 1024**3
+    config = {**VALID, "runner-storage": "memory", "containers": 4}
+
+    out = run(ctx, ctx.on.config_changed(), config=config)
+
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+    assert out.unit_status.message.startswith("runner-storage:")
+    assert manager.config is None
+
+
+@pytest.mark.parametrize(
+    ("machine", "arch"), [("x86_64", "x64"), ("aarch64", "arm64"), ("arm64", "arm64")]
+)
+def test_supported_architectures(
+    ctx: testing.Context, fake_host: FakeHost, machine: str, arch: str
+) -> None:
+    fake_host.machine_name = machine
+
+    out = run(ctx, ctx.on.config_changed(), config=VALID)
+
+    assert not isinstance(out.unit_status, ops.BlockedStatus)
+
+
+def test_unsupported_architecture_blocks(ctx: testing.Context, fake_host: FakeHost) -> None:
+    fake_host.machine_name = "s390x"
+
+    out = run(ctx, ctx.on.config_changed(), config=VALID)
+
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+    assert "architecture 's390x'" in out.unit_status.message
+
+
+@pytest.mark.parametrize("upper", [True, False])
+def test_model_proxy_reaches_manager_config(
+    ctx: testing.Context,
+    manager: FakeManagerService,
+    monkeypatch: pytest.MonkeyPatch,
+    upper: bool,
+) -> None:
+    def name(variable: str) -> str:
+        return variable if upper else variable.lower()
+
+    monkeypatch.setenv(name("JUJU_CHARM_HTTP_PROXY"), "http://proxy.internal:3128")
+    monkeypatch.setenv(name("JUJU_CHARM_HTTPS_PROXY"), "http://proxy.internal:3129")
+    monkeypatch.setenv(name("JUJU_CHARM_NO_PROXY"), "127.0.0.1,.internal")
+
+    run(ctx, ctx.on.config_changed(), config={**VALID, "experimental-use-aproxy": True})
+
+    assert manager.config is not None
+    assert manager.config.proxy.http == "http://proxy.internal:3128"
+    assert manager.config.proxy.https == "http://proxy.internal:3129"
+    assert manager.config.proxy.no_proxy == "127.0.0.1,.internal"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("JUJU_CHARM_HTTP_PROXY", "not a url", "juju-http-proxy"),
+        ("JUJU_CHARM_HTTPS_PROXY", "ftp://proxy:21", "juju-https-proxy"),
+        ("JUJU_CHARM_HTTPS_PROXY", "http://user:secret@proxy:port", "juju-https-proxy"),
+        ("juju_charm_no_proxy", "a, b", "juju-no-proxy"),
+    ],
+)
+def test_malformed_model_proxy_blocks(
+    ctx: testing.Context,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    named: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    out = run(ctx, ctx.on.config_changed(), config=VALID)
+
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+    assert named in out.unit_status.message
+    assert "secret" not in out.unit_status.message
+
+
+def test_debug_ssh_relation_becomes_ssh_debug(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    complete = {
+        "host": "tmate.internal",
+        "port": "10022",
+        "rsa_fingerprint": "SHA256:rsa",
+        "ed25519_fingerprint": "SHA256:ed",
+    }
+    relation = testing.Relation(
+        "debug-ssh",
+        remote_units_data={0: {"host": "incomplete"}, 1: complete},
+    )
+
+    run(ctx, ctx.on.relation_changed(relation, remote_unit=1), config=VALID, relations={relation})
+
+    assert manager.config is not None
+    (tmate,) = manager.config.ssh_debug
+    assert (tmate.host, tmate.port) == ("tmate.internal", 10022)
+    assert tmate.ed25519_fingerprint == "SHA256:ed"
+
+
+def test_debug_ssh_with_bad_port_is_ignored(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    data = {
+        "host": "tmate.internal",
+        "port": "not-a-port",
+        "rsa_fingerprint": "a",
+        "ed25519_fingerprint": "b",
+    }
+    relation = testing.Relation("debug-ssh", remote_units_data={0: data})
+
+    run(ctx, ctx.on.relation_changed(relation, remote_unit=0), config=VALID, relations={relation})
+
+    assert manager.config is not None
+    assert manager.config.ssh_debug == ()
+
+
+def test_cos_agent_relation_enables_metrics(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    relation = testing.Relation("cos-agent")
+
+    run(ctx, ctx.on.relation_joined(relation), config=VALID, relations={relation})
+
+    assert manager.config is not None
+    assert manager.config.metrics.enabled is True
+
+
+def test_cos_agent_broken_disables_metrics(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    relation = testing.Relation("cos-agent")
+
+    run(ctx, ctx.on.relation_broken(relation), config=VALID, relations={relation})
+
+    assert manager.config is not None
+    assert manager.config.metrics.enabled is False
+
+
+def test_foreign_runner_pool_blocks(
+    ctx: testing.Context, fake_host: FakeHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def conflict(kind: str, required: int) -> bool:
+        raise host.StorageError("the LXD storage pool runner exists on /srv, not on /storage/juju")
+
+    monkeypatch.setattr(fake_host, "ensure_runner_storage", conflict)
+
+    out = run(ctx, ctx.on.config_changed(), config=VALID)
+
+    assert out.unit_status == ops.BlockedStatus(
+        "the LXD storage pool runner exists on /srv, not on /storage/juju"
+    )
+
+
+def test_host_failure_is_maintenance_and_retried(
+    ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
+) -> None:
+    fake_host.installed = False
+    fake_host.ensure_error = host.HostError("cannot install LXD: store unreachable")
+
+    out = run(ctx, ctx.on.install(), config=VALID)
+
+    assert out.unit_status == ops.MaintenanceStatus(
+        "preparing the host failed, retrying: cannot install LXD: store unreachable"
+    )
+    assert manager.config is None
+
+
+def test_invalid_config_wins_over_a_host_failure(
+    ctx: testing.Context, fake_host: FakeHost
+) -> None:
+    fake_host.installed = False
+    fake_host.ensure_error = host.HostError("cannot install LXD: store unreachable")
+
+    out = run(ctx, ctx.on.install(), config={**VALID, "vm-cpu": 0})
+
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+    assert "vm-cpu" in out.unit_status.message
+
+
+def test_invalid_config_still_installs_lxd(ctx: testing.Context, fake_host: FakeHost) -> None:
+    fake_host.installed = False
+
+    out = run(ctx, ctx.on.install(), config={})
+
+    assert fake_host.installed
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+
+
+# ----- status from the report ---------------------------------------------------------------
+
+
+def test_healthy_report_is_active_with_summary(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    manager.report = make_report(
+        desired={"container": 3, "virtual-machine": 1},
+        counts={
+            "container": {"idle": 1, "busy": 1, "booting": 1, "stopped": 1},
+            "virtual-machine": {"idle": 1},
+        },
+    )
+
+    out = run(ctx, ctx.on.update_status(), config=VALID)
+
+    assert out.unit_status == ops.ActiveStatus("3/3 container, 1/1 virtual-machine runners")
+
+
+def test_summary_omits_types_without_runners(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    manager.report = make_report(
+        desired={"container": 0, "virtual-machine": 2},
+        counts={"container": {}, "virtual-machine": {"idle": 1}},
+    )
+
+    out = run(ctx, ctx.on.update_status(), config=VALID)
+
+    assert out.unit_status == ops.ActiveStatus("1/2 virtual-machine runners")
+
+
+def test_summary_with_no_runners_configured(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    manager.report = make_report(desired={"container": 0, "virtual-machine": 0}, counts={})
+
+    out = run(ctx, ctx.on.update_status(), config=VALID)
+
+    assert out.unit_status == ops.ActiveStatus(
+        "no runners configured: set containers or virtual-machines"
+    )
+
+
+def test_token_error_in_report_blocks(ctx: testing.Context, manager: FakeManagerService) -> None:
+    manager.report = make_report(
+        ok=False, errors=[{"kind": "token", "message": "GitHub rejected the token (401)"}]
+    )
+
+    out = run(ctx, ctx.on.update_status(), config=VALID)
+
+    assert out.unit_status == ops.BlockedStatus(
+        "GitHub rejected the token: set a valid token with "
+        "`juju config github-runner token=<token or secret URI>`"
+    )
+
+
+@pytest.mark.parametrize("kind", ["permission", "path"])
+def test_permission_or_path_error_blocks_with_report_message(
+    ctx: testing.Context, manager: FakeManagerService, kind: str
+) -> None:
+    message = "the token lacks the repo scope (403 Forbidden)"
+    manager.report = make_report(ok=False, errors=[{"kind": kind, "message": message}])
+
+    out = run(ctx, ctx.on.update_status(), config=VALID)
+
+    assert out.unit_status == ops.BlockedStatus(message)
+
+
+def test_config_error_in_report_blocks(ctx: testing.Context, manager: FakeManagerService) -> None:
+    manager.report = make_report(
+        ok=False, errors=[{"kind": "config", "message": "the GitHub token is empty"}]
+    )
+
+    out = run(ctx, ctx.on.update_status(), config=VALID)
+
+    assert out.unit_status == ops.BlockedStatus(
+        "the runner manager refused its configuration: the GitHub token is empty"
+    )
+
+
+def test_rate_limited_report_is_active_with_note(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    reset = datetime.datetime(2026, 6, 1, 13, 45, tzinfo=datetime.timezone.utc).timestamp()
+    manager.report = make_report(
+        ok=False,
+        errors=[{"kind": "rate-limit", "message": "rate limit spent"}],
+        rate_limit_reset_at=reset,
+    )
+
+    out = run(ctx, ctx.on.update_status(), config=VALID)
+
+    assert out.unit_status == ops.ActiveStatus(
+        "1/1 virtual-machine runners (rate limited until 13:45 UTC)"
+    )
+
+
+def test_transient_errors_are_short_notes(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    manager.report = make_report(
+        ok=False,
+        errors=[
+            {"kind": "image", "message": "the LXD image 'jammy' does not exist yet"},
+            {"kind": "runner-create", "message": "boom", "runner": "a"},
+            {"kind": "runner-create", "message": "boom", "runner": "b"},
+            {"kind": "lxd", "message": "LXD said no"},
+            {"kind": "rate-limit", "message": "spent"},
+        ],
+    )
+
+    out = run(ctx, ctx.on.update_status(), config=VALID)
+
+    assert out.unit_status == ops.ActiveStatus(
+        "1/1 virtual-machine runners (rate limited by GitHub; image jammy missing; "
+        "2 runner creation failures; LXD error)"
+    )
+
+
+def test_stale_report_is_waiting(ctx: testing.Context, manager: FakeManagerService) -> None:
+    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=36)
+    manager.report = make_report(
+        started_at=old,
+        finished_at=old,
+        errors=[{"kind": "token", "message": "ignored: the report is stale"}],
+    )
+
+    out = run(ctx, ctx.on.update_status(), config=VALID)
+
+    assert isinstance(out.unit_status, ops.WaitingStatus)
+    assert out.unit_status.message.startswith("the last reconciliation was 36 minutes ago")
+
+
+def test_recent_report_with_long_interval_is_not_stale(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=36)
+    manager.report = make_report(started_at=old, finished_at=old)
+
+    out = run(ctx, ctx.on.update_status(), config={**VALID, "check-interval": 30})
+
+    assert isinstance(out.unit_status, ops.ActiveStatus)
+
+
+def test_no_report_is_waiting(ctx: testing.Context) -> None:
+    out = run(ctx, ctx.on.update_status(), config=VALID)
+
+    assert out.unit_status == ops.WaitingStatus("waiting for the first reconciliation")
+
+
+def test_busy_only_report_is_waiting(ctx: testing.Context, manager: FakeManagerService) -> None:
+    manager.report = make_report(
+        ok=False, counts={}, errors=[{"kind": "busy", "message": "lock held"}]
+    )
+
+    out = run(ctx, ctx.on.update_status(), config=VALID)
+
+    assert isinstance(out.unit_status, ops.WaitingStatus)
+
+
+def test_invalid_config_wins_over_report(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    manager.report = make_report()
+
+    out = run(ctx, ctx.on.update_status(), config={**VALID, "vm-cpu": 0})
+
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+
+
+# ----- stop and remove ----------------------------------------------------------------------
+
+
+def test_stop_with_invalid_config_disables_timer_and_flushes_busy(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    manager.preconfigured = True
+    manager.timer_active = True
+    status = ops.BlockedStatus("path: bad")
+
+    out = run(ctx, ctx.on.stop(), config={"path": "a/b/c"}, unit_status=status)
+
+    assert manager.stopped
+    assert not manager.timer_active
+    assert manager.runs == [["flush", "--busy", "--no-reconcile"]]
+    assert not manager.files_removed
+    assert out.unit_status == status
+
+
+def test_stop_never_configured_flushes_nothing(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    run(ctx, ctx.on.stop(), config={})
+
+    assert manager.stopped
+    assert manager.runs == []
+
+
+def test_stop_survives_a_failed_flush(ctx: testing.Context, manager: FakeManagerService) -> None:
+    manager.preconfigured = True
+    manager.results["flush"] = [result(4, ok=False, errors=[{"kind": "lxd", "message": "x"}])]
+
+    run(ctx, ctx.on.stop(), config=VALID)
+
+    assert manager.runs == [["flush", "--busy", "--no-reconcile"]]
+
+
+def test_stop_survives_a_manager_that_cannot_run(
+    ctx: testing.Context, manager: FakeManagerService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager.preconfigured = True
+
+    def hang(args: list[str], timeout: float) -> None:
+        raise charm.service.ServiceError("the runner manager's flush did not finish within 1s")
+
+    monkeypatch.setattr(manager, "run", hang)
+
+    run(ctx, ctx.on.stop(), config=VALID)
+
+    assert manager.stopped
+
+
+def test_remove_flushes_and_deletes_files(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    manager.preconfigured = True
+
+    run(ctx, ctx.on.remove(), config={"vm-disk": "broken"})
+
+    assert manager.stopped
+    assert manager.runs == [["flush", "--busy", "--no-reconcile"]]
+    assert manager.files_removed
+
+
+# ----- actions ------------------------------------------------------------------------------
+
+CHECK_DOCUMENT: dict[str, Any] = {
+    "online": 3,
+    "offline": 1,
+    "busy": 1,
+    "idle": 2,
+    "unknown": 1,
+    "runners": {
+        "online": ["github-runner-0-aaa", "github-runner-0-bbb", "github-runner-0-ccc"],
+        "offline": ["github-runner-0-ddd"],
+        "unknown": ["github-runner-0-eee"],
+    },
+    "by_type": {"container": {"idle": 2, "busy": 1}},
+    "desired": {"container": 3, "virtual-machine": 0},
+    "rate_limit_remaining": 4000,
+}
+CHECK_RESULTS = {
+    "online": 3,
+    "offline": 1,
+    "unknown": 1,
+    "busy": 1,
+    "idle": 2,
+    "runners": "github-runner-0-aaa,github-runner-0-bbb,github-runner-0-ccc",
+}
+ACTIVE = ops.ActiveStatus("3/3 container runners")
+
+
+@pytest.fixture
+def configured(manager: FakeManagerService) -> FakeManagerService:
+    manager.preconfigured = True
+    manager.results["check"] = [result(**CHECK_DOCUMENT)]
+    return manager
+
+
+def runner_report(command: str, delta: dict[str, int], **kw):
+    """A report of a run that changed the runner counts by `delta` per instance type."""
+    return make_report(command=command, delta=delta, **kw)
+
+
+def test_check_runners_results(ctx: testing.Context, configured: FakeManagerService) -> None:
+    out = run(ctx, ctx.on.action("check-runners"), config=VALID, unit_status=ACTIVE)
+
+    assert ctx.action_results == CHECK_RESULTS
+    assert configured.runs == [["check"]]
+    assert out.unit_status == ACTIVE
+
+
+def test_reconcile_runners_results(ctx: testing.Context, configured: FakeManagerService) -> None:
+    report = runner_report(
+        "reconcile",
+        {"container": 2, "virtual-machine": -1},
+        created=["r3", "r4"],
+        removed=[{"name": "r2", "reason": "unhealthy"}],
+    )
+    configured.results["reconcile"] = [report_result(report)]
+
+    out = run(ctx, ctx.on.action("reconcile-runners"), config=VALID, unit_status=ACTIVE)
+
+    assert ctx.action_results == {
+        "delta": {"container": 2, "virtual-machine": -1},
+        **CHECK_RESULTS,
+    }
+    assert configured.runs == [["reconcile"], ["check"]]
+    assert out.unit_status == ACTIVE
+
+
+@pytest.mark.parametrize(
+    ("params", "flush"),
+    [
+        ({}, ["flush"]),
+        ({"busy": True}, ["flush", "--busy"]),
+    ],
+)
+def test_flush_runners_results(
+    ctx: testing.Context,
+    configured: FakeManagerService,
+    params: dict[str, Any],
+    flush: list[str],
+) -> None:
+    flushed = runner_report(
+        "flush",
+        {"container": 1, "virtual-machine": 0},
+        removed=[{"name": "r1", "reason": "flush"}, {"name": "r2", "reason": "flush"}],
+        created=["r3", "r4", "r5"],
+    )
+    configured.results["flush"] = [report_result(flushed)]
+
+    run(ctx, ctx.on.action("flush-runners", params=params), config=VALID)
+
+    assert configured.runs == [flush, ["check"]]
+    assert ctx.action_results == {"delta": {"container": 1, "virtual-machine": 0}, **CHECK_RESULTS}
+
+
+def test_flush_that_fails_reports_its_delta(
+    ctx: testing.Context, configured: FakeManagerService
+) -> None:
+    flushed = runner_report(
+        "flush",
+        {"container": -1, "virtual-machine": 0},
+        removed=[{"name": "r1", "reason": "flush"}],
+        ok=False,
+        errors=[{"kind": "lxd", "message": "cannot delete r2: LXD timed out"}],
+    )
+    configured.results["flush"] = [report_result(flushed, exit_code=4)]
+
+    with pytest.raises(testing.ActionFailed) as failure:
+        run(ctx, ctx.on.action("flush-runners"), config=VALID)
+
+    assert failure.value.message == ("flush failed (exit code 4): cannot delete r2: LXD timed out")
+    assert configured.runs == [["flush"]]
+    assert ctx.action_results == {"delta": {"container": -1, "virtual-machine": 0}}
+
+
+@pytest.mark.parametrize(
+    ("updated", "reason", "flushed"),
+    [
+        (True, "stale-config", True),
+        (True, "scale-down", False),
+        (False, "stale-config", False),
+    ],
+)
+def test_update_dependencies_results(
+    ctx: testing.Context,
+    configured: FakeManagerService,
+    updated: bool,
+    reason: str,
+    flushed: bool,
+) -> None:
+    report = runner_report(
+        "update-dependencies",
+        {"container": 0, "virtual-machine": 0},
+        removed=[{"name": "r1", "reason": reason}],
+        created=["r2"],
+        runner_version="2.330.0",
+        timings={"runner_updated": updated},
+    )
+    configured.results["update-dependencies"] = [report_result(report)]
+
+    out = run(ctx, ctx.on.action("update-dependencies"), config=VALID, unit_status=ACTIVE)
+
+    assert ctx.action_results == {
+        "flush": flushed,
+        "runner-version": "2.330.0",
+        "delta": {"container": 0, "virtual-machine": 0},
+    }
+    assert out.unit_status == ACTIVE
+
+
+FAILURES = [
+    pytest.param(
+        "check-runners",
+        "check",
+        result(3, ok=False, errors=[{"kind": "token", "message": "GitHub rejected (401)"}]),
+        "GitHub rejected the token: set a valid token with "
+        "`juju config github-runner token=<token or secret URI>`",
+        id="check token error",
+    ),
+    pytest.param(
+        "reconcile-runners",
+        "reconcile",
+        report_result(
+            make_report(ok=False, errors=[{"kind": "busy", "message": "lock held"}]), exit_code=5
+        ),
+        "another run of the runner manager is in progress: try again in a minute",
+        id="reconcile lock busy",
+    ),
+    pytest.param(
+        "reconcile-runners",
+        "reconcile",
+        report_result(
+            make_report(
+                ok=False,
+                errors=[{"kind": "permission", "message": "the token lacks admin:org (403)"}],
+            ),
+            exit_code=3,
+        ),
+        "the token lacks admin:org (403)",
+        id="reconcile permission",
+    ),
+    pytest.param(
+        "update-dependencies",
+        "update-dependencies",
+        result(2, ok=False, errors=[{"kind": "config", "message": "runners.cpu: too small"}]),
+        "the runner manager refused its configuration: runners.cpu: too small",
+        id="update config error",
+    ),
+    pytest.param(
+        "flush-runners",
+        "flush",
+        result(1),
+        "flush failed (exit code 1): see the unit's log",
+        id="flush unexpected",
+    ),
+]
+
+
+@pytest.mark.parametrize(("action", "command", "outcome", "message"), FAILURES)
+def test_action_failures(
+    ctx: testing.Context,
+    configured: FakeManagerService,
+    action: str,
+    command: str,
+    outcome: Any,
+    message: str,
+) -> None:
+    configured.results[command] = [outcome]
+
+    with pytest.raises(testing.ActionFailed) as failure:
+        run(ctx, ctx.on.action(action), config=VALID, unit_status=ACTIVE)
+
+    assert failure.value.message == message
+    assert failure.value.state is not None
+    assert failure.value.state.unit_status == ACTIVE
+    assert TOKEN not in json.dumps(ctx.action_results or {})
+
+
+@pytest.mark.parametrize(
+    "action", ["check-runners", "reconcile-runners", "flush-runners", "update-dependencies"]
+)
+def test_actions_fail_on_invalid_config(
+    ctx: testing.Context, configured: FakeManagerService, action: str
+) -> None:
+    with pytest.raises(testing.ActionFailed) as failure:
+        run(ctx, ctx.on.action(action), config={**VALID, "vm-memory": "7GB"})
+
+    assert failure.value.message.startswith("the configuration is invalid: vm-memory:")
+    assert configured.runs == []
+
+
+def test_action_fails_when_the_host_cannot_be_inspected(
+    ctx: testing.Context, configured: FakeManagerService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def timeout() -> None:
+        raise host.HostError("`/snap/bin/lxc storage show` did not finish within 60s")
+
+    monkeypatch.setattr(FakeHost, "runner_storage_in_use", lambda self: timeout())
+
+    with pytest.raises(testing.ActionFailed) as failure:
+        run(ctx, ctx.on.action("check-runners"), config=VALID)
+
+    assert failure.value.message == (
+        "cannot inspect the host: `/snap/bin/lxc storage show` did not finish within 60s"
+    )
+
+
+def test_actions_fail_before_first_configuration(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    with pytest.raises(testing.ActionFailed) as failure:
+        run(ctx, ctx.on.action("check-runners"), config=VALID)
+
+    assert "not configured yet" in failure.value.message
+
+
+def test_action_fails_when_manager_cannot_run(
+    ctx: testing.Context, configured: FakeManagerService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def hang(args: list[str], timeout: float) -> None:
+        raise charm.service.ServiceError("the runner manager's reconcile did not finish")
+
+    monkeypatch.setattr(configured, "run", hang)
+
+    with pytest.raises(testing.ActionFailed) as failure:
+        run(ctx, ctx.on.action("reconcile-runners"), config=VALID)
+
+    assert failure.value.message == "the runner manager's reconcile did not finish"
+
+
+def test_reconcile_after_check_failure_still_returns_delta(
+    ctx: testing.Context, configured: FakeManagerService
+) -> None:
+    report = runner_report("reconcile", {"container": 1, "virtual-machine": 0})
+    configured.results["reconcile"] = [report_result(report)]
+    configured.results["check"] = [
+        result(4, ok=False, errors=[{"kind": "github-unavailable", "message": "502"}])
+    ]
+
+    with pytest.raises(testing.ActionFailed) as failure:
+        run(ctx, ctx.on.action("reconcile-runners"), config=VALID)
+
+    assert failure.value.message == "check failed (exit code 4): 502"

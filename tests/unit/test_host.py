@@ -1,0 +1,418 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""Unit tests of host.py: its decisions, with the command runner and the system files faked."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from charmlibs import snap
+
+import host
+
+GIB = 1024**3
+
+
+class FakeCommands:
+    """A command runner answering from a table keyed by the arguments after the binary."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, ...]] = []
+        self.inputs: list[str | None] = []
+        self.answers: dict[tuple[str, ...], str | Exception | Callable[[], str]] = {}
+
+    def __call__(self, argv: Any, *, input_text: str | None = None, timeout: float = 0.0) -> str:
+        assert Path(argv[0]).is_absolute()
+        assert timeout > 0
+        key = tuple(argv[1:])
+        self.commands.append((Path(argv[0]).name, *key))
+        self.inputs.append(input_text)
+        answer = self.answers.get(key, "")
+        if isinstance(answer, Exception):
+            raise answer
+        return answer() if callable(answer) else answer
+
+    def names(self) -> list[tuple[str, ...]]:
+        return self.commands
+
+
+class Machine:
+    """A fake machine in a temporary directory, and a Host on it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.bin = root / "snap-bin"
+        self.ram = root / "storage" / "ram"
+        self.juju = root / "storage" / "juju"
+        self.proc = root / "proc"
+        self.proc.mkdir()
+        self.os_release = root / "os-release"
+        self.os_release.write_text('NAME="Ubuntu"\nID=ubuntu\n')
+        self.meminfo(64 * GIB)
+        self.mounts("")
+        self.disk = 100 * GIB
+        self.commands = FakeCommands()
+        self.snaps: list[tuple[str, str]] = []
+        self.debs: list[list[str]] = []
+        self.install_error: Exception | None = None
+        self.commands.answers[("query", "/1.0/storage-pools")] = '["/1.0/storage-pools/default"]'
+        self.commands.answers[("query", "/1.0/networks?recursion=1")] = "[]"
+        self.commands.answers[("storage", "show", "runner")] = host.CommandError(
+            "no pool", 1, "Error: Storage pool not found"
+        )
+        self.host = host.Host(
+            self.commands,
+            binary_dirs=(self.bin, root / "usr-bin"),
+            ram_dir=self.ram,
+            juju_storage_dir=self.juju,
+            proc_dir=self.proc,
+            os_release=self.os_release,
+            disk_total=lambda path: self.disk,
+            machine=lambda: "aarch64",
+            install_snap=self.install_snap,
+            install_debs=self.install_debs,
+        )
+
+    def install_lxd(self) -> None:
+        self.bin.mkdir(exist_ok=True)
+        for name in ("lxc", "lxd"):
+            (self.bin / name).write_text("")
+
+    def install_snap(self, name: str, channel: str) -> None:
+        self.snaps.append((name, channel))
+        if self.install_error:
+            raise self.install_error
+        self.install_lxd()
+
+    def install_debs(self, names: list[str]) -> None:
+        self.debs.append(names)
+        self.install_lxd()
+
+    def meminfo(self, total: int) -> None:
+        (self.proc / "meminfo").write_text(
+            f"MemTotal:       {total // 1024} kB\nMemFree:        1024 kB\n"
+        )
+
+    def mounts(self, extra: str) -> None:
+        (self.proc / "mounts").write_text(
+            "sysfs /sys sysfs rw,nosuid 0 0\n/dev/sda1 / ext4 rw,relatime 0 0\n" + extra
+        )
+
+    def pool(self, source: Path | str) -> None:
+        self.commands.answers[("storage", "show", "runner")] = (
+            f"name: runner\ndriver: dir\nconfig:\n  source: {source}\nused_by: []\n"
+        )
+
+
+@pytest.fixture
+def machine(tmp_path: Path) -> Machine:
+    return Machine(tmp_path)
+
+
+# ----- LXD ----------------------------------------------------------------------------------
+
+
+def test_machine_architecture(machine: Machine) -> None:
+    assert machine.host.machine() == "aarch64"
+
+
+def test_lxd_installed_needs_both_commands(machine: Machine) -> None:
+    machine.bin.mkdir()
+    (machine.bin / "lxc").write_text("")
+    assert not machine.host.lxd_installed()
+
+    (machine.bin / "lxd").write_text("")
+    assert machine.host.lxd_installed()
+
+
+def test_missing_lxd_is_installed_from_the_snap_and_initialised(machine: Machine) -> None:
+    machine.commands.answers[("query", "/1.0/storage-pools")] = "[]"
+
+    changed = machine.host.ensure_lxd()
+
+    assert changed
+    assert machine.snaps == [("lxd", host.LXD_SNAP_CHANNEL)]
+    assert machine.commands.names() == [
+        ("lxd", "waitready", "--timeout", "120"),
+        ("lxc", "query", "/1.0/storage-pools"),
+        ("lxc", "query", "/1.0/networks?recursion=1"),
+        ("lxd", "init", "--preseed"),
+    ]
+    assert machine.commands.inputs[-1] == host.PRESEED
+
+
+def test_lxd_on_debian_comes_from_packages(machine: Machine) -> None:
+    machine.os_release.write_text("ID=debian\n")
+
+    machine.host.ensure_lxd()
+
+    assert machine.debs == [["lxd", "lxd-client"]]
+    assert machine.snaps == []
+
+
+def test_missing_os_release_means_packages(machine: Machine) -> None:
+    machine.os_release.unlink()
+
+    machine.host.ensure_lxd()
+
+    assert machine.debs == [["lxd", "lxd-client"]]
+
+
+def test_initialised_lxd_is_never_initialised_again(machine: Machine) -> None:
+    machine.install_lxd()
+
+    changed = machine.host.ensure_lxd()
+
+    assert not changed
+    assert machine.snaps == []
+    assert ("lxd", "init", "--preseed") not in machine.commands.names()
+
+
+def test_lxd_with_only_a_managed_network_counts_as_initialised(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.commands.answers[("query", "/1.0/storage-pools")] = "[]"
+    machine.commands.answers[("query", "/1.0/networks?recursion=1")] = json.dumps(
+        [{"name": "eth0", "managed": False}, {"name": "lxdbr0", "managed": True}]
+    )
+
+    assert not machine.host.ensure_lxd()
+
+
+def test_snap_failure_is_a_host_error(machine: Machine) -> None:
+    machine.install_error = snap.NotInStoreError(
+        "snap not found", kind="snap-not-found", value=None, status_code=404
+    )
+
+    with pytest.raises(host.HostError, match="cannot install LXD"):
+        machine.host.ensure_lxd()
+
+
+def test_installed_lxd_without_commands_is_a_host_error(machine: Machine) -> None:
+    machine.host = host.Host(
+        machine.commands,
+        binary_dirs=(machine.bin,),
+        os_release=machine.os_release,
+        install_snap=lambda name, channel: None,
+    )
+
+    with pytest.raises(host.HostError, match="commands are missing"):
+        machine.host.ensure_lxd()
+
+
+# ----- storage ------------------------------------------------------------------------------
+
+
+def test_no_storage_in_use_without_lxd(machine: Machine) -> None:
+    assert machine.host.runner_storage_in_use() is None
+    assert machine.commands.names() == []
+
+
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [("ram", "memory"), ("juju", "juju-storage"), ("elsewhere", None), (None, None)],
+)
+def test_storage_in_use_from_the_pool_source(
+    machine: Machine, source: str | None, kind: str | None
+) -> None:
+    machine.install_lxd()
+    if source is not None:
+        machine.pool({"ram": machine.ram, "juju": machine.juju}.get(source, "/srv/other"))
+
+    assert machine.host.runner_storage_in_use() == kind
+
+
+def test_pool_without_source_is_not_ours(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.commands.answers[("storage", "show", "runner")] = "name: runner\nconfig: {}\n"
+
+    assert machine.host.runner_storage_in_use() is None
+
+
+def test_memory_storage_fits_in_memory(machine: Machine) -> None:
+    machine.host.check_storage(host.MEMORY, 64 * GIB)
+
+
+def test_memory_storage_bigger_than_memory_is_refused(machine: Machine) -> None:
+    machine.meminfo(16 * GIB)
+
+    with pytest.raises(host.StorageTooSmallError) as error:
+        machine.host.check_storage(host.MEMORY, 40 * GIB)
+
+    assert str(error.value) == (
+        "runner-storage: memory needs a 40GiB tmpfs for the runners' disks but the machine "
+        "has 16GiB of memory: lower vm-disk, containers or virtual-machines"
+    )
+
+
+def test_meminfo_without_total_is_a_host_error(machine: Machine) -> None:
+    (machine.proc / "meminfo").write_text("MemFree: 1 kB\n")
+
+    with pytest.raises(host.HostError):
+        machine.host.check_storage(host.MEMORY, GIB)
+
+
+def test_juju_storage_must_exist(machine: Machine) -> None:
+    with pytest.raises(host.StorageTooSmallError, match="needs the runner storage"):
+        machine.host.check_storage(host.JUJU_STORAGE, GIB)
+
+
+def test_juju_storage_too_small_is_refused(machine: Machine) -> None:
+    machine.juju.mkdir(parents=True)
+    machine.disk = 25 * GIB
+
+    with pytest.raises(host.StorageTooSmallError) as error:
+        machine.host.check_storage(host.JUJU_STORAGE, 30 * GIB)
+
+    assert "need 30GiB" in str(error.value)
+    assert "holds 25GiB" in str(error.value)
+    assert str(error.value).startswith("runner-storage:")
+
+
+def test_juju_storage_that_fits(machine: Machine) -> None:
+    machine.juju.mkdir(parents=True)
+
+    machine.host.check_storage(host.JUJU_STORAGE, 100 * GIB)
+
+
+def test_memory_storage_mounts_tmpfs_and_creates_pool(machine: Machine) -> None:
+    machine.install_lxd()
+
+    changed = machine.host.ensure_runner_storage(host.MEMORY, 20 * GIB)
+
+    assert changed
+    assert machine.ram.is_dir()
+    assert machine.commands.names() == [
+        ("mount", "-t", "tmpfs", "-o", "size=20971520k", "tmpfs", str(machine.ram)),
+        ("lxc", "storage", "show", "runner"),
+        ("lxc", "storage", "create", "runner", "dir", f"source={machine.ram}"),
+    ]
+
+
+def test_memory_storage_already_right_changes_nothing(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.mounts(f"tmpfs {machine.ram} tmpfs rw,relatime,size=20971520k 0 0\n")
+    machine.pool(machine.ram)
+
+    changed = machine.host.ensure_runner_storage(host.MEMORY, 20 * GIB)
+
+    assert not changed
+    assert machine.commands.names() == [("lxc", "storage", "show", "runner")]
+
+
+def test_memory_storage_is_resized_by_remount(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.mounts(f"tmpfs {machine.ram} tmpfs rw,size=10485760k,mode=755 0 0\n")
+    machine.pool(machine.ram)
+
+    changed = machine.host.ensure_runner_storage(host.MEMORY, 30 * GIB)
+
+    assert changed
+    assert machine.commands.names()[0] == (
+        "mount",
+        "-o",
+        "remount,size=31457280k",
+        str(machine.ram),
+    )
+
+
+def test_tmpfs_that_cannot_shrink_yet_is_left_bigger(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.mounts(f"tmpfs {machine.ram} tmpfs rw,size=31457280k 0 0\n")
+    machine.pool(machine.ram)
+    machine.commands.answers[("-o", "remount,size=10485760k", str(machine.ram))] = (
+        host.CommandError("busy", 32, "mount: /storage/ram: mount point is busy")
+    )
+
+    changed = machine.host.ensure_runner_storage(host.MEMORY, 10 * GIB)
+
+    assert not changed
+
+
+def test_tmpfs_that_cannot_grow_is_a_host_error(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.mounts(f"tmpfs {machine.ram} tmpfs rw,size=10485760k 0 0\n")
+    machine.commands.answers[("-o", "remount,size=31457280k", str(machine.ram))] = (
+        host.CommandError("no", 32, "mount: no memory")
+    )
+
+    with pytest.raises(host.CommandError):
+        machine.host.ensure_runner_storage(host.MEMORY, 30 * GIB)
+
+
+def test_tmpfs_without_size_is_resized(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.mounts(f"tmpfs {machine.ram} tmpfs rw,relatime 0 0\n")
+    machine.pool(machine.ram)
+
+    assert machine.host.ensure_runner_storage(host.MEMORY, GIB)
+
+
+def test_juju_storage_pool(machine: Machine) -> None:
+    machine.install_lxd()
+
+    changed = machine.host.ensure_runner_storage(host.JUJU_STORAGE, 20 * GIB)
+
+    assert changed
+    assert machine.juju.is_dir()
+    assert machine.commands.names()[-1] == (
+        "lxc",
+        "storage",
+        "create",
+        "runner",
+        "dir",
+        f"source={machine.juju}",
+    )
+
+
+def test_pool_on_another_source_is_a_host_error(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.pool(machine.ram)
+
+    with pytest.raises(host.StorageError, match=r"exists on .*ram, not on .*juju"):
+        machine.host.ensure_runner_storage(host.JUJU_STORAGE, GIB)
+
+
+def test_storage_pool_without_lxd_is_a_host_error(machine: Machine) -> None:
+    with pytest.raises(host.HostError, match="LXD is not installed"):
+        machine.host.ensure_runner_storage(host.JUJU_STORAGE, GIB)
+
+
+# ----- helpers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [(512, "512B"), (7 * GIB, "7GiB"), (1536 * 1024**3, "1.5TiB"), (3 * 1024**6, "3EiB")],
+)
+def test_format_size(size: int, text: str) -> None:
+    assert host.format_size(size) == text
+
+
+def test_run_command_returns_stdout() -> None:
+    assert host.run_command(["/bin/echo", "hello"], timeout=10) == "hello\n"
+
+
+def test_run_command_passes_input() -> None:
+    assert host.run_command(["/bin/cat"], input_text="preseed", timeout=10) == "preseed"
+
+
+def test_run_command_failure_is_a_command_error() -> None:
+    with pytest.raises(host.CommandError) as error:
+        host.run_command(["/bin/sh", "-c", "echo nope >&2; exit 3"], timeout=10)
+
+    assert error.value.returncode == 3
+    assert error.value.stderr == "nope"
+
+
+def test_run_command_timeout_is_a_host_error() -> None:
+    with pytest.raises(host.HostError, match="did not finish within 1s"):
+        host.run_command(["/bin/sleep", "5"], timeout=1)
+
+
+def test_run_command_missing_binary_is_a_host_error(tmp_path: Path) -> None:
+    with pytest.raises(host.HostError, match="cannot run"):
+        host.run_command([str(tmp_path / "missing")], timeout=1)

@@ -1,0 +1,548 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""Unit tests of service.py: files, unit rendering, systemd calls and the manager's CLI runs."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from charmlibs import systemd
+
+import service
+from github_runner_manager.config import ManagerConfig
+
+from .charm_fakes import charm_dir, make_report
+
+TOKEN = "ghp_serviceUnitTestToken000000000000000000"
+
+
+class FakeSystemd:
+    """Records systemctl operations; units listed in `active` are active."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.active: set[str] = set()
+        self.fail: set[str] = set()
+
+    def _record(self, operation: str, *args: str) -> None:
+        if operation in self.fail:
+            raise systemd.SystemdError(f"{operation} failed")
+        self.calls.append((operation, *args))
+
+    def daemon_reload(self) -> None:
+        self._record("daemon-reload")
+
+    def is_active(self, unit: str) -> bool:
+        return unit in self.active
+
+    def enable_now(self, unit: str) -> None:
+        self._record("enable --now", unit)
+        self.active.add(unit)
+
+    def disable_now(self, unit: str) -> None:
+        self._record("disable --now", unit)
+        self.active.discard(unit)
+
+    def restart(self, unit: str) -> None:
+        self._record("restart", unit)
+
+    def start_no_block(self, unit: str) -> None:
+        self._record("start --no-block", unit)
+
+    def stop(self, unit: str) -> None:
+        self._record("stop", unit)
+
+
+class FakeRun:
+    """Stands in for subprocess.run: returns or raises what it is given."""
+
+    def __init__(self, outcome: Any = None) -> None:
+        self.outcome = outcome
+        self.calls: list[tuple[list[str], dict[str, Any]]] = []
+
+    def __call__(self, argv: list[str], **kwargs: Any) -> Any:
+        self.calls.append((argv, kwargs))
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> service.ManagerPaths:
+    return service.ManagerPaths.for_unit(
+        "github-runner",
+        3,
+        config_root=tmp_path / "etc",
+        state_root=tmp_path / "state",
+        systemd_dir=tmp_path / "systemd",
+    )
+
+
+@pytest.fixture
+def fake_systemd() -> FakeSystemd:
+    return FakeSystemd()
+
+
+@pytest.fixture
+def manager(paths: service.ManagerPaths, fake_systemd: FakeSystemd) -> service.ManagerService:
+    paths.systemd_dir.mkdir(parents=True)
+    return service.ManagerService(paths, charm_dir(), systemd_client=fake_systemd)
+
+
+def manager_config(paths: service.ManagerPaths, **runners: Any) -> ManagerConfig:
+    return ManagerConfig.model_validate(
+        {
+            "unit": "github-runner/3",
+            "name_prefix": "github-runner-3",
+            "flavor": "github-runner",
+            "github": {"path": "test-owner/test-repo", "token_file": str(paths.token_file)},
+            "runners": {"containers": 1, **runners},
+            "state_dir": str(paths.state_dir),
+            "report_path": str(paths.report_file),
+        }
+    )
+
+
+def directives(text: str) -> dict[str, str]:
+    """The `Key=value` lines of a unit file (later ones win)."""
+    found = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            found[key] = value
+    return found
+
+
+# ----- paths --------------------------------------------------------------------------------
+
+
+def test_paths_are_scoped_per_application_and_unit() -> None:
+    one = service.ManagerPaths.for_unit("github-runner", 0)
+    other = service.ManagerPaths.for_unit("github-runner-large", 0)
+
+    assert one.service == "github-runner-manager-github-runner-0.service"
+    assert one.timer == "github-runner-manager-github-runner-0.timer"
+    assert one.service_file == Path(
+        "/etc/systemd/system/github-runner-manager-github-runner-0.service"
+    )
+    assert one.config_file == Path("/etc/github-runner/github-runner-0/config.json")
+    assert one.token_file == Path("/etc/github-runner/github-runner-0/token")
+    assert one.state_dir == Path("/var/lib/github-runner/github-runner-0")
+    assert one.report_file == one.state_dir / "report.json"
+    assert {one.service, one.config_dir, one.state_dir}.isdisjoint(
+        {other.service, other.config_dir, other.state_dir}
+    )
+
+
+# ----- rendering ----------------------------------------------------------------------------
+
+
+def test_service_runs_the_manager_with_absolute_paths(manager: service.ManagerService) -> None:
+    unit = manager.render_service(10)
+
+    values = directives(unit)
+    assert values["Type"] == "oneshot"
+    argv = shlex.split(values["ExecStart"])
+    assert argv == [
+        sys.executable,
+        "-m",
+        "github_runner_manager",
+        "--config",
+        str(manager.paths.config_file),
+        "reconcile",
+    ]
+    assert all(Path(part).is_absolute() for part in (argv[0], argv[4]))
+    root = charm_dir()
+    assert shlex.split(values["Environment"]) == [f"PYTHONPATH={root}/venv:{root}/lib:{root}/src"]
+
+
+@pytest.mark.parametrize("interval", [1, 2, 10, 60, 1440])
+def test_timeout_is_below_the_interval(manager: service.ManagerService, interval: int) -> None:
+    values = directives(manager.render_service(interval))
+
+    timeout = int(values["TimeoutStartSec"])
+    assert 0 < timeout < interval * 60
+
+
+@pytest.mark.parametrize(("interval", "delay"), [(1, 15), (10, 150), (60, 900)])
+def test_timer_interval_and_random_delay(
+    manager: service.ManagerService, interval: int, delay: int
+) -> None:
+    values = directives(manager.render_timer(interval))
+
+    assert values["OnUnitActiveSec"] == f"{interval}min"
+    assert values["RandomizedDelaySec"] == f"{delay}s"
+    assert values["OnBootSec"] == "1min"
+    assert values["OnActiveSec"] == "1min"
+    assert values["Unit"] == manager.paths.service
+    assert values["WantedBy"] == "timers.target"
+
+
+def test_units_quote_paths_with_spaces(tmp_path: Path, fake_systemd: FakeSystemd) -> None:
+    paths = service.ManagerPaths.for_unit("app", 0, config_root=tmp_path / "my config")
+    manager = service.ManagerService(
+        paths, charm_dir(), python="/opt/my python/bin/python3", systemd_client=fake_systemd
+    )
+
+    argv = shlex.split(directives(manager.render_service(5))["ExecStart"])
+
+    assert argv[0] == "/opt/my python/bin/python3"
+    assert argv[4] == str(paths.config_file)
+
+
+@pytest.mark.parametrize(
+    ("value", "quoted"),
+    [
+        ("/usr/bin/python3", "/usr/bin/python3"),
+        ("/a b/c", '"/a b/c"'),
+        ('/a"b', '"/a\\"b"'),
+        ("/a\\b", '"/a\\\\b"'),
+        ("50%", "50%%"),
+        ("", '""'),
+    ],
+)
+def test_systemd_quote(value: str, quoted: str) -> None:
+    assert service.systemd_quote(value) == quoted
+
+
+# ----- configuration files ------------------------------------------------------------------
+
+
+def test_config_and_token_files_are_root_only(manager: service.ManagerService) -> None:
+    paths = manager.paths
+
+    changed = manager.ensure_config(manager_config(paths), TOKEN)
+
+    assert changed
+    assert paths.config_dir.stat().st_mode & 0o777 == 0o700
+    assert paths.config_file.stat().st_mode & 0o777 == 0o600
+    assert paths.token_file.stat().st_mode & 0o777 == 0o600
+    assert paths.token_file.read_text() == TOKEN + "\n"
+    text = paths.config_file.read_text()
+    assert TOKEN not in text
+    assert json.loads(text)["github"] == {
+        "group": "default",
+        "path": "test-owner/test-repo",
+        "token_file": str(paths.token_file),
+        "url": "https://github.com",
+    }
+    assert ManagerConfig.model_validate_json(text) == manager_config(paths)
+
+
+def test_config_unchanged_is_not_rewritten(manager: service.ManagerService) -> None:
+    paths = manager.paths
+    manager.ensure_config(manager_config(paths), TOKEN)
+    before = paths.config_file.stat().st_mtime_ns, paths.config_file.stat().st_ino
+    paths.config_file.chmod(0o644)
+
+    changed = manager.ensure_config(manager_config(paths), TOKEN)
+
+    assert not changed
+    assert (paths.config_file.stat().st_mtime_ns, paths.config_file.stat().st_ino) == before
+    assert paths.config_file.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("config_change", "token"),
+    [({"containers": 2}, TOKEN), ({}, "ghp_anotherToken")],
+    ids=["config", "token"],
+)
+def test_config_or_token_change_is_reported(
+    manager: service.ManagerService, config_change: dict[str, Any], token: str
+) -> None:
+    manager.ensure_config(manager_config(manager.paths), TOKEN)
+
+    assert manager.ensure_config(manager_config(manager.paths, **config_change), token)
+
+
+def test_configured_once_the_config_is_written(manager: service.ManagerService) -> None:
+    assert not manager.configured()
+
+    manager.ensure_config(manager_config(manager.paths), TOKEN)
+
+    assert manager.configured()
+
+
+# ----- systemd units ------------------------------------------------------------------------
+
+
+def test_first_units_are_written_and_timer_enabled(
+    manager: service.ManagerService, fake_systemd: FakeSystemd
+) -> None:
+    changed = manager.ensure_units(10)
+
+    assert changed
+    assert manager.paths.service_file.read_text() == manager.render_service(10)
+    assert manager.paths.timer_file.read_text() == manager.render_timer(10)
+    assert manager.paths.timer_file.stat().st_mode & 0o777 == 0o644
+    assert fake_systemd.calls == [("daemon-reload",), ("enable --now", manager.paths.timer)]
+
+
+def test_unchanged_units_touch_nothing(
+    manager: service.ManagerService, fake_systemd: FakeSystemd
+) -> None:
+    manager.ensure_units(10)
+    fake_systemd.calls.clear()
+
+    changed = manager.ensure_units(10)
+
+    assert not changed
+    assert fake_systemd.calls == []
+
+
+def test_new_interval_reloads_and_restarts_the_timer(
+    manager: service.ManagerService, fake_systemd: FakeSystemd
+) -> None:
+    manager.ensure_units(10)
+    fake_systemd.calls.clear()
+
+    changed = manager.ensure_units(5)
+
+    assert changed
+    assert "OnUnitActiveSec=5min" in manager.paths.timer_file.read_text()
+    assert fake_systemd.calls == [("daemon-reload",), ("restart", manager.paths.timer)]
+
+
+def test_inactive_timer_is_started_again(
+    manager: service.ManagerService, fake_systemd: FakeSystemd
+) -> None:
+    manager.ensure_units(10)
+    fake_systemd.active.clear()
+    fake_systemd.calls.clear()
+
+    changed = manager.ensure_units(10)
+
+    assert changed
+    assert fake_systemd.calls == [("enable --now", manager.paths.timer)]
+
+
+def test_systemd_failure_is_a_service_error(
+    manager: service.ManagerService, fake_systemd: FakeSystemd
+) -> None:
+    fake_systemd.fail.add("enable --now")
+
+    with pytest.raises(service.ServiceError, match="refused to set up"):
+        manager.ensure_units(10)
+
+
+def test_start_reconcile_does_not_wait(
+    manager: service.ManagerService, fake_systemd: FakeSystemd
+) -> None:
+    manager.start_reconcile()
+
+    assert fake_systemd.calls == [("start --no-block", manager.paths.service)]
+
+
+def test_start_reconcile_failure_is_a_service_error(
+    manager: service.ManagerService, fake_systemd: FakeSystemd
+) -> None:
+    fake_systemd.fail.add("start --no-block")
+
+    with pytest.raises(service.ServiceError, match="refused to start"):
+        manager.start_reconcile()
+
+
+def test_stop_disables_timer_then_stops_a_running_reconcile(
+    manager: service.ManagerService, fake_systemd: FakeSystemd
+) -> None:
+    manager.ensure_units(10)
+    fake_systemd.calls.clear()
+
+    manager.stop()
+
+    assert fake_systemd.calls == [
+        ("disable --now", manager.paths.timer),
+        ("stop", manager.paths.service),
+    ]
+
+
+def test_stop_without_units_does_nothing(
+    manager: service.ManagerService, fake_systemd: FakeSystemd
+) -> None:
+    manager.stop()
+
+    assert fake_systemd.calls == []
+
+
+def test_stop_carries_on_after_systemd_errors(
+    manager: service.ManagerService, fake_systemd: FakeSystemd
+) -> None:
+    manager.ensure_units(10)
+    fake_systemd.calls.clear()
+    fake_systemd.fail.add("disable --now")
+
+    manager.stop()
+
+    assert fake_systemd.calls == [("stop", manager.paths.service)]
+
+
+def test_remove_files_deletes_units_config_token_and_state(
+    manager: service.ManagerService, fake_systemd: FakeSystemd
+) -> None:
+    paths = manager.paths
+    manager.ensure_units(10)
+    manager.ensure_config(manager_config(paths), TOKEN)
+    paths.state_dir.mkdir(parents=True)
+    (paths.state_dir / "report.json").write_text("{}")
+    fake_systemd.calls.clear()
+    fake_systemd.fail.add("daemon-reload")
+
+    manager.remove_files()
+
+    for path in (paths.service_file, paths.timer_file, paths.config_dir, paths.state_dir):
+        assert not path.exists()
+    assert manager.paths.systemd_dir.exists()
+
+
+def test_remove_files_when_nothing_was_written(manager: service.ManagerService) -> None:
+    manager.remove_files()
+
+    assert not manager.paths.config_dir.exists()
+
+
+def test_charmlibs_adapter_calls_systemctl_through_the_library(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def recorder(name: str, result: Any = True) -> Any:
+        def record(*args: str) -> Any:
+            calls.append((name, args))
+            return result
+
+        return record
+
+    for name in (
+        "daemon_reload",
+        "service_enable",
+        "service_disable",
+        "service_restart",
+        "service_start",
+        "service_stop",
+    ):
+        monkeypatch.setattr(service.systemd, name, recorder(name))
+    monkeypatch.setattr(service.systemd, "service_running", recorder("service_running", False))
+    adapter = service.CharmlibsSystemd()
+
+    adapter.daemon_reload()
+    running = adapter.is_active("a.timer")
+    adapter.enable_now("a.timer")
+    adapter.disable_now("a.timer")
+    adapter.restart("a.timer")
+    adapter.start_no_block("a.service")
+    adapter.stop("a.service")
+
+    assert running is False
+    assert calls == [
+        ("daemon_reload", ()),
+        ("service_running", ("a.timer",)),
+        ("service_enable", ("--now", "a.timer")),
+        ("service_disable", ("--now", "a.timer")),
+        ("service_restart", ("a.timer",)),
+        ("service_start", ("--no-block", "a.service")),
+        ("service_stop", ("a.service",)),
+    ]
+
+
+# ----- running the manager ------------------------------------------------------------------
+
+
+def completed(returncode: int, stdout: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.CompletedProcess([], returncode, stdout, "")
+
+
+def test_run_passes_argv_environment_and_timeout(paths: service.ManagerPaths) -> None:
+    fake = FakeRun(completed(0, json.dumps({"online": 1})))
+    manager = service.ManagerService(paths, charm_dir(), run=fake, systemd_client=FakeSystemd())
+
+    outcome = manager.run(["flush", "--busy", "--no-reconcile"], timeout=60)
+
+    assert outcome == service.ManagerResult(0, {"online": 1})
+    assert outcome.ok
+    ((argv, kwargs),) = fake.calls
+    assert argv == [
+        sys.executable,
+        "-m",
+        "github_runner_manager",
+        "--config",
+        str(paths.config_file),
+        "flush",
+        "--busy",
+        "--no-reconcile",
+    ]
+    assert kwargs["check"] is True
+    assert kwargs["capture_output"] is True
+    assert kwargs["timeout"] == 60
+    assert kwargs["env"]["PYTHONPATH"] == service.python_path(charm_dir())
+
+
+def test_run_returns_exit_code_and_document_of_a_failure(paths: service.ManagerPaths) -> None:
+    document = {"ok": False, "errors": [{"kind": "token", "message": "401"}, "junk"]}
+    error = subprocess.CalledProcessError(3, ["python3"], json.dumps(document), "bad token")
+    manager = service.ManagerService(paths, charm_dir(), run=FakeRun(error))
+
+    outcome = manager.run(["check"], timeout=60)
+
+    assert outcome.exit_code == 3
+    assert not outcome.ok
+    assert outcome.error_kinds == {"token"}
+    assert outcome.report() is None
+
+
+@pytest.mark.parametrize(
+    ("error", "match"),
+    [
+        (subprocess.TimeoutExpired(["python3"], 5), "did not finish within 5s"),
+        (FileNotFoundError("no python"), "cannot run the runner manager"),
+    ],
+)
+def test_run_that_cannot_finish_raises(
+    paths: service.ManagerPaths, error: Exception, match: str
+) -> None:
+    manager = service.ManagerService(paths, charm_dir(), run=FakeRun(error))
+
+    with pytest.raises(service.ServiceError, match=match):
+        manager.run(["reconcile"], timeout=5)
+
+
+@pytest.mark.parametrize("stdout", ["not json", "[1, 2]", ""])
+def test_run_with_unreadable_output_has_empty_document(
+    paths: service.ManagerPaths, stdout: str
+) -> None:
+    manager = service.ManagerService(paths, charm_dir(), run=FakeRun(completed(1, stdout)))
+
+    outcome = manager.run(["reconcile"], timeout=5)
+
+    assert outcome == service.ManagerResult(1, {})
+    assert outcome.errors == []
+
+
+def test_result_report_parses_a_report_document() -> None:
+    report = make_report(created=["a"])
+
+    parsed = service.ManagerResult(0, report.model_dump(mode="json")).report()
+
+    assert parsed == report
+    assert service.ManagerResult(0, {"command": "reconcile"}).report() is None
+
+
+def test_read_report(manager: service.ManagerService) -> None:
+    assert manager.read_report() is None
+    report = make_report()
+    report.write(manager.paths.report_file)
+
+    assert manager.read_report() == report
+
+
+def test_environment_has_a_path_without_one(
+    manager: service.ManagerService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PATH")
+
+    assert manager.environment()["PATH"] == service.DEFAULT_PATH
