@@ -20,6 +20,7 @@ from typing import Any
 
 import ops
 
+import cos_agent
 import host
 import service
 from charm_state import (
@@ -28,6 +29,7 @@ from charm_state import (
     CharmState,
     InvalidConfigError,
     RunnerStorage,
+    exporter_port,
 )
 from github_runner_manager.models import InstanceType
 from github_runner_manager.report import Report
@@ -177,6 +179,8 @@ class GithubRunnerCharm(ops.CharmBase):
             outcome.host_error = str(exc)
 
     def _converge(self, outcome: _Outcome) -> None:
+        # Dashboards and rules do not depend on the config: publish them whatever it is.
+        cos_agent.publish(self, exporter_port(self.unit.name))
         try:
             state: CharmState | None = self._state()
         except InvalidConfigError as exc:
@@ -205,6 +209,10 @@ class GithubRunnerCharm(ops.CharmBase):
         config_changed = self._manager.ensure_config(manager_config, state.token)
         if self._manager.ensure_units(state.config.check_interval):
             logger.info("the runner manager's timer was installed or changed")
+        if self._host.ensure_logrotate():
+            logger.info("logrotate configuration of the metrics log written")
+        if self._manager.ensure_exporter(state.metrics_enabled):
+            logger.info("the runner manager's Prometheus endpoint was started or stopped")
         if config_changed:
             logger.info("the runner manager's configuration changed: reconciling now")
             self._manager.start_reconcile()

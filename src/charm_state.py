@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import os
 import re
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -466,6 +467,18 @@ class CharmState:
             metrics_enabled=bool(charm.model.relations.get(COS_AGENT_RELATION)),
         )
 
+    @property
+    def exporter_port(self) -> int:
+        """The loopback port of this unit's Prometheus endpoint.
+
+        Derived from the unit name, so two applications on one machine get different ports
+        without any coordination (a collision would need two names hashing alike).
+
+        Returns:
+            A port in 20000-29999.
+        """
+        return exporter_port(self.unit_name)
+
     def manager_config(
         self, *, state_dir: Path, token_file: Path, report_file: Path, storage_pool: str
     ) -> ManagerConfig:
@@ -513,7 +526,11 @@ class CharmState:
                 ),
                 dockerhub_mirror=config.dockerhub_mirror,
                 ssh_debug=(self.ssh_debug,) if self.ssh_debug else (),
-                metrics=MetricsSettings(enabled=self.metrics_enabled),
+                metrics=MetricsSettings(
+                    enabled=self.metrics_enabled,
+                    exporter_port=self.exporter_port,
+                    check_interval=config.check_interval * 60,
+                ),
                 state_dir=state_dir,
                 report_path=report_file,
             )
@@ -521,6 +538,18 @@ class CharmState:
             raise InvalidConfigError(
                 f"the runner manager refuses this configuration: {describe_validation_error(exc)}"
             ) from None
+
+
+def exporter_port(unit_name: str) -> int:
+    """The loopback port of a unit's Prometheus endpoint (see `CharmState.exporter_port`).
+
+    Args:
+        unit_name: the unit name, e.g. `github-runner/0`.
+
+    Returns:
+        A port in 20000-29999.
+    """
+    return 20000 + zlib.crc32(unit_name.encode()) % 10000
 
 
 _PLACEHOLDER = {"path": "org or owner/repo", "token": "token or secret URI"}

@@ -65,6 +65,37 @@ profiles:
 _TMPFS_SIZE_RE = re.compile(r"(?:^|,)size=(\d+)k(?:,|$)")
 
 
+LOGROTATE_FILE = Path("/etc/logrotate.d/github-runner-metrics")
+METRICS_LOG = Path("/var/log/github-runner-metrics.log")
+
+
+def logrotate_config(log_path: Path) -> str:
+    """The logrotate configuration of the metrics log.
+
+    The COS agent tails files matching `/var/log/**/*log`. Rotating by renaming to `<name>.1`
+    (which no longer matches) and creating a fresh file means the agent, which follows the
+    renamed file to its end, ships every line exactly once; copytruncate could lose or repeat
+    lines. One old copy is kept, uncompressed, so a slow agent can still finish it.
+
+    Args:
+        log_path: the metrics log.
+
+    Returns:
+        The configuration.
+    """
+    return (
+        "# Rotation of the github-runner metric events, written by the github-runner charm.\n"
+        f"{log_path} {{\n"
+        "    size 10M\n"
+        "    rotate 1\n"
+        "    missingok\n"
+        "    notifempty\n"
+        "    nocompress\n"
+        "    create 0644 root root\n"
+        "}\n"
+    )
+
+
 class HostError(Exception):
     """Preparing the host failed: a command failed or timed out, or LXD is in a strange state."""
 
@@ -420,6 +451,29 @@ class Host:
                 # and refusing here would keep a lower runner count from being applied.
                 logger.warning("cannot shrink the tmpfs at %s yet: %s", self._ram_dir, exc)
                 return False
+        return True
+
+    def ensure_logrotate(
+        self, config_file: Path = LOGROTATE_FILE, log_path: Path = METRICS_LOG
+    ) -> bool:
+        """Write the metrics log's logrotate configuration when it differs.
+
+        Args:
+            config_file: where logrotate reads it.
+            log_path: the metrics log.
+
+        Returns:
+            Whether the file changed.
+        """
+        content = logrotate_config(log_path)
+        try:
+            if config_file.exists() and config_file.read_text(encoding="utf-8") == content:
+                return False
+            config_file.parent.mkdir(parents=True, exist_ok=True)
+            config_file.write_text(content, encoding="utf-8")
+            config_file.chmod(0o644)
+        except OSError as exc:
+            raise HostError(f"cannot write {config_file}: {exc}") from exc
         return True
 
     def ensure_runner_storage(self, kind: str, required: int) -> bool:

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 SERVICE_TEMPLATE = "github-runner-manager.service.j2"
 TIMER_TEMPLATE = "github-runner-manager.timer.j2"
+EXPORTER_TEMPLATE = "github-runner-exporter.service.j2"
 MANAGER_MODULE = "github_runner_manager"
 CONFIG_ROOT = Path("/etc/github-runner")
 STATE_ROOT = Path("/var/lib/github-runner")
@@ -124,6 +125,16 @@ class ManagerPaths:
     def timer_file(self) -> Path:
         """The timer unit file."""
         return self.systemd_dir / self.timer
+
+    @property
+    def exporter(self) -> str:
+        """The Prometheus endpoint's service unit name."""
+        return f"{self.name.replace('-manager-', '-exporter-', 1)}.service"
+
+    @property
+    def exporter_file(self) -> Path:
+        """The Prometheus endpoint's service unit file."""
+        return self.systemd_dir / self.exporter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -484,6 +495,51 @@ class ManagerService:
             self._systemd.restart(self.paths.timer)
         return changed
 
+    def render_exporter(self) -> str:
+        """Render the long-running service of the Prometheus endpoint.
+
+        Returns:
+            The unit file's content.
+        """
+        return self._templates.get_template(EXPORTER_TEMPLATE).render(
+            unit=self.paths.name.removeprefix("github-runner-manager-"),
+            python=self._python,
+            pythonpath=self.python_path,
+            config_file=self.paths.config_file,
+        )
+
+    def ensure_exporter(self, enabled: bool) -> bool:
+        """Run the Prometheus endpoint while metrics are on (COS related); remove it otherwise.
+
+        Args:
+            enabled: whether metrics are on.
+
+        Returns:
+            Whether anything changed.
+
+        Raises:
+            ServiceError: if systemd refuses.
+        """
+        try:
+            if not enabled:
+                if not self.paths.exporter_file.exists():
+                    return False
+                self._systemd.disable_now(self.paths.exporter)
+                self.paths.exporter_file.unlink()
+                self._systemd.daemon_reload()
+                return True
+            changed = _write_if_changed(self.paths.exporter_file, self.render_exporter(), 0o644)
+            if changed:
+                self._systemd.daemon_reload()
+            if not self._systemd.is_active(self.paths.exporter):
+                self._systemd.enable_now(self.paths.exporter)
+                return True
+            if changed:
+                self._systemd.restart(self.paths.exporter)
+            return changed
+        except systemd.SystemdError as exc:
+            raise ServiceError(f"systemd refused to set up {self.paths.exporter}: {exc}") from None
+
     def start_reconcile(self) -> None:
         """Start a reconciliation now, without waiting for it (it may take minutes).
 
@@ -514,7 +570,12 @@ class ManagerService:
     def remove_files(self) -> None:
         """Delete the unit files, the configuration, the token and the manager's state."""
         removed = False
-        for path in (self.paths.timer_file, self.paths.service_file):
+        if self.paths.exporter_file.exists():
+            try:
+                self._systemd.disable_now(self.paths.exporter)
+            except systemd.SystemdError as exc:
+                logger.warning("cannot stop %s: %s", self.paths.exporter, exc)
+        for path in (self.paths.timer_file, self.paths.service_file, self.paths.exporter_file):
             if path.exists():
                 path.unlink()
                 removed = True

@@ -6,8 +6,10 @@
     python3 -m github_runner_manager --config FILE check
     python3 -m github_runner_manager --config FILE flush [--busy] [--no-reconcile]
     python3 -m github_runner_manager --config FILE update-dependencies
+    python3 -m github_runner_manager --config FILE serve-metrics [--port PORT]
 
-Each command prints one JSON document on stdout; logs go to stderr. Exit codes:
+Each command but serve-metrics (a long-running Prometheus endpoint on loopback) prints one JSON
+document on stdout; logs go to stderr. Exit codes:
 0 success, 1 unexpected error, 2 configuration error, 3 GitHub refused the token, its
 permissions or the path, 4 transient failure (GitHub unavailable or rate limited, LXD failure,
 a runner that could not be created), 5 another run holds the lock.
@@ -19,10 +21,13 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import exporter
 from .binary import runner_architecture
 from .config import ManagerConfig, load_config
 from .errors import ConfigError, RunnerManagerError
@@ -127,12 +132,32 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "update-dependencies", help="refresh the runner application and replace outdated runners"
     )
+    serve = commands.add_parser(
+        "serve-metrics", help="serve the last report as Prometheus gauges on 127.0.0.1"
+    )
+    serve.add_argument("--port", type=int, help="TCP port (default: metrics.exporter_port)")
     return parser
 
 
 def _print(document: object) -> None:
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+def _serve_metrics(config: ManagerConfig, port: int | None) -> int:
+    """Serve the Prometheus endpoint until stopped (SIGTERM or SIGINT)."""
+    server = exporter.make_server(
+        config.report_file, config.metrics.check_interval, port or config.metrics.exporter_port
+    )
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    logger.info("serving metrics on http://127.0.0.1:%d/metrics", server.server_address[1])
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -160,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("invalid configuration: %s", exc)
         _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
         return EXIT_CONFIG
+    if args.command == "serve-metrics":
+        return _serve_metrics(config, args.port)
     try:
         manager = build_manager(config)
     except RunnerManagerError as exc:

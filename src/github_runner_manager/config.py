@@ -286,10 +286,14 @@ class MetricsSettings(_Model):
     Attributes:
         enabled: whether to write metric events.
         log_path: the JSON lines file the events go to.
+        exporter_port: the loopback port of the Prometheus endpoint (`serve-metrics`).
+        check_interval: seconds between reconciliations, for the endpoint's staleness gauge.
     """
 
     enabled: bool = False
     log_path: Path = Path("/var/log/github-runner-metrics.log")
+    exporter_port: int = pydantic.Field(9464, ge=1, le=65535)
+    check_interval: float = pydantic.Field(600.0, gt=0)
 
 
 class TimingSettings(_Model):

@@ -200,7 +200,9 @@ class RunnerExchange:
             )
         except (subprocess.SubprocessError, OSError) as exc:
             shutil.rmtree(self._dir(runner), ignore_errors=True)
-            raise RunnerManagerError(f"cannot mount the exchange directory of {runner}: {exc}") from exc
+            raise RunnerManagerError(
+                f"cannot mount the exchange directory of {runner}: {exc}"
+            ) from exc
         return {"type": "disk", "source": str(exchange), "path": INSTANCE_PATH}
 
     def record_installed(self, runner: str, installed: Installed) -> None:
@@ -210,7 +212,10 @@ class RunnerExchange:
             runner: the runner name.
             installed: the record.
         """
-        atomic_write(self._dir(runner) / "installed.json", json.dumps(dataclasses.asdict(installed)).encode())
+        atomic_write(
+            self._dir(runner) / "installed.json",
+            json.dumps(dataclasses.asdict(installed)).encode(),
+        )
 
     def mark_installed_reported(self, runner: str) -> None:
         """Remember that the runner_installed event of a runner was issued.
@@ -228,7 +233,9 @@ class RunnerExchange:
         """
         if not self._root.is_dir():
             return []
-        return sorted(p.name for p in self._root.iterdir() if p.is_dir() and _NAME_RE.match(p.name))
+        return sorted(
+            p.name for p in self._root.iterdir() if p.is_dir() and _NAME_RE.match(p.name)
+        )
 
     def _read_file(self, path: Path) -> str | None:
         if not path.exists():
@@ -258,7 +265,9 @@ class RunnerExchange:
         try:
             return model.model_validate_json(text)
         except pydantic.ValidationError as exc:
-            raise CorruptDataError(f"{path.name} is malformed: {exc.error_count()} errors") from None
+            raise CorruptDataError(
+                f"{path.name} is malformed: {exc.error_count()} errors"
+            ) from None
 
     def read(self, runner: str) -> RunnerData:
         """Read everything about a runner, checking the untrusted part.

@@ -93,7 +93,7 @@ class RunnerStart(Event):
         repo: `owner/repo` of the job.
         github_event: the event that triggered the workflow.
         idle: seconds the runner waited for the job, from coming online.
-        queue_duration: seconds the job waited for a runner (GitHub's started_at − created_at).
+        queue_duration: seconds the job waited for a runner (GitHub's started_at - created_at).
     """
 
     event: Literal["runner_start"] = "runner_start"

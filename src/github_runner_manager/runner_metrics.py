@@ -105,7 +105,7 @@ def job_events(data: RunnerData, flavor: str, lookup: JobLookup | None) -> list[
         workflow=pre.workflow,
         repo=pre.repository,
         github_event=pre.event,
-        status=post.status if post else "crashed",  # type: ignore[arg-type]
+        status=post.status if post else "crashed",
         status_info={"code": post.exit_code} if post and post.status != "normal" else None,
         job_duration=round(max(post.timestamp - pre.timestamp, 0.0), 3) if post else None,
         job_conclusion=job.conclusion if job is not None else None,

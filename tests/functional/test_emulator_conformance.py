@@ -1,6 +1,6 @@
 # Copyright 2026 github-runner contributors
 # See LICENSE file for licensing details.
-# ruff: noqa: S310 - every URL opened here is the loopback emulator's
+
 """Every body the GitHub API emulator serves validates against GitHub's own OpenAPI description.
 
 The description comes from the npm package ``@octokit/openapi`` (pinned below), installed by this

@@ -189,10 +189,10 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, Any]]]] = {
         [
             # Unit 0's exporter stops answering at minute 6; unit 1's keeps answering.
             series("up", unit(0), "1x5 0x30"),
-            series("github_runner_info", unit(0, runner_version="2.320.0"), "1x5 stale"),
+            series("github_runner_check_interval_seconds", unit(0), "600x5 stale"),
             series("up", unit(1), "1x35"),
-            series("github_runner_info", unit(1, runner_version="2.320.0"), "1x35"),
-            # Another target of unit 0 (no github_runner_info) is down too: not ours.
+            series("github_runner_check_interval_seconds", unit(1), "600x35"),
+            # Another target of unit 0 (not the exporter) is down too: not ours.
             series("up", unit(0, job="node-exporter", instance="10.1.0.0:9100"), "0x35"),
         ],
         [

@@ -1,6 +1,6 @@
 # Copyright 2026 github-runner contributors
 # See LICENSE file for licensing details.
-# ruff: noqa: S310 - every URL opened here is the loopback emulator's
+
 """Smoke tests: the stand-in runner application in a real LXD container against the emulator.
 
 Inside a container that reaches the emulator through a loopback proxy device, the runner

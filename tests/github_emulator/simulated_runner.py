@@ -33,13 +33,13 @@ class RunnerProtocolError(Exception):
 
 def _call(base_url: str, method: str, path: str, body: Any = None, timeout: float = 30.0) -> Any:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(  # noqa: S310 - the emulator is on loopback
+    request = urllib.request.Request(
         f"{base_url}/_emulator/runner{path}", data=data, method=method
     )
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
             raw = answer.read()
     except urllib.error.HTTPError as exc:
         raw = exc.read()

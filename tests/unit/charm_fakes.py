@@ -59,6 +59,10 @@ class FakeHost:
                 f"runner-storage: the runners need {required} bytes but {kind} has {total}"
             )
 
+    def ensure_logrotate(self) -> bool:
+        self.calls.append("ensure_logrotate")
+        return False
+
     def ensure_runner_storage(self, kind: str, required: int) -> bool:
         self.calls.append("ensure_runner_storage")
         changed = self.storage != (kind, required)
@@ -77,6 +81,7 @@ class FakeManagerService:
         self.token: str | None = None
         self.interval: int | None = None
         self.timer_active = False
+        self.exporter_active = False
         self.reconciles_started = 0
         self.stopped = False
         self.files_removed = False
@@ -97,6 +102,11 @@ class FakeManagerService:
     def ensure_units(self, interval_minutes: int) -> bool:
         changed = self.interval != interval_minutes or not self.timer_active
         self.interval, self.timer_active = interval_minutes, True
+        return changed
+
+    def ensure_exporter(self, enabled: bool) -> bool:
+        changed = self.exporter_active != enabled
+        self.exporter_active = enabled
         return changed
 
     def start_reconcile(self) -> None:

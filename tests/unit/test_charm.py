@@ -184,7 +184,7 @@ def test_install_prepares_host_and_writes_manager_config(
     out = run(ctx, ctx.on.install(), config=config)
 
     # Assert
-    assert fake_host.calls == ["ensure_lxd", "ensure_runner_storage"]
+    assert fake_host.calls == ["ensure_lxd", "ensure_runner_storage", "ensure_logrotate"]
     assert fake_host.storage == ("juju-storage", 3 * 20 * 1024**3)
     cfg = manager.config
     assert cfg is not None

@@ -53,6 +53,8 @@ EXPORTER_METRICS = {
     "github_runner_report_age_seconds": set(),
     "github_runner_check_interval_seconds": set(),
     "github_runner_info": {"runner_version"},
+    "github_runner_report_present": set(),
+    "github_runner_crashed_runners": set(),
 }
 LOKI_DS = "${lokids}"
 PROMETHEUS_DS = "${prometheusds}"

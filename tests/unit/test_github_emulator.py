@@ -1,6 +1,6 @@
 # Copyright 2026 github-runner contributors
 # See LICENSE file for licensing details.
-# ruff: noqa: S310 - every URL opened here is the loopback emulator's
+
 """In-process tests of the GitHub API emulator over HTTP on 127.0.0.1 (no LXD)."""
 
 from __future__ import annotations

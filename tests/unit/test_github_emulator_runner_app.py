@@ -1,6 +1,6 @@
 # Copyright 2026 github-runner contributors
 # See LICENSE file for licensing details.
-# ruff: noqa: S310 - every URL opened here is the loopback emulator's
+
 """The stand-in runner application run as real processes on this host against the emulator.
 
 The archive is downloaded from the emulator and unpacked into a temporary directory, so these

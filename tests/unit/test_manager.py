@@ -345,7 +345,10 @@ def test_delta_counts_created_minus_removed_per_type(make_manager, lxd, github):
 
     assert report.delta == {"container": 2, "virtual-machine": 0}
     assert [(r.name, r.instance_type) for r in report.removed] == [(vm, "virtual-machine")]
-    assert manager.flush(busy=True, reconcile=False).delta == {"container": -2, "virtual-machine": -1}
+    assert manager.flush(busy=True, reconcile=False).delta == {
+        "container": -2,
+        "virtual-machine": -1,
+    }
 
 
 def test_check_counts_by_state(make_manager, lxd, github):

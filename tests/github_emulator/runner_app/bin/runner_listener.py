@@ -136,14 +136,12 @@ def call(base: str, method: str, path: str, body: Any = None, timeout: float = 3
         ServerError: an error status.
     """
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(  # noqa: S310 - the server URL comes from configuration
-        f"{base}/_emulator/runner{path}", data=data, method=method
-    )
+    request = urllib.request.Request(f"{base}/_emulator/runner{path}", data=data, method=method)
     request.add_header("User-Agent", f"GitHubActionsRunner-emulated/{INFO['version']}")
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
             raw = answer.read()
     except urllib.error.HTTPError as exc:
         raw = exc.read()

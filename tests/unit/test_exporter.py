@@ -1,0 +1,108 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""The Prometheus endpoint rendering the last report."""
+
+from __future__ import annotations
+
+import datetime
+import urllib.error
+import urllib.request
+
+import pytest
+
+from github_runner_manager import exporter
+from github_runner_manager.report import ErrorEntry, Report
+
+UTC = datetime.timezone.utc
+FINISHED = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def report(**fields) -> Report:
+    base = {
+        "command": "reconcile",
+        "unit": "github-runner/0",
+        "started_at": FINISHED - datetime.timedelta(seconds=3),
+        "finished_at": FINISHED,
+        "duration": 3.0,
+        "desired": {"container": 3, "virtual-machine": 1},
+        "counts": {"container": {"idle": 2, "busy": 1}, "virtual-machine": {"booting": 1}},
+        "rate_limit_remaining": 4321,
+        "runner_version": "2.330.0",
+        "github_calls": 2,
+    }
+    return Report.model_validate({**base, **fields})
+
+
+def samples(text: str) -> dict[str, float]:
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def test_render_a_healthy_report():
+    """arrange: a report. act: render 60 s after it. assert: every gauge and value."""
+    values = samples(exporter.render(report(), 600, FINISHED.timestamp() + 60))
+
+    assert values["github_runner_report_age_seconds"] == 60
+    assert values["github_runner_check_interval_seconds"] == 600
+    assert values["github_runner_last_reconcile_success"] == 1
+    assert values["github_runner_rate_limit_remaining"] == 4321
+    assert values['github_runner_desired_runners{instance_type="container"}'] == 3
+    assert values['github_runner_runners{instance_type="container",state="idle"}'] == 2
+    assert values['github_runner_runners{instance_type="container",state="busy"}'] == 1
+    assert values['github_runner_runners{instance_type="virtual-machine",state="booting"}'] == 1
+    assert values['github_runner_runners{instance_type="virtual-machine",state="idle"}'] == 0
+    assert values['github_runner_info{runner_version="2.330.0"}'] == 1
+    assert values['github_runner_reconcile_errors{kind="token"}'] == 0
+
+
+def test_render_errors_by_kind():
+    """arrange: a failed run with two runner-creation errors. act: render. assert: counted."""
+    failed = report(
+        ok=False,
+        errors=[
+            ErrorEntry(kind="runner-create", message="a"),
+            ErrorEntry(kind="runner-create", message="b"),
+            ErrorEntry(kind="token", message="c"),
+        ],
+    )
+
+    values = samples(exporter.render(failed, 600, FINISHED.timestamp()))
+
+    assert values["github_runner_last_reconcile_success"] == 0
+    assert values['github_runner_reconcile_errors{kind="runner-create"}'] == 2
+    assert values['github_runner_reconcile_errors{kind="token"}'] == 1
+
+
+def test_render_without_a_report():
+    """arrange: no report yet. act: render. assert: only the presence and interval gauges."""
+    values = samples(exporter.render(None, 300, 0))
+
+    assert values == {
+        "github_runner_check_interval_seconds": 300,
+        "github_runner_report_present": 0,
+    }
+
+
+def test_server_serves_metrics_on_loopback(tmp_path):
+    """arrange: a report file and the server on a free port. act: GET. assert: text, 404."""
+    report().write(tmp_path / "report.json")
+    server = exporter.make_server(tmp_path / "report.json", 600, 0, clock=lambda: 0.0)
+    exporter.serve_in_thread(server)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+            body = response.read().decode()
+            content_type = response.headers["Content-Type"]
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"{url}/other", timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert content_type.startswith("text/plain; version=0.0.4")
+    assert "github_runner_runners{" in body
+    assert missing.value.code == 404
