@@ -522,7 +522,10 @@ class CharmState:
                 ),
                 lxd=LxdSettings(storage_pool=storage_pool),
                 proxy=ProxySettings(
-                    http=self.proxy.http, https=self.proxy.https, no_proxy=self.proxy.no_proxy
+                    http=self.proxy.http,
+                    https=self.proxy.https,
+                    no_proxy=self.proxy.no_proxy,
+                    aproxy=config.experimental_use_aproxy,
                 ),
                 dockerhub_mirror=config.dockerhub_mirror,
                 ssh_debug=(self.ssh_debug,) if self.ssh_debug else (),

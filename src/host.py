@@ -5,19 +5,26 @@
 Nothing here knows about Juju. Every step is idempotent and says whether it changed anything.
 LXD is driven through its `lxc` and `lxd` commands (the charm never imports pylxd), run through a
 command runner that tests replace with a fake.
+
+The runners' pool is a copy-on-write btrfs pool where the host can make one (`mkfs.btrfs` and
+the kernel's btrfs): a sparse loop file on the runner storage, formatted and mounted by this
+module, is the pool's source. Creating an instance then snapshots the image instead of copying
+it. Elsewhere the pool uses the `dir` driver on the runner storage itself. An existing pool keeps
+its driver: moving running runners between drivers is not worth the risk.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import re
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import yaml
 from charmlibs import apt, snap
@@ -31,8 +38,21 @@ MEMORY = "memory"
 JUJU_STORAGE = "juju-storage"
 LXD_SNAP_CHANNEL = "5.21/stable"
 BINARY_DIRS = (Path("/snap/bin"), Path("/usr/bin"))
+# Where system tools live, merged /usr first (Debian and Ubuntu put them in /sbin or /bin).
+TOOL_DIRS = (Path("/usr/sbin"), Path("/usr/bin"), Path("/sbin"), Path("/bin"))
 MOUNT = "/usr/bin/mount"
 COMMAND_TIMEOUT = 300.0
+DIR = "dir"
+BTRFS = "btrfs"
+# The btrfs pool's loop file and its mount point, both on the runner storage.
+POOL_IMAGE = "lxd-pool.img"
+POOL_MOUNT = "lxd-pool"
+# A directory LXD's dir and btrfs drivers make at the root of a pool when they create it: a
+# pool source without it has lost its content (a memory runner storage after a reboot).
+POOL_LAYOUT_DIR = "containers"
+# Deleted runners give their blocks back to the tmpfs (or the disk) under the loop file; async
+# so that deleting a runner does not wait for it.
+LOOP_MOUNT_OPTIONS = "loop,discard=async"
 
 # Applied only to an LXD that was never initialised: a default dir pool for images, a NAT bridge
 # without IPv6, and a default profile putting instances on it. The runners' root disks go to the
@@ -209,6 +229,34 @@ def format_size(size: int) -> str:
     return f"{value:.1f}".removesuffix(".0") + "EiB"
 
 
+def find_tool(name: str, directories: Sequence[Path] = TOOL_DIRS) -> str | None:
+    """Find a system tool.
+
+    Args:
+        name: the command, e.g. `mkfs.btrfs`.
+        directories: where to look, in order.
+
+    Returns:
+        Its absolute path, or None when it is in none of them.
+    """
+    for directory in directories:
+        path = directory / name
+        if path.exists():
+            return str(path)
+    return None
+
+
+class _Mount(NamedTuple):
+    device: str
+    fstype: str
+    options: str
+
+
+class _Pool(NamedTuple):
+    driver: str
+    source: str
+
+
 def _disk_total(path: Path) -> int:
     return shutil.disk_usage(path).total
 
@@ -229,6 +277,8 @@ class Host:
         run: CommandRunner = run_command,
         *,
         binary_dirs: Sequence[Path] = BINARY_DIRS,
+        tool_dirs: Sequence[Path] = TOOL_DIRS,
+        storage_pool: str = STORAGE_POOL,
         ram_dir: Path = RAM_DIR,
         juju_storage_dir: Path = JUJU_STORAGE_DIR,
         proc_dir: Path = Path("/proc"),
@@ -243,6 +293,8 @@ class Host:
         Args:
             run: the command runner.
             binary_dirs: where to look for `lxc` and `lxd`, in order.
+            tool_dirs: where to look for system tools (`mkfs.btrfs`, `losetup`, `btrfs`).
+            storage_pool: the name of the runners' LXD storage pool.
             ram_dir: the tmpfs mount point of memory runner storage.
             juju_storage_dir: where Juju mounts the `runner` storage.
             proc_dir: /proc (for mounts and meminfo).
@@ -254,6 +306,8 @@ class Host:
         """
         self._run = run
         self._binary_dirs = tuple(binary_dirs)
+        self._tool_dirs = tuple(tool_dirs)
+        self.storage_pool = storage_pool
         self._ram_dir = ram_dir
         self._juju_storage_dir = juju_storage_dir
         self._proc_dir = proc_dir
@@ -298,18 +352,28 @@ class Host:
     def _source_dir(self, kind: str) -> Path:
         return self._ram_dir if kind == MEMORY else self._juju_storage_dir
 
-    def _pool_source(self) -> str | None:
-        """Return the source directory of the `runner` pool, or None when there is none."""
+    def _pool_image(self, kind: str) -> Path:
+        return self._source_dir(kind) / POOL_IMAGE
+
+    def _pool_mount(self, kind: str) -> Path:
+        return self._source_dir(kind) / POOL_MOUNT
+
+    def _pool_source(self, kind: str, driver: str) -> Path:
+        """Return where a pool of this driver lives on this runner storage."""
+        return self._pool_mount(kind) if driver == BTRFS else self._source_dir(kind)
+
+    def _pool(self) -> _Pool | None:
+        """Return the driver and source of the runners' pool, or None when there is none."""
         try:
-            output = self._run([self._lxc(), "storage", "show", STORAGE_POOL], timeout=60)
+            output = self._run([self._lxc(), "storage", "show", self.storage_pool], timeout=60)
         except CommandError:
             return None
         data: Any = yaml.safe_load(output) or {}
         source = (data.get("config") or {}).get("source")
-        return str(source) if source else ""
+        return _Pool(str(data.get("driver") or ""), str(source) if source else "")
 
     def runner_storage_in_use(self) -> str | None:
-        """Tell which runner storage the host already has, from the `runner` pool's source.
+        """Tell which runner storage the host already has, from the runners' pool source.
 
         Returns:
             `memory` or `juju-storage`, or None when LXD or the pool is missing (or the pool is
@@ -317,11 +381,27 @@ class Host:
         """
         if not self.lxd_installed():
             return None
-        source = self._pool_source()
+        pool = self._pool()
+        if pool is None:
+            return None
         for kind in (MEMORY, JUJU_STORAGE):
-            if source == str(self._source_dir(kind)):
+            if pool.source == str(self._pool_source(kind, pool.driver)):
                 return kind
         return None
+
+    def btrfs_usable(self) -> bool:
+        """Tell whether a btrfs pool can be made here: `mkfs.btrfs` and the kernel's btrfs.
+
+        Returns:
+            True when both are present.
+        """
+        if find_tool("mkfs.btrfs", self._tool_dirs) is None:
+            return False
+        try:
+            filesystems = (self._proc_dir / "filesystems").read_text(encoding="utf-8")
+        except OSError:
+            return False
+        return any(line.split()[-1:] == [BTRFS] for line in filesystems.splitlines())
 
     def _memory_total(self) -> int:
         for line in (self._proc_dir / "meminfo").read_text(encoding="utf-8").splitlines():
@@ -416,15 +496,23 @@ class Host:
             changed = True
         return changed
 
-    def _tmpfs_size_kib(self) -> int | None:
-        """Return the size of the tmpfs mounted at the RAM directory, or None if unmounted."""
+    def _mount(self, path: Path) -> _Mount | None:
+        """Return what is mounted at a path (the last mount wins), or None."""
+        found = None
         mounts = (self._proc_dir / "mounts").read_text(encoding="utf-8")
         for line in mounts.splitlines():
             fields = line.split()
-            if len(fields) >= 4 and fields[1] == str(self._ram_dir) and fields[2] == "tmpfs":
-                match = _TMPFS_SIZE_RE.search(fields[3])
-                return int(match.group(1)) if match else 0
-        return None
+            if len(fields) >= 4 and fields[1] == str(path):
+                found = _Mount(fields[0], fields[2], fields[3])
+        return found
+
+    def _tmpfs_size_kib(self) -> int | None:
+        """Return the size of the tmpfs mounted at the RAM directory, or None if unmounted."""
+        mount = self._mount(self._ram_dir)
+        if mount is None or mount.fstype != "tmpfs":
+            return None
+        match = _TMPFS_SIZE_RE.search(mount.options)
+        return int(match.group(1)) if match else 0
 
     def _ensure_tmpfs(self, required: int) -> bool:
         size_kib = -(-required // 1024)
@@ -476,8 +564,125 @@ class Host:
             raise HostError(f"cannot write {config_file}: {exc}") from exc
         return True
 
+    def _tool(self, name: str) -> str:
+        tool = find_tool(name, self._tool_dirs)
+        if tool is None:
+            raise HostError(f"the {name} command is missing")
+        return tool
+
+    def _make_btrfs(self, image: Path, size: int) -> None:
+        """Make a fresh btrfs file system in a sparse file of `size` bytes."""
+        logger.info("making a %s btrfs file system in %s", format_size(size), image)
+        image.unlink(missing_ok=True)
+        descriptor = os.open(image, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        try:
+            os.ftruncate(descriptor, size)
+        finally:
+            os.close(descriptor)
+        # One copy of the metadata: a second copy in the same loop file protects nothing.
+        self._run([self._tool("mkfs.btrfs"), "-q", "-m", "single", str(image)], timeout=300)
+
+    def _grow_btrfs(self, image: Path, device: str, mount: Path, size: int) -> bool:
+        """Grow the loop file, its loop device and the file system to `size`; never shrink."""
+        if image.stat().st_size >= size:
+            return False
+        logger.info("growing the btrfs file system at %s to %s", mount, format_size(size))
+        os.truncate(image, size)
+        self._run([self._tool("losetup"), "--set-capacity", device], timeout=60)
+        self._run(
+            [self._tool("btrfs"), "filesystem", "resize", "max", str(mount)], timeout=300
+        )
+        return True
+
+    def _ensure_btrfs_mounted(self, kind: str, size: int) -> bool:
+        """Mount the pool's loop file, making it first when it is missing or unusable.
+
+        Returns:
+            Whether anything was made, mounted or grown.
+        """
+        image, mount = self._pool_image(kind), self._pool_mount(kind)
+        current = self._mount(mount)
+        if current is not None and current.fstype == BTRFS:
+            return self._grow_btrfs(image, current.device, mount, size)
+        mount.mkdir(parents=True, exist_ok=True)
+        if image.exists():
+            # A reboot unmounted it; the file (on juju-storage) still holds the pool.
+            try:
+                self._run([MOUNT, "-o", LOOP_MOUNT_OPTIONS, str(image), str(mount)], timeout=60)
+            except CommandError as exc:
+                logger.warning("cannot mount %s (%s): making a new file system", image, exc)
+            else:
+                current = self._mount(mount)
+                if current is not None:
+                    self._grow_btrfs(image, current.device, mount, size)
+                return True
+        self._make_btrfs(image, size)
+        self._run([MOUNT, "-o", LOOP_MOUNT_OPTIONS, str(image), str(mount)], timeout=60)
+        return True
+
+    def _create_pool(self, kind: str, size: int, btrfs: bool) -> None:
+        """Create the runners' pool: btrfs on a loop file when asked and possible, else dir."""
+        lxc = self._lxc()
+        if btrfs:
+            try:
+                self._ensure_btrfs_mounted(kind, size)
+            except HostError as exc:
+                # No loop device (a machine that is itself a container), for example.
+                logger.warning(
+                    "cannot make a btrfs file system for the runners (%s): the LXD storage "
+                    "pool %s uses the dir driver, which copies the whole image for each runner",
+                    exc,
+                    self.storage_pool,
+                )
+                self._pool_image(kind).unlink(missing_ok=True)
+            else:
+                mount = self._pool_mount(kind)
+                logger.info("creating the LXD storage pool %s (btrfs) on %s", self.storage_pool, mount)
+                self._run(
+                    [lxc, "storage", "create", self.storage_pool, BTRFS, f"source={mount}"],
+                    timeout=120,
+                )
+                return
+        source = self._source_dir(kind)
+        logger.info("creating the LXD storage pool %s (dir) on %s", self.storage_pool, source)
+        self._run(
+            [lxc, "storage", "create", self.storage_pool, DIR, f"source={source}"], timeout=120
+        )
+
+    def _recreate_lost_pool(self, pool: _Pool) -> None:
+        """Delete and create again a pool whose source lost its content.
+
+        LXD still lists the pool's image volumes, which are gone with the storage: instances
+        created from them would fail until the pool is made again.
+        """
+        lxc = self._lxc()
+        logger.warning(
+            "the LXD storage pool %s lost its content at %s (a memory runner storage does not "
+            "survive a reboot): recreating it",
+            self.storage_pool,
+            pool.source,
+        )
+        try:
+            self._run([lxc, "storage", "delete", self.storage_pool], timeout=300)
+        except CommandError as exc:
+            raise HostError(
+                f"the LXD storage pool {self.storage_pool} lost its content at {pool.source} "
+                f"and LXD cannot delete it yet ({exc.stderr}): delete the instances left on it "
+                "(`lxc list`); the next reconciliation recreates it"
+            ) from None
+        self._run(
+            [lxc, "storage", "create", self.storage_pool, pool.driver, f"source={pool.source}"],
+            timeout=120,
+        )
+
     def ensure_runner_storage(self, kind: str, required: int) -> bool:
-        """Prepare the runner storage and the LXD storage pool `runner` on it.
+        """Prepare the runner storage and the runners' LXD storage pool on it.
+
+        A new pool is a btrfs pool on a loop file of `required` bytes when `btrfs_usable()`,
+        else a dir pool. A btrfs pool's file grows with `required` but never shrinks (a sparse
+        file costs only what the runners write), and the tmpfs of memory storage is kept at
+        least as big as the file. A pool whose storage lost its content (memory storage after
+        a reboot) is made again.
 
         Args:
             kind: `memory` (a tmpfs sized `required`, resized when it changes) or
@@ -489,25 +694,32 @@ class Host:
 
         Raises:
             HostError: if a command fails.
-            StorageError: if a `runner` pool exists on another source.
+            StorageError: if the pool exists on another source.
         """
+        pool = self._pool()
+        btrfs = pool.driver == BTRFS if pool is not None else self.btrfs_usable()
+        size = required
+        image = self._pool_image(kind)
+        if btrfs and image.exists():
+            size = max(size, image.stat().st_size)
         changed = False
-        source = self._source_dir(kind)
         if kind == MEMORY:
-            changed = self._ensure_tmpfs(required)
+            changed = self._ensure_tmpfs(size)
         else:
-            source.mkdir(parents=True, exist_ok=True)
-        current = self._pool_source()
-        if current is None:
-            logger.info("creating the LXD storage pool %s on %s", STORAGE_POOL, source)
-            self._run(
-                [self._lxc(), "storage", "create", STORAGE_POOL, "dir", f"source={source}"],
-                timeout=120,
-            )
-            changed = True
-        elif current != str(source):
+            self._source_dir(kind).mkdir(parents=True, exist_ok=True)
+        if pool is None:
+            self._create_pool(kind, size, btrfs)
+            return True
+        source = self._pool_source(kind, pool.driver)
+        if pool.source != str(source):
             raise StorageError(
-                f"the LXD storage pool {STORAGE_POOL} exists on {current or 'an unknown source'},"
-                f" not on {source}: delete it or redeploy with the runner-storage it was made for"
+                f"the LXD storage pool {self.storage_pool} exists on "
+                f"{pool.source or 'an unknown source'}, not on {source}: delete it or redeploy "
+                "with the runner-storage it was made for"
             )
+        if pool.driver == BTRFS:
+            changed = self._ensure_btrfs_mounted(kind, size) or changed
+        if pool.driver in (BTRFS, DIR) and not (source / POOL_LAYOUT_DIR).is_dir():
+            self._recreate_lost_pool(pool)
+            changed = True
         return changed

@@ -257,11 +257,35 @@ class ProxySettings(_Model):
         http: the HTTP proxy URL.
         https: the HTTPS proxy URL.
         no_proxy: comma-separated hosts that bypass the proxy.
+        aproxy: whether the runners reach the proxy through the transparent aproxy (nftables
+            redirects ports 80 and 443 to it) instead of proxy variables.
     """
 
     http: str | None = None
     https: str | None = None
     no_proxy: str | None = None
+    aproxy: bool = False
+
+    @pydantic.model_validator(mode="after")
+    def _check_aproxy(self) -> ProxySettings:
+        if self.aproxy and not self.aproxy_target:
+            raise ValueError("aproxy needs an http or https proxy with a host and a port")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        """Whether any proxy is set."""
+        return bool(self.http or self.https)
+
+    @property
+    def aproxy_target(self) -> str | None:
+        """`host:port` of the proxy aproxy forwards to (the HTTP proxy, else the HTTPS one)."""
+        for url in (self.http, self.https):
+            if url:
+                parts = urlsplit(url if "://" in url else f"http://{url}")
+                if parts.hostname and parts.port:
+                    return f"{parts.hostname}:{parts.port}"
+        return None
 
 
 class SshDebugSettings(_Model):
@@ -318,6 +342,99 @@ class TimingSettings(_Model):
     lock_timeout: float = pydantic.Field(5.0, ge=0)
 
 
+# yq (mikefarah's, as on GitHub-hosted runners) is not packaged for every Ubuntu release: the
+# build downloads a pinned release and checks it against these SHA-256 digests.
+YQ_VERSION = "v4.52.4"
+YQ_URL = f"https://github.com/mikefarah/yq/releases/download/{YQ_VERSION}/yq_linux_{{arch}}"
+YQ_SHA256 = {
+    "amd64": "0c4d965ea944b64b8fddaf7f27779ee3034e5693263786506ccd1c120f184e8c",
+    "arm64": "4c2cc022a129be5cc1187959bb4b09bebc7fb543c5837b93001c68f97ce39a5d",
+}
+_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_YQ_MODES = ("download", "package", "none")
+
+
+class ImageSettings(_Model):
+    """The runner image build (`build-image`): what the runners start from when `build` is on.
+
+    Attributes:
+        build: whether the manager builds the runner image and starts runners from it; when off,
+            runners start from `runners.base_image` as it is (a prebuilt image on the host).
+        source: what the build starts from: an LXD image alias on the host, an Ubuntu series
+            (`jammy`) pulled from `server`, or `ubuntu:<series>` / `ubuntu-daily:<series>`;
+            `runners.base_image` when unset.
+        server: the simplestreams server of series names.
+        packages: the packages to install; the default set when unset.
+        apt_proxy: the proxy apt uses in the builder and the runners (an apt cache, say);
+            the model's proxies when unset.
+        yq: `download` (the pinned release, checksum-verified), `package` (the distribution's
+            `yq` package) or `none`.
+        yq_url: where to download yq from; `{arch}` is replaced by the Debian architecture.
+        yq_sha256: the SHA-256 of the yq download per Debian architecture.
+        timeout: seconds the build script may run inside the builder.
+        keep: image versions kept (the current one and the ones before it).
+    """
+
+    build: bool = False
+    source: str | None = None
+    server: str = "https://cloud-images.ubuntu.com/releases"
+    packages: tuple[str, ...] | None = None
+    apt_proxy: str | None = None
+    yq: str = "download"
+    yq_url: str = YQ_URL
+    yq_sha256: dict[str, str] = pydantic.Field(default_factory=lambda: dict(YQ_SHA256))
+    timeout: float = pydantic.Field(3600.0, gt=0)
+    keep: int = pydantic.Field(2, ge=1, le=10)
+
+    @pydantic.field_validator("source")
+    @classmethod
+    def _check_source(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", value):
+            raise ValueError(f"{value!r} is not an LXD image alias or an Ubuntu series")
+        return value or None
+
+    @pydantic.field_validator("packages")
+    @classmethod
+    def _check_packages(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for package in value or ():
+            if not _PACKAGE_RE.match(package):
+                raise ValueError(f"{package!r} is not a Debian package name")
+        return value
+
+    @pydantic.field_validator("apt_proxy", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return value or None
+
+    @pydantic.field_validator("server", "apt_proxy", "yq_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http or https URL")
+        if any(char.isspace() or char in "\"'\\;" for char in value):
+            raise ValueError(f"{value!r} must not contain spaces, quotes or semicolons")
+        return value
+
+    @pydantic.field_validator("yq")
+    @classmethod
+    def _check_yq(cls, value: str) -> str:
+        if value not in _YQ_MODES:
+            raise ValueError(f"{value!r} is not one of {', '.join(_YQ_MODES)}")
+        return value
+
+    @pydantic.field_validator("yq_sha256")
+    @classmethod
+    def _check_digests(cls, value: dict[str, str]) -> dict[str, str]:
+        for arch, digest in value.items():
+            if not re.match(r"^[a-z0-9]+$", arch) or not _SHA256_RE.match(digest):
+                raise ValueError(f"yq_sha256[{arch!r}] must be 64 lowercase hex characters")
+        return value
+
+
 class ManagerConfig(_Model):
     """The whole configuration of one runner manager (one charm unit).
 
@@ -334,6 +451,7 @@ class ManagerConfig(_Model):
         ssh_debug: tmate servers from the debug-ssh relation.
         metrics: metric events.
         timing: time limits.
+        image: the runner image build.
         crash_log_dir: where the logs of crashed runners are copied.
         state_dir: where the manager keeps its lock, caches and the runner application.
         report_path: where the last run's JSON report is written (default in state_dir).
@@ -351,6 +469,7 @@ class ManagerConfig(_Model):
     ssh_debug: tuple[SshDebugSettings, ...] = ()
     metrics: MetricsSettings = MetricsSettings()
     timing: TimingSettings = TimingSettings()
+    image: ImageSettings = ImageSettings()
     crash_log_dir: Path = Path("/var/log/github-runner-crashed")
     state_dir: Path
     report_path: Path | None = None

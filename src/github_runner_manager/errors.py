@@ -107,3 +107,9 @@ class RunnerCreateError(RunnerManagerError):
     """A runner could not be created; whatever was made for it has been removed."""
 
     kind = "runner-create"
+
+
+class ImageBuildError(RunnerManagerError):
+    """The runner image could not be built; the previous image stays in use."""
+
+    kind = "image-build"

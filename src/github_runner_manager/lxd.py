@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import logging
 import shlex
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +32,10 @@ TAG_UNIT = "user.github-runner.unit"
 TAG_CONFIG_HASH = "user.github-runner.config-hash"
 TAG_CREATED_AT = "user.github-runner.created-at"
 TAG_TYPE = "user.github-runner.type"
+# Image builders carry this tag instead of TAG_UNIT, so reconciliations never take them for runners.
+TAG_BUILDER = "user.github-runner.image-builder"
+# How long pulling an image from a remote image server may take.
+IMAGE_PULL_TIMEOUT = 1800.0
 
 _LXD_ERRORS = (
     pylxd.exceptions.LXDAPIException,
@@ -52,6 +57,8 @@ class InstanceSpec:
         config: instance configuration (limits, security, tags).
         devices: instance devices (root disk, proxy devices).
         ephemeral: LXD deletes an ephemeral instance when it stops.
+        image_server: a simplestreams image server to pull `image` from; None for an image
+            already on this LXD.
     """
 
     name: str
@@ -61,6 +68,24 @@ class InstanceSpec:
     config: dict[str, str]
     devices: dict[str, dict[str, str]]
     ephemeral: bool = True
+    image_server: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInfo:
+    """An image in LXD's image store.
+
+    Attributes:
+        fingerprint: the image's SHA-256 fingerprint.
+        aliases: the aliases pointing at it.
+        properties: its properties (description, os, release, and the manager's own keys).
+        instance_type: `container` or `virtual-machine`.
+    """
+
+    fingerprint: str
+    aliases: tuple[str, ...]
+    properties: dict[str, str]
+    instance_type: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +150,32 @@ class LxdClient(Protocol):
 
     def image_exists(self, alias: str) -> bool:
         """Tell whether an image alias exists."""
+        ...  # pragma: no cover
+
+    def stop_instance(self, name: str, timeout: float = 120.0) -> None:
+        """Shut an instance down cleanly (forcefully when it does not stop in time)."""
+        ...  # pragma: no cover
+
+    def publish_image(
+        self, name: str, alias: str, properties: dict[str, str], timeout: float
+    ) -> str:
+        """Publish a stopped instance as an image with an alias; return its fingerprint."""
+        ...  # pragma: no cover
+
+    def image_fingerprint(self, alias: str) -> str | None:
+        """Return the fingerprint an image alias points at, or None without such alias."""
+        ...  # pragma: no cover
+
+    def set_image_alias(self, alias: str, fingerprint: str, description: str = "") -> None:
+        """Point an image alias at an image, creating the alias when missing."""
+        ...  # pragma: no cover
+
+    def list_images(self) -> list[ImageInfo]:
+        """List the images in the store."""
+        ...  # pragma: no cover
+
+    def delete_image(self, fingerprint: str) -> None:
+        """Delete an image and its aliases; a missing image counts as deleted."""
         ...  # pragma: no cover
 
     def storage_pool_exists(self, name: str) -> bool:
@@ -212,18 +263,26 @@ class PylxdClient:
         Raises:
             LxdError: if LXD refuses or fails.
         """
+        source: dict[str, str] = {"type": "image", "alias": spec.image}
+        if spec.image_server:
+            source.update(mode="pull", server=spec.image_server, protocol="simplestreams")
         request = {
             "name": spec.name,
             "type": spec.instance_type.value,
-            "source": {"type": "image", "alias": spec.image},
+            "source": source,
             "ephemeral": spec.ephemeral,
             "profiles": list(spec.profiles),
             "config": dict(spec.config),
             "devices": {name: dict(device) for name, device in spec.devices.items()},
         }
         try:
-            self._client.instances.create(request, wait=True)
-        except _LXD_ERRORS as exc:
+            if spec.image_server:
+                # Pulling from an image server may take far longer than one LXD call.
+                response = self._client.api.instances.post(json=request)
+                self._wait_operation(response.json()["operation"], IMAGE_PULL_TIMEOUT)
+            else:
+                self._client.instances.create(request, wait=True)
+        except (*_LXD_ERRORS, ValueError, KeyError) as exc:
             raise LxdError(f"cannot create instance {spec.name}: {exc}") from exc
 
     def _instance(self, name: str) -> Any:
@@ -377,8 +436,8 @@ class PylxdClient:
                     "interactive": False,
                 }
             )
-            operation = self._client.operations.wait_for_operation(response.json()["operation"])
-            metadata = operation.metadata or {}
+            operation = self._wait_operation(response.json()["operation"], timeout + 30)
+            metadata = operation.get("metadata") or {}
             output = {
                 fd: self._read_exec_log(path)
                 for fd, path in (metadata.get("output") or {}).items()
@@ -396,7 +455,8 @@ class PylxdClient:
         endpoint = self._client.api
         for part in path.strip("/").split("/")[1:]:
             endpoint = endpoint[part]
-        text = str(endpoint.get().text)
+        # Raw: the output is not an LXD response (it may even be JSON of its own).
+        text = str(endpoint.get(is_api=False).text)
         with contextlib.suppress(*_LXD_ERRORS):
             endpoint.delete()
         return text
@@ -475,3 +535,198 @@ class PylxdClient:
             return bool(self._client.storage_pools.exists(name))
         except _LXD_ERRORS as exc:
             raise LxdError(f"cannot look up storage pool {name}: {exc}") from exc
+
+    def _wait_operation(self, operation: str, timeout: float) -> dict[str, Any]:
+        """Wait for a background operation, however long it takes up to `timeout` seconds.
+
+        pylxd's own wait is bounded by the client's per-call timeout; long operations (an image
+        pull, a publish, a build script) are waited for here in slices instead.
+
+        Args:
+            operation: the operation's URL or id.
+            timeout: seconds to wait in all.
+
+        Returns:
+            The finished operation (its `metadata` holds the result).
+
+        Raises:
+            LxdError: if the operation failed, or did not finish in time.
+        """
+        operation_id = operation.rstrip("/").rsplit("/", 1)[-1]
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LxdError(f"LXD operation {operation_id} did not finish within {timeout:.0f}s")
+            wait = max(1, int(min(remaining, 60.0)))
+            try:
+                response = self._client.api.operations[operation_id].wait.get(
+                    params={"timeout": str(wait)}, timeout=wait + 30
+                )
+                body = response.json()
+            except (*_LXD_ERRORS, ValueError) as exc:
+                raise LxdError(f"cannot wait for LXD operation {operation_id}: {exc}") from exc
+            result = body.get("metadata") or {}
+            status = result.get("status")
+            if status == "Success":
+                return dict(result)
+            if status in ("Failure", "Cancelled") or body.get("error"):
+                reason = result.get("err") or body.get("error") or status
+                raise LxdError(f"LXD operation {result.get('description', '')}: {reason}")
+
+    def stop_instance(self, name: str, timeout: float = 120.0) -> None:
+        """Shut an instance down cleanly, forcefully when it does not stop in time.
+
+        Args:
+            name: the instance.
+            timeout: seconds the clean shutdown may take.
+
+        Raises:
+            LxdError: if LXD fails.
+        """
+        request = {"action": "stop", "timeout": int(timeout), "force": False}
+        try:
+            response = self._client.api.instances[name].state.put(json=request)
+            self._wait_operation(response.json()["operation"], timeout + 30)
+            return
+        except (*_LXD_ERRORS, ValueError, KeyError, LxdError) as exc:
+            if self._instance(name).status == "Stopped":
+                return
+            logger.warning("instance %s did not stop cleanly (%s): stopping it forcefully", name, exc)
+        try:
+            response = self._client.api.instances[name].state.put(
+                json={"action": "stop", "force": True}
+            )
+            self._wait_operation(response.json()["operation"], self._timeout)
+        except (*_LXD_ERRORS, ValueError, KeyError) as exc:
+            raise LxdError(f"cannot stop instance {name}: {exc}") from exc
+
+    def publish_image(
+        self, name: str, alias: str, properties: dict[str, str], timeout: float
+    ) -> str:
+        """Publish a stopped instance as a private image with an alias.
+
+        The image is created first and the alias added afterwards: when the alias cannot be
+        added, the image is deleted again, so a failed publish leaves no unnamed image behind
+        (LXD itself keeps the image when an alias in the publish request is refused).
+
+        Args:
+            name: the stopped instance.
+            alias: the new image's alias (it must not exist yet).
+            properties: the image's properties.
+            timeout: seconds the publish (packing the instance's disk) may take.
+
+        Returns:
+            The new image's fingerprint.
+
+        Raises:
+            LxdError: if LXD fails.
+        """
+        request = {
+            "public": False,
+            "source": {"type": "instance", "name": name},
+            "properties": dict(properties),
+        }
+        try:
+            response = self._client.api.images.post(json=request)
+            operation = self._wait_operation(response.json()["operation"], timeout)
+            fingerprint = str(operation["metadata"]["fingerprint"])
+        except (*_LXD_ERRORS, ValueError, KeyError, TypeError) as exc:
+            raise LxdError(f"cannot publish instance {name}: {exc}") from exc
+        try:
+            self._client.api.images.aliases.post(
+                json={"name": alias, "target": fingerprint, "description": properties.get(
+                    "description", ""
+                )}
+            )
+        except _LXD_ERRORS as exc:
+            with contextlib.suppress(LxdError):
+                self.delete_image(fingerprint)
+            raise LxdError(f"cannot add the image alias {alias}: {exc}") from exc
+        return fingerprint
+
+    def image_fingerprint(self, alias: str) -> str | None:
+        """Return the fingerprint an image alias points at.
+
+        Args:
+            alias: the alias.
+
+        Returns:
+            The fingerprint, or None when the alias does not exist.
+
+        Raises:
+            LxdError: if LXD fails.
+        """
+        try:
+            response = self._client.api.images.aliases[alias].get()
+            return str(response.json()["metadata"]["target"])
+        except pylxd.exceptions.NotFound:
+            return None
+        except (*_LXD_ERRORS, ValueError, KeyError, TypeError) as exc:
+            raise LxdError(f"cannot look up image {alias}: {exc}") from exc
+
+    def set_image_alias(self, alias: str, fingerprint: str, description: str = "") -> None:
+        """Point an image alias at an image, creating the alias when missing.
+
+        Moving an existing alias is one update in LXD: an instance created meanwhile from the
+        alias gets either the old image or the new one, never an error.
+
+        Args:
+            alias: the alias.
+            fingerprint: the image it must point at.
+            description: the alias's description.
+
+        Raises:
+            LxdError: if LXD fails.
+        """
+        body = {"target": fingerprint, "description": description}
+        try:
+            try:
+                self._client.api.images.aliases[alias].put(json=body)
+            except pylxd.exceptions.NotFound:
+                self._client.api.images.aliases.post(json={"name": alias, **body})
+        except _LXD_ERRORS as exc:
+            raise LxdError(f"cannot point the image alias {alias} at {fingerprint}: {exc}") from exc
+
+    def list_images(self) -> list[ImageInfo]:
+        """List the images in the store.
+
+        Returns:
+            The images with their aliases and properties.
+
+        Raises:
+            LxdError: if LXD fails.
+        """
+        try:
+            response = self._client.api.images.get(params={"recursion": "1"})
+            items = response.json()["metadata"]
+        except (*_LXD_ERRORS, ValueError, KeyError) as exc:
+            raise LxdError(f"cannot list LXD images: {exc}") from exc
+        return [
+            ImageInfo(
+                fingerprint=str(item["fingerprint"]),
+                aliases=tuple(str(a["name"]) for a in item.get("aliases") or ()),
+                properties={str(k): str(v) for k, v in (item.get("properties") or {}).items()},
+                instance_type=str(item.get("type", "container")),
+            )
+            for item in items
+        ]
+
+    def delete_image(self, fingerprint: str) -> None:
+        """Delete an image (and so its aliases); a missing image counts as deleted.
+
+        Instances created from the image keep working: they have their own copy.
+
+        Args:
+            fingerprint: the image.
+
+        Raises:
+            LxdError: if LXD fails for another reason.
+        """
+        try:
+            response = self._client.api.images[fingerprint].delete()
+            self._wait_operation(response.json()["operation"], self._timeout)
+        except pylxd.exceptions.NotFound:
+            return
+        except (*_LXD_ERRORS, ValueError, KeyError) as exc:
+            raise LxdError(f"cannot delete image {fingerprint}: {exc}") from exc

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import json
 import logging
 import secrets
 import time
@@ -27,6 +28,7 @@ from .config import RUNNER_SUFFIX_HEX, ManagerConfig, is_loopback_host
 from .errors import LxdError, RunnerCreateError, RunnerManagerError
 from .exchange import Installed, RunnerExchange
 from .github import GitHubClient
+from .image import runner_image
 from .lxd import (
     TAG_CONFIG_HASH,
     TAG_CREATED_AT,
@@ -42,6 +44,14 @@ logger = logging.getLogger(__name__)
 
 RUNNER_USER = "runner"
 DIST_DIR = "/opt/github-runner"
+DOCKER_DAEMON_PATH = "/etc/docker/daemon.json"
+DOCKER_PROXY_DROPIN = "/etc/systemd/system/docker.service.d/http-proxy.conf"
+# Installed into the runner user's and root's ~/.docker by start.sh (the user exists only then).
+DOCKER_CLIENT_CONFIG = f"{DIST_DIR}/docker-client-config.json"
+APROXY_RULES = f"{DIST_DIR}/aproxy.nft"
+APROXY_PORT = 54969
+# Parent directories created before the files go in (LXD does not create them).
+_DIRECTORIES = (DIST_DIR, "/etc/docker", "/etc/systemd/system/docker.service.d")
 UNIT_PATH = "/etc/systemd/system/github-runner.service"
 UNIT_WANTS_PATH = "/etc/systemd/system/multi-user.target.wants/github-runner.service"
 # How long a virtual machine's LXD agent may take to answer after the VM starts.
@@ -110,12 +120,14 @@ def runner_environment(config: ManagerConfig) -> dict[str, str]:
     """
     env: dict[str, str] = {}
     proxy = config.proxy
-    if proxy.http:
-        env["HTTP_PROXY"] = env["http_proxy"] = proxy.http
-    if proxy.https:
-        env["HTTPS_PROXY"] = env["https_proxy"] = proxy.https
-    if (proxy.http or proxy.https) and proxy.no_proxy:
-        env["NO_PROXY"] = env["no_proxy"] = proxy.no_proxy
+    # With aproxy the traffic is redirected transparently: proxy variables on top would send
+    # it through the proxy twice (a bug of the original charm).
+    if proxy.configured and not proxy.aproxy:
+        if proxy.http:
+            env["HTTP_PROXY"] = env["http_proxy"] = proxy.http
+        if proxy.https:
+            env["HTTPS_PROXY"] = env["https_proxy"] = proxy.https
+        env["NO_PROXY"] = env["no_proxy"] = no_proxy(config)
     if config.dockerhub_mirror:
         env["DOCKERHUB_MIRROR"] = config.dockerhub_mirror
         env["CONTAINER_REGISTRY_URL"] = config.dockerhub_mirror
@@ -129,6 +141,63 @@ def runner_environment(config: ManagerConfig) -> dict[str, str]:
         if "\n" in value or "\r" in value or '"' in value:
             raise RunnerCreateError(f"the value of {key} contains a quote or a line break")
     return env
+
+
+def no_proxy(config: ManagerConfig) -> str:
+    """The runners' no_proxy list: the model's, plus loopback, built afresh for every runner.
+
+    The original charm appended each runner's name to a shared list, which grew forever.
+
+    Args:
+        config: the manager configuration.
+
+    Returns:
+        The comma-separated list.
+    """
+    hosts = [part.strip() for part in (config.proxy.no_proxy or "").split(",") if part.strip()]
+    hosts += ["localhost", "127.0.0.1", "::1"]
+    return ",".join(dict.fromkeys(hosts))
+
+
+def docker_files(config: ManagerConfig) -> dict[str, tuple[bytes, int]]:
+    """Docker's configuration in a runner: registry mirror and proxies.
+
+    Args:
+        config: the manager configuration.
+
+    Returns:
+        Path inside the instance → (content, mode); nothing when neither is set.
+    """
+    files: dict[str, tuple[bytes, int]] = {}
+    if config.dockerhub_mirror:
+        daemon = {"registry-mirrors": [config.dockerhub_mirror]}
+        files[DOCKER_DAEMON_PATH] = (json.dumps(daemon, indent=2).encode() + b"\n", 0o644)
+    proxy = config.proxy
+    if proxy.configured and not proxy.aproxy:
+        lines = ["[Service]"]
+        for key, value in (
+            ("HTTP_PROXY", proxy.http),
+            ("HTTPS_PROXY", proxy.https),
+            ("NO_PROXY", no_proxy(config)),
+        ):
+            if value:
+                lines.append(f'Environment="{key}={value}"')
+        files[DOCKER_PROXY_DROPIN] = (("\n".join(lines) + "\n").encode(), 0o644)
+        client = {
+            "proxies": {
+                "default": {
+                    key: value
+                    for key, value in (
+                        ("httpProxy", proxy.http),
+                        ("httpsProxy", proxy.https),
+                        ("noProxy", no_proxy(config)),
+                    )
+                    if value
+                }
+            }
+        }
+        files[DOCKER_CLIENT_CONFIG] = (json.dumps(client, indent=2).encode() + b"\n", 0o644)
+    return files
 
 
 class RunnerSpawner:
@@ -228,7 +297,7 @@ class RunnerSpawner:
         return InstanceSpec(
             name=name,
             instance_type=instance_type,
-            image=config.runners.base_image,
+            image=runner_image(config, instance_type),
             profiles=config.lxd.profiles,
             config=instance_config,
             devices=devices,
@@ -260,9 +329,11 @@ class RunnerSpawner:
             "runner_group": path.group if isinstance(path, GitHubOrg) else "",
             "environment": env,
             "dockerhub_mirror": config.dockerhub_mirror or "",
+            "aproxy_target": config.proxy.aproxy_target if config.proxy.aproxy else "",
+            "aproxy_port": APROXY_PORT,
         }
         render = self._renderer.render
-        return {
+        files = {
             f"{DIST_DIR}/start.sh": (render("runner-start.sh.j2", **context).encode(), 0o755),
             f"{DIST_DIR}/pre-job.sh": (render("pre-job.sh.j2", **context).encode(), 0o755),
             f"{DIST_DIR}/post-job.sh": (render("post-job.sh.j2", **context).encode(), 0o755),
@@ -270,6 +341,10 @@ class RunnerSpawner:
             "/etc/environment": (render("environment.j2", **context).encode(), 0o644),
             UNIT_PATH: (render("runner.service.j2", **context).encode(), 0o644),
         }
+        files.update(docker_files(config))
+        if config.proxy.aproxy:
+            files[APROXY_RULES] = (render("aproxy.nft.j2", **context).encode(), 0o644)
+        return files
 
     def spawn(self, instance_type: InstanceType, config_hash: str) -> SpawnResult:
         """Create, register and start one runner.
@@ -370,7 +445,8 @@ class RunnerSpawner:
         registration: Registration,
         enable: bool,
     ) -> None:
-        self._lxd.make_directory(name, DIST_DIR, 0o755)
+        for directory in _DIRECTORIES:
+            self._lxd.make_directory(name, directory, 0o755)
         self._lxd.push_file(name, f"{DIST_DIR}/runner.tar.gz", self._tarball_bytes(), 0o600)
         for path, (content, mode) in files.items():
             self._lxd.push_file(name, path, content, mode)
@@ -421,7 +497,13 @@ class RunnerSpawner:
     def _start_unit(self, name: str) -> None:
         result = self._lxd.execute(
             name,
-            ["/bin/sh", "-c", "systemctl daemon-reload && systemctl enable --now github-runner"],
+            [
+                "/bin/sh",
+                "-c",
+                # Docker (if the image has it) picks up the pushed mirror and proxy settings.
+                "systemctl daemon-reload && { systemctl try-restart docker.service || true; } "
+                "&& systemctl enable --now github-runner",
+            ],
             timeout=120,
         )
         if result.exit_code != 0:

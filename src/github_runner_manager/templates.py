@@ -20,6 +20,7 @@ RUNNER_TEMPLATES = (
     "environment.j2",
     "pre-job.sh.j2",
     "post-job.sh.j2",
+    "aproxy.nft.j2",
 )
 
 

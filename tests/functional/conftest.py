@@ -87,6 +87,17 @@ def proxy_device(port: int) -> dict[str, str]:
     }
 
 
+def run_in(instance: Any, command: list[str]) -> Any:
+    """Run a command in an instance through LXD's recorded output (no websocket threads).
+
+    Returns:
+        The adapter's ExecResult (exit_code, stdout, stderr).
+    """
+    from github_runner_manager.lxd import PylxdClient
+
+    return PylxdClient(project=PROJECT, timeout=120).execute(instance.name, command, timeout=100)
+
+
 def wait_for_boot(instance: Any, timeout: float = 60.0) -> None:
     """Wait until systemd inside the instance has finished starting up."""
     deadline = time.monotonic() + timeout

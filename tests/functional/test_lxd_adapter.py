@@ -87,11 +87,13 @@ def test_files_exec_and_delete(adapter, lxd_client):
             wanted.name, ["sh", "-c", 'echo "$SECRET"'], env={"SECRET": "s3"}
         )
         pulled = adapter.pull_file(wanted.name, "/opt/grt/hello")
+        as_json = adapter.execute(wanted.name, ["echo", '{"type": "not an LXD response"}'])
 
         assert (result.exit_code, result.stdout.strip()) == (0, "600 root")
         assert linked.stdout == "hello\n"
         assert with_env.stdout.strip() == "s3"
         assert pulled == b"hello\n"
+        assert as_json.stdout == '{"type": "not an LXD response"}\n'
         assert [i.status for i in adapter.list_instances("adapter/0")] == [InstanceStatus.RUNNING]
     finally:
         adapter.delete_instance(wanted.name)

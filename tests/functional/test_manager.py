@@ -22,7 +22,7 @@ from github_runner_manager.lxd import TAG_UNIT
 from github_runner_manager.manager import RunnerManager
 from tests.github_emulator import Emulator
 
-from .conftest import IMAGE, PROJECT, TEST_REPO, TEST_TOKEN
+from .conftest import IMAGE, PROJECT, TEST_REPO, TEST_TOKEN, run_in
 
 pytestmark = pytest.mark.lxd
 
@@ -191,7 +191,7 @@ def test_killed_runner_is_removed_and_replaced(make_manager, emulator, lxd_clien
     wait_online(emulator, 1)
     instance = lxd_client.instances.get(name)
 
-    instance.execute(["systemctl", "kill", "--signal=KILL", "github-runner"])
+    run_in(instance, ["systemctl", "kill", "--signal=KILL", "github-runner"])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if all(r["status"] == "offline" for r in gh_runners(emulator)):

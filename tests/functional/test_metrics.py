@@ -16,7 +16,7 @@ from github_runner_manager.cli import build_manager
 from github_runner_manager.exchange import EXCHANGE_SIZE
 from github_runner_manager.manager import RunnerManager
 
-from .conftest import TEST_REPO
+from .conftest import TEST_REPO, run_in
 from .test_manager import LABELS, manager_config, wait_gone, wait_job, wait_online
 
 pytestmark = pytest.mark.lxd
@@ -109,8 +109,8 @@ def test_killed_runner_leaves_crash_logs(metrics_manager, emulator, lxd_client, 
     manager = metrics_manager(containers=1)
     runner = manager.reconcile().created[0]
     wait_online(emulator, 1)
-    lxd_client.instances.get(runner).execute(
-        ["systemctl", "kill", "--signal=KILL", "github-runner"]
+    run_in(
+        lxd_client.instances.get(runner), ["systemctl", "kill", "--signal=KILL", "github-runner"]
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(

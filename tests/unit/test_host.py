@@ -46,6 +46,8 @@ class Machine:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.bin = root / "snap-bin"
+        self.sbin = root / "sbin"
+        self.sbin.mkdir()
         self.ram = root / "storage" / "ram"
         self.juju = root / "storage" / "juju"
         self.proc = root / "proc"
@@ -54,6 +56,7 @@ class Machine:
         self.os_release.write_text('NAME="Ubuntu"\nID=ubuntu\n')
         self.meminfo(64 * GIB)
         self.mounts("")
+        (self.proc / "filesystems").write_text("nodev\tsysfs\nnodev\ttmpfs\n\text4\n")
         self.disk = 100 * GIB
         self.commands = FakeCommands()
         self.snaps: list[tuple[str, str]] = []
@@ -67,6 +70,7 @@ class Machine:
         self.host = host.Host(
             self.commands,
             binary_dirs=(self.bin, root / "usr-bin"),
+            tool_dirs=(self.sbin,),
             ram_dir=self.ram,
             juju_storage_dir=self.juju,
             proc_dir=self.proc,
@@ -102,10 +106,22 @@ class Machine:
             "sysfs /sys sysfs rw,nosuid 0 0\n/dev/sda1 / ext4 rw,relatime 0 0\n" + extra
         )
 
-    def pool(self, source: Path | str) -> None:
-        self.commands.answers[("storage", "show", "runner")] = (
-            f"name: runner\ndriver: dir\nconfig:\n  source: {source}\nused_by: []\n"
+    def pool(self, source: Path | str, driver: str = "dir", name: str = "runner") -> None:
+        """An LXD pool on `source`, holding the layout LXD makes when it creates one."""
+        self.commands.answers[("storage", "show", name)] = (
+            f"name: {name}\ndriver: {driver}\nconfig:\n  source: {source}\nused_by: []\n"
         )
+        if Path(source).is_absolute() and str(source).startswith(str(self.root)):
+            (Path(source) / "containers").mkdir(parents=True, exist_ok=True)
+
+    def enable_btrfs(self) -> None:
+        for tool in ("mkfs.btrfs", "losetup", "btrfs"):
+            (self.sbin / tool).write_text("")
+        (self.proc / "filesystems").write_text("nodev\ttmpfs\n\text4\n\tbtrfs\n")
+
+    def add_mount(self, line: str) -> None:
+        mounts = self.proc / "mounts"
+        mounts.write_text(mounts.read_text() + line)
 
 
 @pytest.fixture

@@ -4,13 +4,19 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from github_runner_manager.errors import LxdError, RunnerCreateError
 from github_runner_manager.lxd import ExecResult
 from github_runner_manager.models import InstanceType
 from github_runner_manager.runner import (
+    APROXY_RULES,
     DIST_DIR,
+    DOCKER_CLIENT_CONFIG,
+    DOCKER_DAEMON_PATH,
+    DOCKER_PROXY_DROPIN,
     UNIT_PATH,
     UNIT_WANTS_PATH,
     RunnerSpawner,
@@ -183,7 +189,7 @@ def test_labels_and_environment(tmp_path):
     ]
     env = runner_environment(config)
     assert env["http_proxy"] == env["HTTP_PROXY"] == "http://proxy:3128"
-    assert env["no_proxy"] == "internal"
+    assert env["no_proxy"] == "internal,localhost,127.0.0.1,::1"
     assert env["DOCKERHUB_MIRROR"] == env["CONTAINER_REGISTRY_URL"] == "https://mirror.example"
     assert env["TMATE_SERVER_PORT"] == "10022"
 
@@ -194,3 +200,55 @@ def test_rendered_files_hold_no_github_token(spawner_for, lxd):
 
     for path, (content, _) in lxd.instances[result.name].files.items():
         assert b"ghp_unit_test_token" not in content, path
+
+
+def test_docker_gets_mirror_and_proxies(spawner_for, lxd):
+    """arrange: a mirror and a model proxy. act: spawn. assert: daemon.json, drop-in, client."""
+    spawner = spawner_for(
+        dockerhub_mirror="https://mirror.example",
+        proxy={"http": "http://proxy:3128", "https": "http://proxy:3128", "no_proxy": "corp"},
+    )
+
+    result = spawner.spawn(InstanceType.CONTAINER, "h")
+
+    files = lxd.instances[result.name].files
+    assert json.loads(files[DOCKER_DAEMON_PATH][0]) == {"registry-mirrors": ["https://mirror.example"]}
+    dropin = files[DOCKER_PROXY_DROPIN][0].decode()
+    assert 'Environment="HTTPS_PROXY=http://proxy:3128"' in dropin
+    assert 'Environment="NO_PROXY=corp,localhost,127.0.0.1,::1"' in dropin
+    client = json.loads(files[DOCKER_CLIENT_CONFIG][0])
+    assert client["proxies"]["default"]["httpProxy"] == "http://proxy:3128"
+    assert b"HTTP_PROXY=http://proxy:3128" in files[f"{DIST_DIR}/runner.env"][0]
+
+
+def test_aproxy_replaces_proxy_variables(spawner_for, lxd):
+    """arrange: aproxy on. act: spawn. assert: nftables redirect, no proxy variables anywhere."""
+    spawner = spawner_for(proxy={"http": "http://10.1.2.3:3128", "aproxy": True})
+
+    result = spawner.spawn(InstanceType.CONTAINER, "h")
+
+    files = lxd.instances[result.name].files
+    rules = files[APROXY_RULES][0].decode()
+    assert "redirect to :54969" in rules
+    start = files[f"{DIST_DIR}/start.sh"][0].decode()
+    assert "proxy=10.1.2.3:3128" in start
+    for path in (f"{DIST_DIR}/runner.env", "/etc/environment"):
+        assert b"PROXY" not in files[path][0].upper(), path
+    assert DOCKER_PROXY_DROPIN not in files
+
+
+def test_no_proxy_does_not_grow_between_runners(spawner_for, lxd):
+    """arrange: a proxy. act: spawn three runners. assert: every runner gets the same no_proxy."""
+    spawner = spawner_for(proxy={"http": "http://proxy:3128", "no_proxy": "a,b"})
+
+    names = [spawner.spawn(InstanceType.CONTAINER, "h").name for _ in range(3)]
+
+    envs = {lxd.instances[n].files[f"{DIST_DIR}/runner.env"][0] for n in names}
+    assert len(envs) == 1
+    assert b"NO_PROXY=a,b,localhost,127.0.0.1,::1\n" in envs.pop()
+
+
+def test_aproxy_needs_a_proxy_with_a_port(tmp_path):
+    """arrange: aproxy without a proxy. act: validate. assert: the config is refused."""
+    with pytest.raises(ValueError, match="aproxy"):
+        make_config(tmp_path, proxy={"aproxy": True})

@@ -1,0 +1,264 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""The runners' egress firewall: an LXD network ACL on the bridge the runners use.
+
+LXD turns the ACL into nftables (or xtables) rules on the host, so the rules hold for every
+instance on the bridge, whatever happens inside it, and changing them touches no instance.
+
+What LXD does by itself on a bridge with an ACL (LXD 5.0, read back from `nft list ruleset`):
+before any ACL rule, traffic from the bridge *to the host* is accepted for DNS (TCP and UDP 53),
+DHCP (UDP 67 and 547), ICMPv4 errors (types 3, 11, 12), ICMPv6 errors and neighbour discovery;
+replies of established connections are accepted. ACL rules come next, rejects before allows
+whatever their order in the ACL, then the bridge's default action
+(`security.acls.default.egress.action`, which this module sets to `allow`).
+
+The egress rules this module writes, every time and in this order:
+
+1. reject everything to the host's own IPv4 addresses (the bridge address and every other
+   address of the host): runners get DHCP and DNS from LXD's baseline above, and nothing else
+   of the host (its SSH, the Juju agent, LXD's API...);
+2. reject all IPv6: the bridge LXD is initialised with has no IPv6, and the denylist is IPv4
+   only, so an IPv6 path (a bridge later given IPv6) would go around it;
+3. reject each denylisted CIDR. When a CIDR holds the host's address nothing is carved out of
+   it: the host is rejected anyway, and LXD's baseline keeps DHCP and DNS open.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import host
+
+logger = logging.getLogger(__name__)
+
+NETWORK = "lxdbr0"
+ACL = "github-runner"
+ACL_DESCRIPTION = "github-runner: the runners' egress firewall (managed by the charm)"
+ACLS_KEY = "security.acls"
+DEFAULT_EGRESS_KEY = "security.acls.default.egress.action"
+REJECT = "reject"
+HOST_RULE = "github-runner: the host (LXD's baseline keeps DHCP and DNS open)"
+IPV6_RULE = "github-runner: all IPv6 (the denylist is IPv4 only)"
+
+
+class FirewallError(host.HostError):
+    """The firewall could not be applied; the next reconciliation retries."""
+
+
+def _rule(destination: str, description: str) -> dict[str, str]:
+    return {
+        "action": REJECT,
+        "destination": destination,
+        "description": description,
+        "state": "enabled",
+    }
+
+
+def egress_rules(
+    denylist: Iterable[ipaddress.IPv4Network],
+    host_addresses: Iterable[ipaddress.IPv4Address],
+) -> list[dict[str, str]]:
+    """The ACL's egress rules.
+
+    Args:
+        denylist: networks the runners must not reach (duplicates are dropped).
+        host_addresses: the host's own IPv4 addresses.
+
+    Returns:
+        The rules, as LXD shows them (empty fields left out).
+    """
+    rules = []
+    addresses = sorted(set(host_addresses))
+    if addresses:
+        rules.append(_rule(",".join(str(address) for address in addresses), HOST_RULE))
+    rules.append(_rule("::/0", IPV6_RULE))
+    for network in dict.fromkeys(denylist):
+        rules.append(_rule(str(network), f"github-runner: denylist {network}"))
+    return rules
+
+
+def _normalise_rules(rules: Any) -> list[dict[str, str]]:
+    """Return ACL rules without their empty fields, the way they compare with ours."""
+    return [
+        {str(key): str(value) for key, value in rule.items() if value not in (None, "")}
+        for rule in rules or []
+    ]
+
+
+class Firewall:
+    """The egress ACL of a bridge, applied through the `lxc` command."""
+
+    def __init__(
+        self,
+        network: str = NETWORK,
+        acl: str = ACL,
+        run: host.CommandRunner = host.run_command,
+        *,
+        binary_dirs: Sequence[Path] = host.BINARY_DIRS,
+        tool_dirs: Sequence[Path] = host.TOOL_DIRS,
+    ):
+        """Describe the firewall; every system access can be replaced for tests.
+
+        Args:
+            network: the LXD bridge the runners are on.
+            acl: the name of the ACL this firewall owns.
+            run: the command runner.
+            binary_dirs: where to look for `lxc`, in order.
+            tool_dirs: where to look for `ip`, in order.
+        """
+        self.network = network
+        self.acl = acl
+        self._run = run
+        self._binary_dirs = tuple(binary_dirs)
+        self._tool_dirs = tuple(tool_dirs)
+
+    def _lxc(self) -> str:
+        for directory in self._binary_dirs:
+            lxc = directory / "lxc"
+            if lxc.exists():
+                return str(lxc)
+        raise FirewallError("LXD is not installed")
+
+    def _network_config(self, lxc: str) -> dict[str, str]:
+        try:
+            output = self._run([lxc, "network", "show", self.network], timeout=60)
+        except host.CommandError as exc:
+            raise FirewallError(
+                f"cannot read the LXD network {self.network} the runners use: {exc.stderr}"
+            ) from None
+        data: Any = yaml.safe_load(output) or {}
+        return {str(key): str(value) for key, value in (data.get("config") or {}).items()}
+
+    def host_addresses(self, network_config: dict[str, str]) -> set[ipaddress.IPv4Address]:
+        """The host's own IPv4 addresses: the bridge's, and those of every other interface.
+
+        Args:
+            network_config: the bridge's LXD configuration.
+
+        Returns:
+            The addresses, loopback left out (runners cannot reach the host's loopback).
+
+        Raises:
+            FirewallError: if `ip` is missing or fails.
+        """
+        addresses = set()
+        try:
+            addresses.add(ipaddress.IPv4Interface(network_config.get("ipv4.address", "")).ip)
+        except ValueError:
+            pass  # `none`, or not set: the bridge has no IPv4 address.
+        ip = host.find_tool("ip", self._tool_dirs)
+        if ip is None:
+            raise FirewallError("cannot list the host's addresses: the ip command is missing")
+        try:
+            output = self._run([ip, "-4", "-json", "address", "show"], timeout=60)
+        except host.CommandError as exc:
+            raise FirewallError(f"cannot list the host's addresses: {exc}") from None
+        for interface in json.loads(output or "[]"):
+            for info in interface.get("addr_info") or []:
+                if info.get("family") == "inet" and info.get("local"):
+                    address = ipaddress.IPv4Address(info["local"])
+                    if not address.is_loopback:
+                        addresses.add(address)
+        return addresses
+
+    def _ensure_acl(self, lxc: str, rules: list[dict[str, str]]) -> bool:
+        """Create the ACL when missing and write its rules when they differ."""
+        changed = False
+        try:
+            output = self._run([lxc, "network", "acl", "show", self.acl], timeout=60)
+        except host.CommandError as exc:
+            if "not found" not in exc.stderr.lower():
+                raise FirewallError(f"cannot read the LXD network ACL {self.acl}: {exc}") from None
+            logger.info("creating the LXD network ACL %s", self.acl)
+            self._run([lxc, "network", "acl", "create", self.acl], timeout=60)
+            output = ""
+            changed = True
+        current: Any = yaml.safe_load(output) or {}
+        if (
+            _normalise_rules(current.get("egress")) == rules
+            and not current.get("ingress")
+            and current.get("description") == ACL_DESCRIPTION
+        ):
+            return changed
+        document = {
+            "description": ACL_DESCRIPTION,
+            "egress": rules,
+            # The ACL is the charm's: inbound traffic keeps the bridge's default (reject).
+            "ingress": [],
+            "config": current.get("config") or {},
+        }
+        logger.info(
+            "writing %d egress rules to the LXD network ACL %s: %s",
+            len(rules),
+            self.acl,
+            ", ".join(rule["destination"] for rule in rules),
+        )
+        self._run(
+            [lxc, "network", "acl", "edit", self.acl],
+            input_text=yaml.safe_dump(document, sort_keys=False),
+            timeout=60,
+        )
+        return True
+
+    def _attach(self, lxc: str, network_config: dict[str, str]) -> bool:
+        """Attach the ACL to the bridge with a default egress action of `allow`."""
+        acls = [name.strip() for name in network_config.get(ACLS_KEY, "").split(",")]
+        acls = [name for name in acls if name]
+        wanted = {}
+        if self.acl not in acls:
+            # Keep the ACLs someone else attached: LXD applies every reject before any allow,
+            # so theirs cannot open what ours rejects.
+            wanted[ACLS_KEY] = ",".join([*acls, self.acl])
+        if network_config.get(DEFAULT_EGRESS_KEY) != "allow":
+            wanted[DEFAULT_EGRESS_KEY] = "allow"
+        if not wanted:
+            return False
+        logger.info("attaching the ACL %s to the LXD network %s", self.acl, self.network)
+        try:
+            self._run(
+                [
+                    lxc,
+                    "network",
+                    "set",
+                    self.network,
+                    *(f"{key}={value}" for key, value in wanted.items()),
+                ],
+                timeout=120,
+            )
+        except host.CommandError as exc:
+            raise FirewallError(
+                f"cannot attach the ACL {self.acl} to the LXD network {self.network}: {exc}"
+            ) from None
+        return True
+
+    def apply(self, denylist: Iterable[ipaddress.IPv4Network]) -> bool:
+        """Make the bridge reject the runners' traffic to the host and to the denylist.
+
+        Idempotent: identical rules are not written again. Running instances are left alone
+        (LXD only rewrites its nftables chains); connections already open stay open.
+
+        Args:
+            denylist: networks the runners must not reach; empty still protects the host.
+
+        Returns:
+            Whether the ACL or the bridge changed.
+
+        Raises:
+            FirewallError: if LXD refuses a change or a command cannot run.
+        """
+        lxc = self._lxc()
+        network_config = self._network_config(lxc)
+        rules = egress_rules(denylist, self.host_addresses(network_config))
+        try:
+            changed = self._ensure_acl(lxc, rules)
+        except host.CommandError as exc:
+            raise FirewallError(f"cannot write the LXD network ACL {self.acl}: {exc}") from None
+        # Attach after the rules are written: the bridge never runs with a stale ACL.
+        return self._attach(lxc, network_config) or changed

@@ -1,0 +1,242 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""The printed form of the benchmark results: one table per section, goals, profiles."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .scenarios import STAGES
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.2f}"
+    return str(value)
+
+
+def grid(header: Sequence[str], rows: Sequence[Sequence[Any]], indent: str = "  ") -> str:
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [
+        max(len(header[i]), *(len(row[i]) for row in cells)) if cells else len(header[i])
+        for i in range(len(header))
+    ]
+    lines = [indent + "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append(indent + "  ".join("-" * w for w in widths))
+    lines.extend(
+        indent + "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells
+    )
+    return "\n".join(lines)
+
+
+def _span(summary: dict[str, Any]) -> str:
+    return f"{_cell(summary['min'])}-{_cell(summary['max'])}"
+
+
+def spawn_section(summary: dict[str, Any]) -> list[str]:
+    rows = []
+    floors = []
+    for count in sorted(summary, key=int):
+        for concurrency in sorted(summary[count], key=int):
+            entry = summary[count][concurrency]
+            manager, floor = entry["manager"], entry.get("floor")
+            stages = manager["stages"]
+            rows.append(
+                [
+                    count,
+                    concurrency,
+                    manager["runs"],
+                    manager["total"],
+                    _span(manager),
+                    floor["total"] if floor else None,
+                    _span(floor) if floor else None,
+                    entry.get("ratio"),
+                    manager["reconcile"],
+                    *(stages[stage] for stage in STAGES),
+                ]
+            )
+            if floor and concurrency == count:
+                floors.append([count, floor["threads"], floor["create"], floor["start"]])
+    header = ["N", "conc", "runs", "manager", "range", "floor", "range", "ratio", "reconcile"]
+    out = [
+        "1. Spawn latency: from zero to N runners online and idle on the emulator (s, median)",
+        grid([*header, *STAGES], rows),
+        "  stages: median per runner over all runs; wait = reconcile start -> this runner's",
+        "  spawn; boot = LXD start returned -> runner service started; online = service started",
+        "  -> listening for jobs; seen = listening -> the emulator lists it online and idle.",
+        "  floor: raw pylxd create+start of N containers, same spec, N threads; per container:",
+        grid(["N", "threads", "create", "start"], floors),
+    ]
+    return out
+
+
+def replacement_section(summary: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            count,
+            entry["runs"],
+            entry["latency"],
+            _span(entry),
+            f"{entry['immediate_replaced']}/{entry['runs']}",
+            entry["reconciles"],
+            entry["replacing_reconcile_at"],
+        ]
+        for count, entry in sorted(summary.items(), key=lambda item: int(item[0]))
+    ]
+    return [
+        "2. Replacement: job completed -> a fresh runner online and idle (s, median)",
+        grid(
+            [
+                "N",
+                "runs",
+                "latency",
+                "range",
+                "immediate reconcile replaced",
+                "reconciles",
+                "replacing reconcile at",
+            ],
+            rows,
+        ),
+        "  reconcile runs as soon as the job is completed, then every second until it creates",
+        "  the replacement; 'at' is that reconcile's start after the job completed.",
+    ]
+
+
+def _routes(by_route: dict[str, int] | None) -> str:
+    if not by_route:
+        return "-"
+    return ", ".join(f"{route} x{n}" for route, n in sorted(by_route.items()))
+
+
+def api_section(summary: dict[str, Any]) -> list[str]:
+    rows = []
+    routes = []
+    for count, entry in sorted(summary.items(), key=lambda item: int(item[0])):
+        steady = entry["steady"]
+        rows.append(
+            [
+                count,
+                steady["calls"],
+                steady["not_modified"],
+                steady["rate_limit_used"],
+                entry["spawn_calls_per_runner"],
+                entry["spawn_rate_per_runner"],
+            ]
+        )
+        routes.append(f"  N={count} steady: {_routes(steady['runs'][-1]['by_route'])}")
+        routes.append(f"  N={count} spawn:  {_routes(entry['spawn_by_route'])}")
+    return [
+        "3. GitHub API cost (counted by the emulator)",
+        grid(
+            [
+                "N",
+                "calls/reconcile",
+                "304s",
+                "rate units",
+                "spawn calls/runner",
+                "spawn units/runner",
+            ],
+            rows,
+        ),
+        *routes,
+    ]
+
+
+def overhead_section(summary: dict[str, Any], planner: dict[str, Any] | None) -> list[str]:
+    rows = [
+        [
+            count,
+            entry["cli_wall"],
+            entry["cli_max_rss_mib"],
+            entry["cli_report_duration"],
+            entry["in_process_wall"],
+            entry["tracemalloc_peak_mib"],
+        ]
+        for count, entry in sorted(summary.items(), key=lambda item: int(item[0]))
+    ]
+    out = [
+        "4. No-change reconcile overhead (median)",
+        grid(
+            [
+                "runners",
+                "CLI wall s",
+                "CLI peak RSS MiB",
+                "CLI report.duration s",
+                "in-process wall s",
+                "tracemalloc peak MiB",
+            ],
+            rows,
+        ),
+    ]
+    if planner:
+        out.append(
+            f"  planner.classify + planner.plan, {planner['runners']} runners "
+            f"(+{planner['github_runners'] - planner['runners']} GitHub-only): median "
+            f"{planner['median_ms']} ms, p95 {planner['p95_ms']} ms, min {planner['min_ms']} ms "
+            f"({planner['runs']} runs)"
+        )
+    return out
+
+
+def goals_section(goals: list[dict[str, Any]]) -> list[str]:
+    rows = [[g["status"], g["goal"], g["value"], g["note"] or ""] for g in goals]
+    return ["Goals", grid(["", "goal", "measured", "note"], rows)]
+
+
+def profiles_section(profiles: dict[str, Any]) -> list[str]:
+    out = []
+    spawn = profiles.get("spawn")
+    if spawn:
+        out.append(
+            f"Profile: spawn of {spawn['n']} runners (wall-clock stack samples of the spawning"
+            f" threads, {spawn['samples']} samples every {spawn['interval'] * 1000:.0f} ms)"
+        )
+        out.append(grid(["function (cumulative)", "share", "thread-s"], spawn["cumulative"]))
+        out.append(grid(["function (self)", "share", "thread-s"], spawn["self"][:10]))
+    overhead = profiles.get("overhead")
+    if overhead:
+        out.append(f"Profile: no-change CLI reconcile with {overhead['n']} runners (cProfile)")
+        out.append(grid(["function", "calls", "own s", "cum s"], overhead["cli"]["cprofile"]))
+        out.append(grid(["slowest imports", "s"], overhead["cli"]["imports"]))
+        out.append("Profile: the same reconcile in-process (cProfile)")
+        out.append(grid(["function", "calls", "own s", "cum s"], overhead["in_process"]))
+    planner = profiles.get("planner")
+    if planner:
+        out.append("Profile: planner (cProfile, 20 runs)")
+        out.append(grid(["function", "calls", "own s", "cum s"], planner))
+    return out
+
+
+def render(results: dict[str, Any]) -> str:
+    env = results.get("environment", {})
+    git = env.get("git", {})
+    dirty = f" + {len(git.get('dirty', []))} uncommitted files" if git.get("dirty") else ""
+    shape = env.get("runner_shape", {})
+    lines = [
+        f"github-runner benchmark - {env.get('started_at')} - {env.get('cpus')} CPUs, "
+        f"LXD {env.get('lxd')}, project {env.get('project')}, pool {env.get('pool')}, "
+        f"image {env.get('image')}",
+        f"commit {git.get('commit')}{dirty}; repeat {env.get('repeat')}, sizes "
+        f"{env.get('sizes')}; runners: {shape.get('cpu')} CPU, {shape.get('memory')}, "
+        f"{shape.get('disk')} root, ephemeral, metrics on; elapsed {results.get('elapsed')} s",
+        "",
+    ]
+    summary = results["summary"]
+    if summary["spawn"]:
+        lines += [*spawn_section(summary["spawn"]), ""]
+    if summary["replacement"]:
+        lines += [*replacement_section(summary["replacement"]), ""]
+    if summary["api"]:
+        lines += [*api_section(summary["api"]), ""]
+    if summary["overhead"] or results.get("planner"):
+        lines += [*overhead_section(summary["overhead"], results.get("planner")), ""]
+    if results.get("goals"):
+        lines += [*goals_section(results["goals"]), ""]
+    if results.get("profiles"):
+        lines += profiles_section(results["profiles"])
+    if results.get("interrupted") or results.get("error"):
+        lines.append(f"INCOMPLETE: {results.get('error') or 'interrupted'}")
+    return "\n".join(lines)

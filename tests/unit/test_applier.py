@@ -1,0 +1,387 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""RunnerRemover: the order of deletions, what an error leaves behind, busy retries."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from github_runner_manager.applier import RunnerRemover
+from github_runner_manager.errors import (
+    GitHubConflictError,
+    GitHubUnavailableError,
+    LxdError,
+    RunnerManagerError,
+    TokenError,
+)
+from github_runner_manager.models import (
+    GitHubRunner,
+    InstanceStatus,
+    InstanceType,
+    RunnerInstance,
+    RunnerState,
+)
+from github_runner_manager.planner import Reason, Removal, RunnerView
+
+from .conftest import PREFIX, UNIT
+
+UTC = datetime.timezone.utc
+CREATED = datetime.datetime(2026, 6, 1, 11, 0, tzinfo=UTC)
+
+
+def name(index: int) -> str:
+    return f"{PREFIX}-{index:012x}"
+
+
+class Recorder:
+    """Records the deletions on both sides, in order, and scripts GitHub's answers."""
+
+    def __init__(self, lxd, github) -> None:
+        self.order: list[tuple[str, object]] = []
+        self.github_errors: list[Exception] = []
+        real_lxd_delete = lxd.delete_instance
+        real_github_delete = github.delete_runner
+
+        def delete_instance(instance: str) -> None:
+            self.order.append(("lxd", instance))
+            real_lxd_delete(instance)
+
+        def delete_runner(runner_id: int) -> None:
+            self.order.append(("github", runner_id))
+            if self.github_errors:
+                raise self.github_errors.pop(0)
+            real_github_delete(runner_id)
+
+        lxd.delete_instance = delete_instance
+        github.delete_runner = delete_runner
+
+
+@pytest.fixture
+def recorder(lxd, github) -> Recorder:
+    return Recorder(lxd, github)
+
+
+@pytest.fixture
+def hooked() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def remover(lxd, github, clock, hooked, recorder) -> RunnerRemover:
+    def before_delete(removal: Removal) -> None:
+        recorder.order.append(("hook", removal.name))
+        hooked.append(removal.name)
+
+    return RunnerRemover(lxd, github, before_delete=before_delete, sleep=clock.sleep)
+
+
+def removal(
+    lxd,
+    github,
+    index: int,
+    state: RunnerState,
+    *,
+    instance: bool = True,
+    registered: bool = True,
+    online: bool = True,
+    reason: Reason = Reason.SCALE_DOWN,
+) -> Removal:
+    """Put a runner in the fakes (GitHub says busy for a BUSY one) and return its removal."""
+    runner_name = name(index)
+    running = state is not RunnerState.STOPPED
+    lxd_instance = None
+    if instance:
+        lxd.add(runner_name, UNIT, status="Running" if running else "Stopped", created_at=CREATED)
+        lxd_instance = RunnerInstance(
+            name=runner_name,
+            instance_type=InstanceType.CONTAINER,
+            status=InstanceStatus.RUNNING if running else InstanceStatus.STOPPED,
+            created_at=CREATED,
+            config_hash="hash",
+        )
+    github_runner: GitHubRunner | None = None
+    if registered:
+        github_runner = github.add(runner_name, online=online, busy=state is RunnerState.BUSY)
+    view = RunnerView(name=runner_name, state=state, instance=lxd_instance, github=github_runner)
+    return Removal(view, reason)
+
+
+def test_idle_runner_goes_from_github_first(remover, lxd, github, recorder, hooked):
+    """arrange: an idle runner. act: remove.
+
+    assert: GitHub registration deleted before the instance; removed.
+    """
+    target = removal(lxd, github, 1, RunnerState.IDLE)
+
+    outcome = remover.remove(target)
+
+    assert outcome.removed is True and outcome.error is None
+    runner_id = target.runner.github.id  # type: ignore[union-attr]
+    assert recorder.order == [("github", runner_id), ("hook", name(1)), ("lxd", name(1))]
+    assert lxd.instances == {} and github.runners == {}
+
+
+def test_booting_registered_runner_goes_from_github_first(remover, lxd, github, recorder):
+    """arrange: a booting runner already registered (offline). act: remove.
+
+    assert: GitHub first, then the instance.
+    """
+    target = removal(lxd, github, 1, RunnerState.BOOTING, online=False)
+
+    outcome = remover.remove(target)
+
+    assert outcome.removed is True
+    assert [side for side, _ in recorder.order] == ["github", "hook", "lxd"]
+
+
+def test_booting_runner_without_registration_loses_only_its_instance(
+    remover, lxd, github, recorder
+):
+    """arrange: a booting runner GitHub does not list yet. act: remove.
+
+    assert: only the instance is deleted; no GitHub call.
+    """
+    target = removal(lxd, github, 1, RunnerState.BOOTING, registered=False)
+
+    outcome = remover.remove(target)
+
+    assert outcome.removed is True
+    assert recorder.order == [("hook", name(1)), ("lxd", name(1))]
+
+
+@pytest.mark.parametrize(
+    ("state", "online"),
+    [(RunnerState.STOPPED, False), (RunnerState.UNHEALTHY, False), (RunnerState.STOPPED, True)],
+)
+def test_dead_runner_loses_its_instance_first(remover, lxd, github, recorder, state, online):
+    """arrange: a stopped or unhealthy runner still registered. act: remove.
+
+    assert: the logs hook, then the instance, then the registration; removed.
+    """
+    target = removal(lxd, github, 1, state, online=online, reason=Reason(state.value))
+
+    outcome = remover.remove(target)
+
+    assert outcome.removed is True and outcome.error is None
+    runner_id = target.runner.github.id  # type: ignore[union-attr]
+    assert recorder.order == [("hook", name(1)), ("lxd", name(1)), ("github", runner_id)]
+    assert lxd.instances == {} and github.runners == {}
+
+
+def test_busy_runner_flushed_loses_its_instance_first(remover, lxd, github, recorder, clock):
+    """arrange: a flushed busy runner; GitHub keeps it busy twice more. act: remove.
+
+    assert: instance first; registration deleted on the third attempt after waiting 2 s and 4 s
+    (injected sleep).
+    """
+    target = removal(lxd, github, 1, RunnerState.BUSY, reason=Reason.FLUSH)
+    runner_id = target.runner.github.id  # type: ignore[union-attr]
+    # GitHub's answers: busy twice more (scripted), then the cancelled job lets the runner go.
+    github.runners[runner_id] = GitHubRunner(runner_id, name(1), online=False, busy=False)
+    recorder.github_errors = [GitHubConflictError("runner is busy", 422)] * 2
+
+    outcome = remover.remove(target)
+
+    assert outcome.removed is True and outcome.error is None
+    assert recorder.order == [
+        ("hook", name(1)),
+        ("lxd", name(1)),
+        ("github", runner_id),
+        ("github", runner_id),
+        ("github", runner_id),
+    ]
+    assert clock.slept == [2.0, 4.0]
+    assert github.runners == {}
+
+
+def test_busy_runner_that_github_keeps_busy(lxd, github, recorder, clock):
+    """arrange: a busy runner GitHub never lets go; retry delays 1, 3. act: remove.
+
+    assert: three attempts, waits of 1 and 3 s, the conflict reported; the instance is gone.
+    """
+    remover = RunnerRemover(lxd, github, sleep=clock.sleep, busy_retry_delays=(1.0, 3.0))
+    target = removal(lxd, github, 1, RunnerState.BUSY, reason=Reason.FLUSH)
+    recorder.github_errors = [GitHubConflictError("runner is busy", 422)] * 5
+
+    outcome = remover.remove(target)
+
+    assert isinstance(outcome.error, GitHubConflictError)
+    assert outcome.removed is True, "the instance is gone: the job is cancelled"
+    assert [side for side, _ in recorder.order] == ["lxd", "github", "github", "github"]
+    assert clock.slept == [1.0, 3.0]
+    assert lxd.instances == {}
+
+
+def test_conflict_on_a_dead_runner_is_not_retried(remover, lxd, github, recorder, clock):
+    """arrange: a stopped runner whose registration GitHub refuses (409). act: remove.
+
+    assert: one attempt, no sleep, the conflict reported.
+    """
+    target = removal(lxd, github, 1, RunnerState.STOPPED, online=False, reason=Reason.STOPPED)
+    recorder.github_errors = [GitHubConflictError("conflict", 409)]
+
+    outcome = remover.remove(target)
+
+    assert isinstance(outcome.error, GitHubConflictError)
+    assert [side for side, _ in recorder.order] == ["hook", "lxd", "github"]
+    assert clock.slept == []
+
+
+def test_idle_runner_that_took_a_job_meanwhile_is_kept(remover, lxd, github, recorder, hooked):
+    """arrange: an idle runner that GitHub says is busy when deleted (422). act: remove.
+
+    assert: not removed, no error, a note; the instance untouched, no hook.
+    """
+    target = removal(lxd, github, 1, RunnerState.IDLE)
+    recorder.github_errors = [GitHubConflictError("runner is busy", 422)]
+
+    outcome = remover.remove(target)
+
+    assert outcome.removed is False
+    assert outcome.error is None
+    assert outcome.note == "it took a job meanwhile"
+    assert name(1) in lxd.instances
+    assert hooked == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [GitHubUnavailableError("GitHub answered 503"), TokenError("bad credentials", 401)],
+)
+def test_github_error_keeps_an_idle_runners_instance(remover, lxd, github, recorder, error):
+    """arrange: an idle runner; GitHub fails to delete it. act: remove.
+
+    assert: the error reported, not removed, the instance kept (it may be healthy).
+    """
+    target = removal(lxd, github, 1, RunnerState.IDLE)
+    recorder.github_errors = [error]
+
+    outcome = remover.remove(target)
+
+    assert outcome.removed is False
+    assert outcome.error is error
+    assert recorder.order == [("github", target.runner.github.id)]  # type: ignore[union-attr]
+    assert name(1) in lxd.instances
+
+
+def test_lxd_error_is_reported_and_keeps_the_registration(remover, lxd, github, recorder):
+    """arrange: a stopped runner; LXD fails to delete it. act: remove.
+
+    assert: the LXD error, not removed, the registration left for the next run.
+    """
+    target = removal(lxd, github, 1, RunnerState.STOPPED, online=False, reason=Reason.STOPPED)
+    lxd.fail["delete_instance"] = LxdError("LXD did not answer")
+
+    outcome = remover.remove(target)
+
+    assert outcome.removed is False
+    assert isinstance(outcome.error, LxdError)
+    assert [side for side, _ in recorder.order] == ["hook", "lxd"]
+    assert len(github.runners) == 1
+
+
+def test_lxd_error_after_github_deletion_of_an_idle_runner(remover, lxd, github, recorder):
+    """arrange: an idle runner; LXD fails to delete its instance. act: remove.
+
+    assert: the LXD error, not removed (the instance is still there).
+    """
+    target = removal(lxd, github, 1, RunnerState.IDLE)
+    lxd.fail["delete_instance"] = LxdError("LXD did not answer")
+
+    outcome = remover.remove(target)
+
+    assert outcome.removed is False
+    assert isinstance(outcome.error, LxdError)
+    assert github.runners == {}
+    assert name(1) in lxd.instances
+
+
+def test_failing_before_delete_hook_never_blocks_deletion(lxd, github, recorder, clock):
+    """arrange: a before_delete hook that raises. act: remove an unhealthy runner.
+
+    assert: removed anyway, on both sides.
+    """
+
+    def broken_hook(_: Removal) -> None:
+        raise RuntimeError("cannot copy the logs")
+
+    remover = RunnerRemover(lxd, github, before_delete=broken_hook, sleep=clock.sleep)
+    target = removal(lxd, github, 1, RunnerState.UNHEALTHY, online=False)
+
+    outcome = remover.remove(target)
+
+    assert outcome.removed is True and outcome.error is None
+    assert lxd.instances == {} and github.runners == {}
+
+
+def test_github_only_runner_loses_its_registration(remover, lxd, github, recorder, hooked):
+    """arrange: an offline GitHub runner without an instance. act: remove.
+
+    assert: only the registration is deleted, no hook.
+    """
+    target = removal(
+        lxd,
+        github,
+        1,
+        RunnerState.GITHUB_ONLY,
+        instance=False,
+        online=False,
+        reason=Reason.GITHUB_ORPHAN,
+    )
+
+    outcome = remover.remove(target)
+
+    assert outcome.removed is True
+    assert [side for side, _ in recorder.order] == ["github"]
+    assert hooked == []
+
+
+def test_github_only_registration_error_is_not_removed(remover, lxd, github, recorder):
+    """arrange: an orphan registration GitHub fails to delete. act: remove.
+
+    assert: the error, and not counted as removed (there was no instance).
+    """
+    target = removal(lxd, github, 1, RunnerState.GITHUB_ONLY, instance=False, online=False)
+    recorder.github_errors = [GitHubUnavailableError("GitHub answered 502")]
+
+    outcome = remover.remove(target)
+
+    assert outcome.removed is False
+    assert isinstance(outcome.error, GitHubUnavailableError)
+
+
+def test_remove_all_keeps_order_and_wraps_unexpected_errors(lxd, github, recorder, clock):
+    """arrange: 3 removals; the 2nd instance deletion raises RuntimeError. act: remove_all.
+
+    assert: one outcome per removal in order; the unexpected error is wrapped in a
+    RunnerManagerError; the others are removed.
+    """
+    remover = RunnerRemover(lxd, github, sleep=clock.sleep)
+    removals = [
+        removal(lxd, github, index, RunnerState.STOPPED, online=False, reason=Reason.STOPPED)
+        for index in (1, 2, 3)
+    ]
+    real_delete = lxd.delete_instance
+
+    def delete(instance: str) -> None:
+        if instance == name(2):
+            raise RuntimeError("pylxd blew up")
+        real_delete(instance)
+
+    lxd.delete_instance = delete
+
+    outcomes = remover.remove_all(removals, workers=2)
+
+    assert [o.removal.name for o in outcomes] == [name(1), name(2), name(3)]
+    assert [o.removed for o in outcomes] == [True, False, True]
+    error = outcomes[1].error
+    assert type(error) is RunnerManagerError
+    assert "unexpected error" in str(error) and "pylxd blew up" in str(error)
+    assert sorted(lxd.instances) == [name(2)]
+
+
+def test_remove_all_with_nothing_to_remove(remover):
+    """arrange: no removals. act: remove_all. assert: no outcome."""
+    assert remover.remove_all([], workers=4) == []

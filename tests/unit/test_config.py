@@ -1,0 +1,499 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""The manager's configuration file: loading, validation, error messages, helpers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from github_runner_manager.config import (
+    MAX_PREFIX_LENGTH,
+    ManagerConfig,
+    api_base_url,
+    config_hash,
+    load_config,
+    parse_size,
+    validate_github_url,
+)
+from github_runner_manager.errors import ConfigError
+from github_runner_manager.models import GitHubOrg, GitHubRepo, InstanceType
+
+TOKEN = "ghp_do_not_print_this_0123456789"
+
+
+def settings(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """A valid configuration as plain data, with nested overrides merged in."""
+    data: dict[str, Any] = {
+        "unit": "github-runner/0",
+        "name_prefix": "github-runner-0",
+        "flavor": "github-runner",
+        "github": {"path": "test-owner/test-repo", "token": TOKEN},
+        "runners": {"containers": 2},
+        "state_dir": str(tmp_path / "state"),
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return data
+
+
+def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def config_error(tmp_path: Path, **overrides: Any) -> str:
+    """Load a configuration with overrides that must be refused; return the message."""
+    path = write(tmp_path, json.dumps(settings(tmp_path, **overrides)), "config.json")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    return str(caught.value)
+
+
+def test_load_json(tmp_path):
+    """arrange: a JSON file. act: load_config. assert: values and defaults."""
+    path = write(tmp_path, json.dumps(settings(tmp_path)), "config.json")
+
+    config = load_config(path)
+
+    assert config.unit == "github-runner/0"
+    assert config.github.github_path == GitHubRepo("test-owner", "test-repo")
+    assert config.github.read_token() == TOKEN
+    assert config.runners.count(InstanceType.CONTAINER) == 2
+    assert config.runners.count(InstanceType.VIRTUAL_MACHINE) == 0
+    assert config.report_file == tmp_path / "state" / "report.json"
+    assert config.github.api_url == "https://api.github.com"
+
+
+def test_load_yaml(tmp_path):
+    """arrange: a YAML file for an organisation. act: load_config. assert: values parsed."""
+    path = write(
+        tmp_path,
+        f"""
+unit: github-runner/1
+name_prefix: github-runner-1
+flavor: github-runner
+github:
+  url: https://ghes.example.com/
+  path: my-org
+  group: ci
+  token: {TOKEN}
+runners:
+  virtual_machines: 1
+  labels: [large, gpu]
+  memory: 16GiB
+state_dir: {tmp_path / "state"}
+report_path: {tmp_path / "report.json"}
+""",
+    )
+
+    config = load_config(path)
+
+    assert config.github.github_path == GitHubOrg("my-org", "ci")
+    assert config.github.url == "https://ghes.example.com"
+    assert config.github.api_url == "https://ghes.example.com/api/v3"
+    assert config.runners.labels == ("large", "gpu")
+    assert config.runners.count(InstanceType.VIRTUAL_MACHINE) == 1
+    assert config.report_file == tmp_path / "report.json"
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    """arrange: no file. act: load_config. assert: ConfigError naming the file."""
+    path = tmp_path / "absent.yaml"
+
+    with pytest.raises(ConfigError, match="cannot read the configuration file") as caught:
+        load_config(path)
+
+    assert str(path) in str(caught.value)
+    assert caught.value.kind == "config"
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "42\n", ""])
+def test_file_that_is_not_a_mapping_is_refused(tmp_path, text):
+    """arrange: a YAML list, scalar or empty file. act: load_config. assert: ConfigError."""
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(write(tmp_path, text))
+
+
+def test_file_that_is_not_yaml_is_refused(tmp_path):
+    """arrange: text that no YAML parser reads. act: load_config. assert: ConfigError."""
+    with pytest.raises(ConfigError, match="neither JSON nor YAML"):
+        load_config(write(tmp_path, "unit: [unclosed\n"))
+
+
+def test_yaml_syntax_error_message_does_not_hold_the_token(tmp_path):
+    """arrange: a YAML syntax error on the token's line. act: load_config.
+
+    assert: ConfigError whose message does not hold the token.
+    """
+    # BUG (src/github_runner_manager/config.py, load_config): the message embeds str() of the
+    # yaml.YAMLError, which quotes the offending source line (PyYAML's snippet). When the
+    # syntax error is on the token's line, the token lands in the ConfigError message, which
+    # the CLI prints on stdout (the action output) and logs. describe_validation_error drops
+    # input values for exactly this reason; the YAML path does not.
+    text = json.dumps(settings(tmp_path)).replace(f'"{TOKEN}"', f"{TOKEN}: oops")
+    path = write(tmp_path, text)
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+
+    assert TOKEN not in str(caught.value)
+
+
+def test_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    """arrange: a configuration file with bytes that are not UTF-8. act: load_config.
+
+    assert: ConfigError (not a raw UnicodeDecodeError).
+    """
+    # BUG (src/github_runner_manager/config.py, load_config): read_text(encoding="utf-8")
+    # raises UnicodeDecodeError (a ValueError), but only OSError is translated. The error
+    # escapes load_config, so the CLI crashes with a traceback and exit code 1 instead of
+    # printing a config error and exiting 2.
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"unit: github-runner/0\nflavor: \xff\xfe\n")
+
+    with pytest.raises(ConfigError):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"runners": {"cpu": 0}}, "runners.cpu"),
+        ({"runners": {"containers": -1}}, "runners.containers"),
+        ({"runners": {"memory": "7GB"}}, "runners.memory"),
+        ({"runners": {"labels": ["has space"]}}, "runners.labels"),
+        ({"github": {"url": "http://github.example.com"}}, "github.url"),
+        ({"github": {"path": "a/b/c"}}, "github"),
+        ({"timing": {"spawn_concurrency": 0}}, "timing.spawn_concurrency"),
+        ({"metrics": {"exporter_port": 70000}}, "metrics.exporter_port"),
+        ({"ssh_debug": [{"host": "tmate", "port": 0, "rsa_fingerprint": "a"}]}, "ssh_debug.0"),
+        ({"dockerhub_mirror": "http://mirror.example.com"}, "dockerhub_mirror"),
+        ({"name_prefix": "Bad_Prefix"}, "name_prefix"),
+        ({"unknown_option": True}, "unknown_option"),
+        ({"unit": ""}, "unit"),
+    ],
+)
+def test_invalid_value_names_the_field_and_hides_the_token(tmp_path, overrides, field):
+    """arrange: one invalid value. act: load_config.
+
+    assert: the message names the dotted field and never holds the token.
+    """
+    message = config_error(tmp_path, **overrides)
+
+    assert message.startswith(f"{field}") or f"; {field}" in message, message
+    assert TOKEN not in message
+
+
+def test_invalid_token_type_does_not_echo_the_value(tmp_path):
+    """arrange: the token given as a mapping holding the secret. act: load_config.
+
+    assert: github.token named, the secret not shown.
+    """
+    message = config_error(tmp_path, github={"token": {"value": TOKEN}})
+
+    assert "github.token" in message
+    assert TOKEN not in message
+
+
+def test_missing_required_fields_are_all_named(tmp_path):
+    """arrange: no unit, flavor or state_dir. act: load_config. assert: each is named."""
+    data = settings(tmp_path)
+    for key in ("unit", "flavor", "state_dir"):
+        del data[key]
+    path = write(tmp_path, json.dumps(data), "config.json")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+
+    lines = str(caught.value).split("; ")
+    assert sorted(line.split(":")[0] for line in lines) == ["flavor", "state_dir", "unit"]
+
+
+@pytest.mark.parametrize(
+    "github",
+    [
+        {"path": "o/r", "token": TOKEN, "token_file": "/etc/token"},
+        {"path": "o/r"},
+    ],
+    ids=["both", "neither"],
+)
+def test_exactly_one_of_token_and_token_file(tmp_path, github):
+    """arrange: both or neither of token and token_file. act: load_config. assert: refused."""
+    data = settings(tmp_path)
+    data["github"] = github
+    path = write(tmp_path, json.dumps(data), "config.json")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+
+    assert str(caught.value) == "github: set exactly one of github.token and github.token_file"
+
+
+def test_read_token_from_file(tmp_path):
+    """arrange: token_file holding the token and a newline. act: read_token. assert: stripped."""
+    token_file = tmp_path / "token"
+    token_file.write_text(f"{TOKEN}\n")
+    config = ManagerConfig.model_validate(
+        settings(tmp_path, github={"token": None, "token_file": str(token_file)})
+    )
+
+    assert config.github.read_token() == TOKEN
+
+
+def test_read_token_from_missing_file_is_a_config_error(tmp_path):
+    """arrange: token_file does not exist. act: read_token. assert: ConfigError naming it."""
+    token_file = tmp_path / "absent-token"
+    config = ManagerConfig.model_validate(
+        settings(tmp_path, github={"token": None, "token_file": str(token_file)})
+    )
+
+    with pytest.raises(ConfigError, match="cannot read the token file"):
+        config.github.read_token()
+
+
+@pytest.mark.parametrize("content", ["", "  \n\n"])
+def test_read_token_from_empty_file_is_a_config_error(tmp_path, content):
+    """arrange: token_file is empty or blank. act: read_token. assert: ConfigError."""
+    token_file = tmp_path / "token"
+    token_file.write_text(content)
+    config = ManagerConfig.model_validate(
+        settings(tmp_path, github={"token": None, "token_file": str(token_file)})
+    )
+
+    with pytest.raises(ConfigError, match="token is empty"):
+        config.github.read_token()
+
+
+def test_blank_inline_token_is_a_config_error(tmp_path):
+    """arrange: an inline token of spaces. act: read_token. assert: ConfigError."""
+    config = ManagerConfig.model_validate(settings(tmp_path, github={"token": "   "}))
+
+    with pytest.raises(ConfigError, match="token is empty"):
+        config.github.read_token()
+
+
+def test_token_is_hidden_in_the_model_representation(tmp_path):
+    """arrange: an inline token. act: repr and dump the config. assert: the token is hidden."""
+    config = ManagerConfig.model_validate(settings(tmp_path))
+
+    assert TOKEN not in repr(config)
+    assert TOKEN not in config.model_dump_json()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1KiB", 1024),
+        ("7GiB", 7 * 1024**3),
+        ("512MiB", 512 * 1024**2),
+        (" 10 GiB ", 10 * 1024**3),
+        ("2TiB", 2 * 1024**4),
+        ("1PiB", 1024**5),
+        ("1EiB", 1024**6),
+    ],
+)
+def test_parse_size(value, expected):
+    """arrange: a size string. act: parse_size. assert: bytes."""
+    assert parse_size(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0GiB", "greater than zero"),
+        ("7GB", "is not a size"),
+        ("7gib", "is not a size"),
+        ("7", "is not a size"),
+        ("-1GiB", "is not a size"),
+        ("1.5GiB", "is not a size"),
+        ("", "is not a size"),
+    ],
+)
+def test_parse_size_refuses(value, message):
+    """arrange: a malformed or zero size. act: parse_size. assert: ValueError."""
+    with pytest.raises(ValueError, match=message):
+        parse_size(value)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://github.com", "https://github.com"),
+        ("https://github.com/", "https://github.com"),
+        ("  https://ghes.example.com:8443/ ", "https://ghes.example.com:8443"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("http://127.8.9.10", "http://127.8.9.10"),
+        ("http://localhost:8080", "http://localhost:8080"),
+        ("http://[::1]:8080", "http://[::1]:8080"),
+    ],
+)
+def test_validate_github_url_accepts(url, expected):
+    """arrange: https, or http to loopback. act: validate. assert: normalised URL."""
+    assert validate_github_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://github.com", "must use https"),
+        ("http://10.0.0.1:8080", "must use https"),
+        ("http://localhost.example.com", "must use https"),
+        ("https://github.com/owner/repo", "without a path"),
+        ("https://github.com?x=1", "without a path"),
+        ("https://github.com#frag", "without a path"),
+        ("https://user@github.com", "without a path"),
+        ("ftp://github.com", "is not an https URL"),
+        ("github.com", "is not an https URL"),
+        ("https://", "is not an https URL"),
+    ],
+)
+def test_validate_github_url_refuses(url, message):
+    """arrange: plain http to a remote host, a path, another scheme. act: validate.
+
+    assert: ValueError saying why.
+    """
+    with pytest.raises(ValueError, match=message):
+        validate_github_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://github.com", "https://api.github.com"),
+        ("https://www.github.com", "https://api.github.com"),
+        ("https://ghes.example.com", "https://ghes.example.com/api/v3"),
+        ("https://ghes.example.com/", "https://ghes.example.com/api/v3"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/api/v3"),
+    ],
+)
+def test_api_base_url(url, expected):
+    """arrange: a GitHub web URL. act: api_base_url. assert: the REST API base."""
+    assert api_base_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["github-runner-0", "a", "a1", "x-y-z-9", "a" * MAX_PREFIX_LENGTH],
+)
+def test_name_prefix_accepted(tmp_path, prefix):
+    """arrange: a valid prefix. act: validate the config. assert: kept as given."""
+    config = ManagerConfig.model_validate(settings(tmp_path, name_prefix=prefix))
+
+    assert config.name_prefix == prefix
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "",
+        "0runner",
+        "-runner",
+        "runner-",
+        "Runner",
+        "run_ner",
+        "run.ner",
+        "a" * (MAX_PREFIX_LENGTH + 1),
+    ],
+)
+def test_name_prefix_refused(tmp_path, prefix):
+    """arrange: an invalid prefix (case, start, end, characters, length). act: load.
+
+    assert: the error names name_prefix.
+    """
+    assert config_error(tmp_path, name_prefix=prefix).startswith("name_prefix:")
+
+
+def test_name_prefix_leaves_room_for_the_runner_suffix():
+    """arrange: the longest prefix. act: build a runner name. assert: a valid LXD hostname."""
+    assert len("a" * MAX_PREFIX_LENGTH + "-" + "0" * 12) == 63
+
+
+def test_config_hash_is_stable_and_short():
+    """arrange: the same data in two key orders. act: hash. assert: equal, 16 hex chars."""
+    first = config_hash({"a": 1, "b": [1, 2], "c": {"x": "y", "z": None}}, "extra")
+    second = config_hash({"c": {"z": None, "x": "y"}, "b": [1, 2], "a": 1}, "extra")
+
+    assert first == second
+    assert len(first) == 16
+    assert int(first, 16) >= 0
+
+
+@pytest.mark.parametrize(
+    ("data", "extra"),
+    [
+        ({"a": 2, "b": [1, 2]}, "extra"),
+        ({"a": 1, "b": [2, 1]}, "extra"),
+        ({"a": 1, "b": [1, 2], "c": None}, "extra"),
+        ({"a": 1, "b": [1, 2]}, "other"),
+        ({"a": 1, "b": [1, 2]}, ""),
+    ],
+)
+def test_config_hash_changes_with_any_input(data, extra):
+    """arrange: data or extra text differing from a reference. act: hash. assert: differs."""
+    assert config_hash(data, extra) != config_hash({"a": 1, "b": [1, 2]}, "extra")
+
+
+def runner_hash(tmp_path: Path, **overrides: Any) -> str:
+    config = ManagerConfig.model_validate(settings(tmp_path, **overrides))
+    return config_hash(config.runner_hash_input(InstanceType.CONTAINER))
+
+
+def test_runner_hash_ignores_token_and_counts(tmp_path):
+    """arrange: configs differing only in token and counts. act: hash. assert: equal."""
+    assert runner_hash(tmp_path) == runner_hash(
+        tmp_path,
+        github={"token": "ghp_another_token"},
+        runners={"containers": 9, "virtual_machines": 3},
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"runners": {"labels": ["large"]}},
+        {"runners": {"memory": "8GiB"}},
+        {"runners": {"base_image": "noble"}},
+        {"lxd": {"profiles": ["default", "gpu"]}},
+        {"proxy": {"http": "http://proxy.example.com:3128"}},
+        {"github": {"path": "other-owner/test-repo"}},
+        {"metrics": {"enabled": True}},
+        {"flavor": "large-runner"},
+    ],
+)
+def test_runner_hash_changes_with_what_shapes_a_runner(tmp_path, overrides):
+    """arrange: one setting that shapes a runner changed. act: hash. assert: differs."""
+    assert runner_hash(tmp_path, **overrides) != runner_hash(tmp_path)
+
+
+def test_runner_hash_differs_per_instance_type(tmp_path):
+    """arrange: one config. act: hash for container and VM. assert: different."""
+    config = ManagerConfig.model_validate(settings(tmp_path))
+
+    assert config_hash(config.runner_hash_input(InstanceType.CONTAINER)) != config_hash(
+        config.runner_hash_input(InstanceType.VIRTUAL_MACHINE)
+    )
+
+
+def test_templates_directory_resolution(tmp_path, monkeypatch):
+    """arrange: templates_dir, GITHUB_RUNNER_TEMPLATES, or neither. act: read templates.
+
+    assert: the setting wins, then the environment, then the project's.
+    """
+    monkeypatch.setenv("GITHUB_RUNNER_TEMPLATES", str(tmp_path / "from-env"))
+    explicit = ManagerConfig.model_validate(
+        settings(tmp_path, templates_dir=str(tmp_path / "explicit"))
+    )
+    from_env = ManagerConfig.model_validate(settings(tmp_path))
+
+    assert explicit.templates == tmp_path / "explicit"
+    assert from_env.templates == tmp_path / "from-env"
+    monkeypatch.delenv("GITHUB_RUNNER_TEMPLATES")
+    assert (from_env.templates / "runner-start.sh.j2").is_file()
