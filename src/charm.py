@@ -21,6 +21,7 @@ from typing import Any
 import ops
 
 import cos_agent
+import firewall
 import host
 import service
 from charm_state import (
@@ -195,6 +196,10 @@ class GithubRunnerCharm(ops.CharmBase):
         if state is None:
             return
         outcome.state = state
+        # Before the storage steps: a storage problem must not hold back a denylist change from
+        # the runners already running. A failure is a host error (firewall.FirewallError).
+        if firewall.Firewall().apply(state.config.denylist):
+            logger.info("the runners' egress firewall (denylist) was applied or changed")
         storage = state.config.runner_storage.value
         self._host.check_storage(storage, state.required_storage)
         if self._host.ensure_runner_storage(storage, state.required_storage):
@@ -280,6 +285,8 @@ class GithubRunnerCharm(ops.CharmBase):
         online = (document.get("runners") or {}).get("online") or []
         results: dict[str, Any] = {key: int(document.get(key) or 0) for key in _CHECK_KEYS}
         results["runners"] = ",".join(str(name) for name in online)
+        if document.get("runner_version"):
+            results["runner-version"] = str(document["runner_version"])
         return results
 
     def _on_check_runners(self, event: ops.ActionEvent) -> None:

@@ -11,6 +11,8 @@ changed something, and nothing is rewritten, reloaded or restarted when nothing 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import fcntl
 import json
 import logging
 import os
@@ -24,7 +26,9 @@ from typing import Any, Protocol
 import jinja2
 from charmlibs import systemd
 
+from github_runner_manager import image
 from github_runner_manager.config import ManagerConfig
+from github_runner_manager.errors import ImageBuildError
 from github_runner_manager.report import Report, read_report
 from github_runner_manager.utils import atomic_write
 
@@ -33,6 +37,11 @@ logger = logging.getLogger(__name__)
 SERVICE_TEMPLATE = "github-runner-manager.service.j2"
 TIMER_TEMPLATE = "github-runner-manager.timer.j2"
 EXPORTER_TEMPLATE = "github-runner-exporter.service.j2"
+IMAGE_SERVICE_TEMPLATE = "github-runner-image.service.j2"
+IMAGE_TIMER_TEMPLATE = "github-runner-image.timer.j2"
+# What one image build may take beyond its script's time limit (pulling the source image,
+# booting the builder, publishing), per image type.
+IMAGE_BUILD_OVERHEAD = 2400
 MANAGER_MODULE = "github_runner_manager"
 CONFIG_ROOT = Path("/etc/github-runner")
 STATE_ROOT = Path("/var/lib/github-runner")
@@ -136,6 +145,31 @@ class ManagerPaths:
         """The Prometheus endpoint's service unit file."""
         return self.systemd_dir / self.exporter
 
+    @property
+    def image_name(self) -> str:
+        """The image build's unit name without suffix, `github-runner-image-<app>-<n>`."""
+        return self.name.replace("-manager-", "-image-", 1)
+
+    @property
+    def image_service(self) -> str:
+        """The image build's service unit name."""
+        return f"{self.image_name}.service"
+
+    @property
+    def image_timer(self) -> str:
+        """The image build's timer unit name."""
+        return f"{self.image_name}.timer"
+
+    @property
+    def image_service_file(self) -> Path:
+        """The image build's service unit file."""
+        return self.systemd_dir / self.image_service
+
+    @property
+    def image_timer_file(self) -> Path:
+        """The image build's timer unit file."""
+        return self.systemd_dir / self.image_timer
+
 
 @dataclasses.dataclass(frozen=True)
 class ManagerResult:
@@ -212,6 +246,19 @@ def random_delay_seconds(interval_minutes: int) -> int:
         Seconds.
     """
     return interval_minutes * 60 // 4
+
+
+def image_timeout_seconds(config: ManagerConfig) -> int:
+    """How long one run of the image build may take before systemd stops it.
+
+    Args:
+        config: the manager configuration.
+
+    Returns:
+        Seconds: the script's limit and the overhead, twice for two image types.
+    """
+    per_image = int(config.image.timeout) + IMAGE_BUILD_OVERHEAD
+    return max(1, len(image.needed_types(config))) * per_image
 
 
 def systemd_quote(value: object) -> str:

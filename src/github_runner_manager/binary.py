@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import http.client
 import json
 import logging
 import os
 import platform
 import tarfile
 import tempfile
-import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -187,7 +187,7 @@ class RunnerBinaryCache:
                 raise RunnerBinaryError(f"{application.filename} is not a tar archive")
             os.chmod(tmp, 0o644)
             os.replace(tmp, destination)
-        except (OSError, urllib.error.URLError) as exc:
+        except (OSError, http.client.HTTPException) as exc:
             raise RunnerBinaryError(
                 f"cannot download the runner application {application.filename}: {exc}"
             ) from exc

@@ -6,13 +6,18 @@
     python3 -m github_runner_manager --config FILE check
     python3 -m github_runner_manager --config FILE flush [--busy] [--no-reconcile]
     python3 -m github_runner_manager --config FILE update-dependencies
+    python3 -m github_runner_manager --config FILE build-image [--type TYPE]
+    python3 -m github_runner_manager --config FILE remove-images
     python3 -m github_runner_manager --config FILE serve-metrics [--port PORT]
 
 Each command but serve-metrics (a long-running Prometheus endpoint on loopback) prints one JSON
 document on stdout; logs go to stderr. Exit codes:
 0 success, 1 unexpected error, 2 configuration error, 3 GitHub refused the token, its
 permissions or the path, 4 transient failure (GitHub unavailable or rate limited, LXD failure,
-a runner that could not be created), 5 another run holds the lock.
+a runner that could not be created, an image build that failed), 5 another run holds the lock.
+
+`build-image` holds a lock of its own rather than the manager's: a build takes minutes, and the
+timer's reconciliations keep replacing runners meanwhile. Two builds never overlap.
 """
 
 from __future__ import annotations
@@ -24,17 +29,19 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import exporter
 from .binary import runner_architecture
 from .config import ManagerConfig, load_config
-from .errors import ConfigError, RunnerManagerError
+from .errors import ConfigError, LockBusyError, RunnerManagerError
 from .github import GhApiClient, ResponseCache
+from .image import ImageBuilder, lock_path
 from .lxd import PylxdClient
-from .manager import RunnerManager
-from .report import Report
+from .manager import RunnerManager, manager_lock
+from .models import InstanceType
+from .report import ErrorEntry, Report
 
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
@@ -130,7 +137,20 @@ def _parser() -> argparse.ArgumentParser:
         "--no-reconcile", action="store_true", help="do not replace the removed runners"
     )
     commands.add_parser(
-        "update-dependencies", help="refresh the runner application and replace outdated runners"
+        "update-dependencies",
+        help="refresh the runner application (and image) and replace outdated runners",
+    )
+    build = commands.add_parser(
+        "build-image", help="build the runner image and publish it (takes minutes)"
+    )
+    build.add_argument(
+        "--type",
+        choices=[t.value for t in InstanceType],
+        action="append",
+        help="the instance type to build for (default: the types with runners); repeatable",
+    )
+    commands.add_parser(
+        "remove-images", help="delete this manager's runner images (when the unit goes)"
     )
     serve = commands.add_parser(
         "serve-metrics", help="serve the last report as Prometheus gauges on 127.0.0.1"
@@ -160,6 +180,105 @@ def _serve_metrics(config: ManagerConfig, port: int | None) -> int:
     return EXIT_OK
 
 
+class _Terminated(BaseException):
+    """systemd stopped the run (SIGTERM): unwind so the builder instance is deleted."""
+
+
+def _raise_terminated(*_: object) -> None:
+    raise _Terminated
+
+
+def _image_builder(config: ManagerConfig) -> ImageBuilder:
+    """An image builder on the real LXD.
+
+    Raises:
+        LxdError: if LXD cannot be reached.
+    """
+    _apply_proxy_environment(config)
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lxd = PylxdClient(
+        project=config.lxd.project, socket=config.lxd.socket, timeout=config.lxd.timeout
+    )
+    return ImageBuilder(config, lxd)
+
+
+def _build_image(config: ManagerConfig, types: list[str] | None) -> int:
+    """Run `build-image`: build, print the record, map it to an exit code."""
+    if not config.image.build:
+        message = "image.build is off in the configuration: runners use runners.base_image"
+        logger.error("%s", message)
+        _print({"ok": False, "errors": [{"kind": "config", "message": message}]})
+        return EXIT_CONFIG
+    # A build runs for minutes; when systemd stops it (its timeout, a shutdown), unwind so that
+    # the builder instance is deleted rather than left running.
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        builder = _image_builder(config)
+        with manager_lock(lock_path(config), 0):
+            record = builder.build([InstanceType(t) for t in types] if types else None)
+    except _Terminated:
+        message = "stopped (SIGTERM) before the build finished; the builder was deleted"
+        logger.error("%s", message)
+        _print({"ok": False, "errors": [{"kind": "image-build", "message": message}]})
+        return EXIT_TRANSIENT
+    except LockBusyError as exc:
+        logger.error("%s", exc)
+        _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
+        return EXIT_BUSY
+    except RunnerManagerError as exc:
+        logger.error("%s", exc)
+        _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
+        return EXIT_TRANSIENT
+    _print(record.model_dump(mode="json"))
+    return EXIT_OK if record.ok else EXIT_TRANSIENT
+
+
+def _remove_images(config: ManagerConfig) -> int:
+    """Run `remove-images`: delete the manager's images and any builder left."""
+    try:
+        builder = _image_builder(config)
+        with manager_lock(lock_path(config), config.timing.lock_timeout):
+            removed = builder.remove_all()
+    except RunnerManagerError as exc:
+        logger.error("%s", exc)
+        _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
+        return EXIT_BUSY if isinstance(exc, LockBusyError) else EXIT_TRANSIENT
+    _print({"ok": True, "removed": removed})
+    return EXIT_OK
+
+
+def image_refresher(config: ManagerConfig) -> Callable[[Report], None]:
+    """What `update-dependencies` runs first when the manager builds the image.
+
+    A build that is already running is not waited for: it publishes a fresh image anyway, and
+    the next reconciliation replaces the idle runners on the old one.
+
+    Args:
+        config: the configuration.
+
+    Returns:
+        A function building the image and noting the outcome in the report.
+    """
+
+    def refresh(report: Report) -> None:
+        report.timings["image_updated"] = False
+        try:
+            builder = _image_builder(config)
+            with manager_lock(lock_path(config), 0):
+                record = builder.build()
+        except LockBusyError:
+            logger.info("an image build is already running: not starting another")
+            report.timings["image_build"] = "already running"
+            return
+        except RunnerManagerError as exc:
+            report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
+            return
+        report.timings["image_updated"] = bool(record.images)
+        report.errors.extend(record.errors)
+
+    return refresh
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line.
 
@@ -187,6 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.command == "serve-metrics":
         return _serve_metrics(config, args.port)
+    if args.command == "build-image":
+        return _build_image(config, args.type)
+    if args.command == "remove-images":
+        return _remove_images(config)
     try:
         manager = build_manager(config)
     except RunnerManagerError as exc:
@@ -209,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "flush":
         report = manager.flush(busy=args.busy, reconcile=not args.no_reconcile)
     else:
-        report = manager.update_dependencies()
+        refresh = image_refresher(config) if config.image.build else None
+        report = manager.update_dependencies(refresh)
     for error in report.errors:
         logger.error(
             "%s%s: %s", f"{error.runner}: " if error.runner else "", error.kind, error.message

@@ -554,10 +554,15 @@ def load_config(path: Path) -> ManagerConfig:
         raw = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read the configuration file {path}: {exc}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"the configuration file {path} is not UTF-8 text") from None
     try:
         data = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is neither JSON nor YAML: {exc}") from exc
+        # Only the position: the parser's message quotes the line, which may hold the token.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{path} is neither JSON nor YAML{where}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of settings")
     try:

@@ -15,6 +15,7 @@ import logging
 import shutil
 import tarfile
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
@@ -105,7 +106,7 @@ class CrashLogs:
                     destination = target.joinpath(*path.parts)
                     destination.parent.mkdir(parents=True, exist_ok=True)
                     destination.write_bytes(source.read())
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             logger.warning("the runner log archive is damaged (%s); kept what was readable", exc)
 
     def prune(self) -> list[str]:

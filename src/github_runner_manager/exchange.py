@@ -238,9 +238,12 @@ class RunnerExchange:
         )
 
     def _read_file(self, path: Path) -> str | None:
+        # A symbolic link (even a dangling one) is never followed: it is corrupt data.
+        if path.is_symlink():
+            raise CorruptDataError(f"{path.name} is a symbolic link")
         if not path.exists():
             return None
-        if path.is_symlink() or not path.is_file():
+        if not path.is_file():
             raise CorruptDataError(f"{path.name} is not a regular file")
         if path.stat().st_size > FILE_LIMIT:
             raise CorruptDataError(f"{path.name} is larger than {FILE_LIMIT} bytes")

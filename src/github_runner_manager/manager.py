@@ -37,6 +37,7 @@ from .errors import (
 )
 from .exchange import CorruptDataError, RunnerExchange
 from .github import GitHubClient
+from .image import runner_image
 from .lxd import LxdClient
 from .metrics import Event, MetricsLog, Reconciliation, RunnerStop
 from .models import GitHubRunner, InstanceType, RunnerInstance, RunnerState
@@ -168,13 +169,33 @@ class RunnerManager:
         ours = [runner for runner in runners if self._name_pattern.match(runner.name)]
         return instances, ours
 
-    def _hashes(self, cached: CachedRunner | None) -> dict[InstanceType, str]:
+    def _image_fingerprints(self) -> dict[InstanceType, str | None]:
+        """The fingerprint of the image each runner type starts from (None: no such image)."""
+        return {t: self._lxd.image_fingerprint(runner_image(self.config, t)) for t in InstanceType}
+
+    def _hashes(
+        self,
+        cached: CachedRunner | None,
+        fingerprints: dict[InstanceType, str | None] | None = None,
+    ) -> dict[InstanceType, str]:
+        """The configuration hash of each runner type, the image's fingerprint included.
+
+        A new image (a rebuild, or an operator's new image under the same alias) makes the
+        runners on the old one stale: idle ones are replaced, busy ones finish first. A type
+        whose image is missing gets no hash, so none of its runners counts as stale: they could
+        not be replaced.
+        """
         if cached is None:
             return {}
+        if fingerprints is None:
+            fingerprints = self._image_fingerprints()
         extra = cached.application.sha256_checksum + self._renderer.runner_templates_hash()
         return {
-            instance_type: config_hash(self.config.runner_hash_input(instance_type), extra)
-            for instance_type in InstanceType
+            instance_type: config_hash(
+                self.config.runner_hash_input(instance_type), extra + fingerprint
+            )
+            for instance_type, fingerprint in fingerprints.items()
+            if fingerprint
         }
 
     def _probe(self, name: str) -> bool | None:
@@ -293,19 +314,33 @@ class RunnerManager:
 
         return self._locked_run("flush", run)
 
-    def update_dependencies(self) -> Report:
-        """Refresh the runner application, then reconcile (replacing idle outdated runners).
+    def update_dependencies(self, refresh_image: Callable[[Report], None] | None = None) -> Report:
+        """Refresh the runner application and image, then reconcile (replacing idle outdated ones).
+
+        Args:
+            refresh_image: rebuilds the runner image and notes the outcome in the report. It
+                runs before the lock is taken: a build takes minutes, and the timer's
+                reconciliations must not wait for it.
 
         Returns:
             The report; `timings["runner_updated"]` says whether a new runner was downloaded.
         """
-        return self._locked_run("update-dependencies", lambda report: self._reconcile(report))
+        return self._locked_run(
+            "update-dependencies", lambda report: self._reconcile(report), before=refresh_image
+        )
 
-    def _locked_run(self, command: str, body: Callable[[Report], None]) -> Report:
+    def _locked_run(
+        self,
+        command: str,
+        body: Callable[[Report], None],
+        before: Callable[[Report], None] | None = None,
+    ) -> Report:
         started = self._monotonic()
         counters = self._github_counters()
         report = self._new_report(command)
         try:
+            if before is not None:
+                before(report)
             with manager_lock(
                 self.config.state_dir / "manager.lock",
                 self.config.timing.lock_timeout,
@@ -345,6 +380,7 @@ class RunnerManager:
             duration=report.duration,
             rate_limit_remaining=report.rate_limit_remaining,
             errors=len(report.errors),
+            runner_version=report.runner_version,
         )
 
     def _process_runner_data(
@@ -413,7 +449,8 @@ class RunnerManager:
         report.timings["runner_binary"] = round(self._monotonic() - phase, 3)
 
         phase = self._monotonic()
-        hashes = self._hashes(cached)
+        fingerprints = self._image_fingerprints()
+        hashes = self._hashes(cached, fingerprints)
         views = self.classify(instances, github_runners, hashes)
         desired = {t: self.config.runners.count(t) for t in InstanceType}
         plan = planner.plan(views, desired)
@@ -434,15 +471,16 @@ class RunnerManager:
                     kind="runner-binary", message="no runner application to create runners with"
                 )
             )
-        elif wanted and not self._lxd.image_exists(self.config.runners.base_image):
-            report.errors.append(
-                ErrorEntry(
-                    kind="image",
-                    message=f"the LXD image {self.config.runners.base_image!r} does not exist yet",
-                )
-            )
         elif wanted and cached is not None:
-            created = self._spawn(report, wanted, cached, hashes)
+            for instance_type in sorted(
+                {t for t in wanted if not fingerprints.get(t)}, key=lambda t: t.value
+            ):
+                report.errors.append(
+                    ErrorEntry(kind="image", message=self._missing_image(instance_type))
+                )
+            wanted = [t for t in wanted if fingerprints.get(t)]
+            if wanted:
+                created = self._spawn(report, wanted, cached, hashes)
         report.timings["spawn"] = round(self._monotonic() - phase, 3)
         report.created.extend(result.name for result in created)
         for result in created:
@@ -456,6 +494,12 @@ class RunnerManager:
         self._process_runner_data(report, views, outcomes, created)
         self._crash_logs.prune()
         report.timings["metrics"] = round(self._monotonic() - phase, 3)
+
+    def _missing_image(self, instance_type: InstanceType) -> str:
+        image = runner_image(self.config, instance_type)
+        if self.config.image.build:
+            return f"the LXD image {image!r} does not exist yet: it is built by build-image"
+        return f"the LXD image {image!r} does not exist yet"
 
     def _spawn(
         self,
@@ -569,6 +613,7 @@ class RunnerManager:
             type_name = view.instance_type.value if view.instance_type else "github-only"
             by_type.setdefault(type_name, collections.Counter())[view.state.value] += 1
         rate = self._github.rate_limit()
+        cached = self._binary.cached()
         return {
             "online": len(names["online"]),
             "offline": len(names["offline"]),
@@ -579,6 +624,7 @@ class RunnerManager:
             "by_type": {key: dict(value) for key, value in by_type.items()},
             "desired": {t.value: self.config.runners.count(t) for t in InstanceType},
             "rate_limit_remaining": rate.remaining if rate else None,
+            "runner_version": cached.application.version if cached else None,
         }
 
 

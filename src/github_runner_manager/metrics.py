@@ -144,6 +144,7 @@ class Reconciliation(Event):
         duration: seconds the reconciliation took.
         rate_limit_remaining: GitHub calls left in the rate-limit window, if known.
         errors: how many errors the run met.
+        runner_version: the runner application version in use.
     """
 
     event: Literal["reconciliation"] = "reconciliation"
@@ -156,6 +157,7 @@ class Reconciliation(Event):
     duration: float
     rate_limit_remaining: int | None = None
     errors: int = 0
+    runner_version: str | None = None
 
 
 class MetricsLog:

@@ -47,7 +47,6 @@ def installed_event(data: RunnerData, flavor: str) -> RunnerInstalled | None:
     if data.boot is not None and data.boot >= booting_from:
         stages = stages.model_copy(update={"boot": round(data.boot - booting_from, 3)})
         end = max(end, data.boot)
-        end = data.boot
         if data.online is not None and data.online >= data.boot:
             stages = stages.model_copy(update={"online": round(data.online - data.boot, 3)})
             end = max(end, data.online)

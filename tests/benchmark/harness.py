@@ -189,7 +189,7 @@ class OnlineWatcher:
         while not self._stop.is_set():
             try:
                 runners = self._control.runners(REPO)
-            except Exception as exc:  # noqa: BLE001 - a missed poll is retried
+            except Exception as exc:  # a missed poll is retried
                 logger.debug("poll failed: %s", exc)
                 runners = None
             now = time.time()
@@ -299,3 +299,15 @@ def lxd_project_ready(client: pylxd.Client) -> None:
             f"the LXD test bed is not ready ({exc}); run `GRT_PROJECT={PROJECT} bash "
             "tests/testbed/setup.sh` as root"
         ) from exc
+
+
+def background(client: pylxd.Client) -> dict[str, Any]:
+    """What else loads the machine: load averages and other projects' running instances."""
+    running: dict[str, int] = {}
+    with contextlib.suppress(Exception):
+        response = client.api.instances.get(params={"recursion": "1", "all-projects": "true"})
+        for item in response.json()["metadata"]:
+            project = str(item.get("project", "default"))
+            if project != PROJECT and item.get("status") == "Running":
+                running[project] = running.get(project, 0) + 1
+    return {"load": [round(x, 2) for x in os.getloadavg()], "other_running": running}

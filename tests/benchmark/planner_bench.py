@@ -75,7 +75,9 @@ def simulated_fleet(
         labels = ("self-hosted", "Linux", "X64", "bench", kind.value)
         runners.append(GitHubRunner(index + 1, name, online, busy and online, labels))
     for index in range(count // 50):
-        runners.append(GitHubRunner(100000 + index, f"bench-0-{0xFFFF00 + index:012x}", False, False))
+        runners.append(
+            GitHubRunner(100000 + index, f"bench-0-{0xFFFF00 + index:012x}", False, False)
+        )
     rng.shuffle(instances)
     rng.shuffle(runners)
     return instances, runners, desired

@@ -115,7 +115,7 @@ def cprofile_summary(profile: cProfile.Profile | str, top: int = 15) -> list[lis
     Returns:
         Rows of [function, calls, own seconds, cumulative seconds].
     """
-    stats = pstats.Stats(profile, stream=io.StringIO())  # type: ignore[arg-type]
+    stats = pstats.Stats(profile, stream=io.StringIO())
     entries = stats.stats  # type: ignore[attr-defined]
     rows = []
     for (path, line, name), (_, calls, own, cumulative, _) in entries.items():

@@ -170,6 +170,7 @@ def spawn(bench: Bench, count: int, concurrency: int, profile: bool = False) -> 
     result = {
         "n": count,
         "concurrency": concurrency,
+        "load": round(os.getloadavg()[0], 2),
         "total": round(total, 3),
         "reconcile": round(reconcile_wall, 3),
         "report_duration": report.duration,
@@ -219,7 +220,7 @@ def floor(bench: Bench, count: int, threads: int) -> dict[str, Any]:
     spawner = RunnerSpawner(
         config,
         bench.lxd,
-        None,  # type: ignore[arg-type] - instance_spec needs no GitHub
+        None,  # type: ignore[arg-type]  # instance_spec needs no GitHub client
         TemplateRenderer(config.templates),
         runner_tarball=b"",
     )
@@ -268,6 +269,7 @@ def floor(bench: Bench, count: int, threads: int) -> dict[str, Any]:
     return {
         "n": count,
         "threads": threads,
+        "load": round(os.getloadavg()[0], 2),
         "total": round(total, 3),
         "create": median([c for c, _ in laps]),
         "start": median([s for _, s in laps]),
@@ -328,6 +330,7 @@ def replacement(bench: Bench, count: int, concurrency: int) -> dict[str, Any]:
         "immediate_replaced": bool(attempts[0]["created"]),
         "reconciles": len(attempts),
         "replacing_reconcile_at": attempts[-1]["at"],
+        "errors": [e for attempt in attempts for e in attempt["errors"]],
         "attempts": attempts,
     }
 
@@ -403,6 +406,7 @@ def cli_reconcile(config_path: Path, profile_path: Path | None = None) -> dict[s
     return {
         "wall": round(wall, 3),
         "max_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "cpu": round(usage.ru_utime + usage.ru_stime, 3),
         "exit_code": process.returncode,
         "report_duration": report.get("duration"),
         "github_calls": report.get("github_calls"),
@@ -455,6 +459,8 @@ def overhead(bench: Bench, count: int, runs: int) -> dict[str, Any]:
         "n": count,
         "cli": {
             "wall": median([r["wall"] for r in cli_runs]),
+            "wall_min": min(r["wall"] for r in cli_runs),
+            "cpu": median([r["cpu"] for r in cli_runs]),
             "max_rss_mib": median([r["max_rss_mib"] for r in cli_runs if r["max_rss_mib"]]),
             "report_duration": median([r["report_duration"] or 0.0 for r in cli_runs]),
             "runs": cli_runs,
@@ -464,7 +470,7 @@ def overhead(bench: Bench, count: int, runs: int) -> dict[str, Any]:
 
 
 def profile_cli(bench: Bench, count: int) -> dict[str, Any]:
-    """cProfile of one no-change CLI reconcile, plus `-X importtime`'s slowest imports."""
+    """Profile one no-change CLI reconcile (cProfile), and list the slowest imports."""
     config_path = bench.work / f"config-{count}.json"
     profile_path = bench.work / f"cli-{count}.prof"
     cli_reconcile(config_path, profile_path)
@@ -481,11 +487,11 @@ def import_times(top: int = 10) -> list[list[Any]]:
         timeout=60,
         check=False,
     )
-    rows = []
+    rows: list[tuple[str, float]] = []
     for line in result.stderr.splitlines():
         parts = [p.strip() for p in line.removeprefix("import time:").split("|")]
         if len(parts) == 3 and parts[1].isdigit():
-            rows.append([parts[2], int(parts[1]) / 1e6])
+            rows.append((parts[2], int(parts[1]) / 1e6))
     rows.sort(key=lambda row: row[1], reverse=True)
     return [[name, round(seconds, 3)] for name, seconds in rows[:top]]
 

@@ -99,6 +99,7 @@ def summarise_spawn(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "min": min(totals),
         "max": max(totals),
         "reconcile": median([run["reconcile"] for run in runs]),
+        "load": median([run["load"] for run in runs]),
         "stages": {stage: median(values) for stage, values in stage_values.items()},
         "stages_max": {
             stage: round(max(values), 3) if values else None
@@ -120,6 +121,7 @@ def summarise_floor(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "max": max(totals),
         "create": median([run["create"] for run in runs]),
         "start": median([run["start"] for run in runs]),
+        "load": median([run["load"] for run in runs]),
     }
 
 
@@ -132,6 +134,7 @@ def summarise_replacement(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "immediate_replaced": sum(run["immediate_replaced"] for run in runs),
         "reconciles": median([float(run["reconciles"]) for run in runs]),
         "replacing_reconcile_at": median([run["replacing_reconcile_at"] for run in runs]),
+        "errors": sorted({e["message"].split(":")[-1].strip() for r in runs for e in r["errors"]}),
     }
 
 
@@ -255,6 +258,8 @@ class Suite:
         for entry in self.raw.get("overhead", []):
             summary["overhead"][str(entry["n"])] = {
                 "cli_wall": entry["cli"]["wall"],
+                "cli_wall_min": entry["cli"]["wall_min"],
+                "cli_cpu": entry["cli"]["cpu"],
                 "cli_max_rss_mib": entry["cli"]["max_rss_mib"],
                 "cli_report_duration": entry["cli"]["report_duration"],
                 "in_process_wall": entry["in_process"]["wall"],
@@ -352,9 +357,7 @@ class Suite:
     def _wait_idle(self, count: int) -> None:
         def idle() -> bool:
             runners = self.bench.control.runners(harness.REPO)
-            return (
-                len([r for r in runners if r["status"] == "online" and not r["busy"]]) >= count
-            )
+            return len([r for r in runners if r["status"] == "online" and not r["busy"]]) >= count
 
         harness.wait_until(idle, scenarios.ONLINE_TIMEOUT, 0.2)
 
@@ -388,7 +391,7 @@ def environment(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
         "sizes": args.sizes,
         "poll": args.poll,
         "floor_threads": "N",
-        "load_before": os.getloadavg(),
+        "background_before": harness.background(bench.client),
         "git": harness.git_state(),
     }
 
@@ -419,6 +422,7 @@ def main(argv: Sequence[str]) -> int:
             suite.run()
         finally:
             suite.summarise()
+        results["environment"]["background_after"] = harness.background(bench.client)
         goals = suite.goals()
         suite.profile(goals)
     except KeyboardInterrupt:
@@ -450,4 +454,3 @@ def main(argv: Sequence[str]) -> int:
     args.output.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
     print(f"\nresults written to {args.output}")
     return exit_code
-

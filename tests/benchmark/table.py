@@ -54,13 +54,27 @@ def spawn_section(summary: dict[str, Any]) -> list[str]:
                     floor["total"] if floor else None,
                     _span(floor) if floor else None,
                     entry.get("ratio"),
+                    manager["load"],
                     manager["reconcile"],
                     *(stages[stage] for stage in STAGES),
                 ]
             )
             if floor and concurrency == count:
-                floors.append([count, floor["threads"], floor["create"], floor["start"]])
-    header = ["N", "conc", "runs", "manager", "range", "floor", "range", "ratio", "reconcile"]
+                floors.append(
+                    [count, floor["threads"], floor["create"], floor["start"], floor["load"]]
+                )
+    header = [
+        "N",
+        "conc",
+        "runs",
+        "manager",
+        "range",
+        "floor",
+        "range",
+        "ratio",
+        "load",
+        "reconcile",
+    ]
     out = [
         "1. Spawn latency: from zero to N runners online and idle on the emulator (s, median)",
         grid([*header, *STAGES], rows),
@@ -68,7 +82,7 @@ def spawn_section(summary: dict[str, Any]) -> list[str]:
         "  spawn; boot = LXD start returned -> runner service started; online = service started",
         "  -> listening for jobs; seen = listening -> the emulator lists it online and idle.",
         "  floor: raw pylxd create+start of N containers, same spec, N threads; per container:",
-        grid(["N", "threads", "create", "start"], floors),
+        grid(["N", "threads", "create", "start", "load"], floors),
     ]
     return out
 
@@ -102,6 +116,7 @@ def replacement_section(summary: dict[str, Any]) -> list[str]:
         ),
         "  reconcile runs as soon as the job is completed, then every second until it creates",
         "  the replacement; 'at' is that reconcile's start after the job completed.",
+        *(f"  error seen: {error}" for entry in summary.values() for error in entry["errors"]),
     ]
 
 
@@ -150,6 +165,8 @@ def overhead_section(summary: dict[str, Any], planner: dict[str, Any] | None) ->
         [
             count,
             entry["cli_wall"],
+            entry["cli_wall_min"],
+            entry["cli_cpu"],
             entry["cli_max_rss_mib"],
             entry["cli_report_duration"],
             entry["in_process_wall"],
@@ -163,6 +180,8 @@ def overhead_section(summary: dict[str, Any], planner: dict[str, Any] | None) ->
             [
                 "runners",
                 "CLI wall s",
+                "min",
+                "CLI CPU s",
                 "CLI peak RSS MiB",
                 "CLI report.duration s",
                 "in-process wall s",
@@ -210,6 +229,13 @@ def profiles_section(profiles: dict[str, Any]) -> list[str]:
     return out
 
 
+def _background(info: dict[str, Any] | None) -> str:
+    if not info:
+        return "-"
+    others = ", ".join(f"{p}: {n}" for p, n in sorted(info["other_running"].items())) or "none"
+    return f"load {info['load']}, running instances in other projects: {others}"
+
+
 def render(results: dict[str, Any]) -> str:
     env = results.get("environment", {})
     git = env.get("git", {})
@@ -222,6 +248,8 @@ def render(results: dict[str, Any]) -> str:
         f"commit {git.get('commit')}{dirty}; repeat {env.get('repeat')}, sizes "
         f"{env.get('sizes')}; runners: {shape.get('cpu')} CPU, {shape.get('memory')}, "
         f"{shape.get('disk')} root, ephemeral, metrics on; elapsed {results.get('elapsed')} s",
+        f"background: before {_background(env.get('background_before'))}; after "
+        f"{_background(env.get('background_after'))}",
         "",
     ]
     summary = results["summary"]

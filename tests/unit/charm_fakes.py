@@ -1,6 +1,6 @@
 # Copyright 2026 github-runner contributors
 # See LICENSE file for licensing details.
-"""In-memory fakes of the charm's host layer (`host.Host`) and manager (`service.ManagerService`).
+"""In-memory fakes of the charm's host layer (`host.Host`, `firewall.Firewall`) and manager.
 
 The charm tests swap them in at the charm's module boundary; nothing here runs a command.
 """
@@ -8,7 +8,9 @@ The charm tests swap them in at the charm's module boundary; nothing here runs a
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,33 @@ class FakeHost:
         changed = self.storage != (kind, required)
         self.storage = (kind, required)
         self.storage_in_use = kind
+        return changed
+
+
+class FakeFirewall:
+    """The runners' egress firewall: the denylists applied, in order.
+
+    Attributes:
+        applied: each denylist passed to `apply`.
+        error: raised by `apply` when set.
+        host_calls_seen: the host's calls when the firewall was first applied (to check that the
+            host is prepared first), when a host is given.
+    """
+
+    def __init__(self, host_fake: FakeHost | None = None) -> None:
+        self.applied: list[tuple[ipaddress.IPv4Network, ...]] = []
+        self.error: Exception | None = None
+        self._host = host_fake
+        self.host_calls_seen: list[str] | None = None
+
+    def apply(self, denylist: Iterable[ipaddress.IPv4Network]) -> bool:
+        if self._host is not None and self.host_calls_seen is None:
+            self.host_calls_seen = list(self._host.calls)
+        if self.error is not None:
+            raise self.error
+        networks = tuple(denylist)
+        changed = not self.applied or self.applied[-1] != networks
+        self.applied.append(networks)
         return changed
 
 

@@ -16,6 +16,7 @@ from github_runner_manager.lxd import (
     TAG_CREATED_AT,
     TAG_UNIT,
     ExecResult,
+    ImageInfo,
     InstanceSpec,
 )
 from github_runner_manager.models import (
@@ -39,12 +40,29 @@ class FakeInstance:
     commands: list[list[str]] = dataclasses.field(default_factory=list)
 
 
+@dataclasses.dataclass
+class FakeImage:
+    fingerprint: str
+    instance_type: str
+    properties: dict[str, str]
+    published_from: str
+
+
 class FakeLxd:
-    """An LXD with instances in a dict; failures are injected per method name."""
+    """An LXD with instances in a dict; failures are injected per method name.
+
+    `images` holds the alias names; an alias without an entry in `aliases` points at the image
+    `fp-<alias>` (a prebuilt image); published images live in `image_store`.
+    """
 
     def __init__(self) -> None:
         self.instances: dict[str, FakeInstance] = {}
         self.images = {"jammy", "noble"}
+        self.aliases: dict[str, str] = {}
+        self.image_store: dict[str, FakeImage] = {}
+        self.stopped: list[str] = []
+        self.created: list[InstanceSpec] = []
+        self._fingerprints = itertools.count(1)
         self.pools = {"default"}
         self.deleted: list[str] = []
         self.fail: dict[str, Exception] = {}
@@ -102,8 +120,9 @@ class FakeLxd:
         self._maybe_fail("create_instance")
         if spec.name in self.instances:
             raise LxdError(f"instance {spec.name} already exists")
-        if spec.image not in self.images:
+        if spec.image_server is None and spec.image not in self.images:
             raise LxdError(f"image {spec.image} not found")
+        self.created.append(spec)
         self.instances[spec.name] = FakeInstance(spec=spec)
 
     def _get(self, name: str) -> FakeInstance:
@@ -165,6 +184,62 @@ class FakeLxd:
 
     def storage_pool_exists(self, name: str) -> bool:
         return name in self.pools
+
+    def stop_instance(self, name: str, timeout: float = 120.0) -> None:
+        self._maybe_fail("stop_instance")
+        self._get(name).status = "Stopped"
+        self.stopped.append(name)
+
+    def publish_image(
+        self, name: str, alias: str, properties: dict[str, str], timeout: float
+    ) -> str:
+        self._maybe_fail("publish_image")
+        instance = self._get(name)
+        if instance.status != "Stopped":
+            raise LxdError(f"instance {name} must be stopped to be published")
+        if alias in self.images:
+            raise LxdError(f"alias {alias} already exists")
+        fingerprint = f"fp{next(self._fingerprints):04d}"
+        self.image_store[fingerprint] = FakeImage(
+            fingerprint, instance.spec.instance_type.value, dict(properties), name
+        )
+        self.images.add(alias)
+        self.aliases[alias] = fingerprint
+        return fingerprint
+
+    def image_fingerprint(self, alias: str) -> str | None:
+        self._maybe_fail("image_fingerprint")
+        if alias not in self.images:
+            return None
+        return self.aliases.get(alias, f"fp-{alias}")
+
+    def set_image_alias(self, alias: str, fingerprint: str, description: str = "") -> None:
+        self._maybe_fail("set_image_alias")
+        if fingerprint not in self.image_store:
+            raise LxdError(f"image {fingerprint} not found")
+        self.images.add(alias)
+        self.aliases[alias] = fingerprint
+
+    def list_images(self) -> list[ImageInfo]:
+        self._maybe_fail("list_images")
+        return [
+            ImageInfo(
+                fingerprint=image.fingerprint,
+                aliases=tuple(
+                    sorted(a for a in self.images if self.aliases.get(a) == image.fingerprint)
+                ),
+                properties=dict(image.properties),
+                instance_type=image.instance_type,
+            )
+            for image in self.image_store.values()
+        ]
+
+    def delete_image(self, fingerprint: str) -> None:
+        self._maybe_fail("delete_image")
+        self.image_store.pop(fingerprint, None)
+        for alias in [a for a, f in self.aliases.items() if f == fingerprint]:
+            del self.aliases[alias]
+            self.images.discard(alias)
 
 
 class FakeGitHub:

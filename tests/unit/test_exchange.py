@@ -240,7 +240,7 @@ def test_symlink_is_refused(store, exchange, target):
     (exchange / "other.txt").write_text("1780000000")
     (exchange / "boot.timestamp").symlink_to(target)
 
-    with pytest.raises(CorruptDataError, match="not a regular file"):
+    with pytest.raises(CorruptDataError, match="symbolic link"):
         store.read(RUNNER)
 
 
@@ -370,3 +370,11 @@ def test_invalid_runner_names_are_refused(store, run, tmp_path, name):
 
     assert run.commands == []
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_dangling_symlink_is_refused(store, exchange):
+    """arrange: a report that is a dangling symlink. act: read. assert: CorruptDataError."""
+    (exchange / "pre-job.json").symlink_to(exchange / "missing")
+
+    with pytest.raises(CorruptDataError, match="symbolic link"):
+        store.read(RUNNER)

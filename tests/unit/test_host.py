@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -302,8 +303,8 @@ def test_memory_storage_mounts_tmpfs_and_creates_pool(machine: Machine) -> None:
     assert changed
     assert machine.ram.is_dir()
     assert machine.commands.names() == [
-        ("mount", "-t", "tmpfs", "-o", "size=20971520k", "tmpfs", str(machine.ram)),
         ("lxc", "storage", "show", "runner"),
+        ("mount", "-t", "tmpfs", "-o", "size=20971520k", "tmpfs", str(machine.ram)),
         ("lxc", "storage", "create", "runner", "dir", f"source={machine.ram}"),
     ]
 
@@ -327,7 +328,7 @@ def test_memory_storage_is_resized_by_remount(machine: Machine) -> None:
     changed = machine.host.ensure_runner_storage(host.MEMORY, 30 * GIB)
 
     assert changed
-    assert machine.commands.names()[0] == (
+    assert machine.commands.names()[1] == (
         "mount",
         "-o",
         "remount,size=31457280k",
@@ -395,6 +396,326 @@ def test_pool_on_another_source_is_a_host_error(machine: Machine) -> None:
 def test_storage_pool_without_lxd_is_a_host_error(machine: Machine) -> None:
     with pytest.raises(host.HostError, match="LXD is not installed"):
         machine.host.ensure_runner_storage(host.JUJU_STORAGE, GIB)
+
+
+def test_dir_pool_that_lost_its_content_is_recreated(machine: Machine) -> None:
+    # Arrange: after a reboot the tmpfs is new and empty under the dir pool.
+    machine.install_lxd()
+    machine.pool(machine.ram)
+    (machine.ram / "containers").rmdir()
+
+    changed = machine.host.ensure_runner_storage(host.MEMORY, 20 * GIB)
+
+    assert changed
+    assert machine.commands.names()[-2:] == [
+        ("lxc", "storage", "delete", "runner"),
+        ("lxc", "storage", "create", "runner", "dir", f"source={machine.ram}"),
+    ]
+
+
+# ----- copy-on-write (btrfs) pool -----------------------------------------------------------
+
+
+def test_btrfs_usable_needs_the_tool_and_the_kernel(machine: Machine) -> None:
+    assert not machine.host.btrfs_usable()
+
+    machine.enable_btrfs()
+    assert machine.host.btrfs_usable()
+
+    (machine.proc / "filesystems").write_text("nodev\ttmpfs\n\text4\n")
+    assert not machine.host.btrfs_usable()
+
+    (machine.proc / "filesystems").unlink()
+    assert not machine.host.btrfs_usable()
+
+
+def test_memory_storage_gets_a_btrfs_pool_on_a_loop_file(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.enable_btrfs()
+    image, mount = machine.ram / "lxd-pool.img", machine.ram / "lxd-pool"
+
+    changed = machine.host.ensure_runner_storage(host.MEMORY, 20 * GIB)
+
+    assert changed
+    assert machine.commands.names() == [
+        ("lxc", "storage", "show", "runner"),
+        ("mount", "-t", "tmpfs", "-o", "size=20971520k", "tmpfs", str(machine.ram)),
+        ("mkfs.btrfs", "-q", "-m", "single", str(image)),
+        ("mount", "-o", "loop,discard=async", str(image), str(mount)),
+        ("lxc", "storage", "create", "runner", "btrfs", f"source={mount}"),
+    ]
+    # A sparse file of the runners' size, readable by root only.
+    assert image.stat().st_size == 20 * GIB
+    assert image.stat().st_blocks * 512 < GIB
+    assert image.stat().st_mode & 0o777 == 0o600
+    assert mount.is_dir()
+
+
+def test_juju_storage_gets_a_btrfs_pool_on_a_loop_file(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.enable_btrfs()
+    image, mount = machine.juju / "lxd-pool.img", machine.juju / "lxd-pool"
+
+    machine.host.ensure_runner_storage(host.JUJU_STORAGE, 30 * GIB)
+
+    assert machine.commands.names()[1:] == [
+        ("mkfs.btrfs", "-q", "-m", "single", str(image)),
+        ("mount", "-o", "loop,discard=async", str(image), str(mount)),
+        ("lxc", "storage", "create", "runner", "btrfs", f"source={mount}"),
+    ]
+    assert image.stat().st_size == 30 * GIB
+
+
+def test_pool_name_is_injectable(tmp_path: Path) -> None:
+    machine = Machine(tmp_path)
+    machine.install_lxd()
+    machine.commands.answers[("storage", "show", "grt-test")] = host.CommandError(
+        "no pool", 1, "Error: Storage pool not found"
+    )
+    machine.host = host.Host(
+        machine.commands,
+        binary_dirs=(machine.bin,),
+        tool_dirs=(machine.sbin,),
+        storage_pool="grt-test",
+        ram_dir=machine.ram,
+        proc_dir=machine.proc,
+    )
+
+    machine.host.ensure_runner_storage(host.MEMORY, GIB)
+
+    assert machine.commands.names()[-1] == (
+        "lxc",
+        "storage",
+        "create",
+        "grt-test",
+        "dir",
+        f"source={machine.ram}",
+    )
+
+
+def test_btrfs_that_cannot_be_made_falls_back_to_dir(machine: Machine) -> None:
+    # Arrange: no loop device here (the machine is itself a container, say).
+    machine.install_lxd()
+    machine.enable_btrfs()
+    image, mount = machine.ram / "lxd-pool.img", machine.ram / "lxd-pool"
+    machine.commands.answers[("-o", "loop,discard=async", str(image), str(mount))] = (
+        host.CommandError("no loop", 32, "mount: failed to setup loop device")
+    )
+
+    changed = machine.host.ensure_runner_storage(host.MEMORY, 20 * GIB)
+
+    assert changed
+    assert machine.commands.names()[-1] == (
+        "lxc",
+        "storage",
+        "create",
+        "runner",
+        "dir",
+        f"source={machine.ram}",
+    )
+    assert not image.exists()
+
+
+def btrfs_pool(machine: Machine, root: Path, size: int, mounted: bool = True) -> Path:
+    """A btrfs pool made earlier: its loop file of `size` bytes, mounted from /dev/loop7."""
+    image, mount = root / "lxd-pool.img", root / "lxd-pool"
+    root.mkdir(parents=True, exist_ok=True)
+    image.write_bytes(b"")
+    os.truncate(image, size)
+    machine.pool(mount, driver="btrfs")
+    if mounted:
+        machine.add_mount(f"/dev/loop7 {mount} btrfs rw,relatime,discard=async 0 0\n")
+    return image
+
+
+def test_btrfs_pool_already_right_changes_nothing(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.enable_btrfs()
+    machine.add_mount(f"tmpfs {machine.ram} tmpfs rw,size=20971520k 0 0\n")
+    btrfs_pool(machine, machine.ram, 20 * GIB)
+
+    changed = machine.host.ensure_runner_storage(host.MEMORY, 20 * GIB)
+
+    assert not changed
+    assert machine.commands.names() == [("lxc", "storage", "show", "runner")]
+
+
+def test_btrfs_pool_grows_with_the_runners(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.enable_btrfs()
+    machine.add_mount(f"tmpfs {machine.ram} tmpfs rw,size=20971520k 0 0\n")
+    image = btrfs_pool(machine, machine.ram, 20 * GIB)
+    mount = machine.ram / "lxd-pool"
+
+    changed = machine.host.ensure_runner_storage(host.MEMORY, 30 * GIB)
+
+    assert changed
+    assert machine.commands.names()[1:] == [
+        ("mount", "-o", "remount,size=31457280k", str(machine.ram)),
+        ("losetup", "--set-capacity", "/dev/loop7"),
+        ("btrfs", "filesystem", "resize", "max", str(mount)),
+    ]
+    assert image.stat().st_size == 30 * GIB
+
+
+def test_btrfs_pool_never_shrinks_and_keeps_its_tmpfs(machine: Machine) -> None:
+    # Arrange: fewer runners than the pool was made for.
+    machine.install_lxd()
+    machine.enable_btrfs()
+    machine.add_mount(f"tmpfs {machine.ram} tmpfs rw,size=31457280k 0 0\n")
+    image = btrfs_pool(machine, machine.ram, 30 * GIB)
+
+    changed = machine.host.ensure_runner_storage(host.MEMORY, 10 * GIB)
+
+    # Assert: a tmpfs smaller than the loop file would fail the file system's writes.
+    assert not changed
+    assert machine.commands.names() == [("lxc", "storage", "show", "runner")]
+    assert image.stat().st_size == 30 * GIB
+
+
+def test_memory_btrfs_pool_is_recreated_after_a_reboot(machine: Machine) -> None:
+    # Arrange: LXD still knows the pool; the tmpfs, its loop file and the mount are gone.
+    machine.install_lxd()
+    machine.enable_btrfs()
+    mount, image = machine.ram / "lxd-pool", machine.ram / "lxd-pool.img"
+    machine.pool(mount, driver="btrfs")
+    (mount / "containers").rmdir()
+
+    changed = machine.host.ensure_runner_storage(host.MEMORY, 20 * GIB)
+
+    assert changed
+    assert machine.commands.names() == [
+        ("lxc", "storage", "show", "runner"),
+        ("mount", "-t", "tmpfs", "-o", "size=20971520k", "tmpfs", str(machine.ram)),
+        ("mkfs.btrfs", "-q", "-m", "single", str(image)),
+        ("mount", "-o", "loop,discard=async", str(image), str(mount)),
+        ("lxc", "storage", "delete", "runner"),
+        ("lxc", "storage", "create", "runner", "btrfs", f"source={mount}"),
+    ]
+
+
+def test_juju_storage_btrfs_pool_is_remounted_after_a_reboot(machine: Machine) -> None:
+    # Arrange: the loop file survived on the Juju storage, unmounted.
+    machine.install_lxd()
+    machine.enable_btrfs()
+    image = btrfs_pool(machine, machine.juju, 20 * GIB, mounted=False)
+    mount = machine.juju / "lxd-pool"
+    machine.commands.answers[("-o", "loop,discard=async", str(image), str(mount))] = (
+        lambda: machine.add_mount(f"/dev/loop2 {mount} btrfs rw 0 0\n") or ""
+    )
+
+    changed = machine.host.ensure_runner_storage(host.JUJU_STORAGE, 20 * GIB)
+
+    # Assert: mounted again, content kept: no new file system, no new pool.
+    assert changed
+    assert machine.commands.names() == [
+        ("lxc", "storage", "show", "runner"),
+        ("mount", "-o", "loop,discard=async", str(image), str(mount)),
+    ]
+
+
+def test_remounted_btrfs_pool_grows_when_runners_were_added(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.enable_btrfs()
+    image = btrfs_pool(machine, machine.juju, 20 * GIB, mounted=False)
+    mount = machine.juju / "lxd-pool"
+    machine.commands.answers[("-o", "loop,discard=async", str(image), str(mount))] = (
+        lambda: machine.add_mount(f"/dev/loop2 {mount} btrfs rw 0 0\n") or ""
+    )
+
+    machine.host.ensure_runner_storage(host.JUJU_STORAGE, 40 * GIB)
+
+    assert machine.commands.names()[-2:] == [
+        ("losetup", "--set-capacity", "/dev/loop2"),
+        ("btrfs", "filesystem", "resize", "max", str(mount)),
+    ]
+    assert image.stat().st_size == 40 * GIB
+
+
+def test_loop_file_that_cannot_be_mounted_is_made_again(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.enable_btrfs()
+    image = btrfs_pool(machine, machine.juju, 20 * GIB, mounted=False)
+    mount = machine.juju / "lxd-pool"
+    (mount / "containers").rmdir()
+    mounts = iter([host.CommandError("bad fs", 32, "mount: wrong fs type"), ""])
+
+    def mount_once() -> str:
+        answer = next(mounts)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    machine.commands.answers[("-o", "loop,discard=async", str(image), str(mount))] = mount_once
+
+    machine.host.ensure_runner_storage(host.JUJU_STORAGE, 20 * GIB)
+
+    assert ("mkfs.btrfs", "-q", "-m", "single", str(image)) in machine.commands.names()
+    assert machine.commands.names()[-2:] == [
+        ("lxc", "storage", "delete", "runner"),
+        ("lxc", "storage", "create", "runner", "btrfs", f"source={mount}"),
+    ]
+
+
+def test_lost_pool_that_lxd_will_not_delete_is_a_host_error(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.enable_btrfs()
+    mount = machine.ram / "lxd-pool"
+    machine.pool(mount, driver="btrfs")
+    (mount / "containers").rmdir()
+    machine.commands.answers[("storage", "delete", "runner")] = host.CommandError(
+        "in use", 1, "Error: The storage pool is currently in use"
+    )
+
+    with pytest.raises(host.HostError, match=r"delete the instances left on it"):
+        machine.host.ensure_runner_storage(host.MEMORY, 20 * GIB)
+
+
+@pytest.mark.parametrize(
+    ("root", "kind"), [("ram", "memory"), ("juju", "juju-storage"), ("elsewhere", None)]
+)
+def test_storage_in_use_from_a_btrfs_pool(machine: Machine, root: str, kind: str | None) -> None:
+    machine.install_lxd()
+    base = {"ram": machine.ram, "juju": machine.juju}.get(root, machine.root / "srv")
+    machine.pool(base / "lxd-pool", driver="btrfs")
+
+    assert machine.host.runner_storage_in_use() == kind
+
+
+def test_btrfs_pool_on_the_storage_directory_itself_is_not_ours(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.pool(machine.ram, driver="btrfs")
+
+    assert machine.host.runner_storage_in_use() is None
+
+
+def test_btrfs_pool_on_the_other_storage_is_refused(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.enable_btrfs()
+    machine.pool(machine.ram / "lxd-pool", driver="btrfs")
+
+    with pytest.raises(host.StorageError, match=r"exists on .*ram/lxd-pool, not on .*juju"):
+        machine.host.ensure_runner_storage(host.JUJU_STORAGE, GIB)
+
+
+def test_existing_dir_pool_keeps_its_driver(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.enable_btrfs()
+    machine.juju.mkdir(parents=True)
+    machine.pool(machine.juju)
+
+    changed = machine.host.ensure_runner_storage(host.JUJU_STORAGE, 20 * GIB)
+
+    assert not changed
+    assert machine.commands.names() == [("lxc", "storage", "show", "runner")]
+
+
+def test_find_tool(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "ip").write_text("")
+
+    assert host.find_tool("ip", (tmp_path / "a", tmp_path / "b")) == str(tmp_path / "b" / "ip")
+    assert host.find_tool("nft", (tmp_path / "a", tmp_path / "b")) is None
 
 
 # ----- helpers ------------------------------------------------------------------------------
