@@ -32,6 +32,7 @@ from charm_state import (
     RunnerStorage,
     exporter_port,
 )
+from github_runner_manager.config import ManagerConfig
 from github_runner_manager.models import InstanceType
 from github_runner_manager.report import Report
 
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 ACTION_TIMEOUT = 1800.0
 CHECK_TIMEOUT = 300.0
 FLUSH_TIMEOUT = 1200.0
+# update-dependencies rebuilds the runner image first, which takes minutes (an hour at worst).
+UPDATE_TIMEOUT = 3 * 3600.0
 # A report older than this many intervals (plus the margin) says the timer no longer runs.
 STALE_INTERVALS = 3
 STALE_MARGIN = datetime.timedelta(minutes=5)
@@ -51,6 +54,7 @@ _TRANSIENT_NOTES = {
     "github-unavailable": "GitHub unavailable",
     "github-conflict": "GitHub refused a change",
     "runner-binary": "runner application unavailable",
+    "image-build": "the runner image build failed, see the unit's journal",
     "unexpected": "unexpected error, see the unit's journal",
 }
 _CHECK_KEYS = ("online", "offline", "unknown", "busy", "idle")
@@ -117,6 +121,7 @@ class GithubRunnerCharm(ops.CharmBase):
     def _on_remove(self, _: ops.RemoveEvent) -> None:
         """Remove the runners (again, in case stop could not), then the manager's files."""
         self._teardown()
+        self._manager.remove_images(FLUSH_TIMEOUT)
         self._manager.remove_files()
 
     def _teardown(self) -> None:
@@ -214,6 +219,7 @@ class GithubRunnerCharm(ops.CharmBase):
         config_changed = self._manager.ensure_config(manager_config, state.token)
         if self._manager.ensure_units(state.config.check_interval):
             logger.info("the runner manager's timer was installed or changed")
+        self._ensure_image_build(manager_config)
         if self._host.ensure_logrotate():
             logger.info("logrotate configuration of the metrics log written")
         if self._manager.ensure_exporter(state.metrics_enabled):
@@ -221,6 +227,14 @@ class GithubRunnerCharm(ops.CharmBase):
         if config_changed:
             logger.info("the runner manager's configuration changed: reconciling now")
             self._manager.start_reconcile()
+
+    def _ensure_image_build(self, manager_config: ManagerConfig) -> None:
+        """Keep the image build's timer, and build at once when no image is there yet."""
+        if self._manager.ensure_image_units(manager_config):
+            logger.info("the runner image build's timer was installed or changed")
+        reason = self._manager.start_image_build_if_due(manager_config)
+        if reason:
+            logger.info("building the runner image now: %s", reason)
 
     # ----- status ---------------------------------------------------------------------------
 
@@ -242,7 +256,13 @@ class GithubRunnerCharm(ops.CharmBase):
                 )
             )
             return
-        event.add_status(_report_status(self._manager.read_report(), outcome.state))
+        event.add_status(
+            _report_status(
+                self._manager.read_report(),
+                outcome.state,
+                image_building=self._manager.image_build_in_progress(),
+            )
+        )
 
     # ----- actions --------------------------------------------------------------------------
 
@@ -339,14 +359,14 @@ class GithubRunnerCharm(ops.CharmBase):
         """Refresh the runner application; say whether outdated runners were replaced."""
         if not self._action_ready(event):
             return
-        result = self._run(event, ["update-dependencies"], ACTION_TIMEOUT)
+        result = self._run(event, ["update-dependencies"], UPDATE_TIMEOUT)
         if result is None:
             return
         report = result.report()
         if not result.ok or report is None:
             event.fail(self._failure_message("update-dependencies", result))
             return
-        updated = bool(report.timings.get("runner_updated"))
+        updated = bool(report.timings.get("runner_updated") or report.timings.get("image_updated"))
         replaced = any(removal.reason == "stale-config" for removal in report.removed)
         event.set_results(
             {
@@ -438,7 +458,11 @@ def _transient_notes(report: Report, state: CharmState) -> list[str]:
 
 
 def _report_status(
-    report: Report | None, state: CharmState, now: datetime.datetime | None = None
+    report: Report | None,
+    state: CharmState,
+    now: datetime.datetime | None = None,
+    *,
+    image_building: bool = False,
 ) -> ops.StatusBase:
     """Map the manager's last report to a unit status.
 
@@ -446,11 +470,16 @@ def _report_status(
         report: the last report, or None.
         state: the charm state.
         now: the current time (UTC).
+        image_building: whether a runner image build runs now.
 
     Returns:
         The status.
     """
+    # The first build (no image yet) is maintenance; a rebuild while runners serve is a note.
+    first_build = image_building and (report is None or "image" in report.error_kinds())
     if report is None:
+        if first_build:
+            return ops.MaintenanceStatus("building the runner image")
         return ops.WaitingStatus("waiting for the first reconciliation")
     now = now or datetime.datetime.now(datetime.timezone.utc)
     finished = report.finished_at or report.started_at
@@ -472,8 +501,12 @@ def _report_status(
             return ops.BlockedStatus(_shorten(prefix + messages[0]))
     if kinds == {"busy"} and not report.counts:
         return ops.WaitingStatus("another run of the runner manager held the lock: waiting")
+    if first_build:
+        return ops.MaintenanceStatus("building the runner image")
     summary = runner_summary(report)
     notes = _transient_notes(report, state)
+    if image_building:
+        notes.append("building a new runner image")
     return ops.ActiveStatus(f"{summary} ({'; '.join(notes)})" if notes else summary)
 
 

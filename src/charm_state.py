@@ -28,6 +28,7 @@ import pydantic
 from github_runner_manager.binary import runner_architecture
 from github_runner_manager.config import (
     GitHubSettings,
+    ImageSettings,
     LxdSettings,
     ManagerConfig,
     MetricsSettings,
@@ -536,6 +537,8 @@ class CharmState:
                 ),
                 state_dir=state_dir,
                 report_path=report_file,
+                # The charm always builds the runner image from base-image (see image.py).
+                image=ImageSettings(build=True),
             )
         except pydantic.ValidationError as exc:
             raise InvalidConfigError(

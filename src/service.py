@@ -587,6 +587,163 @@ class ManagerService:
         except systemd.SystemdError as exc:
             raise ServiceError(f"systemd refused to set up {self.paths.exporter}: {exc}") from None
 
+    # ----- the runner image build ----------------------------------------------------------
+
+    def render_image_service(self, config: ManagerConfig) -> str:
+        """Render the oneshot service building the runner image.
+
+        Args:
+            config: the manager configuration (the build's time limit).
+
+        Returns:
+            The unit file's content.
+        """
+        return self._templates.get_template(IMAGE_SERVICE_TEMPLATE).render(
+            unit=self.paths.name.removeprefix("github-runner-manager-"),
+            name=self.paths.image_name,
+            python=self._python,
+            pythonpath=self.python_path,
+            config_file=self.paths.config_file,
+            timeout_seconds=image_timeout_seconds(config),
+        )
+
+    def render_image_timer(self) -> str:
+        """Render the timer rebuilding the runner image every six hours.
+
+        Returns:
+            The unit file's content.
+        """
+        return self._templates.get_template(IMAGE_TIMER_TEMPLATE).render(
+            unit=self.paths.name.removeprefix("github-runner-manager-"),
+            name=self.paths.image_name,
+        )
+
+    def ensure_image_units(self, config: ManagerConfig) -> bool:
+        """Install the image build's service and timer while the image is built; else remove them.
+
+        Args:
+            config: the manager configuration.
+
+        Returns:
+            Whether anything changed.
+
+        Raises:
+            ServiceError: if systemd refuses.
+        """
+        try:
+            if not config.image.build:
+                return self._remove_image_units()
+            changed = _write_if_changed(
+                self.paths.image_service_file, self.render_image_service(config), 0o644
+            )
+            changed = (
+                _write_if_changed(self.paths.image_timer_file, self.render_image_timer(), 0o644)
+                or changed
+            )
+            if changed:
+                self._systemd.daemon_reload()
+            if not self._systemd.is_active(self.paths.image_timer):
+                self._systemd.enable_now(self.paths.image_timer)
+                return True
+            if changed:
+                self._systemd.restart(self.paths.image_timer)
+            return changed
+        except systemd.SystemdError as exc:
+            raise ServiceError(
+                f"systemd refused to set up {self.paths.image_timer}: {exc}"
+            ) from None
+
+    def _remove_image_units(self) -> bool:
+        if not self.paths.image_timer_file.exists() and not self.paths.image_service_file.exists():
+            return False
+        self._systemd.disable_now(self.paths.image_timer)
+        self._systemd.stop(self.paths.image_service)
+        for path in (self.paths.image_timer_file, self.paths.image_service_file):
+            path.unlink(missing_ok=True)
+        self._systemd.daemon_reload()
+        return True
+
+    def image_build_in_progress(self) -> bool:
+        """Tell whether an image build runs now (the timer's, an action's or the charm's).
+
+        The build holds an exclusive lock on its lock file for as long as it runs; a shared
+        lock taken here for an instant tells whether it is held (the build waits a few seconds
+        for its lock, so this test never makes it fail).
+
+        Returns:
+            Whether a build holds the lock.
+        """
+        path = self.paths.state_dir / image.LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
+    def start_image_build_if_due(
+        self, config: ManagerConfig, now: datetime.datetime | None = None
+    ) -> str | None:
+        """Start the image build now (without waiting) when one is due before the timer's.
+
+        A build is due when none has been built yet, when what the image is made from changed
+        (source, packages, proxies, the build script, the runner types), and an hour after a
+        failed build.
+
+        Args:
+            config: the manager configuration.
+            now: the current time (UTC).
+
+        Returns:
+            Why a build was started, or None when none was.
+
+        Raises:
+            ServiceError: if systemd refuses to start it, or the build cannot be described.
+        """
+        if not config.image.build or self.image_build_in_progress():
+            return None
+        now = now or datetime.datetime.now(datetime.timezone.utc)
+        try:
+            reason = image.build_due(config, image.read_record(image.record_path(config)), now)
+        except ImageBuildError as exc:
+            raise ServiceError(str(exc)) from None
+        if reason is None:
+            return None
+        try:
+            self._systemd.start_no_block(self.paths.image_service)
+        except systemd.SystemdError as exc:
+            raise ServiceError(
+                f"systemd refused to start {self.paths.image_service}: {exc}"
+            ) from None
+        return reason
+
+    def remove_images(self, timeout: float) -> None:
+        """Delete the unit's runner images (when the unit goes); failures are logged.
+
+        Args:
+            timeout: seconds the removal may take.
+        """
+        if not self.configured():
+            return
+        try:
+            result = self.run(["remove-images"], timeout)
+        except ServiceError as exc:
+            logger.error("cannot remove the runner images: %s; delete them with lxc", exc)
+            return
+        if not result.ok:
+            logger.error(
+                "removing the runner images failed (exit code %d): %s; delete them with lxc",
+                result.exit_code,
+                "; ".join(str(error.get("message")) for error in result.errors),
+            )
+
     def start_reconcile(self) -> None:
         """Start a reconciliation now, without waiting for it (it may take minutes).
 
@@ -601,14 +758,21 @@ class ManagerService:
     def stop(self) -> None:
         """Disable the timer and stop a run in progress, so no new runner is made.
 
+        An image build in progress is stopped too (it deletes its builder as it stops).
         Failures are logged, not raised: the flush that follows must still run.
         """
-        if not self.paths.timer_file.exists():
-            return
-        for operation, unit in (
-            (self._systemd.disable_now, self.paths.timer),
-            (self._systemd.stop, self.paths.service),
-        ):
+        steps = []
+        if self.paths.image_timer_file.exists():
+            steps += [
+                (self._systemd.disable_now, self.paths.image_timer),
+                (self._systemd.stop, self.paths.image_service),
+            ]
+        if self.paths.timer_file.exists():
+            steps += [
+                (self._systemd.disable_now, self.paths.timer),
+                (self._systemd.stop, self.paths.service),
+            ]
+        for operation, unit in steps:
             try:
                 operation(unit)
             except systemd.SystemdError as exc:
@@ -622,7 +786,13 @@ class ManagerService:
                 self._systemd.disable_now(self.paths.exporter)
             except systemd.SystemdError as exc:
                 logger.warning("cannot stop %s: %s", self.paths.exporter, exc)
-        for path in (self.paths.timer_file, self.paths.service_file, self.paths.exporter_file):
+        for path in (
+            self.paths.timer_file,
+            self.paths.service_file,
+            self.paths.exporter_file,
+            self.paths.image_timer_file,
+            self.paths.image_service_file,
+        ):
             if path.exists():
                 path.unlink()
                 removed = True

@@ -23,6 +23,7 @@ timer's reconciliations keep replacing runners meanwhile. Two builds never overl
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
 import os
@@ -49,6 +50,10 @@ EXIT_CONFIG = 2
 EXIT_GITHUB_AUTH = 3
 EXIT_TRANSIENT = 4
 EXIT_BUSY = 5
+
+# Seconds a build waits for the image lock: long enough to ride out the charm's instant test of
+# the lock (is a build running?), short enough to give up at once on a build in progress.
+IMAGE_LOCK_TIMEOUT = 5.0
 
 _AUTH_KINDS = {"token", "permission", "path"}
 
@@ -91,11 +96,14 @@ def _apply_proxy_environment(config: ManagerConfig) -> None:
         os.environ["no_proxy"] = ",".join(dict.fromkeys(no_proxy))
 
 
-def build_manager(config: ManagerConfig) -> RunnerManager:
+def build_manager(
+    config: ManagerConfig, clock: Callable[[], datetime.datetime] | None = None
+) -> RunnerManager:
     """Build a manager with the real LXD and GitHub clients.
 
     Args:
         config: the configuration.
+        clock: the current time (the wall clock by default).
 
     Returns:
         The manager.
@@ -116,7 +124,7 @@ def build_manager(config: ManagerConfig) -> RunnerManager:
     lxd = PylxdClient(
         project=config.lxd.project, socket=config.lxd.socket, timeout=config.lxd.timeout
     )
-    return RunnerManager(config, lxd, github, architecture=runner_architecture())
+    return RunnerManager(config, lxd, github, architecture=runner_architecture(), clock=clock)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -214,7 +222,7 @@ def _build_image(config: ManagerConfig, types: list[str] | None) -> int:
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         builder = _image_builder(config)
-        with manager_lock(lock_path(config), 0):
+        with manager_lock(lock_path(config), IMAGE_LOCK_TIMEOUT):
             record = builder.build([InstanceType(t) for t in types] if types else None)
     except _Terminated:
         message = "stopped (SIGTERM) before the build finished; the builder was deleted"
@@ -264,7 +272,7 @@ def image_refresher(config: ManagerConfig) -> Callable[[Report], None]:
         report.timings["image_updated"] = False
         try:
             builder = _image_builder(config)
-            with manager_lock(lock_path(config), 0):
+            with manager_lock(lock_path(config), IMAGE_LOCK_TIMEOUT):
                 record = builder.build()
         except LockBusyError:
             logger.info("an image build is already running: not starting another")

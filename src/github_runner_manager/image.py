@@ -518,7 +518,11 @@ class ImageBuilder:
         config = self._config
         http_proxy, https_proxy = apt_proxies(config)
         environment = builder_environment(config)
-        for key, value in (("apt proxy", http_proxy), ("apt proxy", https_proxy), *environment.items()):
+        for key, value in (
+            ("apt proxy", http_proxy),
+            ("apt proxy", https_proxy),
+            *environment.items(),
+        ):
             if _UNSAFE_VALUE_CHARS.search(value):
                 raise ImageBuildError(f"the {key} value contains a space, quote or backslash")
         return self._renderer.render(
@@ -554,7 +558,9 @@ class ImageBuilder:
             except LxdError as exc:
                 last = str(exc)  # a VM's agent answers only once the VM has booted
             self._sleep(2.0)
-        raise ImageBuildError(f"the builder {name} did not boot within {BOOT_TIMEOUT:.0f}s: {last}")
+        raise ImageBuildError(
+            f"the builder {name} did not boot within {BOOT_TIMEOUT:.0f}s: {last}"
+        )
 
     def _run_script(self, name: str, script: str, instance_type: InstanceType) -> None:
         self._lxd.push_file(name, SCRIPT_PATH, script.encode(), 0o700)

@@ -32,7 +32,7 @@ TAG_UNIT = "user.github-runner.unit"
 TAG_CONFIG_HASH = "user.github-runner.config-hash"
 TAG_CREATED_AT = "user.github-runner.created-at"
 TAG_TYPE = "user.github-runner.type"
-# Image builders carry this tag instead of TAG_UNIT, so reconciliations never take them for runners.
+# Image builders carry this tag instead of TAG_UNIT: reconciliations never take them for runners.
 TAG_BUILDER = "user.github-runner.image-builder"
 # How long pulling an image from a remote image server may take.
 IMAGE_PULL_TIMEOUT = 1800.0
@@ -557,7 +557,9 @@ class PylxdClient:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise LxdError(f"LXD operation {operation_id} did not finish within {timeout:.0f}s")
+                raise LxdError(
+                    f"LXD operation {operation_id} did not finish within {timeout:.0f}s"
+                )
             wait = max(1, int(min(remaining, 60.0)))
             try:
                 response = self._client.api.operations[operation_id].wait.get(
@@ -592,7 +594,9 @@ class PylxdClient:
         except (*_LXD_ERRORS, ValueError, KeyError, LxdError) as exc:
             if self._instance(name).status == "Stopped":
                 return
-            logger.warning("instance %s did not stop cleanly (%s): stopping it forcefully", name, exc)
+            logger.warning(
+                "instance %s did not stop cleanly (%s): stopping it forcefully", name, exc
+            )
         try:
             response = self._client.api.instances[name].state.put(
                 json={"action": "stop", "force": True}
@@ -635,9 +639,11 @@ class PylxdClient:
             raise LxdError(f"cannot publish instance {name}: {exc}") from exc
         try:
             self._client.api.images.aliases.post(
-                json={"name": alias, "target": fingerprint, "description": properties.get(
-                    "description", ""
-                )}
+                json={
+                    "name": alias,
+                    "target": fingerprint,
+                    "description": properties.get("description", ""),
+                }
             )
         except _LXD_ERRORS as exc:
             with contextlib.suppress(LxdError):
@@ -686,7 +692,9 @@ class PylxdClient:
             except pylxd.exceptions.NotFound:
                 self._client.api.images.aliases.post(json={"name": alias, **body})
         except _LXD_ERRORS as exc:
-            raise LxdError(f"cannot point the image alias {alias} at {fingerprint}: {exc}") from exc
+            raise LxdError(
+                f"cannot point the image alias {alias} at {fingerprint}: {exc}"
+            ) from exc
 
     def list_images(self) -> list[ImageInfo]:
         """List the images in the store.

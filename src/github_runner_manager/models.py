@@ -60,6 +60,9 @@ class RunnerState(str, enum.Enum):
     """Instance running but not online on GitHub after the grace period: crashed or stuck."""
     STOPPED = "stopped"
     """Instance no longer running (job done, powered off, or failed) but not yet deleted."""
+    CREATING = "creating"
+    """Instance not running and very young: LXD may still be creating it for a run that died;
+    it is neither counted nor deleted until the creation grace period has passed."""
     GITHUB_ONLY = "github-only"
     """Registered on GitHub but without an instance: a ghost to delete when offline."""
 

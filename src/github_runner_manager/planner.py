@@ -14,6 +14,8 @@ The rules, each named by its `Reason`:
   died never deregisters, and GitHub keeps offline runners for weeks.
 - `stopped`: an instance that is not running. A runner powers its instance off after its job and
   LXD deletes ephemeral instances, so a stopped one is a leftover (or LXD failed to delete it).
+  A very young one is left alone for a while: LXD may still be creating it for a run that was
+  killed, and refuses to delete an instance in the middle of its creation.
 - `unhealthy`: a running instance whose runner is not online on GitHub after the registration
   grace period, or whose runner process is known to be dead. GitHub shows a healthy runner
   offline for a while after it starts, hence the grace period.
@@ -34,6 +36,10 @@ from collections.abc import Mapping, Sequence
 
 from .config import RUNNER_SUFFIX_HEX
 from .models import GitHubRunner, InstanceStatus, InstanceType, RunnerInstance, RunnerState
+
+
+# How long a stopped instance may be in creation (see the module docstring).
+CREATION_GRACE = datetime.timedelta(minutes=2)
 
 
 class Reason(str, enum.Enum):
@@ -180,6 +186,8 @@ def _instance_state(
     alive: Mapping[str, bool | None],
 ) -> RunnerState:
     if instance.status is not InstanceStatus.RUNNING:
+        if now - instance.created_at < CREATION_GRACE:
+            return RunnerState.CREATING
         return RunnerState.STOPPED
     if runner is not None and runner.busy:
         return RunnerState.BUSY

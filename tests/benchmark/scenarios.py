@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -86,6 +87,11 @@ class Bench:
 
     def cleanup(self) -> list[str]:
         """Delete what the benchmark made, whatever state it is in (never raises)."""
+        # An interrupted spawn's threads may still be creating instances: let them finish.
+        deadline = time.monotonic() + 180
+        for thread in threading.enumerate():
+            if thread is not threading.main_thread() and not thread.daemon:
+                thread.join(max(0.0, deadline - time.monotonic()))
         with contextlib.suppress(Exception):
             self.manager(0, 8).flush(busy=True, reconcile=False)
         left: list[str] = []
@@ -298,11 +304,12 @@ def replacement(bench: Bench, count: int, concurrency: int) -> dict[str, Any]:
     with OnlineWatcher(bench.control, PREFIX + "-", bench.poll) as watcher:
         job = bench.control.queue_job(REPO, [harness.FLAVOR], "true")
         deadline = time.monotonic() + 60
-        while bench.control.job(job["id"])["status"] != "completed":
+        while (finished := bench.control.job(job["id"]))["status"] != "completed":
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job['id']} never completed")
             time.sleep(0.05)
         done = time.time()
+        worker = finished["runner_name"]
         attempts: list[dict[str, Any]] = []
         created: list[str] = []
         while not created and time.time() - done < 120:
@@ -316,7 +323,9 @@ def replacement(bench: Bench, count: int, concurrency: int) -> dict[str, Any]:
                     "duration": report.duration,
                     "created": list(report.created),
                     "removed": [r.model_dump() for r in report.removed],
-                    "states": [r.state for r in report.runners],
+                    "worker_state": next(
+                        (r.state for r in report.runners if r.name == worker), "gone"
+                    ),
                     "errors": [e.model_dump() for e in report.errors],
                 }
             )

@@ -59,7 +59,7 @@ def spawn_section(summary: dict[str, Any]) -> list[str]:
                     *(stages[stage] for stage in STAGES),
                 ]
             )
-            if floor and concurrency == count:
+            if floor:
                 floors.append(
                     [count, floor["threads"], floor["create"], floor["start"], floor["load"]]
                 )
@@ -81,7 +81,8 @@ def spawn_section(summary: dict[str, Any]) -> list[str]:
         "  stages: median per runner over all runs; wait = reconcile start -> this runner's",
         "  spawn; boot = LXD start returned -> runner service started; online = service started",
         "  -> listening for jobs; seen = listening -> the emulator lists it online and idle.",
-        "  floor: raw pylxd create+start of N containers, same spec, N threads; per container:",
+        "  floor: raw pylxd create+start of N containers, same spec, in as many threads as the",
+        "  row's spawn_concurrency (N, or 4); its per-container medians:",
         grid(["N", "threads", "create", "start", "load"], floors),
     ]
     return out
@@ -95,6 +96,7 @@ def replacement_section(summary: dict[str, Any]) -> list[str]:
             entry["latency"],
             _span(entry),
             f"{entry['immediate_replaced']}/{entry['runs']}",
+            ",".join(entry["worker_state"]),
             entry["reconciles"],
             entry["replacing_reconcile_at"],
         ]
@@ -109,6 +111,7 @@ def replacement_section(summary: dict[str, Any]) -> list[str]:
                 "latency",
                 "range",
                 "immediate reconcile replaced",
+                "finished runner seen as",
                 "reconciles",
                 "replacing reconcile at",
             ],

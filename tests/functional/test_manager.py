@@ -8,6 +8,7 @@ emulator has.
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -344,3 +345,61 @@ def test_steady_state_costs_no_rate_limit(make_manager, emulator):
     assert report.ok and report.created == [] and report.removed == []
     assert stats["rate_limit_used"] == 0, stats
     assert stats["not_modified"] == stats["total"] == report.github_calls, stats
+
+
+def test_a_run_killed_mid_spawn_leaves_nothing_behind(make_manager, emulator, lxd_client, tmp_path):
+    """arrange: a reconcile process killed while it creates runners. act: reconcile again.
+
+    assert: exactly the wanted runners exist; no orphan instance, no ghost registration.
+    """
+    import json as json_module
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    manager = make_manager(containers=2)  # for the teardown flush, and the same state dir
+    config = manager.config
+    token_file = tmp_path / "token"
+    token_file.write_text(TEST_TOKEN)
+    github = config.github.model_copy(update={"token": None, "token_file": token_file})
+    config_file = tmp_path / "config.json"
+    config_file.write_text(
+        json_module.dumps(
+            config.model_copy(update={"github": github}).model_dump(mode="json", exclude_none=True)
+        )
+    )
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "github_runner_manager", "--config", str(config_file), "reconcile"],
+        env={**os.environ, "PYTHONPATH": str(root / "src")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # Kill it once the first instance exists: mid-way through creating the runners.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not ours(lxd_client):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+    recovery = manager.reconcile()
+    wait_online(emulator, 2)
+    # LXD finishes the creations the killed run started; those instances never start. Once the
+    # creation grace period has passed (simulated by a clock 3 minutes ahead), they go.
+    time.sleep(5)
+    later = build_manager(
+        manager.config,
+        clock=lambda: datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=3),
+    )
+    cleanup = later.reconcile()
+    final = later.reconcile()
+
+    assert recovery.ok, recovery.errors
+    assert cleanup.ok, cleanup.errors
+    assert {r.reason for r in cleanup.removed} <= {"stopped", "github-orphan"}
+    names = sorted(i.name for i in ours(lxd_client))
+    assert len(names) == 2
+    assert sorted(r["name"] for r in gh_runners(emulator)) == names
+    assert all(r["status"] == "online" for r in gh_runners(emulator))
+    assert final.created == [] and final.removed == []

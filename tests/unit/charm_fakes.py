@@ -118,6 +118,11 @@ class FakeManagerService:
         self.report: Report | None = None
         self.results: dict[str, list[service.ManagerResult]] = {}
         self.runs: list[list[str]] = []
+        self.image_timer_active = False
+        self.image_building = False
+        self.image_build_due: str | None = None
+        self.image_builds_started: list[str] = []
+        self.images_removed = False
 
     def ensure_config(self, config: ManagerConfig, token: str) -> bool:
         text = json.dumps(config.model_dump(mode="json", exclude_none=True), sort_keys=True)
@@ -140,6 +145,25 @@ class FakeManagerService:
 
     def start_reconcile(self) -> None:
         self.reconciles_started += 1
+
+    def ensure_image_units(self, config: ManagerConfig) -> bool:
+        changed = self.image_timer_active != config.image.build
+        self.image_timer_active = config.image.build
+        return changed
+
+    def image_build_in_progress(self) -> bool:
+        return self.image_building
+
+    def start_image_build_if_due(self, config: ManagerConfig) -> str | None:
+        if self.image_building or not self.image_build_due:
+            return None
+        self.image_builds_started.append(self.image_build_due)
+        self.image_building = True
+        return self.image_build_due
+
+    def remove_images(self, timeout: float) -> None:
+        assert timeout > 0
+        self.images_removed = self.configured()
 
     def stop(self) -> None:
         self.stopped = True

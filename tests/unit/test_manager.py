@@ -399,3 +399,25 @@ def test_lxd_failure_is_reported(make_manager, lxd):
     report = manager.reconcile()
 
     assert report.error_kinds() == {"lxd"}
+
+
+def test_debug_ssh_change_replaces_idle_runners(make_manager, lxd, github):
+    """arrange: an idle runner, then a tmate server appears. act: reconcile. assert: replaced."""
+    manager = make_manager(runners={"containers": 1})
+    name = manager.reconcile().created[0]
+    runner = github.by_name(name)
+    github.runners[runner.id] = runner.__class__(runner.id, name, online=True, busy=False)
+    tmate = {
+        "host": "10.10.10.10",
+        "port": 10022,
+        "rsa_fingerprint": "SHA256:rsa",
+        "ed25519_fingerprint": "SHA256:ed",
+    }
+    with_tmate = make_manager(runners={"containers": 1}, ssh_debug=[tmate])
+
+    report = with_tmate.reconcile()
+
+    assert [(r.name, r.reason) for r in report.removed] == [(name, "stale-config")]
+    (new,) = report.created
+    env = lxd.instances[new].files["/opt/github-runner/runner.env"][0].decode()
+    assert "TMATE_SERVER_HOST=10.10.10.10" in env

@@ -101,6 +101,14 @@ def removed(plan: planner.Plan) -> dict[str, Reason]:
             id="stopped: a leftover instance is deleted and replaced",
         ),
         pytest.param(
+            [inst("r1", age_min=0.5, status=InstanceStatus.STOPPED)],
+            [],
+            {C: 1},
+            {},
+            {C: 1, VM: 0},
+            id="creating: a young stopped instance is neither counted nor deleted",
+        ),
+        pytest.param(
             [inst("r1", age_min=30)],
             [gh("r1", online=False)],
             {C: 1},
