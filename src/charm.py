@@ -21,7 +21,6 @@ from typing import Any
 import ops
 
 import cos_agent
-import firewall
 import host
 import service
 from charm_state import (
@@ -203,7 +202,7 @@ class GithubRunnerCharm(ops.CharmBase):
         outcome.state = state
         # Before the storage steps: a storage problem must not hold back a denylist change from
         # the runners already running. A failure is a host error (firewall.FirewallError).
-        if firewall.Firewall().apply(state.config.denylist):
+        if self._host.ensure_firewall(state.config.denylist):
             logger.info("the runners' egress firewall (denylist) was applied or changed")
         storage = state.config.runner_storage.value
         self._host.check_storage(storage, state.required_storage)

@@ -38,8 +38,8 @@ import host
 
 logger = logging.getLogger(__name__)
 
-NETWORK = "lxdbr0"
-ACL = "github-runner"
+NETWORK = host.FIREWALL_NETWORK
+ACL = host.FIREWALL_ACL
 ACL_DESCRIPTION = "github-runner: the runners' egress firewall (managed by the charm)"
 ACLS_KEY = "security.acls"
 DEFAULT_EGRESS_KEY = "security.acls.default.egress.action"

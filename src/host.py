@@ -15,6 +15,7 @@ its driver: moving running runners between drivers is not worth the risk.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ import platform
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -32,6 +33,9 @@ from charmlibs import apt, snap
 logger = logging.getLogger(__name__)
 
 STORAGE_POOL = "runner"
+# The bridge PRESEED creates, and the LXD network ACL on it that holds the runners' egress rules.
+FIREWALL_NETWORK = "lxdbr0"
+FIREWALL_ACL = "github-runner"
 RAM_DIR = Path("/storage/ram")
 JUJU_STORAGE_DIR = Path("/storage/juju")
 MEMORY = "memory"
@@ -563,6 +567,38 @@ class Host:
         except OSError as exc:
             raise HostError(f"cannot write {config_file}: {exc}") from exc
         return True
+
+    def ensure_firewall(
+        self,
+        denylist: Iterable[ipaddress.IPv4Network],
+        network: str = FIREWALL_NETWORK,
+        acl: str = FIREWALL_ACL,
+    ) -> bool:
+        """Make the runners' bridge reject their traffic to the host and to the denylist.
+
+        See `firewall.Firewall`; it runs its commands through this host's runner.
+
+        Args:
+            denylist: networks the runners must not reach.
+            network: the bridge (the one PRESEED creates).
+            acl: the name of the LXD network ACL the charm owns.
+
+        Returns:
+            Whether the ACL or the bridge changed.
+
+        Raises:
+            HostError: if the firewall cannot be applied (a `firewall.FirewallError`).
+        """
+        # Imported here: firewall builds on this module's runner and errors.
+        import firewall  # noqa: PLC0415
+
+        return firewall.Firewall(
+            network,
+            acl,
+            self._run,
+            binary_dirs=self._binary_dirs,
+            tool_dirs=self._tool_dirs,
+        ).apply(denylist)
 
     def _tool(self, name: str) -> str:
         tool = find_tool(name, self._tool_dirs)

@@ -535,6 +535,7 @@ class ImageBuilder:
             packages=list(packages(config)),
             apt_proxy_http=http_proxy,
             apt_proxy_https=https_proxy,
+            apt_proxy_on_loopback=bool(_loopback_devices([http_proxy, https_proxy])),
             environment=environment,
             yq_downloads=yq_downloads(config),
             attempts=ATTEMPTS,

@@ -1,6 +1,6 @@
 # Copyright 2026 github-runner contributors
 # See LICENSE file for licensing details.
-"""In-memory fakes of the charm's host layer (`host.Host`, `firewall.Firewall`) and manager.
+"""In-memory fakes of the charm's host layer (`host.Host`) and manager (`service.ManagerService`).
 
 The charm tests swap them in at the charm's module boundary; nothing here runs a command.
 """
@@ -36,6 +36,10 @@ class FakeHost:
         self.ensure_error: Exception | None = None
         self.calls: list[str] = []
         self.storage: tuple[str, int] | None = None
+        self.firewall_applied: list[tuple[ipaddress.IPv4Network, ...]] = []
+        self.firewall_error: Exception | None = None
+        # The host's calls when the firewall was first applied: the host is prepared first.
+        self.calls_before_firewall: list[str] | None = None
 
     def machine(self) -> str:
         return self.machine_name
@@ -65,38 +69,21 @@ class FakeHost:
         self.calls.append("ensure_logrotate")
         return False
 
+    def ensure_firewall(self, denylist: Iterable[ipaddress.IPv4Network]) -> bool:
+        if self.calls_before_firewall is None:
+            self.calls_before_firewall = list(self.calls)
+        if self.firewall_error is not None:
+            raise self.firewall_error
+        networks = tuple(denylist)
+        changed = not self.firewall_applied or self.firewall_applied[-1] != networks
+        self.firewall_applied.append(networks)
+        return changed
+
     def ensure_runner_storage(self, kind: str, required: int) -> bool:
         self.calls.append("ensure_runner_storage")
         changed = self.storage != (kind, required)
         self.storage = (kind, required)
         self.storage_in_use = kind
-        return changed
-
-
-class FakeFirewall:
-    """The runners' egress firewall: the denylists applied, in order.
-
-    Attributes:
-        applied: each denylist passed to `apply`.
-        error: raised by `apply` when set.
-        host_calls_seen: the host's calls when the firewall was first applied (to check that the
-            host is prepared first), when a host is given.
-    """
-
-    def __init__(self, host_fake: FakeHost | None = None) -> None:
-        self.applied: list[tuple[ipaddress.IPv4Network, ...]] = []
-        self.error: Exception | None = None
-        self._host = host_fake
-        self.host_calls_seen: list[str] | None = None
-
-    def apply(self, denylist: Iterable[ipaddress.IPv4Network]) -> bool:
-        if self._host is not None and self.host_calls_seen is None:
-            self.host_calls_seen = list(self._host.calls)
-        if self.error is not None:
-            raise self.error
-        networks = tuple(denylist)
-        changed = not self.applied or self.applied[-1] != networks
-        self.applied.append(networks)
         return changed
 
 

@@ -18,14 +18,7 @@ import firewall
 import host
 from charm import GithubRunnerCharm
 
-from .charm_fakes import (
-    FakeFirewall,
-    FakeHost,
-    FakeManagerService,
-    make_report,
-    report_result,
-    result,
-)
+from .charm_fakes import FakeHost, FakeManagerService, make_report, report_result, result
 
 TOKEN = "ghp_charmUnitTestToken0000000000000000000"
 VALID = {"path": "test-owner/test-repo", "token": TOKEN}
@@ -62,14 +55,6 @@ def manager(monkeypatch: pytest.MonkeyPatch) -> FakeManagerService:
 def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in PROXY_VARS:
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(autouse=True)
-def fake_firewall(monkeypatch: pytest.MonkeyPatch, fake_host: FakeHost) -> FakeFirewall:
-    """Every charm test gets the fake firewall: the real one would change this host's LXD."""
-    fake = FakeFirewall(fake_host)
-    monkeypatch.setattr(charm.firewall, "Firewall", lambda: fake)
-    return fake
 
 
 @pytest.fixture
@@ -1031,43 +1016,43 @@ def test_reconcile_after_check_failure_still_returns_delta(
 # ----- egress firewall ----------------------------------------------------------------------
 
 
-def test_firewall_gets_the_denylist_once_the_host_is_prepared(
-    ctx: testing.Context, fake_firewall: FakeFirewall
+def test_firewall_gets_the_denylist_once_lxd_is_ready(
+    ctx: testing.Context, fake_host: FakeHost
 ) -> None:
     config = {**VALID, "denylist": "10.0.0.0/8, 192.168.0.0/16"}
 
     run(ctx, ctx.on.install(), config=config)
 
-    assert fake_firewall.applied == [
+    assert fake_host.firewall_applied == [
         (ipaddress.IPv4Network("10.0.0.0/8"), ipaddress.IPv4Network("192.168.0.0/16"))
     ]
-    assert fake_firewall.host_calls_seen == ["ensure_lxd"]
+    assert fake_host.calls_before_firewall == ["ensure_lxd"]
 
 
 def test_empty_denylist_still_applies_the_firewall(
-    ctx: testing.Context, fake_firewall: FakeFirewall
+    ctx: testing.Context, fake_host: FakeHost
 ) -> None:
     run(ctx, ctx.on.config_changed(), config=VALID)
 
-    assert fake_firewall.applied == [()]
+    assert fake_host.firewall_applied == [()]
 
 
 def test_denylist_change_reapplies_the_firewall(
-    ctx: testing.Context, fake_firewall: FakeFirewall, manager: FakeManagerService
+    ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
 ) -> None:
     run(ctx, ctx.on.config_changed(), config={**VALID, "denylist": "10.0.0.0/8"})
 
     run(ctx, ctx.on.config_changed(), config={**VALID, "denylist": "172.16.0.0/12"})
 
-    assert fake_firewall.applied[-1] == (ipaddress.IPv4Network("172.16.0.0/12"),)
-    # The denylist is the firewall's: the runners are not replaced for it.
+    assert fake_host.firewall_applied[-1] == (ipaddress.IPv4Network("172.16.0.0/12"),)
+    # The denylist is the firewall's alone: the runners are not replaced for it.
     assert manager.reconciles_started == 1
 
 
 def test_firewall_failure_is_maintenance_and_retried(
-    ctx: testing.Context, fake_firewall: FakeFirewall, manager: FakeManagerService
+    ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
 ) -> None:
-    fake_firewall.error = firewall.FirewallError(
+    fake_host.firewall_error = firewall.FirewallError(
         "cannot attach the ACL github-runner to the LXD network lxdbr0: refused"
     )
 
@@ -1081,20 +1066,20 @@ def test_firewall_failure_is_maintenance_and_retried(
 
 
 def test_firewall_applies_even_when_the_storage_blocks(
-    ctx: testing.Context, fake_host: FakeHost, fake_firewall: FakeFirewall
+    ctx: testing.Context, fake_host: FakeHost
 ) -> None:
     fake_host.juju_storage = 1
 
     out = run(ctx, ctx.on.config_changed(), config={**VALID, "denylist": "10.0.0.0/8"})
 
     assert isinstance(out.unit_status, ops.BlockedStatus)
-    assert fake_firewall.applied == [(ipaddress.IPv4Network("10.0.0.0/8"),)]
+    assert fake_host.firewall_applied == [(ipaddress.IPv4Network("10.0.0.0/8"),)]
 
 
 def test_invalid_denylist_leaves_the_firewall_as_it_was(
-    ctx: testing.Context, fake_firewall: FakeFirewall
+    ctx: testing.Context, fake_host: FakeHost
 ) -> None:
     out = run(ctx, ctx.on.config_changed(), config={**VALID, "denylist": "10.0.0.1/8"})
 
     assert isinstance(out.unit_status, ops.BlockedStatus)
-    assert fake_firewall.applied == []
+    assert fake_host.firewall_applied == []

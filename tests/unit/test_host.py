@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Callable
@@ -708,6 +709,38 @@ def test_existing_dir_pool_keeps_its_driver(machine: Machine) -> None:
 
     assert not changed
     assert machine.commands.names() == [("lxc", "storage", "show", "runner")]
+
+
+def test_firewall_runs_through_the_host(machine: Machine) -> None:
+    # Arrange: LXD without the ACL yet; the host's commands are the fake's.
+    machine.install_lxd()
+    (machine.sbin / "ip").write_text("")
+    machine.commands.answers[("network", "show", "lxdbr0")] = (
+        "config:\n  ipv4.address: 10.1.2.1/24\nname: lxdbr0\n"
+    )
+    machine.commands.answers[("network", "acl", "show", "github-runner")] = host.CommandError(
+        "no acl", 1, "Error: Network ACL not found"
+    )
+
+    changed = machine.host.ensure_firewall([ipaddress.IPv4Network("10.0.0.0/8")])
+
+    assert changed
+    assert machine.commands.names() == [
+        ("lxc", "network", "show", "lxdbr0"),
+        ("ip", "-4", "-json", "address", "show"),
+        ("lxc", "network", "acl", "show", "github-runner"),
+        ("lxc", "network", "acl", "create", "github-runner"),
+        ("lxc", "network", "acl", "edit", "github-runner"),
+        (
+            "lxc",
+            "network",
+            "set",
+            "lxdbr0",
+            "security.acls=github-runner",
+            "security.acls.default.egress.action=allow",
+        ),
+    ]
+    assert "10.0.0.0/8" in (machine.commands.inputs[-2] or "")
 
 
 def test_find_tool(tmp_path: Path) -> None:

@@ -33,9 +33,7 @@ DIFF_LINES = 40
 
 
 def _docs(directory: Path) -> dict[str, str]:
-    return {
-        path.name: path.read_text(encoding="utf-8") for path in sorted(directory.glob("*.md"))
-    }
+    return {path.name: path.read_text(encoding="utf-8") for path in sorted(directory.glob("*.md"))}
 
 
 def _module_doc_names() -> set[str]:
@@ -94,7 +92,9 @@ def test_src_docs_are_up_to_date(tmp_path: Path):
         f"{SCRIPT.name} failed (exit code {result.returncode}):\n{result.stderr[-4000:]}"
     )
     expected, committed = _docs(generated), _docs(COMMITTED)
-    stale = sorted(name for name in expected.keys() & committed.keys() if expected[name] != committed[name])
+    stale = sorted(
+        name for name in expected.keys() & committed.keys() if expected[name] != committed[name]
+    )
     missing = sorted(expected.keys() - committed.keys())
     extra = sorted(committed.keys() - expected.keys())
     if stale or missing or extra:
