@@ -520,6 +520,9 @@ class CharmState:
                     memory=config.vm_memory,
                     disk=config.vm_disk,
                     base_image=config.base_image,
+                    # test-mode=insecure: privileged containers, for charm tests on machines
+                    # that are LXD containers themselves.
+                    privileged=config.test_mode == "insecure",
                 ),
                 lxd=LxdSettings(storage_pool=storage_pool),
                 proxy=ProxySettings(

@@ -25,6 +25,7 @@ The egress rules this module writes, every time and in this order:
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -149,10 +150,9 @@ class Firewall:
             FirewallError: if `ip` is missing or fails.
         """
         addresses = set()
-        try:
+        # `none`, or not set: the bridge has no IPv4 address.
+        with contextlib.suppress(ValueError):
             addresses.add(ipaddress.IPv4Interface(network_config.get("ipv4.address", "")).ip)
-        except ValueError:
-            pass  # `none`, or not set: the bridge has no IPv4 address.
         ip = host.find_tool("ip", self._tool_dirs)
         if ip is None:
             raise FirewallError("cannot list the host's addresses: the ip command is missing")

@@ -590,7 +590,7 @@ class Host:
             HostError: if the firewall cannot be applied (a `firewall.FirewallError`).
         """
         # Imported here: firewall builds on this module's runner and errors.
-        import firewall  # noqa: PLC0415
+        import firewall
 
         return firewall.Firewall(
             network,
@@ -625,9 +625,7 @@ class Host:
         logger.info("growing the btrfs file system at %s to %s", mount, format_size(size))
         os.truncate(image, size)
         self._run([self._tool("losetup"), "--set-capacity", device], timeout=60)
-        self._run(
-            [self._tool("btrfs"), "filesystem", "resize", "max", str(mount)], timeout=300
-        )
+        self._run([self._tool("btrfs"), "filesystem", "resize", "max", str(mount)], timeout=300)
         return True
 
     def _ensure_btrfs_mounted(self, kind: str, size: int) -> bool:
@@ -673,7 +671,9 @@ class Host:
                 self._pool_image(kind).unlink(missing_ok=True)
             else:
                 mount = self._pool_mount(kind)
-                logger.info("creating the LXD storage pool %s (btrfs) on %s", self.storage_pool, mount)
+                logger.info(
+                    "creating the LXD storage pool %s (btrfs) on %s", self.storage_pool, mount
+                )
                 self._run(
                     [lxc, "storage", "create", self.storage_pool, BTRFS, f"source={mount}"],
                     timeout=120,

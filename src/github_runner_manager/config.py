@@ -194,6 +194,9 @@ class RunnerSettings(_Model):
         memory: memory per runner instance (e.g. 7GiB).
         disk: root disk per runner instance (e.g. 10GiB).
         base_image: LXD image alias the runners start from.
+        privileged: make container runners privileged (the charm's `test-mode=insecure`, for
+            testing the charm on machines that are themselves LXD containers). Jobs then have
+            root on the host: never in production.
     """
 
     containers: int = pydantic.Field(0, ge=0)
@@ -203,6 +206,7 @@ class RunnerSettings(_Model):
     memory: str = "7GiB"
     disk: str = "10GiB"
     base_image: str = "jammy"
+    privileged: bool = False
 
     @pydantic.field_validator("memory", "disk")
     @classmethod
@@ -529,6 +533,7 @@ class ManagerConfig(_Model):
             "memory": self.runners.memory,
             "disk": self.runners.disk,
             "image": self.runners.base_image,
+            "privileged": self.runners.privileged,
             "profiles": list(self.lxd.profiles),
             "pool": self.lxd.storage_pool,
             "proxy": self.proxy.model_dump(),

@@ -274,6 +274,8 @@ class RunnerSpawner:
         if instance_type is InstanceType.CONTAINER:
             # Jobs run docker; nesting lets an unprivileged container do so.
             instance_config["security.nesting"] = "true"
+            if config.runners.privileged:
+                instance_config["security.privileged"] = "true"
         devices: dict[str, dict[str, str]] = {
             "root": {
                 "type": "disk",

@@ -58,6 +58,7 @@ class Bench:
         self.client = pylxd.Client(project=harness.PROJECT, timeout=120)
         self.lxd = PylxdClient(project=harness.PROJECT, timeout=120)
         self.managers: list[RunnerManager] = []
+        self.flush_errors: dict[str, int] = {}
 
     def config_data(self, containers: int, concurrency: int) -> dict[str, Any]:
         return harness.manager_config_data(self.emulator.url, self.work, containers, concurrency)
@@ -73,8 +74,12 @@ class Bench:
     def to_zero(self) -> None:
         """Remove every runner of the benchmark's unit, and wait until LXD and GitHub agree."""
         report = self.manager(0, 8).flush(busy=True, reconcile=False)
+        for error in report.errors:
+            # Kept for the report: the manager's own removal errors are a finding.
+            message = error.message.replace(error.runner or "", "<runner>")
+            self.flush_errors[message] = self.flush_errors.get(message, 0) + 1
         if report.errors:
-            logger.warning("flush errors: %s", report.errors)
+            logger.warning("flush reported %d errors (listed at the end)", len(report.errors))
         gone = harness.wait_until(lambda: not harness.ours(self.client), 60)
         harness.wait_until(
             lambda: not [r for r in self.control.runners(REPO) if r["name"].startswith(PREFIX)],
@@ -326,6 +331,15 @@ def replacement(bench: Bench, count: int, concurrency: int) -> dict[str, Any]:
                     "worker_state": next(
                         (r.state for r in report.runners if r.name == worker), "gone"
                     ),
+                    "worker_age": next(
+                        (
+                            round(started - r.created_at.timestamp(), 1)
+                            for r in report.runners
+                            if r.name == worker and r.created_at is not None
+                        ),
+                        None,
+                    ),
+                    "phases": {k: v for k, v in report.timings.items() if k != "runners"},
                     "errors": [e.model_dump() for e in report.errors],
                 }
             )
@@ -483,7 +497,12 @@ def profile_cli(bench: Bench, count: int) -> dict[str, Any]:
     config_path = bench.work / f"config-{count}.json"
     profile_path = bench.work / f"cli-{count}.prof"
     cli_reconcile(config_path, profile_path)
-    return {"cprofile": cprofile_summary(str(profile_path), top=20), "imports": import_times()}
+    rows = [
+        row
+        for row in cprofile_summary(str(profile_path), top=200)
+        if not str(row[0]).startswith(("<frozen", "<built-in method builtins.exec", "<string>"))
+    ]
+    return {"cprofile": rows[:20], "imports": import_times()}
 
 
 def import_times(top: int = 10) -> list[list[Any]]:

@@ -133,6 +133,9 @@ def summarise_replacement(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "max": max(run["latency"] for run in runs),
         "immediate_replaced": sum(run["immediate_replaced"] for run in runs),
         "worker_state": sorted({run["attempts"][0]["worker_state"] for run in runs}),
+        "worker_age": median(
+            [run["attempts"][0]["worker_age"] or 0.0 for run in runs],
+        ),
         "reconciles": median([float(run["reconciles"]) for run in runs]),
         "replacing_reconcile_at": median([run["replacing_reconcile_at"] for run in runs]),
         "errors": sorted({e["message"].split(":")[-1].strip() for r in runs for e in r["errors"]}),
@@ -449,6 +452,7 @@ def main(argv: Sequence[str]) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if bench is not None:
+            results["flush_errors"] = bench.flush_errors
             left = bench.cleanup()
             results["left_behind"] = left
             if left:

@@ -97,6 +97,7 @@ def replacement_section(summary: dict[str, Any]) -> list[str]:
             _span(entry),
             f"{entry['immediate_replaced']}/{entry['runs']}",
             ",".join(entry["worker_state"]),
+            entry["worker_age"],
             entry["reconciles"],
             entry["replacing_reconcile_at"],
         ]
@@ -112,6 +113,7 @@ def replacement_section(summary: dict[str, Any]) -> list[str]:
                 "range",
                 "immediate reconcile replaced",
                 "finished runner seen as",
+                "its age",
                 "reconciles",
                 "replacing reconcile at",
             ],
@@ -217,7 +219,7 @@ def profiles_section(profiles: dict[str, Any]) -> list[str]:
             f" threads, {spawn['samples']} samples every {spawn['interval'] * 1000:.0f} ms)"
         )
         out.append(grid(["function (cumulative)", "share", "thread-s"], spawn["cumulative"]))
-        out.append(grid(["function (self)", "share", "thread-s"], spawn["self"][:10]))
+        out.append(grid(["function (self)", "share", "thread-s"], spawn["self"][:5]))
     overhead = profiles.get("overhead")
     if overhead:
         out.append(f"Profile: no-change CLI reconcile with {overhead['n']} runners (cProfile)")
@@ -266,6 +268,10 @@ def render(results: dict[str, Any]) -> str:
         lines += [*overhead_section(summary["overhead"], results.get("planner")), ""]
     if results.get("goals"):
         lines += [*goals_section(results["goals"]), ""]
+    if results.get("flush_errors"):
+        lines.append("Errors the manager reported while the benchmark flushed its runners:")
+        lines += [f"  {n} x {message}" for message, n in results["flush_errors"].items()]
+        lines.append("")
     if results.get("profiles"):
         lines += profiles_section(results["profiles"])
     if results.get("interrupted") or results.get("error"):

@@ -67,7 +67,7 @@ def simulate_reboot(pool: str, root: Path, keep_tmpfs: bool = False) -> None:
 
 @pytest.fixture
 def storage_host(tmp_path: Path) -> Iterator[host.Host]:
-    """A Host whose pool and runner storage directories are the test's own."""
+    """A Host whose pool and runner storage (under tmp_path/storage) are the test's own."""
     pool = f"grtfw-st-{secrets.token_hex(3)}"
     root = tmp_path / "storage"
     runner_host = host.Host(
@@ -134,11 +134,11 @@ def pool_info(pool: str) -> Any:
 
 
 def test_memory_pool_is_btrfs_in_the_tmpfs_and_survives_resize_and_reboot(
-    storage_host: host.Host, launch_on: Callable[[str], Any]
+    storage_host: host.Host, launch_on: Callable[[str], Any], tmp_path: Path
 ) -> None:
     assert storage_host.btrfs_usable(), "this machine lacks mkfs.btrfs or the kernel's btrfs"
     pool = storage_host.storage_pool
-    ram = storage_host._ram_dir  # noqa: SLF001 - the test chose it
+    ram = tmp_path / "storage" / "ram"
     image, mount = ram / "lxd-pool.img", ram / "lxd-pool"
 
     # Act: a first reconciliation makes the tmpfs, the loop file and the pool.
@@ -184,10 +184,12 @@ def test_memory_pool_is_btrfs_in_the_tmpfs_and_survives_resize_and_reboot(
     assert launch_on(pool).status == "Running"
 
 
-def test_juju_storage_pool_is_remounted_after_a_reboot(storage_host: host.Host) -> None:
+def test_juju_storage_pool_is_remounted_after_a_reboot(
+    storage_host: host.Host, tmp_path: Path
+) -> None:
     assert storage_host.btrfs_usable(), "this machine lacks mkfs.btrfs or the kernel's btrfs"
     pool = storage_host.storage_pool
-    juju = storage_host._juju_storage_dir  # noqa: SLF001 - the test chose it
+    juju = tmp_path / "storage" / "juju"
     mount = juju / "lxd-pool"
 
     assert storage_host.ensure_runner_storage(host.JUJU_STORAGE, 2 * GIB)
@@ -212,6 +214,4 @@ def test_juju_storage_pool_is_remounted_after_a_reboot(storage_host: host.Host) 
     # daemon was not restarted, so do it for it before the pool is deleted.
     lxd_mount = f"/var/lib/lxd/storage-pools/{pool}"
     if Path(lxd_mount).is_dir():
-        subprocess.run(
-            ["/usr/bin/mount", "--bind", str(mount), lxd_mount], check=True, timeout=60
-        )
+        subprocess.run(["/usr/bin/mount", "--bind", str(mount), lxd_mount], check=True, timeout=60)

@@ -2,7 +2,7 @@
 # See LICENSE file for licensing details.
 """Integration tests on a real Juju controller (pytest-operator) and a real GitHub repository.
 
-    tox -e integration-juju3.1 -- --charm-file ./github-runner_ubuntu-22.04-amd64.charm \
+    tox -e integration-juju3.1 -- --charm-file ./github-runner_<platform>.charm \
         --path my-org/my-test-repo --token-file ~/.github-token
 
 Every test needs a reachable Juju 3 controller (the current one, or `--controller`), the

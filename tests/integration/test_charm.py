@@ -101,6 +101,8 @@ async def test_runner_cannot_reach_the_host(ops_test: Any, app: str):
         # The server answers the host itself: a refusal from the runner is the firewall's.
         await unit_exec(ops_test, unit, f"curl -sf -m 10 -o /dev/null {url}")
         runner = (await runner_instances(ops_test, unit))[0]["name"]
+        # curl must be there, or its failure below would prove nothing.
+        await unit_exec(ops_test, unit, f"lxc exec {runner} -- curl --version")
 
         code, _ = await unit_exec(
             ops_test, unit, f"lxc exec {runner} -- curl -sf -m 10 -o /dev/null {url}", check=False

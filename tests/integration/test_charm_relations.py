@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,25 @@ async def _wait_for_data(
 async def _metric_events(ops_test: Any, unit: str) -> list[dict[str, Any]]:
     _, text = await unit_exec(ops_test, unit, f"cat {METRICS_LOG} 2>/dev/null || true")
     return [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
+
+
+async def _wait_for_events(
+    ops_test: Any, unit: str, wanted: Callable[[list[dict[str, Any]]], bool], timeout: float
+) -> list[dict[str, Any]]:
+    """Reconcile until the metrics log holds what `wanted` looks for.
+
+    Events are written by reconciliations: runner_installed by the first one that sees the
+    runner online, runner_start and runner_stop by the first one after the runner is gone.
+    """
+    deadline = time.monotonic() + timeout
+    events: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        events = await _metric_events(ops_test, unit)
+        if wanted(events):
+            return events
+        await run_action(ops_test, unit, "reconcile-runners")
+        await asyncio.sleep(15)
+    raise AssertionError(f"the metrics log of {unit} never had the events wanted: {events}")
 
 
 @pytest.fixture(scope="module")
@@ -147,10 +167,15 @@ async def test_metric_events_are_logged_once_cos_is_related(
     await run_action(ops_test, unit, "reconcile-runners")
     [runner] = await wait_for_runners(ops_test, unit, online=1)
 
-    events = await _metric_events(ops_test, unit)
+    events = await _wait_for_events(
+        ops_test,
+        unit,
+        lambda events: any(
+            event["event"] == "runner_installed" and event["runner"] == runner for event in events
+        ),
+        10 * 60,
+    )
 
-    installed = [event for event in events if event["event"] == "runner_installed"]
-    assert runner in {event["runner"] for event in installed}, installed
     assert any(event["event"] == "reconciliation" for event in events)
     assert {event["flavor"] for event in events} == {app}
 
@@ -166,13 +191,19 @@ async def test_job_metrics(
     job = github_repo.wait_for_job(run_id, {"completed"}, JOB_TIMEOUT)
     assert job.conclusion == "success", job
 
-    # The events are written when the next reconciliation finds the runner gone.
-    await wait_for_runners(ops_test, unit, online=1, exclude=(str(job.runner_name),))
-    events = await _metric_events(ops_test, unit)
+    events = await _wait_for_events(
+        ops_test,
+        unit,
+        lambda events: (
+            {"runner_start", "runner_stop"}
+            <= {event["event"] for event in events if event.get("runner") == job.runner_name}
+        ),
+        15 * 60,
+    )
 
     mine = {event["event"]: event for event in events if event.get("runner") == job.runner_name}
-    assert {"runner_start", "runner_stop"} <= mine.keys(), sorted(mine)
-    assert mine["runner_stop"]["job_conclusion"] == "success"
+    assert mine["runner_stop"]["job_conclusion"] == "success", mine["runner_stop"]
+    await wait_for_runners(ops_test, unit, online=1, exclude=(str(job.runner_name),))
 
 
 @pytest.fixture(scope="module")

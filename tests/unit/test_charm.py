@@ -1083,3 +1083,15 @@ def test_invalid_denylist_leaves_the_firewall_as_it_was(
 
     assert isinstance(out.unit_status, ops.BlockedStatus)
     assert fake_host.firewall_applied == []
+
+
+@pytest.mark.parametrize(("test_mode", "privileged"), [("", False), ("insecure", True)])
+def test_test_mode_insecure_makes_container_runners_privileged(
+    ctx: testing.Context, manager: FakeManagerService, test_mode: str, privileged: bool
+) -> None:
+    # Act
+    run(ctx, ctx.on.config_changed(), config={**VALID, "test-mode": test_mode, "containers": 1})
+
+    # Assert
+    assert manager.config is not None
+    assert manager.config.runners.privileged is privileged

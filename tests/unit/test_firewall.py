@@ -113,9 +113,7 @@ def destinations(lxd: FakeLxd, acl: str = "github-runner") -> list[str]:
     return [rule["destination"] for rule in lxd.acls[acl]["egress"]]
 
 
-def test_first_apply_creates_the_acl_and_attaches_it(
-    fw: firewall.Firewall, lxd: FakeLxd
-) -> None:
+def test_first_apply_creates_the_acl_and_attaches_it(fw: firewall.Firewall, lxd: FakeLxd) -> None:
     changed = fw.apply([NET("10.0.0.0/8")])
 
     assert changed

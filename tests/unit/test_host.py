@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,15 @@ class Machine:
     def add_mount(self, line: str) -> None:
         mounts = self.proc / "mounts"
         mounts.write_text(mounts.read_text() + line)
+
+    def mounting(self, line: str) -> Callable[[], str]:
+        """A command answer that mounts something: the line appears in /proc/mounts."""
+
+        def answer() -> str:
+            self.add_mount(line)
+            return ""
+
+        return answer
 
 
 @pytest.fixture
@@ -602,7 +611,7 @@ def test_juju_storage_btrfs_pool_is_remounted_after_a_reboot(machine: Machine) -
     image = btrfs_pool(machine, machine.juju, 20 * GIB, mounted=False)
     mount = machine.juju / "lxd-pool"
     machine.commands.answers[("-o", "loop,discard=async", str(image), str(mount))] = (
-        lambda: machine.add_mount(f"/dev/loop2 {mount} btrfs rw 0 0\n") or ""
+        machine.mounting(f"/dev/loop2 {mount} btrfs rw 0 0\n")
     )
 
     changed = machine.host.ensure_runner_storage(host.JUJU_STORAGE, 20 * GIB)
@@ -621,7 +630,7 @@ def test_remounted_btrfs_pool_grows_when_runners_were_added(machine: Machine) ->
     image = btrfs_pool(machine, machine.juju, 20 * GIB, mounted=False)
     mount = machine.juju / "lxd-pool"
     machine.commands.answers[("-o", "loop,discard=async", str(image), str(mount))] = (
-        lambda: machine.add_mount(f"/dev/loop2 {mount} btrfs rw 0 0\n") or ""
+        machine.mounting(f"/dev/loop2 {mount} btrfs rw 0 0\n")
     )
 
     machine.host.ensure_runner_storage(host.JUJU_STORAGE, 40 * GIB)
@@ -639,7 +648,9 @@ def test_loop_file_that_cannot_be_mounted_is_made_again(machine: Machine) -> Non
     image = btrfs_pool(machine, machine.juju, 20 * GIB, mounted=False)
     mount = machine.juju / "lxd-pool"
     (mount / "containers").rmdir()
-    mounts = iter([host.CommandError("bad fs", 32, "mount: wrong fs type"), ""])
+    mounts: Iterator[str | Exception] = iter(
+        [host.CommandError("bad fs", 32, "mount: wrong fs type"), ""]
+    )
 
     def mount_once() -> str:
         answer = next(mounts)

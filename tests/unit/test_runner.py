@@ -252,3 +252,14 @@ def test_aproxy_needs_a_proxy_with_a_port(tmp_path):
     """arrange: aproxy without a proxy. act: validate. assert: the config is refused."""
     with pytest.raises(ValueError, match="aproxy"):
         make_config(tmp_path, proxy={"aproxy": True})
+
+
+def test_insecure_test_mode_makes_containers_privileged(spawner_for, lxd):
+    """arrange: privileged runners. act: spawn a container and a VM. assert: only the container."""
+    spawner = spawner_for(runners={"privileged": True})
+
+    container = spawner.spawn(InstanceType.CONTAINER, "h").name
+    vm = spawner.spawn(InstanceType.VIRTUAL_MACHINE, "h").name
+
+    assert lxd.instances[container].spec.config["security.privileged"] == "true"
+    assert "security.privileged" not in lxd.instances[vm].spec.config

@@ -25,7 +25,7 @@ SCRIPT = ROOT / "scripts" / "generate-src-docs.sh"
 COMMITTED = ROOT / "src-docs"
 SRC = ROOT / "src"
 FIX = (
-    "regenerate them with `tox -e src-docs` and commit src-docs/ (the pre-commit hook in "
+    "regenerate src-docs/ with `tox -e src-docs` and commit it (the pre-commit hook in "
     "CONTRIBUTING.md does this on every commit)"
 )
 # How much of the first stale file's diff the failure shows.
