@@ -196,8 +196,14 @@ def _raise_terminated(*_: object) -> None:
     raise _Terminated
 
 
-def _image_builder(config: ManagerConfig) -> ImageBuilder:
-    """An image builder on the real LXD.
+def image_builder(config: ManagerConfig) -> ImageBuilder:
+    """Build an image builder on the real LXD.
+
+    Args:
+        config: the configuration.
+
+    Returns:
+        The builder.
 
     Raises:
         LxdError: if LXD cannot be reached.
@@ -219,9 +225,9 @@ def _build_image(config: ManagerConfig, types: list[str] | None) -> int:
         return EXIT_CONFIG
     # A build runs for minutes; when systemd stops it (its timeout, a shutdown), unwind so that
     # the builder instance is deleted rather than left running.
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        builder = _image_builder(config)
+        builder = image_builder(config)
         with manager_lock(lock_path(config), IMAGE_LOCK_TIMEOUT):
             record = builder.build([InstanceType(t) for t in types] if types else None)
     except _Terminated:
@@ -237,6 +243,8 @@ def _build_image(config: ManagerConfig, types: list[str] | None) -> int:
         logger.error("%s", exc)
         _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
         return EXIT_TRANSIENT
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     _print(record.model_dump(mode="json"))
     return EXIT_OK if record.ok else EXIT_TRANSIENT
 
@@ -244,7 +252,7 @@ def _build_image(config: ManagerConfig, types: list[str] | None) -> int:
 def _remove_images(config: ManagerConfig) -> int:
     """Run `remove-images`: delete the manager's images and any builder left."""
     try:
-        builder = _image_builder(config)
+        builder = image_builder(config)
         with manager_lock(lock_path(config), config.timing.lock_timeout):
             removed = builder.remove_all()
     except RunnerManagerError as exc:
@@ -271,7 +279,7 @@ def image_refresher(config: ManagerConfig) -> Callable[[Report], None]:
     def refresh(report: Report) -> None:
         report.timings["image_updated"] = False
         try:
-            builder = _image_builder(config)
+            builder = image_builder(config)
             with manager_lock(lock_path(config), IMAGE_LOCK_TIMEOUT):
                 record = builder.build()
         except LockBusyError:

@@ -36,6 +36,8 @@ TAG_TYPE = "user.github-runner.type"
 TAG_BUILDER = "user.github-runner.image-builder"
 # How long pulling an image from a remote image server may take.
 IMAGE_PULL_TIMEOUT = 1800.0
+# Long operations are waited for in slices of this many seconds (each one LXD call).
+WAIT_SLICE = 60.0
 
 _LXD_ERRORS = (
     pylxd.exceptions.LXDAPIException,
@@ -282,7 +284,7 @@ class PylxdClient:
                 self._wait_operation(response.json()["operation"], IMAGE_PULL_TIMEOUT)
             else:
                 self._client.instances.create(request, wait=True)
-        except (*_LXD_ERRORS, ValueError, KeyError) as exc:
+        except (*_LXD_ERRORS, ValueError, KeyError, LxdError) as exc:
             raise LxdError(f"cannot create instance {spec.name}: {exc}") from exc
 
     def _instance(self, name: str) -> Any:
@@ -442,7 +444,7 @@ class PylxdClient:
                 fd: self._read_exec_log(path)
                 for fd, path in (metadata.get("output") or {}).items()
             }
-        except (*_LXD_ERRORS, ValueError, KeyError) as exc:
+        except (*_LXD_ERRORS, ValueError, KeyError, LxdError) as exc:
             raise LxdError(f"cannot run {shlex.join(command[:2])} in {name}: {exc}") from exc
         return ExecResult(
             exit_code=int(metadata.get("return", -1)),
@@ -560,7 +562,7 @@ class PylxdClient:
                 raise LxdError(
                     f"LXD operation {operation_id} did not finish within {timeout:.0f}s"
                 )
-            wait = max(1, int(min(remaining, 60.0)))
+            wait = max(1, int(min(remaining, WAIT_SLICE)))
             try:
                 response = self._client.api.operations[operation_id].wait.get(
                     params={"timeout": str(wait)}, timeout=wait + 30
@@ -602,7 +604,7 @@ class PylxdClient:
                 json={"action": "stop", "force": True}
             )
             self._wait_operation(response.json()["operation"], self._timeout)
-        except (*_LXD_ERRORS, ValueError, KeyError) as exc:
+        except (*_LXD_ERRORS, ValueError, KeyError, LxdError) as exc:
             raise LxdError(f"cannot stop instance {name}: {exc}") from exc
 
     def publish_image(
@@ -635,7 +637,7 @@ class PylxdClient:
             response = self._client.api.images.post(json=request)
             operation = self._wait_operation(response.json()["operation"], timeout)
             fingerprint = str(operation["metadata"]["fingerprint"])
-        except (*_LXD_ERRORS, ValueError, KeyError, TypeError) as exc:
+        except (*_LXD_ERRORS, ValueError, KeyError, TypeError, LxdError) as exc:
             raise LxdError(f"cannot publish instance {name}: {exc}") from exc
         try:
             self._client.api.images.aliases.post(
@@ -736,5 +738,5 @@ class PylxdClient:
             self._wait_operation(response.json()["operation"], self._timeout)
         except pylxd.exceptions.NotFound:
             return
-        except (*_LXD_ERRORS, ValueError, KeyError) as exc:
+        except (*_LXD_ERRORS, ValueError, KeyError, LxdError) as exc:
             raise LxdError(f"cannot delete image {fingerprint}: {exc}") from exc

@@ -37,7 +37,6 @@ from collections.abc import Mapping, Sequence
 from .config import RUNNER_SUFFIX_HEX
 from .models import GitHubRunner, InstanceStatus, InstanceType, RunnerInstance, RunnerState
 
-
 # How long a stopped instance may be in creation (see the module docstring).
 CREATION_GRACE = datetime.timedelta(minutes=2)
 

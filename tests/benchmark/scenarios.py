@@ -160,6 +160,7 @@ def spawn(bench: Bench, count: int, concurrency: int, profile: bool = False) -> 
     Returns:
         The run's total, the reconcile's own duration, per-runner stages and the API cost.
     """
+    quiet_wait = harness.wait_quiet()
     manager = bench.manager(count, concurrency)
     exchange = RunnerExchange(bench.work / "state" / "runners", bench.work / "state" / "q")
     bench.control.reset_stats()
@@ -182,6 +183,7 @@ def spawn(bench: Bench, count: int, concurrency: int, profile: bool = False) -> 
         "n": count,
         "concurrency": concurrency,
         "load": round(os.getloadavg()[0], 2),
+        "quiet_wait": quiet_wait,
         "total": round(total, 3),
         "reconcile": round(reconcile_wall, 3),
         "report_duration": report.duration,
@@ -256,6 +258,7 @@ def floor(bench: Bench, count: int, threads: int) -> dict[str, Any]:
             }
         )
     client = pylxd.Client(project=harness.PROJECT, timeout=120)
+    quiet_wait = harness.wait_quiet()
 
     def one(request: dict[str, Any]) -> tuple[float, float]:
         started = time.monotonic()
@@ -281,6 +284,7 @@ def floor(bench: Bench, count: int, threads: int) -> dict[str, Any]:
         "n": count,
         "threads": threads,
         "load": round(os.getloadavg()[0], 2),
+        "quiet_wait": quiet_wait,
         "total": round(total, 3),
         "create": median([c for c, _ in laps]),
         "start": median([s for _, s in laps]),
@@ -305,6 +309,7 @@ def replacement(bench: Bench, count: int, concurrency: int) -> dict[str, Any]:
     Returns:
         The latency and how many reconciles it took.
     """
+    harness.wait_quiet()
     manager = bench.manager(count, concurrency)
     with OnlineWatcher(bench.control, PREFIX + "-", bench.poll) as watcher:
         job = bench.control.queue_job(REPO, [harness.FLAVOR], "true")

@@ -100,6 +100,7 @@ def summarise_spawn(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "max": max(totals),
         "reconcile": median([run["reconcile"] for run in runs]),
         "load": median([run["load"] for run in runs]),
+        "quiet_wait": median([run["quiet_wait"]["waited"] for run in runs]),
         "stages": {stage: median(values) for stage, values in stage_values.items()},
         "stages_max": {
             stage: round(max(values), 3) if values else None

@@ -84,6 +84,14 @@ def spawn_section(summary: dict[str, Any]) -> list[str]:
         "  floor: raw pylxd create+start of N containers, same spec, in as many threads as the",
         "  row's spawn_concurrency (N, or 4); its per-container medians:",
         grid(["N", "threads", "create", "start", "load"], floors),
+        "  each run (manager and floor) started once btrfs had no subvolume deletion pending;",
+        "  the manager runs waited for that "
+        + ", ".join(
+            f"N={count}: {summary[count][count]['manager']['quiet_wait']} s"
+            for count in sorted(summary, key=int)
+            if count in summary[count]
+        )
+        + " (median).",
     ]
     return out
 

@@ -41,9 +41,11 @@ import pylxd
 import pytest
 
 import service
+from github_runner_manager import lxd as lxd_module
 from github_runner_manager.config import ManagerConfig
+from github_runner_manager.errors import LxdError
 from github_runner_manager.image import DEFAULT_PACKAGES, ImageBuilder, stable_alias
-from github_runner_manager.lxd import PylxdClient
+from github_runner_manager.lxd import InstanceSpec, PylxdClient
 from github_runner_manager.models import InstanceType
 
 from .conftest import IMAGE, PROJECT, TEST_REPO, TEST_TOKEN, run_in, wait_for_boot
@@ -239,9 +241,7 @@ def source_image(
         assert leftovers == []
 
 
-def config_data(
-    tmp: Path, source: str, proxy: RepositoryProxy, **image: Any
-) -> dict[str, Any]:
+def config_data(tmp: Path, source: str, proxy: RepositoryProxy, **image: Any) -> dict[str, Any]:
     return {
         "unit": "grt-imgtest/0",
         "name_prefix": PREFIX,
@@ -406,7 +406,14 @@ def test_rebuild_moves_the_alias_atomically_and_prunes_old_versions(
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(config.model_dump(mode="json", exclude_none=True)))
     completed = subprocess.run(
-        [sys.executable, "-m", "github_runner_manager", "--config", str(config_file), "build-image"],
+        [
+            sys.executable,
+            "-m",
+            "github_runner_manager",
+            "--config",
+            str(config_file),
+            "build-image",
+        ],
         env={**os.environ, "PYTHONPATH": str(SRC_DIR)},
         capture_output=True,
         text=True,
@@ -456,9 +463,55 @@ def test_a_failing_step_fails_the_build_and_keeps_the_image(
     assert "FAILED" in log  # sha256sum's verdict
 
 
+def test_a_command_outlasting_one_wait_slice_is_waited_for(
+    adapter: PylxdClient, lxd_client: pylxd.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build script runs far longer than one LXD call may: it is waited for in slices."""
+    monkeypatch.setattr(lxd_module, "WAIT_SLICE", 1.0)
+    name = f"{PREFIX}-slices"
+    lxd_client.instances.create(
+        {"name": name, "source": {"type": "image", "alias": IMAGE}, "profiles": ["default"]},
+        wait=True,
+    )
+    try:
+        adapter.start_instance(name)
+        started = time.monotonic()
+
+        result = adapter.execute(name, ["sh", "-c", "sleep 4; echo finished"], timeout=30)
+
+        assert result.exit_code == 0
+        assert result.stdout == "finished\n"
+        assert time.monotonic() - started >= 4
+    finally:
+        adapter.delete_instance(name)
+
+
+def test_a_remote_source_is_pulled_by_lxd(adapter: PylxdClient, lxd_client: pylxd.Client) -> None:
+    """A series name becomes an image-server pull; here the server (on loopback) is down."""
+    name = f"{PREFIX}-remote"
+    spec = InstanceSpec(
+        name=name,
+        instance_type=InstanceType.CONTAINER,
+        image="noble",
+        image_server="https://127.0.0.1:9",
+        profiles=("default",),
+        config={},
+        devices={},
+        ephemeral=False,
+    )
+
+    with pytest.raises(LxdError, match=f"cannot create instance {name}"):
+        adapter.create_instance(spec)
+
+    assert name not in [instance.name for instance in lxd_client.instances.all()]
+
+
 def test_image_units_pass_systemd_analyze_verify(tmp_path: Path, config: ManagerConfig) -> None:
     paths = service.ManagerPaths.for_unit(
-        "grt-imgtest", 0, config_root=tmp_path / "etc", state_root=tmp_path / "state",
+        "grt-imgtest",
+        0,
+        config_root=tmp_path / "etc",
+        state_root=tmp_path / "state",
         systemd_dir=tmp_path / "systemd",
     )
     paths.systemd_dir.mkdir(parents=True)

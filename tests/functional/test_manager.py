@@ -347,7 +347,9 @@ def test_steady_state_costs_no_rate_limit(make_manager, emulator):
     assert stats["not_modified"] == stats["total"] == report.github_calls, stats
 
 
-def test_a_run_killed_mid_spawn_leaves_nothing_behind(make_manager, emulator, lxd_client, tmp_path):
+def test_a_run_killed_mid_spawn_leaves_nothing_behind(
+    make_manager, emulator, lxd_client, tmp_path
+):
     """arrange: a reconcile process killed while it creates runners. act: reconcile again.
 
     assert: exactly the wanted runners exist; no orphan instance, no ghost registration.

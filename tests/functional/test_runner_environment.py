@@ -16,11 +16,13 @@ import pylxd
 import pytest
 
 from github_runner_manager.config import ManagerConfig
+from github_runner_manager.github import GhApiClient
+from github_runner_manager.lxd import PylxdClient
 from github_runner_manager.models import InstanceType
 from github_runner_manager.runner import APROXY_RULES, RunnerSpawner
 from github_runner_manager.templates import TemplateRenderer
 
-from .conftest import TEST_REPO, TEST_TOKEN, run_in
+from .conftest import PROJECT, TEST_REPO, TEST_TOKEN, run_in
 from .test_manager import LABELS, manager_config, wait_gone, wait_job, wait_online
 
 pytestmark = pytest.mark.lxd
@@ -178,10 +180,10 @@ def test_aproxy_rules_are_valid_nftables(emulator, tmp_path):
     )
     spawner = RunnerSpawner(
         config,
-        None,
-        None,
+        PylxdClient(project=PROJECT),
+        GhApiClient(config.github.github_path, TEST_TOKEN, emulator.api_url),
         TemplateRenderer(config.templates),
-        runner_tarball=b"",  # type: ignore[arg-type]
+        runner_tarball=b"",
     )
     rules = spawner.render_files("functional-0-0123456789ab", InstanceType.CONTAINER, ["x"])[
         APROXY_RULES

@@ -16,7 +16,7 @@ MANAGER = SRC / "github_runner_manager"
 def imported_modules(path: Path) -> set[str]:
     """The top-level names of every module a file imports."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)

@@ -568,6 +568,17 @@ def test_btrfs_pool_grows_with_the_runners(machine: Machine) -> None:
     assert image.stat().st_size == 30 * GIB
 
 
+def test_growing_without_losetup_is_a_host_error(machine: Machine) -> None:
+    machine.install_lxd()
+    machine.enable_btrfs()
+    (machine.sbin / "losetup").unlink()
+    machine.juju.mkdir(parents=True)
+    btrfs_pool(machine, machine.juju, 20 * GIB)
+
+    with pytest.raises(host.HostError, match="the losetup command is missing"):
+        machine.host.ensure_runner_storage(host.JUJU_STORAGE, 30 * GIB)
+
+
 def test_btrfs_pool_never_shrinks_and_keeps_its_tmpfs(machine: Machine) -> None:
     # Arrange: fewer runners than the pool was made for.
     machine.install_lxd()

@@ -212,7 +212,9 @@ def test_docker_gets_mirror_and_proxies(spawner_for, lxd):
     result = spawner.spawn(InstanceType.CONTAINER, "h")
 
     files = lxd.instances[result.name].files
-    assert json.loads(files[DOCKER_DAEMON_PATH][0]) == {"registry-mirrors": ["https://mirror.example"]}
+    assert json.loads(files[DOCKER_DAEMON_PATH][0]) == {
+        "registry-mirrors": ["https://mirror.example"]
+    }
     dropin = files[DOCKER_PROXY_DROPIN][0].decode()
     assert 'Environment="HTTPS_PROXY=http://proxy:3128"' in dropin
     assert 'Environment="NO_PROXY=corp,localhost,127.0.0.1,::1"' in dropin

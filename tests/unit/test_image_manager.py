@@ -1,0 +1,350 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""The built image in the manager's runs and in the command line (build-image, remove-images)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from github_runner_manager import cli
+from github_runner_manager.errors import LxdError
+from github_runner_manager.image import ImageBuilder, lock_path, stable_alias
+from github_runner_manager.manager import RunnerManager, manager_lock
+from github_runner_manager.models import GitHubRunner, InstanceType
+
+from .conftest import PREFIX
+from .fakes import FakeBinaryCache, FakeGitHub, FakeLxd
+from .test_cli import write_config
+from .test_image import ScriptLxd
+
+CONTAINER = InstanceType.CONTAINER
+STABLE = f"{PREFIX}-jammy"
+
+
+def set_online(github: FakeGitHub, name: str, busy: bool) -> None:
+    runner = github.by_name(name)
+    assert runner is not None
+    github.runners[runner.id] = GitHubRunner(runner.id, name, online=True, busy=busy)
+
+
+# ----- the manager --------------------------------------------------------------------------
+
+
+def test_runners_start_from_the_built_image(make_manager: Any, lxd: FakeLxd) -> None:
+    lxd.images.add(STABLE)
+    manager = make_manager(image={"build": True}, runners={"containers": 1})
+
+    report = manager.reconcile()
+
+    assert report.ok, report.errors
+    (name,) = report.created
+    assert lxd.instances[name].spec.image == STABLE
+
+
+def test_a_missing_built_image_is_an_image_error(make_manager: Any, lxd: FakeLxd) -> None:
+    manager = make_manager(image={"build": True}, runners={"containers": 1})
+
+    report = manager.reconcile()
+
+    assert report.error_kinds() == {"image"}
+    assert "built by build-image" in report.errors[0].message
+    assert lxd.instances == {}
+
+
+def test_the_image_fingerprint_is_part_of_the_configuration_hash(
+    make_manager: Any,
+) -> None:
+    manager = make_manager()
+    cached = manager._binary.ensure()
+
+    first = manager._hashes(cached, {CONTAINER: "fp-a"})
+    second = manager._hashes(cached, {CONTAINER: "fp-b"})
+
+    assert first[CONTAINER] != second[CONTAINER]
+    # No image, no hash: nothing of that type counts as stale.
+    assert manager._hashes(cached, {CONTAINER: None}) == {}
+
+
+def test_a_new_image_replaces_idle_runners_and_lets_busy_ones_finish(
+    make_manager: Any, lxd: FakeLxd, github: FakeGitHub
+) -> None:
+    # Arrange: two runners on the image the alias points at; one idle, one busy.
+    manager = make_manager(runners={"containers": 2})
+    idle, busy = manager.reconcile().created
+    set_online(github, idle, busy=False)
+    set_online(github, busy, busy=True)
+    # A rebuild moved the alias to a new image.
+    lxd.aliases["jammy"] = "fp-rebuilt"
+
+    # Act
+    report = manager.reconcile()
+
+    # Assert: the idle runner was replaced as stale; the busy one keeps its job.
+    assert {r.name: r.reason for r in report.removed} == {idle: "stale-config"}
+    assert busy in lxd.instances
+    assert len(report.created) == 1
+    assert report.created[0] not in (idle, busy)
+
+
+def test_runners_stay_when_their_image_disappears(
+    make_manager: Any, lxd: FakeLxd, github: FakeGitHub
+) -> None:
+    manager = make_manager(runners={"containers": 1})
+    (name,) = manager.reconcile().created
+    set_online(github, name, busy=False)
+    lxd.images.discard("jammy")
+
+    report = manager.reconcile()
+
+    assert report.removed == []
+    assert name in lxd.instances
+
+
+# ----- the command line ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def image_lxd(monkeypatch: pytest.MonkeyPatch, clock: Any) -> ScriptLxd:
+    """Make the command line's image builder work on the LXD fake."""
+    fake = ScriptLxd()
+
+    def builder(config: Any) -> ImageBuilder:
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        return ImageBuilder(
+            config, fake, clock=clock, monotonic=clock.monotonic, sleep=clock.sleep
+        )
+
+    monkeypatch.setattr(cli, "image_builder", builder)
+    return fake
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
+    code = cli.main(list(argv))
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_build_image_prints_the_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], image_lxd: ScriptLxd
+) -> None:
+    config = write_config(tmp_path, image={"build": True})
+
+    code, document = run(capsys, "--config", str(config), "build-image")
+
+    assert code == cli.EXIT_OK
+    assert document["ok"] is True
+    assert [built["alias"] for built in document["images"]] == [STABLE]
+    assert image_lxd.aliases[STABLE] == document["images"][0]["fingerprint"]
+
+
+def test_build_image_for_one_type(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], image_lxd: ScriptLxd
+) -> None:
+    config = write_config(tmp_path, image={"build": True})
+
+    code, document = run(
+        capsys, "--config", str(config), "build-image", "--type", "virtual-machine"
+    )
+
+    assert code == cli.EXIT_OK
+    assert [built["alias"] for built in document["images"]] == [f"{STABLE}-vm"]
+
+
+def test_failed_build_is_exit_4(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], image_lxd: ScriptLxd
+) -> None:
+    image_lxd.fail["publish_image"] = LxdError("disk full")
+    config = write_config(tmp_path, image={"build": True})
+
+    code, document = run(capsys, "--config", str(config), "build-image")
+
+    assert code == cli.EXIT_TRANSIENT
+    assert document["ok"] is False
+    assert document["errors"][0]["message"] == "disk full"
+
+
+def test_build_while_another_build_runs_is_exit_5(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    image_lxd: ScriptLxd,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cli, "IMAGE_LOCK_TIMEOUT", 0)
+    config_file = write_config(tmp_path, image={"build": True})
+    config = cli.load_config(config_file)
+
+    with manager_lock(lock_path(config), 0):
+        code, document = run(capsys, "--config", str(config_file), "build-image")
+
+    assert code == cli.EXIT_BUSY
+    assert document["errors"][0]["kind"] == "busy"
+    assert image_lxd.created == []
+
+
+def test_a_build_does_not_take_the_managers_lock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], image_lxd: ScriptLxd
+) -> None:
+    """Reconciliations keep running during a build: they hold another lock."""
+    config_file = write_config(tmp_path, image={"build": True})
+    config = cli.load_config(config_file)
+
+    with manager_lock(config.state_dir / "manager.lock", 0):
+        code, _ = run(capsys, "--config", str(config_file), "build-image")
+
+    assert code == cli.EXIT_OK
+
+
+def test_build_image_refuses_when_building_is_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], image_lxd: ScriptLxd
+) -> None:
+    code, document = run(capsys, "--config", str(write_config(tmp_path)), "build-image")
+
+    assert code == cli.EXIT_CONFIG
+    assert "image.build is off" in document["errors"][0]["message"]
+
+
+def test_build_image_when_lxd_is_unreachable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(config: Any) -> ImageBuilder:
+        raise LxdError("cannot reach LXD")
+
+    monkeypatch.setattr(cli, "image_builder", unreachable)
+    config = write_config(tmp_path, image={"build": True})
+
+    code, document = run(capsys, "--config", str(config), "build-image")
+
+    assert code == cli.EXIT_TRANSIENT
+    assert document["errors"] == [{"kind": "lxd", "message": "cannot reach LXD"}]
+
+
+def test_sigterm_during_a_build_deletes_the_builder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], image_lxd: ScriptLxd
+) -> None:
+    """A SIGTERM from systemd (its TimeoutStartSec) must not leave the builder running."""
+
+    def terminated(name: str, command: list[str], env: dict[str, str]) -> Any:
+        if command[0] == "/bin/bash":
+            cli._raise_terminated()
+        return image_lxd._handle(name, command, env)
+
+    image_lxd.exec_handler = terminated
+    config = write_config(tmp_path, image={"build": True})
+
+    code, document = run(capsys, "--config", str(config), "build-image")
+
+    assert code == cli.EXIT_TRANSIENT
+    assert "SIGTERM" in document["errors"][0]["message"]
+    assert image_lxd.instances == {}
+    assert image_lxd.deleted[-1] == f"{PREFIX}-builder"
+
+
+def test_remove_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], image_lxd: ScriptLxd
+) -> None:
+    config = write_config(tmp_path, image={"build": True})
+    run(capsys, "--config", str(config), "build-image")
+
+    code, document = run(capsys, "--config", str(config), "remove-images")
+
+    assert code == cli.EXIT_OK
+    assert len(document["removed"]) == 1
+    assert image_lxd.image_store == {}
+
+
+@pytest.fixture
+def managed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, image_lxd: ScriptLxd, clock: Any
+) -> list[RunnerManager]:
+    """cli.build_manager on the same LXD fake as the image builder."""
+    built: list[RunnerManager] = []
+    github: Any = FakeGitHub()  # the fake has what the manager calls, not the whole protocol
+
+    def build(config: Any) -> RunnerManager:
+        manager = RunnerManager(
+            config,
+            image_lxd,
+            github,
+            binary=FakeBinaryCache(tmp_path),  # type: ignore[arg-type]
+            clock=clock,
+            sleep=clock.sleep,
+            monotonic=clock.monotonic,
+        )
+        built.append(manager)
+        return manager
+
+    monkeypatch.setattr(cli, "build_manager", build)
+    return built
+
+
+def test_update_dependencies_rebuilds_the_image_then_reconciles(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    image_lxd: ScriptLxd,
+    managed: list[RunnerManager],
+) -> None:
+    config = write_config(tmp_path, image={"build": True})
+
+    code, document = run(capsys, "--config", str(config), "update-dependencies")
+
+    assert code == cli.EXIT_OK, document["errors"]
+    assert document["timings"]["image_updated"] is True
+    # The runners start from the image just built.
+    assert len(document["created"]) == 2
+    assert {image_lxd.instances[name].spec.image for name in document["created"]} == {STABLE}
+
+
+def test_update_dependencies_with_a_failed_build_still_reconciles(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    image_lxd: ScriptLxd,
+    managed: list[RunnerManager],
+) -> None:
+    image_lxd.images.add(STABLE)  # an earlier build's image
+    image_lxd.fail["publish_image"] = LxdError("disk full")
+    config = write_config(tmp_path, image={"build": True})
+
+    code, document = run(capsys, "--config", str(config), "update-dependencies")
+
+    assert code == cli.EXIT_TRANSIENT
+    assert document["timings"]["image_updated"] is False
+    assert [error["kind"] for error in document["errors"]] == ["lxd"]
+    assert len(document["created"]) == 2
+
+
+def test_update_dependencies_does_not_wait_for_a_running_build(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    image_lxd: ScriptLxd,
+    managed: list[RunnerManager],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cli, "IMAGE_LOCK_TIMEOUT", 0)
+    image_lxd.images.add(STABLE)
+    config_file = write_config(tmp_path, image={"build": True})
+    config = cli.load_config(config_file)
+
+    with manager_lock(lock_path(config), 0):
+        code, document = run(capsys, "--config", str(config_file), "update-dependencies")
+
+    assert code == cli.EXIT_OK
+    assert document["timings"]["image_build"] == "already running"
+    assert image_lxd.created != [] and all(
+        spec.name != f"{PREFIX}-builder" for spec in image_lxd.created
+    )
+
+
+def test_update_dependencies_without_building_builds_nothing(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    image_lxd: ScriptLxd,
+    managed: list[RunnerManager],
+) -> None:
+    code, document = run(capsys, "--config", str(write_config(tmp_path)), "update-dependencies")
+
+    assert code == cli.EXIT_OK
+    assert "image_updated" not in document["timings"]
+    assert stable_alias(managed[0].config, CONTAINER) not in image_lxd.images
