@@ -28,13 +28,12 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pydantic
 
-from .config import ManagerConfig, config_hash, is_loopback_host
+from .config import ManagerConfig, config_hash
 from .errors import ImageBuildError, LxdError, RunnerManagerError
-from .lxd import TAG_BUILDER, InstanceSpec, LxdClient
+from .lxd import TAG_BUILDER, InstanceSpec, LxdClient, loopback_proxy_devices
 from .models import InstanceType
 from .report import ErrorEntry
 from .templates import TemplateRenderer
@@ -228,11 +227,14 @@ def packages(config: ManagerConfig) -> tuple[str, ...]:
         config: the manager configuration.
 
     Returns:
-        The configured list, or the default one; with `yq` when it comes from the distribution.
+        The configured list, or the default one; with `yq` when it comes from the distribution,
+        and `nftables` when the runners use aproxy (its redirect rules need it).
     """
     chosen = config.image.packages if config.image.packages is not None else DEFAULT_PACKAGES
     if config.image.yq == "package" and "yq" not in chosen:
         chosen = (*chosen, "yq")
+    if config.proxy.aproxy and "nftables" not in chosen:
+        chosen = (*chosen, "nftables")
     return tuple(chosen)
 
 
@@ -312,6 +314,7 @@ def recipe(config: ManagerConfig) -> str:
         "apt_proxies": list(apt_proxies(config)),
         "environment": builder_environment(config),
         "yq": yq_downloads(config),
+        "aproxy": config.proxy.aproxy,
         "profiles": list(config.lxd.profiles),
         # A VM image's root disk is as large as the builder's: it must fit the runners' disk.
         "vm_disk": config.runners.disk if InstanceType.VIRTUAL_MACHINE in types else None,
@@ -348,26 +351,6 @@ def build_due(
     if not record.ok and now - finished >= RETRY_FAILED_AFTER:
         return "the last build failed"
     return None
-
-
-def _loopback_devices(urls: Sequence[str]) -> dict[str, dict[str, str]]:
-    """Proxy devices making the host's loopback services in `urls` reachable in the builder."""
-    devices: dict[str, dict[str, str]] = {}
-    for url in urls:
-        if not url:
-            continue
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if not parts.hostname or not is_loopback_host(parts.hostname):
-            continue
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        address = "[::1]" if parts.hostname == "::1" else "127.0.0.1"
-        devices[f"loopback-{port}"] = {
-            "type": "proxy",
-            "listen": f"tcp:{address}:{port}",
-            "connect": f"tcp:{address}:{port}",
-            "bind": "instance",
-        }
-    return devices
 
 
 def _tail(text: str, lines: int = 5) -> str:
@@ -486,7 +469,7 @@ class ImageBuilder:
         http_proxy, https_proxy = apt_proxies(config)
         urls = [http_proxy, https_proxy, config.proxy.http or "", config.proxy.https or ""]
         urls += [download["url"] for download in yq_downloads(config).values()]
-        devices.update(_loopback_devices(urls))
+        devices.update(loopback_proxy_devices(urls))
         return InstanceSpec(
             name=name,
             instance_type=instance_type,
@@ -535,9 +518,10 @@ class ImageBuilder:
             packages=list(packages(config)),
             apt_proxy_http=http_proxy,
             apt_proxy_https=https_proxy,
-            apt_proxy_on_loopback=bool(_loopback_devices([http_proxy, https_proxy])),
+            apt_proxy_on_loopback=bool(loopback_proxy_devices([http_proxy, https_proxy])),
             environment=environment,
             yq_downloads=yq_downloads(config),
+            aproxy=config.proxy.aproxy,
             attempts=ATTEMPTS,
             retry_delay=RETRY_DELAY,
         )

@@ -16,13 +16,16 @@ import datetime
 import logging
 import shlex
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import pylxd
 import pylxd.exceptions
 import requests.exceptions
 
+from .config import is_loopback_host
 from .errors import LxdError
 from .models import InstanceStatus, InstanceType, RunnerInstance
 
@@ -183,6 +186,37 @@ class LxdClient(Protocol):
     def storage_pool_exists(self, name: str) -> bool:
         """Tell whether a storage pool exists."""
         ...  # pragma: no cover
+
+
+def loopback_proxy_devices(urls: Sequence[str | None]) -> dict[str, dict[str, str]]:
+    """Proxy devices making services on the host's loopback reachable inside an instance.
+
+    A GitHub server or a proxy on the host's loopback (an SSH tunnel, a local cache, a test
+    server) is reached inside the instance at the same address: the device listens there, bound
+    inside the instance, and connects to the host's loopback.
+
+    Args:
+        urls: URLs (or `host:port`); the ones not on loopback are ignored.
+
+    Returns:
+        Device name → device, one per port.
+    """
+    devices: dict[str, dict[str, str]] = {}
+    for url in urls:
+        if not url:
+            continue
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if not parts.hostname or not is_loopback_host(parts.hostname):
+            continue
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        address = "[::1]" if parts.hostname == "::1" else "127.0.0.1"
+        devices[f"loopback-{port}"] = {
+            "type": "proxy",
+            "listen": f"tcp:{address}:{port}",
+            "connect": f"tcp:{address}:{port}",
+            "bind": "instance",
+        }
+    return devices
 
 
 def _parse_created_at(value: str | None) -> datetime.datetime:

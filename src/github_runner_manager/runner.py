@@ -22,9 +22,8 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from urllib.parse import urlsplit
 
-from .config import RUNNER_SUFFIX_HEX, ManagerConfig, is_loopback_host
+from .config import RUNNER_SUFFIX_HEX, ManagerConfig
 from .errors import LxdError, RunnerCreateError, RunnerManagerError
 from .exchange import Installed, RunnerExchange
 from .github import GitHubClient
@@ -36,6 +35,7 @@ from .lxd import (
     TAG_UNIT,
     InstanceSpec,
     LxdClient,
+    loopback_proxy_devices,
 )
 from .models import GitHubOrg, InstanceType, Registration
 from .templates import TemplateRenderer
@@ -284,17 +284,10 @@ class RunnerSpawner:
                 "size": config.runners.disk,
             }
         }
-        github = urlsplit(config.github.url)
-        if github.hostname and is_loopback_host(github.hostname):
-            # A GitHub server on the host's loopback (an SSH tunnel to GHES, or a test server):
-            # runners reach it at the same address through a proxy device bound inside them.
-            port = github.port or (443 if github.scheme == "https" else 80)
-            devices["github-loopback"] = {
-                "type": "proxy",
-                "listen": f"tcp:127.0.0.1:{port}",
-                "connect": f"tcp:127.0.0.1:{port}",
-                "bind": "instance",
-            }
+        # A GitHub server or a proxy on the host's loopback is reached at the same address.
+        devices.update(
+            loopback_proxy_devices([config.github.url, config.proxy.http, config.proxy.https])
+        )
         devices.update(extra_devices or {})
         return InstanceSpec(
             name=name,

@@ -693,3 +693,13 @@ def test_unreadable_record_is_none(tmp_path: Path) -> None:
     assert read_record(path) is None
     path.write_text("{not json")
     assert read_record(path) is None
+
+
+def test_script_installs_aproxy_only_when_runners_use_it(tmp_path: Path, clock: FakeClock) -> None:
+    plain = render(tmp_path, clock)
+    with_aproxy = render(tmp_path, clock, proxy={"http": "http://squid:3128", "aproxy": True})
+
+    assert "snap install aproxy" not in plain
+    assert "snap install aproxy" in with_aproxy
+    assert " nftables" in with_aproxy, "the redirect rules need nft in the image"
+    subprocess.run(["/bin/bash", "-n"], input=with_aproxy, text=True, check=True, timeout=30)

@@ -148,7 +148,7 @@ def test_loopback_github_gets_a_proxy_device(spawner_for, lxd):
         InstanceType.CONTAINER, "h"
     )
 
-    device = lxd.instances[result.name].spec.devices["github-loopback"]
+    device = lxd.instances[result.name].spec.devices["loopback-8123"]
     assert device == {
         "type": "proxy",
         "listen": "tcp:127.0.0.1:8123",
@@ -161,7 +161,17 @@ def test_remote_github_gets_no_proxy_device(spawner_for, lxd):
     """arrange: github.com. act: spawn. assert: no proxy device."""
     result = spawner_for().spawn(InstanceType.CONTAINER, "h")
 
-    assert "github-loopback" not in lxd.instances[result.name].spec.devices
+    assert not any(d.startswith("loopback-") for d in lxd.instances[result.name].spec.devices)
+
+
+def test_loopback_proxy_gets_a_proxy_device(spawner_for, lxd):
+    """arrange: a model proxy on the host's loopback. act: spawn. assert: reachable inside."""
+    result = spawner_for(proxy={"http": "http://127.0.0.1:3128"}).spawn(
+        InstanceType.CONTAINER, "h"
+    )
+
+    device = lxd.instances[result.name].spec.devices["loopback-3128"]
+    assert device["listen"] == device["connect"] == "tcp:127.0.0.1:3128"
 
 
 def test_labels_and_environment(tmp_path):
