@@ -402,45 +402,61 @@ def steady_api(bench: Bench, manager: RunnerManager, runs: int = 3) -> dict[str,
     }
 
 
+# Runs the CLI as its own child and reports that child's resource usage. A child of the
+# benchmark would not do: Linux carries the parent's peak RSS over into a forked child's
+# ru_maxrss (the copied memory map counts until exec), so the CLI would show the benchmark's
+# own, growing, peak. This small process forks the CLI from a small memory map instead.
+_RUSAGE_STUB = """
+import json, os, sys, time
+started = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    json.dump({"wall": time.monotonic() - started, "status": status,
+               "max_rss_kib": usage.ru_maxrss, "cpu": usage.ru_utime + usage.ru_stime}, out)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def cli_reconcile(config_path: Path, profile_path: Path | None = None) -> dict[str, Any]:
     """Run `python -m github_runner_manager --config F reconcile`: wall time and peak RSS.
 
-    The child is reaped with `os.wait4`, which returns its own resource usage (its peak RSS),
-    rather than `RUSAGE_CHILDREN`, which keeps the largest peak of every child ever reaped.
+    Args:
+        config_path: the manager configuration file.
+        profile_path: where to save a cProfile of the run, if wanted.
+
+    Returns:
+        Wall and CPU time, peak RSS, exit code, and what the printed report says.
     """
-    command = [sys.executable]
+    command = []
     if profile_path is not None:
         command += ["-m", "cProfile", "-o", str(profile_path)]
     command += ["-m", "github_runner_manager", "--config", str(config_path), "reconcile"]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.monotonic()
-        process = subprocess.Popen(
-            command, cwd=harness.ROOT, env=harness.child_env(), stdout=out, stderr=err
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as usage_file:
+        result = subprocess.run(
+            [sys.executable, "-c", _RUSAGE_STUB, usage_file.name, *command],
+            cwd=harness.ROOT,
+            env=harness.child_env(),
+            capture_output=True,
+            timeout=300,
+            check=False,
         )
-        try:
-            _, status, usage = os.wait4(process.pid, 0)
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
-        wall = time.monotonic() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
+        usage = json.loads(usage_file.read() or "{}")
     report: dict[str, Any] = {}
     with contextlib.suppress(ValueError):
-        report = json.loads(stdout or b"{}")
+        report = json.loads(result.stdout or b"{}")
     return {
-        "wall": round(wall, 3),
-        "max_rss_mib": round(usage.ru_maxrss / 1024, 1),
-        "cpu": round(usage.ru_utime + usage.ru_stime, 3),
-        "exit_code": process.returncode,
+        "wall": round(usage.get("wall", 0.0), 3),
+        "max_rss_mib": round(usage.get("max_rss_kib", 0) / 1024, 1),
+        "cpu": round(usage.get("cpu", 0.0), 3),
+        "exit_code": result.returncode,
         "report_duration": report.get("duration"),
         "github_calls": report.get("github_calls"),
         "created": len(report.get("created", [])),
         "removed": len(report.get("removed", [])),
-        "stderr_tail": stderr.decode(errors="replace").strip().splitlines()[-3:],
+        "stderr_tail": result.stderr.decode(errors="replace").strip().splitlines()[-3:],
     }
 
 

@@ -14,10 +14,12 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from github_runner_manager.errors import RunnerManagerError
 
 from . import harness, planner_bench, scenarios, table
 from .harness import EmulatorProcess
@@ -184,31 +186,46 @@ class Suite:
                 self.args.planner_size, self.args.planner_runs
             )
 
+    def measure(self, raw: dict[str, Any], key: str, run: Callable[[], dict[str, Any]]) -> bool:
+        """Run one measurement; a failure (say an LXD hiccup) is recorded, not fatal.
+
+        Returns:
+            Whether it succeeded.
+        """
+        try:
+            raw.setdefault(key, []).append(run())
+        except (RunnerManagerError, RuntimeError, TimeoutError, OSError) as exc:
+            logger.error("%s failed: %s", key, exc)
+            raw.setdefault("failures", []).append({"measurement": key, "error": str(exc)})
+            return False
+        return True
+
     def size(self, count: int) -> None:
         raw = self.raw.setdefault(str(count), {})
+        bench = self.bench
         for index in range(self.args.repeat):
-            self.bench.to_zero()
+            bench.to_zero()
             floor_first = index % 2 == 0
             if self.want("spawn") and floor_first:
                 self.floor(raw, count)
             self.log("spawn %d runners (concurrency %d), run %d", count, count, index + 1)
-            raw.setdefault("spawn", []).append(scenarios.spawn(self.bench, count, count))
+            spawned = self.measure(raw, "spawn", lambda: scenarios.spawn(bench, count, count))
+            if spawned and self.want("replacement"):
+                self.log("replacement with %d runners, run %d", count, index + 1)
+                self.measure(
+                    raw, "replacement", lambda: scenarios.replacement(bench, count, count)
+                )
+            if spawned and index == self.args.repeat - 1:
+                self.steady(raw, count)
+            bench.to_zero()
             if self.want("spawn") and not floor_first:
                 self.floor(raw, count)
-            if self.want("replacement"):
-                self.log("replacement with %d runners, run %d", count, index + 1)
-                raw.setdefault("replacement", []).append(
-                    scenarios.replacement(self.bench, count, count)
-                )
-            if index == self.args.repeat - 1:
-                self.steady(raw, count)
-            self.bench.to_zero()
             if self.want("spawn") and count > 4 and self.args.concurrency == "both":
                 if floor_first:
                     self.floor(raw, count, 4)
                 self.log("spawn %d runners (concurrency 4), run %d", count, index + 1)
-                raw.setdefault("spawn_c4", []).append(scenarios.spawn(self.bench, count, 4))
-                self.bench.to_zero()
+                self.measure(raw, "spawn_c4", lambda: scenarios.spawn(bench, count, 4))
+                bench.to_zero()
                 if not floor_first:
                     self.floor(raw, count, 4)
 
@@ -216,7 +233,7 @@ class Suite:
         threads = threads or count
         self.log("floor: %d containers, %d threads", count, threads)
         key = "floor" if threads == count else f"floor_c{threads}"
-        raw.setdefault(key, []).append(scenarios.floor(self.bench, count, threads))
+        self.measure(raw, key, lambda: scenarios.floor(self.bench, count, threads))
 
     def steady(self, raw: dict[str, Any], count: int) -> None:
         manager = self.bench.manager(count, count)

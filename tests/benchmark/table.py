@@ -276,6 +276,14 @@ def render(results: dict[str, Any]) -> str:
         lines += [*overhead_section(summary["overhead"], results.get("planner")), ""]
     if results.get("goals"):
         lines += [*goals_section(results["goals"]), ""]
+    failures = [
+        f"  N={key} {failure['measurement']}: {failure['error']}"
+        for key, raw in results.get("raw", {}).items()
+        if isinstance(raw, dict)
+        for failure in raw.get("failures", [])
+    ]
+    if failures:
+        lines += ["Failed measurements (left out of the medians):", *failures, ""]
     if results.get("flush_errors"):
         lines.append("Errors the manager reported while the benchmark flushed its runners:")
         lines += [f"  {n} x {message}" for message, n in results["flush_errors"].items()]
