@@ -251,8 +251,8 @@ class RunnerExchange:
 
     def _read_timestamp(self, path: Path) -> float | None:
         text = self._read_file(path)
-        if text is None:
-            return None
+        if text is None or not text.strip():
+            return None  # not written (yet)
         try:
             value = float(text.strip())
         except ValueError:

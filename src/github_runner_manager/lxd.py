@@ -31,10 +31,14 @@ from .models import InstanceStatus, InstanceType, RunnerInstance
 
 logger = logging.getLogger(__name__)
 
+# Seconds a deletion waits for an instance that LXD is already stopping or deleting.
+DELETE_WAIT = 30.0
 TAG_UNIT = "user.github-runner.unit"
 TAG_CONFIG_HASH = "user.github-runner.config-hash"
 TAG_CREATED_AT = "user.github-runner.created-at"
 TAG_TYPE = "user.github-runner.type"
+# `jit` when the GitHub registration was made before the instance (see RunnerInstance).
+TAG_REGISTRATION = "user.github-runner.registration"
 # Image builders carry this tag instead of TAG_UNIT: reconciliations never take them for runners.
 TAG_BUILDER = "user.github-runner.image-builder"
 # How long pulling an image from a remote image server may take.
@@ -286,6 +290,7 @@ class PylxdClient:
                     status=InstanceStatus.from_lxd(str(item.get("status", ""))),
                     created_at=_parse_created_at(config.get(TAG_CREATED_AT)),
                     config_hash=config.get(TAG_CONFIG_HASH, ""),
+                    registered_first=config.get(TAG_REGISTRATION) == "jit",
                 )
             )
         return instances
@@ -500,43 +505,38 @@ class PylxdClient:
     def delete_instance(self, name: str) -> None:
         """Stop (forcefully) and delete an instance; a missing instance counts as deleted.
 
+        An ephemeral runner may be powering itself off at the same moment: LXD then refuses
+        ("already stopped", "busy running a stop operation") and deletes the instance itself
+        moments later, so a refusal is followed by a short wait and another look.
+
         Args:
             name: the instance.
 
         Raises:
-            LxdError: if LXD fails for another reason.
+            LxdError: if the instance is still there after the wait.
         """
-        try:
-            instance = self._client.instances.get(name)
-        except pylxd.exceptions.NotFound:
-            return
-        except _LXD_ERRORS as exc:
-            raise LxdError(f"cannot find instance {name}: {exc}") from exc
-        try:
-            if instance.status != "Stopped":
-                instance.stop(force=True, wait=True)
-        except pylxd.exceptions.NotFound:
-            return
-        except _LXD_ERRORS as exc:
-            # An ephemeral instance may vanish while stopping; check before giving up.
-            if self._exists(name):
-                raise LxdError(f"cannot stop instance {name}: {exc}") from exc
-            return
-        if not self._exists(name):
-            return  # ephemeral: LXD deleted it when it stopped
-        try:
-            instance.delete(wait=True)
-        except pylxd.exceptions.NotFound:
-            return
-        except _LXD_ERRORS as exc:
-            if self._exists(name):
-                raise LxdError(f"cannot delete instance {name}: {exc}") from exc
-
-    def _exists(self, name: str) -> bool:
-        try:
-            return bool(self._client.instances.exists(name))
-        except _LXD_ERRORS as exc:
-            raise LxdError(f"cannot query instance {name}: {exc}") from exc
+        deadline = time.monotonic() + DELETE_WAIT
+        while True:
+            try:
+                instance = self._client.instances.get(name)
+            except pylxd.exceptions.NotFound:
+                return
+            except _LXD_ERRORS as exc:
+                raise LxdError(f"cannot find instance {name}: {exc}") from exc
+            try:
+                if instance.status != "Stopped":
+                    instance.stop(force=True, wait=True)
+                    # An ephemeral instance is gone once stopped; look again in any case.
+                    continue
+                instance.delete(wait=True)
+                return
+            except pylxd.exceptions.NotFound:
+                return  # ephemeral: LXD deleted it when it stopped
+            except _LXD_ERRORS as exc:
+                if time.monotonic() >= deadline:
+                    raise LxdError(f"cannot delete instance {name}: {exc}") from exc
+                logger.debug("instance %s is busy (%s); looking again", name, exc)
+                time.sleep(0.5)
 
     def image_exists(self, alias: str) -> bool:
         """Tell whether an image alias exists.

@@ -60,6 +60,10 @@ class RunnerState(str, enum.Enum):
     """Instance running but not online on GitHub after the grace period: crashed or stuck."""
     STOPPED = "stopped"
     """Instance no longer running (job done, powered off, or failed) but not yet deleted."""
+    FINISHED = "finished"
+    """Instance still running but its just-in-time registration is gone from GitHub: the
+    runner ran its job (GitHub deleted the ephemeral registration) or was deleted, and the
+    instance is powering off. Not capacity: its replacement is created at once."""
     CREATING = "creating"
     """Instance not running and very young: LXD may still be creating it for a run that died;
     it is neither counted nor deleted until the creation grace period has passed."""
@@ -157,6 +161,8 @@ class RunnerInstance:
         status: running, stopped or other.
         created_at: when the manager created it (from its tag).
         config_hash: the hash of the runner configuration it was created with.
+        registered_first: whether its GitHub registration was made before the instance (JIT),
+            so that a missing registration means the runner is finished, not still starting.
     """
 
     name: str
@@ -164,6 +170,7 @@ class RunnerInstance:
     status: InstanceStatus
     created_at: datetime.datetime
     config_hash: str
+    registered_first: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

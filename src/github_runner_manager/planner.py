@@ -16,6 +16,9 @@ The rules, each named by its `Reason`:
   LXD deletes ephemeral instances, so a stopped one is a leftover (or LXD failed to delete it).
   A very young one is left alone for a while: LXD may still be creating it for a run that was
   killed, and refuses to delete an instance in the middle of its creation.
+- `finished`: a running instance whose just-in-time registration GitHub no longer lists: it ran
+  its job (GitHub deletes an ephemeral runner's registration then) and is powering off. It is
+  not counted, so its replacement is created in the same run, and its instance is deleted.
 - `unhealthy`: a running instance whose runner is not online on GitHub after the registration
   grace period, or whose runner process is known to be dead. GitHub shows a healthy runner
   offline for a while after it starts, hence the grace period.
@@ -39,6 +42,9 @@ from .models import GitHubRunner, InstanceStatus, InstanceType, RunnerInstance, 
 
 # How long a stopped instance may be in creation (see the module docstring).
 CREATION_GRACE = datetime.timedelta(minutes=2)
+# A just-registered runner may take a moment to appear in GitHub's listing: below this age a
+# missing registration does not yet mean the runner is finished.
+LISTING_GRACE = datetime.timedelta(seconds=5)
 
 
 class Reason(str, enum.Enum):
@@ -46,6 +52,7 @@ class Reason(str, enum.Enum):
 
     GITHUB_ORPHAN = "github-orphan"
     STOPPED = "stopped"
+    FINISHED = "finished"
     UNHEALTHY = "unhealthy"
     STALE_CONFIG = "stale-config"
     SCALE_DOWN = "scale-down"
@@ -192,6 +199,8 @@ def _instance_state(
         return RunnerState.BUSY
     if runner is not None and runner.online:
         return RunnerState.IDLE
+    if runner is None and instance.registered_first and now - instance.created_at >= LISTING_GRACE:
+        return RunnerState.FINISHED
     if alive.get(instance.name) is False:
         return RunnerState.UNHEALTHY
     if now - instance.created_at < registration_timeout:
@@ -266,6 +275,8 @@ def _cleanup_reason(view: RunnerView) -> Reason | None:
         return None if view.github and view.github.online else Reason.GITHUB_ORPHAN
     if view.state is RunnerState.STOPPED:
         return Reason.STOPPED
+    if view.state is RunnerState.FINISHED:
+        return Reason.FINISHED
     if view.state is RunnerState.UNHEALTHY:
         return Reason.UNHEALTHY
     if view.stale and view.state in (RunnerState.IDLE, RunnerState.BOOTING):

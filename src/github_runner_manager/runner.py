@@ -31,6 +31,7 @@ from .image import runner_image
 from .lxd import (
     TAG_CONFIG_HASH,
     TAG_CREATED_AT,
+    TAG_REGISTRATION,
     TAG_TYPE,
     TAG_UNIT,
     InstanceSpec,
@@ -50,7 +51,7 @@ DOCKER_PROXY_DROPIN = "/etc/systemd/system/docker.service.d/http-proxy.conf"
 DOCKER_CLIENT_CONFIG = f"{DIST_DIR}/docker-client-config.json"
 APROXY_RULES = f"{DIST_DIR}/aproxy.nft"
 APROXY_PORT = 54969
-# Parent directories created before the files go in (LXD does not create them).
+# Parent directories created before files go into them (LXD does not create them).
 _DIRECTORIES = (DIST_DIR, "/etc/docker", "/etc/systemd/system/docker.service.d")
 UNIT_PATH = "/etc/systemd/system/github-runner.service"
 UNIT_WANTS_PATH = "/etc/systemd/system/multi-user.target.wants/github-runner.service"
@@ -250,6 +251,7 @@ class RunnerSpawner:
         instance_type: InstanceType,
         config_hash: str,
         extra_devices: Mapping[str, dict[str, str]] | None = None,
+        jit: bool = True,
     ) -> InstanceSpec:
         """Describe the LXD instance of a new runner.
 
@@ -258,6 +260,7 @@ class RunnerSpawner:
             instance_type: container or virtual machine.
             config_hash: the configuration hash to tag it with.
             extra_devices: more devices (the metrics exchange directory).
+            jit: whether the runner was registered (just in time) before its instance exists.
 
         Returns:
             The instance specification.
@@ -268,6 +271,7 @@ class RunnerSpawner:
             TAG_CONFIG_HASH: config_hash,
             TAG_CREATED_AT: self._now().isoformat(),
             TAG_TYPE: instance_type.value,
+            TAG_REGISTRATION: "jit" if jit else "token",
             "limits.cpu": str(config.runners.cpu),
             "limits.memory": config.runners.memory,
         }
@@ -383,7 +387,9 @@ class RunnerSpawner:
                     devices["metrics-exchange"] = self._exchange.create(name)
                 except RunnerManagerError as exc:
                     logger.warning("runner %s gets no metrics exchange: %s", name, exc)
-            spec = self.instance_spec(name, instance_type, config_hash, devices)
+            spec = self.instance_spec(
+                name, instance_type, config_hash, devices, jit=registration.jit_config is not None
+            )
             self._lxd.create_instance(spec)
             created = True
             lap("create")
@@ -440,8 +446,10 @@ class RunnerSpawner:
         registration: Registration,
         enable: bool,
     ) -> None:
+        # Only the directories some file needs: every call into a stopped container costs.
         for directory in _DIRECTORIES:
-            self._lxd.make_directory(name, directory, 0o755)
+            if directory == DIST_DIR or any(path.startswith(f"{directory}/") for path in files):
+                self._lxd.make_directory(name, directory, 0o755)
         self._lxd.push_file(name, f"{DIST_DIR}/runner.tar.gz", self._tarball_bytes(), 0o600)
         for path, (content, mode) in files.items():
             self._lxd.push_file(name, path, content, mode)

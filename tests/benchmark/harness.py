@@ -283,7 +283,7 @@ def git_state() -> dict[str, Any]:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             return subprocess.run(
                 ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
-            ).stdout.strip()
+            ).stdout.rstrip()
         return ""
 
     dirty = [line[3:] for line in git("status", "--porcelain").splitlines() if line]

@@ -14,6 +14,7 @@ from github_runner_manager.github import RateLimit
 from github_runner_manager.lxd import (
     TAG_CONFIG_HASH,
     TAG_CREATED_AT,
+    TAG_REGISTRATION,
     TAG_UNIT,
     ExecResult,
     ImageInfo,
@@ -112,6 +113,7 @@ class FakeLxd:
                         instance.spec.config[TAG_CREATED_AT]
                     ),
                     config_hash=instance.spec.config.get(TAG_CONFIG_HASH, ""),
+                    registered_first=instance.spec.config.get(TAG_REGISTRATION) == "jit",
                 )
             )
         return result

@@ -196,7 +196,6 @@ def corrupt_cases() -> list[tuple[str, str, bytes]]:
         ("bad-status", "post-job.json", json.dumps({**POST_JOB, "status": "crashed"}).encode()),
         ("exit-code", "post-job.json", json.dumps({**POST_JOB, "exit_code": 256}).encode()),
         ("not-a-number", "boot.timestamp", b"yesterday"),
-        ("empty-timestamp", "online.timestamp", b""),
         ("future", "boot.timestamp", str(NOW + 3601).encode()),
         ("negative", "online.timestamp", b"-5"),
         ("zero", "boot.timestamp", b"0"),
@@ -378,3 +377,10 @@ def test_dangling_symlink_is_refused(store, exchange):
 
     with pytest.raises(CorruptDataError, match="symbolic link"):
         store.read(RUNNER)
+
+
+def test_empty_timestamp_is_not_written_yet(store, exchange):
+    """arrange: an empty timestamp file (a write in progress). act: read. assert: no value."""
+    (exchange / "online.timestamp").write_bytes(b"")
+
+    assert store.read(RUNNER).online is None

@@ -32,6 +32,7 @@ def inst(
     kind: InstanceType = C,
     status: InstanceStatus = InstanceStatus.RUNNING,
     config_hash: str | None = None,
+    jit: bool = False,
 ) -> RunnerInstance:
     return RunnerInstance(
         name=name,
@@ -39,6 +40,7 @@ def inst(
         status=status,
         created_at=NOW - datetime.timedelta(minutes=age_min),
         config_hash=config_hash if config_hash is not None else HASHES[kind],
+        registered_first=jit,
     )
 
 
@@ -99,6 +101,30 @@ def removed(plan: planner.Plan) -> dict[str, Reason]:
             {"r1": Reason.STOPPED},
             {C: 1, VM: 0},
             id="stopped: a leftover instance is deleted and replaced",
+        ),
+        pytest.param(
+            [inst("r1", age_min=1, jit=True)],
+            [],
+            {C: 1},
+            {"r1": Reason.FINISHED},
+            {C: 1, VM: 0},
+            id="finished: JIT registration gone, instance powering off, replaced at once",
+        ),
+        pytest.param(
+            [inst("r1", age_min=0.05, jit=True)],
+            [],
+            {C: 1},
+            {},
+            {C: 0, VM: 0},
+            id="finished needs a few seconds: a brand new JIT runner may not be listed yet",
+        ),
+        pytest.param(
+            [inst("r1", age_min=1, jit=False)],
+            [],
+            {C: 1},
+            {},
+            {C: 0, VM: 0},
+            id="registration-token runner not listed yet is still booting",
         ),
         pytest.param(
             [inst("r1", age_min=0.5, status=InstanceStatus.STOPPED)],
