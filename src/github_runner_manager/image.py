@@ -33,7 +33,13 @@ import pydantic
 
 from .config import ManagerConfig, config_hash
 from .errors import ImageBuildError, LxdError, RunnerManagerError
-from .lxd import TAG_BUILDER, InstanceSpec, LxdClient, loopback_proxy_devices
+from .lxd import (
+    TAG_BUILDER,
+    InstanceSpec,
+    LxdClient,
+    loopback_proxy_devices,
+    wait_until_booted,
+)
 from .models import InstanceType
 from .report import ErrorEntry
 from .templates import TemplateRenderer
@@ -528,24 +534,17 @@ class ImageBuilder:
 
     def _wait_ready(self, name: str) -> None:
         """Wait until commands run in the builder and systemd has finished booting."""
-        deadline = self._monotonic() + BOOT_TIMEOUT
-        last = "no answer"
-        while self._monotonic() < deadline:
-            try:
-                result = self._lxd.execute(
-                    name, ["systemctl", "is-system-running", "--wait"], timeout=120
-                )
-                state = result.stdout.strip()
-                # `degraded` (a unit failed) still boots: the script checks what it needs.
-                if state and state not in ("initializing", "starting"):
-                    return
-                last = f"systemd is {state or 'not answering'}"
-            except LxdError as exc:
-                last = str(exc)  # a VM's agent answers only once the VM has booted
-            self._sleep(2.0)
-        raise ImageBuildError(
-            f"the builder {name} did not boot within {BOOT_TIMEOUT:.0f}s: {last}"
-        )
+        try:
+            wait_until_booted(
+                self._lxd,
+                name,
+                BOOT_TIMEOUT,
+                monotonic=self._monotonic,
+                sleep=self._sleep,
+                interval=2.0,
+            )
+        except LxdError as exc:
+            raise ImageBuildError(f"the builder did not boot: {exc}") from exc
 
     def _run_script(self, name: str, script: str, instance_type: InstanceType) -> None:
         self._lxd.push_file(name, SCRIPT_PATH, script.encode(), 0o700)

@@ -16,7 +16,7 @@ import datetime
 import logging
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -221,6 +221,46 @@ def loopback_proxy_devices(urls: Sequence[str | None]) -> dict[str, dict[str, st
             "bind": "instance",
         }
     return devices
+
+
+def wait_until_booted(
+    lxd: LxdClient,
+    name: str,
+    timeout: float,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    interval: float = 1.0,
+) -> None:
+    """Wait until commands run in an instance and its systemd has finished booting.
+
+    A VM's agent answers only once the VM has booted, so exec failures are waited through.
+    `degraded` (a unit failed) counts as booted: what needs checking is checked afterwards.
+
+    Args:
+        lxd: the LXD client.
+        name: the instance.
+        timeout: seconds to wait at most.
+        monotonic: the clock.
+        sleep: the sleep function.
+        interval: seconds between attempts.
+
+    Raises:
+        LxdError: if it did not boot in time (the message says what was last seen).
+    """
+    deadline = monotonic() + timeout
+    last = "no answer"
+    while monotonic() < deadline:
+        try:
+            result = lxd.execute(name, ["systemctl", "is-system-running", "--wait"], timeout=60)
+            state = result.stdout.strip()
+            if state and state not in ("initializing", "starting"):
+                return
+            last = f"systemd is {state or 'not answering'}"
+        except LxdError as exc:
+            last = str(exc)
+        sleep(interval)
+    raise LxdError(f"{name} did not finish booting within {timeout:.0f}s: {last}")
 
 
 def _parse_created_at(value: str | None) -> datetime.datetime:

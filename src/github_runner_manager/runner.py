@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from .config import RUNNER_SUFFIX_HEX, ManagerConfig
-from .errors import LxdError, RunnerCreateError, RunnerManagerError
+from .errors import RunnerCreateError, RunnerManagerError
 from .exchange import Installed, RunnerExchange
 from .github import GitHubClient
 from .image import runner_image
@@ -37,6 +37,7 @@ from .lxd import (
     InstanceSpec,
     LxdClient,
     loopback_proxy_devices,
+    wait_until_booted,
 )
 from .models import GitHubOrg, InstanceType, Registration
 from .templates import TemplateRenderer
@@ -463,21 +464,9 @@ class RunnerSpawner:
 
     def _wait_for_agent(self, name: str) -> None:
         """Wait until commands run in the instance and systemd has finished booting."""
-        deadline = self._monotonic() + AGENT_TIMEOUT
-        last_error = "no answer"
-        while self._monotonic() < deadline:
-            try:
-                result = self._lxd.execute(
-                    name, ["systemctl", "is-system-running", "--wait"], timeout=60
-                )
-                state = result.stdout.strip()
-                if state and state not in ("initializing", "starting"):
-                    return
-                last_error = f"systemd is {state or 'not answering'}"
-            except LxdError as exc:
-                last_error = str(exc)
-            self._sleep(1.0)
-        raise RunnerCreateError(f"{name} did not finish booting: {last_error}")
+        wait_until_booted(
+            self._lxd, name, AGENT_TIMEOUT, monotonic=self._monotonic, sleep=self._sleep
+        )
 
     def _configure(self, name: str, token: str) -> None:
         """Run config.sh with the registration token (given on stdin, never in a command line)."""

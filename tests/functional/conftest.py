@@ -23,6 +23,7 @@ import pylxd
 import pylxd.exceptions
 import pytest
 
+from github_runner_manager.errors import LxdError
 from tests.github_emulator import Emulator
 
 logger = logging.getLogger(__name__)
@@ -102,8 +103,8 @@ def wait_for_boot(instance: Any, timeout: float = 60.0) -> None:
     """Wait until systemd inside the instance has finished starting up."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(pylxd.exceptions.LXDAPIException):
-            result = instance.execute(["systemctl", "is-system-running"])
+        with contextlib.suppress(LxdError):
+            result = run_in(instance, ["systemctl", "is-system-running"])
             if result.stdout.strip() in ("running", "degraded"):
                 return
         time.sleep(0.3)

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.functional.conftest import TEST_ORG, TEST_REPO, TEST_TOKEN
+from tests.functional.conftest import TEST_ORG, TEST_REPO, TEST_TOKEN, run_in
 from tests.github_emulator import Emulator
 
 pytestmark = pytest.mark.lxd
@@ -47,10 +47,10 @@ def api(emu: Emulator, method: str, path: str, body: Any = None) -> Any:
 
 def sh(instance: Any, script: str, user: str | None = None, check: bool = True) -> Any:
     """Run a bash script in the instance (as ``user`` through runuser when given)."""
-    command = ["bash", "-c", script]
+    command = ["bash", "-c", f"cd / && {script}"]
     if user:
         command = ["runuser", "-u", user, "--", *command]
-    result = instance.execute(command, cwd="/")
+    result = run_in(instance, command)
     if check and result.exit_code != 0:
         raise AssertionError(
             f"`{script}` exited {result.exit_code}\nstdout: {result.stdout}\n"

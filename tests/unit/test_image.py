@@ -341,7 +341,7 @@ def test_builder_that_never_boots_fails_the_build(tmp_path: Path, clock: FakeClo
 
     record = make_builder(build_config(tmp_path), lxd, clock).build()
 
-    assert "did not boot within 300s: systemd is starting" in record.errors[0].message
+    assert "did not finish booting within 300s: systemd is starting" in record.errors[0].message
     assert BUILDER not in lxd.instances
 
 
