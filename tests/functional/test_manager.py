@@ -405,3 +405,29 @@ def test_a_run_killed_mid_spawn_leaves_nothing_behind(
     assert sorted(r["name"] for r in gh_runners(emulator)) == names
     assert all(r["status"] == "online" for r in gh_runners(emulator))
     assert final.created == [] and final.removed == []
+
+
+def test_new_runner_version_replaces_idle_runners(make_manager, emulator, lxd_client):
+    """arrange: 2 idle runners, then GitHub lists a newer runner. act: reconcile.
+
+    assert: the new tarball is downloaded and verified, idle runners are replaced, busy kept.
+    """
+    manager = make_manager(containers=2)
+    first = manager.reconcile()
+    wait_online(emulator, 2)
+    job = emulator.control.queue_job(TEST_REPO, LABELS, "sleep 120")
+    busy = wait_job(emulator, job["id"], "in_progress")["runner_name"]
+    idle = next(name for name in first.created if name != busy)
+    emulator.control.settings(runner_version="2.331.0")
+
+    report = manager.reconcile()
+
+    assert report.ok, report.errors
+    assert report.runner_version == "2.331.0"
+    assert report.timings["runner_updated"] is True
+    assert [(r.name, r.reason) for r in report.removed] == [(idle, "stale-config")]
+    assert len(report.created) == 1
+    assert lxd_client.instances.exists(busy), "the busy runner finishes its job first"
+    cached = list((manager.config.state_dir / "runner-binary").glob("*.tar.gz"))
+    assert [path.name for path in cached] == ["actions-runner-linux-x64-2.331.0.tar.gz"]
+    assert manager.check()["runner_version"] == "2.331.0"

@@ -195,3 +195,42 @@ def test_aproxy_rules_are_valid_nftables(emulator, tmp_path):
     )
 
     assert check.returncode == 0, check.stderr
+
+
+def test_tmate_server_reaches_new_runners_and_leaves_with_the_relation(
+    emulator, tmp_path, lxd_client: pylxd.Client
+):
+    """arrange: a tmate server (debug-ssh). act: spawn; then drop it and reconcile.
+
+    assert: the runner has the TMATE_* variables; its replacement has none.
+    """
+    config = manager_config(emulator, tmp_path / "state", containers=1)
+    tmate = {
+        "host": "10.20.30.40",
+        "port": 10022,
+        "rsa_fingerprint": "SHA256:rsa-fingerprint",
+        "ed25519_fingerprint": "SHA256:ed25519-fingerprint",
+    }
+    with_tmate = write_config(
+        ManagerConfig.model_validate({**config.model_dump(), "ssh_debug": [tmate]}),
+        tmp_path / "with-tmate.json",
+    )
+    without = write_config(config, tmp_path / "without-tmate.json")
+    try:
+        created = json.loads(run_cli(with_tmate, "reconcile").stdout)["created"]
+        wait_online(emulator, 1)
+        instance = lxd_client.instances.get(created[0])
+        environment = str(run_in(instance, ["cat", "/etc/environment"]).stdout)
+        runner_env = str(run_in(instance, ["cat", "/home/runner/actions-runner/.env"]).stdout)
+
+        report = json.loads(run_cli(without, "reconcile").stdout)
+        wait_online(emulator, 1)
+        replacement = lxd_client.instances.get(report["created"][0])
+        after = str(run_in(replacement, ["cat", "/etc/environment"]).stdout)
+    finally:
+        run_cli(without, "flush", "--busy", "--no-reconcile")
+
+    assert 'TMATE_SERVER_HOST="10.20.30.40"' in environment
+    assert "TMATE_SERVER_ED25519_FINGERPRINT=SHA256:ed25519-fingerprint" in runner_env
+    assert [(r["name"], r["reason"]) for r in report["removed"]] == [(created[0], "stale-config")]
+    assert "TMATE" not in after
