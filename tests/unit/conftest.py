@@ -9,10 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ops import testing
 
+import charm
+from charm import GithubRunnerCharm
 from github_runner_manager.config import ManagerConfig
 from github_runner_manager.manager import RunnerManager
 
+from .charm_fakes import FakeHost, FakeManagerService
 from .fakes import FakeBinaryCache, FakeGitHub, FakeLxd
 
 UTC = datetime.timezone.utc
@@ -92,3 +96,49 @@ def make_manager(tmp_path, lxd, github, clock):
         )
 
     return _make
+
+
+# ----- the charm, with the host and the runner manager faked ---------------------------------
+
+PROXY_VARS = (
+    "JUJU_CHARM_HTTP_PROXY",
+    "JUJU_CHARM_HTTPS_PROXY",
+    "JUJU_CHARM_NO_PROXY",
+    "juju_charm_http_proxy",
+    "juju_charm_https_proxy",
+    "juju_charm_no_proxy",
+)
+
+
+@pytest.fixture
+def no_model_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Juju model proxy in the environment (the machine's own must not leak in)."""
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fake_host(monkeypatch: pytest.MonkeyPatch) -> FakeHost:
+    """The charm's host layer, in memory."""
+    fake = FakeHost()
+    monkeypatch.setattr(charm.host, "Host", lambda: fake)
+    return fake
+
+
+@pytest.fixture
+def manager(monkeypatch: pytest.MonkeyPatch) -> FakeManagerService:
+    """The charm's view of the runner manager (files, units, command line), in memory."""
+    fake = FakeManagerService()
+
+    def factory(paths: Any, charm_dir: Any) -> FakeManagerService:
+        fake.paths = paths
+        return fake
+
+    monkeypatch.setattr(charm.service, "ManagerService", factory)
+    return fake
+
+
+@pytest.fixture
+def ctx(no_model_proxy: None, fake_host: FakeHost, manager: FakeManagerService) -> testing.Context:
+    """A Scenario context of the charm on the fakes."""
+    return testing.Context(GithubRunnerCharm)

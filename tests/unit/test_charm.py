@@ -16,50 +16,11 @@ from ops import testing
 import charm
 import firewall
 import host
-from charm import GithubRunnerCharm
 
 from .charm_fakes import FakeHost, FakeManagerService, make_report, report_result, result
 
 TOKEN = "ghp_charmUnitTestToken0000000000000000000"
 VALID = {"path": "test-owner/test-repo", "token": TOKEN}
-PROXY_VARS = (
-    "JUJU_CHARM_HTTP_PROXY",
-    "JUJU_CHARM_HTTPS_PROXY",
-    "JUJU_CHARM_NO_PROXY",
-    "juju_charm_http_proxy",
-    "juju_charm_https_proxy",
-    "juju_charm_no_proxy",
-)
-
-
-@pytest.fixture
-def fake_host(monkeypatch: pytest.MonkeyPatch) -> FakeHost:
-    fake = FakeHost()
-    monkeypatch.setattr(charm.host, "Host", lambda: fake)
-    return fake
-
-
-@pytest.fixture
-def manager(monkeypatch: pytest.MonkeyPatch) -> FakeManagerService:
-    fake = FakeManagerService()
-
-    def factory(paths: Any, charm_dir: Any) -> FakeManagerService:
-        fake.paths = paths
-        return fake
-
-    monkeypatch.setattr(charm.service, "ManagerService", factory)
-    return fake
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def ctx(fake_host: FakeHost, manager: FakeManagerService) -> testing.Context:
-    return testing.Context(GithubRunnerCharm)
 
 
 def run(ctx: testing.Context, event: Any, **state: Any) -> testing.State:

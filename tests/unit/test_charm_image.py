@@ -7,44 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import ops
-import pytest
 from ops import testing
 
-import charm
-from charm import GithubRunnerCharm
-
-from .charm_fakes import FakeHost, FakeManagerService, make_report, report_result
-from .test_charm import PROXY_VARS, VALID
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def fake_host(monkeypatch: pytest.MonkeyPatch) -> FakeHost:
-    fake = FakeHost()
-    monkeypatch.setattr(charm.host, "Host", lambda: fake)
-    return fake
-
-
-@pytest.fixture
-def manager(monkeypatch: pytest.MonkeyPatch) -> FakeManagerService:
-    fake = FakeManagerService()
-
-    def factory(paths: Any, charm_dir: Any) -> FakeManagerService:
-        fake.paths = paths
-        return fake
-
-    monkeypatch.setattr(charm.service, "ManagerService", factory)
-    return fake
-
-
-@pytest.fixture
-def ctx(fake_host: FakeHost, manager: FakeManagerService) -> testing.Context:
-    return testing.Context(GithubRunnerCharm)
+from .charm_fakes import FakeManagerService, make_report, report_result
+from .test_charm import VALID
 
 
 def run(ctx: testing.Context, event: Any, **state: Any) -> testing.State:
