@@ -90,10 +90,8 @@ def _apply_proxy_environment(config: ManagerConfig) -> None:
         os.environ.setdefault("http_proxy", proxy.http)
     if proxy.https:
         os.environ.setdefault("https_proxy", proxy.https)
-    if proxy.http or proxy.https:
-        no_proxy = [part for part in (proxy.no_proxy or "").split(",") if part]
-        no_proxy += ["127.0.0.1", "localhost", "::1"]
-        os.environ["no_proxy"] = ",".join(dict.fromkeys(no_proxy))
+    if proxy.configured:
+        os.environ["no_proxy"] = proxy.bypass
 
 
 def build_manager(

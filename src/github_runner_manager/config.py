@@ -282,6 +282,20 @@ class ProxySettings(_Model):
         return bool(self.http or self.https)
 
     @property
+    def bypass(self) -> str:
+        """The no_proxy list to use: the model's, plus loopback.
+
+        Built afresh from the settings every time (the original charm appended each runner's
+        name to a shared list, which grew forever).
+
+        Returns:
+            The comma-separated list.
+        """
+        hosts = [part.strip() for part in (self.no_proxy or "").split(",") if part.strip()]
+        hosts += ["localhost", "127.0.0.1", "::1"]
+        return ",".join(dict.fromkeys(hosts))
+
+    @property
     def aproxy_target(self) -> str | None:
         """`host:port` of the proxy aproxy forwards to (the HTTP proxy, else the HTTPS one)."""
         for url in (self.http, self.https):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.server
 import logging
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -181,17 +180,3 @@ def make_server(
             logger.debug("%s " + format, self.address_string(), *args)
 
     return http.server.ThreadingHTTPServer((host, port), Handler)
-
-
-def serve_in_thread(server: http.server.ThreadingHTTPServer) -> threading.Thread:
-    """Serve in a daemon thread (for tests and embedding).
-
-    Args:
-        server: the server from `make_server`.
-
-    Returns:
-        The thread.
-    """
-    thread = threading.Thread(target=server.serve_forever, daemon=True, name="metrics-exporter")
-    thread.start()
-    return thread

@@ -557,15 +557,6 @@ class GhApiClient:
         )
         return Registration(registration_token=str(_plain(body)["token"]))
 
-    def remove_token(self) -> str:
-        """Create a remove token (for `config.sh remove`).
-
-        Returns:
-            The token.
-        """
-        body, _, _ = self._request("POST", f"{self._path.api_scope}/actions/runners/remove-token")
-        return str(_plain(body)["token"])
-
     def delete_runner(self, runner_id: int) -> None:
         """Delete a runner registration; an unknown runner counts as deleted.
 

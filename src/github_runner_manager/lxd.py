@@ -187,10 +187,6 @@ class LxdClient(Protocol):
         """Delete an image and its aliases; a missing image counts as deleted."""
         ...  # pragma: no cover
 
-    def storage_pool_exists(self, name: str) -> bool:
-        """Tell whether a storage pool exists."""
-        ...  # pragma: no cover
-
 
 def loopback_proxy_devices(urls: Sequence[str | None]) -> dict[str, dict[str, str]]:
     """Proxy devices making services on the host's loopback reachable inside an instance.
@@ -594,23 +590,6 @@ class PylxdClient:
             return bool(self._client.images.exists(alias, alias=True))
         except _LXD_ERRORS as exc:
             raise LxdError(f"cannot look up image {alias}: {exc}") from exc
-
-    def storage_pool_exists(self, name: str) -> bool:
-        """Tell whether a storage pool exists.
-
-        Args:
-            name: the pool.
-
-        Returns:
-            True when LXD has it.
-
-        Raises:
-            LxdError: if LXD fails.
-        """
-        try:
-            return bool(self._client.storage_pools.exists(name))
-        except _LXD_ERRORS as exc:
-            raise LxdError(f"cannot look up storage pool {name}: {exc}") from exc
 
     def _wait_operation(self, operation: str, timeout: float) -> dict[str, Any]:
         """Wait for a background operation, however long it takes up to `timeout` seconds.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -192,8 +191,3 @@ class MetricsLog:
                 os.close(fd)
         except OSError as exc:
             logger.error("cannot write the metric event %s: %s", event.event, exc)
-
-
-def now() -> float:
-    """The current unix time."""
-    return time.time()

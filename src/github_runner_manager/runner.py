@@ -129,7 +129,7 @@ def runner_environment(config: ManagerConfig) -> dict[str, str]:
             env["HTTP_PROXY"] = env["http_proxy"] = proxy.http
         if proxy.https:
             env["HTTPS_PROXY"] = env["https_proxy"] = proxy.https
-        env["NO_PROXY"] = env["no_proxy"] = no_proxy(config)
+        env["NO_PROXY"] = env["no_proxy"] = proxy.bypass
     if config.dockerhub_mirror:
         env["DOCKERHUB_MIRROR"] = config.dockerhub_mirror
         env["CONTAINER_REGISTRY_URL"] = config.dockerhub_mirror
@@ -143,22 +143,6 @@ def runner_environment(config: ManagerConfig) -> dict[str, str]:
         if "\n" in value or "\r" in value or '"' in value:
             raise RunnerCreateError(f"the value of {key} contains a quote or a line break")
     return env
-
-
-def no_proxy(config: ManagerConfig) -> str:
-    """The runners' no_proxy list: the model's, plus loopback, built afresh for every runner.
-
-    The original charm appended each runner's name to a shared list, which grew forever.
-
-    Args:
-        config: the manager configuration.
-
-    Returns:
-        The comma-separated list.
-    """
-    hosts = [part.strip() for part in (config.proxy.no_proxy or "").split(",") if part.strip()]
-    hosts += ["localhost", "127.0.0.1", "::1"]
-    return ",".join(dict.fromkeys(hosts))
 
 
 def docker_files(config: ManagerConfig) -> dict[str, tuple[bytes, int]]:
@@ -180,7 +164,7 @@ def docker_files(config: ManagerConfig) -> dict[str, tuple[bytes, int]]:
         for key, value in (
             ("HTTP_PROXY", proxy.http),
             ("HTTPS_PROXY", proxy.https),
-            ("NO_PROXY", no_proxy(config)),
+            ("NO_PROXY", proxy.bypass),
         ):
             if value:
                 lines.append(f'Environment="{key}={value}"')
@@ -192,7 +176,7 @@ def docker_files(config: ManagerConfig) -> dict[str, tuple[bytes, int]]:
                     for key, value in (
                         ("httpProxy", proxy.http),
                         ("httpsProxy", proxy.https),
-                        ("noProxy", no_proxy(config)),
+                        ("noProxy", proxy.bypass),
                     )
                     if value
                 }

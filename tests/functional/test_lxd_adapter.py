@@ -132,8 +132,6 @@ def test_create_from_a_missing_image_is_an_lxd_error(adapter):
 
 
 def test_lookups(adapter):
-    """arrange: the test bed. act: look up images and pools. assert: what exists is found."""
+    """arrange: the test bed. act: look up images. assert: what exists is found."""
     assert adapter.image_exists(IMAGE)
     assert not adapter.image_exists("no-such-image")
-    assert adapter.storage_pool_exists("default")
-    assert not adapter.storage_pool_exists("no-such-pool")

@@ -64,7 +64,6 @@ class FakeLxd:
         self.stopped: list[str] = []
         self.created: list[InstanceSpec] = []
         self._fingerprints = itertools.count(1)
-        self.pools = {"default"}
         self.deleted: list[str] = []
         self.fail: dict[str, Exception] = {}
         self.exec_handler: Callable[[str, list[str], dict[str, str]], ExecResult] | None = None
@@ -183,9 +182,6 @@ class FakeLxd:
 
     def image_exists(self, alias: str) -> bool:
         return alias in self.images
-
-    def storage_pool_exists(self, name: str) -> bool:
-        return name in self.pools
 
     def stop_instance(self, name: str, timeout: float = 120.0) -> None:
         self._maybe_fail("stop_instance")

@@ -248,8 +248,8 @@ def test_real_build_with_a_missing_token_file_is_exit_2(tmp_path, capsys, monkey
     assert "https_proxy" not in os.environ
     assert os.environ["no_proxy"].split(",") == [
         "internal.example.com",
-        "127.0.0.1",
         "localhost",
+        "127.0.0.1",
         "::1",
     ]
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime
+import threading
 import urllib.error
 import urllib.request
 
@@ -91,7 +92,7 @@ def test_server_serves_metrics_on_loopback(tmp_path):
     """arrange: a report file and the server on a free port. act: GET. assert: text, 404."""
     report().write(tmp_path / "report.json")
     server = exporter.make_server(tmp_path / "report.json", 600, 0, clock=lambda: 0.0)
-    exporter.serve_in_thread(server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
