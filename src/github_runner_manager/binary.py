@@ -106,6 +106,8 @@ class RunnerBinaryCache:
         self._timeout = timeout
         self._opener = opener
         self._meta_path = directory / "runner-application.json"
+        # What GitHub listed in the last `ensure` (None: not asked, or it could not answer).
+        self.offered: RunnerApplication | None = None
 
     def cached(self) -> CachedRunner | None:
         """Return the cached runner application, if there is one.
@@ -144,8 +146,10 @@ class RunnerBinaryCache:
             RunnerBinaryError: if there is no usable runner application.
         """
         current = self.cached()
+        self.offered = None
         try:
             wanted = self._select(self._github.runner_applications())
+            self.offered = wanted
         except GitHubError as exc:
             if current is not None:
                 logger.warning("cannot list runner applications (%s); using the cached one", exc)

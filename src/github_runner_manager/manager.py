@@ -43,6 +43,7 @@ from .metrics import Event, MetricsLog, Reconciliation, RunnerStop
 from .models import GitHubRunner, InstanceType, RunnerInstance, RunnerState
 from .report import ErrorEntry, RemovedEntry, Report, RunnerEntry
 from .runner import RunnerSpawner, SpawnResult
+from .runner_versions import VersionLedger
 from .templates import TemplateRenderer
 from .utils import run_parallel
 
@@ -137,6 +138,7 @@ class RunnerManager:
             config.state_dir / "runners", config.state_dir / "quarantine"
         )
         self._crash_logs = crash_logs or CrashLogs(lxd, config.crash_log_dir)
+        self._versions = VersionLedger(config.state_dir / "runner-versions.json")
         self._remover = RunnerRemover(lxd, github, before_delete=self._keep_logs, sleep=sleep)
 
     def _keep_logs(self, removal: planner.Removal) -> None:
@@ -489,11 +491,42 @@ class RunnerManager:
             {result.name: dict(result.timings) for result in created}
         )
         report.counts = _counts(views, outcomes, created)
+        self._record_versions(report, cached, hashes, views, outcomes, created)
 
         phase = self._monotonic()
         self._process_runner_data(report, views, outcomes, created)
         self._crash_logs.prune()
         report.timings["metrics"] = round(self._monotonic() - phase, 3)
+
+    def _record_versions(
+        self,
+        report: Report,
+        cached: CachedRunner | None,
+        hashes: dict[InstanceType, str],
+        views: Sequence[planner.RunnerView],
+        outcomes: Sequence[RemovalOutcome],
+        created: Sequence[SpawnResult],
+    ) -> None:
+        """Note which runner version each remaining runner runs, against the newest offered."""
+        removed = {outcome.removal.name for outcome in outcomes if outcome.removed}
+        instance_hashes = [
+            view.instance.config_hash
+            for view in views
+            if view.instance is not None and view.name not in removed
+        ]
+        instance_hashes += [hashes[result.instance_type] for result in created]
+        offered = self._binary.offered
+        age = self._versions.update(
+            offered=offered.version if offered else None,
+            current_version=cached.application.version if cached else None,
+            current_hashes=hashes.values(),
+            instance_hashes=instance_hashes,
+            now=self._clock().timestamp(),
+        )
+        report.latest_runner_version = age.latest
+        report.runner_versions = age.runners
+        report.outdated_runners = age.outdated
+        report.newer_version_since = age.newer_since
 
     def _missing_image(self, instance_type: InstanceType) -> str:
         image = runner_image(self.config, instance_type)

@@ -92,6 +92,13 @@ class Report(pydantic.BaseModel):
         crashed: runners that died (unhealthy, or lost during their job).
         quarantined: runners whose exchange data was corrupt, and kept aside.
         runner_version: the runner application version in use.
+        latest_runner_version: the newest runner version GitHub offers (the last one listed).
+        runner_versions: runner instances per runner version after the run (`unknown`: created
+            before the manager recorded versions).
+        outdated_runners: runner instances on a version older than the newest offered (None:
+            the run did not count them).
+        newer_version_since: when the manager first saw a runner version newer than the oldest
+            one still running (unix seconds); None when no runner is outdated.
         rate_limit_remaining: GitHub calls left in the rate-limit window, if known.
         rate_limit_reset_at: when the window resets (epoch seconds), if known.
         github_calls: HTTP requests sent to GitHub in this run.
@@ -116,6 +123,10 @@ class Report(pydantic.BaseModel):
     crashed: list[str] = []
     quarantined: list[str] = []
     runner_version: str | None = None
+    latest_runner_version: str | None = None
+    runner_versions: dict[str, int] = {}
+    outdated_runners: int | None = None
+    newer_version_since: float | None = None
     rate_limit_remaining: int | None = None
     rate_limit_reset_at: float | None = None
     github_calls: int = 0

@@ -313,12 +313,19 @@ class FakeGitHub:
 class FakeBinaryCache:
     """A runner application cache that needs no download."""
 
-    def __init__(self, tmp_path, fail: RunnerManagerError | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path,
+        fail: RunnerManagerError | None = None,
+        offers: RunnerApplication | None = None,
+    ) -> None:
         from github_runner_manager.binary import CachedRunner
 
         self.path = tmp_path / "runner.tar.gz"
         self.path.write_bytes(b"tarball")
         self.fail = fail
+        self.offers = offers  # what GitHub lists, when not the cached runner itself
+        self.offered: RunnerApplication | None = None
         self.runner = CachedRunner(
             path=self.path,
             application=RunnerApplication(
@@ -331,6 +338,7 @@ class FakeBinaryCache:
         )
 
     def ensure(self):
+        self.offered = self.offers or self.runner.application
         if self.fail is not None:
             raise self.fail
         return self.runner
