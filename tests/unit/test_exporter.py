@@ -107,3 +107,114 @@ def test_server_serves_metrics_on_loopback(tmp_path):
     assert content_type.startswith("text/plain; version=0.0.4")
     assert "github_runner_runners{" in body
     assert missing.value.code == 404
+
+
+def test_render_runner_version_age():
+    """arrange: 2 runners on 2.330.0, 2.331.0 offered since a known time. act: render later.
+
+    assert: the versions, the outdated count and the seconds since the newer one appeared.
+    """
+    seen = FINISHED.timestamp() - 15 * 86400
+    aged = report(
+        latest_runner_version="2.331.0",
+        runner_versions={"2.330.0": 2, "unknown": 1},
+        outdated_runners=2,
+        newer_version_since=seen,
+    )
+
+    values = samples(exporter.render(aged, 600, FINISHED.timestamp() + 60))
+
+    assert values['github_runner_latest_version_info{runner_version="2.331.0"}'] == 1
+    assert values['github_runner_runners_by_version{runner_version="2.330.0"}'] == 2
+    assert values['github_runner_runners_by_version{runner_version="unknown"}'] == 1
+    assert values["github_runner_outdated_runners"] == 2
+    assert values["github_runner_newer_version_available_seconds"] == 15 * 86400 + 60
+    assert values["github_runner_newer_version_first_seen_timestamp_seconds"] == seen
+
+
+def test_render_current_runners_have_no_version_age():
+    """arrange: every runner on the newest version. act: render. assert: age 0, no timestamp."""
+    current = report(
+        latest_runner_version="2.330.0", runner_versions={"2.330.0": 3}, outdated_runners=0
+    )
+
+    values = samples(exporter.render(current, 600, FINISHED.timestamp()))
+
+    assert values["github_runner_outdated_runners"] == 0
+    assert values["github_runner_newer_version_available_seconds"] == 0
+    assert "github_runner_newer_version_first_seen_timestamp_seconds" not in values
+
+
+def test_render_a_run_that_did_not_count_versions():
+    """arrange: a report without version counts (a flush). act: render. assert: no age gauges."""
+    values = samples(exporter.render(report(), 600, FINISHED.timestamp()))
+
+    assert not [name for name in values if "outdated" in name or "by_version" in name]
+
+
+def test_label_values_are_escaped():
+    """arrange: a version label holding a quote, a backslash and a newline. act: render.
+
+    assert: the exposition escapes them, so the line stays one parseable sample.
+    """
+    odd = report(runner_versions={'a"b\\c\nd': 1}, outdated_runners=0, latest_runner_version="x")
+
+    text = exporter.render(odd, 600, FINISHED.timestamp())
+
+    assert 'github_runner_runners_by_version{runner_version="a\\"b\\\\c\\nd"} 1.0' in text
+
+
+def scrape(url: str, accept: str | None = None) -> tuple[str, str]:
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with direct.open(request, timeout=5) as response:
+        return response.headers["Content-Type"], response.read().decode()
+
+
+@pytest.fixture
+def served(tmp_path):
+    """The exporter on a free loopback port, serving a report."""
+    report(latest_runner_version="2.331.0", runner_versions={"2.330.0": 1}, outdated_runners=1).write(
+        tmp_path / "report.json"
+    )
+    server = exporter.make_server(tmp_path / "report.json", 600, 0, clock=lambda: 0.0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_server_binds_loopback_only(served):
+    """arrange: the server with its default host. act: read its address. assert: 127.0.0.1."""
+    assert served.server_address[0] == "127.0.0.1"
+
+
+def test_server_negotiates_openmetrics(served):
+    """arrange: the server. act: scrape asking for OpenMetrics, as Prometheus does.
+
+    assert: OpenMetrics content type, typed info and gauge families, the `# EOF` terminator.
+    """
+    url = f"http://127.0.0.1:{served.server_address[1]}/metrics"
+
+    content_type, body = scrape(
+        url, "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    )
+
+    assert content_type.startswith("application/openmetrics-text")
+    assert "# TYPE github_runner info" in body
+    assert 'github_runner_info{runner_version="2.330.0"} 1.0' in body
+    assert "# TYPE github_runner_outdated_runners gauge" in body
+    assert body.endswith("# EOF\n")
+
+
+def test_server_serves_text_format_by_default(served):
+    """arrange: the server. act: scrape without Accept. assert: the text format, no EOF."""
+    url = f"http://127.0.0.1:{served.server_address[1]}/metrics"
+
+    content_type, body = scrape(url)
+
+    assert content_type.startswith("text/plain")
+    assert "# TYPE github_runner_info gauge" in body
+    assert "# EOF" not in body

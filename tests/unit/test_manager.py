@@ -18,7 +18,7 @@ from github_runner_manager.errors import (
 )
 from github_runner_manager.lxd import TAG_UNIT
 from github_runner_manager.manager import manager_lock
-from github_runner_manager.models import InstanceType
+from github_runner_manager.models import InstanceType, RunnerApplication
 from github_runner_manager.report import read_report
 
 from .conftest import PREFIX, UNIT
@@ -421,3 +421,36 @@ def test_debug_ssh_change_replaces_idle_runners(make_manager, lxd, github):
     (new,) = report.created
     env = lxd.instances[new].files["/opt/github-runner/runner.env"][0].decode()
     assert "TMATE_SERVER_HOST=10.10.10.10" in env
+
+
+def test_runner_version_age_is_reported_from_the_first_sighting(
+    make_manager, lxd, github, clock, tmp_path
+):
+    """arrange: two runners on 2.330.0; then GitHub lists 2.331.0 but the cache keeps 2.330.0.
+
+    act: reconcile, then reconcile again 15 days later.
+    assert: both reports count the runners by version and as outdated, and date the newer
+    version from the run that first saw it listed.
+    """
+    binary = FakeBinaryCache(tmp_path)
+    manager = make_manager(binary=binary)
+    first = manager.reconcile()
+    assert first.runner_versions == {"2.330.0": 2}
+    assert first.outdated_runners == 0 and first.newer_version_since is None
+    binary.offers = RunnerApplication(
+        "linux", "x64", "https://example.invalid/n.tar.gz", "actions-runner-linux-x64-2.331.0.tar.gz", "1" * 64
+    )
+    seen_at = clock.now.timestamp()
+
+    report = manager.reconcile()
+    clock.advance(15 * 86400)
+    later = manager.reconcile()
+
+    for run in (report, later):
+        assert run.runner_version == "2.330.0"
+        assert run.latest_runner_version == "2.331.0"
+        assert run.runner_versions == {"2.330.0": 2}
+        assert run.outdated_runners == 2
+        assert run.newer_version_since == seen_at
+    written = read_report(manager.config.report_file)
+    assert written is not None and written.newer_version_since == seen_at
