@@ -23,6 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "prometheus_alert_rules" / "github_runner.rules"
 DASHBOARDS = ROOT / "grafana_dashboards"
 MODEL_UUID = "00000000-0000-4000-8000-000000000000"
+# Seconds a newer runner version has been offered at the start of the version-outdated case:
+# an hour short of the alert's 14 days.
+AGE_0 = 14 * 86400 - 3600
 
 
 def promtool() -> str:
@@ -199,6 +202,26 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, Any]]]] = {
             check("GithubRunnerExporterDown", "3m"),
             check("GithubRunnerExporterDown", "8m"),
             check("GithubRunnerExporterDown", "20m", unit(0)),
+        ],
+    ),
+    "version-outdated": (
+        [
+            # Unit 0: a newer runner version has been offered for 14 days less an hour, and two
+            # runners stay on the old one (say its download keeps failing).
+            series("github_runner_outdated_runners", unit(0), "2x150"),
+            series("github_runner_newer_version_available_seconds", unit(0), f"{AGE_0}+60x150"),
+            # Unit 1: the same age, but all its runners were replaced.
+            series("github_runner_outdated_runners", unit(1), "0x150"),
+            series("github_runner_newer_version_available_seconds", unit(1), f"{AGE_0}+60x150"),
+            # Unit 2: an outdated runner, the newer version only a day old.
+            series("github_runner_outdated_runners", unit(2), "1x150"),
+            series("github_runner_newer_version_available_seconds", unit(2), "86400+60x150"),
+        ],
+        [
+            # Past 14 days at minute 61, firing 30 minutes later: on unit 0 only.
+            check("GithubRunnerVersionOutdated", "60m"),
+            check("GithubRunnerVersionOutdated", "85m"),
+            check("GithubRunnerVersionOutdated", "100m", unit(0)),
         ],
     ),
 }
