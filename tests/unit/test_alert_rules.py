@@ -44,6 +44,7 @@ PROMETHEUS_ALERTS = [
     "GithubRunnerGitHubAccessError",
     "GithubRunnerRateLimitLow",
     "GithubRunnerExporterDown",
+    "GithubRunnerVersionOutdated",
 ]
 TEMPLATE_LABEL_RE = re.compile(r"\$labels\.(\w+)")
 

@@ -55,6 +55,11 @@ EXPORTER_METRICS = {
     "github_runner_info": {"runner_version"},
     "github_runner_report_present": set(),
     "github_runner_crashed_runners": set(),
+    "github_runner_latest_version_info": {"runner_version"},
+    "github_runner_runners_by_version": {"runner_version"},
+    "github_runner_outdated_runners": set(),
+    "github_runner_newer_version_available_seconds": set(),
+    "github_runner_newer_version_first_seen_timestamp_seconds": set(),
 }
 LOKI_DS = "${lokids}"
 PROMETHEUS_DS = "${prometheusds}"
