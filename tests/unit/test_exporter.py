@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -218,3 +219,26 @@ def test_server_serves_text_format_by_default(served):
     assert content_type.startswith("text/plain")
     assert "# TYPE github_runner_info gauge" in body
     assert "# EOF" not in body
+
+
+def test_exported_names_are_the_dashboards_contract():
+    """arrange: a report with every field set. act: render.
+
+    assert: the families and labels are exactly those the dashboards and rules are checked with.
+    """
+    from tests.unit.test_dashboards import EXPORTER_METRICS
+
+    full = report(
+        latest_runner_version="2.331.0",
+        runner_versions={"2.330.0": 1},
+        outdated_runners=1,
+        newer_version_since=0.0,
+    )
+    found: dict[str, set[str]] = {}
+    for line in exporter.render(full, 600, FINISHED.timestamp()).splitlines():
+        if line and not line.startswith("#"):
+            name, _, rest = line.partition("{")
+            name = name.split(" ")[0]
+            found.setdefault(name, set()).update(re.findall(r'(\w+)="', rest))
+
+    assert found == EXPORTER_METRICS
