@@ -129,13 +129,15 @@ async def test_cos_agent_receives_dashboards_alerts_and_the_scrape_job(
         for path in (ROOT / "grafana_dashboards").glob("*.json")
     )
     assert sorted(dashboard["title"] for dashboard in dashboards) == expected
+    # The cos-agent library adds cosl's generic host-health rules; so does the charm.
     assert _rule_names(document["metrics_alert_rules"]) == _alert_names(
         ROOT / "prometheus_alert_rules"
-    )
+    ) | {"HostDown", "HostMetricsMissing"}
     assert _rule_names(document["log_alert_rules"]) == _alert_names(ROOT / "loki_alert_rules")
     [job] = document["metrics_scrape_jobs"]
     [target] = job["static_configs"][0]["targets"]
-    assert target.startswith("localhost:"), target
+    assert target.startswith("127.0.0.1:"), target
+    assert job["job_name"].endswith(f"_{app}_0_github_runner_manager"), job
 
 
 async def test_prometheus_endpoint_answers_on_loopback_only(

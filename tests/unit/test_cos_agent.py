@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cosl import LZMABase64
+from cosl import DashboardPath40UID, JujuTopology, LZMABase64
 from ops import testing
 
 import charm
 from charm import GithubRunnerCharm
 from charm_state import exporter_port
-from cos_agent import DATABAG_KEY, load_dashboards, scrape_jobs
+from cos_agent import DATABAG_KEY, LOG_FILES, load_dashboards, scrape_jobs
 
 from .charm_fakes import FakeHost, FakeManagerService
 
@@ -31,10 +31,21 @@ def ctx(monkeypatch: pytest.MonkeyPatch) -> testing.Context:
     return testing.Context(GithubRunnerCharm, charm_root=ROOT)
 
 
+@pytest.fixture
+def other_app_ctx(ctx: testing.Context) -> testing.Context:
+    """The charm deployed a second time, as `github-runner-large`, with the same fakes."""
+    return testing.Context(GithubRunnerCharm, charm_root=ROOT, app_name="github-runner-large")
+
+
 def published(ctx: testing.Context, config: dict[str, Any]) -> dict[str, Any]:
     relation = testing.Relation("cos-agent", remote_app_name="opentelemetry-collector")
     out = ctx.run(
-        ctx.on.relation_changed(relation), testing.State(config=config, relations={relation})
+        ctx.on.relation_changed(relation),
+        testing.State(
+            config=config,
+            relations={relation},
+            model=testing.Model(name="runners", uuid="1a2b3c4d-0000-4000-8000-000000000000"),
+        ),
     )
     data: dict[str, str] = dict(out.get_relation(relation.id).local_unit_data)
     return json.loads(data[DATABAG_KEY])
@@ -58,6 +69,7 @@ def test_databag_carries_dashboards_rules_and_scrape_job(ctx):
         "dashboards",
         "metrics_scrape_jobs",
         "log_slots",
+        "include_log_files",
     }
     dashboards = [json.loads(LZMABase64.decompress(d)) for d in document["dashboards"]]
     titles = {d["title"] for d in dashboards}
@@ -74,8 +86,85 @@ def test_databag_carries_dashboards_rules_and_scrape_job(ctx):
             for rule in group["rules"]:
                 assert rule["labels"]["juju_application"] == "github-runner"
                 assert rule["labels"]["juju_model"]
-    assert document["metrics_scrape_jobs"] == scrape_jobs(exporter_port("github-runner/0"))
+    topology = JujuTopology(
+        model="runners",
+        model_uuid="1a2b3c4d-0000-4000-8000-000000000000",
+        application="github-runner",
+        unit="github-runner/0",
+    )
+    assert document["metrics_scrape_jobs"] == scrape_jobs(
+        exporter_port("github-runner/0"), topology
+    )
     assert document["log_slots"] == []
+    assert document["include_log_files"] == list(LOG_FILES)
+
+
+def test_scrape_job_targets_the_loopback_address_under_a_scoped_name(ctx):
+    """arrange: a cos-agent relation. act: relation-changed.
+
+    assert: the job scrapes 127.0.0.1 (where the exporter binds; `localhost` may be ::1) at the
+    unit's port, under a name carrying the model, application and unit.
+    """
+    [job] = published(ctx, VALID)["metrics_scrape_jobs"]
+
+    assert job["job_name"] == "runners_1a2b3c4d_github-runner_0_github_runner_manager"
+    assert job["static_configs"] == [
+        {"targets": [f"127.0.0.1:{exporter_port('github-runner/0')}"]}
+    ]
+    assert job["metrics_path"] == "/metrics"
+
+
+def test_two_applications_on_one_model_get_distinct_job_names():
+    """arrange: units 0 of two applications in one model. act: build their scrape jobs.
+
+    assert: the job names differ (the agent would otherwise merge or drop one).
+    """
+    names = set()
+    for app in ("github-runner", "github-runner-large"):
+        topology = JujuTopology(
+            model="runners",
+            model_uuid="1a2b3c4d-0000-4000-8000-000000000000",
+            application=app,
+            unit=f"{app}/0",
+        )
+        [job] = scrape_jobs(exporter_port(f"{app}/0"), topology)
+        names.add(job["job_name"])
+
+    assert len(names) == 2
+
+
+def test_metrics_rules_include_the_generic_host_health_group(ctx):
+    """arrange: a relation. act: relation-changed.
+
+    assert: as with the cos-agent library, cosl's HostDown and HostMetricsMissing rules come
+    with the charm's own, in a group named after the topology, with the topology labels.
+    """
+    groups = published(ctx, VALID)["metrics_alert_rules"]["groups"]
+
+    generic = [g for g in groups if g["name"].startswith("runners_1a2b3c4d_github_runner")]
+    names = {rule["alert"] for group in generic for rule in group["rules"]}
+    assert {"HostDown", "HostMetricsMissing"} <= names
+    for group in generic:
+        for rule in group["rules"]:
+            assert rule["labels"]["juju_application"] == "github-runner"
+
+
+def test_log_files_are_declared_and_exist_where_the_manager_writes():
+    """arrange: the declared log globs. act: compare with the manager's defaults.
+
+    assert: the metrics log and the crash-log directory the manager writes are covered.
+    """
+    from fnmatch import fnmatch
+
+    from github_runner_manager.config import ManagerConfig
+
+    defaults = ManagerConfig.model_fields
+    metrics_log = str(defaults["metrics"].default.log_path)
+    crash_dir = str(defaults["crash_log_dir"].default)
+    assert metrics_log in LOG_FILES
+    assert any(fnmatch(f"{crash_dir}/runner-1/_diag/Runner_1.log", glob) for glob in LOG_FILES)
+    assert any(fnmatch(f"{crash_dir}/runner-1/journal.log", glob) for glob in LOG_FILES)
+    assert not any(fnmatch(f"{metrics_log}.1", glob) for glob in LOG_FILES)
 
 
 def test_databag_is_published_with_an_invalid_config(ctx):
@@ -85,11 +174,43 @@ def test_databag_is_published_with_an_invalid_config(ctx):
     assert len(document["dashboards"]) == 2
 
 
-def test_dashboards_round_trip_through_compression():
-    """arrange: the dashboard files. act: compress and decompress. assert: identical JSON."""
-    compressed = load_dashboards(ROOT / "grafana_dashboards")
+def test_dashboards_round_trip_with_the_charm_identity():
+    """arrange: the dashboard files. act: load them as the charm publishes them.
+
+    assert: identical to the files but for the library's uid (from the charm name and the
+    file's path) and an added `charm: github-runner` tag.
+    """
+    compressed = load_dashboards(ROOT, "github-runner")
     originals = sorted((ROOT / "grafana_dashboards").glob("*.json"))
 
-    assert [json.loads(LZMABase64.decompress(c)) for c in compressed] == [
-        json.loads(p.read_text()) for p in originals
+    assert len(compressed) == len(originals) == 2
+    uids = set()
+    for published_one, path in zip(compressed, originals, strict=True):
+        dashboard = json.loads(LZMABase64.decompress(published_one))
+        original = json.loads(path.read_text())
+        expected_uid = DashboardPath40UID.generate("github-runner", f"grafana_dashboards/{path.name}")
+        assert dashboard["uid"] == expected_uid
+        assert DashboardPath40UID.is_valid(dashboard["uid"])
+        assert dashboard["tags"] == [*original.get("tags", []), "charm: github-runner"]
+        rest = {k: v for k, v in dashboard.items() if k not in ("uid", "tags")}
+        assert rest == {k: v for k, v in original.items() if k not in ("uid", "tags")}
+        uids.add(dashboard["uid"])
+    assert len(uids) == 2
+
+
+def test_two_applications_share_dashboards_but_not_scrape_jobs(ctx, other_app_ctx):
+    """arrange: two applications of the charm on one model. act: publish from both.
+
+    assert: the same dashboard uids (COS keys dashboards by uid: the copies collapse into one),
+    but distinct scrape job names (the agent would otherwise merge or drop one job).
+    """
+    first = published(ctx, VALID)
+    second = published(other_app_ctx, VALID)
+
+    assert [json.loads(LZMABase64.decompress(d))["uid"] for d in first["dashboards"]] == [
+        json.loads(LZMABase64.decompress(d))["uid"] for d in second["dashboards"]
     ]
+    [job_1] = first["metrics_scrape_jobs"]
+    [job_2] = second["metrics_scrape_jobs"]
+    assert job_1["job_name"] != job_2["job_name"]
+    assert job_2["job_name"] == "runners_1a2b3c4d_github-runner-large_0_github_runner_manager"
