@@ -17,7 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from cosl import JujuTopology
 
+import cos_agent
 from github_runner_manager.report import Report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +60,7 @@ def exporter_url(tmp_path: Path) -> Iterator[str]:
             "desired": {"container": 2, "virtual-machine": 0},
             "counts": {"container": {"idle": 2}, "virtual-machine": {}},
             "rate_limit_remaining": 4999,
+            "runner_version": "2.330.0",
         }
     )
     report.write(tmp_path / "report.json")
@@ -106,14 +110,26 @@ def test_exposition_passes_promtool(exporter_url):
 
 
 def test_prometheus_scrapes_the_endpoint(exporter_url, tmp_path):
-    """arrange: a real Prometheus on loopback. act: let it scrape. assert: the idle gauge is 2."""
+    """arrange: a real Prometheus on loopback, given the scrape job the charm publishes.
+
+    act: let it scrape (it asks for OpenMetrics first). assert: the idle gauge is 2 and the
+    info metric arrived, under the charm's scoped job name.
+    """
     prometheus = shutil.which("prometheus")
     assert prometheus, "prometheus is missing: .ci/run installs Debian's prometheus package"
-    target = urllib.parse.urlsplit(exporter_url).netloc
+    port = urllib.parse.urlsplit(exporter_url).port
+    assert port is not None
+    topology = JujuTopology(
+        model="ci-model",
+        model_uuid="00000000-0000-4000-8000-000000000000",
+        application="github-runner",
+        unit="github-runner/0",
+    )
+    jobs = cos_agent.scrape_jobs(port, topology)
     (tmp_path / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"  - job_name: github_runner_manager\n    static_configs: [{{targets: ['{target}']}}]\n"
+        yaml.safe_dump(
+            {"global": {"scrape_interval": "1s"}, "scrape_configs": jobs}, sort_keys=False
+        )
     )
     web = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen(
@@ -138,8 +154,16 @@ def test_prometheus_scrapes_the_endpoint(exporter_url, tmp_path):
             except OSError:
                 pass
             time.sleep(0.5)
+        result = json.loads(get(f"http://{web}/api/v1/query?query=github_runner_info"))
+        info = result["data"]["result"][0]["metric"] if result["data"]["result"] else None
     finally:
         process.terminate()
         process.wait(timeout=30)
 
     assert value == 2
+    assert info == {
+        "__name__": "github_runner_info",
+        "instance": f"127.0.0.1:{port}",
+        "job": jobs[0]["job_name"],
+        "runner_version": "2.330.0",
+    }
