@@ -65,7 +65,9 @@ def dashboard_identity(dashboard: dict[str, Any], charm_name: str, rel_path: str
     dashboard["tags"] = tags
 
 
-def load_dashboards(root: Path, charm_name: str, directory: str = "grafana_dashboards") -> list[str]:
+def load_dashboards(
+    root: Path, charm_name: str, directory: str = "grafana_dashboards"
+) -> list[str]:
     """Read the Grafana dashboards of a directory, give them the charm's identity, compress them.
 
     Args:
@@ -112,7 +114,7 @@ def scrape_job_name(topology: JujuTopology) -> str:
     Returns:
         For example `my-model_1a2b3c4d_github-runner_0_github_runner_manager`.
     """
-    unit_number = topology.unit.rsplit("/", 1)[-1]
+    unit_number = (topology.unit or "").rsplit("/", 1)[-1]
     return f"{topology.identifier}_{unit_number}_{SCRAPE_JOB}"
 
 

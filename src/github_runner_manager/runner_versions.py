@@ -167,4 +167,3 @@ class VersionLedger:
             outdated=sum(runners[v] for v in outdated_versions),
             newer_since=newer_since,
         )
-

@@ -217,6 +217,6 @@ def test_the_check_accepts_well_formed_logql(parser_dir):
             "unwrap": 'quantile_over_time(0.95, {filename="/f"} | json | unwrap duration '
             '| __error__="" [$__range]) by (flavor)',
             "count": 'sum by (juju_unit) (count_over_time({filename="/f"} | json '
-            '| errors > 0 [1h])) >= 3',
+            "| errors > 0 [1h])) >= 3",
         },
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,14 +31,15 @@ pytestmark = pytest.mark.lxd
 __all__ = ["make_manager"]  # the fixture, imported for this module's tests
 
 OLD, NEW = "2.330.0", "2.331.0"
+Sample = tuple[str, tuple[tuple[str, str], ...]]  # a metric name and its sorted labels
 
 
 @pytest.fixture
-def scrape(tmp_path: Path) -> Iterator[callable]:
+def scrape(tmp_path: Path) -> Iterator[Callable[[Path], dict[Sample, float]]]:
     """Scrape the exporter serving a given report file, as the COS agent would."""
     servers = []
 
-    def _scrape(report_file: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    def _scrape(report_file: Path) -> dict[Sample, float]:
         server = exporter.make_server(report_file, 600, 0)
         servers.append(server)
         threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 from cosl import DashboardPath40UID, JujuTopology, LZMABase64
 from ops import testing
@@ -188,7 +189,9 @@ def test_dashboards_round_trip_with_the_charm_identity():
     for published_one, path in zip(compressed, originals, strict=True):
         dashboard = json.loads(LZMABase64.decompress(published_one))
         original = json.loads(path.read_text())
-        expected_uid = DashboardPath40UID.generate("github-runner", f"grafana_dashboards/{path.name}")
+        expected_uid = DashboardPath40UID.generate(
+            "github-runner", f"grafana_dashboards/{path.name}"
+        )
         assert dashboard["uid"] == expected_uid
         assert DashboardPath40UID.is_valid(dashboard["uid"])
         assert dashboard["tags"] == [*original.get("tags", []), "charm: github-runner"]
@@ -214,3 +217,36 @@ def test_two_applications_share_dashboards_but_not_scrape_jobs(ctx, other_app_ct
     [job_2] = second["metrics_scrape_jobs"]
     assert job_1["job_name"] != job_2["job_name"]
     assert job_2["job_name"] == "runners_1a2b3c4d_github-runner-large_0_github_runner_manager"
+
+
+class LibraryUnitData(pydantic.BaseModel):
+    """The fields and types of the cos-agent library's provider unit databag.
+
+    `CosAgentProviderUnitData` of charms.grafana_agent.v0.cos_agent (LIBPATCH 23), restated here
+    to check the document.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    metrics_alert_rules: dict
+    log_alert_rules: dict
+    dashboards: list[str]
+    subordinate: bool | None = None
+    metrics_scrape_jobs: list[dict]
+    log_slots: list[str]
+    include_log_files: list[str] | None = None
+    tracing_protocols: list[str] | None = None
+
+
+def test_document_has_the_library_fields_and_types(ctx):
+    """arrange: a relation. act: relation-changed.
+
+    assert: the document validates against the library's unit databag fields, with none extra.
+    """
+    document = published(ctx, VALID)
+
+    data = LibraryUnitData.model_validate(document)
+
+    assert data.include_log_files == list(LOG_FILES)
+    with pytest.raises(pydantic.ValidationError):
+        LibraryUnitData.model_validate({**document, "dashboards": "not a list"})

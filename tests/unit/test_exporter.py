@@ -175,9 +175,9 @@ def scrape(url: str, accept: str | None = None) -> tuple[str, str]:
 @pytest.fixture
 def served(tmp_path):
     """The exporter on a free loopback port, serving a report."""
-    report(latest_runner_version="2.331.0", runner_versions={"2.330.0": 1}, outdated_runners=1).write(
-        tmp_path / "report.json"
-    )
+    report(
+        latest_runner_version="2.331.0", runner_versions={"2.330.0": 1}, outdated_runners=1
+    ).write(tmp_path / "report.json")
     server = exporter.make_server(tmp_path / "report.json", 600, 0, clock=lambda: 0.0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

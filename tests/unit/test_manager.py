@@ -438,7 +438,11 @@ def test_runner_version_age_is_reported_from_the_first_sighting(
     assert first.runner_versions == {"2.330.0": 2}
     assert first.outdated_runners == 0 and first.newer_version_since is None
     binary.offers = RunnerApplication(
-        "linux", "x64", "https://example.invalid/n.tar.gz", "actions-runner-linux-x64-2.331.0.tar.gz", "1" * 64
+        "linux",
+        "x64",
+        "https://example.invalid/n.tar.gz",
+        "actions-runner-linux-x64-2.331.0.tar.gz",
+        "1" * 64,
     )
     seen_at = clock.now.timestamp()
 

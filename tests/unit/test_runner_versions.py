@@ -143,7 +143,11 @@ def test_github_unreachable_keeps_the_last_offered_version(tmp_path):
     )
 
     age = ledger.update(
-        offered=None, current_version="2.330.0", current_hashes=["a"], instance_hashes=["a"], now=DAY
+        offered=None,
+        current_version="2.330.0",
+        current_hashes=["a"],
+        instance_hashes=["a"],
+        now=DAY,
     )
 
     assert age.latest == "2.331.0"
@@ -156,7 +160,11 @@ def test_ledger_forgets_deleted_runners_and_old_versions(tmp_path):
     path = tmp_path / "v.json"
     ledger = VersionLedger(path)
     ledger.update(
-        offered="2.330.0", current_version="2.330.0", current_hashes=["a"], instance_hashes=["a"], now=0
+        offered="2.330.0",
+        current_version="2.330.0",
+        current_hashes=["a"],
+        instance_hashes=["a"],
+        now=0,
     )
     ledger.update(
         offered="2.331.0",
@@ -167,7 +175,11 @@ def test_ledger_forgets_deleted_runners_and_old_versions(tmp_path):
     )
 
     ledger.update(
-        offered="2.331.0", current_version="2.331.0", current_hashes=["b"], instance_hashes=["b"], now=2
+        offered="2.331.0",
+        current_version="2.331.0",
+        current_hashes=["b"],
+        instance_hashes=["b"],
+        now=2,
     )
 
     document = json.loads(path.read_text())
@@ -182,7 +194,11 @@ def test_corrupt_ledger_starts_afresh(tmp_path, content):
     path.write_text(content)
 
     age = VersionLedger(path).update(
-        offered="2.331.0", current_version="2.331.0", current_hashes=["a"], instance_hashes=["a"], now=7
+        offered="2.331.0",
+        current_version="2.331.0",
+        current_hashes=["a"],
+        instance_hashes=["a"],
+        now=7,
     )
 
     assert age.runners == {"2.331.0": 1}
