@@ -360,6 +360,8 @@ DETAILED_PANELS = [
     "Reconcile Age vs Interval",
     "Reconcile Errors by Kind",
     "Last Reconciliation",
+    "Runners by Runner Version",
+    "Runner Version Lag",
 ]
 LONGTERM_ROWS = ["General"]
 LONGTERM_PANELS = [
@@ -568,6 +570,16 @@ def test_jobs_row_is_filtered_by_repository():
 def test_fleet_row_is_prometheus():
     for panel in rows_of(load("metrics.json"))["Fleet"]:
         assert panel["datasource"]["uid"] == PROMETHEUS_DS, panel["title"]
+
+
+def test_version_lag_panel_marks_the_alert_threshold():
+    """The lag panel turns red where GithubRunnerVersionOutdated fires (14 days)."""
+    lag = next(p for p in panels(load("metrics.json")) if p["title"] == "Runner Version Lag")
+    exprs = [target["expr"] for target in lag["targets"]]
+    assert any("github_runner_newer_version_available_seconds" in e for e in exprs)
+    assert any("github_runner_outdated_runners" in e for e in exprs)
+    steps = lag["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[-1] == {"color": "red", "value": 14 * 86400}
 
 
 def test_percentile_panels_show_p50_p95_p99_max():
