@@ -38,6 +38,11 @@ def importers(library: str) -> list[str]:
     [
         pytest.param("pylxd", ["github_runner_manager/lxd.py"], id="pylxd only in lxd.py"),
         pytest.param("ghapi", ["github_runner_manager/github.py"], id="ghapi only in github.py"),
+        pytest.param(
+            "prometheus_client",
+            ["github_runner_manager/exporter.py"],
+            id="prometheus_client only in exporter.py",
+        ),
     ],
 )
 def test_each_library_has_one_adapter(library, allowed):
