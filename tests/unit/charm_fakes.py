@@ -124,6 +124,9 @@ class FakeManagerService:
     def configured(self) -> bool:
         return self.preconfigured or self.config is not None
 
+    def timer_running(self) -> bool:
+        return self.timer_active
+
     def ensure_units(self, interval_minutes: int) -> bool:
         changed = self.interval != interval_minutes or not self.timer_active
         self.interval, self.timer_active = interval_minutes, True
