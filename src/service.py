@@ -443,8 +443,9 @@ class ManagerService:
             return self._templates.get_template(template).render(**values)
         except jinja2.TemplateNotFound:
             raise ServiceError(
-                f"the charm's template {template} is missing from {self._charm_dir / 'templates'}: "
-                "the charm is incomplete; refresh it with `juju refresh` (or redeploy)"
+                f"the charm's template {template} is missing from "
+                f"{self._charm_dir / 'templates'}: the charm is incomplete; refresh it with "
+                "`juju refresh` (or redeploy)"
             ) from None
         except jinja2.TemplateError as exc:
             raise ServiceError(

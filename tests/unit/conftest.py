@@ -142,3 +142,44 @@ def manager(monkeypatch: pytest.MonkeyPatch) -> FakeManagerService:
 def ctx(no_model_proxy: None, fake_host: FakeHost, manager: FakeManagerService) -> testing.Context:
     """A Scenario context of the charm on the fakes."""
     return testing.Context(GithubRunnerCharm)
+
+
+# ----- no test writes into the repository tree ------------------------------------------------
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+# Written by the tools that run the tests, not by tests: Python's bytecode and coverage's data.
+_TOOL_OUTPUT = ("__pycache__", ".tox", ".git", ".coverage", ".mypy_cache", ".ruff_cache")
+
+
+def _tree() -> dict[str, float]:
+    files = {}
+    for path in REPOSITORY.rglob("*"):
+        relative = path.relative_to(REPOSITORY)
+        if any(part.startswith(_TOOL_OUTPUT) for part in relative.parts):
+            continue
+        if path.is_file():
+            files[relative.as_posix()] = path.stat().st_mtime
+    return files
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_TREE_KEY] = _tree()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_TREE_KEY, None)
+    if before is None:
+        return
+    after = _tree()
+    written = sorted(
+        name for name, mtime in after.items() if name not in before or before[name] != mtime
+    )
+    removed = sorted(set(before) - set(after))
+    if written or removed:
+        session.config.get_terminal_writer().line(
+            f"the unit tests wrote into the repository: {written} removed: {removed}", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_TREE_KEY = pytest.StashKey[dict[str, float]]()

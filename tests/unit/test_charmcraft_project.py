@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("name", ["config.yaml", "actions.yaml", "metadata.yaml"])
 def test_no_metadata_file_beside_charmcraft_yaml(name: str) -> None:
-    """A leftover metadata file (e.g. one ops.testing wrote into the tree) makes charmcraft fail."""
+    """A leftover metadata file (one ops.testing wrote into the tree) makes charmcraft fail."""
     assert (ROOT / "charmcraft.yaml").is_file()
     assert not (ROOT / name).exists(), (
         f"{name} beside charmcraft.yaml: charmcraft refuses the project; keep the section in "

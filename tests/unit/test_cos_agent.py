@@ -13,7 +13,6 @@ from cosl import LZMABase64
 from ops import testing
 
 import charm
-from charm import GithubRunnerCharm
 from charm_state import exporter_port
 from cos_agent import DATABAG_KEY, load_dashboards, scrape_jobs
 
