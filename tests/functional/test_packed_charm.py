@@ -245,7 +245,8 @@ def test_the_manager_runs_as_its_service_runs_it(
         "state_dir": str(paths.state_dir),
         "report_path": str(paths.report_file),
     }
-    adapter.make_directory(instance.name, str(paths.config_dir), 0o700)
+    made = sh(adapter, instance.name, f"mkdir -p -m 700 {shlex.quote(str(paths.config_dir))}")
+    assert made.exit_code == 0, made.stderr
     adapter.push_file(instance.name, str(paths.config_file), json.dumps(config).encode(), 0o600)
     adapter.push_file(instance.name, str(paths.token_file), f"{TEST_TOKEN}\n".encode(), 0o600)
     prefix = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())

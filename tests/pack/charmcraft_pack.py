@@ -32,6 +32,7 @@ Everything is written under `--work` and `--out`, never into the project.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -48,8 +49,10 @@ import craft_application.services.lifecycle
 import craft_parts
 import craft_platforms
 import yaml
-from charmcraft.application import main as charmcraft_main
 from craft_cli import EmitterMode, emit
+
+# charmcraft's application module (`charmcraft.application.main` is also a function's name).
+charmcraft_main = importlib.import_module("charmcraft.application.main")
 
 # Linters that do not apply to this charm, and why (anything else must be "ok").
 NOT_APPLICABLE: dict[str, str] = {
@@ -90,7 +93,7 @@ COPY_IGNORE = (".git", ".tox", ".venv", "venv", "build", "parts", "stage", "prim
 
 def log(message: str) -> None:
     """Print a progress line."""
-    print(f"pack: {message}", flush=True)
+    print(f"pack: {message}", file=sys.stderr, flush=True)
 
 
 def fail(message: str) -> None:
@@ -129,7 +132,9 @@ def plan_every_platform(project_dir: Path) -> list[craft_platforms.BuildInfo]:
     Returns:
         The build plan over every platform (every build-on architecture).
     """
-    emit.init(EmitterMode.QUIET, "charmcraft", "pack stage", log_filepath=project_dir / "plan.log")
+    emit.init(
+        EmitterMode.QUIET, "charmcraft", "pack stage", log_filepath=project_dir.parent / "plan.log"
+    )
     try:
         app = _app(project_dir)
         raw = yaml.safe_load((project_dir / "charmcraft.yaml").read_text(encoding="utf-8"))
@@ -324,26 +329,53 @@ def check_content(charm: Path, project: Path) -> None:
     )
 
 
+def _step(step: str, *args: str, capture: bool = False) -> str:
+    """Run one charmcraft step in its own process (charmcraft's emitter starts once a process)."""
+    completed = subprocess.run(
+        [sys.executable, __file__, step, *args],
+        stdout=subprocess.PIPE if capture else None,
+        text=True,
+        check=False,
+    )
+    if completed.returncode:
+        fail(f"the {step} step exited with {completed.returncode}")
+    return completed.stdout or ""
+
+
 def main() -> None:
-    """Run the stage."""
+    """Run the stage, or one of its steps."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", nargs="?", default="all", choices=["all", "plan", "pack"])
     parser.add_argument("--project", type=Path, required=True)
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--platform", default="")
     args = parser.parse_args()
     project = args.project.resolve()
     work, out = args.work.resolve(), args.out.resolve()
+    copy = work / "project"
+    if args.step == "plan":
+        plan = plan_every_platform(copy)
+        print(json.dumps({"host-platform": host_platform(plan)}))
+        return
+    if args.step == "pack":
+        pack(copy, args.platform, out)
+        return
+
     for path in (work, out):
         if path == project or project in path.parents:
             fail(f"{path} is inside the project: build output never goes into the tree")
     work.mkdir(parents=True, exist_ok=True)
-
     log(f"charmcraft {charmcraft.__version__} on {platform.machine()}")
-    copy = copy_project(project, work)
-    plan = plan_every_platform(copy)
-    target = host_platform(plan)
+    copy_project(project, work)
+    common = ["--project", str(project), "--work", str(work), "--out", str(out)]
+    target = json.loads(_step("plan", *common, capture=True).splitlines()[-1])["host-platform"]
     log(f"packing {target} with charmcraft pack --destructive-mode")
-    charm = pack(copy, target, out)
+    _step("pack", *common, "--platform", target)
+    charms = sorted(out.glob("*.charm"))
+    if len(charms) != 1:
+        fail(f"expected one .charm in {out}, found {[c.name for c in charms]}")
+    charm = charms[0]
     log(f"packed {charm} ({charm.stat().st_size // 1024} KiB)")
     analyse(charm, Path(sys.executable).parent / "charmcraft", work)
     check_content(charm, project)

@@ -41,7 +41,7 @@ IMAGE_VERSION="1"
 # the distribution's Python packages an Ubuntu cloud image carries (cloud-init pulls them in),
 # which the charm's `dispatch` and the manager's service see beside the charm's own venv.
 PYTHON_IMAGE_ALIAS=${GRT_PYTHON_IMAGE:-github-runner-test-python}
-PYTHON_IMAGE_PACKAGES="$IMAGE_PACKAGES,python3-openssl,python3-cryptography,python3-yaml,python3-requests,python3-jinja2,python3-pkg-resources,python3-urllib3"
+PYTHON_IMAGE_PACKAGES="$IMAGE_PACKAGES,python3-openssl,python3-cryptography,python3-cffi-backend,python3-yaml,python3-requests,python3-jinja2,python3-pkg-resources,python3-urllib3"
 
 log() { printf 'testbed: %s\n' "$*" >&2; }
 
