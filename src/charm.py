@@ -188,15 +188,17 @@ class GithubRunnerCharm(ops.CharmBase):
             raise self._state_cache
         return self._state_cache
 
-    def _inputs_digest(self) -> str:
-        """A digest of the inputs a reconciliation converges on that only Juju events change.
+    def _inputs_digest(self, token: str) -> str:
+        """A digest of the inputs a reconciliation converges on, without any LXD command.
 
-        The config (with the token option's value, hashed, never stored) and the model's
-        proxy settings. Relations and secrets change only through their own events, which
+        The config, the token (resolved from its secret, so a new revision is seen even
+        without secret-changed) and the model's proxy settings, hashed together: neither the
+        token nor any value is stored. Relations change only through their own events, which
         reconcile fully.
         """
         document = {
             "config": dict(self.config),
+            "token": token,
             "proxy": {name: os.environ.get(name, "") for name in PROXY_ENVIRONMENT},
         }
         return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
@@ -208,17 +210,20 @@ class GithubRunnerCharm(ops.CharmBase):
         manager's configuration is there and its timer runs. Reading the state then costs no
         LXD command (the runner storage check only matters when the config changes).
         """
-        if not self._stored.converged or self._stored.converged != self._inputs_digest():
-            return False
-        if not self._manager.configured() or not self._manager.timer_running():
+        if not self._stored.converged:
             return False
         try:
-            outcome.state = CharmState.from_charm(
+            state = CharmState.from_charm(
                 self, machine=self._host.machine(), existing_storage=None
             )
         except InvalidConfigError:
             # e.g. the token secret was revoked: the full reconciliation says so.
             return False
+        if self._stored.converged != self._inputs_digest(state.token):
+            return False
+        if not self._manager.configured() or not self._manager.timer_running():
+            return False
+        outcome.state = state
         return True
 
     def _reconcile(self, event: ops.EventBase) -> None:
@@ -242,7 +247,7 @@ class GithubRunnerCharm(ops.CharmBase):
             logger.error("preparing the host failed; the next event retries: %s", exc)
             outcome.host_error = str(exc)
         if outcome.state is not None and not (outcome.blocked or outcome.host_error):
-            self._stored.converged = self._inputs_digest()
+            self._stored.converged = self._inputs_digest(outcome.state.token)
             # The timer runs again: a later stop must flush.
             self._stored.flushed = False
 

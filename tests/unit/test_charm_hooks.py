@@ -9,6 +9,7 @@ on the machine, not on a fake's call list.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 from collections.abc import Sequence
@@ -96,6 +97,25 @@ def test_steady_update_status_runs_no_lxd_command(
     assert runner.commands == []
     assert out.unit_status == ops.ActiveStatus("1/1 virtual-machine runners")
     assert manager.reconciles_started == 1
+
+
+def test_update_status_sees_a_new_secret_revision(
+    ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
+) -> None:
+    # Arrange: converged on the first revision of the token's secret.
+    secret = testing.Secret(tracked_content={"token": "ghp_first"})
+    config = {**VALID, "token": secret.id}
+    converged = run(ctx, ctx.on.config_changed(), testing.State(config=config, secrets={secret}))
+    assert manager.token == "ghp_first"
+    rotated = testing.Secret(
+        id=secret.id, tracked_content={"token": "ghp_first"}, latest_content={"token": "ghp_next"}
+    )
+
+    # Act: update-status, without a secret-changed before it.
+    run(ctx, ctx.on.update_status(), dataclasses.replace(converged, secrets={rotated}))
+
+    # Assert
+    assert manager.token == "ghp_next"
 
 
 def test_update_status_converges_when_the_timer_stopped(
