@@ -54,10 +54,20 @@ from craft_cli import EmitterMode, emit
 # charmcraft's application module (`charmcraft.application.main` is also a function's name).
 charmcraft_main = importlib.import_module("charmcraft.application.main")
 
-# Linters that do not apply to this charm, and why (anything else must be "ok").
+# Linters that do not apply to the artifact, and why (anything else must be "ok").
 NOT_APPLICABLE: dict[str, str] = {
-    # charmcraft's naming-conventions linter reads the charm's config options and actions;
-    # it is "ok" here, listed for completeness if a future charmcraft skips it.
+    "additional-files": (
+        "it compares the charm with the build's stage directory, which a .charm does not "
+        "carry; the pack stage runs it on the prime directory right after the pack"
+    ),
+    "pip-check": (
+        "charmcraft's charm plugin ships the venv's site-packages flat in venv/ (the layout "
+        "dispatch's PYTHONPATH=lib:venv reads), and pip-check only reads a venv with lib/; "
+        "the content check requires every requirement, and the functional test imports them "
+        "with the target's Python"
+    ),
+    "pydeps": "the charm uses no charm library (lib/charms/): every dependency is in "
+    "requirements.txt",
 }
 # The attribute checkers: what they must find.
 ATTRIBUTES = {"language": "python", "framework": "operator"}
@@ -233,7 +243,7 @@ def analyse(charm: Path, charmcraft: Path, work: Path) -> None:
     problems = []
     for result in results:
         name, outcome, text = result["name"], result["result"], result.get("text", "")
-        if result.get("type") == "attribute":
+        if result.get("check_type") == "attribute":
             expected = ATTRIBUTES.get(name)
             status = "ok" if outcome == expected else f"expected {expected}"
             log(f"analyse: {name} = {outcome} ({status})")
@@ -250,6 +260,17 @@ def analyse(charm: Path, charmcraft: Path, work: Path) -> None:
         fail("charmcraft analyse: " + "; ".join(problems))
     if completed.returncode:
         fail(f"charmcraft analyse exited with {completed.returncode}: {completed.stderr[-2000:]}")
+
+
+def lint_prime(project_dir: Path) -> None:
+    """Run charmcraft's additional-files linter where it applies: on the build's prime dir."""
+    linter = importlib.import_module("charmcraft.linters").AdditionalFiles()
+    result = linter.run(project_dir / "prime")
+    if result != "ok":
+        fail(
+            f"charmcraft's additional-files linter on the prime directory: {result}: {linter.text}"
+        )
+    log(f"analyse: additional-files on the prime directory: ok ({linter.text})")
 
 
 def requirement_names(requirements: Path) -> list[str]:
@@ -277,10 +298,13 @@ def _missing(paths: set[PurePosixPath], project: Path) -> list[str]:
 
 def _venv_distributions(paths: set[PurePosixPath]) -> set[str]:
     """The normalised names of the distributions installed in the artifact's venv/."""
+    # The zip lists files only: venv/<name>-<version>.dist-info/METADATA and the like.
     return {
-        re.sub(r"[-_.]+", "_", path.name.split("-", 1)[0]).lower()
+        re.sub(r"[-_.]+", "_", path.parts[1].split("-", 1)[0]).lower()
         for path in paths
-        if len(path.parts) == 2 and path.parts[0] == "venv" and path.name.endswith(".dist-info")
+        if len(path.parts) >= 3
+        and path.parts[0] == "venv"
+        and path.parts[1].endswith(".dist-info")
     }
 
 
@@ -377,6 +401,7 @@ def main() -> None:
         fail(f"expected one .charm in {out}, found {[c.name for c in charms]}")
     charm = charms[0]
     log(f"packed {charm} ({charm.stat().st_size // 1024} KiB)")
+    lint_prime(copy)
     analyse(charm, Path(sys.executable).parent / "charmcraft", work)
     check_content(charm, project)
     log(f"done: {charm}")
