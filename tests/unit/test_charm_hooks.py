@@ -112,7 +112,7 @@ def test_update_status_sees_a_new_secret_revision(
     )
 
     # Act: update-status, without a secret-changed before it.
-    run(ctx, ctx.on.update_status(), dataclasses.replace(converged, secrets={rotated}))
+    run(ctx, ctx.on.update_status(), dataclasses.replace(converged, secrets=frozenset({rotated})))
 
     # Assert
     assert manager.token == "ghp_next"
