@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
+import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ import service
 from charm_state import (
     COS_AGENT_RELATION,
     DEBUG_SSH_RELATION,
+    PROXY_ENVIRONMENT,
     CharmState,
     InvalidConfigError,
     RunnerStorage,
@@ -76,10 +80,19 @@ class _Outcome:
 
 
 class GithubRunnerCharm(ops.CharmBase):
-    """Keeps a unit's ephemeral GitHub Actions runners through the runner manager."""
+    """Keeps a unit's ephemeral GitHub Actions runners through the runner manager.
+
+    Two facts outlive a hook in the unit's stored state: `converged`, a digest of the inputs
+    the last full reconciliation succeeded with (empty after a failure), which lets
+    update-status skip the host preparation in steady state; and `flushed`, set when stop
+    removed every runner, so that remove does not flush again.
+    """
+
+    _stored = ops.StoredState()
 
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
+        self._stored.set_default(converged="", flushed=False)
         unit_number = int(self.unit.name.rsplit("/", 1)[1])
         self._host = host.Host()
         self._manager = service.ManagerService(
@@ -130,14 +143,20 @@ class GithubRunnerCharm(ops.CharmBase):
         their GitHub registrations) alive after the unit goes.
         """
         self._manager.stop()
+        self._stored.converged = ""
         if not self._manager.configured():
             logger.info("the runner manager was never configured: no runner to remove")
+            return
+        if self._stored.flushed:
+            # stop flushed and disabled the timer: no runner was made since.
+            logger.info("the runners were removed when the unit stopped")
             return
         try:
             result = self._manager.run(["flush", "--busy", "--no-reconcile"], FLUSH_TIMEOUT)
         except service.ServiceError as exc:
             logger.error("cannot remove the runners: %s; remove them by hand with lxc", exc)
             return
+        self._stored.flushed = result.ok
         if not result.ok:
             # Log rather than fail: an error here would block the removal of the unit.
             logger.error(
@@ -169,10 +188,55 @@ class GithubRunnerCharm(ops.CharmBase):
             raise self._state_cache
         return self._state_cache
 
-    def _reconcile(self, _: ops.EventBase) -> None:
-        """Converge the host, the manager's configuration and its timer on the inputs."""
+    def _inputs_digest(self, token: str) -> str:
+        """A digest of the inputs a reconciliation converges on, without any LXD command.
+
+        The config, the token (resolved from its secret, so a new revision is seen even
+        without secret-changed) and the model's proxy settings, hashed together: neither the
+        token nor any value is stored. Relations change only through their own events, which
+        reconcile fully.
+        """
+        document = {
+            "config": dict(self.config),
+            "token": token,
+            "proxy": {name: os.environ.get(name, "") for name in PROXY_ENVIRONMENT},
+        }
+        return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+    def _steady(self, outcome: _Outcome) -> bool:
+        """Tell whether update-status can skip the host preparation, and fill the outcome.
+
+        Steady state: the last full reconciliation succeeded with the same inputs, the
+        manager's configuration is there and its timer runs. Reading the state then costs no
+        LXD command (the runner storage check only matters when the config changes).
+        """
+        if not self._stored.converged:
+            return False
+        try:
+            state = CharmState.from_charm(
+                self, machine=self._host.machine(), existing_storage=None
+            )
+        except InvalidConfigError:
+            # e.g. the token secret was revoked: the full reconciliation says so.
+            return False
+        if self._stored.converged != self._inputs_digest(state.token):
+            return False
+        if not self._manager.configured() or not self._manager.timer_running():
+            return False
+        outcome.state = state
+        return True
+
+    def _reconcile(self, event: ops.EventBase) -> None:
+        """Converge the host, the manager's configuration and its timer on the inputs.
+
+        update-status in steady state only reads the state; collect-status then reads the
+        manager's report.
+        """
         outcome = _Outcome()
         self._outcome = outcome
+        if isinstance(event, ops.UpdateStatusEvent) and self._steady(outcome):
+            return
+        self._stored.converged = ""
         try:
             self._converge(outcome)
         except InvalidConfigError as exc:
@@ -182,6 +246,10 @@ class GithubRunnerCharm(ops.CharmBase):
         except (host.HostError, service.ServiceError) as exc:
             logger.error("preparing the host failed; the next event retries: %s", exc)
             outcome.host_error = str(exc)
+        if outcome.state is not None and not (outcome.blocked or outcome.host_error):
+            self._stored.converged = self._inputs_digest(outcome.state.token)
+            # The timer runs again: a later stop must flush.
+            self._stored.flushed = False
 
     def _converge(self, outcome: _Outcome) -> None:
         # Dashboards and rules do not depend on the config: publish them whatever it is.

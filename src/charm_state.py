@@ -53,6 +53,12 @@ _SSH_DEBUG_KEYS = ("host", "port", "rsa_fingerprint", "ed25519_fingerprint")
 _SECRET_URI_RE = re.compile(r"^secret:(//[A-Za-z0-9-]+/)?[a-z0-9]{10,}$")
 # An LXD image alias or an Ubuntu series: no spaces, commas or control characters.
 _IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}$")
+# Every environment variable the model's proxy settings come in (upper and lower case).
+PROXY_ENVIRONMENT = tuple(
+    name
+    for variable in ("JUJU_CHARM_HTTP_PROXY", "JUJU_CHARM_HTTPS_PROXY", "JUJU_CHARM_NO_PROXY")
+    for name in (variable, variable.lower())
+)
 _PROXY_ENV = {
     "http": "JUJU_CHARM_HTTP_PROXY",
     "https": "JUJU_CHARM_HTTPS_PROXY",
@@ -156,9 +162,10 @@ class CharmConfig(pydantic.BaseModel):
         value = value.strip()
         if value.startswith("secret:"):
             if not _SECRET_URI_RE.match(value):
+                # Never echo the value: what follows `secret:` may be a token pasted by mistake.
                 raise ValueError(
-                    f"{value!r} is not a Juju secret URI: use the URI `juju add-secret` printed "
-                    "(secret:...)"
+                    "the value starts with secret: but is not a valid Juju secret URI: set the "
+                    "URI `juju add-secret` printed (secret:...) or the token itself"
                 )
         elif any(char.isspace() for char in value):
             # Never echo the value: it is (part of) a token.
@@ -170,6 +177,15 @@ class CharmConfig(pydantic.BaseModel):
     @pydantic.field_validator("github_url")
     @classmethod
     def _check_github_url(cls, value: str) -> str:
+        try:
+            port = urlsplit(value.strip()).port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError(
+                f"{value.strip()!r} has an invalid port: use a port from 1 to 65535, or none "
+                "(for example https://github.com)"
+            )
         return validate_github_url(value)
 
     @pydantic.field_validator("group")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -128,13 +127,14 @@ class Firewall:
         raise FirewallError("LXD is not installed")
 
     def _network_config(self, lxc: str) -> dict[str, str]:
+        argv = [lxc, "network", "show", self.network]
         try:
-            output = self._run([lxc, "network", "show", self.network], timeout=60)
+            output = self._run(argv, timeout=60)
         except host.CommandError as exc:
             raise FirewallError(
                 f"cannot read the LXD network {self.network} the runners use: {exc.stderr}"
             ) from None
-        data: Any = yaml.safe_load(output) or {}
+        data: Any = host.parse_output(output, argv)
         return {str(key): str(value) for key, value in (data.get("config") or {}).items()}
 
     def host_addresses(self, network_config: dict[str, str]) -> set[ipaddress.IPv4Address]:
@@ -160,7 +160,7 @@ class Firewall:
             output = self._run([ip, "-4", "-json", "address", "show"], timeout=60)
         except host.CommandError as exc:
             raise FirewallError(f"cannot list the host's addresses: {exc}") from None
-        for interface in json.loads(output or "[]"):
+        for interface in host.parse_output(output, [ip, "-4", "-json"], list):
             for info in interface.get("addr_info") or []:
                 if info.get("family") == "inet" and info.get("local"):
                     address = ipaddress.IPv4Address(info["local"])
@@ -180,7 +180,7 @@ class Firewall:
             self._run([lxc, "network", "acl", "create", self.acl], timeout=60)
             output = ""
             changed = True
-        current: Any = yaml.safe_load(output) or {}
+        current: Any = host.parse_output(output, [lxc, "network", "acl", "show"])
         if (
             _normalise_rules(current.get("egress")) == rules
             and not current.get("ingress")

@@ -15,6 +15,7 @@ its driver: moving running runners between drivers is not worth the risk.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -216,6 +217,39 @@ def run_command(
     return result.stdout
 
 
+def parse_output(output: str, argv: Sequence[str], kind: type = dict) -> Any:
+    """Parse what `lxc` printed (YAML or JSON) into the document the caller expects.
+
+    Args:
+        output: the command's standard output.
+        argv: the command (for the message).
+        kind: `dict` or `list`, what the document must be; empty output gives an empty one.
+
+    Returns:
+        The document.
+
+    Raises:
+        HostError: if the output is not a document of that kind.
+    """
+    document: Any = None
+    if not output.strip():
+        document = kind()
+    else:
+        # JSON first: `lxc query` indents with tabs, which YAML refuses.
+        with contextlib.suppress(ValueError):
+            document = json.loads(output)
+        if document is None:
+            with contextlib.suppress(yaml.YAMLError):
+                document = yaml.safe_load(output)
+    if not isinstance(document, kind):
+        command = " ".join([Path(argv[0]).name, *argv[1:3]])
+        raise HostError(
+            f"`{command}` printed something that is not a {kind.__name__} in YAML or JSON "
+            f"({' '.join(output.split())[:80]!r}): check that LXD works (`lxc list`)"
+        )
+    return document
+
+
 def format_size(size: int) -> str:
     """Format a byte count with a binary suffix, e.g. `40GiB` or `1.5TiB`.
 
@@ -368,11 +402,12 @@ class Host:
 
     def _pool(self) -> _Pool | None:
         """Return the driver and source of the runners' pool, or None when there is none."""
+        argv = [self._lxc(), "storage", "show", self.storage_pool]
         try:
-            output = self._run([self._lxc(), "storage", "show", self.storage_pool], timeout=60)
+            output = self._run(argv, timeout=60)
         except CommandError:
             return None
-        data: Any = yaml.safe_load(output) or {}
+        data: Any = parse_output(output, argv)
         source = (data.get("config") or {}).get("source")
         return _Pool(str(data.get("driver") or ""), str(source) if source else "")
 
@@ -458,11 +493,13 @@ class Host:
 
     def _initialised(self, lxc: str) -> bool:
         """Tell whether LXD was ever initialised: it has a storage pool or a managed network."""
-        pools = json.loads(self._run([lxc, "query", "/1.0/storage-pools"], timeout=60) or "[]")
-        networks = json.loads(
-            self._run([lxc, "query", "/1.0/networks?recursion=1"], timeout=60) or "[]"
+        pools_query = [lxc, "query", "/1.0/storage-pools"]
+        pools = parse_output(self._run(pools_query, timeout=60), pools_query, list)
+        networks_query = [lxc, "query", "/1.0/networks?recursion=1"]
+        networks = parse_output(self._run(networks_query, timeout=60), networks_query, list)
+        return bool(pools) or any(
+            isinstance(network, dict) and network.get("managed") for network in networks
         )
-        return bool(pools) or any(network.get("managed") for network in networks)
 
     def ensure_lxd(self) -> bool:
         """Install LXD when missing and initialise it when it was never initialised.

@@ -278,6 +278,18 @@ def systemd_quote(value: object) -> str:
     return text
 
 
+def _file_error(what: str, exc: OSError) -> ServiceError:
+    """Describe a failed write of one of the manager's files, with what to do about it."""
+    path = exc.filename or "?"
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        reason = f"{reason} (a file stands where a directory belongs)"
+    return ServiceError(
+        f"cannot write {what} at {path}: {reason}: free space or fix the file system (it must "
+        "be writable, with directories where the charm expects them)"
+    )
+
+
 def _environment(templates_dir: Path) -> jinja2.Environment:
     # No autoescape: these are systemd units, not HTML; values go through `systemd_quote`.
     env = jinja2.Environment(
@@ -421,6 +433,26 @@ class ManagerService:
 
     # ----- rendering ------------------------------------------------------------------------
 
+    def _render(self, template: str, **values: object) -> str:
+        """Render one of the charm's templates.
+
+        Raises:
+            ServiceError: if the template is missing or broken (a damaged charm).
+        """
+        try:
+            return self._templates.get_template(template).render(**values)
+        except jinja2.TemplateNotFound:
+            raise ServiceError(
+                f"the charm's template {template} is missing from "
+                f"{self._charm_dir / 'templates'}: the charm is incomplete; refresh it with "
+                "`juju refresh` (or redeploy)"
+            ) from None
+        except jinja2.TemplateError as exc:
+            raise ServiceError(
+                f"the charm's template {template} is broken ({exc}): refresh the charm with "
+                "`juju refresh`"
+            ) from None
+
     @property
     def python_path(self) -> str:
         """The PYTHONPATH the manager runs with."""
@@ -453,7 +485,8 @@ class ManagerService:
         Returns:
             The unit file's content.
         """
-        return self._templates.get_template(SERVICE_TEMPLATE).render(
+        return self._render(
+            SERVICE_TEMPLATE,
             unit=self.paths.name.removeprefix("github-runner-manager-"),
             name=self.paths.name,
             python=self._python,
@@ -471,7 +504,8 @@ class ManagerService:
         Returns:
             The unit file's content.
         """
-        return self._templates.get_template(TIMER_TEMPLATE).render(
+        return self._render(
+            TIMER_TEMPLATE,
             unit=self.paths.name.removeprefix("github-runner-manager-"),
             name=self.paths.name,
             interval_minutes=interval_minutes,
@@ -489,15 +523,33 @@ class ManagerService:
 
         Returns:
             Whether either file changed.
+
+        Raises:
+            ServiceError: if a file cannot be written (no space, read-only, not a directory).
         """
-        self.paths.config_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.paths.config_dir.chmod(0o700)
         document = json.dumps(
             config.model_dump(mode="json", exclude_none=True), indent=2, sort_keys=True
         )
-        token_changed = _write_if_changed(self.paths.token_file, token.strip() + "\n", 0o600)
-        config_changed = _write_if_changed(self.paths.config_file, document + "\n", 0o600)
+        try:
+            self.paths.config_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.paths.config_dir.chmod(0o700)
+            token_changed = _write_if_changed(self.paths.token_file, token.strip() + "\n", 0o600)
+            config_changed = _write_if_changed(self.paths.config_file, document + "\n", 0o600)
+        except OSError as exc:
+            # The message names the file, never its content (the token).
+            raise _file_error("the runner manager's configuration", exc) from None
         return token_changed or config_changed
+
+    def timer_running(self) -> bool:
+        """Tell whether the reconciliation timer is active (one `systemctl is-active`).
+
+        Returns:
+            Whether it is active; False when systemd cannot tell.
+        """
+        try:
+            return self._systemd.is_active(self.paths.timer)
+        except systemd.SystemdError:
+            return False
 
     def configured(self) -> bool:
         """Tell whether a configuration file was written.
@@ -523,6 +575,8 @@ class ManagerService:
             return self._ensure_units(interval_minutes)
         except systemd.SystemdError as exc:
             raise ServiceError(f"systemd refused to set up {self.paths.timer}: {exc}") from None
+        except OSError as exc:
+            raise _file_error("the runner manager's systemd units", exc) from None
 
     def _ensure_units(self, interval_minutes: int) -> bool:
         changed = _write_if_changed(
@@ -548,7 +602,8 @@ class ManagerService:
         Returns:
             The unit file's content.
         """
-        return self._templates.get_template(EXPORTER_TEMPLATE).render(
+        return self._render(
+            EXPORTER_TEMPLATE,
             unit=self.paths.name.removeprefix("github-runner-manager-"),
             python=self._python,
             pythonpath=self.python_path,
@@ -586,6 +641,8 @@ class ManagerService:
             return changed
         except systemd.SystemdError as exc:
             raise ServiceError(f"systemd refused to set up {self.paths.exporter}: {exc}") from None
+        except OSError as exc:
+            raise _file_error("the Prometheus endpoint's systemd unit", exc) from None
 
     # ----- the runner image build ----------------------------------------------------------
 
@@ -598,7 +655,8 @@ class ManagerService:
         Returns:
             The unit file's content.
         """
-        return self._templates.get_template(IMAGE_SERVICE_TEMPLATE).render(
+        return self._render(
+            IMAGE_SERVICE_TEMPLATE,
             unit=self.paths.name.removeprefix("github-runner-manager-"),
             name=self.paths.image_name,
             python=self._python,
@@ -613,7 +671,8 @@ class ManagerService:
         Returns:
             The unit file's content.
         """
-        return self._templates.get_template(IMAGE_TIMER_TEMPLATE).render(
+        return self._render(
+            IMAGE_TIMER_TEMPLATE,
             unit=self.paths.name.removeprefix("github-runner-manager-"),
             name=self.paths.image_name,
         )
@@ -652,6 +711,8 @@ class ManagerService:
             raise ServiceError(
                 f"systemd refused to set up {self.paths.image_timer}: {exc}"
             ) from None
+        except OSError as exc:
+            raise _file_error("the runner image build's systemd units", exc) from None
 
     def _remove_image_units(self) -> bool:
         if not self.paths.image_timer_file.exists() and not self.paths.image_service_file.exists():

@@ -14,11 +14,15 @@
 #      attach an instance to a bridge with a private or public IPv4 address (see the loopback
 #      network rule in TESTING.md);
 #   5. builds the runner base image with debootstrap and imports it under the alias
-#      `github-runner-test`, caching the tarballs so the next build only re-imports them.
+#      `github-runner-test`, caching the tarballs so the next build only re-imports them;
+#   6. builds the same way `github-runner-test-python`: that image plus the distribution's Python
+#      packages (pyOpenSSL, cryptography, PyYAML, ...), for running the packed charm.
 #
 # Environment:
 #   GRT_CACHE_DIR  cache for the image tarballs (default /var/cache/github-runner-testbed)
 #   GRT_IMAGE      image alias (default github-runner-test)
+#   GRT_PYTHON_IMAGE  alias of the image with the distribution's Python packages
+#                  (default github-runner-test-python)
 #   GRT_PROJECT    LXD project for the tests (default github-runner-tests)
 #   GRT_BRIDGE     address-less bridge for test instances (default grtbr0)
 #   GRT_MIRROR     Debian mirror for debootstrap (default http://deb.debian.org/debian)
@@ -33,6 +37,11 @@ SUITE=bookworm
 # The image recipe: changing it changes the cache key, so a stale image is rebuilt.
 IMAGE_PACKAGES="systemd-sysv,dbus,ca-certificates,curl,python3,sudo,iproute2,passwd"
 IMAGE_VERSION="1"
+# The image the packed charm runs in (tests/functional/test_packed_charm.py): the test image plus
+# the distribution's Python packages an Ubuntu cloud image carries (cloud-init pulls them in),
+# which the charm's `dispatch` and the manager's service see beside the charm's own venv.
+PYTHON_IMAGE_ALIAS=${GRT_PYTHON_IMAGE:-github-runner-test-python}
+PYTHON_IMAGE_PACKAGES="$IMAGE_PACKAGES,python3-openssl,python3-cryptography,python3-cffi-backend,python3-yaml,python3-requests,python3-jinja2,python3-pkg-resources,python3-urllib3"
 
 log() { printf 'testbed: %s\n' "$*" >&2; }
 
@@ -152,21 +161,23 @@ devices:
 EOF
 }
 
+# build_image ALIAS PACKAGES CACHE_PREFIX
 build_image() {
-    local key="${SUITE}-${IMAGE_VERSION}-$(echo "$IMAGE_PACKAGES" | sha256sum | cut -c1-12)-$(dpkg --print-architecture)"
+    local alias=$1 packages=$2 prefix=$3
+    local key="${SUITE}-${IMAGE_VERSION}-$(echo "$packages" | sha256sum | cut -c1-12)-$(dpkg --print-architecture)"
     local current
-    current=$(lxc image get-property "$IMAGE_ALIAS" description 2>/dev/null || true)
+    current=$(lxc image get-property "$alias" description 2>/dev/null || true)
     if [ "$current" = "github-runner test image $key" ]; then
         return
     fi
     mkdir -p "$CACHE_DIR"
-    local rootfs_tar="$CACHE_DIR/rootfs-$key.tar.gz" meta_tar="$CACHE_DIR/meta-$key.tar.gz"
+    local rootfs_tar="$CACHE_DIR/${prefix}rootfs-$key.tar.gz" meta_tar="$CACHE_DIR/${prefix}meta-$key.tar.gz"
     if [ ! -s "$rootfs_tar" ] || [ ! -s "$meta_tar" ]; then
         local work
         work=$(mktemp -d "$CACHE_DIR/build.XXXXXX")
         trap 'rm -rf "$work"' RETURN
-        log "building the test image with debootstrap (about a minute)"
-        debootstrap --variant=minbase --include="$IMAGE_PACKAGES" "$SUITE" "$work/rootfs" \
+        log "building the test image $alias with debootstrap (about a minute)"
+        debootstrap --variant=minbase --include="$packages" "$SUITE" "$work/rootfs" \
             "$MIRROR" >"$work/debootstrap.log" 2>&1 || {
             tail -n 20 "$work/debootstrap.log" >&2
             exit 1
@@ -187,21 +198,22 @@ properties:
 EOF
         tar -C "$work/rootfs" --numeric-owner -czf "$work/rootfs.tar.gz" .
         tar -C "$work" -czf "$work/meta.tar.gz" metadata.yaml
-        rm -f "$CACHE_DIR"/rootfs-*.tar.gz "$CACHE_DIR"/meta-*.tar.gz
+        rm -f "$CACHE_DIR/${prefix}"rootfs-*.tar.gz "$CACHE_DIR/${prefix}"meta-*.tar.gz
         mv "$work/rootfs.tar.gz" "$rootfs_tar"
         mv "$work/meta.tar.gz" "$meta_tar"
     fi
-    log "importing the test image as $IMAGE_ALIAS"
-    if lxc image show "$IMAGE_ALIAS" >/dev/null 2>&1; then
-        lxc image delete "$IMAGE_ALIAS"
+    log "importing the test image as $alias"
+    if lxc image show "$alias" >/dev/null 2>&1; then
+        lxc image delete "$alias"
     fi
-    lxc image import "$meta_tar" "$rootfs_tar" --alias "$IMAGE_ALIAS" >/dev/null
-    lxc image set-property "$IMAGE_ALIAS" description "github-runner test image $key"
+    lxc image import "$meta_tar" "$rootfs_tar" --alias "$alias" >/dev/null
+    lxc image set-property "$alias" description "github-runner test image $key"
 }
 
 install_packages
 start_daemon
 initialise
 ensure_project
-build_image
-log "ready: image $IMAGE_ALIAS, project $PROJECT, bridge $BRIDGE"
+build_image "$IMAGE_ALIAS" "$IMAGE_PACKAGES" ""
+build_image "$PYTHON_IMAGE_ALIAS" "$PYTHON_IMAGE_PACKAGES" "python-"
+log "ready: images $IMAGE_ALIAS and $PYTHON_IMAGE_ALIAS, project $PROJECT, bridge $BRIDGE"

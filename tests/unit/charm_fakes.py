@@ -14,8 +14,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import yaml
+from ops import testing
+
 import host
 import service
+from charm import GithubRunnerCharm
 from github_runner_manager.config import ManagerConfig
 from github_runner_manager.report import Report
 
@@ -120,6 +124,9 @@ class FakeManagerService:
     def configured(self) -> bool:
         return self.preconfigured or self.config is not None
 
+    def timer_running(self) -> bool:
+        return self.timer_active
+
     def ensure_units(self, interval_minutes: int) -> bool:
         changed = self.interval != interval_minutes or not self.timer_active
         self.interval, self.timer_active = interval_minutes, True
@@ -199,3 +206,39 @@ def report_result(report: Report, exit_code: int = 0) -> service.ManagerResult:
 def charm_dir() -> Path:
     """The project directory (what the charm directory holds once packed)."""
     return Path(__file__).resolve().parents[2]
+
+
+# What the packed charm ships beside src/ and that the charm reads at run time.
+SHIPPED_DIRS = ("templates", "grafana_dashboards", "prometheus_alert_rules", "loki_alert_rules")
+
+
+def charm_context(root: Path) -> testing.Context:
+    """A Scenario context whose charm directory is `root`, a temporary copy of the charm's tree.
+
+    ops.testing writes metadata.yaml, config.yaml and actions.yaml into the charm root it is
+    given: that must never be the repository (charmcraft refuses those files beside
+    charmcraft.yaml). `root` gets links to the shipped directories, and the metadata comes from
+    charmcraft.yaml, as charmcraft puts it in the packed charm.
+
+    Args:
+        root: an empty temporary directory.
+
+    Returns:
+        The context.
+    """
+    project = charm_dir()
+    for name in SHIPPED_DIRS:
+        (root / name).symlink_to(project / name, target_is_directory=True)
+    spec = yaml.safe_load((project / "charmcraft.yaml").read_text(encoding="utf-8"))
+    meta = {
+        key: value
+        for key, value in spec.items()
+        if key not in ("type", "platforms", "parts", "config", "actions", "links")
+    }
+    return testing.Context(
+        GithubRunnerCharm,
+        meta=meta,
+        config=spec.get("config"),
+        actions=spec.get("actions"),
+        charm_root=root,
+    )

@@ -142,3 +142,45 @@ def manager(monkeypatch: pytest.MonkeyPatch) -> FakeManagerService:
 def ctx(no_model_proxy: None, fake_host: FakeHost, manager: FakeManagerService) -> testing.Context:
     """A Scenario context of the charm on the fakes."""
     return testing.Context(GithubRunnerCharm)
+
+
+# ----- no test writes into the repository tree ------------------------------------------------
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+# Written by the tools that run the tests, not by tests: Python's bytecode and coverage's data.
+_TOOL_OUTPUT = ("__pycache__", ".tox", ".git", ".coverage", ".mypy_cache", ".ruff_cache")
+
+
+def _tree() -> dict[str, float]:
+    files = {}
+    for path in REPOSITORY.rglob("*"):
+        relative = path.relative_to(REPOSITORY)
+        if any(part.startswith(_TOOL_OUTPUT) for part in relative.parts):
+            continue
+        if path.is_file():
+            files[relative.as_posix()] = path.stat().st_mtime
+    return files
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_TREE_KEY] = _tree()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_TREE_KEY, None)
+    if before is None:
+        return
+    after = _tree()
+    # Files made or deleted (changes to existing files are left out: an editor saving a file
+    # during the run must not fail it).
+    created = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    if created or removed:
+        session.config.get_terminal_writer().line(
+            f"the unit tests wrote into the repository: created {created}, removed {removed}",
+            red=True,
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_TREE_KEY = pytest.StashKey[dict[str, float]]()

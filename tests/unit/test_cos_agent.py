@@ -14,22 +14,21 @@ from cosl import DashboardPath40UID, JujuTopology, LZMABase64
 from ops import testing
 
 import charm
-from charm import GithubRunnerCharm
 from charm_state import exporter_port
 from cos_agent import DATABAG_KEY, LOG_FILES, load_dashboards, scrape_jobs
 
-from .charm_fakes import FakeHost, FakeManagerService
+from .charm_fakes import FakeHost, FakeManagerService, charm_context
 
 ROOT = Path(__file__).resolve().parents[2]
 VALID = {"path": "test-owner/test-repo", "token": "ghp_cosAgentUnitTestToken00000000000000"}
 
 
 @pytest.fixture
-def ctx(monkeypatch: pytest.MonkeyPatch) -> testing.Context:
+def ctx(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> testing.Context:
     fake_host, fake_manager = FakeHost(), FakeManagerService()
     monkeypatch.setattr(charm.host, "Host", lambda: fake_host)
     monkeypatch.setattr(charm.service, "ManagerService", lambda paths, charm_dir: fake_manager)
-    return testing.Context(GithubRunnerCharm, charm_root=ROOT)
+    return charm_context(tmp_path)
 
 
 @pytest.fixture

@@ -1,0 +1,361 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""Hooks stay short and end without a traceback: steady update-status, stop then remove, faults.
+
+Where a test says "no LXD command", the charm runs with the real `host.Host` whose command
+runner records every command (and answers none): the assertion is on what the charm would run
+on the machine, not on a fake's call list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ops
+import pytest
+from ops import testing
+
+import charm
+import host
+import service
+
+from .charm_fakes import FakeHost, FakeManagerService, charm_dir, make_report
+from .test_service import FakeSystemd
+
+# The real class, kept before any test replaces `charm.host.Host` (the same module attribute).
+REAL_HOST = host.Host
+TOKEN = "ghp_charmHookTestToken00000000000000000000"
+VALID = {"path": "test-owner/test-repo", "token": TOKEN}
+
+
+class RecordingRunner:
+    """A command runner that records commands and answers from a table (else fails)."""
+
+    def __init__(self, answers: dict[str, str] | None = None) -> None:
+        self.commands: list[list[str]] = []
+        self.answers = answers or {}
+
+    def __call__(
+        self, argv: Sequence[str], *, input_text: str | None = None, timeout: float = 0
+    ) -> str:
+        self.commands.append(list(argv))
+        key = " ".join([Path(argv[0]).name, *argv[1:]])
+        for prefix, answer in self.answers.items():
+            if key.startswith(prefix):
+                return answer
+        raise host.CommandError(f"`{key}` is not expected", 1, "not expected")
+
+
+def real_host(tmp_path: Path, runner: RecordingRunner) -> host.Host:
+    """A `host.Host` with LXD "installed" under tmp_path and every command recorded."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name in ("lxc", "lxd"):
+        (bin_dir / name).touch()
+    return REAL_HOST(
+        runner,
+        binary_dirs=(bin_dir,),
+        tool_dirs=(bin_dir,),
+        ram_dir=tmp_path / "ram",
+        juju_storage_dir=tmp_path / "juju-storage",
+        proc_dir=tmp_path / "proc",
+        os_release=tmp_path / "os-release",
+        machine=lambda: "x86_64",
+    )
+
+
+def run(ctx: testing.Context, event: Any, state: testing.State) -> testing.State:
+    return ctx.run(event, state)
+
+
+# ----- update-status in steady state --------------------------------------------------------
+
+
+def test_steady_update_status_runs_no_lxd_command(
+    ctx: testing.Context,
+    fake_host: FakeHost,
+    manager: FakeManagerService,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # Arrange: a config-changed that converged, then the real host with a recording runner.
+    converged = run(ctx, ctx.on.config_changed(), testing.State(config=VALID))
+    assert manager.timer_active
+    manager.report = make_report()
+    runner = RecordingRunner()
+    monkeypatch.setattr(charm.host, "Host", lambda: real_host(tmp_path, runner))
+
+    # Act
+    out = run(ctx, ctx.on.update_status(), converged)
+
+    # Assert: the status comes from the report; no command ran, nothing was rewritten.
+    assert runner.commands == []
+    assert out.unit_status == ops.ActiveStatus("1/1 virtual-machine runners")
+    assert manager.reconciles_started == 1
+
+
+def test_update_status_sees_a_new_secret_revision(
+    ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
+) -> None:
+    # Arrange: converged on the first revision of the token's secret.
+    secret = testing.Secret(tracked_content={"token": "ghp_first"})
+    config = {**VALID, "token": secret.id}
+    converged = run(ctx, ctx.on.config_changed(), testing.State(config=config, secrets={secret}))
+    assert manager.token == "ghp_first"
+    rotated = testing.Secret(
+        id=secret.id, tracked_content={"token": "ghp_first"}, latest_content={"token": "ghp_next"}
+    )
+
+    # Act: update-status, without a secret-changed before it.
+    run(ctx, ctx.on.update_status(), dataclasses.replace(converged, secrets=frozenset({rotated})))
+
+    # Assert
+    assert manager.token == "ghp_next"
+
+
+def test_update_status_converges_when_the_timer_stopped(
+    ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
+) -> None:
+    converged = run(ctx, ctx.on.config_changed(), testing.State(config=VALID))
+    manager.timer_active = False  # e.g. someone ran systemctl disable
+    fake_host.calls.clear()
+
+    run(ctx, ctx.on.update_status(), converged)
+
+    assert manager.timer_active
+    assert "ensure_lxd" in fake_host.calls
+
+
+def test_update_status_retries_after_a_host_failure(
+    ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
+) -> None:
+    fake_host.ensure_error = host.HostError("lxd waitready timed out")
+    failed = run(ctx, ctx.on.config_changed(), testing.State(config=VALID))
+    assert isinstance(failed.unit_status, ops.MaintenanceStatus)
+    fake_host.ensure_error = None
+
+    out = run(ctx, ctx.on.update_status(), failed)
+
+    assert manager.config is not None
+    assert manager.timer_active
+    assert not isinstance(out.unit_status, ops.MaintenanceStatus)
+
+
+def test_update_status_with_a_config_never_converged_converges(
+    ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
+) -> None:
+    run(ctx, ctx.on.update_status(), testing.State(config=VALID))
+
+    assert "ensure_lxd" in fake_host.calls
+    assert manager.config is not None
+
+
+# ----- stop, then remove --------------------------------------------------------------------
+
+
+def test_remove_after_a_stop_that_flushed_does_not_flush_again(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    manager.preconfigured = True
+    stopped = run(ctx, ctx.on.stop(), testing.State(config=VALID))
+    assert manager.runs == [["flush", "--busy", "--no-reconcile"]]
+
+    run(ctx, ctx.on.remove(), stopped)
+
+    assert manager.runs == [["flush", "--busy", "--no-reconcile"]]
+    assert manager.images_removed
+    assert manager.files_removed
+
+
+def test_remove_after_a_stop_whose_flush_failed_flushes_again(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    manager.preconfigured = True
+    manager.results["flush"] = [
+        service.ManagerResult(4, {"errors": [{"kind": "lxd", "message": "LXD is down"}]}),
+        service.ManagerResult(0, {}),
+    ]
+    stopped = run(ctx, ctx.on.stop(), testing.State(config=VALID))
+
+    run(ctx, ctx.on.remove(), stopped)
+
+    assert manager.runs == [["flush", "--busy", "--no-reconcile"]] * 2
+
+
+# ----- host faults: a status saying what failed and what to do, and a retry -------------------
+
+
+@pytest.fixture
+def real_manager(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> service.ManagerService:
+    """The real ManagerService writing under tmp_path, with systemd faked."""
+    paths = service.ManagerPaths.for_unit(
+        "github-runner",
+        0,
+        config_root=tmp_path / "etc",
+        state_root=tmp_path / "var",
+        systemd_dir=tmp_path / "systemd",
+    )
+    (tmp_path / "systemd").mkdir()
+    manager = service.ManagerService(paths, charm_dir(), systemd_client=FakeSystemd())
+    monkeypatch.setattr(charm.service, "ManagerService", lambda paths, charm_dir: manager)
+    return manager
+
+
+@pytest.fixture
+def real_ctx(no_model_proxy: None, fake_host: FakeHost, real_manager: Any) -> testing.Context:
+    return testing.Context(charm.GithubRunnerCharm)
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (errno.ENOSPC, "No space left on device"),
+        (errno.EROFS, "Read-only file system"),
+        (errno.EIO, "Input/output error"),
+    ],
+)
+def test_writing_the_manager_files_fails_with_a_status_and_retries(
+    real_ctx: testing.Context,
+    real_manager: service.ManagerService,
+    monkeypatch: pytest.MonkeyPatch,
+    code: int,
+    reason: str,
+) -> None:
+    # Arrange: the file system refuses every write of the manager's files, until repaired.
+    faulty = [True]
+    atomic_write = service.atomic_write
+
+    def refuse(path: Path, data: bytes, mode: int = 0o600) -> None:
+        if faulty[0]:
+            raise OSError(code, reason, str(path))
+        atomic_write(path, data, mode=mode)
+
+    monkeypatch.setattr(service, "atomic_write", refuse)
+
+    # Act
+    out = run(real_ctx, real_ctx.on.config_changed(), testing.State(config=VALID))
+
+    # Assert: what failed, why, and what to do; no token anywhere.
+    assert isinstance(out.unit_status, ops.MaintenanceStatus)
+    message = out.unit_status.message
+    assert (
+        str(real_manager.paths.token_file) in message
+        or str(real_manager.paths.config_file) in message
+    )
+    assert reason in message
+    assert "retrying" in message
+    assert TOKEN not in message
+
+    # Act again: the fault is gone, the next event converges.
+    faulty[0] = False
+    again = run(real_ctx, real_ctx.on.update_status(), out)
+
+    assert real_manager.paths.config_file.is_file()
+    assert real_manager.paths.token_file.read_text() == TOKEN + "\n"
+    assert not isinstance(again.unit_status, ops.MaintenanceStatus)
+
+
+def test_config_directory_that_is_a_file_gives_a_status(
+    real_ctx: testing.Context, real_manager: service.ManagerService
+) -> None:
+    real_manager.paths.config_dir.parent.mkdir(parents=True)
+    real_manager.paths.config_dir.write_text("not a directory")
+
+    out = run(real_ctx, real_ctx.on.config_changed(), testing.State(config=VALID))
+
+    assert isinstance(out.unit_status, ops.MaintenanceStatus)
+    assert str(real_manager.paths.config_dir) in out.unit_status.message
+
+
+def test_missing_templates_give_a_status(
+    no_model_proxy: None,
+    fake_host: FakeHost,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # Arrange: a charm directory without templates/ (a damaged or partial charm).
+    paths = service.ManagerPaths.for_unit(
+        "github-runner",
+        0,
+        config_root=tmp_path / "etc",
+        state_root=tmp_path / "var",
+        systemd_dir=tmp_path,
+    )
+    empty_charm = tmp_path / "charm"
+    empty_charm.mkdir()
+    manager = service.ManagerService(paths, empty_charm, systemd_client=FakeSystemd())
+    monkeypatch.setattr(charm.service, "ManagerService", lambda paths, charm_dir: manager)
+    ctx = testing.Context(charm.GithubRunnerCharm)
+
+    out = run(ctx, ctx.on.config_changed(), testing.State(config=VALID))
+
+    assert isinstance(out.unit_status, ops.MaintenanceStatus)
+    assert "template" in out.unit_status.message
+    assert "juju refresh" in out.unit_status.message
+
+
+@pytest.mark.parametrize(
+    "output",
+    ["<html>502 Bad Gateway</html>", "{{", "Error: not authorized\n", "[1, 2"],
+    ids=["html", "broken-yaml", "text", "broken-json"],
+)
+def test_lxc_output_that_is_not_json_gives_a_status(
+    no_model_proxy: None,
+    manager: FakeManagerService,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    output: str,
+) -> None:
+    runner = RecordingRunner({"lxc": output, "lxd waitready": ""})
+    monkeypatch.setattr(charm.host, "Host", lambda: real_host(tmp_path, runner))
+    ctx = testing.Context(charm.GithubRunnerCharm)
+
+    out = run(ctx, ctx.on.config_changed(), testing.State(config=VALID))
+
+    assert isinstance(out.unit_status, ops.MaintenanceStatus)
+    assert "lxc" in out.unit_status.message
+    assert manager.config is None
+
+
+# ----- never echo a token -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "secret:ghp_R3alLookingTokenValue0000000000000000",
+        "secret:github_pat_11AAAAAAA0abcdefghij_klmnop",
+        "secret: ghp_spacedTokenValue000000000000000000000",
+        "secret://model/ghp_R3alLookingTokenValue0000000000",
+    ],
+)
+def test_token_that_is_not_a_secret_uri_is_never_echoed(
+    ctx: testing.Context, caplog: pytest.LogCaptureFixture, value: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    out = run(ctx, ctx.on.config_changed(), testing.State(config={**VALID, "token": value}))
+
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+    assert "token" in out.unit_status.message
+    assert "not a valid Juju secret URI" in out.unit_status.message
+    secret_part = value.removeprefix("secret:").strip(" /")
+    for text in [out.unit_status.message, caplog.text, *(log.message for log in ctx.juju_log)]:
+        assert secret_part not in text
+        assert secret_part[-12:] not in text
+
+
+@pytest.mark.parametrize(
+    "url", ["https://github.com:0", "https://github.com:99999", "https://github.com:port"]
+)
+def test_github_url_with_an_invalid_port_blocks(ctx: testing.Context, url: str) -> None:
+    out = run(ctx, ctx.on.config_changed(), testing.State(config={**VALID, "github-url": url}))
+
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+    assert out.unit_status.message.startswith("github-url: ")
+    assert "port" in out.unit_status.message
