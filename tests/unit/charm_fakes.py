@@ -212,7 +212,7 @@ def charm_dir() -> Path:
 SHIPPED_DIRS = ("templates", "grafana_dashboards", "prometheus_alert_rules", "loki_alert_rules")
 
 
-def charm_context(root: Path) -> testing.Context:
+def charm_context(root: Path, app_name: str | None = None) -> testing.Context:
     """A Scenario context whose charm directory is `root`, a temporary copy of the charm's tree.
 
     ops.testing writes metadata.yaml, config.yaml and actions.yaml into the charm root it is
@@ -222,6 +222,7 @@ def charm_context(root: Path) -> testing.Context:
 
     Args:
         root: an empty temporary directory.
+        app_name: the application's name, when not the charm's own.
 
     Returns:
         The context.
@@ -241,4 +242,5 @@ def charm_context(root: Path) -> testing.Context:
         config=spec.get("config"),
         actions=spec.get("actions"),
         charm_root=root,
+        app_name=app_name,
     )

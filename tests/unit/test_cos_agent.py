@@ -32,9 +32,11 @@ def ctx(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> testing.Context:
 
 
 @pytest.fixture
-def other_app_ctx(ctx: testing.Context) -> testing.Context:
+def other_app_ctx(ctx: testing.Context, tmp_path: Path) -> testing.Context:
     """The charm deployed a second time, as `github-runner-large`, with the same fakes."""
-    return testing.Context(GithubRunnerCharm, charm_root=ROOT, app_name="github-runner-large")
+    root = tmp_path / "github-runner-large"
+    root.mkdir()
+    return charm_context(root, app_name="github-runner-large")
 
 
 def published(ctx: testing.Context, config: dict[str, Any]) -> dict[str, Any]:
