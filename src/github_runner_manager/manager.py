@@ -129,7 +129,11 @@ class RunnerManager:
         self._monotonic = monotonic
         self._renderer = TemplateRenderer(config.templates)
         self._binary = binary or RunnerBinaryCache(
-            config.state_dir / "runner-binary", github, architecture
+            config.state_dir / "runner-binary",
+            github,
+            architecture,
+            timeout=config.timing.api_timeout,
+            deadline=config.timing.download_timeout,
         )
         self._name_pattern = planner.runner_name_pattern(config.name_prefix)
         self._metrics = MetricsLog(config.metrics.log_path, enabled=config.metrics.enabled)
