@@ -209,6 +209,7 @@ CASES: list[tuple[str, str, Writer, str]] = [
     ("state-dir-under-a-file", "reconcile", state_dir_under_a_file, "state_dir"),
     ("containers-1e30", "reconcile", setting("runners.containers", 1e30), "runners.containers"),
     ("containers-1e30-yaml", "reconcile", yaml_setting("runners.containers", "1e30"), "runners.containers"),  # noqa: E501
+    ("containers-1.0e+30-yaml", "reconcile", yaml_setting("runners.containers", "1.0e+30"), "runners.containers"),  # noqa: E501
     ("api-timeout-inf", "check", yaml_setting("timing.api_timeout", ".inf"), "timing.api_timeout"),  # noqa: E501
     ("lxd-timeout-inf", "check", yaml_setting("lxd.timeout", ".inf"), "lxd.timeout"),
     ("containers-true", "reconcile", yaml_setting("runners.containers", "true"), "runners.containers"),  # noqa: E501
