@@ -86,7 +86,7 @@ def _check_url(url: str) -> None:
 class RunnerBinaryCache:
     """Keeps the current runner application tarball in a directory."""
 
-    def __init__(  # noqa: PLR0913 - each is a separate, injectable bound
+    def __init__(
         self,
         directory: Path,
         github: GitHubClient,

@@ -103,7 +103,9 @@ def normalise_size(value: str, maximum: int | None = None) -> str:
     match = _SIZE_RE.match(value)
     assert match is not None  # noqa: S101 - parse_size matched it
     if maximum is not None and size > maximum:
-        raise ValueError(f"{value!r} is more than one machine holds: use at most {_human(maximum)}")
+        raise ValueError(
+            f"{value!r} is more than one machine holds: use at most {_human(maximum)}"
+        )
     return f"{int(match.group(1))}{match.group(2)}"
 
 

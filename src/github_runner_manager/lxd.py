@@ -717,7 +717,7 @@ class PylxdClient:
                 return dict(result)
             if status in ("Failure", "Cancelled") or body.get("error"):
                 reason = result.get("err") or body.get("error") or status
-                raise lxd_error(f"LXD operation {result.get('description', '')}", reason)
+                raise lxd_error(f"LXD operation {result.get('description', '')}", str(reason))
 
     def stop_instance(self, name: str, timeout: float = 120.0) -> None:
         """Shut an instance down cleanly, forcefully when it does not stop in time.

@@ -544,40 +544,12 @@ class RunnerManager:
                     full.append(exc)
                 raise
 
-        created: list[SpawnResult] = []
-        errors_seen: set[str] = set()
-        not_made: list[InstanceType] = []
         concurrency = 1 if cautious else self.config.timing.spawn_concurrency
-        for instance_type, result, exc in run_parallel(spawn_one, wanted, concurrency):
-            if result is not None:
-                created.append(result)
-            elif exc is None or _storage_full(exc):
-                not_made.append(instance_type)  # skipped, or lost the race for space
-            else:
-                kind = exc.kind if isinstance(exc, RunnerManagerError) else "unexpected"
-                message = str(exc) if isinstance(exc, RunnerManagerError) else repr(exc)
-                if isinstance(exc, _FATAL_GITHUB_ERRORS) and message in errors_seen:
-                    continue  # one token error is enough, not one per runner
-                errors_seen.add(message)
-                if not isinstance(exc, RunnerManagerError):
-                    logger.error("unexpected error creating a runner", exc_info=exc)
-                report.errors.append(ErrorEntry(kind=kind, message=message))
+        created, not_made = _collect_spawns(report, run_parallel(spawn_one, wanted, concurrency))
         if full and not fatal and not cautious:
             # The failed creations have been cleaned up: make what fits, one at a time, until
             # the pool is full again.
-            for instance_type in not_made:
-                try:
-                    created.append(spawner.spawn(instance_type, hashes[instance_type]))
-                except Exception as exc:
-                    if _storage_full(exc):
-                        break
-                    if not isinstance(exc, RunnerManagerError):
-                        logger.error("unexpected error creating a runner", exc_info=exc)
-                        report.errors.append(ErrorEntry(kind="unexpected", message=repr(exc)))
-                        break
-                    report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
-                    if isinstance(exc, _FATAL_GITHUB_ERRORS):
-                        break
+            created += self._spawn_one_at_a_time(report, spawner, not_made, hashes)
         if full:
             report.errors.append(
                 ErrorEntry(kind="runner-create", message=self._pool_full(full[0], created, wanted))
@@ -585,6 +557,30 @@ class RunnerManager:
             self._mark_space_limited(True)
         elif cautious and len(created) == len(wanted):
             self._mark_space_limited(False)  # everything fitted: back to parallel creation
+        return created
+
+    def _spawn_one_at_a_time(
+        self,
+        report: Report,
+        spawner: RunnerSpawner,
+        wanted: Sequence[InstanceType],
+        hashes: dict[InstanceType, str],
+    ) -> list[SpawnResult]:
+        """Create runners one after the other; stop when the pool is full or GitHub says no."""
+        created = []
+        for instance_type in wanted:
+            try:
+                created.append(spawner.spawn(instance_type, hashes[instance_type]))
+            except Exception as exc:
+                if _storage_full(exc):
+                    break
+                if not isinstance(exc, RunnerManagerError):
+                    logger.error("unexpected error creating a runner", exc_info=exc)
+                    report.errors.append(ErrorEntry(kind="unexpected", message=repr(exc)))
+                    break
+                report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
+                if isinstance(exc, _FATAL_GITHUB_ERRORS):
+                    break
         return created
 
     def _space_marker(self) -> Path:
@@ -698,6 +694,34 @@ class RunnerManager:
             "rate_limit_remaining": rate.remaining if rate else None,
             "runner_version": cached.application.version if cached else None,
         }
+
+
+def _collect_spawns(
+    report: Report,
+    results: Sequence[tuple[InstanceType, SpawnResult | None, BaseException | None]],
+) -> tuple[list[SpawnResult], list[InstanceType]]:
+    """Sort a batch's outcomes: runners made, errors reported, types not made for lack of space.
+
+    A space failure is not reported here: the caller reports the full pool once.
+    """
+    created: list[SpawnResult] = []
+    not_made: list[InstanceType] = []
+    errors_seen: set[str] = set()
+    for instance_type, result, exc in results:
+        if result is not None:
+            created.append(result)
+        elif exc is None or _storage_full(exc):
+            not_made.append(instance_type)  # skipped, or lost the race for space
+        else:
+            kind = exc.kind if isinstance(exc, RunnerManagerError) else "unexpected"
+            message = str(exc) if isinstance(exc, RunnerManagerError) else repr(exc)
+            if isinstance(exc, _FATAL_GITHUB_ERRORS) and message in errors_seen:
+                continue  # one token error is enough, not one per runner
+            errors_seen.add(message)
+            if not isinstance(exc, RunnerManagerError):
+                logger.error("unexpected error creating a runner", exc_info=exc)
+            report.errors.append(ErrorEntry(kind=kind, message=message))
+    return created, not_made
 
 
 def _storage_full(exc: BaseException) -> bool:

@@ -208,11 +208,26 @@ CASES: list[tuple[str, str, Writer, str]] = [
     ("dev-zero", "check", dev_zero, "is not a regular file"),
     ("state-dir-under-a-file", "reconcile", state_dir_under_a_file, "state_dir"),
     ("containers-1e30", "reconcile", setting("runners.containers", 1e30), "runners.containers"),
-    ("containers-1e30-yaml", "reconcile", yaml_setting("runners.containers", "1e30"), "runners.containers"),  # noqa: E501
-    ("containers-1.0e+30-yaml", "reconcile", yaml_setting("runners.containers", "1.0e+30"), "runners.containers"),  # noqa: E501
-    ("api-timeout-inf", "check", yaml_setting("timing.api_timeout", ".inf"), "timing.api_timeout"),  # noqa: E501
+    (
+        "containers-1e30-yaml",
+        "reconcile",
+        yaml_setting("runners.containers", "1e30"),
+        "runners.containers",
+    ),
+    (
+        "containers-1.0e+30-yaml",
+        "reconcile",
+        yaml_setting("runners.containers", "1.0e+30"),
+        "runners.containers",
+    ),
+    ("api-timeout-inf", "check", yaml_setting("timing.api_timeout", ".inf"), "timing.api_timeout"),
     ("lxd-timeout-inf", "check", yaml_setting("lxd.timeout", ".inf"), "lxd.timeout"),
-    ("containers-true", "reconcile", yaml_setting("runners.containers", "true"), "runners.containers"),  # noqa: E501
+    (
+        "containers-true",
+        "reconcile",
+        yaml_setting("runners.containers", "true"),
+        "runners.containers",
+    ),
     ("cpu-absurd", "reconcile", setting("runners.cpu", 10**9), "runners.cpu"),
     ("memory-absurd", "reconcile", setting("runners.memory", "9999999EiB"), "runners.memory"),
     ("disk-absurd", "reconcile", setting("runners.disk", "99999PiB"), "runners.disk"),
@@ -234,32 +249,77 @@ CASES: list[tuple[str, str, Writer, str]] = [
     ("python-tag", "check", raw(b"unit: !!python/object/apply:os.system ['true']\n"), "YAML"),
     ("integer-keys", "check", raw(b"1: 2\n"), "unit"),
     # Values out of range or of the wrong type.
-    ("containers-negative", "reconcile", setting("runners.containers", -1), "runners.containers"),  # noqa: E501
-    ("containers-fraction", "reconcile", setting("runners.containers", 1.5), "runners.containers"),  # noqa: E501
-    ("containers-string", "reconcile", setting("runners.containers", "two"), "runners.containers"),  # noqa: E501
-    ("containers-too-many", "reconcile", setting("runners.containers", 100_000), "runners.containers"),  # noqa: E501
-    ("vms-true", "reconcile", yaml_setting("runners.virtual_machines", "true"), "runners.virtual_machines"),  # noqa: E501
+    ("containers-negative", "reconcile", setting("runners.containers", -1), "runners.containers"),
+    ("containers-fraction", "reconcile", setting("runners.containers", 1.5), "runners.containers"),
+    ("containers-string", "reconcile", setting("runners.containers", "two"), "runners.containers"),
+    (
+        "containers-too-many",
+        "reconcile",
+        setting("runners.containers", 100_000),
+        "runners.containers",
+    ),
+    (
+        "vms-true",
+        "reconcile",
+        yaml_setting("runners.virtual_machines", "true"),
+        "runners.virtual_machines",
+    ),
     ("cpu-zero", "reconcile", setting("runners.cpu", 0), "runners.cpu"),
     ("memory-unit", "reconcile", setting("runners.memory", "7GB"), "runners.memory"),
     ("memory-zero", "reconcile", setting("runners.memory", "0GiB"), "runners.memory"),
     ("disk-words", "reconcile", setting("runners.disk", "ten gigabytes"), "runners.disk"),
-    ("api-timeout-nan", "check", yaml_setting("timing.api_timeout", ".nan"), "timing.api_timeout"),  # noqa: E501
-    ("api-timeout-negative", "check", setting("timing.api_timeout", -5), "timing.api_timeout"),  # noqa: E501
-    ("api-timeout-true", "check", yaml_setting("timing.api_timeout", "true"), "timing.api_timeout"),  # noqa: E501
-    ("registration-timeout-inf", "reconcile", yaml_setting("timing.registration_timeout", ".inf"), "timing.registration_timeout"),  # noqa: E501
-    ("lock-timeout-inf", "reconcile", yaml_setting("timing.lock_timeout", ".inf"), "timing.lock_timeout"),  # noqa: E501
+    ("api-timeout-nan", "check", yaml_setting("timing.api_timeout", ".nan"), "timing.api_timeout"),
+    ("api-timeout-negative", "check", setting("timing.api_timeout", -5), "timing.api_timeout"),
+    (
+        "api-timeout-true",
+        "check",
+        yaml_setting("timing.api_timeout", "true"),
+        "timing.api_timeout",
+    ),
+    (
+        "registration-timeout-inf",
+        "reconcile",
+        yaml_setting("timing.registration_timeout", ".inf"),
+        "timing.registration_timeout",
+    ),
+    (
+        "lock-timeout-inf",
+        "reconcile",
+        yaml_setting("timing.lock_timeout", ".inf"),
+        "timing.lock_timeout",
+    ),
     ("lxd-timeout-zero", "check", setting("lxd.timeout", 0), "lxd.timeout"),
-    ("image-timeout-inf", "reconcile", yaml_setting("image.timeout", ".inf"), "image.timeout"),  # noqa: E501
-    ("check-interval-inf", "check", yaml_setting("metrics.check_interval", ".inf"), "metrics.check_interval"),  # noqa: E501
-    ("spawn-concurrency-huge", "reconcile", setting("timing.spawn_concurrency", 10**6), "timing.spawn_concurrency"),  # noqa: E501
+    ("image-timeout-inf", "reconcile", yaml_setting("image.timeout", ".inf"), "image.timeout"),
+    (
+        "check-interval-inf",
+        "check",
+        yaml_setting("metrics.check_interval", ".inf"),
+        "metrics.check_interval",
+    ),
+    (
+        "spawn-concurrency-huge",
+        "reconcile",
+        setting("timing.spawn_concurrency", 10**6),
+        "timing.spawn_concurrency",
+    ),
     ("api-retries-zero", "check", setting("timing.api_retries", 0), "timing.api_retries"),
-    ("exporter-port-huge", "check", setting("metrics.exporter_port", 70000), "metrics.exporter_port"),  # noqa: E501
-    ("labels-with-space", "reconcile", setting("runners.labels", ["has space"]), "runners.labels"),  # noqa: E501
+    (
+        "exporter-port-huge",
+        "check",
+        setting("metrics.exporter_port", 70000),
+        "metrics.exporter_port",
+    ),
+    ("labels-with-space", "reconcile", setting("runners.labels", ["has space"]), "runners.labels"),
     ("prefix-uppercase", "check", setting("name_prefix", "Bad_Prefix"), "name_prefix"),
     ("unknown-key", "check", setting("surprise", True), "surprise"),
     ("unit-missing", "check", without("unit"), "unit"),
     ("github-missing", "check", without("github"), "github"),
-    ("github-url-plain-http", "check", setting("github.url", "http://github.example.com"), "github.url"),  # noqa: E501
+    (
+        "github-url-plain-http",
+        "check",
+        setting("github.url", "http://github.example.com"),
+        "github.url",
+    ),
     ("github-path-three-parts", "check", setting("github.path", "a/b/c"), "github"),
     ("token-and-token-file", "check", setting("github.token_file", "/etc/token"), "github"),
     ("aproxy-without-proxy", "check", setting("proxy.aproxy", True), "proxy"),
@@ -288,14 +348,14 @@ def run_cli(config: Path, command: str, tmp_path: Path) -> tuple[int, str, str, 
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     started = time.monotonic()
     try:
-        result = subprocess.run(  # noqa: S603 - our own interpreter and module
+        result = subprocess.run(
             [sys.executable, "-m", "github_runner_manager", "--config", str(config), command],
             capture_output=True,
             text=True,
             timeout=CASE_TIMEOUT,
             env=env,
             cwd=tmp_path,
-            preexec_fn=limit_memory,  # noqa: PLW1509 - no threads in the test process here
+            preexec_fn=limit_memory,
             stdin=subprocess.DEVNULL,
             check=False,
         )

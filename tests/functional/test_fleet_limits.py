@@ -90,7 +90,7 @@ def managers(lxd_client: pylxd.Client) -> Iterator[list[RunnerManager]]:
 
 
 def _run(command: list[str]) -> None:
-    subprocess.run(command, check=True, capture_output=True, timeout=120)  # noqa: S603
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
 
 
 @pytest.fixture
@@ -182,7 +182,9 @@ def test_full_pool_makes_what_fits_and_says_so_once(
     for report in (first, second):
         assert [e.kind for e in report.errors] == ["runner-create"], report.errors
         message = report.errors[0].message
-        assert re.search(rf"storage pool '{pool}' is full \(\d+\.\dGiB of \d+\.\dGiB used, \d+%\)", message), message[:500]
+        assert re.search(
+            rf"storage pool '{pool}' is full \(\d+\.\dGiB of \d+\.\dGiB used, \d+%\)", message
+        ), message[:500]
         assert len(message) < READABLE, len(message)
         assert "no space left on device" in message.lower()
     assert "created 2 of the 4 runners wanted" in first.errors[0].message
@@ -198,7 +200,9 @@ def test_sizes_written_with_spaces_create_runners(emulator, tmp_path, lxd_client
 
     assert: the runner is created, with the limits LXD reads.
     """
-    data = config_data(emulator, tmp_path / "state", runners={"memory": "256 MiB", "disk": "2 GiB"})
+    data = config_data(
+        emulator, tmp_path / "state", runners={"memory": "256 MiB", "disk": "2 GiB"}
+    )
     manager = build_manager(ManagerConfig.model_validate(data))
     managers.append(manager)
 
@@ -213,7 +217,7 @@ def test_sizes_written_with_spaces_create_runners(emulator, tmp_path, lxd_client
 
 def run_cli(config: Path, command: str) -> tuple[int, dict[str, Any], str]:
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    result = subprocess.run(  # noqa: S603 - our own interpreter and module
+    result = subprocess.run(
         [sys.executable, "-m", "github_runner_manager", "--config", str(config), command],
         capture_output=True,
         text=True,
@@ -234,7 +238,9 @@ def test_missing_project_is_reported_as_such(emulator, tmp_path, lxd_client, com
     """
     missing = f"grt-missing-{secrets.token_hex(3)}"
     path = tmp_path / "config.json"
-    path.write_text(json.dumps(config_data(emulator, tmp_path / "state", lxd={"project": missing})))
+    path.write_text(
+        json.dumps(config_data(emulator, tmp_path / "state", lxd={"project": missing}))
+    )
 
     code, document, stderr = run_cli(path, command)
 

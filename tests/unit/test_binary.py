@@ -447,7 +447,13 @@ def test_download_is_bounded_in_total_time(cache_dir, github, opener):
         return trickle  # type: ignore[return-value]
 
     cache = RunnerBinaryCache(
-        cache_dir, github, "x64", timeout=5.0, opener=slow, deadline=60.0, monotonic=lambda: clock[0]
+        cache_dir,
+        github,
+        "x64",
+        timeout=5.0,
+        opener=slow,
+        deadline=60.0,
+        monotonic=lambda: clock[0],
     )
 
     with pytest.raises(RunnerBinaryError, match="did not finish within 60s"):
@@ -457,4 +463,3 @@ def test_download_is_bounded_in_total_time(cache_dir, github, opener):
     assert len(payload) > 62 * 16  # the body was longer than what the deadline let through
     assert opener.opened == [(app.download_url, 5.0)]
     assert leftovers(cache_dir) == []
-

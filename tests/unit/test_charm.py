@@ -126,7 +126,8 @@ def test_size_with_inner_spaces_reaches_the_manager_as_lxd_reads_it(
 
 
 @pytest.mark.parametrize(
-    ("option", "value"), [("vm-memory", "999999TiB"), ("vm-disk", "99999PiB"), ("vm-memory", "9EiB")]
+    ("option", "value"),
+    [("vm-memory", "999999TiB"), ("vm-disk", "99999PiB"), ("vm-memory", "9EiB")],
 )
 def test_size_beyond_one_machine_blocks_naming_the_option(
     ctx: testing.Context, manager: FakeManagerService, option: str, value: str

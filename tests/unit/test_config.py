@@ -628,10 +628,12 @@ def test_token_file_that_is_not_a_regular_file_is_refused(tmp_path, kind):
         target = Path("/dev/zero")
     path = write(
         tmp_path,
-        json.dumps(settings(tmp_path, github={"path": "o/r", "token": None, "token_file": str(target)})),
+        json.dumps(
+            settings(tmp_path, github={"path": "o/r", "token": None, "token_file": str(target)})
+        ),
         "config.json",
     )
     config = load_config(path)
 
-    with pytest.raises(ConfigError, match="github.token_file"):
+    with pytest.raises(ConfigError, match=r"github\.token_file"):
         config.github.read_token()

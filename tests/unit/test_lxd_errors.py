@@ -11,12 +11,16 @@ from github_runner_manager.lxd import ERROR_EXCERPT, excerpt, lxd_error
 
 # The shape of LXD's answer when an unpack runs out of space: the failed tool's whole output,
 # one line per file it could not write.
-UNPACK_FAILURE = "Failed creating instance from image: Unpack failed, Failed to run: unsquashfs " + (
-    "-f -d /var/lib/lxd/storage-pools/small/containers/r-0/rootfs -n "
-    "/var/lib/lxd/images/9f748326f9f3.rootfs: exit status 1\n"
-) + "".join(
-    f"tar: ./usr/lib/x86_64-linux-gnu/file-{i:05d}.so: Cannot write: No space left on device\n"
-    for i in range(2000)
+UNPACK_FAILURE = (
+    "Failed creating instance from image: Unpack failed, Failed to run: unsquashfs "
+    + (
+        "-f -d /var/lib/lxd/storage-pools/small/containers/r-0/rootfs -n "
+        "/var/lib/lxd/images/9f748326f9f3.rootfs: exit status 1\n"
+    )
+    + "".join(
+        f"tar: ./usr/lib/x86_64-linux-gnu/file-{i:05d}.so: Cannot write: No space left on device\n"
+        for i in range(2000)
+    )
 )
 
 

@@ -458,9 +458,9 @@ def test_full_pool_makes_what_fits_with_one_clear_error(make_manager, lxd, githu
 def test_parallel_creations_that_all_lose_the_race_for_space_are_made_one_at_a_time(
     make_manager, lxd, github
 ):
-    """arrange: a pool with room for 2; creations made in parallel all fail for space (as when
-    four unpacks fill the pool together), one made alone fails only when the pool is full.
+    """arrange: a pool with room for 2, where parallel creations all fail for space.
 
+    (As when four unpacks fill the pool together; one made alone fails only when it is full.)
     act: reconcile 4 wanted, 4 at a time. assert: 2 runners made one at a time, one error, no
     orphan registration, and the next run starts one at a time.
     """
