@@ -27,6 +27,8 @@ import pydantic
 
 from github_runner_manager.binary import runner_architecture
 from github_runner_manager.config import (
+    MAX_DISK,
+    MAX_MEMORY,
     GitHubSettings,
     ImageSettings,
     LxdSettings,
@@ -36,6 +38,7 @@ from github_runner_manager.config import (
     RunnerSettings,
     SshDebugSettings,
     describe_validation_error,
+    normalise_size,
     parse_size,
     validate_github_url,
 )
@@ -239,15 +242,16 @@ class CharmConfig(pydantic.BaseModel):
 
     @pydantic.field_validator("vm_memory", "vm_disk")
     @classmethod
-    def _check_size(cls, value: str) -> str:
+    def _check_size(cls, value: str, info: pydantic.ValidationInfo) -> str:
+        # Written the way LXD reads it: LXD refuses `7 GiB` at every instance creation.
+        maximum = MAX_MEMORY if info.field_name == "vm_memory" else MAX_DISK
         try:
-            parse_size(value)
+            return normalise_size(value, maximum)
         except ValueError as exc:
             message = str(exc)
-            if "for example" not in message:
+            if "for example" not in message and "at most" not in message:
                 message += ": use a positive size (for example 7GiB)"
             raise ValueError(message) from None
-        return value.strip()
 
     @pydantic.field_validator("base_image")
     @classmethod

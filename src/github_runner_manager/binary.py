@@ -20,6 +20,7 @@ import os
 import platform
 import tarfile
 import tempfile
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,8 @@ from .utils import atomic_write
 logger = logging.getLogger(__name__)
 
 _CHUNK = 128 * 1024
+# GitHub's runner application is about 200 MB; anything far larger is not it.
+MAX_DOWNLOAD_BYTES = 1024**3
 _ARCHITECTURES = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}
 
 
@@ -88,8 +91,11 @@ class RunnerBinaryCache:
         directory: Path,
         github: GitHubClient,
         architecture: str,
-        timeout: float = 300.0,
+        timeout: float = 30.0,
         opener: Callable[[str, float], BinaryIO] = _urlopen,
+        *,
+        deadline: float = 900.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         """Create the cache.
 
@@ -97,14 +103,19 @@ class RunnerBinaryCache:
             directory: where the tarball and its metadata live.
             github: the GitHub client listing runner applications.
             architecture: `x64` or `arm64`.
-            timeout: seconds the download may stall.
+            timeout: seconds the download may stall (connecting, or waiting for data), like
+                any other GitHub call.
             opener: opens a URL for reading (tests pass a fake).
+            deadline: seconds the whole download may take, however steadily data trickles.
+            monotonic: the clock for the deadline (tests pass a fake).
         """
         self._dir = directory
         self._github = github
         self._arch = architecture
         self._timeout = timeout
         self._opener = opener
+        self._deadline = deadline
+        self._monotonic = monotonic
         self._meta_path = directory / "runner-application.json"
         # What GitHub listed in the last `ensure` (None: not asked, or it could not answer).
         self.offered: RunnerApplication | None = None
@@ -175,12 +186,27 @@ class RunnerBinaryCache:
         fd, tmp_name = tempfile.mkstemp(dir=self._dir, prefix=".download.")
         tmp = Path(tmp_name)
         digest = hashlib.sha256()
+        end = self._monotonic() + self._deadline
+        size = 0
         try:
             with (
                 os.fdopen(fd, "wb") as out,
                 self._opener(application.download_url, self._timeout) as response,
             ):
-                while chunk := response.read(_CHUNK):
+                # read1: return what arrived rather than wait for a whole chunk, so the
+                # deadline is looked at however slowly the data comes.
+                read = getattr(response, "read1", response.read)
+                while chunk := read(_CHUNK):
+                    size += len(chunk)
+                    if size > MAX_DOWNLOAD_BYTES:
+                        raise RunnerBinaryError(
+                            f"{application.filename} is larger than {MAX_DOWNLOAD_BYTES} bytes"
+                        )
+                    if self._monotonic() > end:
+                        raise RunnerBinaryError(
+                            f"the download of {application.filename} did not finish within "
+                            f"{self._deadline:.0f}s"
+                        )
                     digest.update(chunk)
                     out.write(chunk)
             if digest.hexdigest() != application.sha256_checksum.lower():

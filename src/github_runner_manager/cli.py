@@ -94,6 +94,20 @@ def _apply_proxy_environment(config: ManagerConfig) -> None:
         os.environ["no_proxy"] = proxy.bypass
 
 
+def _make_state_dir(config: ManagerConfig) -> None:
+    """Create the state directory, or say which setting is at fault.
+
+    Raises:
+        ConfigError: if it cannot be created (a read-only file system, a file in the way).
+    """
+    try:
+        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(
+            f"state_dir: cannot create {config.state_dir}: {exc.strerror or exc}"
+        ) from None
+
+
 def build_manager(
     config: ManagerConfig, clock: Callable[[], datetime.datetime] | None = None
 ) -> RunnerManager:
@@ -110,7 +124,7 @@ def build_manager(
         RunnerManagerError: if LXD cannot be reached or the token cannot be read.
     """
     _apply_proxy_environment(config)
-    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _make_state_dir(config)
     github = GhApiClient(
         config.github.github_path,
         config.github.read_token(),
@@ -207,7 +221,7 @@ def image_builder(config: ManagerConfig) -> ImageBuilder:
         LxdError: if LXD cannot be reached.
     """
     _apply_proxy_environment(config)
-    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _make_state_dir(config)
     lxd = PylxdClient(
         project=config.lxd.project, socket=config.lxd.socket, timeout=config.lxd.timeout
     )
@@ -240,7 +254,7 @@ def _build_image(config: ManagerConfig, types: list[str] | None) -> int:
     except RunnerManagerError as exc:
         logger.error("%s", exc)
         _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
-        return EXIT_TRANSIENT
+        return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_TRANSIENT
     finally:
         signal.signal(signal.SIGTERM, previous)
     _print(record.model_dump(mode="json"))
@@ -256,6 +270,8 @@ def _remove_images(config: ManagerConfig) -> int:
     except RunnerManagerError as exc:
         logger.error("%s", exc)
         _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
+        if isinstance(exc, ConfigError):
+            return EXIT_CONFIG
         return EXIT_BUSY if isinstance(exc, LockBusyError) else EXIT_TRANSIENT
     _print({"ok": True, "removed": removed})
     return EXIT_OK

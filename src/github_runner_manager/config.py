@@ -13,8 +13,9 @@ import ipaddress
 import json
 import os
 import re
+import stat
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import pydantic
@@ -26,12 +27,36 @@ from .models import GitHubPath, InstanceType, parse_github_path
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(KiB|MiB|GiB|TiB|PiB|EiB)\s*$")
 _SIZE_FACTORS = {"KiB": 1, "MiB": 2, "GiB": 3, "TiB": 4, "PiB": 5, "EiB": 6}
 
+# What one machine can hold: a count, limit or time beyond these is a typo, not a wish, and LXD or
+# the manager would fail on it in ways that read far worse than a refusal naming the key.
+MAX_CONFIG_BYTES = 1024**2
+MAX_TOKEN_BYTES = 64 * 1024
+MAX_RUNNERS = 1000
+MAX_CPU = 1024
+MAX_MEMORY = 64 * 1024**4  # 64TiB
+MAX_DISK = 1024**5  # 1PiB
+MAX_SECONDS = 7 * 24 * 3600.0
+# A whole number, never a boolean, a string or a float (`true` is not 1, `1e30` is not a count).
+_StrictInt = Annotated[int, pydantic.Strict()]
+# Seconds: a finite number (not `.inf` or `.nan`, not a boolean) of at most a week.
+_Seconds = Annotated[
+    float,
+    pydantic.BeforeValidator(lambda value: _not_bool(value, "a number of seconds")),
+    pydantic.Field(allow_inf_nan=False, le=MAX_SECONDS),
+]
+
 # LXD instance names are hostnames: at most 63 characters. A runner name is the prefix, a dash
 # and 12 hex characters.
 RUNNER_SUFFIX_HEX = 12
 MAX_PREFIX_LENGTH = 63 - 1 - RUNNER_SUFFIX_HEX
 _PREFIX_RE = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9._:/+-]{1,100}$")
+
+
+def _not_bool(value: Any, what: str) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"must be {what}, not {str(value).lower()}")
+    return value
 
 
 def parse_size(value: str) -> int:
@@ -56,6 +81,82 @@ def parse_size(value: str) -> int:
     if number <= 0:
         raise ValueError(f"{value!r} must be greater than zero")
     return number * 1024 ** _SIZE_FACTORS[match.group(2)]
+
+
+def normalise_size(value: str, maximum: int | None = None) -> str:
+    """Check a size and write it the way LXD reads it: `7 GiB` becomes `7GiB`.
+
+    LXD refuses a size with a space inside (`limits.memory: 7 GiB`) at every instance creation,
+    so the spaces an operator may type are dropped here, once.
+
+    Args:
+        value: a size such as `7GiB`, `7 GiB` or `007GiB`.
+        maximum: the largest size accepted, in bytes.
+
+    Returns:
+        The size without spaces or leading zeros, e.g. `7GiB`.
+
+    Raises:
+        ValueError: if the value is not a positive size, or is larger than `maximum`.
+    """
+    size = parse_size(value)
+    match = _SIZE_RE.match(value)
+    assert match is not None  # noqa: S101 - parse_size matched it
+    if maximum is not None and size > maximum:
+        raise ValueError(
+            f"{value!r} is more than one machine holds: use at most {_human(maximum)}"
+        )
+    return f"{int(match.group(1))}{match.group(2)}"
+
+
+def _human(size: int) -> str:
+    for unit, power in sorted(_SIZE_FACTORS.items(), key=lambda item: -item[1]):
+        if size % 1024**power == 0:
+            return f"{size // 1024**power}{unit}"
+    return f"{size}B"  # pragma: no cover - every limit is a whole KiB
+
+
+def read_bounded(path: Path, limit: int, what: str) -> bytes:
+    """Read a small regular file without waiting on a pipe or reading a device without end.
+
+    Args:
+        path: the file.
+        limit: the most bytes accepted.
+        what: what the file is, for messages (e.g. `the configuration file`).
+
+    Returns:
+        The content.
+
+    Raises:
+        ConfigError: if the file is missing, unreadable, not a regular file, or too large.
+    """
+    try:
+        # Look before opening: opening some devices does something, and a FIFO would wait for
+        # a writer.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ConfigError(f"{what} {path} is not a regular file")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        # Replaced between the look and the open: look again at what was opened.
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{what} {path} is not a regular file")
+        chunks = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, min(64 * 1024, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise ConfigError(f"{what} {path} is larger than {_human(limit)}")
+    return b"".join(chunks)
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -175,9 +276,14 @@ class GitHubSettings(_Model):
         else:
             assert self.token_file is not None  # noqa: S101 - guaranteed by _check_token
             try:
-                token = self.token_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"cannot read the token file {self.token_file}: {exc}") from exc
+                data = read_bounded(self.token_file, MAX_TOKEN_BYTES, "the token file")
+                token = data.decode("utf-8").strip()
+            except ConfigError as exc:
+                raise ConfigError(f"github.token_file: {exc}") from None
+            except UnicodeDecodeError:
+                raise ConfigError(
+                    f"github.token_file: the token file {self.token_file} is not UTF-8 text"
+                ) from None
         if not token:
             raise ConfigError("the GitHub token is empty")
         return token
@@ -199,20 +305,24 @@ class RunnerSettings(_Model):
             root on the host: never in production.
     """
 
-    containers: int = pydantic.Field(0, ge=0)
-    virtual_machines: int = pydantic.Field(0, ge=0)
+    containers: _StrictInt = pydantic.Field(0, ge=0, le=MAX_RUNNERS)
+    virtual_machines: _StrictInt = pydantic.Field(0, ge=0, le=MAX_RUNNERS)
     labels: tuple[str, ...] = ()
-    cpu: int = pydantic.Field(2, ge=1)
+    cpu: _StrictInt = pydantic.Field(2, ge=1, le=MAX_CPU)
     memory: str = "7GiB"
     disk: str = "10GiB"
     base_image: str = "jammy"
     privileged: bool = False
 
-    @pydantic.field_validator("memory", "disk")
+    @pydantic.field_validator("memory")
     @classmethod
-    def _check_size(cls, value: str) -> str:
-        parse_size(value)
-        return value.strip()
+    def _check_memory(cls, value: str) -> str:
+        return normalise_size(value, MAX_MEMORY)
+
+    @pydantic.field_validator("disk")
+    @classmethod
+    def _check_disk(cls, value: str) -> str:
+        return normalise_size(value, MAX_DISK)
 
     @pydantic.field_validator("labels")
     @classmethod
@@ -251,7 +361,7 @@ class LxdSettings(_Model):
     storage_pool: str = "default"
     profiles: tuple[str, ...] = ("default",)
     socket: Path | None = None
-    timeout: float = pydantic.Field(120.0, gt=0)
+    timeout: _Seconds = pydantic.Field(120.0, gt=0)
 
 
 class ProxySettings(_Model):
@@ -317,7 +427,7 @@ class SshDebugSettings(_Model):
     """
 
     host: str
-    port: int = pydantic.Field(ge=1, le=65535)
+    port: _StrictInt = pydantic.Field(ge=1, le=65535)
     rsa_fingerprint: str
     ed25519_fingerprint: str
 
@@ -334,8 +444,8 @@ class MetricsSettings(_Model):
 
     enabled: bool = False
     log_path: Path = Path("/var/log/github-runner-metrics.log")
-    exporter_port: int = pydantic.Field(9464, ge=1, le=65535)
-    check_interval: float = pydantic.Field(600.0, gt=0)
+    exporter_port: _StrictInt = pydantic.Field(9464, ge=1, le=65535)
+    check_interval: _Seconds = pydantic.Field(600.0, gt=0)
 
 
 class TimingSettings(_Model):
@@ -350,14 +460,16 @@ class TimingSettings(_Model):
         api_timeout: seconds any single GitHub call may take.
         api_retries: attempts for a GitHub call failing with a server or network error.
         lock_timeout: seconds to wait for another run's lock before giving up.
+        download_timeout: seconds the runner application's download may take in all.
     """
 
-    registration_timeout: float = pydantic.Field(600.0, gt=0)
-    probe_after: float = pydantic.Field(30.0, ge=0)
-    spawn_concurrency: int = pydantic.Field(4, ge=1, le=64)
-    api_timeout: float = pydantic.Field(30.0, gt=0)
-    api_retries: int = pydantic.Field(3, ge=1, le=10)
-    lock_timeout: float = pydantic.Field(5.0, ge=0)
+    registration_timeout: _Seconds = pydantic.Field(600.0, gt=0)
+    probe_after: _Seconds = pydantic.Field(30.0, ge=0)
+    spawn_concurrency: _StrictInt = pydantic.Field(4, ge=1, le=64)
+    api_timeout: _Seconds = pydantic.Field(30.0, gt=0)
+    api_retries: _StrictInt = pydantic.Field(3, ge=1, le=10)
+    lock_timeout: _Seconds = pydantic.Field(5.0, ge=0)
+    download_timeout: _Seconds = pydantic.Field(900.0, gt=0)
 
 
 # yq (mikefarah's, as on GitHub-hosted runners) is not packaged for every Ubuntu release: the
@@ -402,8 +514,8 @@ class ImageSettings(_Model):
     yq: str = "download"
     yq_url: str = YQ_URL
     yq_sha256: dict[str, str] = pydantic.Field(default_factory=lambda: dict(YQ_SHA256))
-    timeout: float = pydantic.Field(3600.0, gt=0)
-    keep: int = pydantic.Field(2, ge=1, le=10)
+    timeout: _Seconds = pydantic.Field(3600.0, gt=0)
+    keep: _StrictInt = pydantic.Field(2, ge=1, le=10)
 
     @pydantic.field_validator("source")
     @classmethod
@@ -570,9 +682,7 @@ def load_config(path: Path) -> ManagerConfig:
         ConfigError: if the file is missing, unreadable or invalid; the message names the field.
     """
     try:
-        raw = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the configuration file {path}: {exc}") from exc
+        raw = read_bounded(path, MAX_CONFIG_BYTES, "the configuration file").decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"the configuration file {path} is not UTF-8 text") from None
     try:
@@ -582,12 +692,47 @@ def load_config(path: Path) -> ManagerConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise ConfigError(f"{path} is neither JSON nor YAML{where}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} is nested too deeply to be a configuration") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of settings")
     try:
-        return ManagerConfig.model_validate(data)
+        config = ManagerConfig.model_validate(data)
     except pydantic.ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+    except RecursionError:
+        raise ConfigError(f"{path} is nested too deeply to be a configuration") from None
+    _check_directories(config)
+    return config
+
+
+def _check_directories(config: ManagerConfig) -> None:
+    """Refuse directories the manager could never create: one below a regular file, say.
+
+    Raises:
+        ConfigError: naming the setting.
+    """
+    directories = {
+        "state_dir": config.state_dir,
+        "crash_log_dir": config.crash_log_dir,
+        "report_path": config.report_path.parent if config.report_path else None,
+        "metrics.log_path": config.metrics.log_path.parent if config.metrics.enabled else None,
+    }
+    for key, directory in directories.items():
+        if directory is None:
+            continue
+        for candidate in (directory, *directory.parents):
+            try:
+                mode = candidate.stat().st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # created when needed, if its parents allow (looked at next)
+            except OSError as exc:
+                raise ConfigError(f"{key}: cannot use {directory}: {exc.strerror}") from None
+            if not stat.S_ISDIR(mode):
+                raise ConfigError(
+                    f"{key}: {directory} cannot be a directory: {candidate} is not a directory"
+                )
+            break
 
 
 def describe_validation_error(exc: pydantic.ValidationError) -> str:

@@ -97,6 +97,10 @@ class LxdError(RunnerManagerError):
     kind = "lxd"
 
 
+class StorageFullError(LxdError):
+    """LXD ran out of space (the storage pool, or a quota) while writing."""
+
+
 class RunnerBinaryError(RunnerManagerError):
     """The runner application could not be found, downloaded or verified."""
 

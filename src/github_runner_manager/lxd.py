@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import datetime
 import logging
+import re
 import shlex
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +27,7 @@ import pylxd.exceptions
 import requests.exceptions
 
 from .config import is_loopback_host
-from .errors import LxdError
+from .errors import LxdError, StorageFullError
 from .models import InstanceStatus, InstanceType, RunnerInstance
 
 logger = logging.getLogger(__name__)
@@ -46,12 +47,67 @@ IMAGE_PULL_TIMEOUT = 1800.0
 # Long operations are waited for in slices of this many seconds (each one LXD call).
 WAIT_SLICE = 60.0
 
+# The most characters of LXD's own text an error message keeps. LXD's failure text can hold the
+# whole output of the tool that failed (an unpack that ran out of space names every file it could
+# not write: 100 KB and more); a person reads the first line and the reason.
+ERROR_EXCERPT = 600
+_SPACE_RE = re.compile(
+    r"no space left on device|disk quota exceeded|quota exceeded|not enough space|ENOSPC",
+    re.IGNORECASE,
+)
+
 _LXD_ERRORS = (
     pylxd.exceptions.LXDAPIException,
     pylxd.exceptions.ClientConnectionFailed,
     requests.exceptions.RequestException,
     OSError,
 )
+
+
+def excerpt(text: str, limit: int = ERROR_EXCERPT) -> str:
+    """Cut a (possibly huge) error text to what a person reads.
+
+    Keeps the first line and, when the reason appears only further down (an out-of-space line in
+    a tool's output, say), the first line giving it; says how much was left out.
+
+    Args:
+        text: the error text.
+        limit: the most characters kept (about).
+
+    Returns:
+        The excerpt: one line.
+    """
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return ""
+    flat = " | ".join(lines)
+    if len(flat) <= limit:
+        return flat
+    kept = [lines[0]]
+    reason = next((line for line in lines[1:] if _SPACE_RE.search(line)), None)
+    if reason is not None and not _SPACE_RE.search(lines[0]):
+        kept.append(reason)
+    share = max(80, limit // len(kept))
+    parts = [line if len(line) <= share else f"{line[: share - 3]}..." for line in kept]
+    result = " | ".join(parts)
+    return f"{result} [{len(flat) - len(result)} more characters of LXD output left out]"
+
+
+def lxd_error(action: str, exc: BaseException | str) -> LxdError:
+    """Build the error for a failed LXD call: a bounded excerpt, and its kind.
+
+    Args:
+        action: what failed, e.g. `cannot create instance x`.
+        exc: the library's (or an inner) error.
+
+    Returns:
+        A StorageFullError when LXD ran out of space, an LxdError otherwise.
+    """
+    text = str(exc)
+    full = isinstance(exc, StorageFullError) or bool(_SPACE_RE.search(text))
+    error_type = StorageFullError if full else LxdError
+    return error_type(f"{action}: {excerpt(text)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +243,10 @@ class LxdClient(Protocol):
         """Delete an image and its aliases; a missing image counts as deleted."""
         ...  # pragma: no cover
 
+    def storage_pool_usage(self, pool: str) -> tuple[int, int] | None:
+        """Return a storage pool's bytes used and bytes in all (None: LXD cannot tell)."""
+        ...  # pragma: no cover
+
 
 def loopback_proxy_devices(urls: Sequence[str | None]) -> dict[str, dict[str, str]]:
     """Proxy devices making services on the host's loopback reachable inside an instance.
@@ -291,7 +351,18 @@ class PylxdClient:
         try:
             self._client = pylxd.Client(endpoint=endpoint, project=project, timeout=timeout)
         except _LXD_ERRORS as exc:
-            raise LxdError(f"cannot reach LXD: {exc}") from exc
+            raise lxd_error("cannot reach LXD", exc) from exc
+        # LXD answers calls in a missing project as if the project were empty (no instances, no
+        # images): say what is missing before that reads as "the image does not exist".
+        try:
+            self._client.api.projects[project].get()
+        except pylxd.exceptions.NotFound:
+            raise LxdError(
+                f"the LXD project {project!r} does not exist: create it "
+                f"(`lxc project create {project}`) or set lxd.project to an existing one"
+            ) from None
+        except _LXD_ERRORS as exc:
+            raise lxd_error(f"cannot look up the LXD project {project!r}", exc) from exc
 
     def list_instances(self, unit: str) -> list[RunnerInstance]:
         """List the instances tagged with a unit.
@@ -309,7 +380,7 @@ class PylxdClient:
             response = self._client.api.instances.get(params={"recursion": "1"})
             items = response.json()["metadata"]
         except (*_LXD_ERRORS, ValueError, KeyError) as exc:
-            raise LxdError(f"cannot list LXD instances: {exc}") from exc
+            raise lxd_error("cannot list LXD instances", exc) from exc
         instances = []
         for item in items:
             config = item.get("config") or {}
@@ -360,13 +431,13 @@ class PylxdClient:
             else:
                 self._client.instances.create(request, wait=True)
         except (*_LXD_ERRORS, ValueError, KeyError, LxdError) as exc:
-            raise LxdError(f"cannot create instance {spec.name}: {exc}") from exc
+            raise lxd_error(f"cannot create instance {spec.name}", exc) from exc
 
     def _instance(self, name: str) -> Any:
         try:
             return self._client.instances.get(name)
         except _LXD_ERRORS as exc:
-            raise LxdError(f"cannot find instance {name}: {exc}") from exc
+            raise lxd_error(f"cannot find instance {name}", exc) from exc
 
     def start_instance(self, name: str) -> None:
         """Start an instance and wait until LXD reports it started.
@@ -381,7 +452,7 @@ class PylxdClient:
         try:
             instance.start(timeout=int(self._timeout), wait=True)
         except _LXD_ERRORS as exc:
-            raise LxdError(f"cannot start instance {name}: {exc}") from exc
+            raise lxd_error(f"cannot start instance {name}", exc) from exc
 
     def push_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
         """Write a file owned by root into an instance (running, or a stopped container).
@@ -408,7 +479,7 @@ class PylxdClient:
                 },
             )
         except _LXD_ERRORS as exc:
-            raise LxdError(f"cannot write {path} into {name}: {exc}") from exc
+            raise lxd_error(f"cannot write {path} into {name}", exc) from exc
 
     def push_symlink(self, name: str, path: str, target: str) -> None:
         """Create a symbolic link inside an instance (e.g. to enable a systemd unit).
@@ -428,7 +499,7 @@ class PylxdClient:
                 headers={"X-LXD-type": "symlink", "X-LXD-uid": "0", "X-LXD-gid": "0"},
             )
         except _LXD_ERRORS as exc:
-            raise LxdError(f"cannot link {path} in {name}: {exc}") from exc
+            raise lxd_error(f"cannot link {path} in {name}", exc) from exc
 
     def make_directory(self, name: str, path: str, mode: int = 0o755) -> None:
         """Create a directory owned by root inside an instance; an existing one is kept.
@@ -453,9 +524,9 @@ class PylxdClient:
             )
         except pylxd.exceptions.LXDAPIException as exc:
             if "exist" not in str(exc).lower():
-                raise LxdError(f"cannot create {path} in {name}: {exc}") from exc
+                raise lxd_error(f"cannot create {path} in {name}", exc) from exc
         except _LXD_ERRORS as exc:
-            raise LxdError(f"cannot create {path} in {name}: {exc}") from exc
+            raise lxd_error(f"cannot create {path} in {name}", exc) from exc
 
     def pull_file(self, name: str, path: str) -> bytes:
         """Read a file from an instance.
@@ -473,7 +544,7 @@ class PylxdClient:
         try:
             return bytes(self._instance(name).files.get(path))
         except _LXD_ERRORS as exc:
-            raise LxdError(f"cannot read {path} from {name}: {exc}") from exc
+            raise lxd_error(f"cannot read {path} from {name}", exc) from exc
 
     def execute(
         self,
@@ -520,7 +591,7 @@ class PylxdClient:
                 for fd, path in (metadata.get("output") or {}).items()
             }
         except (*_LXD_ERRORS, ValueError, KeyError, LxdError) as exc:
-            raise LxdError(f"cannot run {shlex.join(command[:2])} in {name}: {exc}") from exc
+            raise lxd_error(f"cannot run {shlex.join(command[:2])} in {name}", exc) from exc
         return ExecResult(
             exit_code=int(metadata.get("return", -1)),
             stdout=output.get("1", ""),
@@ -558,7 +629,7 @@ class PylxdClient:
             except pylxd.exceptions.NotFound:
                 return
             except _LXD_ERRORS as exc:
-                raise LxdError(f"cannot find instance {name}: {exc}") from exc
+                raise lxd_error(f"cannot find instance {name}", exc) from exc
             try:
                 if instance.status != "Stopped":
                     instance.stop(force=True, wait=True)
@@ -570,9 +641,26 @@ class PylxdClient:
                 return  # ephemeral: LXD deleted it when it stopped
             except _LXD_ERRORS as exc:
                 if time.monotonic() >= deadline:
-                    raise LxdError(f"cannot delete instance {name}: {exc}") from exc
+                    raise lxd_error(f"cannot delete instance {name}", exc) from exc
                 logger.debug("instance %s is busy (%s); looking again", name, exc)
                 time.sleep(0.5)
+
+    def storage_pool_usage(self, pool: str) -> tuple[int, int] | None:
+        """Tell how full a storage pool is.
+
+        Args:
+            pool: the storage pool.
+
+        Returns:
+            Bytes used and bytes in all, or None when LXD cannot tell.
+        """
+        try:
+            response = self._client.api.storage_pools[pool].resources.get()
+            space = response.json()["metadata"]["space"]
+            return int(space["used"]), int(space["total"])
+        except (*_LXD_ERRORS, ValueError, KeyError, TypeError) as exc:
+            logger.debug("cannot read the usage of storage pool %s: %s", pool, excerpt(str(exc)))
+            return None
 
     def image_exists(self, alias: str) -> bool:
         """Tell whether an image alias exists.
@@ -589,7 +677,7 @@ class PylxdClient:
         try:
             return bool(self._client.images.exists(alias, alias=True))
         except _LXD_ERRORS as exc:
-            raise LxdError(f"cannot look up image {alias}: {exc}") from exc
+            raise lxd_error(f"cannot look up image {alias}", exc) from exc
 
     def _wait_operation(self, operation: str, timeout: float) -> dict[str, Any]:
         """Wait for a background operation, however long it takes up to `timeout` seconds.
@@ -622,14 +710,14 @@ class PylxdClient:
                 )
                 body = response.json()
             except (*_LXD_ERRORS, ValueError) as exc:
-                raise LxdError(f"cannot wait for LXD operation {operation_id}: {exc}") from exc
+                raise lxd_error(f"cannot wait for LXD operation {operation_id}", exc) from exc
             result = body.get("metadata") or {}
             status = result.get("status")
             if status == "Success":
                 return dict(result)
             if status in ("Failure", "Cancelled") or body.get("error"):
                 reason = result.get("err") or body.get("error") or status
-                raise LxdError(f"LXD operation {result.get('description', '')}: {reason}")
+                raise lxd_error(f"LXD operation {result.get('description', '')}", str(reason))
 
     def stop_instance(self, name: str, timeout: float = 120.0) -> None:
         """Shut an instance down cleanly, forcefully when it does not stop in time.
@@ -658,7 +746,7 @@ class PylxdClient:
             )
             self._wait_operation(response.json()["operation"], self._timeout)
         except (*_LXD_ERRORS, ValueError, KeyError, LxdError) as exc:
-            raise LxdError(f"cannot stop instance {name}: {exc}") from exc
+            raise lxd_error(f"cannot stop instance {name}", exc) from exc
 
     def publish_image(
         self, name: str, alias: str, properties: dict[str, str], timeout: float
@@ -691,7 +779,7 @@ class PylxdClient:
             operation = self._wait_operation(response.json()["operation"], timeout)
             fingerprint = str(operation["metadata"]["fingerprint"])
         except (*_LXD_ERRORS, ValueError, KeyError, TypeError, LxdError) as exc:
-            raise LxdError(f"cannot publish instance {name}: {exc}") from exc
+            raise lxd_error(f"cannot publish instance {name}", exc) from exc
         try:
             self._client.api.images.aliases.post(
                 json={
@@ -703,7 +791,7 @@ class PylxdClient:
         except _LXD_ERRORS as exc:
             with contextlib.suppress(LxdError):
                 self.delete_image(fingerprint)
-            raise LxdError(f"cannot add the image alias {alias}: {exc}") from exc
+            raise lxd_error(f"cannot add the image alias {alias}", exc) from exc
         return fingerprint
 
     def image_fingerprint(self, alias: str) -> str | None:
@@ -724,7 +812,7 @@ class PylxdClient:
         except pylxd.exceptions.NotFound:
             return None
         except (*_LXD_ERRORS, ValueError, KeyError, TypeError) as exc:
-            raise LxdError(f"cannot look up image {alias}: {exc}") from exc
+            raise lxd_error(f"cannot look up image {alias}", exc) from exc
 
     def set_image_alias(self, alias: str, fingerprint: str, description: str = "") -> None:
         """Point an image alias at an image, creating the alias when missing.
@@ -747,9 +835,7 @@ class PylxdClient:
             except pylxd.exceptions.NotFound:
                 self._client.api.images.aliases.post(json={"name": alias, **body})
         except _LXD_ERRORS as exc:
-            raise LxdError(
-                f"cannot point the image alias {alias} at {fingerprint}: {exc}"
-            ) from exc
+            raise lxd_error(f"cannot point the image alias {alias} at {fingerprint}", exc) from exc
 
     def list_images(self) -> list[ImageInfo]:
         """List the images in the store.
@@ -764,7 +850,7 @@ class PylxdClient:
             response = self._client.api.images.get(params={"recursion": "1"})
             items = response.json()["metadata"]
         except (*_LXD_ERRORS, ValueError, KeyError) as exc:
-            raise LxdError(f"cannot list LXD images: {exc}") from exc
+            raise lxd_error("cannot list LXD images", exc) from exc
         return [
             ImageInfo(
                 fingerprint=str(item["fingerprint"]),
@@ -792,4 +878,4 @@ class PylxdClient:
         except pylxd.exceptions.NotFound:
             return
         except (*_LXD_ERRORS, ValueError, KeyError, LxdError) as exc:
-            raise LxdError(f"cannot delete image {fingerprint}: {exc}") from exc
+            raise lxd_error(f"cannot delete image {fingerprint}", exc) from exc

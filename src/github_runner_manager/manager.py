@@ -33,6 +33,7 @@ from .errors import (
     PermissionDeniedError,
     RateLimitError,
     RunnerManagerError,
+    StorageFullError,
     TokenError,
 )
 from .exchange import CorruptDataError, RunnerExchange
@@ -130,7 +131,11 @@ class RunnerManager:
         self._monotonic = monotonic
         self._renderer = TemplateRenderer(config.templates)
         self._binary = binary or RunnerBinaryCache(
-            config.state_dir / "runner-binary", github, architecture
+            config.state_dir / "runner-binary",
+            github,
+            architecture,
+            timeout=config.timing.api_timeout,
+            deadline=config.timing.download_timeout,
         )
         self._name_pattern = planner.runner_name_pattern(config.name_prefix)
         self._metrics = MetricsLog(config.metrics.log_path, enabled=config.metrics.enabled)
@@ -553,33 +558,96 @@ class RunnerManager:
             exchange=self._exchange if self.config.metrics.enabled else None,
         )
         fatal: list[GitHubError] = []
+        full: list[BaseException] = []
+        # After the pool ran out of space, one at a time: parallel creations in a nearly full
+        # pool race for the last space, and all of them can lose.
+        cautious = self._space_marker().exists()
 
         def spawn_one(instance_type: InstanceType) -> SpawnResult | None:
-            if fatal:
-                return None  # GitHub refuses us: do not hammer it with the rest of the batch
+            if fatal or full:
+                # GitHub refuses us, or the pool is full: do not go on with the rest
+                return None
             try:
                 return spawner.spawn(instance_type, hashes[instance_type])
             except _FATAL_GITHUB_ERRORS as exc:
                 fatal.append(exc)
                 raise
+            except RunnerManagerError as exc:
+                if _storage_full(exc):
+                    full.append(exc)
+                raise
 
+        concurrency = 1 if cautious else self.config.timing.spawn_concurrency
+        created, not_made = _collect_spawns(report, run_parallel(spawn_one, wanted, concurrency))
+        if full and not fatal and not cautious:
+            # The failed creations have been cleaned up: make what fits, one at a time, until
+            # the pool is full again.
+            created += self._spawn_one_at_a_time(report, spawner, not_made, hashes)
+        if full:
+            report.errors.append(
+                ErrorEntry(kind="runner-create", message=self._pool_full(full[0], created, wanted))
+            )
+            self._mark_space_limited(True)
+        elif cautious and len(created) == len(wanted):
+            self._mark_space_limited(False)  # everything fitted: back to parallel creation
+        return created
+
+    def _spawn_one_at_a_time(
+        self,
+        report: Report,
+        spawner: RunnerSpawner,
+        wanted: Sequence[InstanceType],
+        hashes: dict[InstanceType, str],
+    ) -> list[SpawnResult]:
+        """Create runners one after the other; stop when the pool is full or GitHub says no."""
         created = []
-        errors_seen: set[str] = set()
-        for _, result, exc in run_parallel(
-            spawn_one, wanted, self.config.timing.spawn_concurrency
-        ):
-            if result is not None:
-                created.append(result)
-            elif exc is not None:
-                kind = exc.kind if isinstance(exc, RunnerManagerError) else "unexpected"
-                message = str(exc) if isinstance(exc, RunnerManagerError) else repr(exc)
-                if isinstance(exc, _FATAL_GITHUB_ERRORS) and message in errors_seen:
-                    continue  # one token error is enough, not one per runner
-                errors_seen.add(message)
+        for instance_type in wanted:
+            try:
+                created.append(spawner.spawn(instance_type, hashes[instance_type]))
+            except Exception as exc:
+                if _storage_full(exc):
+                    break
                 if not isinstance(exc, RunnerManagerError):
                     logger.error("unexpected error creating a runner", exc_info=exc)
-                report.errors.append(ErrorEntry(kind=kind, message=message))
+                    report.errors.append(ErrorEntry(kind="unexpected", message=repr(exc)))
+                    break
+                report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
+                if isinstance(exc, _FATAL_GITHUB_ERRORS):
+                    break
         return created
+
+    def _space_marker(self) -> Path:
+        return self.config.state_dir / "storage-full"
+
+    def _mark_space_limited(self, limited: bool) -> None:
+        """Remember (in the state directory) that the pool was full, for the next runs."""
+        marker = self._space_marker()
+        try:
+            if limited:
+                marker.write_text(self._clock().isoformat() + "\n", encoding="utf-8")
+            else:
+                marker.unlink(missing_ok=True)
+        except OSError as exc:
+            logger.warning("cannot update %s: %s", marker, exc)
+
+    def _pool_full(
+        self, first: BaseException, created: Sequence[SpawnResult], wanted: Sequence[InstanceType]
+    ) -> str:
+        """One message for every creation that found the storage pool full."""
+        pool = self.config.lxd.storage_pool
+        usage = None
+        with contextlib.suppress(Exception):  # a courtesy: never let it hide the real error
+            usage = self._lxd.storage_pool_usage(pool)
+        how_full = ""
+        if usage is not None and usage[1] > 0:
+            used, total = usage
+            how_full = f" ({_gib(used)} of {_gib(total)} used, {100 * used / total:.0f}%)"
+        return (
+            f"the LXD storage pool {pool!r} is full{how_full}: created {len(created)} of the "
+            f"{len(wanted)} runners wanted; the other {len(wanted) - len(created)} are created "
+            "once there is room (free space in the pool, give it more, or lower the runner "
+            f"count or the disk size). LXD said: {first}"
+        )
 
     def _flush(self, report: Report, busy: bool) -> None:
         instances, github_runners = self.observe()
@@ -659,6 +727,48 @@ class RunnerManager:
             "rate_limit_remaining": rate.remaining if rate else None,
             "runner_version": cached.application.version if cached else None,
         }
+
+
+def _collect_spawns(
+    report: Report,
+    results: Sequence[tuple[InstanceType, SpawnResult | None, BaseException | None]],
+) -> tuple[list[SpawnResult], list[InstanceType]]:
+    """Sort a batch's outcomes: runners made, errors reported, types not made for lack of space.
+
+    A space failure is not reported here: the caller reports the full pool once.
+    """
+    created: list[SpawnResult] = []
+    not_made: list[InstanceType] = []
+    errors_seen: set[str] = set()
+    for instance_type, result, exc in results:
+        if result is not None:
+            created.append(result)
+        elif exc is None or _storage_full(exc):
+            not_made.append(instance_type)  # skipped, or lost the race for space
+        else:
+            kind = exc.kind if isinstance(exc, RunnerManagerError) else "unexpected"
+            message = str(exc) if isinstance(exc, RunnerManagerError) else repr(exc)
+            if isinstance(exc, _FATAL_GITHUB_ERRORS) and message in errors_seen:
+                continue  # one token error is enough, not one per runner
+            errors_seen.add(message)
+            if not isinstance(exc, RunnerManagerError):
+                logger.error("unexpected error creating a runner", exc_info=exc)
+            report.errors.append(ErrorEntry(kind=kind, message=message))
+    return created, not_made
+
+
+def _storage_full(exc: BaseException) -> bool:
+    """Whether an error (or one it was raised from) says LXD ran out of space."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StorageFullError):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def _gib(size: int) -> str:
+    return f"{size / 1024**3:.1f}GiB"
 
 
 def _entry(view: planner.RunnerView) -> RunnerEntry:

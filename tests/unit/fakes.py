@@ -9,7 +9,12 @@ import datetime
 import itertools
 from collections.abc import Callable
 
-from github_runner_manager.errors import GitHubConflictError, LxdError, RunnerManagerError
+from github_runner_manager.errors import (
+    GitHubConflictError,
+    LxdError,
+    RunnerManagerError,
+    StorageFullError,
+)
 from github_runner_manager.github import RateLimit
 from github_runner_manager.lxd import (
     TAG_CONFIG_HASH,
@@ -66,6 +71,9 @@ class FakeLxd:
         self._fingerprints = itertools.count(1)
         self.deleted: list[str] = []
         self.fail: dict[str, Exception] = {}
+        # How many instances the storage pool holds (None: no limit); each takes this much.
+        self.capacity: int | None = None
+        self.instance_bytes = 10 * 1024**3
         self.exec_handler: Callable[[str, list[str], dict[str, str]], ExecResult] | None = None
 
     def _maybe_fail(self, method: str) -> None:
@@ -121,6 +129,12 @@ class FakeLxd:
         self._maybe_fail("create_instance")
         if spec.name in self.instances:
             raise LxdError(f"instance {spec.name} already exists")
+        if self.capacity is not None and len(self.instances) >= self.capacity:
+            raise StorageFullError(
+                f"cannot create instance {spec.name}: Failed creating instance from image: "
+                "Unpack failed: write /var/lib/lxd/containers/x/rootfs/usr/bin/python3: "
+                "no space left on device"
+            )
         if spec.image_server is None and spec.image not in self.images:
             raise LxdError(f"image {spec.image} not found")
         self.created.append(spec)
@@ -231,6 +245,11 @@ class FakeLxd:
             )
             for image in self.image_store.values()
         ]
+
+    def storage_pool_usage(self, pool: str) -> tuple[int, int] | None:
+        if self.capacity is None:
+            return None
+        return len(self.instances) * self.instance_bytes, self.capacity * self.instance_bytes
 
     def delete_image(self, fingerprint: str) -> None:
         self._maybe_fail("delete_image")

@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import io
 import json
+import os
 import tarfile
 import urllib.error
 from pathlib import Path
@@ -402,3 +403,63 @@ def test_runner_architecture_without_a_linux_runner_is_refused(machine):
     """arrange: an architecture GitHub has no runner for. act: map it. assert: error."""
     with pytest.raises(RunnerBinaryError, match=f"unsupported architecture {machine}"):
         runner_architecture(machine)
+
+
+class _Trickle(io.RawIOBase):
+    """A body that hands out a few bytes per read, each read taking `step` seconds."""
+
+    def __init__(self, payload: bytes, clock: list[float], step: float):
+        self._data = io.BytesIO(payload)
+        self._clock = clock
+        self._step = step
+
+    def readable(self) -> bool:
+        return True
+
+    def read1(self, size: int = -1) -> bytes:
+        self._clock[0] += self._step
+        return self._data.read(min(size, 16) if size > 0 else 16)
+
+    def read(self, size: int = -1) -> bytes:
+        return self.read1(size)
+
+
+def test_download_is_bounded_in_total_time(cache_dir, github, opener):
+    """arrange: a download that never stalls long enough for the socket timeout, but trickles.
+
+    act: ensure with a 60 s deadline. assert: RunnerBinaryError saying so, nothing kept, and the
+    download was given up soon after the deadline (not after the whole body).
+    """
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        content = os.urandom(8192)  # incompressible: the body stays about this long
+        info = tarfile.TarInfo("bin/Runner.Listener")
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    payload = buffer.getvalue()
+    app = application("2.330.0", payload)
+    github.applications = [app]
+    clock = [0.0]
+    trickle = _Trickle(payload, clock, step=1.0)
+
+    def slow(url: str, timeout: float) -> BinaryIO:
+        opener.opened.append((url, timeout))
+        return trickle  # type: ignore[return-value]
+
+    cache = RunnerBinaryCache(
+        cache_dir,
+        github,
+        "x64",
+        timeout=5.0,
+        opener=slow,
+        deadline=60.0,
+        monotonic=lambda: clock[0],
+    )
+
+    with pytest.raises(RunnerBinaryError, match="did not finish within 60s"):
+        cache.ensure()
+
+    assert 60.0 < clock[0] <= 62.0
+    assert len(payload) > 62 * 16  # the body was longer than what the deadline let through
+    assert opener.opened == [(app.download_url, 5.0)]
+    assert leftovers(cache_dir) == []

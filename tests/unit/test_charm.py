@@ -100,6 +100,46 @@ def test_size_message_says_how_to_fix(ctx: testing.Context) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("vm-memory", "7 GiB", "7GiB"),
+        ("vm-memory", " 512  MiB ", "512MiB"),
+        ("vm-disk", "20 GiB", "20GiB"),
+        ("vm-disk", "010GiB", "10GiB"),
+    ],
+)
+def test_size_with_inner_spaces_reaches_the_manager_as_lxd_reads_it(
+    ctx: testing.Context, manager: FakeManagerService, option: str, value: str, expected: str
+) -> None:
+    # Arrange: a size an operator may well type (LXD refuses "7 GiB" at every creation).
+    config = {**VALID, option: value}
+
+    # Act
+    out = run(ctx, ctx.on.config_changed(), config=config)
+
+    # Assert: the manager gets the size LXD understands; the unit is not blocked.
+    assert not isinstance(out.unit_status, ops.BlockedStatus), out.unit_status
+    assert manager.config is not None
+    field = "memory" if option == "vm-memory" else "disk"
+    assert getattr(manager.config.runners, field) == expected
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("vm-memory", "999999TiB"), ("vm-disk", "99999PiB"), ("vm-memory", "9EiB")],
+)
+def test_size_beyond_one_machine_blocks_naming_the_option(
+    ctx: testing.Context, manager: FakeManagerService, option: str, value: str
+) -> None:
+    out = run(ctx, ctx.on.config_changed(), config={**VALID, option: value})
+
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+    assert out.unit_status.message.startswith(f"{option}:"), out.unit_status.message
+    assert "at most" in out.unit_status.message
+    assert manager.config is None
+
+
 def test_several_bad_options_are_all_named(ctx: testing.Context) -> None:
     config = {**VALID, "vm-cpu": 0, "denylist": "10.0.0.1/8"}
 

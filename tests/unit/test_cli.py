@@ -445,3 +445,18 @@ def test_missing_command_is_a_usage_error(tmp_path, capsys):
         cli.main(["--config", str(write_config(tmp_path))])
 
     assert caught.value.code == 2
+
+
+@pytest.mark.parametrize("command", ["reconcile", "remove-images"])
+def test_state_dir_that_cannot_be_created_is_exit_2(tmp_path, capsys, command):
+    """arrange: state_dir where no directory can be made (under /proc), past the file checks.
+
+    act: a command that builds the real clients. assert: exit 2 naming state_dir, no traceback.
+    """
+    config = write_config(tmp_path, state_dir=f"/proc/grt-no-such-{os.getpid()}/state")
+
+    code, document, _ = run(capsys, "--config", str(config), command)
+
+    assert code == cli.EXIT_CONFIG
+    assert [e["kind"] for e in document["errors"]] == ["config"]
+    assert document["errors"][0]["message"].startswith("state_dir: cannot create")

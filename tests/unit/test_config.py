@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from github_runner_manager.config import (
+    MAX_CONFIG_BYTES,
     MAX_PREFIX_LENGTH,
     ManagerConfig,
     api_base_url,
@@ -324,6 +326,61 @@ def test_parse_size_refuses(value, message):
 
 
 @pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("memory", "7 GiB", "7GiB"),
+        ("memory", "  7GiB ", "7GiB"),
+        ("disk", "10\tGiB", "10GiB"),
+        ("disk", "0010GiB", "10GiB"),
+    ],
+)
+def test_sizes_are_normalised_to_what_lxd_reads(tmp_path, field, value, expected):
+    """arrange: a size with spaces or leading zeros. act: load_config.
+
+    assert: the runners get the size in the form LXD accepts (`7GiB`, never `7 GiB`).
+    """
+    path = write(tmp_path, json.dumps(settings(tmp_path, runners={field: value})), "c.json")
+
+    config = load_config(path)
+
+    assert getattr(config.runners, field) == expected
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"runners": {"containers": True}}, "runners.containers"),
+        ({"runners": {"containers": 1e30}}, "runners.containers"),
+        ({"runners": {"containers": "1e30"}}, "runners.containers"),
+        ({"runners": {"containers": 2.0}}, "runners.containers"),
+        ({"runners": {"containers": 100_000}}, "runners.containers"),
+        ({"runners": {"virtual_machines": 100_000}}, "runners.virtual_machines"),
+        ({"runners": {"cpu": 10**9}}, "runners.cpu"),
+        ({"runners": {"memory": "999999TiB"}}, "runners.memory"),
+        ({"runners": {"disk": "99999PiB"}}, "runners.disk"),
+        ({"timing": {"api_timeout": float("inf")}}, "timing.api_timeout"),
+        ({"timing": {"api_timeout": float("nan")}}, "timing.api_timeout"),
+        ({"timing": {"api_timeout": True}}, "timing.api_timeout"),
+        ({"timing": {"registration_timeout": 1e12}}, "timing.registration_timeout"),
+        ({"timing": {"lock_timeout": float("inf")}}, "timing.lock_timeout"),
+        ({"timing": {"download_timeout": 0}}, "timing.download_timeout"),
+        ({"lxd": {"timeout": float("inf")}}, "lxd.timeout"),
+        ({"image": {"timeout": float("inf")}}, "image.timeout"),
+        ({"metrics": {"check_interval": float("inf")}}, "metrics.check_interval"),
+        ({"timing": {"spawn_concurrency": True}}, "timing.spawn_concurrency"),
+    ],
+)
+def test_counts_limits_and_timeouts_beyond_one_machine_are_refused(tmp_path, overrides, field):
+    """arrange: a count, limit or timeout no machine can hold (or a boolean for a number).
+
+    act: load_config. assert: refused, naming the field.
+    """
+    message = config_error(tmp_path, **overrides)
+
+    assert message.startswith(field), message
+
+
+@pytest.mark.parametrize(
     ("url", "expected"),
     [
         ("https://github.com", "https://github.com"),
@@ -497,3 +554,86 @@ def test_templates_directory_resolution(tmp_path, monkeypatch):
     assert from_env.templates == tmp_path / "from-env"
     monkeypatch.delenv("GITHUB_RUNNER_TEMPLATES")
     assert (from_env.templates / "runner-start.sh.j2").is_file()
+
+
+def test_fifo_is_refused_without_waiting(tmp_path):
+    """arrange: a named pipe no one writes to. act: load_config.
+
+    assert: refused at once as not a regular file (reading it would wait forever).
+    """
+    path = tmp_path / "config.fifo"
+    os.mkfifo(path)
+
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "/dev/null"])
+def test_device_is_refused(tmp_path, target):
+    """arrange: a device, directly and through a symlink. act: load_config. assert: refused."""
+    link = tmp_path / "config.yaml"
+    link.symlink_to(target)
+
+    for path in (Path(target), link):
+        with pytest.raises(ConfigError, match="is not a regular file"):
+            load_config(path)
+
+
+def test_oversized_file_is_refused_without_reading_it_all(tmp_path):
+    """arrange: a valid configuration padded past the size limit. act: load_config.
+
+    assert: refused, saying the limit.
+    """
+    path = write(tmp_path, json.dumps(settings(tmp_path)) + "\n#" + "x" * MAX_CONFIG_BYTES)
+
+    with pytest.raises(ConfigError, match="larger than"):
+        load_config(path)
+
+
+def test_deeply_nested_yaml_is_a_config_error(tmp_path):
+    """arrange: a small file nested deeper than the parser's recursion. act: load_config.
+
+    assert: ConfigError, not a RecursionError.
+    """
+    path = write(tmp_path, "runners:\n  labels: " + "[" * 50_000 + "]" * 50_000 + "\n")
+
+    with pytest.raises(ConfigError, match="nested"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("field", ["state_dir", "crash_log_dir", "report_path"])
+def test_directory_under_a_regular_file_is_refused(tmp_path, field):
+    """arrange: a directory setting below a regular file. act: load_config.
+
+    assert: refused naming the field (creating it later would fail with an OSError).
+    """
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+
+    message = config_error(tmp_path, **{field: str(blocker / "below" / "x")})
+
+    assert message.startswith(field), message
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_token_file_that_is_not_a_regular_file_is_refused(tmp_path, kind):
+    """arrange: token_file is a FIFO or /dev/zero. act: read_token.
+
+    assert: ConfigError naming github.token_file, at once.
+    """
+    if kind == "fifo":
+        target = tmp_path / "token.fifo"
+        os.mkfifo(target)
+    else:
+        target = Path("/dev/zero")
+    path = write(
+        tmp_path,
+        json.dumps(
+            settings(tmp_path, github={"path": "o/r", "token": None, "token_file": str(target)})
+        ),
+        "config.json",
+    )
+    config = load_config(path)
+
+    with pytest.raises(ConfigError, match=r"github\.token_file"):
+        config.github.read_token()

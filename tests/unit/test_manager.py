@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import threading
+import time
 
 import pytest
 
@@ -14,6 +16,7 @@ from github_runner_manager.errors import (
     LxdError,
     RateLimitError,
     RunnerBinaryError,
+    StorageFullError,
     TokenError,
 )
 from github_runner_manager.lxd import TAG_UNIT
@@ -458,3 +461,106 @@ def test_runner_version_age_is_reported_from_the_first_sighting(
         assert run.newer_version_since == seen_at
     written = read_report(manager.config.report_file)
     assert written is not None and written.newer_version_since == seen_at
+
+
+def test_full_pool_makes_what_fits_with_one_clear_error(make_manager, lxd, github):
+    """arrange: a pool with room for 2 runners; 4 wanted, created 4 at a time.
+
+    act: reconcile twice. assert: 2 runners each time (none lost, no orphan registration), and
+    each report holds one runner-create error saying the pool is full and how full.
+    """
+    lxd.capacity = 2
+    manager = make_manager(
+        runners={"containers": 4}, timing={"spawn_concurrency": 4, "lock_timeout": 0}
+    )
+
+    first = manager.reconcile()
+    second = manager.reconcile()
+
+    assert len(first.created) == 2
+    assert second.created == []
+    assert len(lxd.instances) == 2
+    assert {r.name for r in github.runners.values()} == set(lxd.instances)
+    for report in (first, second):
+        assert [e.kind for e in report.errors] == ["runner-create"], report.errors
+        message = report.errors[0].message
+        assert "storage pool 'default' is full (20.0GiB of 20.0GiB used, 100%)" in message
+    assert "created 2 of the 4 runners wanted" in first.errors[0].message
+    assert "created 0 of the 2 runners wanted" in second.errors[0].message
+    for report in (first, second):
+        message = report.errors[0].message
+        assert "no space left on device" in message
+
+
+def test_parallel_creations_that_all_lose_the_race_for_space_are_made_one_at_a_time(
+    make_manager, lxd, github
+):
+    """arrange: a pool with room for 2, where parallel creations all fail for space.
+
+    (As when four unpacks fill the pool together; one made alone fails only when it is full.)
+    act: reconcile 4 wanted, 4 at a time. assert: 2 runners made one at a time, one error, no
+    orphan registration, and the next run starts one at a time.
+    """
+    lxd.capacity = 2
+    real_create = lxd.create_instance
+    parallel = threading.main_thread()
+
+    def create(spec):
+        if threading.current_thread() is not parallel:
+            raise StorageFullError(f"cannot create instance {spec.name}: no space left on device")
+        real_create(spec)
+
+    lxd.create_instance = create
+    manager = make_manager(
+        runners={"containers": 4}, timing={"spawn_concurrency": 4, "lock_timeout": 0}
+    )
+
+    report = manager.reconcile()
+
+    assert len(report.created) == 2, report.errors
+    assert [e.kind for e in report.errors] == ["runner-create"]
+    assert "created 2 of the 4 runners wanted" in report.errors[0].message
+    assert {r.name for r in github.runners.values()} == set(lxd.instances)
+    assert (manager.config.state_dir / "storage-full").exists()
+
+
+def test_after_a_full_pool_runners_are_created_one_at_a_time_until_all_fit(
+    make_manager, lxd, github
+):
+    """arrange: a run found the pool full; then the pool gets room. act: reconcile.
+
+    assert: the creations run one at a time (never two at once); once all fitted, the next
+    run creates in parallel again.
+    """
+    lxd.capacity = 1
+    manager = make_manager(
+        runners={"containers": 3}, timing={"spawn_concurrency": 3, "lock_timeout": 0}
+    )
+    manager.reconcile()
+    marker = manager.config.state_dir / "storage-full"
+    assert marker.exists()
+    lxd.capacity = None
+    real_create = lxd.create_instance
+    active = []
+    most = [0]
+    lock = threading.Lock()
+
+    def create(spec):
+        with lock:
+            active.append(spec.name)
+            most[0] = max(most[0], len(active))
+        try:
+            time.sleep(0.05)
+            real_create(spec)
+        finally:
+            with lock:
+                active.remove(spec.name)
+
+    lxd.create_instance = create
+
+    report = manager.reconcile()
+
+    assert report.ok, report.errors
+    assert len(lxd.instances) == 3
+    assert most[0] == 1
+    assert not marker.exists()
