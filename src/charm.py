@@ -81,7 +81,7 @@ class GithubRunnerCharm(ops.CharmBase):
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
         unit_number = int(self.unit.name.rsplit("/", 1)[1])
-        self._host = host.Host()
+        self._host = host.Host(app=self.app.name)
         self._manager = service.ManagerService(
             service.ManagerPaths.for_unit(self.app.name, unit_number), Path(self.charm_dir)
         )
@@ -204,6 +204,8 @@ class GithubRunnerCharm(ops.CharmBase):
         # the runners already running. A failure is a host error (firewall.FirewallError).
         if self._host.ensure_firewall(state.config.denylist):
             logger.info("the runners' egress firewall (denylist) was applied or changed")
+        if self._host.ensure_lxd_proxy(state.proxy.http, state.proxy.https, state.proxy.no_proxy):
+            logger.info("the LXD daemon's proxy settings follow the model's proxy")
         storage = state.config.runner_storage.value
         self._host.check_storage(storage, state.required_storage)
         if self._host.ensure_runner_storage(storage, state.required_storage):
@@ -213,7 +215,7 @@ class GithubRunnerCharm(ops.CharmBase):
             state_dir=paths.state_dir,
             token_file=paths.token_file,
             report_file=paths.report_file,
-            storage_pool=host.STORAGE_POOL,
+            storage_pool=self._host.storage_pool,
         )
         config_changed = self._manager.ensure_config(manager_config, state.token)
         if self._manager.ensure_units(state.config.check_interval):

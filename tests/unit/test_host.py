@@ -81,6 +81,8 @@ class Machine:
             machine=lambda: "aarch64",
             install_snap=self.install_snap,
             install_debs=self.install_debs,
+            modules_load_dir=root / "modules-load.d",
+            lxd_proxy_record=root / "lxd-proxy.json",
         )
 
     def install_lxd(self) -> None:
