@@ -269,7 +269,9 @@ class Firewall:
         remaining = ",".join(name for name in attached if name and name != acl)
         logger.info("detaching the ACL %s of an earlier version from %s", acl, self.network)
         try:
-            self._run([lxc, "network", "set", self.network, f"{ACLS_KEY}={remaining}"], timeout=120)
+            self._run(
+                [lxc, "network", "set", self.network, f"{ACLS_KEY}={remaining}"], timeout=120
+            )
         except host.CommandError as exc:
             raise FirewallError(
                 f"cannot detach the ACL {acl} from the LXD network {self.network}: {exc}"

@@ -454,8 +454,7 @@ class Host:
         """The applications whose runner instances have their root disk on a pool."""
         try:
             data: Any = json.loads(
-                self._run([self._lxc(), "query", f"/1.0/storage-pools/{name}"], timeout=60)
-                or "{}"
+                self._run([self._lxc(), "query", f"/1.0/storage-pools/{name}"], timeout=60) or "{}"
             )
         except (CommandError, ValueError):
             return set()
@@ -725,9 +724,7 @@ class Host:
         data: Any = json.loads(self._run([lxc, "query", "/1.0"], timeout=60) or "{}")
         return {str(k): str(v) for k, v in (data.get("config") or {}).items()}
 
-    def ensure_lxd_proxy(
-        self, http: str | None, https: str | None, no_proxy: str | None
-    ) -> bool:
+    def ensure_lxd_proxy(self, http: str | None, https: str | None, no_proxy: str | None) -> bool:
         """Give the LXD daemon the model's proxy: it pulls the runner image's source itself.
 
         Sets `core.proxy_http`, `core.proxy_https` and `core.proxy_ignore_hosts`. When the
@@ -765,7 +762,9 @@ class Host:
         if changes:
             logger.info(
                 "setting the LXD daemon's proxy (%s) from the model's proxy",
-                ", ".join(f"{key}={'set' if value else 'unset'}" for key, value in changes.items()),
+                ", ".join(
+                    f"{key}={'set' if value else 'unset'}" for key, value in changes.items()
+                ),
             )
             for key, value in changes.items():
                 if value:

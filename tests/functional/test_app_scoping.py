@@ -69,8 +69,11 @@ def bridge_rejects(bridge: str) -> list[str]:
 
 
 def test_two_applications_keep_their_own_denylists(apps: tuple[str, str], bridge: str) -> None:
-    """arrange: two applications on one bridge. act: each applies its denylist, the first
-    twice (its next hook). assert: two ACLs, each with its own rules, both enforced."""
+    """Two applications' ACLs coexist, each with its own denylist.
+
+    arrange: two applications on one bridge. act: each applies its denylist, the first
+    twice (its next hook). assert: two ACLs, each with its own rules, both enforced.
+    """
     first, second = host.Host(app=apps[0]), host.Host(app=apps[1])
 
     # Act
@@ -93,8 +96,11 @@ def test_two_applications_keep_their_own_denylists(apps: tuple[str, str], bridge
 
 
 def test_the_acl_of_an_earlier_version_is_retired(apps: tuple[str, str], bridge: str) -> None:
-    """arrange: the fixed-name ACL an earlier version attached to the bridge. act: the
-    application applies its own. assert: the old one is detached, its stale rule gone."""
+    """The fixed-name ACL of an earlier version is detached and deleted.
+
+    arrange: the fixed-name ACL an earlier version attached to the bridge. act: the
+    application applies its own. assert: the old one is detached, its stale rule gone.
+    """
     legacy = host.Host(firewall_acl=f"grt-legacy-{secrets.token_hex(3)}")
     legacy.ensure_firewall([NET("192.0.2.0/24")], network=bridge)
     app = host.Host(app=apps[0])
@@ -120,8 +126,11 @@ def test_the_acl_of_an_earlier_version_is_retired(apps: tuple[str, str], bridge:
 def test_two_applications_get_their_own_storage_pools(
     apps: tuple[str, str], tmp_path: Path
 ) -> None:
-    """arrange: two applications with runner storage under one juju storage root (dir pools).
-    act: each prepares its storage. assert: two pools, on two sources, each kept."""
+    """Two applications get two storage pools.
+
+    arrange: two applications with runner storage under one juju storage root (dir pools).
+    act: each prepares its storage. assert: two pools, on two sources, each kept.
+    """
     juju = tmp_path / "juju"
     hosts = [
         host.Host(app=app, juju_storage_dir=juju / app, ram_dir=tmp_path / "ram", tool_dirs=())

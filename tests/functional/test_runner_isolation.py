@@ -215,8 +215,11 @@ def connect(client: Any, server: Any) -> str:
 
 
 def test_runners_cannot_reach_each_other(plain: Callable[[], Any], runner: Callable[[], Any]):
-    """arrange: two plain containers, two runners. act: TCP over link-local. assert: only the
-    plain ones talk."""
+    """Runners cannot reach each other over the bridge.
+
+    arrange: two plain containers, two runners. act: TCP over link-local. assert: only the
+    plain ones talk.
+    """
     # Arrange and act: the baseline, containers on the bridge as the profile makes them.
     first, second = plain(), plain()
     assert connect(first, second) == "hello"
@@ -234,9 +237,14 @@ def test_runners_cannot_reach_each_other(plain: Callable[[], Any], runner: Calla
         assert eth0["network"].startswith("grtiso")
 
 
-def test_a_runner_cannot_forge_its_mac_address(plain: Callable[[], Any], runner: Callable[[], Any]):
-    """arrange: a plain container capturing raw frames, a runner. act: the runner sends frames
-    from its own and from a forged MAC. assert: only the genuine one arrives."""
+def test_a_runner_cannot_forge_its_mac_address(
+    plain: Callable[[], Any], runner: Callable[[], Any]
+):
+    """A runner's frames from a forged MAC address are dropped.
+
+    arrange: a plain container capturing raw frames, a runner. act: the runner sends frames
+    from its own and from a forged MAC. assert: only the genuine one arrives.
+    """
     # Arrange: the plain container is not port-isolated, so a runner's frames may reach it.
     witness, sender = plain(), runner()
     start_in_background(witness, CAPTURE, "/root/capture.py")

@@ -716,9 +716,7 @@ def render_vm(tmp_path: Path, clock: FakeClock, **overrides: Any) -> str:
     )
 
 
-def test_script_prepares_the_original_runner_environment(
-    tmp_path: Path, clock: FakeClock
-) -> None:
+def test_script_prepares_the_original_runner_environment(tmp_path: Path, clock: FakeClock) -> None:
     script = render(tmp_path, clock)
     main = script[script.index("main() {") :]
 
@@ -753,9 +751,7 @@ def test_vm_image_gets_the_hwe_kernel(tmp_path: Path, clock: FakeClock) -> None:
     ):
         os_release.write_text(release)
         calls.unlink(missing_ok=True)
-        completed = bash(
-            script, tmp_path, f"{fake_apt}OS_RELEASE={os_release} install_hwe_kernel"
-        )
+        completed = bash(script, tmp_path, f"{fake_apt}OS_RELEASE={os_release} install_hwe_kernel")
         assert completed.returncode == 0, completed.stderr
         assert calls.read_text() == expected
 
