@@ -26,7 +26,7 @@ UTC = datetime.timezone.utc
 class FakeHost:
     """A machine with LXD, memory and Juju storage as plain attributes."""
 
-    def __init__(self) -> None:
+    def __init__(self, app: str | None = None) -> None:
         self.installed = True
         self.initialised = True
         self.machine_name = "x86_64"
@@ -40,8 +40,8 @@ class FakeHost:
         self.firewall_error: Exception | None = None
         # The host's calls when the firewall was first applied: the host is prepared first.
         self.calls_before_firewall: list[str] | None = None
-        self.app: str | None = None
-        self.storage_pool = host.LEGACY_STORAGE_POOL
+        self.app = app
+        self.storage_pool = host.scoped_name(app) if app else host.LEGACY_STORAGE_POOL
         self.lxd_proxy: tuple[str | None, str | None, str | None] = (None, None, None)
 
     def for_app(self, app: str | None = None) -> FakeHost:
