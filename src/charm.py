@@ -204,8 +204,6 @@ class GithubRunnerCharm(ops.CharmBase):
         # the runners already running. A failure is a host error (firewall.FirewallError).
         if self._host.ensure_firewall(state.config.denylist):
             logger.info("the runners' egress firewall (denylist) was applied or changed")
-        if self._host.ensure_lxd_proxy(state.proxy.http, state.proxy.https, state.proxy.no_proxy):
-            logger.info("the LXD daemon's proxy settings follow the model's proxy")
         storage = state.config.runner_storage.value
         self._host.check_storage(storage, state.required_storage)
         if self._host.ensure_runner_storage(storage, state.required_storage):
@@ -220,6 +218,9 @@ class GithubRunnerCharm(ops.CharmBase):
         config_changed = self._manager.ensure_config(manager_config, state.token)
         if self._manager.ensure_units(state.config.check_interval):
             logger.info("the runner manager's timer was installed or changed")
+        # The daemon pulls the image build's source itself: it needs the model's proxy first.
+        if self._host.ensure_lxd_proxy(state.proxy.http, state.proxy.https, state.proxy.no_proxy):
+            logger.info("the LXD daemon's proxy settings follow the model's proxy")
         self._ensure_image_build(manager_config)
         if self._host.ensure_logrotate():
             logger.info("logrotate configuration of the metrics log written")
