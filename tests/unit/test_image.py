@@ -730,6 +730,18 @@ def test_script_prepares_the_original_runner_environment(tmp_path: Path, clock: 
     assert "install_hwe_kernel" not in script
 
 
+def test_yarn_that_npm_cannot_install_does_not_stop_the_build(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    snippet = "npm() { return 1; }\ninstall_yarn\necho reached"
+
+    completed = bash(render(tmp_path, clock), tmp_path, f"PATH=/nonexistent\n{snippet}")
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.endswith("reached\n")
+    assert "the image has no yarn" in completed.stderr
+
+
 def test_yarn_needs_npm(tmp_path: Path, clock: FakeClock) -> None:
     script = render(tmp_path, clock, image={"packages": ["git"]})
 
