@@ -266,3 +266,20 @@ def test_a_runner_cannot_forge_its_mac_address(
     sources = {line.split()[0] for line in frames}
     assert genuine in sources, frames
     assert forged not in sources, frames
+
+
+def test_br_netfilter_is_active_and_listed_for_boot(tmp_path: Any) -> None:
+    """The host step on this machine's kernel (which has the module built in: no modprobe).
+
+    arrange: a modules-load directory of the test's own. act: the step, twice. assert: bridged
+    traffic is filtered now, the module is listed for boot, and the second run changes nothing.
+    """
+    runner_host = host.Host(modules_load_dir=tmp_path / "modules-load.d")
+
+    assert runner_host.ensure_br_netfilter()
+    assert not runner_host.ensure_br_netfilter()
+
+    conf = (tmp_path / "modules-load.d" / "github-runner.conf").read_text()
+    assert "br_netfilter" in conf.splitlines()
+    with open("/proc/sys/net/bridge/bridge-nf-call-iptables", encoding="utf-8") as setting:
+        assert setting.read().strip() == "1"
