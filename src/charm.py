@@ -94,7 +94,7 @@ class GithubRunnerCharm(ops.CharmBase):
         super().__init__(framework)
         self._stored.set_default(converged="", flushed=False)
         unit_number = int(self.unit.name.rsplit("/", 1)[1])
-        self._host = host.Host()
+        self._host = host.Host(app=self.app.name)
         self._manager = service.ManagerService(
             service.ManagerPaths.for_unit(self.app.name, unit_number), Path(self.charm_dir)
         )
@@ -281,11 +281,14 @@ class GithubRunnerCharm(ops.CharmBase):
             state_dir=paths.state_dir,
             token_file=paths.token_file,
             report_file=paths.report_file,
-            storage_pool=host.STORAGE_POOL,
+            storage_pool=self._host.storage_pool,
         )
         config_changed = self._manager.ensure_config(manager_config, state.token)
         if self._manager.ensure_units(state.config.check_interval):
             logger.info("the runner manager's timer was installed or changed")
+        # The daemon pulls the image build's source itself: it needs the model's proxy first.
+        if self._host.ensure_lxd_proxy(state.proxy.http, state.proxy.https, state.proxy.no_proxy):
+            logger.info("the LXD daemon's proxy settings follow the model's proxy")
         self._ensure_image_build(manager_config)
         if self._host.ensure_logrotate():
             logger.info("logrotate configuration of the metrics log written")

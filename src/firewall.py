@@ -39,7 +39,7 @@ import host
 logger = logging.getLogger(__name__)
 
 NETWORK = host.FIREWALL_NETWORK
-ACL = host.FIREWALL_ACL
+ACL = host.LEGACY_FIREWALL_ACL
 ACL_DESCRIPTION = "github-runner: the runners' egress firewall (managed by the charm)"
 ACLS_KEY = "security.acls"
 DEFAULT_EGRESS_KEY = "security.acls.default.egress.action"
@@ -236,6 +236,49 @@ class Firewall:
             raise FirewallError(
                 f"cannot attach the ACL {self.acl} to the LXD network {self.network}: {exc}"
             ) from None
+        return True
+
+    def retire(self, acl: str) -> bool:
+        """Detach an ACL the charm made under another name from the bridge, and delete it.
+
+        Only an ACL that carries the charm's description is touched; an ACL another
+        application's units still attach to another bridge stays (LXD refuses to delete it).
+
+        Args:
+            acl: the ACL's name (the fixed name of earlier versions).
+
+        Returns:
+            Whether the bridge changed.
+
+        Raises:
+            FirewallError: if LXD refuses to detach it.
+        """
+        lxc = self._lxc()
+        network_config = self._network_config(lxc)
+        attached = [name.strip() for name in network_config.get(ACLS_KEY, "").split(",")]
+        if acl not in attached:
+            return False
+        argv = [lxc, "network", "acl", "show", acl]
+        try:
+            current: Any = host.parse_output(self._run(argv, timeout=60), argv)
+        except host.HostError:
+            return False
+        if (current or {}).get("description") != ACL_DESCRIPTION:
+            return False
+        remaining = ",".join(name for name in attached if name and name != acl)
+        logger.info("detaching the ACL %s of an earlier version from %s", acl, self.network)
+        try:
+            self._run(
+                [lxc, "network", "set", self.network, f"{ACLS_KEY}={remaining}"], timeout=120
+            )
+        except host.CommandError as exc:
+            raise FirewallError(
+                f"cannot detach the ACL {acl} from the LXD network {self.network}: {exc}"
+            ) from None
+        try:
+            self._run([lxc, "network", "acl", "delete", acl], timeout=60)
+        except host.CommandError as exc:
+            logger.info("the ACL %s stays: %s", acl, exc.stderr.strip())
         return True
 
     def apply(self, denylist: Iterable[ipaddress.IPv4Network]) -> bool:

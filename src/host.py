@@ -16,6 +16,7 @@ its driver: moving running runners between drivers is not worth the risk.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import json
 import logging
@@ -33,10 +34,19 @@ from charmlibs import apt, snap
 
 logger = logging.getLogger(__name__)
 
+# The fixed names of the runners' storage pool and firewall ACL before they were scoped by
+# application: a host prepared by an earlier version still has them (see `Host`).
 STORAGE_POOL = "runner"
-# The bridge PRESEED creates, and the LXD network ACL on it that holds the runners' egress rules.
-FIREWALL_NETWORK = "lxdbr0"
 FIREWALL_ACL = "github-runner"
+LEGACY_STORAGE_POOL = STORAGE_POOL
+LEGACY_FIREWALL_ACL = FIREWALL_ACL
+# The bridge PRESEED creates; the runners' egress ACLs are attached to it.
+FIREWALL_NETWORK = "lxdbr0"
+# Names of LXD network ACLs (and, here, storage pools): 1 to 63 letters, digits and hyphens.
+LXD_NAME_MAX = 63
+SCOPED_PREFIX = "github-runner-"
+# The LXD tag naming a runner's unit (`<app>/<number>`), as the runner manager sets it.
+UNIT_TAG = "user.github-runner.unit"
 RAM_DIR = Path("/storage/ram")
 JUJU_STORAGE_DIR = Path("/storage/juju")
 MEMORY = "memory"
@@ -92,6 +102,14 @@ _TMPFS_SIZE_RE = re.compile(r"(?:^|,)size=(\d+)k(?:,|$)")
 
 LOGROTATE_FILE = Path("/etc/logrotate.d/github-runner-metrics")
 METRICS_LOG = Path("/var/log/github-runner-metrics.log")
+# The LXD daemon's own proxy settings (it pulls images itself) and the record of what the charm
+# set there, so that it unsets only its own values when the model's proxy goes.
+LXD_PROXY_KEYS = ("core.proxy_http", "core.proxy_https", "core.proxy_ignore_hosts")
+LXD_PROXY_RECORD = Path("/var/lib/github-runner/lxd-proxy.json")
+# The kernel module making bridged traffic go through the host's netfilter (as the original
+# charm loaded it), and the file loading it at boot.
+BR_NETFILTER = "br_netfilter"
+MODULES_LOAD_FILE = "github-runner.conf"
 
 
 def logrotate_config(log_path: Path) -> str:
@@ -284,6 +302,32 @@ def find_tool(name: str, directories: Sequence[Path] = TOOL_DIRS) -> str | None:
     return None
 
 
+def scoped_name(app: str) -> str:
+    """The name of an application's own LXD objects (its storage pool and firewall ACL).
+
+    Two applications on one machine (one per repository, say) must not share them: each
+    application's denylist and runner storage are its own.
+
+    Args:
+        app: the Juju application name.
+
+    Returns:
+        `github-runner-<app>`, made of letters, digits and hyphens; an application name too long
+        for LXD's 63 characters is cut and ends with a hash of the whole name, so that two long
+        names stay apart.
+    """
+    safe = re.sub(r"[^A-Za-z0-9-]+", "-", app).strip("-") or "app"
+    name = f"{SCOPED_PREFIX}{safe}"
+    if len(name) <= LXD_NAME_MAX:
+        return name
+    digest = hashlib.sha256(app.encode()).hexdigest()[:8]
+    return f"{name[: LXD_NAME_MAX - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+def _safe_dir_name(app: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", app).strip(".-") or "app"
+
+
 class _Mount(NamedTuple):
     device: str
     fstype: str
@@ -314,9 +358,11 @@ class Host:
         self,
         run: CommandRunner = run_command,
         *,
+        app: str | None = None,
         binary_dirs: Sequence[Path] = BINARY_DIRS,
         tool_dirs: Sequence[Path] = TOOL_DIRS,
-        storage_pool: str = STORAGE_POOL,
+        storage_pool: str | None = None,
+        firewall_acl: str | None = None,
         ram_dir: Path = RAM_DIR,
         juju_storage_dir: Path = JUJU_STORAGE_DIR,
         proc_dir: Path = Path("/proc"),
@@ -325,15 +371,27 @@ class Host:
         machine: Callable[[], str] = platform.machine,
         install_snap: Callable[[str, str], None] = _install_snap,
         install_debs: Callable[[list[str]], None] = _install_debs,
+        modules_load_dir: Path = Path("/etc/modules-load.d"),
+        lxd_proxy_record: Path = LXD_PROXY_RECORD,
     ):
         """Describe the host; every system access can be replaced for tests.
 
+        With an application name, the runners' storage pool and firewall ACL are the
+        application's own (`scoped_name`), and memory runner storage is a tmpfs of its own under
+        `ram_dir`. A pool an earlier version made under the fixed name `runner` keeps serving
+        the application that owns it (LXD cannot rename a pool; see `ensure_runner_storage`).
+
         Args:
             run: the command runner.
+            app: the Juju application name; None keeps the fixed names of earlier versions.
             binary_dirs: where to look for `lxc` and `lxd`, in order.
             tool_dirs: where to look for system tools (`mkfs.btrfs`, `losetup`, `btrfs`).
-            storage_pool: the name of the runners' LXD storage pool.
-            ram_dir: the tmpfs mount point of memory runner storage.
+            storage_pool: the name of the runners' LXD storage pool (derived from `app` by
+                default).
+            firewall_acl: the name of the runners' LXD network ACL (derived from `app` by
+                default).
+            ram_dir: where memory runner storage is mounted (the application's own directory
+                under it when `app` is given).
             juju_storage_dir: where Juju mounts the `runner` storage.
             proc_dir: /proc (for mounts and meminfo).
             os_release: /etc/os-release.
@@ -341,12 +399,21 @@ class Host:
             machine: returns the machine architecture.
             install_snap: installs a snap from a channel.
             install_debs: installs Debian packages.
+            modules_load_dir: where systemd reads the kernel modules to load at boot.
+            lxd_proxy_record: where the LXD proxy settings the charm made are recorded.
         """
         self._run = run
+        self._app = app
         self._binary_dirs = tuple(binary_dirs)
         self._tool_dirs = tuple(tool_dirs)
-        self.storage_pool = storage_pool
-        self._ram_dir = ram_dir
+        scoped = scoped_name(app) if app else None
+        self.storage_pool = storage_pool or scoped or LEGACY_STORAGE_POOL
+        self.firewall_acl = firewall_acl or scoped or LEGACY_FIREWALL_ACL
+        self._legacy_ram_dir = ram_dir
+        self._ram_dir = ram_dir / _safe_dir_name(app) if app else ram_dir
+        self._legacy_checked = False
+        self._modules_load_dir = modules_load_dir
+        self._lxd_proxy_record = lxd_proxy_record
         self._juju_storage_dir = juju_storage_dir
         self._proc_dir = proc_dir
         self._os_release = os_release
@@ -400,9 +467,9 @@ class Host:
         """Return where a pool of this driver lives on this runner storage."""
         return self._pool_mount(kind) if driver == BTRFS else self._source_dir(kind)
 
-    def _pool(self) -> _Pool | None:
-        """Return the driver and source of the runners' pool, or None when there is none."""
-        argv = [self._lxc(), "storage", "show", self.storage_pool]
+    def _pool(self, name: str | None = None) -> _Pool | None:
+        """Return the driver and source of a pool (the runners'), or None when there is none."""
+        argv = [self._lxc(), "storage", "show", name or self.storage_pool]
         try:
             output = self._run(argv, timeout=60)
         except CommandError:
@@ -410,6 +477,75 @@ class Host:
         data: Any = parse_output(output, argv)
         source = (data.get("config") or {}).get("source")
         return _Pool(str(data.get("driver") or ""), str(source) if source else "")
+
+    def _legacy_sources(self, kind: str) -> set[str]:
+        """Where an earlier version put a pool of this runner storage (dir or btrfs)."""
+        directory = self._legacy_ram_dir if kind == MEMORY else self._juju_storage_dir
+        return {str(directory), str(directory / POOL_MOUNT)}
+
+    def _pool_apps(self, name: str) -> set[str]:
+        """The applications whose runner instances have their root disk on a pool."""
+        try:
+            data: Any = json.loads(
+                self._run([self._lxc(), "query", f"/1.0/storage-pools/{name}"], timeout=60) or "{}"
+            )
+        except (CommandError, ValueError):
+            return set()
+        apps = set()
+        for url in data.get("used_by") or []:
+            if not str(url).startswith("/1.0/instances/"):
+                continue
+            try:
+                instance: Any = json.loads(
+                    self._run([self._lxc(), "query", str(url)], timeout=60) or "{}"
+                )
+            except (CommandError, ValueError):
+                continue
+            unit = str((instance.get("config") or {}).get(UNIT_TAG) or "")
+            if unit:
+                apps.add(unit.rsplit("/", 1)[0])
+        return apps
+
+    def _adopt_legacy_pool(self, kind: str | None) -> None:
+        """Keep using the pool an earlier version made under the fixed name, when it is ours.
+
+        LXD cannot rename a storage pool, and its runners' disks are on it: the application
+        that owns it goes on using it. It is ours when it sits where this application's runner
+        storage of that kind was (`kind` given: the storage the configuration asks for) or when
+        runners of this application live on it (`kind` None: nothing is known yet), and never
+        when another application's runners live on it.
+        """
+        if self._legacy_checked or not self._app or self.storage_pool == LEGACY_STORAGE_POOL:
+            return
+        if self._pool() is not None:
+            self._legacy_checked = True
+            return
+        legacy = self._pool(LEGACY_STORAGE_POOL)
+        if legacy is None:
+            self._legacy_checked = True
+            return
+        apps = self._pool_apps(LEGACY_STORAGE_POOL)
+        if apps - {self._app}:
+            self._legacy_checked = True
+            return
+        if kind is None:
+            owned = self._app in apps
+            kinds = [k for k in (MEMORY, JUJU_STORAGE) if legacy.source in self._legacy_sources(k)]
+            if not owned or not kinds:
+                return
+            kind = kinds[0]
+        elif legacy.source not in self._legacy_sources(kind):
+            return
+        self._legacy_checked = True
+        logger.info(
+            "the LXD storage pool %s made by an earlier version (on %s) keeps serving the "
+            "runners of %s",
+            LEGACY_STORAGE_POOL,
+            legacy.source,
+            self._app,
+        )
+        self.storage_pool = LEGACY_STORAGE_POOL
+        self._ram_dir = self._legacy_ram_dir
 
     def runner_storage_in_use(self) -> str | None:
         """Tell which runner storage the host already has, from the runners' pool source.
@@ -420,6 +556,7 @@ class Host:
         """
         if not self.lxd_installed():
             return None
+        self._adopt_legacy_pool(None)
         pool = self._pool()
         if pool is None:
             return None
@@ -505,7 +642,7 @@ class Host:
         """Install LXD when missing and initialise it when it was never initialised.
 
         An LXD that is already initialised is never initialised again: its pools, networks and
-        profiles may be in use.
+        profiles may be in use. `br_netfilter` is loaded too (`ensure_br_netfilter`).
 
         Returns:
             Whether anything was installed or initialised.
@@ -535,6 +672,8 @@ class Host:
             logger.info("initialising LXD")
             self._run([lxd, "init", "--preseed"], input_text=PRESEED, timeout=300)
             changed = True
+        if self.ensure_br_netfilter():
+            logger.info("br_netfilter is loaded now and at boot")
         return changed
 
     def _mount(self, path: Path) -> _Mount | None:
@@ -582,6 +721,106 @@ class Host:
                 return False
         return True
 
+    def ensure_br_netfilter(self) -> bool:
+        """Load `br_netfilter` now and at every boot, as the original charm did.
+
+        With it, traffic crossing the runners' bridge also goes through the host's IP filtering
+        (LXD's ACLs among it). A host whose kernel has it built in, or that cannot load it (a
+        machine that is itself a container), is left as it is with a warning: the runners' NIC
+        filtering and port isolation do not depend on it.
+
+        Returns:
+            Whether the module was loaded or the boot file written.
+        """
+        changed = False
+        conf = self._modules_load_dir / MODULES_LOAD_FILE
+        content = f"# Written by the github-runner charm.\n{BR_NETFILTER}\n"
+        try:
+            if not conf.exists() or conf.read_text(encoding="utf-8") != content:
+                conf.parent.mkdir(parents=True, exist_ok=True)
+                conf.write_text(content, encoding="utf-8")
+                changed = True
+        except OSError as exc:
+            logger.warning("cannot write %s: %s", conf, exc)
+        if (self._proc_dir / "sys/net/bridge").is_dir():
+            return changed
+        modprobe = find_tool("modprobe", self._tool_dirs)
+        try:
+            if modprobe is None:
+                raise HostError("the modprobe command is missing")
+            self._run([modprobe, BR_NETFILTER], timeout=60)
+        except HostError as exc:
+            logger.warning("cannot load %s: %s", BR_NETFILTER, exc)
+            return changed
+        logger.info("loaded the %s kernel module", BR_NETFILTER)
+        return True
+
+    def _lxd_config(self, lxc: str) -> dict[str, str]:
+        argv = [lxc, "query", "/1.0"]
+        data: Any = parse_output(self._run(argv, timeout=60), argv)
+        return {str(k): str(v) for k, v in (data.get("config") or {}).items()}
+
+    def ensure_lxd_proxy(self, http: str | None, https: str | None, no_proxy: str | None) -> bool:
+        """Give the LXD daemon the model's proxy: it pulls the runner image's source itself.
+
+        Sets `core.proxy_http`, `core.proxy_https` and `core.proxy_ignore_hosts`. When the
+        model's proxy goes, only the values the charm set (and that nobody changed since) are
+        unset: an operator's own settings are left alone. LXD's configuration is the whole
+        machine's, so two applications on one machine should share a model proxy.
+
+        Args:
+            http: the model's HTTP proxy, or None.
+            https: the model's HTTPS proxy, or None.
+            no_proxy: hosts reached without the proxy, or None.
+
+        Returns:
+            Whether LXD's configuration changed.
+
+        Raises:
+            HostError: if LXD cannot be read or refuses a value.
+        """
+        lxc = self._lxc()
+        wanted = dict(zip(LXD_PROXY_KEYS, (http or "", https or "", no_proxy or ""), strict=True))
+        try:
+            recorded: Any = json.loads(self._lxd_proxy_record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            recorded = {}
+        if not isinstance(recorded, dict):
+            recorded = {}
+        current = self._lxd_config(lxc)
+        changes = {}
+        for key, value in wanted.items():
+            have = current.get(key, "")
+            if value and have != value:
+                changes[key] = value
+            elif not value and have and recorded.get(key) == have:
+                changes[key] = ""
+        if changes:
+            logger.info(
+                "setting the LXD daemon's proxy (%s) from the model's proxy",
+                ", ".join(
+                    f"{key}={'set' if value else 'unset'}" for key, value in changes.items()
+                ),
+            )
+            for key, value in changes.items():
+                if value:
+                    self._run([lxc, "config", "set", key, value], timeout=60)
+                else:
+                    self._run([lxc, "config", "unset", key], timeout=60)
+        record = {key: value for key, value in wanted.items() if value}
+        if record != recorded:
+            try:
+                self._lxd_proxy_record.parent.mkdir(parents=True, exist_ok=True)
+                # It may hold proxy credentials: root only.
+                descriptor = os.open(
+                    self._lxd_proxy_record, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
+                )
+                with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                    json.dump(record, file)
+            except OSError as exc:
+                raise HostError(f"cannot write {self._lxd_proxy_record}: {exc}") from exc
+        return bool(changes)
+
     def ensure_logrotate(
         self, config_file: Path = LOGROTATE_FILE, log_path: Path = METRICS_LOG
     ) -> bool:
@@ -609,16 +848,19 @@ class Host:
         self,
         denylist: Iterable[ipaddress.IPv4Network],
         network: str = FIREWALL_NETWORK,
-        acl: str = FIREWALL_ACL,
+        acl: str | None = None,
     ) -> bool:
         """Make the runners' bridge reject their traffic to the host and to the denylist.
 
-        See `firewall.Firewall`; it runs its commands through this host's runner.
+        See `firewall.Firewall`; it runs its commands through this host's runner. The ACL is the
+        application's own; the one an earlier version attached under the fixed name
+        `github-runner` is detached from the bridge and deleted once the application's own
+        holds the rules (so a denylist entry removed since does not stay enforced).
 
         Args:
             denylist: networks the runners must not reach.
             network: the bridge (the one PRESEED creates).
-            acl: the name of the LXD network ACL the charm owns.
+            acl: the name of the LXD network ACL the charm owns (this host's by default).
 
         Returns:
             Whether the ACL or the bridge changed.
@@ -629,13 +871,18 @@ class Host:
         # Imported here: firewall builds on this module's runner and errors.
         import firewall
 
-        return firewall.Firewall(
+        name = acl or self.firewall_acl
+        wall = firewall.Firewall(
             network,
-            acl,
+            name,
             self._run,
             binary_dirs=self._binary_dirs,
             tool_dirs=self._tool_dirs,
-        ).apply(denylist)
+        )
+        changed = wall.apply(denylist)
+        if name != LEGACY_FIREWALL_ACL:
+            changed = wall.retire(LEGACY_FIREWALL_ACL) or changed
+        return changed
 
     def _tool(self, name: str) -> str:
         tool = find_tool(name, self._tool_dirs)
@@ -769,6 +1016,7 @@ class Host:
             HostError: if a command fails.
             StorageError: if the pool exists on another source.
         """
+        self._adopt_legacy_pool(kind)
         pool = self._pool()
         btrfs = pool.driver == BTRFS if pool is not None else self.btrfs_usable()
         size = required

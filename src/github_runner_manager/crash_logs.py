@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from .errors import LxdError
+from .image import RUNNER_USER
 from .lxd import LxdClient
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ SIZE_LIMIT = 20 * 1024 * 1024
 _STAGING = "/tmp/github-runner-crash-logs"  # noqa: S108 - inside the runner instance
 _COLLECT = (
     f"rm -rf {_STAGING} && mkdir -p {_STAGING} && "
-    f"(tar -C /home/runner/actions-runner -czf - _diag 2>/dev/null | head -c {SIZE_LIMIT} "
+    f"(tar -C /home/{RUNNER_USER}/actions-runner -czf - _diag 2>/dev/null | head -c {SIZE_LIMIT} "
     f"> {_STAGING}/diag.tar.gz; "
     f"journalctl -b --no-pager -o short-iso 2>&1 | tail -c {SIZE_LIMIT} > {_STAGING}/journal.log; "
     "true)"

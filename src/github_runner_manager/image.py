@@ -61,6 +61,12 @@ DEFAULT_PACKAGES = (
     "unzip",
     "wget",
 )
+# The user jobs run as, as in the original charm (its home is the runner's home).
+RUNNER_USER = "ubuntu"
+# Run by docker.service at every start in the image: accept everything in DOCKER-USER, once.
+DOCKER_USER_ACCEPT = (
+    "iptables -C DOCKER-USER -j ACCEPT 2>/dev/null || iptables -I DOCKER-USER -j ACCEPT"
+)
 # `<remote>:<series>` sources, as in `lxc launch ubuntu:jammy`.
 REMOTES = {
     "ubuntu": "https://cloud-images.ubuntu.com/releases",
@@ -528,6 +534,10 @@ class ImageBuilder:
             environment=environment,
             yq_downloads=yq_downloads(config),
             aproxy=config.proxy.aproxy,
+            runner_user=RUNNER_USER,
+            yarn="npm" in packages(config),
+            hwe_kernel=instance_type is InstanceType.VIRTUAL_MACHINE,
+            docker_user_accept=DOCKER_USER_ACCEPT,
             attempts=ATTEMPTS,
             retry_delay=RETRY_DELAY,
         )

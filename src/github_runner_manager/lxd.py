@@ -46,6 +46,16 @@ TAG_BUILDER = "user.github-runner.image-builder"
 IMAGE_PULL_TIMEOUT = 1800.0
 # Long operations are waited for in slices of this many seconds (each one LXD call).
 WAIT_SLICE = 60.0
+# Set on every bridged NIC of the manager's instances, as the original charm set them on the
+# default profile's eth0: no instance can spoof another's MAC or IP address, and no two of them
+# can exchange traffic over the bridge (the kernel's bridge port isolation). LXD enforces them
+# on the host (nftables bridge rules and the veth's `isolated` flag), out of a job's reach.
+NIC_ISOLATION = {
+    "security.mac_filtering": "true",
+    "security.ipv4_filtering": "true",
+    "security.ipv6_filtering": "true",
+    "security.port_isolation": "true",
+}
 
 # The most characters of LXD's own text an error message keeps. LXD's failure text can hold the
 # whole output of the tool that failed (an unpack that ran out of space names every file it could
@@ -124,6 +134,8 @@ class InstanceSpec:
         ephemeral: LXD deletes an ephemeral instance when it stops.
         image_server: a simplestreams image server to pull `image` from; None for an image
             already on this LXD.
+        isolate_network: whether every bridged NIC gets `NIC_ISOLATION` (see
+            `isolated_nics`).
     """
 
     name: str
@@ -134,6 +146,7 @@ class InstanceSpec:
     devices: dict[str, dict[str, str]]
     ephemeral: bool = True
     image_server: str | None = None
+    isolate_network: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,6 +290,49 @@ def loopback_proxy_devices(urls: Sequence[str | None]) -> dict[str, dict[str, st
             "bind": "instance",
         }
     return devices
+
+
+def isolated_nics(
+    profile_devices: Sequence[dict[str, dict[str, str]]],
+    devices: dict[str, dict[str, str]],
+    network_type: Callable[[str], str | None],
+) -> dict[str, dict[str, str]]:
+    """The instance's devices with `NIC_ISOLATION` on each of its bridged NICs.
+
+    A NIC usually comes from a profile (`eth0` of `default`): it is copied into the instance's
+    own devices under the same name, which overrides the profile's, with the options added. An
+    option the operator set (say `security.port_isolation: "false"` in a profile) is kept.
+
+    Args:
+        profile_devices: the devices of the instance's profiles, in the order LXD applies them.
+        devices: the instance's own devices.
+        network_type: the type of a managed network (`bridge`, `macvlan`, `ovn`...), None when
+            unknown; only bridged NICs take these options.
+
+    Returns:
+        The instance's devices, with the NICs it would get from profiles made explicit.
+    """
+    expanded: dict[str, dict[str, str]] = {}
+    for profile in profile_devices:
+        expanded.update(profile)
+    expanded.update(devices)
+    result = {name: dict(device) for name, device in devices.items()}
+    for name, device in expanded.items():
+        if device.get("type") != "nic":
+            continue
+        if device.get("network"):
+            bridged = network_type(device["network"]) == "bridge"
+        else:
+            bridged = device.get("nictype") == "bridged"
+        if not bridged:
+            logger.warning(
+                "the NIC %s is not on an LXD bridge: runners on it are not isolated from "
+                "each other",
+                name,
+            )
+            continue
+        result[name] = {**NIC_ISOLATION, **device}
+    return result
 
 
 def wait_until_booted(
@@ -424,6 +480,12 @@ class PylxdClient:
             "devices": {name: dict(device) for name, device in spec.devices.items()},
         }
         try:
+            if spec.isolate_network:
+                request["devices"] = isolated_nics(
+                    [self._profile_devices(profile) for profile in spec.profiles],
+                    spec.devices,
+                    self._network_type,
+                )
             if spec.image_server:
                 # Pulling from an image server may take far longer than one LXD call.
                 response = self._client.api.instances.post(json=request)
@@ -432,6 +494,18 @@ class PylxdClient:
                 self._client.instances.create(request, wait=True)
         except (*_LXD_ERRORS, ValueError, KeyError, LxdError) as exc:
             raise lxd_error(f"cannot create instance {spec.name}", exc) from exc
+
+    def _profile_devices(self, name: str) -> dict[str, dict[str, str]]:
+        """The devices of a profile of the project."""
+        profile = self._client.profiles.get(name)
+        return {key: dict(device) for key, device in (profile.devices or {}).items()}
+
+    def _network_type(self, name: str) -> str | None:
+        """The type of a managed network, or None when LXD does not know it."""
+        try:
+            return str(self._client.networks.get(name).type)
+        except pylxd.exceptions.NotFound:
+            return None
 
     def _instance(self, name: str) -> Any:
         try:

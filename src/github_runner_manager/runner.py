@@ -27,7 +27,7 @@ from .config import RUNNER_SUFFIX_HEX, ManagerConfig
 from .errors import RunnerCreateError, RunnerManagerError
 from .exchange import Installed, RunnerExchange
 from .github import GitHubClient
-from .image import runner_image
+from .image import RUNNER_USER, runner_image
 from .lxd import (
     TAG_CONFIG_HASH,
     TAG_CREATED_AT,
@@ -44,7 +44,6 @@ from .templates import TemplateRenderer
 
 logger = logging.getLogger(__name__)
 
-RUNNER_USER = "runner"
 DIST_DIR = "/opt/github-runner"
 DOCKER_DAEMON_PATH = "/etc/docker/daemon.json"
 DOCKER_PROXY_DROPIN = "/etc/systemd/system/docker.service.d/http-proxy.conf"

@@ -65,12 +65,27 @@ SRC_DIR = CHARM_DIR / "src"
 # ----- a stub Debian repository behind an HTTP proxy on loopback ----------------------------
 
 
+# The stub npm records its calls and "installs" a stub yarn: the build's npm step runs for real.
+NPM_STUB = """#!/bin/sh
+echo "$*" >> /var/log/grt-npm-calls
+if [ "$*" = "install --global yarn" ]; then
+    printf '#!/bin/sh\\necho 1.22.22-grt-stub\\n' > /usr/local/bin/yarn
+    chmod 0755 /usr/local/bin/yarn
+fi
+"""
+STUB_FILES = {"npm": {"usr/bin/npm": NPM_STUB}}
+
+
 def build_stub_deb(work: Path, package: str, arch: str = "all") -> Path:
-    """Build an empty Debian package named `package` with dpkg-deb."""
+    """Build a Debian package named `package` with dpkg-deb: empty, or with STUB_FILES."""
     root = work / f"{package}-root"
     (root / "DEBIAN").mkdir(parents=True)
     (root / "usr/share/doc" / package).mkdir(parents=True)
     (root / "usr/share/doc" / package / "README.stub").write_text(f"stub of {package}\n")
+    for path, content in STUB_FILES.get(package, {}).items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(content)
+        (root / path).chmod(0o755)
     (root / "DEBIAN/control").write_text(
         f"Package: {package}\n"
         f"Version: {STUB_VERSION}\n"
@@ -358,6 +373,18 @@ def test_build_installs_the_packages_through_the_loopback_apt_proxy(
         assert out("systemctl", "is-enabled", timer)[1] == "masked"
     assert out("/usr/bin/yq")[1] == "yq (github-runner test stub) version v4"
     assert out("getent", "group", "docker")[0] == 0
+    # The original charm's runner environment: the ubuntu user in docker and microk8s, python,
+    # yarn (installed through npm), and docker's DOCKER-USER chain accepting traffic.
+    assert out("getent", "passwd", "ubuntu")[1].split(":")[5] == "/home/ubuntu"
+    assert {"docker", "microk8s"} <= set(out("id", "-nG", "ubuntu")[1].split())
+    assert out("readlink", "/usr/bin/python")[1] == "python3"
+    assert out("python", "-c", "import sys; print(sys.version_info[0])")[1] == "3"
+    assert out("cat", "/var/log/grt-npm-calls")[1].splitlines()[0] == "install --global yarn"
+    assert out("yarn")[1] == "1.22.22-grt-stub"
+    drop_in = adapter.pull_file(
+        instance.name, "/etc/systemd/system/docker.service.d/github-runner-docker-user.conf"
+    ).decode()
+    assert "ExecStartPost=/bin/sh -c 'iptables -C DOCKER-USER -j ACCEPT" in drop_in
     apt_conf = adapter.pull_file(instance.name, "/etc/apt/apt.conf.d/90github-runner-proxy")
     assert f'Acquire::http::Proxy "{repo_proxy.url}";' in apt_conf.decode()
     environment = adapter.pull_file(instance.name, "/etc/environment").decode()

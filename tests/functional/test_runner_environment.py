@@ -151,10 +151,10 @@ def test_proxy_and_mirror_reach_the_runner(emulator, tmp_path, lxd_client: pylxd
             return str(run_in(instance, ["cat", path]).stdout)
 
         environment = read("/etc/environment")
-        runner_env = read("/home/runner/actions-runner/.env")
+        runner_env = read("/home/ubuntu/actions-runner/.env")
         daemon = json.loads(read("/etc/docker/daemon.json"))
-        client = json.loads(read("/home/runner/.docker/config.json"))
-        owner = run_in(instance, ["stat", "-c", "%U", "/home/runner/.docker/config.json"]).stdout
+        client = json.loads(read("/home/ubuntu/.docker/config.json"))
+        owner = run_in(instance, ["stat", "-c", "%U", "/home/ubuntu/.docker/config.json"]).stdout
     finally:
         run_cli(config_file, "flush", "--busy", "--no-reconcile")
 
@@ -163,7 +163,7 @@ def test_proxy_and_mirror_reach_the_runner(emulator, tmp_path, lxd_client: pylxd
     assert "DOCKERHUB_MIRROR=https://mirror.example.invalid" in runner_env
     assert daemon == {"registry-mirrors": ["https://mirror.example.invalid"]}
     assert client["proxies"]["default"]["httpsProxy"] == "http://127.0.0.1:3128"
-    assert owner.strip() == "runner"
+    assert owner.strip() == "ubuntu"
 
 
 def test_aproxy_rules_are_valid_nftables(emulator, tmp_path):
@@ -221,7 +221,7 @@ def test_tmate_server_reaches_new_runners_and_leaves_with_the_relation(
         wait_online(emulator, 1)
         instance = lxd_client.instances.get(created[0])
         environment = str(run_in(instance, ["cat", "/etc/environment"]).stdout)
-        runner_env = str(run_in(instance, ["cat", "/home/runner/actions-runner/.env"]).stdout)
+        runner_env = str(run_in(instance, ["cat", "/home/ubuntu/actions-runner/.env"]).stdout)
 
         report = json.loads(run_cli(without, "reconcile").stdout)
         wait_online(emulator, 1)

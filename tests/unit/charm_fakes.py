@@ -30,7 +30,7 @@ UTC = datetime.timezone.utc
 class FakeHost:
     """A machine with LXD, memory and Juju storage as plain attributes."""
 
-    def __init__(self) -> None:
+    def __init__(self, app: str | None = None) -> None:
         self.installed = True
         self.initialised = True
         self.machine_name = "x86_64"
@@ -44,6 +44,15 @@ class FakeHost:
         self.firewall_error: Exception | None = None
         # The host's calls when the firewall was first applied: the host is prepared first.
         self.calls_before_firewall: list[str] | None = None
+        self.app = app
+        self.storage_pool = host.scoped_name(app) if app else host.LEGACY_STORAGE_POOL
+        self.lxd_proxy: tuple[str | None, str | None, str | None] = (None, None, None)
+
+    def for_app(self, app: str | None = None) -> FakeHost:
+        """Stand in for `host.Host(app=...)`: the pool is the application's own."""
+        self.app = app
+        self.storage_pool = host.scoped_name(app) if app else host.LEGACY_STORAGE_POOL
+        return self
 
     def machine(self) -> str:
         return self.machine_name
@@ -81,6 +90,11 @@ class FakeHost:
         networks = tuple(denylist)
         changed = not self.firewall_applied or self.firewall_applied[-1] != networks
         self.firewall_applied.append(networks)
+        return changed
+
+    def ensure_lxd_proxy(self, http: str | None, https: str | None, no_proxy: str | None) -> bool:
+        changed = self.lxd_proxy != (http, https, no_proxy)
+        self.lxd_proxy = (http, https, no_proxy)
         return changed
 
     def ensure_runner_storage(self, kind: str, required: int) -> bool:

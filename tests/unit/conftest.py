@@ -121,7 +121,7 @@ def no_model_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 def fake_host(monkeypatch: pytest.MonkeyPatch) -> FakeHost:
     """The charm's host layer, in memory."""
     fake = FakeHost()
-    monkeypatch.setattr(charm.host, "Host", lambda: fake)
+    monkeypatch.setattr(charm.host, "Host", fake.for_app)
     return fake
 
 

@@ -198,7 +198,7 @@ def test_install_prepares_host_and_writes_manager_config(
     assert cfg.github.token is None
     assert cfg.github.token_file == manager.paths.token_file
     assert cfg.report_file == manager.paths.report_file
-    assert cfg.lxd.storage_pool == host.STORAGE_POOL
+    assert cfg.lxd.storage_pool == host.scoped_name("github-runner") == fake_host.storage_pool
     assert cfg.runners.labels == ("gpu", "large")
     assert (cfg.runners.containers, cfg.runners.virtual_machines) == (2, 1)
     assert cfg.dockerhub_mirror == "https://mirror.example.com"
@@ -357,6 +357,22 @@ def test_model_proxy_reaches_manager_config(
     assert manager.config.proxy.http == "http://proxy.internal:3128"
     assert manager.config.proxy.https == "http://proxy.internal:3129"
     assert manager.config.proxy.no_proxy == "127.0.0.1,.internal"
+
+
+def test_model_proxy_reaches_the_lxd_daemon(
+    ctx: testing.Context, fake_host: FakeHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon pulls the image's source itself: it gets the model's proxy, then loses it."""
+    monkeypatch.setenv("JUJU_CHARM_HTTPS_PROXY", "http://proxy.internal:3129")
+    monkeypatch.setenv("JUJU_CHARM_NO_PROXY", "127.0.0.1,.internal")
+
+    run(ctx, ctx.on.config_changed(), config=VALID)
+    assert fake_host.lxd_proxy == (None, "http://proxy.internal:3129", "127.0.0.1,.internal")
+
+    monkeypatch.delenv("JUJU_CHARM_HTTPS_PROXY")
+    monkeypatch.delenv("JUJU_CHARM_NO_PROXY")
+    run(ctx, ctx.on.config_changed(), config=VALID)
+    assert fake_host.lxd_proxy == (None, None, None)
 
 
 @pytest.mark.parametrize(

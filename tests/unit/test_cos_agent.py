@@ -26,7 +26,7 @@ VALID = {"path": "test-owner/test-repo", "token": "ghp_cosAgentUnitTestToken0000
 @pytest.fixture
 def ctx(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> testing.Context:
     fake_host, fake_manager = FakeHost(), FakeManagerService()
-    monkeypatch.setattr(charm.host, "Host", lambda: fake_host)
+    monkeypatch.setattr(charm.host, "Host", fake_host.for_app)
     monkeypatch.setattr(charm.service, "ManagerService", lambda paths, charm_dir: fake_manager)
     return charm_context(tmp_path)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from charmlibs import snap
 
 import host
@@ -81,6 +82,8 @@ class Machine:
             machine=lambda: "aarch64",
             install_snap=self.install_snap,
             install_debs=self.install_debs,
+            modules_load_dir=root / "modules-load.d",
+            lxd_proxy_record=root / "lxd-proxy.json",
         )
 
     def install_lxd(self) -> None:
@@ -808,3 +811,232 @@ def test_run_command_timeout_is_a_host_error() -> None:
 def test_run_command_missing_binary_is_a_host_error(tmp_path: Path) -> None:
     with pytest.raises(host.HostError, match="cannot run"):
         host.run_command([str(tmp_path / "missing")], timeout=1)
+
+
+# ----- per-application names, br_netfilter, the LXD daemon's proxy --------------------------
+
+
+@pytest.mark.parametrize(
+    ("app", "expected"),
+    [
+        ("github-runner", "github-runner-github-runner"),
+        ("repo-a", "github-runner-repo-a"),
+        ("x" * 49, "github-runner-" + "x" * 49),
+    ],
+)
+def test_scoped_name(app: str, expected: str) -> None:
+    assert host.scoped_name(app) == expected
+
+
+def test_scoped_name_of_a_long_application_stays_within_lxd_limits() -> None:
+    first, second = host.scoped_name("a" * 80 + "-one"), host.scoped_name("a" * 80 + "-two")
+
+    assert len(first) == len(second) == host.LXD_NAME_MAX
+    assert first != second
+    assert all(char.isalnum() or char == "-" for char in first)
+
+
+def app_machine(root: Path, app: str = "repo-a") -> Machine:
+    machine = Machine(root)
+    machine.install_lxd()
+    machine.host = host.Host(
+        machine.commands,
+        app=app,
+        binary_dirs=(machine.bin,),
+        tool_dirs=(machine.sbin,),
+        ram_dir=machine.ram,
+        juju_storage_dir=machine.juju,
+        proc_dir=machine.proc,
+        disk_total=lambda path: machine.disk,
+        modules_load_dir=root / "modules-load.d",
+        lxd_proxy_record=root / "lxd-proxy.json",
+    )
+    missing = host.CommandError("no pool", 1, "Error: Storage pool not found")
+    machine.commands.answers[("storage", "show", "github-runner-repo-a")] = missing
+    return machine
+
+
+def test_an_application_gets_its_own_pool_and_memory_storage(tmp_path: Path) -> None:
+    machine = app_machine(tmp_path)
+
+    machine.host.ensure_runner_storage(host.MEMORY, GIB)
+
+    assert machine.host.storage_pool == "github-runner-repo-a"
+    assert machine.host.firewall_acl == "github-runner-repo-a"
+    assert machine.commands.names()[-1] == (
+        "lxc",
+        "storage",
+        "create",
+        "github-runner-repo-a",
+        "dir",
+        f"source={machine.ram / 'repo-a'}",
+    )
+
+
+def legacy_pool_users(machine: Machine, *units: str) -> None:
+    urls = [f"/1.0/instances/runner-{n}" for n in range(len(units))] + ["/1.0/images/abc"]
+    machine.commands.answers[("query", "/1.0/storage-pools/runner")] = json.dumps(
+        {"used_by": urls}
+    )
+    for number, unit in enumerate(units):
+        machine.commands.answers[("query", f"/1.0/instances/runner-{number}")] = json.dumps(
+            {"config": {"user.github-runner.unit": unit}}
+        )
+
+
+def test_the_legacy_pool_of_this_application_keeps_serving_it(tmp_path: Path) -> None:
+    """An upgrade: LXD cannot rename the pool the runners' disks are on."""
+    machine = app_machine(tmp_path)
+    machine.pool(machine.juju, name="runner")
+    legacy_pool_users(machine, "repo-a/0")
+
+    assert machine.host.runner_storage_in_use() == host.JUJU_STORAGE
+    assert not machine.host.ensure_runner_storage(host.JUJU_STORAGE, GIB)
+    assert machine.host.storage_pool == "runner"
+    assert not [c for c in machine.commands.names() if c[1:3] == ("storage", "create")]
+
+
+def test_an_empty_legacy_pool_on_this_storage_is_adopted_once_the_storage_is_known(
+    tmp_path: Path,
+) -> None:
+    machine = app_machine(tmp_path)
+    machine.mounts(f"tmpfs {machine.ram} tmpfs rw,size={GIB // 1024}k 0 0\n")
+    machine.pool(machine.ram, name="runner")
+    legacy_pool_users(machine)
+
+    assert machine.host.runner_storage_in_use() is None  # no evidence yet: fresh for the charm
+    machine.host.ensure_runner_storage(host.MEMORY, GIB)
+
+    assert machine.host.storage_pool == "runner"
+    assert not [c for c in machine.commands.names() if c[1:3] == ("storage", "create")]
+
+
+def test_the_legacy_pool_of_another_application_is_left_to_it(tmp_path: Path) -> None:
+    machine = app_machine(tmp_path)
+    machine.pool(machine.juju, name="runner")
+    legacy_pool_users(machine, "repo-b/0")
+
+    assert machine.host.runner_storage_in_use() is None
+    machine.host.ensure_runner_storage(host.MEMORY, GIB)
+
+    assert machine.host.storage_pool == "github-runner-repo-a"
+    assert machine.commands.names()[-1][:4] == ("lxc", "storage", "create", "github-runner-repo-a")
+
+
+def test_a_legacy_pool_on_the_other_storage_is_not_adopted(tmp_path: Path) -> None:
+    """A new memory application beside an old juju-storage one with no runner right now."""
+    machine = app_machine(tmp_path)
+    machine.pool(machine.juju, name="runner")
+    legacy_pool_users(machine)
+
+    machine.host.ensure_runner_storage(host.MEMORY, GIB)
+
+    assert machine.host.storage_pool == "github-runner-repo-a"
+
+
+def firewall_answers(machine: Machine, acls: str, legacy_description: str) -> None:
+    machine.commands.answers[("network", "show", "lxdbr0")] = yaml.safe_dump(
+        {"config": {"security.acls": acls, "security.acls.default.egress.action": "allow"}}
+    )
+    machine.commands.answers[("network", "acl", "show", "github-runner")] = yaml.safe_dump(
+        {"description": legacy_description, "egress": []}
+    )
+    machine.commands.answers[("network", "acl", "show", "github-runner-repo-a")] = (
+        host.CommandError("missing", 1, "Error: Network ACL not found")
+    )
+    (machine.sbin / "ip").write_text("")
+    machine.commands.answers[("-4", "-json", "address", "show")] = "[]"
+
+
+def test_the_legacy_acl_is_detached_and_deleted(tmp_path: Path) -> None:
+    import firewall
+
+    machine = app_machine(tmp_path)
+    firewall_answers(machine, "github-runner", firewall.ACL_DESCRIPTION)
+
+    assert machine.host.ensure_firewall([])
+
+    commands = machine.commands.names()
+    assert ("lxc", "network", "acl", "create", "github-runner-repo-a") in commands
+    assert ("lxc", "network", "set", "lxdbr0", "security.acls=") in commands
+    assert commands[-1] == ("lxc", "network", "acl", "delete", "github-runner")
+
+
+def test_an_acl_of_someone_else_with_the_old_name_is_kept(tmp_path: Path) -> None:
+    machine = app_machine(tmp_path)
+    firewall_answers(machine, "github-runner", "the operator's own")
+
+    machine.host.ensure_firewall([])
+
+    assert ("lxc", "network", "acl", "delete", "github-runner") not in machine.commands.names()
+
+
+def test_br_netfilter_is_loaded_and_listed_for_boot(tmp_path: Path) -> None:
+    machine = app_machine(tmp_path)
+    (machine.sbin / "modprobe").write_text("")
+
+    assert machine.host.ensure_br_netfilter()
+
+    assert machine.commands.names() == [("modprobe", "br_netfilter")]
+    conf = tmp_path / "modules-load.d" / "github-runner.conf"
+    assert "br_netfilter" in conf.read_text().splitlines()
+
+
+def test_br_netfilter_already_there_is_not_loaded_again(tmp_path: Path) -> None:
+    machine = app_machine(tmp_path)
+    (machine.proc / "sys/net/bridge").mkdir(parents=True)
+    machine.host.ensure_br_netfilter()
+
+    assert not machine.host.ensure_br_netfilter()
+    assert machine.commands.names() == []
+
+
+def test_br_netfilter_that_cannot_load_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    machine = app_machine(tmp_path)
+    (machine.sbin / "modprobe").write_text("")
+    machine.commands.answers[("br_netfilter",)] = host.CommandError("no", 1, "not found")
+
+    machine.host.ensure_br_netfilter()
+
+    assert "cannot load br_netfilter" in caplog.text
+
+
+def lxd_config(machine: Machine, config: dict[str, str]) -> None:
+    machine.commands.answers[("query", "/1.0")] = json.dumps({"config": config})
+
+
+def test_model_proxy_is_given_to_the_lxd_daemon(tmp_path: Path) -> None:
+    machine = app_machine(tmp_path)
+    lxd_config(machine, {})
+
+    assert machine.host.ensure_lxd_proxy("http://p:3128", "http://p:3129", "10.0.0.1,.lan")
+
+    assert machine.commands.names()[1:] == [
+        ("lxc", "config", "set", "core.proxy_http", "http://p:3128"),
+        ("lxc", "config", "set", "core.proxy_https", "http://p:3129"),
+        ("lxc", "config", "set", "core.proxy_ignore_hosts", "10.0.0.1,.lan"),
+    ]
+    assert (tmp_path / "lxd-proxy.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_lxd_proxy_already_set_changes_nothing(tmp_path: Path) -> None:
+    machine = app_machine(tmp_path)
+    lxd_config(machine, {"core.proxy_https": "http://p:3129"})
+
+    assert not machine.host.ensure_lxd_proxy(None, "http://p:3129", None)
+    assert machine.commands.names() == [("lxc", "query", "/1.0")]
+
+
+def test_lxd_proxy_goes_with_the_model_proxy_but_not_the_operators_own(tmp_path: Path) -> None:
+    machine = app_machine(tmp_path)
+    lxd_config(machine, {})
+    machine.host.ensure_lxd_proxy(None, "http://p:3129", None)
+    # The charm's value, and one an operator set by hand.
+    lxd_config(machine, {"core.proxy_https": "http://p:3129", "core.proxy_http": "http://op:1"})
+    machine.commands.commands.clear()
+
+    assert machine.host.ensure_lxd_proxy(None, None, None)
+
+    assert machine.commands.names()[1:] == [("lxc", "config", "unset", "core.proxy_https")]

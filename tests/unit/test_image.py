@@ -703,3 +703,101 @@ def test_script_installs_aproxy_only_when_runners_use_it(tmp_path: Path, clock: 
     assert "snap install aproxy" in with_aproxy
     assert " nftables" in with_aproxy, "the redirect rules need nft in the image"
     subprocess.run(["/bin/bash", "-n"], input=with_aproxy, text=True, check=True, timeout=30)
+
+
+# ----- the original charm's runner environment ----------------------------------------------
+
+
+def render_vm(tmp_path: Path, clock: FakeClock, **overrides: Any) -> str:
+    config = build_config(tmp_path, **overrides)
+    builder = make_builder(config, FakeLxd(), clock)
+    return builder.render_script(
+        f"{BUILDER}-vm", VM, builder.resolve_source(), f"{STABLE}-vm-20260601120000"
+    )
+
+
+def test_script_prepares_the_original_runner_environment(tmp_path: Path, clock: FakeClock) -> None:
+    script = render(tmp_path, clock)
+    main = script[script.index("main() {") :]
+
+    for step in ("install_yarn", "prepare_runner_user", "link_python", "accept_docker_user_chain"):
+        assert f"    {step}\n" in main
+    assert main.index("prepare_docker_group") < main.index("prepare_runner_user")
+    assert "usermod -aG docker,microk8s ubuntu" in script
+    assert "ln -sfn python3 /usr/bin/python" in script
+    assert "npm install --global yarn" in script
+    # Containers share the host's kernel: no kernel in their image.
+    assert "install_hwe_kernel" not in script
+
+
+def test_yarn_that_npm_cannot_install_does_not_stop_the_build(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    snippet = "npm() { return 1; }\ninstall_yarn\necho reached"
+
+    completed = bash(render(tmp_path, clock), tmp_path, f"PATH=/nonexistent\n{snippet}")
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.endswith("reached\n")
+    assert "the image has no yarn" in completed.stderr
+
+
+def test_yarn_needs_npm(tmp_path: Path, clock: FakeClock) -> None:
+    script = render(tmp_path, clock, image={"packages": ["git"]})
+
+    assert "install_yarn" not in script
+
+
+def test_vm_image_gets_the_hwe_kernel(tmp_path: Path, clock: FakeClock) -> None:
+    """What renders for a VM image (VMs cannot run here), and the step run with a fake apt."""
+    script = render_vm(tmp_path, clock)
+    os_release = tmp_path / "os-release"
+    calls = tmp_path / "apt-calls"
+    fake_apt = f'APT=(record)\nrecord() {{ echo "$*" >> {calls}; }}\n'
+    main = script[script.index("main() {") :]
+    assert main.index("install_packages") < main.index("install_hwe_kernel")
+
+    for release, expected in (
+        ('ID=ubuntu\nVERSION_ID="22.04"\n', "install linux-generic-hwe-22.04\n"),
+        ('ID=ubuntu\nVERSION_ID="24.04"\n', "install linux-generic-hwe-24.04\n"),
+    ):
+        os_release.write_text(release)
+        calls.unlink(missing_ok=True)
+        completed = bash(script, tmp_path, f"{fake_apt}OS_RELEASE={os_release} install_hwe_kernel")
+        assert completed.returncode == 0, completed.stderr
+        assert calls.read_text() == expected
+
+    os_release.write_text('ID=debian\nVERSION_ID="12"\n')
+    calls.unlink(missing_ok=True)
+    completed = bash(script, tmp_path, f"{fake_apt}OS_RELEASE={os_release} install_hwe_kernel")
+    assert completed.returncode == 0, completed.stderr
+    assert not calls.exists()
+    assert "keeping the image's kernel" in completed.stderr
+
+
+def test_docker_user_rule_is_inserted_once_per_docker_start(tmp_path: Path) -> None:
+    """The drop-in's command, run twice against a fake iptables that keeps its rules."""
+    rules = tmp_path / "rules"
+    rules.write_text("")
+    fake = tmp_path / "iptables"
+    fake.write_text(
+        "#!/bin/bash\n"
+        f'case "$1" in\n'
+        f'  -C) grep -qx -- "${{*:2}}" {rules} ;;\n'
+        f'  -I) echo "${{*:2}}" >> {rules} ;;\n'
+        "esac\n"
+    )
+    fake.chmod(0o755)
+
+    for _ in range(2):
+        completed = subprocess.run(
+            ["/bin/sh", "-c", image.DOCKER_USER_ACCEPT],
+            env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+        assert completed.returncode == 0, completed.stderr
+
+    assert rules.read_text() == "DOCKER-USER -j ACCEPT\n"

@@ -1,0 +1,153 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""Two applications on one machine keep their own LXD objects: ACLs and storage pools.
+
+Each "application" is a `host.Host` with its own application name, as the charm makes it, on the
+real LXD. The firewall test uses an address-less bridge of its own; the storage test a pool
+source under the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import firewall
+import host
+
+pytestmark = pytest.mark.lxd
+
+LXC = shutil.which("lxc") or "/usr/bin/lxc"
+NFT = shutil.which("nft") or "/usr/sbin/nft"
+NET = ipaddress.IPv4Network
+
+
+def lxc(*args: str) -> str:
+    return host.run_command([LXC, *args], timeout=120)
+
+
+@pytest.fixture
+def apps() -> tuple[str, str]:
+    suffix = secrets.token_hex(3)
+    return f"grt-repo-a-{suffix}", f"grt-repo-b-{suffix}"
+
+
+@pytest.fixture
+def bridge(apps: tuple[str, str]) -> Iterator[str]:
+    """An address-less bridge of the test's own; it and both applications' ACLs go after."""
+    name = f"grtapp{secrets.token_hex(3)}"
+    lxc("network", "create", name, "ipv4.address=none", "ipv6.address=none")
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(host.CommandError):
+            lxc("network", "delete", name)
+        for app in apps:
+            with contextlib.suppress(host.CommandError):
+                lxc("network", "acl", "delete", host.Host(app=app).firewall_acl)
+
+
+def egress(acl: str) -> list[str]:
+    document: Any = yaml.safe_load(lxc("network", "acl", "show", acl))
+    return [rule["destination"] for rule in document["egress"]]
+
+
+def bridge_rejects(bridge: str) -> list[str]:
+    ruleset = host.run_command([NFT, "list", "ruleset"], timeout=60)
+    match = re.search(rf"chain acl\.{bridge} \{{\n(.*?)\n\t\}}", ruleset, re.DOTALL)
+    assert match, f"no chain acl.{bridge}"
+    return re.findall(rf'iifname "{bridge}" ip daddr (\S+) reject', match.group(1))
+
+
+def test_two_applications_keep_their_own_denylists(apps: tuple[str, str], bridge: str) -> None:
+    """Two applications' ACLs coexist, each with its own denylist.
+
+    arrange: two applications on one bridge. act: each applies its denylist, the first
+    twice (its next hook). assert: two ACLs, each with its own rules, both enforced.
+    """
+    first, second = host.Host(app=apps[0]), host.Host(app=apps[1])
+
+    # Act
+    first.ensure_firewall([NET("198.51.100.0/24")], network=bridge)
+    second.ensure_firewall([NET("203.0.113.0/24")], network=bridge)
+    first.ensure_firewall([NET("198.51.100.0/24")], network=bridge)
+    unchanged = second.ensure_firewall([NET("203.0.113.0/24")], network=bridge)
+
+    # Assert: nothing was overwritten.
+    assert first.firewall_acl != second.firewall_acl
+    assert not unchanged
+    assert egress(first.firewall_acl)[-1] == "198.51.100.0/24"
+    assert "203.0.113.0/24" not in egress(first.firewall_acl)
+    assert egress(second.firewall_acl)[-1] == "203.0.113.0/24"
+    assert "198.51.100.0/24" not in egress(second.firewall_acl)
+    config: Any = yaml.safe_load(lxc("network", "show", bridge))["config"]
+    assert config["security.acls"].split(",") == [first.firewall_acl, second.firewall_acl]
+    # LXD enforces both on the bridge (every ACL of a bridge holds for all its instances).
+    assert {"198.51.100.0/24", "203.0.113.0/24"} <= set(bridge_rejects(bridge))
+
+
+def test_the_acl_of_an_earlier_version_is_retired(apps: tuple[str, str], bridge: str) -> None:
+    """The fixed-name ACL of an earlier version is detached and deleted.
+
+    arrange: the fixed-name ACL an earlier version attached to the bridge. act: the
+    application applies its own. assert: the old one is detached, its stale rule gone.
+    """
+    legacy = host.Host(firewall_acl=f"grt-legacy-{secrets.token_hex(3)}")
+    legacy.ensure_firewall([NET("192.0.2.0/24")], network=bridge)
+    app = host.Host(app=apps[0])
+    wall = firewall.Firewall(bridge, app.firewall_acl)
+    try:
+        # Act: what ensure_firewall does, with the test's stand-in for the fixed name.
+        wall.apply([NET("198.51.100.0/24")])
+        retired = wall.retire(legacy.firewall_acl)
+
+        # Assert
+        assert retired
+        config: Any = yaml.safe_load(lxc("network", "show", bridge))["config"]
+        assert config["security.acls"] == app.firewall_acl
+        assert "192.0.2.0/24" not in bridge_rejects(bridge)
+        assert legacy.firewall_acl not in lxc("network", "acl", "list", "--format", "csv")
+    finally:
+        with contextlib.suppress(host.CommandError):
+            lxc("network", "set", bridge, "security.acls=")
+        with contextlib.suppress(host.CommandError):
+            lxc("network", "acl", "delete", legacy.firewall_acl)
+
+
+def test_two_applications_get_their_own_storage_pools(
+    apps: tuple[str, str], tmp_path: Path
+) -> None:
+    """Two applications get two storage pools.
+
+    arrange: two applications with runner storage under one juju storage root (dir pools).
+    act: each prepares its storage. assert: two pools, on two sources, each kept.
+    """
+    juju = tmp_path / "juju"
+    hosts = [
+        host.Host(app=app, juju_storage_dir=juju / app, ram_dir=tmp_path / "ram", tool_dirs=())
+        for app in apps
+    ]
+    try:
+        for runner_host in hosts:
+            runner_host.ensure_runner_storage(host.JUJU_STORAGE, 1024**3)
+
+        pools = {runner_host.storage_pool for runner_host in hosts}
+        assert pools == {host.scoped_name(app) for app in apps}
+        for runner_host, app in zip(hosts, apps, strict=True):
+            shown: Any = yaml.safe_load(lxc("storage", "show", runner_host.storage_pool))
+            assert shown["config"]["source"] == str(juju / app)
+            assert runner_host.runner_storage_in_use() == host.JUJU_STORAGE
+            assert not runner_host.ensure_runner_storage(host.JUJU_STORAGE, 1024**3)
+    finally:
+        for runner_host in hosts:
+            with contextlib.suppress(host.CommandError):
+                lxc("storage", "delete", runner_host.storage_pool)
