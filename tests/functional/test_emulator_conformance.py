@@ -38,14 +38,11 @@ from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from tests.github_emulator import Emulator
+from tests.github_emulator import Emulator, request_validation
 from tests.github_emulator.server import Api
 from tests.github_emulator.simulated_runner import SimulatedRunner
 
-OPENAPI_PACKAGE = "@octokit/openapi"
-OPENAPI_VERSION = "23.0.2"
-SPEC_FILE = Path("node_modules/@octokit/openapi/generated/api.github.com.json")
-SPEC_URI = "urn:github:api.github.com.json"
+SPEC_URI = request_validation.SPEC_URI
 TOKEN = "ghp_conformanceToken"
 REPO = "conf-owner/conf-repo"
 ORG = "conf-org"
@@ -71,43 +68,11 @@ def _nullable_enum(validator: Any, enums: Any, instance: Any, schema: dict[str, 
 ResponseValidator = validators.extend(OAS30ReadValidator, {"enum": _nullable_enum})
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("GRT_CACHE_DIR", "/var/cache/github-runner-testbed")
-    return Path(base) / "openapi"
-
-
-def _installed_version(directory: Path) -> str | None:
-    try:
-        manifest = directory / "node_modules" / "@octokit" / "openapi" / "package.json"
-        return json.loads(manifest.read_text())["version"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def _install_spec() -> Path:
-    """The pinned description, installed with npm into the cache directory when missing."""
-    directory = _cache_dir()
-    if _installed_version(directory) != OPENAPI_VERSION or not (directory / SPEC_FILE).is_file():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail("npm is needed to install the OpenAPI description", pytrace=False)
-        directory.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                npm,
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--prefix",
-                str(directory),
-                f"{OPENAPI_PACKAGE}@{OPENAPI_VERSION}",
-            ],
-            check=True,
-            timeout=600,
-            capture_output=True,
-        )
-    assert _installed_version(directory) == OPENAPI_VERSION
-    return directory / SPEC_FILE
+    try:
+        return request_validation.install_spec()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        pytest.fail(f"cannot install the OpenAPI description: {exc}", pytrace=False)
 
 
 def _pointer(*parts: str) -> str:
