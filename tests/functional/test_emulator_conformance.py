@@ -182,6 +182,8 @@ class Client:
         path = template.format(**params) + query
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(f"{self.emu.api_url}{path}", data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
         if token:
             request.add_header("Authorization", f"token {token}")
         try:
@@ -271,6 +273,8 @@ def test_bodies_conform(kind: str, emu: Emulator, validator: SpecValidator) -> N
     jit = client("POST", f"{runners}/generate-jitconfig", 201, jit_body, **params)
     client("POST", f"{runners}/generate-jitconfig", 409, jit_body, **params)
     client("POST", f"{runners}/generate-jitconfig", 422, {"name": "x"}, **params)
+    # That body breaks the operation's schema on purpose: the emulator refused and recorded it.
+    assert [v.rule for v in emu.requests.take()] == ["body"]
     emu.control.add_runner(job_repo if kind == "repo" else ORG, "ghost", status="offline")
     listed = client("GET", runners, 200, **params)
     assert listed["total_count"] == 3
