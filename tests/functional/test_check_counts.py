@@ -24,10 +24,13 @@ import pytest
 from github_runner_manager.lxd import TAG_CREATED_AT, TAG_TYPE, TAG_UNIT
 from tests.github_emulator import Emulator
 
+from . import test_manager
 from .conftest import IMAGE, TEST_REPO, TEST_TOKEN
-from .test_manager import LABELS, make_manager, wait_job, wait_online  # noqa: F401
+from .test_manager import LABELS, wait_job, wait_online
 
 pytestmark = pytest.mark.lxd
+
+make_manager = test_manager.make_manager  # the fixture: managers flushed at teardown
 
 ROOT = Path(__file__).resolve().parents[2]
 

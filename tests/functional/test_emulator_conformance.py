@@ -23,8 +23,6 @@ for that status (``requires_authentication``, ``forbidden``, ``not_found``, ...)
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import urllib.error
 import urllib.request

@@ -19,9 +19,12 @@ import pytest
 from github_runner_manager.cli import build_manager
 from tests.github_emulator import Emulator
 
-from .test_manager import gh_runners, make_manager, ours  # noqa: F401
+from . import test_manager
+from .test_manager import gh_runners
 
 pytestmark = pytest.mark.lxd
+
+make_manager = test_manager.make_manager  # the fixture: managers flushed at teardown
 
 GRACE = 300  # seconds: registration_timeout
 HOLD = 25  # seconds the emulator holds each session request (the runner's own timeout is 30)
@@ -60,8 +63,9 @@ def test_slow_runner_is_kept_within_grace_then_removed(
 
     later = build_manager(
         config,
-        clock=lambda: datetime.datetime.now(datetime.timezone.utc)
-        + datetime.timedelta(seconds=GRACE + 1),
+        clock=lambda: (
+            datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=GRACE + 1)
+        ),
     )
     after = later.reconcile()
 

@@ -76,8 +76,8 @@ def send(
         # A method the path does not accept, and a path GitHub does not have.
         ("PUT", f"{RUNNERS}/1", None, None, 404, "method",
          "PUT /repos/{owner}/{repo}/actions/runners/{runner_id}", "PUT"),
-        ("GET", "/repos/test-owner/test-repo/actions/robots", None, None, 404, "path",
-         "GET /repos/test-owner/test-repo/actions/robots", "/repos/test-owner/test-repo/actions/robots"),
+        ("GET", f"/repos/{TEST_REPO}/actions/robots", None, None, 404, "path",
+         f"GET /repos/{TEST_REPO}/actions/robots", f"/repos/{TEST_REPO}/actions/robots"),
     ],
     ids=["form-labelled-json", "schema", "missing-body", "unexpected-body", "path-type",
          "query-type", "query-undeclared", "method", "path"],

@@ -15,10 +15,13 @@ import pytest
 
 from tests.github_emulator import Emulator
 
+from . import test_manager
 from .conftest import TEST_REPO
-from .test_manager import gh_runners, make_manager, wait_job, wait_online  # noqa: F401
+from .test_manager import gh_runners, wait_job, wait_online
 
 pytestmark = pytest.mark.lxd
+
+make_manager = test_manager.make_manager  # the fixture: managers flushed at teardown
 
 CONFIGURED = ("gpu", "large-disk")
 

@@ -109,7 +109,7 @@ def install_spec() -> Path:
         if npm is None:
             raise RuntimeError("npm is needed to install GitHub's OpenAPI description")
         directory.mkdir(parents=True, exist_ok=True)
-        subprocess.run(  # noqa: S603 - a fixed command line
+        subprocess.run(
             [
                 npm,
                 "install",
@@ -174,7 +174,7 @@ class RequestValidator:
         for template, item in spec["paths"].items():
             segments = template.strip("/").split("/")
             regex = "/".join(
-                "(?P<%s>[^/]+)" % re.sub(r"\W", "_", s[1:-1])
+                f"(?P<{_key(s[1:-1])}>[^/]+)"
                 if s.startswith("{") and s.endswith("}")
                 else re.escape(s)
                 for s in segments
@@ -422,7 +422,7 @@ class RequestLog:
             return list(self._violations)
 
     def take(self) -> list[Violation]:
-        """Everything recorded so far, forgotten afterwards (for tests that break rules on purpose).
+        """Everything recorded so far, then forgotten (for tests breaking rules on purpose).
 
         Returns:
             The violations, oldest first.
