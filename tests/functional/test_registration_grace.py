@@ -27,7 +27,7 @@ pytestmark = pytest.mark.lxd
 make_manager = test_manager.make_manager  # the fixture: managers flushed at teardown
 
 GRACE = 300  # seconds: registration_timeout
-HOLD = 25  # seconds the emulator holds each session request (the runner's own timeout is 30)
+HOLD = 28  # seconds the emulator holds each session request (the runner's own timeout is 30)
 
 
 def test_slow_runner_is_kept_within_grace_then_removed(
