@@ -372,9 +372,12 @@ class GithubRunnerCharm(ops.CharmBase):
             event.fail(self._failure_message("check", result))
             return None
         document = result.document
-        online = (document.get("runners") or {}).get("online") or []
+        names = document.get("runners") or {}
         results: dict[str, Any] = {key: int(document.get(key) or 0) for key in _CHECK_KEYS}
-        results["runners"] = ",".join(str(name) for name in online)
+        # `runners` (the online ones) as the original charm had it, then every state's names.
+        results["runners"] = ",".join(str(name) for name in names.get("online") or [])
+        for key in _CHECK_KEYS:
+            results[f"{key}-runners"] = ",".join(str(name) for name in names.get(key) or [])
         if document.get("runner_version"):
             results["runner-version"] = str(document["runner_version"])
         return results

@@ -383,6 +383,10 @@ class GhApiClient:
         headers = {"X-GitHub-Api-Version": "2022-11-28"}
         if etag:
             headers["If-None-Match"] = etag
+        if data is not None:
+            # ghapi encodes the body as JSON but labels it with no media type (urllib then says
+            # application/x-www-form-urlencoded); GitHub documents application/json.
+            headers["Content-Type"] = "application/json"
         delay = 1.0
         last_error: Exception | None = None
         for attempt in range(1, self._retries + 1):

@@ -10,6 +10,7 @@ emulator through the proxy device the manager gives them.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ import pylxd.exceptions
 
 from github_runner_manager.exchange import RunnerExchange
 from github_runner_manager.lxd import TAG_UNIT, PylxdClient
-from tests.github_emulator import EmulatorControl
+from tests.github_emulator import EmulatorControl, request_validation
 
 logger = logging.getLogger("bench")
 
@@ -83,6 +84,10 @@ class EmulatorProcess:
             "--rate-limit",
             str(self._rate_limit),
         ]
+        spec = request_validation.cache_dir() / request_validation.SPEC_FILE
+        if spec.is_file() and importlib.util.find_spec("openapi_schema_validator") is not None:
+            # Requests breaking GitHub's description are refused and listed in the stats.
+            command += ["--openapi", str(spec)]
         log = self._log_path.open("w", encoding="utf-8")
         self._process = subprocess.Popen(
             command,

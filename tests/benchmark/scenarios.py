@@ -205,6 +205,10 @@ def _api_cost(stats: dict[str, Any], report: Report, count: int) -> dict[str, An
         "calls_per_runner": round(stats["total"] / count, 2) if count else None,
         "rate_per_runner": round(stats["rate_limit_used"] / count, 2) if count else None,
         "by_route": stats["by_route"],
+        # None when the emulator ran without GitHub's description to check requests against.
+        "request_violations": (
+            len(stats["request_violations"]) if stats.get("request_validation") else None
+        ),
         "report_github_calls": report.github_calls,
         "report_not_modified": report.github_not_modified,
     }

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import secrets
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,7 +25,7 @@ import pylxd.exceptions
 import pytest
 
 from github_runner_manager.errors import LxdError
-from tests.github_emulator import Emulator
+from tests.github_emulator import Emulator, request_validation
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,39 @@ def lxd_client() -> Iterator[pylxd.Client]:
     _cleanup_project(client)
     leftovers = [i.name for i in client.instances.all()]
     assert not leftovers, f"instances left behind in project {PROJECT}: {leftovers}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def openapi_request_validation() -> Iterator[request_validation.RequestValidator]:
+    """Every emulator of the session checks the requests it receives against GitHub's spec."""
+    try:
+        spec = request_validation.install_spec()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        pytest.fail(f"GitHub's OpenAPI description is not available: {exc}", pytrace=False)
+    validator = request_validation.RequestValidator.from_file(spec)
+    request_validation.set_default(validator)
+    yield validator
+    request_validation.set_default(None)
+
+
+@pytest.fixture(autouse=True)
+def no_request_violations(
+    openapi_request_validation: request_validation.RequestValidator,
+) -> Iterator[None]:
+    """Fail the test when a request sent to any of its emulators broke GitHub's description.
+
+    A test that breaks the rules on purpose takes its violations with `emulator.requests.take()`.
+    """
+    logs = request_validation.start_tracking()
+    yield
+    request_validation.stop_tracking()
+    violations = [violation for log in logs for violation in log.violations()]
+    if violations:
+        listed = "\n".join(f"  {violation.message()}" for violation in violations[:20])
+        pytest.fail(
+            f"{len(violations)} request(s) broke GitHub's OpenAPI description:\n{listed}",
+            pytrace=False,
+        )
 
 
 @pytest.fixture

@@ -40,6 +40,8 @@ def api(emu: Emulator, method: str, path: str, body: Any = None) -> Any:
     request = urllib.request.Request(f"{emu.api_url}{path}", data=data, method=method)
     request.add_header("Authorization", f"Bearer {TEST_TOKEN}")
     request.add_header("Accept", "application/vnd.github+json")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(request, timeout=30) as answer:
         raw = answer.read()
     return json.loads(raw) if raw else None

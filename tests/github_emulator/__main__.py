@@ -12,8 +12,10 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
+from tests.github_emulator import request_validation
 from tests.github_emulator.server import Emulator
 
 
@@ -39,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate-limit", type=int, default=5000, help="core requests per hour")
     parser.add_argument("--runner-version", default="2.330.0", help="runner version to list")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    parser.add_argument(
+        "--openapi",
+        type=Path,
+        help="GitHub's OpenAPI description (api.github.com.json): refuse and record requests "
+        "that break it (needs jsonschema and openapi-schema-validator)",
+    )
     return parser
 
 
@@ -63,8 +71,13 @@ def main(argv: list[str] | None = None) -> int:
             rate_limit=args.rate_limit,
             runner_version=args.runner_version,
             verbose=args.verbose,
+            request_validator=(
+                request_validation.RequestValidator.from_file(args.openapi)
+                if args.openapi
+                else None
+            ),
         )
-    except ValueError as exc:
+    except (ValueError, OSError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.github_emulator import shapes, tarball
+from tests.github_emulator import request_validation, shapes, tarball
 from tests.github_emulator.control import EmulatorControl
 from tests.github_emulator.state import ApiError, EmulatorState, not_found
 
@@ -354,8 +354,11 @@ def downloads(state: EmulatorState, base: str) -> list[dict[str, Any]]:
 class Control:
     """The control API and the runner protocol (no GitHub auth; loopback only)."""
 
-    def __init__(self, state: EmulatorState):
+    def __init__(
+        self, state: EmulatorState, requests: request_validation.RequestLog | None = None
+    ):
         self.state = state
+        self.requests = requests or request_validation.RequestLog(None)
 
     def handle(self, request: Request) -> Response:  # noqa: C901 - a flat routing table
         """Answer a request under ``/_emulator``.
@@ -440,7 +443,7 @@ class Control:
                     ),
                 )
             case ("GET", ["stats"]):
-                return Response(200, state.stats_snapshot())
+                return Response(200, {**state.stats_snapshot(), **self._validation_stats()})
             case ("DELETE", ["stats"]):
                 state.reset_stats()
                 return Response(204)
@@ -470,6 +473,12 @@ class Control:
                 content_type = "application/zip" if name.endswith(".zip") else "application/gzip"
                 return Response(200, raw=data, content_type=content_type)
         raise not_found()
+
+    def _validation_stats(self) -> dict[str, Any]:
+        return {
+            "request_validation": self.requests.validator is not None,
+            "request_violations": [v.as_dict() for v in self.requests.violations()],
+        }
 
     def _runner_protocol(self, request: Request, parts: list[str], body: Any) -> Response:
         state, method = self.state, request.method
@@ -644,6 +653,12 @@ class _Handler(BaseHTTPRequestHandler):
             "X-GitHub-Api-Version-Selected": "2022-11-28",
             "X-GitHub-Request-Id": secrets.token_hex(8).upper(),
         }
+        refused = self._refuse_invalid(request, sub_path)
+        if refused is not None:
+            refused.headers.update(headers)
+            state.record_request(route_key, refused.status, request.path)
+            self._send(refused)
+            return
         response = self._fault(request, is_api=True)
         if response is not None:
             response.headers.update(headers)
@@ -716,6 +731,21 @@ class _Handler(BaseHTTPRequestHandler):
         state.record_request(route_key, response.status, request.path)
         self._send(response)
 
+    def _refuse_invalid(self, request: Request, sub_path: str) -> Response | None:
+        """Check a request against GitHub's description; the refusal when it breaks a rule."""
+        violations = self.server.requests.check(
+            request.method, sub_path, request.query, request.headers, request.body
+        )
+        if not violations:
+            return None
+        messages = [violation.message() for violation in violations]
+        logger.error("request violates GitHub's description: %s", "; ".join(messages))
+        if any(violation.rule in ("path", "method") for violation in violations):
+            return Response(404, shapes.error_body(404, "Not Found"))
+        body = shapes.error_body(422, "Invalid request.\n\n" + "\n".join(messages))
+        body["errors"] = messages
+        return Response(422, body)
+
     def _send(self, response: Response) -> None:
         if response.raw is not None:
             payload = response.raw
@@ -767,6 +797,7 @@ class _Server(ThreadingHTTPServer):
     state: EmulatorState
     api: Api
     control: Control
+    requests: request_validation.RequestLog
     verbose: bool
     authority: str
 
@@ -837,6 +868,9 @@ class Emulator:
         rate_limit: the core rate-limit budget per hour.
         runner_version: the runner application version ``downloads`` lists.
         verbose: log every request to stderr.
+        request_validator: checks every API request against GitHub's OpenAPI description
+            (see `request_validation`); by default the one set with
+            `request_validation.set_default`, if any.
     """
 
     def __init__(
@@ -850,11 +884,15 @@ class Emulator:
         rate_limit: int = 5000,
         runner_version: str = "2.330.0",
         verbose: bool = False,
+        request_validator: request_validation.RequestValidator | None = None,
     ):
         self.host, self._family = _loopback_address(host)
         self._requested_port = port
         self.state = EmulatorState(token, repos, orgs, offline_after, rate_limit, runner_version)
         self.verbose = verbose
+        self.requests = request_validation.new_log()
+        if request_validator is not None:
+            self.requests.validator = request_validator
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -887,7 +925,8 @@ class Emulator:
         server = server_class((self.host, self._requested_port), _Handler)
         server.state = self.state
         server.api = Api(self.state)
-        server.control = Control(self.state)
+        server.control = Control(self.state, self.requests)
+        server.requests = self.requests
         server.verbose = self.verbose
         self.port = server.server_address[1]
         server.authority = self.url.removeprefix("http://")

@@ -758,6 +758,8 @@ CHECK_DOCUMENT: dict[str, Any] = {
         "online": ["github-runner-0-aaa", "github-runner-0-bbb", "github-runner-0-ccc"],
         "offline": ["github-runner-0-ddd"],
         "unknown": ["github-runner-0-eee"],
+        "busy": ["github-runner-0-bbb"],
+        "idle": ["github-runner-0-aaa", "github-runner-0-ccc"],
     },
     "by_type": {"container": {"idle": 2, "busy": 1}},
     "desired": {"container": 3, "virtual-machine": 0},
@@ -770,6 +772,11 @@ CHECK_RESULTS = {
     "busy": 1,
     "idle": 2,
     "runners": "github-runner-0-aaa,github-runner-0-bbb,github-runner-0-ccc",
+    "online-runners": "github-runner-0-aaa,github-runner-0-bbb,github-runner-0-ccc",
+    "offline-runners": "github-runner-0-ddd",
+    "busy-runners": "github-runner-0-bbb",
+    "idle-runners": "github-runner-0-aaa,github-runner-0-ccc",
+    "unknown-runners": "github-runner-0-eee",
 }
 ACTIVE = ops.ActiveStatus("3/3 container runners")
 
@@ -792,6 +799,33 @@ def test_check_runners_results(ctx: testing.Context, configured: FakeManagerServ
     assert ctx.action_results == CHECK_RESULTS
     assert configured.runs == [["check"]]
     assert out.unit_status == ACTIVE
+
+
+def test_check_runners_names_every_state(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    """Every state lists its runners, an empty state an empty list (not only the online ones)."""
+    manager.preconfigured = True
+    manager.results["check"] = [
+        result(
+            online=1, offline=2, busy=0, idle=1, unknown=1,
+            runners={"online": ["r-idle"], "idle": ["r-idle"], "offline": ["r-off1", "r-off2"],
+                     "unknown": ["r-new"]},
+        )
+    ]  # fmt: skip
+
+    run(ctx, ctx.on.action("check-runners"), config=VALID, unit_status=ACTIVE)
+
+    assert ctx.action_results is not None
+    names = {key: value for key, value in ctx.action_results.items() if key.endswith("runners")}
+    assert names == {
+        "runners": "r-idle",
+        "online-runners": "r-idle",
+        "offline-runners": "r-off1,r-off2",
+        "busy-runners": "",
+        "idle-runners": "r-idle",
+        "unknown-runners": "r-new",
+    }
 
 
 def test_reconcile_runners_results(ctx: testing.Context, configured: FakeManagerService) -> None:
