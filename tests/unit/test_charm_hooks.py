@@ -51,7 +51,7 @@ class RecordingRunner:
         raise host.CommandError(f"`{key}` is not expected", 1, "not expected")
 
 
-def real_host(tmp_path: Path, runner: RecordingRunner) -> host.Host:
+def real_host(tmp_path: Path, runner: RecordingRunner, app: str | None = None) -> host.Host:
     """A `host.Host` with LXD "installed" under tmp_path and every command recorded."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -59,6 +59,7 @@ def real_host(tmp_path: Path, runner: RecordingRunner) -> host.Host:
         (bin_dir / name).touch()
     return REAL_HOST(
         runner,
+        app=app,
         binary_dirs=(bin_dir,),
         tool_dirs=(bin_dir,),
         ram_dir=tmp_path / "ram",
@@ -66,6 +67,8 @@ def real_host(tmp_path: Path, runner: RecordingRunner) -> host.Host:
         proc_dir=tmp_path / "proc",
         os_release=tmp_path / "os-release",
         machine=lambda: "x86_64",
+        modules_load_dir=tmp_path / "modules-load.d",
+        lxd_proxy_record=tmp_path / "lxd-proxy.json",
     )
 
 
@@ -88,7 +91,7 @@ def test_steady_update_status_runs_no_lxd_command(
     assert manager.timer_active
     manager.report = make_report()
     runner = RecordingRunner()
-    monkeypatch.setattr(charm.host, "Host", lambda: real_host(tmp_path, runner))
+    monkeypatch.setattr(charm.host, "Host", lambda app=None: real_host(tmp_path, runner, app))
 
     # Act
     out = run(ctx, ctx.on.update_status(), converged)
@@ -312,7 +315,7 @@ def test_lxc_output_that_is_not_json_gives_a_status(
     output: str,
 ) -> None:
     runner = RecordingRunner({"lxc": output, "lxd waitready": ""})
-    monkeypatch.setattr(charm.host, "Host", lambda: real_host(tmp_path, runner))
+    monkeypatch.setattr(charm.host, "Host", lambda app=None: real_host(tmp_path, runner, app))
     ctx = testing.Context(charm.GithubRunnerCharm)
 
     out = run(ctx, ctx.on.config_changed(), testing.State(config=VALID))
