@@ -214,15 +214,125 @@ def test_failing_started_hook_skips_the_script(emu: Emulator, app: Path, tmp_pat
     assert code == 0
 
 
-def test_process_exits_non_zero_when_registration_is_deleted(emu: Emulator, app: Path) -> None:
+def listener(app: Path, *args: str, **env_vars: str) -> subprocess.Popen[str]:
+    """``bin/Runner.Listener run`` started directly, as the product's start script does."""
+    return subprocess.Popen(
+        [str(app / "bin" / "Runner.Listener"), "run", *args],
+        env={**env(), **env_vars},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def jit(emu: Emulator, name: str, labels: list[str]) -> str:
+    body = {"name": name, "runner_group_id": 1, "labels": labels}
+    return api(emu, "POST", f"/orgs/{ORG}/actions/runners/generate-jitconfig", body)[
+        "encoded_jit_config"
+    ]
+
+
+def test_deleted_registration_is_exit_1_for_the_listener_and_0_for_run_sh(
+    emu: Emulator, app: Path
+) -> None:
+    """The real run-helper.sh turns the listener's TerminatedError (1) into 0: only the
+    listener itself tells the failure."""
     assert configure(emu, app, "--name", "doomed").returncode == 0
-    process = start(app)
-    state = emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
-    runner_id = state["runners"][0]["id"]
-    api(emu, "DELETE", f"/repos/{REPO}/actions/runners/{runner_id}")
+    for start_it, expected in ((lambda: listener(app), 1), (lambda: start(app), 0)):
+        process = start_it()
+        state = emu.control.wait_for(
+            lambda s: bool(s["runners"]) and s["runners"][0]["status"] == "online", timeout=10
+        )
+        api(emu, "DELETE", f"/repos/{REPO}/actions/runners/{state['runners'][0]['id']}")
+        code, output = finish(process)
+        assert code == expected, output
+        assert "deleted from the server" in output
+        assert configure(emu, app, "--name", "doomed").returncode != 0  # still configured
+        (app / ".runner").unlink()
+        (app / ".credentials").unlink()
+        assert configure(emu, app, "--name", "doomed").returncode == 0
+
+
+def test_deprecated_version_exit_codes(emu: Emulator, app: Path) -> None:
+    """GitHub refuses a deprecated version: exit 7 only with the opt-in variable, else 1;
+    run.sh says 0 without the variable (run-helper.sh.template)."""
+    emu.control.settings(deprecated_below="9.0.0")
+    code, output = finish(listener(app, "--jitconfig", jit(emu, "old-1", ["x"])))
+    assert code == 1 and "deprecated" in output, output
+    opted = listener(
+        app,
+        "--jitconfig",
+        jit(emu, "old-2", ["x"]),
+        ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE="1",
+    )
+    code, output = finish(opted)
+    assert code == 7, output
+    code, output = finish(start(app, "--jitconfig", jit(emu, "old-3", ["x"])))
+    assert code == 0, output
+
+
+def test_update_demand_updates_then_run_sh_starts_the_new_version(
+    emu: Emulator, app: Path
+) -> None:
+    """An outdated JIT runner (no --disableupdate there) is told to update: the listener
+    downloads the new version and exits 4; run.sh starts the updated listener, which runs."""
+    emu.control.settings(runner_version="2.399.0")
+    code, output = finish(listener(app, "--jitconfig", jit(emu, "outdated", ["up"])))
+    assert code == 4, output
+    assert "Runner update in progress" in output
+    assert json.loads((app / "bin" / "runner.json").read_text())["version"] == "2.399.0"
+    assert (app / "update.finished").exists()
+    (app / "update.finished").unlink()
+    # Back to the old version; run.sh does the whole dance itself.
+    emu.control.settings(runner_version="2.330.0")
+    finish(listener(app, "--version"))
+    (app / "bin" / "runner.json").write_text(json.dumps({"version": "2.330.0", "arch": "x64"}))
+    emu.control.settings(runner_version="2.399.0")
+    process = start(app, "--jitconfig", jit(emu, "updater", ["up"]))
+    state = emu.control.wait_for(
+        lambda s: any(r["name"] == "updater" and r["version"] == "2.399.0" for r in s["runners"])
+        and any(r["status"] == "online" for r in s["runners"] if r["name"] == "updater"),
+        timeout=30,
+    )
+    assert state
+    emu.control.queue_job(f"{ORG}/service", ["up"], "true")
+    emu.control.wait_for(lambda s: s["jobs"][0]["status"] == "completed", timeout=15)
+    code, output = finish(process, timeout=15)
+    assert code == 0 and "Restarting runner" in output, output
+
+
+def test_disableupdate_runner_gets_no_update_demand(emu: Emulator, app: Path) -> None:
+    emu.control.settings(runner_version="2.399.0")
+    assert configure(emu, app, "--name", "pinned", "--disableupdate", "--ephemeral").returncode == 0
+    process = listener(app)
+    emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
+    emu.control.queue_job(REPO, [], "true")
+    emu.control.wait_for(lambda s: s["jobs"][0]["status"] == "completed", timeout=15)
     code, output = finish(process)
-    assert code != 0
-    assert "deleted from the server" in output
+    assert code == 0 and "update" not in output.lower(), output
+
+
+def test_jit_configuration_from_the_environment(emu: Emulator, app: Path, tmp_path: Path) -> None:
+    """Like the real CommandSettings: ACTIONS_RUNNER_INPUT_JITCONFIG, cleared for the job."""
+    seen = tmp_path / "env"
+    process = listener(app, ACTIONS_RUNNER_INPUT_JITCONFIG=jit(emu, "env-jit", ["envjit"]))
+    emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
+    emu.control.queue_job(f"{ORG}/service", ["envjit"], f"env > {seen}")
+    emu.control.wait_for(lambda s: s["jobs"][0]["status"] == "completed", timeout=15)
+    code, output = finish(process)
+    assert code == 0, output
+    assert "ACTIONS_RUNNER_INPUT_JITCONFIG" not in seen.read_text()
+
+
+def test_config_sh_adds_the_default_labels(emu: Emulator, app: Path) -> None:
+    assert configure(emu, app, "--name", "labelled", "--labels", "a,b").returncode == 0
+    labels = [label["name"] for label in emu.control.runners()[0]["labels"]]
+    assert labels == ["self-hosted", "Linux", "X64", "a", "b"]
+    (app / ".runner").unlink()
+    (app / ".credentials").unlink()
+    bare = configure(emu, app, "--name", "bare", "--labels", "a", "--no-default-labels")
+    assert bare.returncode == 0
+    assert [r["labels"] for r in emu.control.runners() if r["name"] == "bare"][0][0]["name"] == "a"
 
 
 def test_sigterm_while_idle_exits_zero_and_goes_offline(emu: Emulator, app: Path) -> None:
@@ -268,5 +378,7 @@ def test_config_errors_and_remove(emu: Emulator, app: Path) -> None:
     assert removed.returncode == 0, removed.stdout
     assert emu.control.runners(REPO) == []
     assert not (app / ".runner").exists() and not (app / ".credentials").exists()
-    not_configured = finish(start(app))
-    assert not_configured[0] != 0 and "Not configured" in not_configured[1]
+    # The listener says 1 (TerminatedError); run.sh turns it into 0, as the real one does.
+    not_configured = finish(listener(app))
+    assert not_configured[0] == 1 and "Not configured" in not_configured[1]
+    assert finish(start(app))[0] == 0
