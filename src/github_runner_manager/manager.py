@@ -513,7 +513,7 @@ class RunnerManager:
             self._lxd,
             self._github,
             self._renderer,
-            runner_tarball=cached.path.read_bytes,
+            runner_tarball=cached.path,
             monotonic=self._monotonic,
             sleep=self._sleep,
             wall_clock=self._clock,

@@ -345,7 +345,7 @@ def downloads(state: EmulatorState, base: str) -> list[dict[str, Any]]:
                 "architecture": arch,
                 "download_url": f"{base}/_emulator/downloads/{name}",
                 "filename": name,
-                "sha256_checksum": tarball.checksum(name),
+                "sha256_checksum": tarball.checksum(name, state.settings["runner_size"]),
             }
         )
     return apps
@@ -464,7 +464,7 @@ class Control:
                 return Response(200, downloads(state, request.base))
             case ("GET", ["downloads", name]):
                 try:
-                    data = tarball.build(name)
+                    data = tarball.build(name, state.settings["runner_size"])
                 except ValueError as exc:
                     raise not_found() from exc
                 content_type = "application/zip" if name.endswith(".zip") else "application/gzip"

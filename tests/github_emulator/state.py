@@ -37,6 +37,7 @@ SETTINGS_TYPES: dict[str, tuple[type, ...]] = {
     "max_poll_wait": (int, float),
     "runner_updates": (bool,),
     "deprecated_below": (str, type(None)),
+    "runner_size": (str,),
 }
 # The labels GitHub treats as the runner's own (type read-only) rather than custom ones.
 SYSTEM_LABELS = frozenset({"self-hosted", "linux", "windows", "macos", "x64", "arm64", "arm"})
@@ -206,6 +207,8 @@ class EmulatorState:
             "runner_updates": True,
             # Runners older than this version are refused (GitHub's version deprecation).
             "deprecated_below": None,
+            # `small` (the stand-in alone) or `real` (padded to the real archive's size).
+            "runner_size": "small",
         }
         self.runners: dict[int, Runner] = {}
         self.jobs: dict[int, Job] = {}
@@ -533,6 +536,8 @@ class EmulatorState:
                 raise ApiError(422, f"setting {key!r} has the wrong type: {value!r}")
         if "runner_version" in changes and not _VERSION_RE.match(changes["runner_version"]):
             raise ApiError(422, "runner_version must look like X.Y.Z")
+        if changes.get("runner_size", "small") not in ("small", "real"):
+            raise ApiError(422, "runner_size must be small or real")
         below = changes.get("deprecated_below")
         if below is not None and not _VERSION_RE.match(below):
             raise ApiError(422, "deprecated_below must look like X.Y.Z or be null")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import itertools
+from typing import Any
 from collections.abc import Callable
 
 from github_runner_manager.errors import GitHubConflictError, LxdError, RunnerManagerError
@@ -136,9 +137,10 @@ class FakeLxd:
         self._maybe_fail("start_instance")
         self._get(name).status = "Running"
 
-    def push_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
+    def push_file(self, name: str, path: str, data: Any, mode: int = 0o644) -> None:
         self._maybe_fail("push_file")
-        self._get(name).files[path] = (data, mode)
+        content = data if isinstance(data, bytes) else data.read()
+        self._get(name).files[path] = (content, mode)
 
     def push_symlink(self, name: str, path: str, target: str) -> None:
         self._maybe_fail("push_symlink")
