@@ -19,6 +19,7 @@ import pytest
 
 from github_runner_manager.cli import build_manager
 from github_runner_manager.config import ManagerConfig
+from github_runner_manager.github import default_runner_labels
 from github_runner_manager.lxd import TAG_UNIT
 from github_runner_manager.manager import RunnerManager
 from tests.github_emulator import Emulator
@@ -27,7 +28,9 @@ from .conftest import IMAGE, PROJECT, TEST_REPO, TEST_TOKEN, run_in
 
 pytestmark = pytest.mark.lxd
 
-LABELS = ["self-hosted", "functional"]
+# What a workflow writes: GitHub's default labels (sent by the manager for JIT runners, as
+# config.sh would add them) and the application's.
+LABELS = ["self-hosted", "Linux", default_runner_labels()[2], "functional"]
 
 
 def manager_config(
