@@ -408,6 +408,7 @@ class Control:
                     event=str(body.get("event", "workflow_dispatch")),
                     name=str(body.get("name", "test")),
                     payload=body.get("payload") or {},
+                    setup_error=body.get("setup_error"),
                 )
                 return Response(201, state.control_job(job.id, request.base))
             case ("GET", ["jobs", job_id]):

@@ -132,6 +132,7 @@ class Job:
     exit_code: int | None = None
     log: str = ""
     steps: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    setup_error: str | None = None
 
 
 @dataclasses.dataclass
@@ -906,6 +907,7 @@ class EmulatorState:
         event: str = "workflow_dispatch",
         name: str = "test",
         payload: dict[str, Any] | None = None,
+        setup_error: str | None = None,
     ) -> Job:
         """Queue a job (in a new workflow run) and try to assign it.
 
@@ -917,6 +919,7 @@ class EmulatorState:
             event: the triggering event name.
             name: the job name.
             payload: extra event payload fields for ``GITHUB_EVENT_PATH``.
+            setup_error: a "Set up job" failure the runner reports (no hook, no script).
 
         Returns:
             The job.
@@ -947,6 +950,7 @@ class EmulatorState:
                 labels=list(labels),
                 script=script,
                 payload=dict(payload or {}),
+                setup_error=str(setup_error) if setup_error else None,
                 sha=hashlib.sha1(
                     f"{canonical}:{job_id}".encode(), usedforsecurity=False
                 ).hexdigest(),
@@ -1433,6 +1437,7 @@ class EmulatorState:
                 "labels": list(job.labels),
                 "script": job.script,
                 "payload": dict(job.payload),
+                "setup_error": job.setup_error,
             }
         }
 

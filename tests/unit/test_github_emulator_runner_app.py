@@ -382,3 +382,53 @@ def test_config_errors_and_remove(emu: Emulator, app: Path) -> None:
     not_configured = finish(listener(app))
     assert not_configured[0] == 1 and "Not configured" in not_configured[1]
     assert finish(start(app))[0] == 0
+
+
+@pytest.fixture
+def listener_module(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The stand-in's listener module, imported from its source tree."""
+    bin_dir = Path(__file__).resolve().parents[1] / "github_emulator" / "runner_app" / "bin"
+    monkeypatch.syspath_prepend(str(bin_dir))
+    import runner_listener  # noqa: PLC0415 - only importable once its directory is on the path
+
+    return runner_listener
+
+
+@pytest.mark.parametrize(
+    ("url", "direct"),
+    [
+        ("http://127.0.0.1:8080/x", True),  # loopback: always direct
+        ("https://localhost/x", True),
+        ("https://10.1.2.3/api", False),  # an IP in no_proxy is ignored, as the real runner does
+        ("https://ghes.example.com/api", True),
+        ("https://a.ghes.example.com/api", True),
+        ("https://other.example.org/", False),
+        ("https://svc.internal:8443/", True),
+        ("https://svc.internal:443/", False),
+    ],
+)
+def test_no_proxy_like_the_real_runner(
+    listener_module: Any, monkeypatch: pytest.MonkeyPatch, url: str, direct: bool
+) -> None:
+    monkeypatch.setenv("no_proxy", "10.1.2.3,ghes.example.com,svc.internal:8443,10.0.0.0/8")
+    assert listener_module.bypasses_proxy(url) is direct
+
+
+def test_set_up_job_failure_runs_no_hook(emu: Emulator, app: Path, tmp_path: Path) -> None:
+    """The real runner runs the job-started hook after "Set up job": a job failing there gives
+    the hook (and so the manager's job metrics) nothing."""
+    hook = tmp_path / "started.sh"
+    marker = tmp_path / "hook-ran"
+    hook.write_text(f"touch {marker}\n")
+    (app / ".env").write_text(f"ACTIONS_RUNNER_HOOK_JOB_STARTED={hook}\n")
+    process = listener(app, "--jitconfig", jit(emu, "setup-fail", ["setup"]))
+    emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
+    emu.control.queue_job(
+        f"{ORG}/service", ["setup"], "true", setup_error="Unable to resolve action x/y@v1"
+    )
+    state = emu.control.wait_for(lambda s: s["jobs"][0]["status"] == "completed", timeout=15)
+    code, _ = finish(process)
+    assert code == 0
+    assert state["jobs"][0]["conclusion"] == "failure"
+    assert "Unable to resolve action" in state["jobs"][0]["log"]
+    assert not marker.exists()

@@ -28,6 +28,7 @@ import argparse
 import base64
 import contextlib
 import datetime
+import ipaddress
 import json
 import os
 import platform
@@ -132,6 +133,63 @@ class ServerError(Exception):
         self.error_code = body.get("errorCode") if isinstance(body, dict) else None
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def bypasses_proxy(url: str) -> bool:
+    """Whether the real runner goes to ``url`` directly rather than through the proxy.
+
+    As actions/runner's RunnerWebProxy: loopback is always direct; ``no_proxy`` entries are
+    host names (``.suffix`` or a name matching itself and its subdomains, optionally with
+    ``:port``), and entries that are IP addresses are ignored ("We don't support IP address
+    for no_proxy").
+
+    Args:
+        url: the destination.
+
+    Returns:
+        True when no proxy is used.
+    """
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or (_is_ip(host) and ipaddress.ip_address(host).is_loopback):
+        return True
+    port = str(parts.port or (443 if parts.scheme == "https" else 80))
+    no_proxy = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
+    for entry in (item.strip().lower() for item in no_proxy.split(",")):
+        name, _, entry_port = entry.partition(":")
+        if not name or _is_ip(name) or (entry_port and entry_port != port):
+            continue
+        if name.startswith("."):
+            if host.endswith(name):
+                return True
+        elif host == name or host.endswith(f".{name}"):
+            return True
+    return False
+
+
+def urlopen(request: urllib.request.Request, timeout: float) -> Any:
+    """Open a URL with the real runner's proxy rules (see :func:`bypasses_proxy`).
+
+    Args:
+        request: the request.
+        timeout: seconds.
+
+    Returns:
+        The response.
+    """
+    scheme = urllib.parse.urlsplit(request.full_url).scheme
+    proxy = os.environ.get(f"{scheme}_proxy") or os.environ.get(f"{scheme.upper()}_PROXY")
+    proxies = {} if not proxy or bypasses_proxy(request.full_url) else {scheme: proxy}
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
+    return opener.open(request, timeout=timeout)
+
+
 def call(base: str, method: str, path: str, body: Any = None, timeout: float = 30.0) -> Any:
     """One JSON request to the emulator's runner protocol.
 
@@ -154,7 +212,7 @@ def call(base: str, method: str, path: str, body: Any = None, timeout: float = 3
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
+        with urlopen(request, timeout=timeout) as answer:
             raw = answer.read()
     except urllib.error.HTTPError as exc:
         raw = exc.read()
@@ -476,7 +534,7 @@ class Listener:
         name = f"actions-runner-linux-{INFO['arch']}-{version}.tar.gz"
         archive = ROOT / "_update.tar.gz"
         request = urllib.request.Request(f"{self.base}/_emulator/downloads/{name}")
-        with urllib.request.urlopen(request, timeout=300) as answer, archive.open("wb") as out:
+        with urlopen(request, timeout=300) as answer, archive.open("wb") as out:
             while chunk := answer.read(1 << 20):
                 out.write(chunk)
         subprocess.run(["tar", "-xzf", str(archive), "-C", str(ROOT)], check=True)
@@ -655,6 +713,14 @@ class Worker:
         steps: list[dict[str, str]] = []
         conclusion = "success"
         exit_code: int | None = None
+        if self.job.get("setup_error"):
+            # The real runner prepares the job ("Set up job": actions, containers) before the
+            # job-started hook, which runs in "Set up runner"; a set-up failure ends the job
+            # with neither hook nor script run.
+            self.output.append(f"##[error]{self.job['setup_error']}\n")
+            steps.append({"name": "Set up job", "conclusion": "failure"})
+            log = "".join(self.output)[-LOG_TAIL:]
+            return {"conclusion": "failure", "exit_code": None, "log": log, "steps": steps}
         started = self._hook("Set up runner", "ACTIONS_RUNNER_HOOK_JOB_STARTED", env)
         if started is not None:
             steps.append({"name": "Set up runner", "conclusion": _word(started)})
