@@ -127,9 +127,7 @@ class LxdClient(Protocol):
         """Start an instance."""
         ...  # pragma: no cover
 
-    def push_file(
-        self, name: str, path: str, data: bytes | BinaryIO, mode: int = 0o644
-    ) -> None:
+    def push_file(self, name: str, path: str, data: bytes | BinaryIO, mode: int = 0o644) -> None:
         """Write a file (owned by root) into an instance; a file object is streamed."""
         ...  # pragma: no cover
 
@@ -385,9 +383,7 @@ class PylxdClient:
         except _LXD_ERRORS as exc:
             raise LxdError(f"cannot start instance {name}: {exc}") from exc
 
-    def push_file(
-        self, name: str, path: str, data: bytes | BinaryIO, mode: int = 0o644
-    ) -> None:
+    def push_file(self, name: str, path: str, data: bytes | BinaryIO, mode: int = 0o644) -> None:
         """Write a file owned by root into an instance (running, or a stopped container).
 
         Args:

@@ -45,7 +45,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="push_memory.py")
     parser.add_argument("--mib", type=int, default=150, help="archive size in MiB")
     args = parser.parse_args()
-    import pylxd  # noqa: PLC0415 - after the path set-up
+    import pylxd  # after the path set-up
 
     project = os.environ.get("GRT_PROJECT", "github-runner-tests")
     client = pylxd.Client(project=project)

@@ -74,8 +74,7 @@ def install_runner(emu: Emulator, instance: Any) -> str:
 
 
 def start_runner(instance: Any, *args: str, program: str = f"{APP}/run.sh") -> None:
-    """Start ``run.sh`` (or ``program``) in the background as a transient systemd unit of the
-    runner user."""
+    """Start ``run.sh`` (or ``program``) as a transient systemd unit of the runner user."""
     command = " ".join(shlex.quote(arg) for arg in (program, *args))
     sh(
         instance,

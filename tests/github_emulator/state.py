@@ -1438,7 +1438,7 @@ class EmulatorState:
                 "script": job.script,
                 "payload": dict(job.payload),
                 "setup_error": job.setup_error,
-            }
+            },
         }
 
     def close_session(self, session_id: str) -> None:

@@ -67,7 +67,7 @@ def _padding(size: str) -> list[tuple[str, int, bytes]]:
     total, count = SIZES[size]
     if not count:
         return []
-    generator = random.Random(f"github-runner-padding-{total}-{count}")  # noqa: S311 - filler
+    generator = random.Random(f"github-runner-padding-{total}-{count}")  # filler, not a secret
     each = total // count
     members = []
     for index in range(count):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import itertools
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 from github_runner_manager.errors import GitHubConflictError, LxdError, RunnerManagerError
 from github_runner_manager.github import RateLimit

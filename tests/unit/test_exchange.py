@@ -23,7 +23,6 @@ from github_runner_manager.exchange import (
     PreJob,
     RunnerExchange,
 )
-
 from github_runner_manager.templates import TemplateRenderer
 
 from .conftest import PREFIX

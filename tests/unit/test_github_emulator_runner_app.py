@@ -9,6 +9,7 @@ tests cover what an instance gets; the functional smoke test does the same insid
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -235,8 +236,10 @@ def jit(emu: Emulator, name: str, labels: list[str]) -> str:
 def test_deleted_registration_is_exit_1_for_the_listener_and_0_for_run_sh(
     emu: Emulator, app: Path
 ) -> None:
-    """The real run-helper.sh turns the listener's TerminatedError (1) into 0: only the
-    listener itself tells the failure."""
+    """The real run-helper.sh turns the listener's TerminatedError (1) into 0.
+
+    Only the listener itself tells the failure.
+    """
     assert configure(emu, app, "--name", "doomed").returncode == 0
     for start_it, expected in ((lambda: listener(app), 1), (lambda: start(app), 0)):
         process = start_it()
@@ -254,8 +257,10 @@ def test_deleted_registration_is_exit_1_for_the_listener_and_0_for_run_sh(
 
 
 def test_deprecated_version_exit_codes(emu: Emulator, app: Path) -> None:
-    """GitHub refuses a deprecated version: exit 7 only with the opt-in variable, else 1;
-    run.sh says 0 without the variable (run-helper.sh.template)."""
+    """GitHub refuses a deprecated version: exit 7 with the opt-in variable, else 1.
+
+    run.sh says 0 without the variable (run-helper.sh.template).
+    """
     emu.control.settings(deprecated_below="9.0.0")
     code, output = finish(listener(app, "--jitconfig", jit(emu, "old-1", ["x"])))
     assert code == 1 and "deprecated" in output, output
@@ -274,8 +279,10 @@ def test_deprecated_version_exit_codes(emu: Emulator, app: Path) -> None:
 def test_update_demand_updates_then_run_sh_starts_the_new_version(
     emu: Emulator, app: Path
 ) -> None:
-    """An outdated JIT runner (no --disableupdate there) is told to update: the listener
-    downloads the new version and exits 4; run.sh starts the updated listener, which runs."""
+    """An outdated JIT runner (no --disableupdate there) is told to update.
+
+    The listener downloads the new version and exits 4; run.sh starts the updated listener.
+    """
     emu.control.settings(runner_version="2.399.0")
     code, output = finish(listener(app, "--jitconfig", jit(emu, "outdated", ["up"])))
     assert code == 4, output
@@ -290,8 +297,10 @@ def test_update_demand_updates_then_run_sh_starts_the_new_version(
     emu.control.settings(runner_version="2.399.0")
     process = start(app, "--jitconfig", jit(emu, "updater", ["up"]))
     state = emu.control.wait_for(
-        lambda s: any(r["name"] == "updater" and r["version"] == "2.399.0" for r in s["runners"])
-        and any(r["status"] == "online" for r in s["runners"] if r["name"] == "updater"),
+        lambda s: (
+            any(r["name"] == "updater" and r["version"] == "2.399.0" for r in s["runners"])
+            and any(r["status"] == "online" for r in s["runners"] if r["name"] == "updater")
+        ),
         timeout=30,
     )
     assert state
@@ -303,7 +312,9 @@ def test_update_demand_updates_then_run_sh_starts_the_new_version(
 
 def test_disableupdate_runner_gets_no_update_demand(emu: Emulator, app: Path) -> None:
     emu.control.settings(runner_version="2.399.0")
-    assert configure(emu, app, "--name", "pinned", "--disableupdate", "--ephemeral").returncode == 0
+    assert (
+        configure(emu, app, "--name", "pinned", "--disableupdate", "--ephemeral").returncode == 0
+    )
     process = listener(app)
     emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
     emu.control.queue_job(REPO, [], "true")
@@ -332,7 +343,8 @@ def test_config_sh_adds_the_default_labels(emu: Emulator, app: Path) -> None:
     (app / ".credentials").unlink()
     bare = configure(emu, app, "--name", "bare", "--labels", "a", "--no-default-labels")
     assert bare.returncode == 0
-    assert [r["labels"] for r in emu.control.runners() if r["name"] == "bare"][0][0]["name"] == "a"
+    bare_runner = next(r for r in emu.control.runners() if r["name"] == "bare")
+    assert [label["name"] for label in bare_runner["labels"]] == ["a"]
 
 
 def test_sigterm_while_idle_exits_zero_and_goes_offline(emu: Emulator, app: Path) -> None:
@@ -385,13 +397,16 @@ def test_config_errors_and_remove(emu: Emulator, app: Path) -> None:
 
 
 @pytest.fixture
-def listener_module(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The stand-in's listener module, imported from its source tree."""
-    bin_dir = Path(__file__).resolve().parents[1] / "github_emulator" / "runner_app" / "bin"
-    monkeypatch.syspath_prepend(str(bin_dir))
-    import runner_listener  # noqa: PLC0415 - only importable once its directory is on the path
-
-    return runner_listener
+def listener_module() -> Any:
+    """The stand-in's listener module, loaded from its source file."""
+    source = (
+        Path(__file__).resolve().parents[1] / "github_emulator/runner_app/bin/runner_listener.py"
+    )
+    spec = importlib.util.spec_from_file_location("stand_in_runner_listener", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.parametrize(
@@ -415,8 +430,10 @@ def test_no_proxy_like_the_real_runner(
 
 
 def test_set_up_job_failure_runs_no_hook(emu: Emulator, app: Path, tmp_path: Path) -> None:
-    """The real runner runs the job-started hook after "Set up job": a job failing there gives
-    the hook (and so the manager's job metrics) nothing."""
+    """The real runner runs the job-started hook after "Set up job".
+
+    A job failing there gives the hook (and so the manager's job metrics) nothing.
+    """
     hook = tmp_path / "started.sh"
     marker = tmp_path / "hook-ran"
     hook.write_text(f"touch {marker}\n")

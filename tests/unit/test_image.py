@@ -730,7 +730,7 @@ def test_runner_dependencies_take_the_first_package_apt_knows(
     known = "libssl3 libicu74 liblttng-ust1t64 libkrb5-3 zlib1g"
     snippet = (
         f'apt-cache() {{ case " {known} " in *" $2 "*) return 0 ;; esac; return 100; }}\n'
-        'APT=(echo apt-get)\ninstall_runner_dependencies'
+        "APT=(echo apt-get)\ninstall_runner_dependencies"
     )
 
     completed = bash(render(tmp_path, clock), tmp_path, snippet)

@@ -296,8 +296,14 @@ def test_a_tarball_file_is_streamed_not_read_whole(tmp_path, lxd, github, clock)
 
     lxd.push_file = recording_push
     spawner = RunnerSpawner(
-        config, lxd, github, TemplateRenderer(config.templates), runner_tarball=tarball,
-        monotonic=clock.monotonic, sleep=clock.sleep, wall_clock=clock,
+        config,
+        lxd,
+        github,
+        TemplateRenderer(config.templates),
+        runner_tarball=tarball,
+        monotonic=clock.monotonic,
+        sleep=clock.sleep,
+        wall_clock=clock,
     )
 
     result = spawner.spawn(InstanceType.CONTAINER, "hash-1")

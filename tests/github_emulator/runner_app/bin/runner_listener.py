@@ -758,7 +758,9 @@ def run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="run.sh", allow_abbrev=False)
     # Like the real CommandSettings, any option may come as ACTIONS_RUNNER_INPUT_<NAME>; the
     # real runner clears the variable once read, so jobs do not inherit the credential.
-    parser.add_argument("--jitconfig", default=os.environ.pop("ACTIONS_RUNNER_INPUT_JITCONFIG", None))
+    parser.add_argument(
+        "--jitconfig", default=os.environ.pop("ACTIONS_RUNNER_INPUT_JITCONFIG", None)
+    )
     parser.add_argument("--once", action="store_true", help="accepted and ignored")
     parser.add_argument("--startuptype", default=None, help="accepted and ignored")
     args = parser.parse_args(argv)
