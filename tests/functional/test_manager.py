@@ -84,6 +84,12 @@ def make_manager(
         manager.flush(busy=True, reconcile=False)
 
 
+@pytest.fixture(autouse=True)
+def _real_size_runner(emulator: Emulator) -> None:
+    """Every spawn here pushes a runner archive of the real one's size (over 100 MB)."""
+    emulator.control.settings(runner_size="real")
+
+
 def ours(lxd_client: pylxd.Client, unit: str = "functional/0") -> list[Any]:
     """The LXD instances tagged with a unit."""
     return [i for i in lxd_client.instances.all() if i.config.get(TAG_UNIT) == unit]
@@ -448,7 +454,6 @@ def test_real_size_runner_takes_a_self_hosted_job_for_its_architecture(
     assert: the runner registered with exactly GitHub's default labels and the manager's, and
     took the job (a JIT runner gets no label the request did not name).
     """
-    emulator.control.settings(runner_size="real")
     listed = emulator.control.downloads()
     manager = make_manager(containers=1)
 
