@@ -426,14 +426,12 @@ class RunnerManager:
                 self._issue(event)
                 if isinstance(event, RunnerStop) and event.status == "crashed":
                     crashed.add(runner)
-            post = data.post_job
-            if data.pre_job is None and post is not None and post.status != "normal":
-                # The listener failed before taking any job (too old, a missing library, a bad
-                # JIT configuration): no job event says so, the crash count does.
+            if runner_metrics.failed_at_start_up(data):
+                # No job event says so: the crash count does.
                 logger.warning(
-                    "runner %s stopped before taking a job; its listener exited with %s",
+                    "runner %s failed before it came online; its listener exited with %s",
                     runner,
-                    post.exit_code,
+                    data.post_job.exit_code if data.post_job else None,
                 )
                 crashed.add(runner)
             self._exchange.delete(runner)
