@@ -459,6 +459,10 @@ def test_real_size_runner_takes_a_self_hosted_job_for_its_architecture(
 
     created = manager.reconcile().created
     (runner,) = wait_online(emulator, 1)
+    instance = lxd_client.instances.get(runner["name"])
+    command_lines = run_in(
+        instance, ["sh", "-c", "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '"]
+    ).stdout
     arch = default_runner_labels(platform.machine())[2]
     job = emulator.control.queue_job(TEST_REPO, ["self-hosted", arch], "echo taken")
     done = wait_job(emulator, job["id"], "completed")
@@ -468,6 +472,8 @@ def test_real_size_runner_takes_a_self_hosted_job_for_its_architecture(
     assert names[:3] == ["self-hosted", "Linux", arch]
     assert len(names) == len({name.lower() for name in names})
     assert (done["runner_name"], done["conclusion"]) == (runner["name"], "success")
+    assert "Runner.Listener" in command_lines
+    assert "jitconfig" not in command_lines.lower(), "the JIT credential is on a command line"
     cached = next((manager.config.state_dir / "runner-binary").glob("*.tar.gz"))
     linux = next(a for a in listed if a["os"] == "linux" and a["architecture"] == "x64")
     assert cached.name == linux["filename"]

@@ -396,9 +396,8 @@ def test_config_errors_and_remove(emu: Emulator, app: Path) -> None:
     assert finish(start(app))[0] == 0
 
 
-@pytest.fixture
-def listener_module() -> Any:
-    """The stand-in's listener module, loaded from its source file."""
+def load_listener_module() -> Any:
+    """The stand-in's listener module, loaded from its source file (afresh each time)."""
     source = (
         Path(__file__).resolve().parents[1] / "github_emulator/runner_app/bin/runner_listener.py"
     )
@@ -407,6 +406,11 @@ def listener_module() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def listener_module() -> Any:
+    return load_listener_module()
 
 
 @pytest.mark.parametrize(
@@ -449,3 +453,13 @@ def test_set_up_job_failure_runs_no_hook(emu: Emulator, app: Path, tmp_path: Pat
     assert state["jobs"][0]["conclusion"] == "failure"
     assert "Unable to resolve action" in state["jobs"][0]["log"]
     assert not marker.exists()
+
+
+def test_the_listener_retries_an_unreachable_server_without_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real listener never gives up on an unreachable GitHub; only a test may set a limit."""
+    monkeypatch.delenv("RUNNER_EMULATOR_GIVE_UP_SECONDS", raising=False)
+    assert float("inf") == load_listener_module().UNREACHABLE_GIVE_UP
+    monkeypatch.setenv("RUNNER_EMULATOR_GIVE_UP_SECONDS", "3")
+    assert load_listener_module().UNREACHABLE_GIVE_UP == 3.0
