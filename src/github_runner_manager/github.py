@@ -16,6 +16,7 @@ import dataclasses
 import http.client
 import json
 import logging
+import platform
 import re
 import threading
 import time
@@ -120,6 +121,40 @@ class GitHubClient(Protocol):
         ...  # pragma: no cover
 
 
+# GitHub's architecture labels by `platform.machine()`.
+_ARCH_LABELS = {"x86_64": "X64", "amd64": "X64", "aarch64": "ARM64", "arm64": "ARM64"}
+
+
+def default_runner_labels(machine: str | None = None) -> list[str]:
+    """The labels `config.sh` gives every runner, which a JIT configuration must ask for.
+
+    The real runner adds `self-hosted`, the OS and the architecture on the client side, in
+    `config.sh` (actions/runner ConfigurationManager.CreateNewAgent, unless
+    `--no-default-labels`). A just-in-time runner skips `config.sh`, so GitHub registers it with
+    exactly the labels of the `generate-jitconfig` request: without these, a workflow asking for
+    `runs-on: [self-hosted, ...]` would never get it.
+
+    Args:
+        machine: `platform.machine()` output; the host's by default (runners run on the host's
+            architecture).
+
+    Returns:
+        `self-hosted`, `Linux` and `X64` or `ARM64`.
+    """
+    machine = (machine or platform.machine()).lower()
+    return ["self-hosted", "Linux", _ARCH_LABELS.get(machine, "X64")]
+
+
+def _with_default_labels(labels: Iterable[str], machine: str | None = None) -> list[str]:
+    merged: list[str] = []
+    seen: set[str] = set()
+    for label in (*default_runner_labels(machine), *labels):
+        if label.lower() not in seen:
+            seen.add(label.lower())
+            merged.append(label)
+    return merged
+
+
 class ResponseCache:
     """ETags and bodies of GET responses, and the last rate limit, kept across runs in a file.
 
@@ -218,6 +253,7 @@ class GhApiClient:
         cache: ResponseCache | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        machine: str | None = None,
     ):
         """Create the client.
 
@@ -230,7 +266,9 @@ class GhApiClient:
             cache: ETag cache; a fresh in-memory one by default.
             sleep: the sleep function (tests pass a fake one).
             clock: the wall clock (tests pass a fake one).
+            machine: the runners' `platform.machine()` (the host's by default).
         """
+        self._machine = machine
         self._path = path
         self._token = token
         self._api_url = api_url.rstrip("/")
@@ -542,7 +580,8 @@ class GhApiClient:
                     data={
                         "name": name,
                         "runner_group_id": group_id,
-                        "labels": labels,
+                        # config.sh would add the default labels; nothing else does for JIT.
+                        "labels": _with_default_labels(labels, self._machine),
                         "work_folder": "_work",
                     },
                 )

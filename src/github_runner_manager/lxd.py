@@ -19,7 +19,7 @@ import shlex
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 import pylxd
@@ -196,8 +196,8 @@ class LxdClient(Protocol):
         """Start an instance."""
         ...  # pragma: no cover
 
-    def push_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
-        """Write a file (owned by root) into an instance."""
+    def push_file(self, name: str, path: str, data: bytes | BinaryIO, mode: int = 0o644) -> None:
+        """Write a file (owned by root) into an instance; a file object is streamed."""
         ...  # pragma: no cover
 
     def push_symlink(self, name: str, path: str, target: str) -> None:
@@ -528,13 +528,14 @@ class PylxdClient:
         except _LXD_ERRORS as exc:
             raise lxd_error(f"cannot start instance {name}", exc) from exc
 
-    def push_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
+    def push_file(self, name: str, path: str, data: bytes | BinaryIO, mode: int = 0o644) -> None:
         """Write a file owned by root into an instance (running, or a stopped container).
 
         Args:
             name: the instance.
             path: the absolute path inside it.
-            data: the content.
+            data: the content, or a binary file object streamed from its position (requests
+                sends a file object in chunks: memory stays bounded for a large file).
             mode: the file permissions.
 
         Raises:

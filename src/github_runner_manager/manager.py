@@ -433,6 +433,14 @@ class RunnerManager:
                 self._issue(event)
                 if isinstance(event, RunnerStop) and event.status == "crashed":
                     crashed.add(runner)
+            if runner_metrics.failed_at_start_up(data):
+                # No job event says so: the crash count does.
+                logger.warning(
+                    "runner %s failed before it came online; its listener exited with %s",
+                    runner,
+                    data.post_job.exit_code if data.post_job else None,
+                )
+                crashed.add(runner)
             self._exchange.delete(runner)
         report.crashed = sorted(crashed)
 
@@ -551,7 +559,7 @@ class RunnerManager:
             self._lxd,
             self._github,
             self._renderer,
-            runner_tarball=cached.path.read_bytes,
+            runner_tarball=cached.path,
             monotonic=self._monotonic,
             sleep=self._sleep,
             wall_clock=self._clock,

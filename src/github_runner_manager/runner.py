@@ -22,6 +22,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from .config import RUNNER_SUFFIX_HEX, ManagerConfig
 from .errors import RunnerCreateError, RunnerManagerError
@@ -195,7 +196,7 @@ class RunnerSpawner:
         github: GitHubClient,
         renderer: TemplateRenderer,
         *,
-        runner_tarball: bytes | Callable[[], bytes],
+        runner_tarball: bytes | Path | Callable[[], bytes],
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], datetime.datetime] | None = None,
@@ -208,7 +209,9 @@ class RunnerSpawner:
             lxd: the LXD client.
             github: the GitHub client.
             renderer: the template renderer.
-            runner_tarball: the runner application tarball, or a function reading it.
+            runner_tarball: the runner application tarball: a file, streamed into each
+                instance (the real archive is well over 100 MB: never held in memory), or
+                its bytes, or a function reading them.
             monotonic: a monotonic clock for timings.
             sleep: the sleep function (tests pass a fake).
             wall_clock: the current time (tests pass a fake).
@@ -224,10 +227,18 @@ class RunnerSpawner:
         self._now = wall_clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
         self._exchange = exchange
 
-    def _tarball_bytes(self) -> bytes:
+    def _push_tarball(self, name: str) -> None:
+        destination = f"{DIST_DIR}/runner.tar.gz"
+        if isinstance(self._tarball, Path):
+            try:
+                with self._tarball.open("rb") as stream:
+                    self._lxd.push_file(name, destination, stream, 0o600)
+            except OSError as exc:
+                raise RunnerCreateError(f"cannot read the runner application: {exc}") from exc
+            return
         if callable(self._tarball):
             self._tarball = self._tarball()
-        return self._tarball
+        self._lxd.push_file(name, destination, self._tarball, 0o600)
 
     def instance_spec(
         self,
@@ -434,7 +445,7 @@ class RunnerSpawner:
         for directory in _DIRECTORIES:
             if directory == DIST_DIR or any(path.startswith(f"{directory}/") for path in files):
                 self._lxd.make_directory(name, directory, 0o755)
-        self._lxd.push_file(name, f"{DIST_DIR}/runner.tar.gz", self._tarball_bytes(), 0o600)
+        self._push_tarball(name)
         for path, (content, mode) in files.items():
             self._lxd.push_file(name, path, content, mode)
         if registration.jit_config:

@@ -60,6 +60,29 @@ def installed_event(data: RunnerData, flavor: str) -> RunnerInstalled | None:
     )
 
 
+def failed_at_start_up(data: RunnerData) -> bool:
+    """Whether a runner's listener failed before it ever listened for jobs.
+
+    Too old a version (GitHub refuses it), a missing library, a bad JIT configuration: the
+    listener exits with an error code before it goes online, and no job event would tell. A
+    runner that was online and then stopped (its registration deleted by a flush, say) is not
+    counted here.
+
+    Args:
+        data: the runner's data.
+
+    Returns:
+        True when the runner exited abnormally without ever coming online or taking a job.
+    """
+    post = data.post_job
+    return (
+        post is not None
+        and post.status != "normal"
+        and data.online is None
+        and data.pre_job is None
+    )
+
+
 def job_events(data: RunnerData, flavor: str, lookup: JobLookup | None) -> list[Event]:
     """The runner_start and runner_stop events of a finished runner that took a job.
 

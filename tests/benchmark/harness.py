@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -18,8 +19,10 @@ import select
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +238,20 @@ class OnlineWatcher:
                     raise TimeoutError(f"runners never online and idle: {missing}")
                 self._changed.wait(min(left, 1.0))
             return {name: self.first_idle[name] for name in names}
+
+
+def runner_archive(control: EmulatorControl, size: str) -> dict[str, Any]:
+    """What every spawn pushes: the linux x64 runner archive's name, bytes and file count."""
+    listing = control.downloads()
+    linux = next(a for a in listing if a["os"] == "linux" and a["architecture"] == "x64")
+    with urllib.request.urlopen(linux["download_url"], timeout=300) as answer:  # the emulator
+        data = answer.read()
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        files = sum(1 for member in archive.getmembers() if member.isfile())
+    logger.info(
+        "runner archive %s: %.1f MiB, %d files", linux["filename"], len(data) / 2**20, files
+    )
+    return {"filename": linux["filename"], "bytes": len(data), "files": files, "size": size}
 
 
 def instance_tags(client: pylxd.Client) -> list[tuple[str, str, str]]:

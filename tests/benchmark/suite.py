@@ -69,6 +69,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--skip", default="", help=f"comma-separated sections to skip: {','.join(SECTIONS)}"
     )
+    parser.add_argument(
+        "--runner-size",
+        choices=("real", "small"),
+        default="real",
+        help="the runner archive the manager pushes: padded to the real size (default) or the "
+        "bare stand-in",
+    )
     parser.add_argument("--keep-work", action="store_true", help="keep the working directory")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -422,6 +429,7 @@ def environment(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
         "floor_threads": "same as the row's spawn_concurrency (N, or 4)",
         "background_before": harness.background(bench.client),
         "git": harness.git_state(),
+        "runner_archive": harness.runner_archive(bench.emulator.control, args.runner_size),
     }
 
 
@@ -447,6 +455,8 @@ def main(argv: Sequence[str]) -> int:
     bench: Bench | None = None
     try:
         emulator.start()
+        # Every spawn pushes the runner archive: with the real one's size, as in production.
+        emulator.control.settings(runner_size=args.runner_size)
         bench = Bench(work, emulator, args.poll)
         harness.lxd_project_ready(bench.client)
         results["environment"] = environment(args, bench)

@@ -249,6 +249,15 @@ def _background(info: dict[str, Any] | None) -> str:
     return f"load {info['load']}, running instances in other projects: {others}"
 
 
+def _archive(info: dict[str, Any] | None) -> str:
+    if not info:
+        return "runner archive: unknown"
+    return (
+        f"runner archive: {info['filename']}, {info['bytes'] / 2**20:.1f} MiB, "
+        f"{info['files']} files (--runner-size {info['size']}; the real one is over 100 MB)"
+    )
+
+
 def render(results: dict[str, Any]) -> str:
     env = results.get("environment", {})
     git = env.get("git", {})
@@ -263,6 +272,7 @@ def render(results: dict[str, Any]) -> str:
         f"{shape.get('disk')} root, ephemeral, metrics on; elapsed {results.get('elapsed')} s",
         f"background: before {_background(env.get('background_before'))}; after "
         f"{_background(env.get('background_after'))}",
+        _archive(env.get("runner_archive")),
         "",
     ]
     summary = results["summary"]

@@ -75,11 +75,25 @@ fi
 """
 STUB_FILES = {"npm": {"usr/bin/npm": NPM_STUB}}
 
+# The runner application's dependencies (one candidate of each group the build script knows),
+# each with a stand-in for the library the build checks for.
+RUNNER_DEPENDENCY_STUBS = {
+    "liblttng-ust1": "usr/lib/grt-stub/liblttng-ust.so.1",
+    "libkrb5-3": "usr/lib/grt-stub/libkrb5.so.3",
+    "zlib1g": "usr/lib/grt-stub/libz.so.1",
+    "libssl3": "usr/lib/grt-stub/libssl.so.3",
+    "libicu72": "usr/lib/grt-stub/libicuuc.so.72",
+}
+
 
 def build_stub_deb(work: Path, package: str, arch: str = "all") -> Path:
     """Build a Debian package named `package` with dpkg-deb: empty, or with STUB_FILES."""
     root = work / f"{package}-root"
     (root / "DEBIAN").mkdir(parents=True)
+    if package in RUNNER_DEPENDENCY_STUBS:
+        library = root / RUNNER_DEPENDENCY_STUBS[package]
+        library.parent.mkdir(parents=True, exist_ok=True)
+        library.write_text(f"stand-in library of {package}\n")
     (root / "usr/share/doc" / package).mkdir(parents=True)
     (root / "usr/share/doc" / package / "README.stub").write_text(f"stub of {package}\n")
     for path, content in STUB_FILES.get(package, {}).items():
@@ -208,7 +222,8 @@ def adapter(lxd_client: pylxd.Client) -> PylxdClient:
 @pytest.fixture(scope="module")
 def repo_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RepositoryProxy]:
     work = tmp_path_factory.mktemp("stub-repo")
-    repository = stub_repository(work, sorted(DEFAULT_PACKAGES), host_arch())
+    packages = sorted({*DEFAULT_PACKAGES, *RUNNER_DEPENDENCY_STUBS})
+    repository = stub_repository(work, packages, host_arch())
     with RepositoryProxy(repository, {f"yq_linux_{host_arch()}": YQ_STUB}) as proxy:
         yield proxy
 
@@ -369,6 +384,9 @@ def test_build_installs_the_packages_through_the_loopback_apt_proxy(
     for package in DEFAULT_PACKAGES:
         assert out("dpkg-query", "-W", "-f=${Status}", package) == (0, "install ok installed")
     assert out("dpkg-query", "-W", "unattended-upgrades")[0] != 0
+    # The runner's own dependencies, installed explicitly (the JIT start skips config.sh).
+    for package in ("libicu72", "liblttng-ust1"):
+        assert out("dpkg-query", "-W", "-f=${Status}", package) == (0, "install ok installed")
     for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
         assert out("systemctl", "is-enabled", timer)[1] == "masked"
     assert out("/usr/bin/yq")[1] == "yq (github-runner test stub) version v4"

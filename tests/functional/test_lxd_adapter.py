@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import secrets
 import time
 
@@ -78,6 +80,9 @@ def test_files_exec_and_delete(adapter, lxd_client):
         adapter.make_directory(wanted.name, "/opt/grt")
         adapter.make_directory(wanted.name, "/opt/grt")  # idempotent
         adapter.push_file(wanted.name, "/opt/grt/hello", b"hello\n", 0o600)
+        # A file object is streamed (the runner archive is well over 100 MB).
+        big = os.urandom(3 * 2**20 + 7)
+        adapter.push_file(wanted.name, "/opt/grt/big", io.BytesIO(big), 0o600)
         adapter.push_symlink(wanted.name, "/opt/grt/link", "/opt/grt/hello")
         adapter.start_instance(wanted.name)
 
@@ -93,6 +98,7 @@ def test_files_exec_and_delete(adapter, lxd_client):
         assert linked.stdout == "hello\n"
         assert with_env.stdout.strip() == "s3"
         assert pulled == b"hello\n"
+        assert adapter.pull_file(wanted.name, "/opt/grt/big") == big
         assert as_json.stdout == '{"type": "not an LXD response"}\n'
         assert [i.status for i in adapter.list_instances("adapter/0")] == [InstanceStatus.RUNNING]
     finally:

@@ -9,6 +9,7 @@ emulator has.
 from __future__ import annotations
 
 import datetime
+import platform
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 
 from github_runner_manager.cli import build_manager
 from github_runner_manager.config import ManagerConfig
+from github_runner_manager.github import default_runner_labels
 from github_runner_manager.lxd import TAG_UNIT
 from github_runner_manager.manager import RunnerManager
 from tests.github_emulator import Emulator
@@ -27,7 +29,9 @@ from .conftest import IMAGE, PROJECT, TEST_REPO, TEST_TOKEN, run_in
 
 pytestmark = pytest.mark.lxd
 
-LABELS = ["self-hosted", "functional"]
+# What a workflow writes: GitHub's default labels (sent by the manager for JIT runners, as
+# config.sh would add them) and the application's.
+LABELS = ["self-hosted", "Linux", default_runner_labels()[2], "functional"]
 
 
 def manager_config(
@@ -78,6 +82,12 @@ def make_manager(
     emulator.control.clear_faults()
     for manager in built:
         manager.flush(busy=True, reconcile=False)
+
+
+@pytest.fixture(autouse=True)
+def _real_size_runner(emulator: Emulator) -> None:
+    """Every spawn here pushes a runner archive of the real one's size (over 100 MB)."""
+    emulator.control.settings(runner_size="real")
 
 
 def ours(lxd_client: pylxd.Client, unit: str = "functional/0") -> list[Any]:
@@ -431,3 +441,71 @@ def test_new_runner_version_replaces_idle_runners(make_manager, emulator, lxd_cl
     cached = list((manager.config.state_dir / "runner-binary").glob("*.tar.gz"))
     assert [path.name for path in cached] == ["actions-runner-linux-x64-2.331.0.tar.gz"]
     assert manager.check()["runner_version"] == "2.331.0"
+
+
+# ----- the real runner application's behaviour (issue 17) ----------------------------------
+
+
+def test_real_size_runner_takes_a_self_hosted_job_for_its_architecture(
+    make_manager, emulator, lxd_client
+):
+    """arrange: the real archive's size. act: spawn, queue `self-hosted` + architecture.
+
+    assert: the runner registered with exactly GitHub's default labels and the manager's, and
+    took the job (a JIT runner gets no label the request did not name).
+    """
+    listed = emulator.control.downloads()
+    manager = make_manager(containers=1)
+
+    created = manager.reconcile().created
+    (runner,) = wait_online(emulator, 1)
+    instance = lxd_client.instances.get(runner["name"])
+    command_lines = run_in(
+        instance, ["sh", "-c", "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '"]
+    ).stdout
+    arch = default_runner_labels(platform.machine())[2]
+    job = emulator.control.queue_job(TEST_REPO, ["self-hosted", arch], "echo taken")
+    done = wait_job(emulator, job["id"], "completed")
+
+    assert created == [runner["name"]]
+    names = [label["name"] for label in runner["labels"]]
+    assert names[:3] == ["self-hosted", "Linux", arch]
+    assert len(names) == len({name.lower() for name in names})
+    assert (done["runner_name"], done["conclusion"]) == (runner["name"], "success")
+    assert "Runner.Listener" in command_lines
+    assert "jitconfig" not in command_lines.lower(), "the JIT credential is on a command line"
+    cached = next((manager.config.state_dir / "runner-binary").glob("*.tar.gz"))
+    linux = next(a for a in listed if a["os"] == "linux" and a["architecture"] == "x64")
+    assert cached.name == linux["filename"]
+    assert cached.stat().st_size > 100 * 10**6, "the spawn pushed an archive of the real size"
+
+
+def test_update_demand_on_a_jit_runner_updates_it_in_place(make_manager, emulator, lxd_client):
+    """arrange: a host cache one version behind GitHub (its listing unreachable).
+
+    act: spawn. assert: GitHub's update demand (no --disableupdate for JIT runners) makes the
+    listener update itself; the start script starts the updated listener, which takes a job.
+    """
+    manager = make_manager(containers=1)
+    first = manager.reconcile().created
+    wait_online(emulator, 1)
+    emulator.control.delete_runner(gh_runners(emulator)[0]["id"])  # its instance ends
+    wait_gone(lxd_client, first[0], timeout=90)
+    emulator.control.settings(runner_version="2.331.0")
+    emulator.control.add_fault(status=500, count=-1, path=r"/actions/runners/downloads$")
+
+    report = manager.reconcile()
+
+    (name,) = report.created
+    updated = emulator.control.wait_for(
+        lambda s: any(
+            r["name"] == name and r["version"] == "2.331.0" and r["status"] == "online"
+            for r in s["runners"]
+        ),
+        timeout=120,
+    )
+    assert updated
+    job = emulator.control.queue_job(TEST_REPO, ["self-hosted"], "true")
+    done = wait_job(emulator, job["id"], "completed")
+    assert (done["runner_name"], done["conclusion"]) == (name, "success")
+    wait_gone(lxd_client, name, timeout=90)

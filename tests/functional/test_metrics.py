@@ -159,3 +159,30 @@ def _seconds(iso: str) -> float:
     import datetime
 
     return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def test_a_runner_refused_at_start_up_is_counted_crashed(
+    metrics_manager, emulator, lxd_client, tmp_path
+):
+    """arrange: GitHub refuses the runner's version as deprecated. act: spawn, reconcile.
+
+    assert: the listener's own exit code 7 (RunnerVersionDeprecated) is recorded, not the 0
+    the runner's run.sh would have turned it into (run-helper.sh.template), and the runner,
+    dead before any job, is counted as crashed.
+    """
+    emulator.control.settings(deprecated_below="9.0.0")
+    manager = metrics_manager(containers=1)
+    (name,) = manager.reconcile().created
+    post_job = tmp_path / "state" / "runners" / name / "exchange" / "post-job.json"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not post_job.exists():
+        time.sleep(0.5)
+    recorded = json.loads(post_job.read_text())
+    wait_gone(lxd_client, name)
+    emulator.control.settings(deprecated_below=None)
+
+    report = manager.reconcile()
+
+    assert (recorded["status"], recorded["exit_code"]) == ("abnormal", 7)
+    assert name in report.crashed
+    assert events(tmp_path, "reconciliation")[-1]["crashed_runners"] == 1

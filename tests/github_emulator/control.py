@@ -177,6 +177,7 @@ class EmulatorControl:
         event: str = "workflow_dispatch",
         name: str = "test",
         payload: dict[str, Any] | None = None,
+        setup_error: str | None = None,
     ) -> dict[str, Any]:
         """Queue a job; it goes to the first online idle runner whose labels cover its labels.
 
@@ -188,6 +189,8 @@ class EmulatorControl:
             event: the event name (``GITHUB_EVENT_NAME``).
             name: the job name (``GITHUB_JOB``).
             payload: extra fields for the event payload file.
+            setup_error: make the job fail in "Set up job" (an action that cannot be
+                downloaded...): the real runner then runs neither hook nor script.
 
         Returns:
             The job record.
@@ -200,6 +203,7 @@ class EmulatorControl:
             "event": event,
             "name": name,
             "payload": payload or {},
+            "setup_error": setup_error,
         }
         return self.request("POST", "/jobs", body)
 

@@ -345,7 +345,7 @@ def downloads(state: EmulatorState, base: str) -> list[dict[str, Any]]:
                 "architecture": arch,
                 "download_url": f"{base}/_emulator/downloads/{name}",
                 "filename": name,
-                "sha256_checksum": tarball.checksum(name),
+                "sha256_checksum": tarball.checksum(name, state.settings["runner_size"]),
             }
         )
     return apps
@@ -411,6 +411,7 @@ class Control:
                     event=str(body.get("event", "workflow_dispatch")),
                     name=str(body.get("name", "test")),
                     payload=body.get("payload") or {},
+                    setup_error=body.get("setup_error"),
                 )
                 return Response(201, state.control_job(job.id, request.base))
             case ("GET", ["jobs", job_id]):
@@ -467,7 +468,7 @@ class Control:
                 return Response(200, downloads(state, request.base))
             case ("GET", ["downloads", name]):
                 try:
-                    data = tarball.build(name)
+                    data = tarball.build(name, state.settings["runner_size"])
                 except ValueError as exc:
                     raise not_found() from exc
                 content_type = "application/zip" if name.endswith(".zip") else "application/gzip"

@@ -96,7 +96,15 @@ class SimulatedRunner:
             "url_path": urllib.parse.urlsplit(url).path,
             "token": token,
             "name": name,
-            "labels": list(labels),
+            # config.sh adds the system labels itself (ConfigurationManager.CreateNewAgent).
+            "labels": [
+                *(
+                    []
+                    if options.get("no_default_labels")
+                    else ["self-hosted", "Linux", str(options.get("arch", "x64")).upper()]
+                ),
+                *labels,
+            ],
             "ephemeral": ephemeral,
             **options,
         }

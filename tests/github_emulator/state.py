@@ -35,7 +35,12 @@ SETTINGS_TYPES: dict[str, tuple[type, ...]] = {
     "lost_job_after": (int, float, type(None)),
     "registration_token_ttl": (int, float),
     "max_poll_wait": (int, float),
+    "runner_updates": (bool,),
+    "deprecated_below": (str, type(None)),
+    "runner_size": (str,),
 }
+# The labels GitHub treats as the runner's own (type read-only) rather than custom ones.
+SYSTEM_LABELS = frozenset({"self-hosted", "linux", "windows", "macos", "x64", "arm64", "arm"})
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
 _LOG_LIMIT = 64 * 1024
 
@@ -96,6 +101,7 @@ class Runner:
     work_folder: str = "_work"
     disable_update: bool = False
     pid: int | None = None
+    update_to: str | None = None
 
 
 @dataclasses.dataclass
@@ -126,6 +132,7 @@ class Job:
     exit_code: int | None = None
     log: str = ""
     steps: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    setup_error: str | None = None
 
 
 @dataclasses.dataclass
@@ -196,6 +203,13 @@ class EmulatorState:
             "lost_job_after": None,
             "registration_token_ttl": 3600.0,
             "max_poll_wait": 20.0,
+            # GitHub tells a runner older than the current release to update itself, unless
+            # it was configured with `--disableupdate` (a registration-token flag only).
+            "runner_updates": True,
+            # Runners older than this version are refused (GitHub's version deprecation).
+            "deprecated_below": None,
+            # `small` (the stand-in alone) or `real` (padded to the real archive's size).
+            "runner_size": "small",
         }
         self.runners: dict[int, Runner] = {}
         self.jobs: dict[int, Job] = {}
@@ -523,6 +537,11 @@ class EmulatorState:
                 raise ApiError(422, f"setting {key!r} has the wrong type: {value!r}")
         if "runner_version" in changes and not _VERSION_RE.match(changes["runner_version"]):
             raise ApiError(422, "runner_version must look like X.Y.Z")
+        if changes.get("runner_size", "small") not in ("small", "real"):
+            raise ApiError(422, "runner_size must be small or real")
+        below = changes.get("deprecated_below")
+        if below is not None and not _VERSION_RE.match(below):
+            raise ApiError(422, "deprecated_below must look like X.Y.Z or be null")
         with self.cond:
             self.settings.update(changes)
             self.cond.notify_all()
@@ -624,15 +643,19 @@ class EmulatorState:
             runner.job_id = None
             runner.busy = False
 
-    def _labels(self, names: Iterable[str], defaults: Iterable[str]) -> list[tuple[str, str]]:
+    def _labels(self, names: Iterable[str]) -> list[tuple[str, str]]:
+        """The labels a runner is registered with: exactly the names it was sent.
+
+        GitHub adds nothing on its side: `config.sh` itself sends `self-hosted`, the OS and the
+        architecture (actions/runner ConfigurationManager.CreateNewAgent, unless
+        `--no-default-labels`), and a JIT configuration gets only the labels in its request.
+        """
         labels: list[tuple[str, str]] = []
         seen: set[str] = set()
-        for name in defaults:
-            labels.append((name, "read-only"))
-            seen.add(name.lower())
         for name in names:
             if name.lower() not in seen:
-                labels.append((name, "custom"))
+                kind = "read-only" if name.lower() in SYSTEM_LABELS else "custom"
+                labels.append((name, kind))
                 seen.add(name.lower())
         for name, _ in labels:
             self._label_id(name)
@@ -689,6 +712,7 @@ class EmulatorState:
                 "arch": runner.arch,
                 "work_folder": runner.work_folder,
                 "disable_update": runner.disable_update,
+                "update_to": runner.update_to,
                 "pid": runner.pid,
                 "created_at": shapes.iso(runner.created_at),
             }
@@ -833,7 +857,7 @@ class EmulatorState:
                 id=self._next("runner"),
                 name=body["name"],
                 scope=scope,
-                labels=self._labels(body["labels"], self.default_labels(arch)),
+                labels=self._labels(body["labels"]),
                 group_id=group["id"],
                 group_name=group["name"],
                 ephemeral=True,
@@ -883,6 +907,7 @@ class EmulatorState:
         event: str = "workflow_dispatch",
         name: str = "test",
         payload: dict[str, Any] | None = None,
+        setup_error: str | None = None,
     ) -> Job:
         """Queue a job (in a new workflow run) and try to assign it.
 
@@ -894,6 +919,7 @@ class EmulatorState:
             event: the triggering event name.
             name: the job name.
             payload: extra event payload fields for ``GITHUB_EVENT_PATH``.
+            setup_error: a "Set up job" failure the runner reports (no hook, no script).
 
         Returns:
             The job.
@@ -924,6 +950,7 @@ class EmulatorState:
                 labels=list(labels),
                 script=script,
                 payload=dict(payload or {}),
+                setup_error=str(setup_error) if setup_error else None,
                 sha=hashlib.sha1(
                     f"{canonical}:{job_id}".encode(), usedforsecurity=False
                 ).hexdigest(),
@@ -945,6 +972,8 @@ class EmulatorState:
             for runner in sorted(self.runners.values(), key=lambda r: r.id):
                 if runner.secret is None or runner.busy or runner.job_id is not None:
                     continue
+                if runner.update_to is not None:
+                    continue  # told to update itself: it takes no job first (Runner.cs)
                 if runner.session_id is None or not self._online(runner, now):
                     continue
                 if runner.scope != job.repo and runner.scope.lower() != owner:
@@ -1216,12 +1245,11 @@ class EmulatorState:
                 if not body.get("replace"):
                     raise ApiError(409, f"A runner exists with the same name {name}.")
                 del self.runners[existing.id]
-            defaults = [] if body.get("no_default_labels") else self.default_labels(arch)
             runner = Runner(
                 id=self._next("runner"),
                 name=name,
                 scope=scope,
-                labels=self._labels(labels, defaults),
+                labels=self._labels(labels),
                 group_id=group["id"],
                 group_name=group["name"],
                 ephemeral=bool(body.get("ephemeral")),
@@ -1285,6 +1313,7 @@ class EmulatorState:
             runner.last_seen = time.time()
             version = body.get("version")
             runner.version = str(version) if version else runner.version
+            self._check_version(runner)
             pid = body.get("pid")
             runner.pid = pid if isinstance(pid, int) else None
             self._schedule()
@@ -1294,6 +1323,40 @@ class EmulatorState:
                 "runner": self.runner_json(runner),
                 **self._timings(),
             }
+
+    def _check_version(self, runner: Runner) -> None:
+        """Refuse a deprecated runner; mark an outdated one for an update message.
+
+        A runner whose version is below ``deprecated_below`` is refused as GitHub refuses it:
+        403 with ``AccessDeniedException`` and ``errorCode`` 1, which the real listener turns
+        into exit code 7 (``RunnerVersionDeprecated``) when
+        ``ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1``, else 1 (actions/runner
+        Program.cs, run-helper.sh.template). A runner older than the listed release, and not
+        registered with ``--disableupdate``, gets an ``AgentRefresh`` message as its first
+        message (the version is checked when the session opens).
+
+        Raises:
+            ApiError: 403 for a deprecated version.
+        """
+        runner.update_to = None
+        if not runner.version or not _VERSION_RE.match(runner.version):
+            return  # a simulated runner without a real version: nothing to compare
+        version = _version_tuple(runner.version)
+        below = self.settings["deprecated_below"]
+        if below is not None and version < _version_tuple(below):
+            error = ApiError(
+                403, f"Runner version v{runner.version} is deprecated and cannot receive messages."
+            )
+            error.body.update({"typeKey": "AccessDeniedException", "errorCode": 1})
+            raise error
+        latest = self.settings["runner_version"]
+        runner.update_to = None
+        if (
+            self.settings["runner_updates"]
+            and not runner.disable_update
+            and version < _version_tuple(latest)
+        ):
+            runner.update_to = latest
 
     def _timings(self) -> dict[str, float]:
         offline_after = float(self.settings["offline_after"])
@@ -1340,6 +1403,15 @@ class EmulatorState:
                 runner.last_seen = time.time()
                 self._sweep()
                 self._schedule()
+                if runner.update_to is not None:
+                    return {
+                        "messageType": "AgentRefresh",
+                        "body": {
+                            "agentId": runner.id,
+                            "targetVersion": runner.update_to,
+                            "timeout": "00:15:00",
+                        },
+                    }
                 if runner.job_id is not None and not runner.job_delivered:
                     runner.job_delivered = True
                     return self._job_message(self.jobs[runner.job_id])
@@ -1350,6 +1422,7 @@ class EmulatorState:
 
     def _job_message(self, job: Job) -> dict[str, Any]:
         return {
+            "messageType": "PipelineAgentJobRequest",
             "job": {
                 "id": job.id,
                 "run_id": job.run_id,
@@ -1364,7 +1437,8 @@ class EmulatorState:
                 "labels": list(job.labels),
                 "script": job.script,
                 "payload": dict(job.payload),
-            }
+                "setup_error": job.setup_error,
+            },
         }
 
     def close_session(self, session_id: str) -> None:
@@ -1450,7 +1524,7 @@ class EmulatorState:
                 id=self._next("runner"),
                 name=name,
                 scope=canonical,
-                labels=self._labels(labels, self.default_labels("x64")),
+                labels=self._labels([*self.default_labels("x64"), *labels]),
                 group_id=DEFAULT_GROUP_ID,
                 group_name=DEFAULT_GROUP_NAME,
                 ephemeral=True,
@@ -1581,6 +1655,13 @@ class EmulatorState:
                 "orgs": sorted(self.orgs.values()),
                 "runner_groups": {org: self.runner_groups(org) for org in self.orgs.values()},
             }
+
+
+def _version_tuple(version: str | None) -> tuple[int, ...]:
+    """``X.Y.Z`` as a tuple of numbers (anything else sorts first)."""
+    if not version or not _VERSION_RE.match(version):
+        return (0,)
+    return tuple(int(part) for part in version.split("."))
 
 
 def _as_int(value: Any) -> int:

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import io
 import json
+import random
 import re
 import tarfile
 import zipfile
@@ -38,6 +39,13 @@ FILENAME_RE = re.compile(
     r"(?P<version>\d+\.\d+\.\d+)\.(?P<suffix>tar\.gz|zip)$"
 )
 _FIXED_MTIME = 1_700_000_000
+# Archive sizes: `small` is the stand-in alone (a few KB, for tests that never measure a
+# spawn); `real` pads it to the order of GitHub's own linux-x64 runner archive, which is well over
+# 100 MB (the .NET runtime in bin/ plus several Node.js builds in externals/) with thousands of
+# files. The padding is incompressible (seeded pseudo-random bytes, so the archive and its
+# checksum stay deterministic) and spread over many files, so pushing, unpacking and disk use
+# cost what they cost with the real application.
+SIZES = {"small": (0, 0), "real": (150 * 1024 * 1024, 2400)}
 
 
 def filename(os_name: str, arch: str, version: str) -> str:
@@ -55,19 +63,35 @@ def filename(os_name: str, arch: str, version: str) -> str:
     return f"actions-runner-{os_name}-{arch}-{version}.{suffix}"
 
 
-def _members(os_name: str, arch: str, version: str) -> list[tuple[str, int, bytes]]:
+def _padding(size: str) -> list[tuple[str, int, bytes]]:
+    total, count = SIZES[size]
+    if not count:
+        return []
+    generator = random.Random(f"github-runner-padding-{total}-{count}")  # filler, not a secret
+    each = total // count
+    members = []
+    for index in range(count):
+        # Like the real layout: most bytes in bin/ (.NET) and externals/node*/.
+        folder = ("bin", "externals/node20/lib", "externals/node24/lib")[index % 3]
+        members.append((f"{folder}/padding-{index:05d}.bin", 0o644, generator.randbytes(each)))
+    return members
+
+
+def _members(os_name: str, arch: str, version: str, size: str) -> list[tuple[str, int, bytes]]:
     members = [(name, mode, (APP_DIR / name).read_bytes()) for name, mode in APP_FILES]
     info = {"version": version, "os": os_name, "arch": arch}
     members.append(("bin/runner.json", 0o644, json.dumps(info, indent=2).encode() + b"\n"))
+    members.extend(_padding(size))
     return sorted(members)
 
 
-@functools.lru_cache(maxsize=32)
-def build(name: str) -> bytes:
+@functools.lru_cache(maxsize=8)
+def build(name: str, size: str = "small") -> bytes:
     """Build the archive for a release asset name.
 
     Args:
         name: an asset name as :func:`filename` returns.
+        size: ``small`` (the stand-in alone) or ``real`` (padded to the real size).
 
     Returns:
         The archive bytes.
@@ -78,7 +102,11 @@ def build(name: str) -> bytes:
     match = FILENAME_RE.match(name)
     if match is None:
         raise ValueError(f"not a runner archive name: {name}")
-    members = _members(match["os"], match["arch"], match["version"])
+    if size not in SIZES:
+        raise ValueError(f"unknown archive size {size!r}; known: {sorted(SIZES)}")
+    # Only Linux archives are ever unpacked by tests; the others stay small.
+    padded = size if match["os"] == "linux" else "small"
+    members = _members(match["os"], match["arch"], match["version"], padded)
     buffer = io.BytesIO()
     if match["suffix"] == "zip":
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -88,7 +116,11 @@ def build(name: str) -> bytes:
                 archive.writestr(zip_entry, data)
         return buffer.getvalue()
     with (
-        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped,
+        # Padding does not compress: store it (level 0 is still gzip) instead of spending
+        # a minute of CPU finding that out.
+        gzip.GzipFile(
+            fileobj=buffer, mode="wb", mtime=0, compresslevel=0 if padded != "small" else 9
+        ) as zipped,
         tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive,
     ):
         directories = sorted({str(Path(path).parent) for path, _, _ in members} - {"."})
@@ -107,13 +139,15 @@ def build(name: str) -> bytes:
     return buffer.getvalue()
 
 
-def checksum(name: str) -> str:
+@functools.lru_cache(maxsize=32)
+def checksum(name: str, size: str = "small") -> str:
     """The SHA-256 of an archive, as GitHub lists it.
 
     Args:
         name: an asset name.
+        size: ``small`` or ``real``.
 
     Returns:
         The hex digest.
     """
-    return hashlib.sha256(build(name)).hexdigest()
+    return hashlib.sha256(build(name, size)).hexdigest()

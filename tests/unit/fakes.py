@@ -8,6 +8,7 @@ import dataclasses
 import datetime
 import itertools
 from collections.abc import Callable
+from typing import Any
 
 from github_runner_manager.errors import (
     GitHubConflictError,
@@ -150,9 +151,10 @@ class FakeLxd:
         self._maybe_fail("start_instance")
         self._get(name).status = "Running"
 
-    def push_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
+    def push_file(self, name: str, path: str, data: Any, mode: int = 0o644) -> None:
         self._maybe_fail("push_file")
-        self._get(name).files[path] = (data, mode)
+        content = data if isinstance(data, bytes) else data.read()
+        self._get(name).files[path] = (content, mode)
 
     def push_symlink(self, name: str, path: str, target: str) -> None:
         self._maybe_fail("push_symlink")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from github_runner_manager.exchange import (
     PreJob,
     RunnerExchange,
 )
+from github_runner_manager.templates import TemplateRenderer
 
 from .conftest import PREFIX
 
@@ -384,3 +386,47 @@ def test_empty_timestamp_is_not_written_yet(store, exchange):
     (exchange / "online.timestamp").write_bytes(b"")
 
     assert store.read(RUNNER).online is None
+
+
+@pytest.mark.parametrize(
+    "workflow",
+    [
+        "deploy " * 300,  # long
+        "ビルドとテスト" * 60,  # non-ASCII: 6 bytes each when escaped
+        "🚀 release " * 100,  # characters outside the BMP: 12 bytes each when escaped
+        "bad \udcff bytes",  # an undecodable byte in the environment
+    ],
+    ids=["long", "non-ascii", "astral", "undecodable"],
+)
+def test_the_job_started_hook_stays_within_the_file_limit(tmp_path, root, run, workflow):
+    """arrange: a long or non-ASCII workflow name. act: the hook's writer, then read.
+
+    assert: the report is under the 1 KiB limit and accepted (not quarantined), with the name
+    cut, not replaced.
+    """
+    store = RunnerExchange(root, tmp_path / "quarantine", run=run, clock=time.time)
+    store.create(RUNNER)
+    exchange = store.exchange_dir(RUNNER)
+    templates = Path(__file__).resolve().parents[2] / "templates"
+    script = TemplateRenderer(templates).render("pre-job.sh.j2", dockerhub_mirror="")
+    writer = script.split("<<'PYTHON'", 1)[1].split("\n", 1)[1].split("\nPYTHON\n", 1)[0]
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "GITHUB_WORKFLOW": workflow,
+        "GITHUB_REPOSITORY": "owner/repo",
+        "GITHUB_EVENT_NAME": "push",
+        "GITHUB_RUN_ID": "123",
+    }
+
+    subprocess.run(
+        ["/usr/bin/python3", "-c", writer, str(exchange / "pre-job.json")],
+        env=environment,
+        check=True,
+        timeout=30,
+    )
+    data = store.read(RUNNER)
+
+    assert (exchange / "pre-job.json").stat().st_size <= FILE_LIMIT
+    assert data.pre_job is not None
+    assert data.pre_job.workflow[:4] == workflow[:4], "cut, not replaced"
+    assert data.pre_job.workflow_run_id == 123

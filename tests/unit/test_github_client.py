@@ -81,6 +81,31 @@ def test_register_list_delete(emulator, path):
     assert github.list_runners() == []
 
 
+@pytest.mark.parametrize(
+    ("machine", "arch"), [("x86_64", "X64"), ("aarch64", "ARM64")], ids=["x64", "arm64"]
+)
+def test_jit_runner_gets_the_default_labels(emulator, machine, arch):
+    """arrange: a client for a given host architecture. act: JIT-register.
+
+    assert: GitHub (which adds nothing to a JIT registration) lists the labels config.sh would
+    have added, before the configured ones, once each.
+    """
+    github = GhApiClient(REPO, TOKEN, emulator.api_url, timeout=5, sleep=Sleeps(), machine=machine)
+
+    github.register_runner("unit-0-labels000000", ["unit", "self-hosted", "container"])
+
+    sent = [r for r in emulator.control.recent_requests() if "generate-jitconfig" in r["path"]]
+    assert sent, "a JIT configuration was asked for"
+    (runner,) = emulator.control.runners()
+    assert [label["name"] for label in runner["labels"]] == [
+        "self-hosted",
+        "Linux",
+        arch,
+        "unit",
+        "container",
+    ]
+
+
 def test_full_pagination(emulator):
     """arrange: 230 runners. act: list. assert: all 230 from 3 pages."""
     for index in range(230):

@@ -502,10 +502,9 @@ def test_jit_config(emu: Emulator, control: EmulatorControl) -> None:
         True,
         False,
     )
+    # GitHub registers a JIT runner with exactly the labels asked for: nothing is added.
     assert [(lb["name"], lb["type"]) for lb in runner["labels"]] == [
         ("self-hosted", "read-only"),
-        ("Linux", "read-only"),
-        ("X64", "read-only"),
         ("large", "custom"),
     ]
     files = json.loads(base64.b64decode(answer.body["encoded_jit_config"]))

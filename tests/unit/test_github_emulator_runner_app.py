@@ -9,6 +9,7 @@ tests cover what an instance gets; the functional smoke test does the same insid
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -214,15 +215,136 @@ def test_failing_started_hook_skips_the_script(emu: Emulator, app: Path, tmp_pat
     assert code == 0
 
 
-def test_process_exits_non_zero_when_registration_is_deleted(emu: Emulator, app: Path) -> None:
+def listener(app: Path, *args: str, **env_vars: str) -> subprocess.Popen[str]:
+    """``bin/Runner.Listener run`` started directly, as the product's start script does."""
+    return subprocess.Popen(
+        [str(app / "bin" / "Runner.Listener"), "run", *args],
+        env={**env(), **env_vars},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def jit(emu: Emulator, name: str, labels: list[str]) -> str:
+    body = {"name": name, "runner_group_id": 1, "labels": labels}
+    return api(emu, "POST", f"/orgs/{ORG}/actions/runners/generate-jitconfig", body)[
+        "encoded_jit_config"
+    ]
+
+
+def test_deleted_registration_is_exit_1_for_the_listener_and_0_for_run_sh(
+    emu: Emulator, app: Path
+) -> None:
+    """The real run-helper.sh turns the listener's TerminatedError (1) into 0.
+
+    Only the listener itself tells the failure.
+    """
     assert configure(emu, app, "--name", "doomed").returncode == 0
-    process = start(app)
-    state = emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
-    runner_id = state["runners"][0]["id"]
-    api(emu, "DELETE", f"/repos/{REPO}/actions/runners/{runner_id}")
+    for start_it, expected in ((lambda: listener(app), 1), (lambda: start(app), 0)):
+        process = start_it()
+        state = emu.control.wait_for(
+            lambda s: bool(s["runners"]) and s["runners"][0]["status"] == "online", timeout=10
+        )
+        api(emu, "DELETE", f"/repos/{REPO}/actions/runners/{state['runners'][0]['id']}")
+        code, output = finish(process)
+        assert code == expected, output
+        assert "deleted from the server" in output
+        assert configure(emu, app, "--name", "doomed").returncode != 0  # still configured
+        (app / ".runner").unlink()
+        (app / ".credentials").unlink()
+        assert configure(emu, app, "--name", "doomed").returncode == 0
+
+
+def test_deprecated_version_exit_codes(emu: Emulator, app: Path) -> None:
+    """GitHub refuses a deprecated version: exit 7 with the opt-in variable, else 1.
+
+    run.sh says 0 without the variable (run-helper.sh.template).
+    """
+    emu.control.settings(deprecated_below="9.0.0")
+    code, output = finish(listener(app, "--jitconfig", jit(emu, "old-1", ["x"])))
+    assert code == 1 and "deprecated" in output, output
+    opted = listener(
+        app,
+        "--jitconfig",
+        jit(emu, "old-2", ["x"]),
+        ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE="1",
+    )
+    code, output = finish(opted)
+    assert code == 7, output
+    code, output = finish(start(app, "--jitconfig", jit(emu, "old-3", ["x"])))
+    assert code == 0, output
+
+
+def test_update_demand_updates_then_run_sh_starts_the_new_version(
+    emu: Emulator, app: Path
+) -> None:
+    """An outdated JIT runner (no --disableupdate there) is told to update.
+
+    The listener downloads the new version and exits 4; run.sh starts the updated listener.
+    """
+    emu.control.settings(runner_version="2.399.0")
+    code, output = finish(listener(app, "--jitconfig", jit(emu, "outdated", ["up"])))
+    assert code == 4, output
+    assert "Runner update in progress" in output
+    assert json.loads((app / "bin" / "runner.json").read_text())["version"] == "2.399.0"
+    assert (app / "update.finished").exists()
+    (app / "update.finished").unlink()
+    # Back to the old version; run.sh does the whole dance itself.
+    emu.control.settings(runner_version="2.330.0")
+    finish(listener(app, "--version"))
+    (app / "bin" / "runner.json").write_text(json.dumps({"version": "2.330.0", "arch": "x64"}))
+    emu.control.settings(runner_version="2.399.0")
+    process = start(app, "--jitconfig", jit(emu, "updater", ["up"]))
+    state = emu.control.wait_for(
+        lambda s: (
+            any(r["name"] == "updater" and r["version"] == "2.399.0" for r in s["runners"])
+            and any(r["status"] == "online" for r in s["runners"] if r["name"] == "updater")
+        ),
+        timeout=30,
+    )
+    assert state
+    emu.control.queue_job(f"{ORG}/service", ["up"], "true")
+    emu.control.wait_for(lambda s: s["jobs"][0]["status"] == "completed", timeout=15)
+    code, output = finish(process, timeout=15)
+    assert code == 0 and "Restarting runner" in output, output
+
+
+def test_disableupdate_runner_gets_no_update_demand(emu: Emulator, app: Path) -> None:
+    emu.control.settings(runner_version="2.399.0")
+    assert (
+        configure(emu, app, "--name", "pinned", "--disableupdate", "--ephemeral").returncode == 0
+    )
+    process = listener(app)
+    emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
+    emu.control.queue_job(REPO, [], "true")
+    emu.control.wait_for(lambda s: s["jobs"][0]["status"] == "completed", timeout=15)
     code, output = finish(process)
-    assert code != 0
-    assert "deleted from the server" in output
+    assert code == 0 and "update" not in output.lower(), output
+
+
+def test_jit_configuration_from_the_environment(emu: Emulator, app: Path, tmp_path: Path) -> None:
+    """Like the real CommandSettings: ACTIONS_RUNNER_INPUT_JITCONFIG, cleared for the job."""
+    seen = tmp_path / "env"
+    process = listener(app, ACTIONS_RUNNER_INPUT_JITCONFIG=jit(emu, "env-jit", ["envjit"]))
+    emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
+    emu.control.queue_job(f"{ORG}/service", ["envjit"], f"env > {seen}")
+    emu.control.wait_for(lambda s: s["jobs"][0]["status"] == "completed", timeout=15)
+    code, output = finish(process)
+    assert code == 0, output
+    assert "ACTIONS_RUNNER_INPUT_JITCONFIG" not in seen.read_text()
+
+
+def test_config_sh_adds_the_default_labels(emu: Emulator, app: Path) -> None:
+    assert configure(emu, app, "--name", "labelled", "--labels", "a,b").returncode == 0
+    labels = [label["name"] for label in emu.control.runners()[0]["labels"]]
+    assert labels == ["self-hosted", "Linux", "X64", "a", "b"]
+    (app / ".runner").unlink()
+    (app / ".credentials").unlink()
+    bare = configure(emu, app, "--name", "bare", "--labels", "a", "--no-default-labels")
+    assert bare.returncode == 0
+    bare_runner = next(r for r in emu.control.runners() if r["name"] == "bare")
+    assert [label["name"] for label in bare_runner["labels"]] == ["a"]
 
 
 def test_sigterm_while_idle_exits_zero_and_goes_offline(emu: Emulator, app: Path) -> None:
@@ -268,5 +390,76 @@ def test_config_errors_and_remove(emu: Emulator, app: Path) -> None:
     assert removed.returncode == 0, removed.stdout
     assert emu.control.runners(REPO) == []
     assert not (app / ".runner").exists() and not (app / ".credentials").exists()
-    not_configured = finish(start(app))
-    assert not_configured[0] != 0 and "Not configured" in not_configured[1]
+    # The listener says 1 (TerminatedError); run.sh turns it into 0, as the real one does.
+    not_configured = finish(listener(app))
+    assert not_configured[0] == 1 and "Not configured" in not_configured[1]
+    assert finish(start(app))[0] == 0
+
+
+def load_listener_module() -> Any:
+    """The stand-in's listener module, loaded from its source file (afresh each time)."""
+    source = (
+        Path(__file__).resolve().parents[1] / "github_emulator/runner_app/bin/runner_listener.py"
+    )
+    spec = importlib.util.spec_from_file_location("stand_in_runner_listener", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def listener_module() -> Any:
+    return load_listener_module()
+
+
+@pytest.mark.parametrize(
+    ("url", "direct"),
+    [
+        ("http://127.0.0.1:8080/x", True),  # loopback: always direct
+        ("https://localhost/x", True),
+        ("https://10.1.2.3/api", False),  # an IP in no_proxy is ignored, as the real runner does
+        ("https://ghes.example.com/api", True),
+        ("https://a.ghes.example.com/api", True),
+        ("https://other.example.org/", False),
+        ("https://svc.internal:8443/", True),
+        ("https://svc.internal:443/", False),
+    ],
+)
+def test_no_proxy_like_the_real_runner(
+    listener_module: Any, monkeypatch: pytest.MonkeyPatch, url: str, direct: bool
+) -> None:
+    monkeypatch.setenv("no_proxy", "10.1.2.3,ghes.example.com,svc.internal:8443,10.0.0.0/8")
+    assert listener_module.bypasses_proxy(url) is direct
+
+
+def test_set_up_job_failure_runs_no_hook(emu: Emulator, app: Path, tmp_path: Path) -> None:
+    """The real runner runs the job-started hook after "Set up job".
+
+    A job failing there gives the hook (and so the manager's job metrics) nothing.
+    """
+    hook = tmp_path / "started.sh"
+    marker = tmp_path / "hook-ran"
+    hook.write_text(f"touch {marker}\n")
+    (app / ".env").write_text(f"ACTIONS_RUNNER_HOOK_JOB_STARTED={hook}\n")
+    process = listener(app, "--jitconfig", jit(emu, "setup-fail", ["setup"]))
+    emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
+    emu.control.queue_job(
+        f"{ORG}/service", ["setup"], "true", setup_error="Unable to resolve action x/y@v1"
+    )
+    state = emu.control.wait_for(lambda s: s["jobs"][0]["status"] == "completed", timeout=15)
+    code, _ = finish(process)
+    assert code == 0
+    assert state["jobs"][0]["conclusion"] == "failure"
+    assert "Unable to resolve action" in state["jobs"][0]["log"]
+    assert not marker.exists()
+
+
+def test_the_listener_retries_an_unreachable_server_without_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real listener never gives up on an unreachable GitHub; only a test may set a limit."""
+    monkeypatch.delenv("RUNNER_EMULATOR_GIVE_UP_SECONDS", raising=False)
+    assert float("inf") == load_listener_module().UNREACHABLE_GIVE_UP
+    monkeypatch.setenv("RUNNER_EMULATOR_GIVE_UP_SECONDS", "3")
+    assert load_listener_module().UNREACHABLE_GIVE_UP == 3.0

@@ -801,3 +801,44 @@ def test_docker_user_rule_is_inserted_once_per_docker_start(tmp_path: Path) -> N
         assert completed.returncode == 0, completed.stderr
 
     assert rules.read_text() == "DOCKER-USER -j ACCEPT\n"
+
+
+def test_runner_dependency_check_names_what_is_missing(tmp_path: Path, clock: FakeClock) -> None:
+    """The .NET runner's libraries (installdependencies.sh): a root without ICU fails the check."""
+    root = tmp_path / "root"
+    libs = root / "usr/lib/x86_64-linux-gnu"
+    libs.mkdir(parents=True)
+    for library in ("liblttng-ust.so.1", "libkrb5.so.3", "libz.so.1", "libssl.so.3"):
+        (libs / library).touch()
+    script = render(tmp_path, clock)
+
+    missing = bash(script, tmp_path, f"check_runner_dependencies {shlex.quote(str(root))}")
+    (libs / "libicuuc.so.72").touch()
+    complete = bash(script, tmp_path, f"check_runner_dependencies {shlex.quote(str(root))}")
+
+    assert missing.returncode == 1
+    assert "needs libicuuc.so, missing" in missing.stderr
+    assert complete.returncode == 0, complete.stderr
+
+
+def test_runner_dependencies_take_the_first_package_apt_knows(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Each dependency group installs the first candidate apt has (names vary by release)."""
+    known = "libssl3 libicu74 liblttng-ust1t64 libkrb5-3 zlib1g"
+    snippet = (
+        f'apt-cache() {{ case " {known} " in *" $2 "*) return 0 ;; esac; return 100; }}\n'
+        "APT=(echo apt-get)\ninstall_runner_dependencies"
+    )
+
+    completed = bash(render(tmp_path, clock), tmp_path, snippet)
+    without_icu = bash(
+        render(tmp_path, clock), tmp_path, snippet.replace("libicu74", "libicu-nothing")
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines()[-1] == (
+        "apt-get install liblttng-ust1t64 libkrb5-3 zlib1g libssl3 libicu74"
+    )
+    assert without_icu.returncode == 1
+    assert "no package of the runner's dependency group (libicu76" in without_icu.stderr

@@ -275,3 +275,52 @@ def test_insecure_test_mode_makes_containers_privileged(spawner_for, lxd):
 
     assert lxd.instances[container].spec.config["security.privileged"] == "true"
     assert "security.privileged" not in lxd.instances[vm].spec.config
+
+
+def test_a_tarball_file_is_streamed_not_read_whole(tmp_path, lxd, github, clock):
+    """arrange: the cached tarball as a file. act: spawn. assert: LXD got a file object.
+
+    The real runner archive is well over 100 MB: reading it whole for each spawn (in parallel)
+    costs that much memory per spawn.
+    """
+    config = make_config(tmp_path)
+    tarball = tmp_path / "actions-runner.tar.gz"
+    tarball.write_bytes(b"runner archive " * 1000)
+    pushed_types = []
+    push = lxd.push_file
+
+    def recording_push(name, path, data, mode=0o644):
+        if path.endswith("runner.tar.gz"):
+            pushed_types.append(type(data))
+        push(name, path, data, mode)
+
+    lxd.push_file = recording_push
+    spawner = RunnerSpawner(
+        config,
+        lxd,
+        github,
+        TemplateRenderer(config.templates),
+        runner_tarball=tarball,
+        monotonic=clock.monotonic,
+        sleep=clock.sleep,
+        wall_clock=clock,
+    )
+
+    result = spawner.spawn(InstanceType.CONTAINER, "hash-1")
+
+    assert pushed_types and all(not issubclass(kind, bytes) for kind in pushed_types)
+    content = lxd.instances[result.name].files[f"{DIST_DIR}/runner.tar.gz"][0]
+    assert content == tarball.read_bytes()
+
+
+def test_start_script_runs_the_listener_itself_and_keeps_its_exit_code(spawner_for, lxd):
+    """run.sh would turn exit codes 1, 5 and unknown ones into 0 (run-helper.sh.template)."""
+    result = spawner_for().spawn(InstanceType.CONTAINER, "hash-1")
+
+    start = lxd.instances[result.name].files[f"{DIST_DIR}/start.sh"][0].decode()
+
+    assert "./run.sh" not in start
+    assert '"$RUNNER_DIR/bin/Runner.Listener" run' in start
+    assert "export ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1" in start
+    assert "--jitconfig" not in start, "the JIT configuration never goes on a command line"
+    assert 'ACTIONS_RUNNER_INPUT_JITCONFIG="$1"' in start

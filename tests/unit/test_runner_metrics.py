@@ -10,7 +10,7 @@ from github_runner_manager.errors import GitHubUnavailableError, RateLimitError
 from github_runner_manager.exchange import Installed, PostJob, PreJob, RunnerData
 from github_runner_manager.github import JobInfo
 from github_runner_manager.metrics import RunnerStart, RunnerStop
-from github_runner_manager.runner_metrics import installed_event, job_events
+from github_runner_manager.runner_metrics import failed_at_start_up, installed_event, job_events
 
 from .conftest import PREFIX
 
@@ -384,3 +384,23 @@ def test_events_serialise_without_unknown_fields():
     assert [line["event"] for line in lines] == ["runner_start", "runner_stop"]
     assert all(value is not None for line in lines for value in line.values())
     assert "queue_duration" not in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("online", "pre_job", "status", "code", "failed"),
+    [
+        (None, None, "abnormal", 7, True),  # refused as deprecated: never listened
+        (None, None, "abnormal", 1, True),  # bad JIT configuration, missing library
+        (None, None, "normal", 0, False),
+        (T0 + 20.0, None, "abnormal", 1, False),  # was online: registration deleted (flush)
+        (T0 + 20.0, PRE, "abnormal", 1, False),  # took a job: its runner_stop tells
+    ],
+    ids=["deprecated", "terminated", "clean", "deleted-while-idle", "after-a-job"],
+)
+def test_failed_at_start_up(online, pre_job, status, code, failed):
+    post = PostJob(timestamp=T0 + 30.0, status=status, exit_code=code)
+    assert failed_at_start_up(data(online=online, pre_job=pre_job, post_job=post)) is failed
+
+
+def test_no_exit_report_is_not_a_start_up_failure():
+    assert failed_at_start_up(data()) is False

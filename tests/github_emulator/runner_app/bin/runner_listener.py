@@ -11,9 +11,15 @@ Standard library only (it runs inside test instances with a bare ``python3``). S
   take jobs, run each one's script with ``bash -e`` between the job-started and job-completed
   hooks, report the result; an ephemeral runner exits 0 after its job. Logs go to ``_diag/``.
 
-Exit codes of ``run``: 0 done (ephemeral job finished, or stopped by SIGTERM/SIGINT); 1 the
-registration is gone or invalid, or the runner is not configured; 2 the server stayed
-unreachable.
+Exit codes of ``run`` are the real listener's (actions/runner ``Constants.Runner.ReturnCode``
+and ``src/Runner.Listener/Program.cs``): 0 done (ephemeral job finished, or stopped by
+SIGTERM/SIGINT); 1 ``TerminatedError`` (the registration is gone, a bad JIT configuration, not
+configured, or a deprecated version without the opt-in below); 2 ``RetryableError`` (only when
+``RUNNER_EMULATOR_GIVE_UP_SECONDS`` is set: like the real listener it otherwise retries an
+unreachable server forever); 3/4 ``RunnerUpdating``/``RunOnceRunnerUpdating`` (GitHub demanded an
+update: the new version was downloaded and unpacked, ``update.finished`` written); 7
+``RunnerVersionDeprecated`` when ``ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1``. The
+wrapper ``run.sh`` maps them as the real ``run-helper.sh.template`` does.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import argparse
 import base64
 import contextlib
 import datetime
+import ipaddress
 import json
 import os
 import platform
@@ -40,7 +47,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_TAIL = 64 * 1024
-UNREACHABLE_GIVE_UP = float(os.environ.get("RUNNER_EMULATOR_GIVE_UP_SECONDS", "120"))
+# The real listener retries an unreachable server without end; tests may set a limit.
+_GIVE_UP = os.environ.get("RUNNER_EMULATOR_GIVE_UP_SECONDS", "")
+UNREACHABLE_GIVE_UP = float(_GIVE_UP) if _GIVE_UP else float("inf")
+# actions/runner Constants.Runner.ReturnCode.
+SUCCESS, TERMINATED_ERROR, RETRYABLE_ERROR = 0, 1, 2
+RUNNER_UPDATING, RUN_ONCE_RUNNER_UPDATING, VERSION_DEPRECATED = 3, 4, 7
+DEFAULT_LABELS = ("self-hosted", "Linux")
 
 
 def _info() -> dict[str, str]:
@@ -117,6 +130,64 @@ class ServerError(Exception):
         super().__init__(f"{status} {message}")
         self.status = status
         self.message = str(message)
+        self.error_code = body.get("errorCode") if isinstance(body, dict) else None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def bypasses_proxy(url: str) -> bool:
+    """Whether the real runner goes to ``url`` directly rather than through the proxy.
+
+    As actions/runner's RunnerWebProxy: loopback is always direct; ``no_proxy`` entries are
+    host names (``.suffix`` or a name matching itself and its subdomains, optionally with
+    ``:port``), and entries that are IP addresses are ignored ("We don't support IP address
+    for no_proxy").
+
+    Args:
+        url: the destination.
+
+    Returns:
+        True when no proxy is used.
+    """
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or (_is_ip(host) and ipaddress.ip_address(host).is_loopback):
+        return True
+    port = str(parts.port or (443 if parts.scheme == "https" else 80))
+    no_proxy = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
+    for entry in (item.strip().lower() for item in no_proxy.split(",")):
+        name, _, entry_port = entry.partition(":")
+        if not name or _is_ip(name) or (entry_port and entry_port != port):
+            continue
+        if name.startswith("."):
+            if host.endswith(name):
+                return True
+        elif host == name or host.endswith(f".{name}"):
+            return True
+    return False
+
+
+def urlopen(request: urllib.request.Request, timeout: float) -> Any:
+    """Open a URL with the real runner's proxy rules (see :func:`bypasses_proxy`).
+
+    Args:
+        request: the request.
+        timeout: seconds.
+
+    Returns:
+        The response.
+    """
+    scheme = urllib.parse.urlsplit(request.full_url).scheme
+    proxy = os.environ.get(f"{scheme}_proxy") or os.environ.get(f"{scheme.upper()}_PROXY")
+    proxies = {} if not proxy or bypasses_proxy(request.full_url) else {scheme: proxy}
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
+    return opener.open(request, timeout=timeout)
 
 
 def call(base: str, method: str, path: str, body: Any = None, timeout: float = 30.0) -> Any:
@@ -141,7 +212,7 @@ def call(base: str, method: str, path: str, body: Any = None, timeout: float = 3
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
+        with urlopen(request, timeout=timeout) as answer:
             raw = answer.read()
     except urllib.error.HTTPError as exc:
         raw = exc.read()
@@ -205,6 +276,9 @@ def configure(argv: list[str]) -> int:
         say(f"Error: {exc}", diag)
         return 1
     labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+    if not args.no_default_labels:
+        # Like the real ConfigurationManager.CreateNewAgent: the client adds the system labels.
+        labels = [*DEFAULT_LABELS, INFO["arch"].upper(), *labels]
     body = {
         "url_path": url_path,
         "token": args.token,
@@ -285,6 +359,10 @@ def remove(argv: list[str]) -> int:
 
 class StopRequestedError(Exception):
     """SIGTERM/SIGINT while idle."""
+
+
+class UpdateAppliedError(Exception):
+    """GitHub demanded an update and it was applied: the listener must exit 3 or 4."""
 
 
 def load_env() -> None:
@@ -382,7 +460,7 @@ class Listener:
             except ServerError:
                 raise
             except (urllib.error.URLError, OSError) as exc:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline:  # never, unless a test set a limit
                     raise ConnectionError(f"cannot reach {self.base}: {exc}") from exc
                 self.diag.log(f"{method} {path} failed ({exc}); retrying", "WARN")
                 time.sleep(delay)
@@ -433,10 +511,36 @@ class Listener:
                 raise StopRequestedError()
             if not message:
                 continue
+            if message.get("messageType") == "AgentRefresh":
+                self.self_update(str(message["body"]["targetVersion"]))
+                raise UpdateAppliedError()
             job = message["job"]
             deleted = self.run_job(job)
             if self.cancelled or deleted or self.settings.get("ephemeral"):
                 return 0
+
+    def self_update(self, version: str) -> None:
+        """Download and unpack the demanded version over this one, as the real SelfUpdater.
+
+        The real runner downloads the whole application, exits with 3 (4 when ephemeral), and
+        its update script swaps the directories and writes ``update.finished``, which
+        ``run-helper.sh`` waits for before starting the listener again.
+
+        Args:
+            version: the target version.
+        """
+        say("Runner update in progress, do not shutdown runner.", self.diag)
+        say(f"Downloading {version} runner", self.diag)
+        name = f"actions-runner-linux-{INFO['arch']}-{version}.tar.gz"
+        archive = ROOT / "_update.tar.gz"
+        request = urllib.request.Request(f"{self.base}/_emulator/downloads/{name}")
+        with urlopen(request, timeout=300) as answer, archive.open("wb") as out:
+            while chunk := answer.read(1 << 20):
+                out.write(chunk)
+        subprocess.run(["tar", "-xzf", str(archive), "-C", str(ROOT)], check=True)
+        archive.unlink()
+        (ROOT / "update.finished").write_text(version + "\n", encoding="utf-8")
+        say(f"Runner update {version} applied", self.diag)
 
     def _heartbeat(self, done: threading.Event) -> None:
         while not done.wait(self.heartbeat_interval):
@@ -609,6 +713,14 @@ class Worker:
         steps: list[dict[str, str]] = []
         conclusion = "success"
         exit_code: int | None = None
+        if self.job.get("setup_error"):
+            # The real runner prepares the job ("Set up job": actions, containers) before the
+            # job-started hook, which runs in "Set up runner"; a set-up failure ends the job
+            # with neither hook nor script run.
+            self.output.append(f"##[error]{self.job['setup_error']}\n")
+            steps.append({"name": "Set up job", "conclusion": "failure"})
+            log = "".join(self.output)[-LOG_TAIL:]
+            return {"conclusion": "failure", "exit_code": None, "log": log, "steps": steps}
         started = self._hook("Set up runner", "ACTIONS_RUNNER_HOOK_JOB_STARTED", env)
         if started is not None:
             steps.append({"name": "Set up runner", "conclusion": _word(started)})
@@ -644,7 +756,11 @@ def run(argv: list[str]) -> int:
         The exit code.
     """
     parser = argparse.ArgumentParser(prog="run.sh", allow_abbrev=False)
-    parser.add_argument("--jitconfig", default=None)
+    # Like the real CommandSettings, any option may come as ACTIONS_RUNNER_INPUT_<NAME>; the
+    # real runner clears the variable once read, so jobs do not inherit the credential.
+    parser.add_argument(
+        "--jitconfig", default=os.environ.pop("ACTIONS_RUNNER_INPUT_JITCONFIG", None)
+    )
     parser.add_argument("--once", action="store_true", help="accepted and ignored")
     parser.add_argument("--startuptype", default=None, help="accepted and ignored")
     args = parser.parse_args(argv)
@@ -663,8 +779,16 @@ def run(argv: list[str]) -> int:
     except StopRequestedError:
         say(f"{_now()}: Runner listener exited after a stop signal.", diag)
         listener.close_session()
-        return 0
+        return SUCCESS
+    except UpdateAppliedError:
+        listener.close_session()
+        return RUN_ONCE_RUNNER_UPDATING if settings.get("ephemeral") else RUNNER_UPDATING
     except ServerError as exc:
+        if exc.status == 403 and exc.error_code == 1:
+            say(f"An error occurred: {exc.message}", diag)
+            if os.environ.get("ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE") == "1":
+                return VERSION_DEPRECATED
+            return TERMINATED_ERROR
         if exc.status == 404:
             say("Runner registration has been deleted from the server, please re-configure.", diag)
         else:
