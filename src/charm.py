@@ -218,6 +218,8 @@ class GithubRunnerCharm(ops.CharmBase):
         config_changed = self._manager.ensure_config(manager_config, state.token)
         if self._manager.ensure_units(state.config.check_interval):
             logger.info("the runner manager's timer was installed or changed")
+        if self._manager.ensure_replenisher(config_changed):
+            logger.info("the runner replenisher was started or restarted")
         self._ensure_image_build(manager_config)
         if self._host.ensure_logrotate():
             logger.info("logrotate configuration of the metrics log written")

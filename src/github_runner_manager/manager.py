@@ -630,9 +630,7 @@ class RunnerManager:
         )
         report.counts = {t.value: {"live": live[t]} for t in InstanceType}
         wanted = [
-            t
-            for t in InstanceType
-            for _ in range(max(0, self.config.runners.count(t) - live[t]))
+            t for t in InstanceType for _ in range(max(0, self.config.runners.count(t) - live[t]))
         ]
         if not wanted:
             return
@@ -644,11 +642,15 @@ class RunnerManager:
                 )
             )
             return
-        fingerprints = {t: self._lxd.image_fingerprint(runner_image(self.config, t)) for t in set(wanted)}
+        fingerprints = {
+            t: self._lxd.image_fingerprint(runner_image(self.config, t)) for t in set(wanted)
+        }
         for instance_type in sorted(
             {t for t in wanted if not fingerprints.get(t)}, key=lambda t: t.value
         ):
-            report.errors.append(ErrorEntry(kind="image", message=self._missing_image(instance_type)))
+            report.errors.append(
+                ErrorEntry(kind="image", message=self._missing_image(instance_type))
+            )
         wanted = [t for t in wanted if fingerprints.get(t)]
         if not wanted:
             return

@@ -131,17 +131,29 @@ def test_replenish_missing_image_is_reported(make_manager, lxd, github):
             InstanceEvent("instance-deleted", "r-1"),
         ),
         (
-            {"type": "lifecycle", "metadata": {"action": "instance-started", "source": "/1.0/instances/x"}},
+            {
+                "type": "lifecycle",
+                "metadata": {"action": "instance-started", "source": "/1.0/instances/x"},
+            },
             InstanceEvent("instance-started", "x"),
         ),
         (
             {
                 "type": "lifecycle",
-                "metadata": {"action": "instance-snapshot-created", "source": "/1.0/instances/x/snapshots/s"},
+                "metadata": {
+                    "action": "instance-snapshot-created",
+                    "source": "/1.0/instances/x/snapshots/s",
+                },
             },
             None,
         ),
-        ({"type": "lifecycle", "metadata": {"action": "image-created", "source": "/1.0/images/f"}}, None),
+        (
+            {
+                "type": "lifecycle",
+                "metadata": {"action": "image-created", "source": "/1.0/images/f"},
+            },
+            None,
+        ),
         ({"type": "logging", "metadata": {"message": "x"}}, None),
         ({"type": "lifecycle"}, None),
         ("not a dict", None),
