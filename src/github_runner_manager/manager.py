@@ -634,13 +634,16 @@ class RunnerManager:
         ]
         if not wanted:
             return
-        cached = self._binary.cached()
+        # Downloaded once (by the first reconcile, or here on a fresh unit), then reused.
+        cached = self._binary.cached() or self._ensure_binary(report)
         if cached is None:
-            report.errors.append(
-                ErrorEntry(
-                    kind="runner-binary", message="no runner application to create runners with"
+            if not report.errors:
+                report.errors.append(
+                    ErrorEntry(
+                        kind="runner-binary",
+                        message="no runner application to create runners with",
+                    )
                 )
-            )
             return
         fingerprints = {
             t: self._lxd.image_fingerprint(runner_image(self.config, t)) for t in set(wanted)

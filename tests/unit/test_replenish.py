@@ -79,7 +79,7 @@ def test_replenish_waits_for_the_lock_and_counts_after_it(make_manager, lxd, git
     assert lxd.created == [] and github.calls == []
 
 
-def test_replenish_without_runner_application_reports_it(make_manager, lxd, github, tmp_path):
+def test_replenish_without_runner_application_downloads_it_or_reports(make_manager, lxd, github, tmp_path):
     """arrange: no cached runner application. act: replenish. assert: error, no GitHub call."""
     from .fakes import FakeBinaryCache
 
@@ -87,7 +87,7 @@ def test_replenish_without_runner_application_reports_it(make_manager, lxd, gith
 
     report = manager.replenish()
 
-    assert report.error_kinds() == {"runner-binary"}
+    assert report.error_kinds() == {"token"}  # the download was tried, and failed
     assert github.calls == [] and lxd.created == []
 
 
