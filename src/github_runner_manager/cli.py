@@ -323,6 +323,19 @@ def image_refresher(config: ManagerConfig) -> Callable[[Report], None]:
     return refresh
 
 
+def _standalone(args: argparse.Namespace, config: ManagerConfig) -> int | None:
+    """Run the commands that need no manager (or build their own); None for the others."""
+    if args.command == "serve-metrics":
+        return _serve_metrics(config, args.port)
+    if args.command == "build-image":
+        return _build_image(config, args.type)
+    if args.command == "remove-images":
+        return _remove_images(config)
+    if args.command == "replenish":
+        return _replenish(config)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line.
 
@@ -348,14 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("invalid configuration: %s", exc)
         _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
         return EXIT_CONFIG
-    if args.command == "serve-metrics":
-        return _serve_metrics(config, args.port)
-    if args.command == "build-image":
-        return _build_image(config, args.type)
-    if args.command == "remove-images":
-        return _remove_images(config)
-    if args.command == "replenish":
-        return _replenish(config)
+    standalone = _standalone(args, config)
+    if standalone is not None:
+        return standalone
     try:
         manager = build_manager(config)
     except RunnerManagerError as exc:

@@ -884,7 +884,7 @@ class LxdEventStream:
         """
         closing_reason: list[object] = []
 
-        class _Websocket(pylxd.client._WebsocketClient):  # type: ignore[misc]
+        class _Websocket(pylxd.client._WebsocketClient):
             def received_message(self, message: Any) -> None:
                 try:
                     document = json.loads(message.data.decode("utf-8"))
@@ -907,13 +907,13 @@ class LxdEventStream:
                 )
                 websocket.resource += "&" + urlencode({"project": self._project})
                 websocket.connect()
-            except Exception as exc:  # noqa: BLE001 - ws4py's handshake errors have no common base
+            except Exception as exc:  # ws4py's handshake errors have no common base
                 raise LxdError(f"cannot follow LXD's events: {exc}") from exc
             self._websocket = websocket
         try:
             on_connected()
             websocket.run()
-        except Exception as exc:  # noqa: BLE001 - ws4py raises its own exception types
+        except Exception as exc:  # ws4py raises its own exception types
             if not self._closed:
                 raise LxdError(f"LXD's event stream broke: {exc}") from exc
         finally:

@@ -165,8 +165,8 @@ class Replenisher:
                 self._wake.wait(1.0)
             while not self._stopping.is_set():
                 now = self._monotonic()
-                assert self._first_pending is not None
-                due = min(self._last_event + self._debounce, self._first_pending + self._max_delay)
+                first = self._first_pending if self._first_pending is not None else now
+                due = min(self._last_event + self._debounce, first + self._max_delay)
                 if now >= due:
                     break
                 self._wake.wait(due - now)

@@ -229,7 +229,9 @@ def test_sigterm_during_a_spawn_leaves_nothing_half_made(emulator, lxd_client, t
     assert: it exits 0 in bounded time; every instance left is a registered runner that comes
     online, and every registration has its instance.
     """
-    manager = build_manager(manager_config(emulator, tmp_path / "state", "replenish/0", containers=3))
+    manager = build_manager(
+        manager_config(emulator, tmp_path / "state", "replenish/0", containers=3)
+    )
     config_file = _config_file(manager, tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "github_runner_manager", "--config", str(config_file), "replenish"],

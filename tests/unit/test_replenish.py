@@ -29,7 +29,7 @@ def name(index: int, prefix: str = PREFIX) -> str:
 
 
 def test_replenish_spawns_the_difference_with_one_github_call_each(make_manager, lxd, github):
-    """arrange: count 4, one live runner, one stopped. act: replenish. assert: 3 spawns, 3 calls."""
+    """arrange: count 4, one live, one stopped. act: replenish. assert: 3 spawns, 3 calls."""
     lxd.add(name(1), UNIT)
     lxd.add(name(2), UNIT, status="Stopped")
     lxd.add(name(3, "other-unit"), "other/0")  # another unit's runner does not count
@@ -73,13 +73,17 @@ def test_replenish_never_goes_beyond_the_count(make_manager, lxd, github):
 def test_replenish_waits_for_the_lock_and_counts_after_it(make_manager, lxd, github, tmp_path):
     """arrange: a reconcile holds the lock. act: replenish. assert: LockBusyError, nothing made."""
     manager = make_manager()
-    with manager_lock(manager.config.state_dir / "manager.lock", 0):
-        with pytest.raises(LockBusyError):
-            manager.replenish(lock_timeout=0)
+    with (
+        manager_lock(manager.config.state_dir / "manager.lock", 0),
+        pytest.raises(LockBusyError),
+    ):
+        manager.replenish(lock_timeout=0)
     assert lxd.created == [] and github.calls == []
 
 
-def test_replenish_without_runner_application_downloads_it_or_reports(make_manager, lxd, github, tmp_path):
+def test_replenish_without_runner_application_downloads_it_or_reports(
+    make_manager, lxd, github, tmp_path
+):
     """arrange: no cached runner application. act: replenish. assert: error, no GitHub call."""
     from .fakes import FakeBinaryCache
 
@@ -459,7 +463,7 @@ def test_stop_lets_the_batch_in_progress_finish(running):
 
 
 def test_real_manager_burst_makes_one_batch_with_one_call_per_runner(make_manager, lxd, github):
-    """arrange: a real manager on fakes with 10 runners. act: all end. assert: 10 spawns, 10 calls."""
+    """arrange: a manager on fakes, 10 runners. act: all end. assert: 10 spawns, 10 calls."""
     manager = make_manager(runners={"containers": 10}, timing={"lock_timeout": 0})
     stream = FakeStream()
     replenisher = Replenisher(
