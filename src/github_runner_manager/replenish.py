@@ -146,6 +146,9 @@ class Replenisher:
                 self._events.follow(self._on_event, self._on_connected)
             except LxdError as exc:
                 logger.warning("%s; reconnecting in %.1fs", exc, delay)
+            except Exception:
+                # Never let the stream's thread die: without it no event would arrive again.
+                logger.exception("unexpected error following LXD's events; reconnecting")
             else:
                 if self._stopping.is_set():
                     return

@@ -489,3 +489,24 @@ def test_real_manager_burst_makes_one_batch_with_one_call_per_runner(make_manage
     assert len(lxd.instances) == 10
     assert github.calls[calls:] == ["register_runner"] * 10
     assert InstanceType.CONTAINER  # the fleet is of containers only
+
+
+def test_an_unexpected_error_in_the_stream_does_not_end_following(running):
+    """arrange: the stream raises a non-LXD error once. act: run. assert: it reconnects."""
+    fleet, stream = FakeFleet(count=2, live=2), FakeStream()
+    original = stream.follow
+    failed = []
+
+    def follow(on_event, on_connected):
+        if not failed:
+            failed.append(True)
+            raise TypeError("a bug in the adapter")
+        original(on_event, on_connected)
+
+    stream.follow = follow  # type: ignore[method-assign]
+    replenisher = running(fleet, stream)
+
+    wait_for(lambda: replenisher.connections == 1 and fleet.batches == [0])
+    fleet.end(1)
+    stream.emit(InstanceEvent("instance-deleted", name(1)))
+    wait_for(lambda: fleet.live == 2 and len(fleet.batches) == 2)
