@@ -25,6 +25,7 @@ time). The timer is simulated without its random delay (its best case).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -35,6 +36,9 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from github_runner_manager.errors import LxdError
+from github_runner_manager.lxd import InstanceEvent, LxdEventStream
 
 from . import harness, scenarios
 from .scenarios import Bench
@@ -109,6 +113,33 @@ class StreamWatcher:
                 if name.startswith(harness.PREFIX) and runner["status"] == "online":
                     self.runner_online.setdefault(name, now)
             self._stop.wait(self._interval)
+
+
+class EndWatcher:
+    """Notes when LXD reports each instance stopped or gone (its own event stream)."""
+
+    def __init__(self) -> None:
+        self._stream = LxdEventStream(project=harness.PROJECT)
+        self.ended: dict[str, float] = {}
+        self._thread = threading.Thread(target=self._run, name="bench-events", daemon=True)
+        self._connected = threading.Event()
+
+    def __enter__(self) -> EndWatcher:
+        self._thread.start()
+        self._connected.wait(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stream.close()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        def on_event(event: InstanceEvent) -> None:
+            if event.ended:
+                self.ended.setdefault(event.name, time.time())
+
+        with contextlib.suppress(LxdError):
+            self._stream.follow(on_event, self._connected.set)
 
 
 class Timer:
@@ -225,7 +256,7 @@ def run(
     timer.start()
     labels = [harness.FLAVOR]
     try:
-        with StreamWatcher(bench) as watcher:
+        with StreamWatcher(bench) as watcher, EndWatcher() as lxd_events:
             bench.control.reset_stats()
             before = set(watcher.runner_online) | {
                 r["name"] for r in bench.control.runners(harness.REPO)
@@ -252,6 +283,18 @@ def run(
             fresh = sorted(t for n, t in watcher.runner_online.items() if n not in before)
             recovery = [f - e for e, f in zip(ends, fresh, strict=False) if f >= e]
             waits = [watcher.job_started[i] - queued_at for i in ids]
+            # Recovery in two parts: the job's end -> LXD reports its instance stopped or gone
+            # (the runner exits, the container shuts down), and that -> a fresh runner online.
+            workers = {int(job["id"]): job.get("runner_name") for job in bench.control.jobs()}
+            gone = sorted(
+                lxd_events.ended[workers[i]] for i in ids if workers.get(i) in lxd_events.ended
+            )
+            shutdown = [
+                lxd_events.ended[workers[i]] - watcher.job_ended[i]
+                for i in ids
+                if workers.get(i) in lxd_events.ended
+            ]
+            respawn = [f - g for g, f in zip(gone, fresh, strict=False) if f >= g]
     finally:
         timer.stop()
         exit_code = _stop_replenisher(replenisher) if replenisher is not None else None
@@ -276,6 +319,8 @@ def run(
         "queue_wait": _spread(waits),
         "recovery": _spread(recovery),
         "recovery_pairs": len(recovery),
+        "recovery_shutdown": _spread(shutdown),
+        "recovery_respawn": _spread(respawn),
         "api_calls": sum(manager_calls.values()),
         "api_calls_per_job": round(sum(manager_calls.values()) / jobs, 2),
         "rate_limit_used": stats["rate_limit_used"],

@@ -254,6 +254,16 @@ def jobstream_section(stream: dict[str, Any]) -> list[str]:
             rows,
         ),
     ]
+    for mode in ("service", "timer"):
+        run = stream.get(mode)
+        if run and run.get("recovery_shutdown"):
+            down, up = run["recovery_shutdown"], run["recovery_respawn"]
+            lines.append(
+                f"  {mode}: recovery = job end -> LXD reports the instance gone "
+                f"(med/p95/max {_cell(down['median'])}/{_cell(down['p95'])}/"
+                f"{_cell(down['max'])} s) + that -> fresh runner online "
+                f"({_cell(up['median'])}/{_cell(up['p95'])}/{_cell(up['max'])} s)"
+            )
     estimate = stream.get("timer_at_default_interval")
     if estimate:
         lines.append(
