@@ -285,15 +285,10 @@ def run(
             waits = [watcher.job_started[i] - queued_at for i in ids]
             # Recovery in two parts: the job's end -> LXD reports its instance stopped or gone
             # (the runner exits, the container shuts down), and that -> a fresh runner online.
-            workers = {int(job["id"]): job.get("runner_name") for job in bench.control.jobs()}
-            gone = sorted(
-                lxd_events.ended[workers[i]] for i in ids if workers.get(i) in lxd_events.ended
-            )
-            shutdown = [
-                lxd_events.ended[workers[i]] - watcher.job_ended[i]
-                for i in ids
-                if workers.get(i) in lxd_events.ended
-            ]
+            workers = {int(job["id"]): str(job.get("runner_name")) for job in bench.control.jobs()}
+            seen_gone = [i for i in ids if workers.get(i, "") in lxd_events.ended]
+            gone = sorted(lxd_events.ended[workers[i]] for i in seen_gone)
+            shutdown = [lxd_events.ended[workers[i]] - watcher.job_ended[i] for i in seen_gone]
             respawn = [f - g for g, f in zip(gone, fresh, strict=False) if f >= g]
     finally:
         timer.stop()
