@@ -495,7 +495,7 @@ def test_an_unexpected_error_in_the_stream_does_not_end_following(running):
     """arrange: the stream raises a non-LXD error once. act: run. assert: it reconnects."""
     fleet, stream = FakeFleet(count=2, live=2), FakeStream()
     original = stream.follow
-    failed = []
+    failed: list[bool] = []
 
     def follow(on_event, on_connected):
         if not failed:
