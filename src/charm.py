@@ -268,14 +268,7 @@ class GithubRunnerCharm(ops.CharmBase):
         if state is None:
             return
         outcome.state = state
-        # Before the storage steps: a storage problem must not hold back a denylist change from
-        # the runners already running. A failure is a host error (firewall.FirewallError).
-        if self._host.ensure_firewall(state.config.denylist):
-            logger.info("the runners' egress firewall (denylist) was applied or changed")
-        storage = state.config.runner_storage.value
-        self._host.check_storage(storage, state.required_storage)
-        if self._host.ensure_runner_storage(storage, state.required_storage):
-            logger.info("runner storage (%s) prepared", storage)
+        self._prepare_host_for(state)
         paths = self._manager.paths
         manager_config = state.manager_config(
             state_dir=paths.state_dir,
@@ -289,6 +282,8 @@ class GithubRunnerCharm(ops.CharmBase):
         # The daemon pulls the image build's source itself: it needs the model's proxy first.
         if self._host.ensure_lxd_proxy(state.proxy.http, state.proxy.https, state.proxy.no_proxy):
             logger.info("the LXD daemon's proxy settings follow the model's proxy")
+        if self._manager.ensure_replenisher(config_changed):
+            logger.info("the runner replenisher was started or restarted")
         self._ensure_image_build(manager_config)
         if self._host.ensure_logrotate():
             logger.info("logrotate configuration of the metrics log written")
@@ -297,6 +292,17 @@ class GithubRunnerCharm(ops.CharmBase):
         if config_changed:
             logger.info("the runner manager's configuration changed: reconciling now")
             self._manager.start_reconcile()
+
+    def _prepare_host_for(self, state: CharmState) -> None:
+        """Apply the denylist and prepare the runner storage this configuration needs."""
+        # Before the storage steps: a storage problem must not hold back a denylist change from
+        # the runners already running. A failure is a host error (firewall.FirewallError).
+        if self._host.ensure_firewall(state.config.denylist):
+            logger.info("the runners' egress firewall (denylist) was applied or changed")
+        storage = state.config.runner_storage.value
+        self._host.check_storage(storage, state.required_storage)
+        if self._host.ensure_runner_storage(storage, state.required_storage):
+            logger.info("runner storage (%s) prepared", storage)
 
     def _ensure_image_build(self, manager_config: ManagerConfig) -> None:
         """Keep the image build's timer, and build at once when no image is there yet."""

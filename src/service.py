@@ -39,6 +39,9 @@ TIMER_TEMPLATE = "github-runner-manager.timer.j2"
 EXPORTER_TEMPLATE = "github-runner-exporter.service.j2"
 IMAGE_SERVICE_TEMPLATE = "github-runner-image.service.j2"
 IMAGE_TIMER_TEMPLATE = "github-runner-image.timer.j2"
+REPLENISH_TEMPLATE = "github-runner-replenish.service.j2"
+# How long the replenisher may take to stop: the batch of spawns in progress finishes first.
+REPLENISH_STOP_TIMEOUT = 300
 # What one image build may take beyond its script's time limit (pulling the source image,
 # booting the builder, publishing), per image type.
 IMAGE_BUILD_OVERHEAD = 2400
@@ -169,6 +172,21 @@ class ManagerPaths:
     def image_timer_file(self) -> Path:
         """The image build's timer unit file."""
         return self.systemd_dir / self.image_timer
+
+    @property
+    def replenish_name(self) -> str:
+        """The replenisher's unit name without suffix, `github-runner-replenish-<app>-<n>`."""
+        return self.name.replace("-manager-", "-replenish-", 1)
+
+    @property
+    def replenish_service(self) -> str:
+        """The replenisher's (long-running) service unit name."""
+        return f"{self.replenish_name}.service"
+
+    @property
+    def replenish_file(self) -> Path:
+        """The replenisher's service unit file."""
+        return self.systemd_dir / self.replenish_service
 
 
 @dataclasses.dataclass(frozen=True)
@@ -644,6 +662,55 @@ class ManagerService:
         except OSError as exc:
             raise _file_error("the Prometheus endpoint's systemd unit", exc) from None
 
+    # ----- the event-driven replenisher ---------------------------------------------------
+
+    def render_replenish(self) -> str:
+        """Render the long-running service replacing finished runners as LXD reports them.
+
+        Returns:
+            The unit file's content.
+        """
+        return self._templates.get_template(REPLENISH_TEMPLATE).render(
+            unit=self.paths.name.removeprefix("github-runner-manager-"),
+            name=self.paths.name,
+            replenish_name=self.paths.replenish_name,
+            python=self._python,
+            pythonpath=self.python_path,
+            config_file=self.paths.config_file,
+            stop_timeout_seconds=REPLENISH_STOP_TIMEOUT,
+        )
+
+    def ensure_replenisher(self, config_changed: bool = False) -> bool:
+        """Install the replenisher's service and keep it enabled and running.
+
+        It reads the configuration when it starts, so a changed configuration (or token)
+        restarts it; a run in progress finishes its batch of spawns first.
+
+        Args:
+            config_changed: whether the configuration or the token file just changed.
+
+        Returns:
+            Whether the unit file changed or the service was started or restarted.
+
+        Raises:
+            ServiceError: if systemd refuses.
+        """
+        try:
+            changed = _write_if_changed(self.paths.replenish_file, self.render_replenish(), 0o644)
+            if changed:
+                self._systemd.daemon_reload()
+            if not self._systemd.is_active(self.paths.replenish_service):
+                self._systemd.enable_now(self.paths.replenish_service)
+                return True
+            if changed or config_changed:
+                self._systemd.restart(self.paths.replenish_service)
+                return True
+            return False
+        except systemd.SystemdError as exc:
+            raise ServiceError(
+                f"systemd refused to set up {self.paths.replenish_service}: {exc}"
+            ) from None
+
     # ----- the runner image build ----------------------------------------------------------
 
     def render_image_service(self, config: ManagerConfig) -> str:
@@ -817,12 +884,14 @@ class ManagerService:
             raise ServiceError(f"systemd refused to start {self.paths.service}: {exc}") from None
 
     def stop(self) -> None:
-        """Disable the timer and stop a run in progress, so no new runner is made.
+        """Stop the replenisher, disable the timer and stop a run in progress: no new runner.
 
         An image build in progress is stopped too (it deletes its builder as it stops).
         Failures are logged, not raised: the flush that follows must still run.
         """
         steps = []
+        if self.paths.replenish_file.exists():
+            steps.append((self._systemd.disable_now, self.paths.replenish_service))
         if self.paths.image_timer_file.exists():
             steps += [
                 (self._systemd.disable_now, self.paths.image_timer),
@@ -842,12 +911,17 @@ class ManagerService:
     def remove_files(self) -> None:
         """Delete the unit files, the configuration, the token and the manager's state."""
         removed = False
-        if self.paths.exporter_file.exists():
-            try:
-                self._systemd.disable_now(self.paths.exporter)
-            except systemd.SystemdError as exc:
-                logger.warning("cannot stop %s: %s", self.paths.exporter, exc)
+        for unit, unit_file in (
+            (self.paths.exporter, self.paths.exporter_file),
+            (self.paths.replenish_service, self.paths.replenish_file),
+        ):
+            if unit_file.exists():
+                try:
+                    self._systemd.disable_now(unit)
+                except systemd.SystemdError as exc:
+                    logger.warning("cannot stop %s: %s", unit, exc)
         for path in (
+            self.paths.replenish_file,
             self.paths.timer_file,
             self.paths.service_file,
             self.paths.exporter_file,

@@ -9,9 +9,11 @@
     python3 -m github_runner_manager --config FILE build-image [--type TYPE]
     python3 -m github_runner_manager --config FILE remove-images
     python3 -m github_runner_manager --config FILE serve-metrics [--port PORT]
+    python3 -m github_runner_manager --config FILE replenish
 
-Each command but serve-metrics (a long-running Prometheus endpoint on loopback) prints one JSON
-document on stdout; logs go to stderr. Exit codes:
+Each command but serve-metrics (a long-running Prometheus endpoint on loopback) and replenish (a
+long-running process replacing finished runners as LXD reports them gone, see replenish.py)
+prints one JSON document on stdout; logs go to stderr. Exit codes:
 0 success, 1 unexpected error, 2 configuration error, 3 GitHub refused the token, its
 permissions or the path, 4 transient failure (GitHub unavailable or rate limited, LXD failure,
 a runner that could not be created, an image build that failed), 5 another run holds the lock.
@@ -39,9 +41,11 @@ from .config import ManagerConfig, load_config
 from .errors import ConfigError, LockBusyError, RunnerManagerError
 from .github import GhApiClient, ResponseCache
 from .image import ImageBuilder, lock_path
-from .lxd import PylxdClient
+from .lxd import LxdEventStream, PylxdClient
 from .manager import RunnerManager, manager_lock
 from .models import InstanceType
+from .planner import runner_name_pattern
+from .replenish import Replenisher
 from .report import ErrorEntry, Report
 
 EXIT_OK = 0
@@ -176,7 +180,33 @@ def _parser() -> argparse.ArgumentParser:
         "serve-metrics", help="serve the last report as Prometheus gauges on 127.0.0.1"
     )
     serve.add_argument("--port", type=int, help="TCP port (default: metrics.exporter_port)")
+    commands.add_parser(
+        "replenish",
+        help="replace finished runners as LXD reports them (long-running, stops on SIGTERM)",
+    )
     return parser
+
+
+def _replenish(config: ManagerConfig) -> int:
+    """Run the replenisher until SIGTERM or SIGINT; the batch in progress finishes first."""
+    try:
+        manager = build_manager(config)
+    except RunnerManagerError as exc:
+        logger.error("%s", exc)
+        return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_TRANSIENT
+    events = LxdEventStream(project=config.lxd.project, socket=config.lxd.socket)
+    replenisher = Replenisher(manager, events, runner_name_pattern(config.name_prefix))
+
+    def stop(signum: int, _: object) -> None:
+        logger.info("stopping (signal %d): the batch in progress finishes first", signum)
+        replenisher.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    logger.info("replenishing the runners of %s as LXD reports them gone", config.unit)
+    replenisher.run()
+    logger.info("stopped")
+    return EXIT_OK
 
 
 def _print(document: object) -> None:
@@ -309,6 +339,19 @@ def image_refresher(config: ManagerConfig) -> Callable[[Report], None]:
     return refresh
 
 
+def _standalone(args: argparse.Namespace, config: ManagerConfig) -> int | None:
+    """Run the commands that need no manager (or build their own); None for the others."""
+    if args.command == "serve-metrics":
+        return _serve_metrics(config, args.port)
+    if args.command == "build-image":
+        return _build_image(config, args.type)
+    if args.command == "remove-images":
+        return _remove_images(config)
+    if args.command == "replenish":
+        return _replenish(config)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line.
 
@@ -334,12 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("invalid configuration: %s", exc)
         _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
         return EXIT_CONFIG
-    if args.command == "serve-metrics":
-        return _serve_metrics(config, args.port)
-    if args.command == "build-image":
-        return _build_image(config, args.type)
-    if args.command == "remove-images":
-        return _remove_images(config)
+    standalone = _standalone(args, config)
+    if standalone is not None:
+        return standalone
     try:
         manager = build_manager(config)
     except RunnerManagerError as exc:

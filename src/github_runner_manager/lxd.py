@@ -13,16 +13,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import json
 import logging
 import re
 import shlex
+import socket as socketlib
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pylxd
+import pylxd.client
 import pylxd.exceptions
 import requests.exceptions
 
@@ -954,3 +958,154 @@ class PylxdClient:
             return
         except (*_LXD_ERRORS, ValueError, KeyError, LxdError) as exc:
             raise lxd_error(f"cannot delete image {fingerprint}", exc) from exc
+
+
+# Lifecycle actions after which an instance no longer runs a job: the fleet may be short.
+ENDED_ACTIONS = frozenset({"instance-stopped", "instance-shutdown", "instance-deleted"})
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceEvent:
+    """One lifecycle event of an instance, as LXD's event stream reports it.
+
+    Attributes:
+        action: the lifecycle action, e.g. `instance-deleted`.
+        name: the instance name.
+    """
+
+    action: str
+    name: str
+
+    @property
+    def ended(self) -> bool:
+        """Whether the instance stopped or went (so a runner may be missing)."""
+        return self.action in ENDED_ACTIONS
+
+
+def parse_lifecycle_event(document: Any) -> InstanceEvent | None:
+    """Read an instance's lifecycle event from one message of LXD's event stream.
+
+    Args:
+        document: the decoded JSON message.
+
+    Returns:
+        The event, or None when the message is not an instance's lifecycle event.
+    """
+    if not isinstance(document, dict) or document.get("type") != "lifecycle":
+        return None
+    metadata = document.get("metadata")
+    if not isinstance(metadata, dict):
+        return None
+    action, source = metadata.get("action"), metadata.get("source")
+    if not isinstance(action, str) or not isinstance(source, str):
+        return None
+    path = urlsplit(source).path
+    prefix = "/1.0/instances/"
+    if not path.startswith(prefix):
+        return None
+    name = path.removeprefix(prefix)
+    if not name or "/" in name:
+        return None  # a sub-resource (snapshot, backup), not the instance itself
+    return InstanceEvent(action=action, name=name)
+
+
+class LxdEventStream:
+    """Follows the lifecycle events of one LXD project over LXD's `/1.0/events` websocket.
+
+    `follow` blocks while the connection lasts; `close` ends it cleanly from another thread,
+    and `cut` drops the connection abruptly the way a restarting daemon does (tests use it to
+    cut the stream without disturbing the shared LXD daemon).
+    """
+
+    def __init__(self, project: str = "default", socket: Path | None = None):
+        """Describe the stream; nothing connects until `follow`.
+
+        Args:
+            project: the LXD project whose events to follow.
+            socket: the LXD unix socket; pylxd finds the snap's or Debian's by default.
+        """
+        self._project = project
+        self._endpoint = str(socket) if socket else None
+        self._lock = threading.Lock()
+        self._websocket: Any = None
+        self._closed = False
+
+    def follow(
+        self, on_event: Callable[[InstanceEvent], None], on_connected: Callable[[], None]
+    ) -> None:
+        """Connect and deliver the project's instance lifecycle events until the stream ends.
+
+        Args:
+            on_event: called (on this thread) for each instance lifecycle event.
+            on_connected: called once the stream is connected, before any event: whatever
+                happened while it was not connected must be observed afresh.
+
+        Raises:
+            LxdError: if LXD cannot be reached, or the stream broke (not after `close`).
+        """
+        closing_reason: list[object] = []
+
+        class _Websocket(pylxd.client._WebsocketClient):
+            def received_message(self, message: Any) -> None:
+                try:
+                    document = json.loads(message.data.decode("utf-8"))
+                except (ValueError, UnicodeDecodeError):
+                    return
+                event = parse_lifecycle_event(document)
+                if event is not None:
+                    on_event(event)
+
+            def closed(self, code: int, reason: Any = None) -> None:
+                closing_reason.append(code)
+
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                client = pylxd.Client(endpoint=self._endpoint, project=self._project, timeout=30)
+                websocket = client.events(
+                    websocket_client=_Websocket, event_types={pylxd.client.EventType.Lifecycle}
+                )
+                websocket.resource += "&" + urlencode({"project": self._project})
+                websocket.connect()
+            except Exception as exc:  # ws4py's handshake errors have no common base
+                raise LxdError(f"cannot follow LXD's events: {exc}") from exc
+            self._websocket = websocket
+        try:
+            on_connected()
+            websocket.run()
+        except Exception as exc:  # ws4py raises its own exception types
+            if not self._closed:
+                raise LxdError(f"LXD's event stream broke: {exc}") from exc
+        finally:
+            with self._lock:
+                self._websocket = None
+            with contextlib.suppress(Exception):
+                websocket.close_connection()
+        if not self._closed:
+            raise LxdError(f"LXD's event stream ended (close code {closing_reason or 'none'})")
+
+    def close(self) -> None:
+        """End the stream for good (from another thread); `follow` then returns."""
+        with self._lock:
+            self._closed = True
+            websocket = self._websocket
+        if websocket is not None:
+            with contextlib.suppress(Exception):
+                websocket.close()
+            with contextlib.suppress(Exception):
+                websocket.sock.shutdown(socketlib.SHUT_RDWR)
+
+    def cut(self) -> bool:
+        """Drop the connection abruptly, as a daemon restart does (a fault for tests).
+
+        Returns:
+            Whether a connection was there to cut.
+        """
+        with self._lock:
+            websocket = self._websocket
+        if websocket is None:
+            return False
+        with contextlib.suppress(OSError):
+            websocket.sock.shutdown(socketlib.SHUT_RDWR)
+        return True

@@ -41,7 +41,7 @@ from .github import GitHubClient
 from .image import runner_image
 from .lxd import LxdClient
 from .metrics import Event, MetricsLog, Reconciliation, RunnerStop
-from .models import GitHubRunner, InstanceType, RunnerInstance, RunnerState
+from .models import GitHubRunner, InstanceStatus, InstanceType, RunnerInstance, RunnerState
 from .report import ErrorEntry, RemovedEntry, Report, RunnerEntry
 from .runner import RunnerSpawner, SpawnResult
 from .runner_versions import VersionLedger
@@ -656,6 +656,88 @@ class RunnerManager:
             "once there is room (free space in the pool, give it more, or lower the runner "
             f"count or the disk size). LXD said: {first}"
         )
+
+    def replenish(self, lock_timeout: float | None = None) -> Report:
+        """Spawn the runners the fleet misses, counting its instances in LXD only.
+
+        The event-driven replenisher (see `replenish.py`) runs this when one of the unit's
+        runners ends. Unlike a reconcile it lists no GitHub runners, downloads nothing and
+        removes nothing: it counts the unit's instances that are not stopped, under the
+        manager's lock, and spawns the difference to the configured count in one parallel batch,
+        so a replacement costs one GitHub call (its JIT configuration). The timer's reconcile
+        does everything else. The report is returned, not written: the report file stays the
+        last reconcile's.
+
+        Args:
+            lock_timeout: seconds to wait for the lock (the configured lock timeout by default).
+
+        Returns:
+            The report: `created` and `errors`; `counts` holds the live instances per type.
+
+        Raises:
+            LockBusyError: if another run held the lock for the whole timeout.
+        """
+        started = self._monotonic()
+        counters = self._github_counters()
+        report = self._new_report("replenish")
+        timeout = self.config.timing.lock_timeout if lock_timeout is None else lock_timeout
+        with manager_lock(self.config.state_dir / "manager.lock", timeout, self._sleep):
+            try:
+                self._replenish(report)
+            except RunnerManagerError as exc:
+                report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
+            except Exception as exc:
+                logger.exception("unexpected error during replenish")
+                report.errors.append(ErrorEntry(kind="unexpected", message=repr(exc)))
+        report.finished_at = self._clock()
+        report.duration = round(self._monotonic() - started, 3)
+        report.ok = not report.errors
+        calls, not_modified = self._github_counters()
+        report.github_calls = calls - counters[0]
+        report.github_not_modified = not_modified - counters[1]
+        return report
+
+    def _replenish(self, report: Report) -> None:
+        instances = self._lxd.list_instances(self.config.unit)
+        live = collections.Counter(
+            instance.instance_type
+            for instance in instances
+            if instance.status is not InstanceStatus.STOPPED
+        )
+        report.counts = {t.value: {"live": live[t]} for t in InstanceType}
+        wanted = [
+            t for t in InstanceType for _ in range(max(0, self.config.runners.count(t) - live[t]))
+        ]
+        if not wanted:
+            return
+        # Downloaded once (by the first reconcile, or here on a fresh unit), then reused.
+        cached = self._binary.cached() or self._ensure_binary(report)
+        if cached is None:
+            if not report.errors:
+                report.errors.append(
+                    ErrorEntry(
+                        kind="runner-binary",
+                        message="no runner application to create runners with",
+                    )
+                )
+            return
+        fingerprints = {
+            t: self._lxd.image_fingerprint(runner_image(self.config, t)) for t in set(wanted)
+        }
+        for instance_type in sorted(
+            {t for t in wanted if not fingerprints.get(t)}, key=lambda t: t.value
+        ):
+            report.errors.append(
+                ErrorEntry(kind="image", message=self._missing_image(instance_type))
+            )
+        wanted = [t for t in wanted if fingerprints.get(t)]
+        if not wanted:
+            return
+        hashes = self._hashes(cached, fingerprints)
+        created = self._spawn(report, wanted, cached, hashes)
+        report.created.extend(result.name for result in created)
+        for result in created:
+            report.delta[result.instance_type.value] += 1
 
     def _flush(self, report: Report, busy: bool) -> None:
         instances, github_runners = self.observe()

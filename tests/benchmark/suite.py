@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import logging
 import os
@@ -21,17 +22,18 @@ from typing import Any
 
 from github_runner_manager.errors import RunnerManagerError
 
-from . import harness, planner_bench, scenarios, table
+from . import harness, jobstream, planner_bench, scenarios, table
 from .harness import EmulatorProcess
 from .scenarios import STAGES, Bench, median
 
 logger = logging.getLogger("bench")
 
-SECTIONS = ("spawn", "replacement", "api", "overhead", "planner")
+SECTIONS = ("spawn", "replacement", "api", "overhead", "planner", "jobstream")
 GOAL_RATIO = 1.3
 GOAL_RECONCILE_WALL = 1.0
 GOAL_PLANNER_MS = 50.0
 GOAL_SIZE = 8
+GOAL_STREAM_RATIO = 1.2
 
 
 def _sizes(value: str) -> list[int]:
@@ -75,6 +77,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default="real",
         help="the runner archive the manager pushes: padded to the real size (default) or the "
         "bare stand-in",
+    )
+    parser.add_argument(
+        "--stream-interval",
+        type=float,
+        default=jobstream.TIMER_ONLY_INTERVAL,
+        help="the timer's interval (s) in the job stream without the replenisher",
+    )
+    parser.add_argument(
+        "--stream-modes",
+        default="service,timer",
+        help="job-stream modes: service (replenisher on), timer (timer only)",
     )
     parser.add_argument("--keep-work", action="store_true", help="keep the working directory")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -187,6 +200,8 @@ class Suite:
         if self.want("spawn") or self.want("replacement") or self.want("api"):
             for count in self.args.sizes:
                 self.size(count)
+        if self.want("jobstream"):
+            self.job_stream()
         if self.want("planner"):
             self.log("planner with %d runners", self.args.planner_size)
             self.results["planner"] = planner_bench.run(
@@ -235,6 +250,32 @@ class Suite:
                 bench.to_zero()
                 if not floor_first:
                     self.floor(raw, count, 4)
+
+    def job_stream(self) -> None:
+        """K queued jobs on N runners, with the replenisher and with the timer only."""
+        raw = self.raw.setdefault("jobstream", {})
+        self.bench.to_zero()
+        self.log("floor of one runner (for the ideal makespan)")
+        if not self.measure(raw, "floor_one", lambda: scenarios.floor(self.bench, 1, 1)):
+            return
+        floor_one = raw["floor_one"][-1]["total"]
+        for mode in [m.strip() for m in self.args.stream_modes.split(",") if m.strip()]:
+            interval = self.args.stream_interval if mode == "timer" else None
+            self.log(
+                "job stream: %d jobs of %d s on %d runners, %s",
+                jobstream.JOBS,
+                jobstream.JOB_SECONDS,
+                jobstream.RUNNERS,
+                mode,
+            )
+            self.measure(raw, mode, functools.partial(self._stream, mode, floor_one, interval))
+        if raw.get("timer"):
+            raw["timer_at_default_interval"] = jobstream.default_interval_estimate(
+                raw["timer"][-1], jobstream.DEFAULT_INTERVAL_MINUTES
+            )
+
+    def _stream(self, mode: str, floor_one: float, interval: float | None) -> dict[str, Any]:
+        return jobstream.run(self.bench, mode, floor_one, interval=interval)
 
     def floor(self, raw: dict[str, Any], count: int, threads: int | None = None) -> None:
         threads = threads or count
@@ -301,6 +342,13 @@ class Suite:
                 "in_process_wall": entry["in_process"]["wall"],
                 "tracemalloc_peak_mib": entry["in_process"]["tracemalloc_peak_mib"],
             }
+        stream = self.raw.get("jobstream")
+        if stream:
+            summary["jobstream"] = {
+                key: value[-1] if isinstance(value, list) else value
+                for key, value in stream.items()
+                if key != "failures"
+            }
         self.results["summary"] = summary
 
     def goals(self) -> list[dict[str, Any]]:
@@ -344,6 +392,37 @@ class Suite:
                 None if overhead is None else f"in-process {overhead['in_process_wall']} s",
             )
         )
+        stream = summary.get("jobstream", {}).get("service")
+        if stream is not None:
+            goals.append(
+                _goal(
+                    "jobstream",
+                    f"job stream with the replenisher: makespan <= {GOAL_STREAM_RATIO} x ideal",
+                    stream["ratio"],
+                    stream["ratio"] <= GOAL_STREAM_RATIO,
+                    f"makespan {stream['makespan']} s, ideal {stream['ideal']} s",
+                )
+            )
+            recovery = stream["recovery"]["p95"]
+            limit = round(stream["floor_one"] + 1.0, 2)
+            goals.append(
+                _goal(
+                    "recovery",
+                    "job end -> fresh runner: p95 <= one-runner floor + 1 s",
+                    recovery,
+                    None if recovery is None else recovery <= limit,
+                    f"limit {limit} s",
+                )
+            )
+            goals.append(
+                _goal(
+                    "replacement-api",
+                    "<= 1 rate-limited GitHub call per job replaced",
+                    stream["rate_limit_per_job"],
+                    stream["rate_limit_per_job"] <= 1.0,
+                    f"{stream['api_calls_per_job']} calls per job",
+                )
+            )
         planner = self.results.get("planner")
         planner_ms = planner["median_ms"] if planner else None
         goals.append(

@@ -213,6 +213,67 @@ def overhead_section(summary: dict[str, Any], planner: dict[str, Any] | None) ->
     return out
 
 
+def jobstream_section(stream: dict[str, Any]) -> list[str]:
+    """The job stream: K queued jobs on N runners, with the replenisher and the timer only."""
+    rows = []
+    for mode in ("service", "timer"):
+        run = stream.get(mode)
+        if not run:
+            continue
+        wait, recovery = run["queue_wait"], run["recovery"]
+        rows.append(
+            [
+                "replenisher + timer 10 min"
+                if mode == "service"
+                else f"timer {run['interval']:g} s",
+                run["makespan"],
+                run["ideal"],
+                run["ratio"],
+                f"{_cell(wait['median'])}/{_cell(wait['p95'])}/{_cell(wait['max'])}",
+                f"{_cell(recovery['median'])}/{_cell(recovery['p95'])}/{_cell(recovery['max'])}",
+                run["api_calls_per_job"],
+                run["rate_limit_per_job"],
+            ]
+        )
+    any_run = stream.get("service") or stream.get("timer") or {}
+    lines = [
+        f"Job stream: K={any_run.get('k')} queued jobs of {any_run.get('job_seconds')} s on "
+        f"N={any_run.get('n')} runners; floor of one runner {any_run.get('floor_one')} s; "
+        "no reconcile by the benchmark after the initial fill",
+        grid(
+            [
+                "mode",
+                "makespan s",
+                "ideal s",
+                "ratio",
+                "queue wait med/p95/max s",
+                "recovery med/p95/max s",
+                "API calls/job",
+                "rate/job",
+            ],
+            rows,
+        ),
+    ]
+    for mode in ("service", "timer"):
+        run = stream.get(mode)
+        if run and run.get("recovery_shutdown"):
+            down, up = run["recovery_shutdown"], run["recovery_respawn"]
+            lines.append(
+                f"  {mode}: recovery = job end -> LXD reports the instance gone "
+                f"(med/p95/max {_cell(down['median'])}/{_cell(down['p95'])}/"
+                f"{_cell(down['max'])} s) + that -> fresh runner online "
+                f"({_cell(up['median'])}/{_cell(up['p95'])}/{_cell(up['max'])} s)"
+            )
+    estimate = stream.get("timer_at_default_interval")
+    if estimate:
+        lines.append(
+            f"  timer only at the default {estimate['interval_minutes']} min (estimated from "
+            f"the timer run): makespan ~{estimate['makespan']:.0f} s ({estimate['ratio']} x "
+            f"ideal), a finished runner waits ~{estimate['recovery_median']:.0f} s on average"
+        )
+    return lines
+
+
 def goals_section(goals: list[dict[str, Any]]) -> list[str]:
     rows = [[g["status"], g["goal"], g["value"], g["note"] or ""] for g in goals]
     return ["Goals", grid(["", "goal", "measured", "note"], rows)]
@@ -284,6 +345,8 @@ def render(results: dict[str, Any]) -> str:
         lines += [*api_section(summary["api"]), ""]
     if summary["overhead"] or results.get("planner"):
         lines += [*overhead_section(summary["overhead"], results.get("planner")), ""]
+    if summary.get("jobstream"):
+        lines += [*jobstream_section(summary["jobstream"]), ""]
     if results.get("goals"):
         lines += [*goals_section(results["goals"]), ""]
     failures = [

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +232,71 @@ def test_exec_start_reconciles_for_real(
     assert code == 0, (document, stderr[-3000:])
     assert [i for i in lxd_client.instances.all() if i.config.get(TAG_UNIT) == UNIT] == []
     assert [r for r in emulator.control.runners() if r["name"].startswith(PREFIX)] == []
+
+
+def test_replenisher_unit_passes_systemd_analyze_verify(manager: service.ManagerService) -> None:
+    # Arrange: the replenisher's unit as the charm installs it.
+    manager.ensure_replenisher()
+    paths = manager.paths
+
+    # Act
+    completed = subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", str(paths.replenish_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    # Assert
+    ours = [line for line in completed.stderr.splitlines() if paths.replenish_name in line]
+    assert completed.returncode == 0, completed.stderr
+    assert ours == []
+    directives = unit_directives(paths.replenish_file)
+    assert directives["Restart"] == ["on-failure"]
+    assert directives["Type"] == ["simple"]
+
+
+def test_replenisher_exec_start_fills_the_fleet_and_stops_on_sigterm(
+    manager: service.ManagerService,
+    emulator: Emulator,
+    lxd_client: pylxd.Client,
+) -> None:
+    # Arrange: the config and token files and the unit, as the charm writes them.
+    paths = manager.paths
+    manager.ensure_config(manager_config(emulator, paths), TEST_TOKEN)
+    manager.ensure_replenisher()
+    argv, env = exec_start(paths.replenish_file)
+    assert argv[-1] == "replenish"
+
+    # Act: the command systemd runs; then systemd's stop (SIGTERM).
+    process = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        online: list[str] = []
+        while time.monotonic() < deadline and not online:
+            online = [
+                r["name"]
+                for r in emulator.control.runners()
+                if r["name"].startswith(PREFIX) and r["status"] == "online"
+            ]
+            time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+
+        # Assert: it filled the fleet without any reconcile, and stopped cleanly.
+        assert len(online) == 1, stderr[-3000:]
+        assert process.returncode == 0, stderr[-3000:]
+        instances = [i for i in lxd_client.instances.all() if i.config.get(TAG_UNIT) == UNIT]
+        assert [instance.name for instance in instances] == online
+        assert not paths.report_file.exists(), "replenish writes no report"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+        reconcile_argv, _ = exec_start(paths.replenish_file)
+        flush = [*reconcile_argv[:-1], "flush", "--busy", "--no-reconcile"]
+        code, document, stderr = run(flush, env)
+    assert code == 0, (document, stderr[-3000:])

@@ -128,6 +128,8 @@ class FakeManagerService:
         self.image_build_due: str | None = None
         self.image_builds_started: list[str] = []
         self.images_removed = False
+        self.replenisher_active = False
+        self.replenisher_restarts = 0
 
     def ensure_config(self, config: ManagerConfig, token: str) -> bool:
         text = json.dumps(config.model_dump(mode="json", exclude_none=True), sort_keys=True)
@@ -145,6 +147,14 @@ class FakeManagerService:
         changed = self.interval != interval_minutes or not self.timer_active
         self.interval, self.timer_active = interval_minutes, True
         return changed
+
+    def ensure_replenisher(self, config_changed: bool = False) -> bool:
+        if not self.replenisher_active:
+            self.replenisher_active = True
+            return True
+        if config_changed:
+            self.replenisher_restarts += 1
+        return config_changed
 
     def ensure_exporter(self, enabled: bool) -> bool:
         changed = self.exporter_active != enabled
@@ -176,6 +186,7 @@ class FakeManagerService:
     def stop(self) -> None:
         self.stopped = True
         self.timer_active = False
+        self.replenisher_active = False
 
     def remove_files(self) -> None:
         self.files_removed = True

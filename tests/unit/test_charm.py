@@ -235,6 +235,32 @@ def test_config_change_starts_a_reconcile(
     assert manager.config.runners.containers == 4
 
 
+def test_replenisher_is_started_with_the_timer_and_restarted_on_config_change(
+    ctx: testing.Context, manager: FakeManagerService
+) -> None:
+    """arrange: nothing. act: config-changed, update-status, a new config. assert: restarts."""
+    ctx.run(ctx.on.config_changed(), testing.State(config=VALID))
+    assert manager.replenisher_active
+    assert manager.replenisher_restarts == 0
+
+    ctx.run(ctx.on.update_status(), testing.State(config=VALID))
+    assert manager.replenisher_restarts == 0  # nothing changed: left running
+
+    ctx.run(ctx.on.config_changed(), testing.State(config={**VALID, "containers": 4}))
+    assert manager.replenisher_restarts == 1
+    assert manager.replenisher_active
+
+
+def test_stop_stops_the_replenisher(ctx: testing.Context, manager: FakeManagerService) -> None:
+    """arrange: a running replenisher. act: stop. assert: it is stopped before the flush."""
+    ctx.run(ctx.on.config_changed(), testing.State(config=VALID))
+
+    run(ctx, ctx.on.stop(), config=VALID)
+
+    assert not manager.replenisher_active
+    assert manager.runs == [["flush", "--busy", "--no-reconcile"]]
+
+
 def test_secret_token_reaches_only_the_token_file(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:

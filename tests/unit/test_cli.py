@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -460,3 +461,58 @@ def test_state_dir_that_cannot_be_created_is_exit_2(tmp_path, capsys, command):
     assert code == cli.EXIT_CONFIG
     assert [e["kind"] for e in document["errors"]] == ["config"]
     assert document["errors"][0]["message"].startswith("state_dir: cannot create")
+
+
+class _OneShotStream:
+    """An event stream that connects, then (once `until` holds) gets the process a SIGTERM."""
+
+    until: Any = None
+
+    def __init__(self, project, socket=None):
+        self.closed = False
+
+    def follow(self, on_event, on_connected):
+        on_connected()
+        deadline = time.monotonic() + 10
+        while not self.until() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+        while not self.closed:
+            time.sleep(0.01)
+
+    def close(self):
+        self.closed = True
+
+
+def test_replenish_fills_the_fleet_and_stops_on_sigterm(
+    tmp_path, caplog, fake_build, lxd, github, monkeypatch
+):
+    """arrange: nothing exists; a stream that connects then gets SIGTERM. act: replenish.
+
+    assert: the fleet is filled (one JIT call per runner, no listing), exit 0, no report file.
+    """
+    monkeypatch.setattr(cli, "LxdEventStream", _OneShotStream)
+    monkeypatch.setattr(_OneShotStream, "until", staticmethod(lambda: len(lxd.instances) == 2))
+    caplog.set_level("INFO")
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        code = cli.main(["--config", str(write_config(tmp_path)), "replenish"])
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+    assert code == cli.EXIT_OK
+    assert "stopping (signal 15)" in caplog.text
+    assert len(lxd.instances) == 2
+    assert github.calls == ["register_runner", "register_runner"]
+    assert not fake_build[0].config.report_file.exists()
+
+
+def test_replenish_without_lxd_is_exit_4(tmp_path, capsys, monkeypatch):
+    """arrange: the manager cannot be built (no LXD). act: replenish. assert: exit 4 (restart)."""
+
+    def build(config):
+        raise LxdError("cannot reach the LXD socket")
+
+    monkeypatch.setattr(cli, "build_manager", build)
+
+    assert cli.main(["--config", str(write_config(tmp_path)), "replenish"]) == cli.EXIT_TRANSIENT

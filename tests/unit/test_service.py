@@ -400,6 +400,89 @@ def test_remove_files_deletes_units_config_token_and_state(
     assert manager.paths.systemd_dir.exists()
 
 
+def test_replenisher_unit_runs_the_manager_long_running(manager: service.ManagerService) -> None:
+    """arrange: a unit's manager. act: render the replenisher. assert: restarts on failure."""
+    values = directives(manager.render_replenish())
+
+    assert values["Type"] == "simple"
+    assert values["Restart"] == "on-failure"
+    assert values["ExecStart"].endswith(f"--config {manager.paths.config_file} replenish")
+    assert values["ExecStart"].startswith(f"{manager._python} -m github_runner_manager ")
+    assert int(values["TimeoutStopSec"]) >= 60
+    assert values["WantedBy"] == "multi-user.target"
+    assert manager.paths.replenish_service == manager.paths.service.replace(
+        "-manager-", "-replenish-"
+    )
+    assert manager.paths.replenish_service.startswith("github-runner-replenish-")
+
+
+def test_replenisher_first_install_enables_it(
+    manager: service.ManagerService, fake_systemd: FakeSystemd
+) -> None:
+    """arrange: nothing installed. act: ensure. assert: written, reloaded, enabled and started."""
+    assert manager.ensure_replenisher()
+
+    assert manager.paths.replenish_file.read_text() == manager.render_replenish()
+    assert manager.paths.replenish_file.stat().st_mode & 0o777 == 0o644
+    assert fake_systemd.calls == [
+        ("daemon-reload",),
+        ("enable --now", manager.paths.replenish_service),
+    ]
+
+
+def test_replenisher_unchanged_is_left_alone_and_restarted_on_config_change(
+    manager: service.ManagerService, fake_systemd: FakeSystemd
+) -> None:
+    """arrange: installed and running. act: ensure twice. assert: restart only on a change."""
+    manager.ensure_replenisher()
+    fake_systemd.active.add(manager.paths.replenish_service)
+    fake_systemd.calls.clear()
+
+    assert not manager.ensure_replenisher()
+    assert fake_systemd.calls == []
+
+    assert manager.ensure_replenisher(config_changed=True)
+    assert fake_systemd.calls == [("restart", manager.paths.replenish_service)]
+
+
+def test_replenisher_systemd_failure_is_a_service_error(
+    manager: service.ManagerService, fake_systemd: FakeSystemd
+) -> None:
+    fake_systemd.fail.add("enable --now")
+
+    with pytest.raises(service.ServiceError, match="replenish"):
+        manager.ensure_replenisher()
+
+
+def test_stop_stops_the_replenisher_first(
+    manager: service.ManagerService, fake_systemd: FakeSystemd
+) -> None:
+    """arrange: timer and replenisher installed. act: stop. assert: replenisher goes first."""
+    manager.ensure_units(10)
+    manager.ensure_replenisher()
+    fake_systemd.calls.clear()
+
+    manager.stop()
+
+    assert fake_systemd.calls == [
+        ("disable --now", manager.paths.replenish_service),
+        ("disable --now", manager.paths.timer),
+        ("stop", manager.paths.service),
+    ]
+
+
+def test_remove_files_removes_the_replenisher(
+    manager: service.ManagerService, fake_systemd: FakeSystemd
+) -> None:
+    manager.ensure_replenisher()
+    fake_systemd.calls.clear()
+
+    manager.remove_files()
+
+    assert not manager.paths.replenish_file.exists()
+    assert ("disable --now", manager.paths.replenish_service) in fake_systemd.calls
+
+
 def test_remove_files_when_nothing_was_written(manager: service.ManagerService) -> None:
     manager.remove_files()
 

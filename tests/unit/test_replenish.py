@@ -1,0 +1,512 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""Event-driven replenishment: the manager's count-and-spawn, and the replenisher's coalescing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from github_runner_manager.errors import LockBusyError, LxdError, TokenError
+from github_runner_manager.lxd import InstanceEvent, parse_lifecycle_event
+from github_runner_manager.manager import manager_lock
+from github_runner_manager.models import InstanceType
+from github_runner_manager.planner import runner_name_pattern
+from github_runner_manager.replenish import Replenisher
+from github_runner_manager.report import Report
+
+from .conftest import PREFIX, UNIT
+
+
+def name(index: int, prefix: str = PREFIX) -> str:
+    return f"{prefix}-{index:012x}"
+
+
+# ----- RunnerManager.replenish -----------------------------------------------------------------
+
+
+def test_replenish_spawns_the_difference_with_one_github_call_each(make_manager, lxd, github):
+    """arrange: count 4, one live, one stopped. act: replenish. assert: 3 spawns, 3 calls."""
+    lxd.add(name(1), UNIT)
+    lxd.add(name(2), UNIT, status="Stopped")
+    lxd.add(name(3, "other-unit"), "other/0")  # another unit's runner does not count
+    manager = make_manager(runners={"containers": 4})
+
+    report = manager.replenish()
+
+    assert report.ok, report.errors
+    assert len(report.created) == 3
+    assert github.calls == ["register_runner"] * 3  # no listing, only the JIT configurations
+    assert report.github_calls == 3
+    assert report.counts["container"] == {"live": 1}
+    live = [i for i in lxd.list_instances(UNIT) if i.status.value != "stopped"]
+    assert len(live) == 4
+
+
+def test_replenish_at_the_count_does_nothing(make_manager, lxd, github):
+    """arrange: the configured two runners live. act: replenish. assert: no spawn, no call."""
+    lxd.add(name(1), UNIT)
+    lxd.add(name(2), UNIT)
+    manager = make_manager()
+
+    report = manager.replenish()
+
+    assert report.ok and report.created == []
+    assert github.calls == []
+    assert lxd.created == []
+
+
+def test_replenish_never_goes_beyond_the_count(make_manager, lxd, github):
+    """arrange: more live runners than configured. act: replenish. assert: nothing removed/made."""
+    for index in range(5):
+        lxd.add(name(index), UNIT)
+    manager = make_manager()
+
+    report = manager.replenish()
+
+    assert report.created == [] and lxd.deleted == []
+
+
+def test_replenish_waits_for_the_lock_and_counts_after_it(make_manager, lxd, github, tmp_path):
+    """arrange: a reconcile holds the lock. act: replenish. assert: LockBusyError, nothing made."""
+    manager = make_manager()
+    with (
+        manager_lock(manager.config.state_dir / "manager.lock", 0),
+        pytest.raises(LockBusyError),
+    ):
+        manager.replenish(lock_timeout=0)
+    assert lxd.created == [] and github.calls == []
+
+
+def test_replenish_without_runner_application_downloads_it_or_reports(
+    make_manager, lxd, github, tmp_path
+):
+    """arrange: no cached runner application. act: replenish. assert: error, no GitHub call."""
+    from .fakes import FakeBinaryCache
+
+    manager = make_manager(binary=FakeBinaryCache(tmp_path, fail=TokenError("no", 401)))
+
+    report = manager.replenish()
+
+    assert report.error_kinds() == {"token"}  # the download was tried, and failed
+    assert github.calls == [] and lxd.created == []
+
+
+def test_replenish_token_refused_stops_the_batch(make_manager, lxd, github):
+    """arrange: GitHub refuses the token. act: replenish 2. assert: one error, nothing left."""
+    github.fail["register_runner"] = TokenError("GitHub rejected the token", 401)
+    manager = make_manager()
+
+    report = manager.replenish()
+
+    assert report.error_kinds() == {"token"}
+    assert len(report.errors) == 1
+    assert lxd.instances == {}
+
+
+def test_replenish_missing_image_is_reported(make_manager, lxd, github):
+    """arrange: the runner image is gone. act: replenish. assert: image error, no GitHub call."""
+    lxd.images.clear()
+    manager = make_manager()
+
+    report = manager.replenish()
+
+    assert report.error_kinds() == {"image"}
+    assert github.calls == []
+
+
+# ----- lifecycle events ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "document, expected",
+    [
+        (
+            {
+                "type": "lifecycle",
+                "metadata": {
+                    "action": "instance-deleted",
+                    "source": "/1.0/instances/r-1?project=p",
+                },
+            },
+            InstanceEvent("instance-deleted", "r-1"),
+        ),
+        (
+            {
+                "type": "lifecycle",
+                "metadata": {"action": "instance-started", "source": "/1.0/instances/x"},
+            },
+            InstanceEvent("instance-started", "x"),
+        ),
+        (
+            {
+                "type": "lifecycle",
+                "metadata": {
+                    "action": "instance-snapshot-created",
+                    "source": "/1.0/instances/x/snapshots/s",
+                },
+            },
+            None,
+        ),
+        (
+            {
+                "type": "lifecycle",
+                "metadata": {"action": "image-created", "source": "/1.0/images/f"},
+            },
+            None,
+        ),
+        ({"type": "logging", "metadata": {"message": "x"}}, None),
+        ({"type": "lifecycle"}, None),
+        ("not a dict", None),
+    ],
+)
+def test_parse_lifecycle_event(document, expected):
+    """arrange: a message of the event stream. act: parse. assert: instance events only."""
+    assert parse_lifecycle_event(document) == expected
+
+
+def test_only_stop_and_delete_count_as_ended():
+    """arrange: the lifecycle actions. act: ended. assert: stopped, shutdown, deleted only."""
+    assert InstanceEvent("instance-stopped", "x").ended
+    assert InstanceEvent("instance-shutdown", "x").ended
+    assert InstanceEvent("instance-deleted", "x").ended
+    assert not InstanceEvent("instance-started", "x").ended
+    assert not InstanceEvent("instance-created", "x").ended
+
+
+# ----- the Replenisher, with a fake stream and a fake manager -----------------------------------
+
+
+class FakeStream:
+    """An event stream the test drives: connect, deliver events, break."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.on_event: Callable[[InstanceEvent], None] | None = None
+        self.broken = threading.Event()
+        self.closed = threading.Event()
+        self.connects = 0
+        self.fail_connects = 0
+        self.connected = threading.Event()
+
+    def follow(self, on_event, on_connected) -> None:
+        with self.lock:
+            self.connects += 1
+            if self.fail_connects:
+                self.fail_connects -= 1
+                raise LxdError("cannot follow LXD's events: refused")
+            self.on_event = on_event
+            self.broken.clear()
+        on_connected()
+        self.connected.set()
+        while not self.closed.is_set() and not self.broken.is_set():
+            time.sleep(0.005)
+        self.connected.clear()
+        if not self.closed.is_set():
+            raise LxdError("LXD's event stream broke")
+
+    def emit(self, event: InstanceEvent) -> None:
+        assert self.on_event is not None
+        self.on_event(event)
+
+    def cut(self) -> None:
+        self.broken.set()
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class FakeFleet:
+    """A manager whose replenish counts a live set under a lock and fills it to `count`."""
+
+    def __init__(self, count: int, live: int) -> None:
+        self.count = count
+        self.live = live
+        self.lock = threading.Lock()
+        self.batches: list[int] = []
+        self.errors: list[str] = []
+        self.batch_started = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+
+    def end(self, runners: int) -> None:
+        with self.lock:
+            self.live -= runners
+
+    def replenish(self, lock_timeout: float | None = None) -> Report:
+        if not self.lock.acquire(timeout=lock_timeout or 0):
+            raise LockBusyError("busy")
+        try:
+            self.batch_started.set()
+            self.release.wait(5)
+            missing = max(0, self.count - self.live)
+            self.batches.append(missing)
+            self.live += missing
+            report = Report(command="replenish", unit=UNIT, started_at=_now())
+            report.created = [f"new-{i}" for i in range(missing)]
+            for message in self.errors:
+                report.errors.append(_error(message))
+            return report
+        finally:
+            self.lock.release()
+
+
+def _now():
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _error(message: str):
+    from github_runner_manager.report import ErrorEntry
+
+    return ErrorEntry(kind="token", message=message)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def running():
+    """Start replenishers on threads; stop and join them at the end."""
+    started: list[tuple[Replenisher, threading.Thread]] = []
+
+    def start(fleet: FakeFleet, stream: FakeStream, **kwargs) -> Replenisher:
+        kwargs.setdefault("debounce", 0.05)
+        kwargs.setdefault("max_delay", 0.5)
+        kwargs.setdefault("reconnect", (0.01, 0.05))
+        kwargs.setdefault("error_backoff", (0.05, 0.2))
+        kwargs.setdefault("lock_slice", 0.02)
+        replenisher = Replenisher(fleet, stream, runner_name_pattern(PREFIX), **kwargs)
+        thread = threading.Thread(target=replenisher.run, daemon=True)
+        thread.start()
+        started.append((replenisher, thread))
+        return replenisher
+
+    yield start
+    for replenisher, thread in started:
+        replenisher.stop()
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+def test_first_connection_counts_and_fills(running):
+    """arrange: 2 of 4 live. act: start. assert: one batch of 2 once connected."""
+    fleet, stream = FakeFleet(count=4, live=2), FakeStream()
+
+    running(fleet, stream)
+
+    wait_for(lambda: fleet.batches == [2])
+    assert fleet.live == 4
+
+
+def test_a_burst_of_ten_endings_makes_one_batch_of_ten(running):
+    """arrange: a full fleet of 10. act: all ten end within 50 ms. assert: one batch of ten."""
+    fleet, stream = FakeFleet(count=10, live=10), FakeStream()
+    running(fleet, stream, debounce=0.1)
+    wait_for(lambda: fleet.batches == [0])
+
+    for index in range(10):
+        fleet.end(1)
+        stream.emit(InstanceEvent("instance-deleted", name(index)))
+        time.sleep(0.005)
+
+    wait_for(lambda: len(fleet.batches) == 2)
+    time.sleep(0.3)
+    assert fleet.batches == [0, 10]
+    assert fleet.live == 10
+
+
+def test_events_of_other_instances_and_starts_are_ignored(running):
+    """arrange: full fleet. act: other units' deletions, own starts. assert: no new batch."""
+    fleet, stream = FakeFleet(count=2, live=2), FakeStream()
+    running(fleet, stream)
+    wait_for(lambda: fleet.batches == [0])
+
+    stream.emit(InstanceEvent("instance-deleted", name(1, "github-runner-1")))
+    stream.emit(InstanceEvent("instance-deleted", "builder-xyz"))
+    stream.emit(InstanceEvent("instance-started", name(1)))
+    stream.emit(InstanceEvent("instance-created", name(2)))
+    time.sleep(0.3)
+
+    assert fleet.batches == [0]
+
+
+def test_a_continuous_trickle_is_batched_within_max_delay(running):
+    """arrange: events every 30 ms with a 100 ms debounce. act: 1 s of them. assert: batches."""
+    fleet, stream = FakeFleet(count=100, live=100), FakeStream()
+    running(fleet, stream, debounce=0.1, max_delay=0.25)
+    wait_for(lambda: fleet.batches == [0])
+
+    started = time.monotonic()
+    while time.monotonic() - started < 1.0:
+        fleet.end(1)
+        stream.emit(InstanceEvent("instance-stopped", name(1)))
+        time.sleep(0.03)
+    wait_for(lambda: fleet.live == 100)
+
+    # The debounce alone would never fire; max_delay bounds each event's wait.
+    assert 3 <= len(fleet.batches) - 1 <= 8
+    assert sum(fleet.batches) == 100 - (100 - sum(fleet.batches))
+
+
+def test_events_during_a_batch_make_one_more_batch(running):
+    """arrange: a batch held open. act: 3 runners end meanwhile. assert: one batch after it."""
+    fleet, stream = FakeFleet(count=5, live=4), FakeStream()
+    fleet.release.clear()
+    running(fleet, stream)
+    fleet.batch_started.wait(2)
+
+    for index in range(3):
+        fleet.end(1)
+        stream.emit(InstanceEvent("instance-deleted", name(index)))
+    fleet.release.set()
+
+    wait_for(lambda: len(fleet.batches) == 2)
+    time.sleep(0.2)
+    assert len(fleet.batches) == 2
+    assert fleet.live == 5
+
+
+def test_a_busy_lock_is_waited_for_not_failed(running):
+    """arrange: a reconcile holds the lock. act: an event. assert: the batch runs after it."""
+    fleet, stream = FakeFleet(count=3, live=3), FakeStream()
+    running(fleet, stream)
+    wait_for(lambda: fleet.batches == [0])
+
+    with fleet.lock:  # the "reconcile"
+        fleet.live -= 1
+        stream.emit(InstanceEvent("instance-deleted", name(1)))
+        time.sleep(0.3)
+        assert fleet.batches == [0]
+        fleet.live += 1  # the reconcile replaced it itself
+    wait_for(lambda: len(fleet.batches) == 2)
+
+    assert fleet.batches == [0, 0]  # counted under the lock: no duplicate
+    assert fleet.live == 3
+
+
+def test_a_broken_stream_reconnects_and_counts_again(running):
+    """arrange: connected, then runners end while it is cut. act: cut. assert: reconnect, fill."""
+    fleet, stream = FakeFleet(count=4, live=4), FakeStream()
+    replenisher = running(fleet, stream)
+    wait_for(lambda: fleet.batches == [0])
+
+    stream.fail_connects = 2  # LXD is restarting: two refused reconnections
+    fleet.end(2)  # ...and two runners end meanwhile, unseen
+    stream.cut()
+
+    wait_for(lambda: fleet.live == 4)
+    assert stream.connects == 4
+    assert replenisher.connections == 2
+    assert fleet.batches == [0, 2]
+
+
+def test_reconnection_backs_off(running, monkeypatch):
+    """arrange: LXD refuses connections. act: run. assert: growing waits up to the maximum."""
+    fleet, stream = FakeFleet(count=1, live=1), FakeStream()
+    stream.fail_connects = 6
+    waits: list[float] = []
+    replenisher = running(fleet, stream, reconnect=(0.01, 0.04))
+    original = replenisher._stopping.wait
+
+    def recording(timeout=None):
+        waits.append(timeout)
+        return original(timeout)
+
+    monkeypatch.setattr(replenisher._stopping, "wait", recording)
+    wait_for(lambda: stream.connected.is_set())
+
+    reconnect_waits = [w for w in waits if w is not None]
+    assert reconnect_waits and max(reconnect_waits) == 0.04
+    assert reconnect_waits == sorted(reconnect_waits)
+
+
+def test_errors_back_off_then_retry(running):
+    """arrange: batches fail (GitHub refuses). act: one event. assert: retries, spaced out."""
+    fleet, stream = FakeFleet(count=1, live=1), FakeStream()
+    fleet.errors = ["refused"]
+    running(fleet, stream, error_backoff=(0.1, 0.1))
+    wait_for(lambda: len(fleet.batches) >= 1)
+
+    time.sleep(0.45)
+
+    # One batch then one retry per back-off (not a tight loop).
+    assert 3 <= len(fleet.batches) <= 6
+
+
+def test_stop_lets_the_batch_in_progress_finish(running):
+    """arrange: a batch in progress. act: stop. assert: it finishes, no later batch starts."""
+    fleet, stream = FakeFleet(count=3, live=1), FakeStream()
+    fleet.release.clear()
+    replenisher = Replenisher(fleet, stream, runner_name_pattern(PREFIX), debounce=0.01)
+    thread = threading.Thread(target=replenisher.run, daemon=True)
+    thread.start()
+    fleet.batch_started.wait(2)
+
+    replenisher.stop()
+    fleet.end(1)
+    stream.emit(InstanceEvent("instance-deleted", name(1)))
+    fleet.release.set()
+    thread.join(5)
+
+    assert not thread.is_alive()
+    assert fleet.batches == [2]
+    assert stream.closed.is_set()
+
+
+def test_real_manager_burst_makes_one_batch_with_one_call_per_runner(make_manager, lxd, github):
+    """arrange: a manager on fakes, 10 runners. act: all end. assert: 10 spawns, 10 calls."""
+    manager = make_manager(runners={"containers": 10}, timing={"lock_timeout": 0})
+    stream = FakeStream()
+    replenisher = Replenisher(
+        manager, stream, runner_name_pattern(PREFIX), debounce=0.1, lock_slice=0.05
+    )
+    thread = threading.Thread(target=replenisher.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: len(replenisher.batches) == 1)
+        first = list(lxd.instances)
+        assert len(first) == 10
+        calls = len(github.calls)
+
+        for runner in first:
+            del lxd.instances[runner]
+            stream.emit(InstanceEvent("instance-deleted", runner))
+        wait_for(lambda: len(replenisher.batches) == 2)
+    finally:
+        replenisher.stop()
+        thread.join(5)
+
+    assert len(replenisher.batches[1].created) == 10
+    assert len(lxd.instances) == 10
+    assert github.calls[calls:] == ["register_runner"] * 10
+    assert InstanceType.CONTAINER  # the fleet is of containers only
+
+
+def test_an_unexpected_error_in_the_stream_does_not_end_following(running):
+    """arrange: the stream raises a non-LXD error once. act: run. assert: it reconnects."""
+    fleet, stream = FakeFleet(count=2, live=2), FakeStream()
+    original = stream.follow
+    failed: list[bool] = []
+
+    def follow(on_event, on_connected):
+        if not failed:
+            failed.append(True)
+            raise TypeError("a bug in the adapter")
+        original(on_event, on_connected)
+
+    stream.follow = follow  # type: ignore[method-assign]
+    replenisher = running(fleet, stream)
+
+    wait_for(lambda: replenisher.connections == 1 and fleet.batches == [0])
+    fleet.end(1)
+    stream.emit(InstanceEvent("instance-deleted", name(1)))
+    wait_for(lambda: fleet.live == 2 and len(fleet.batches) == 2)
