@@ -35,13 +35,13 @@ from pathlib import Path
 
 from . import exporter
 from .binary import runner_architecture
-from .config import ManagerConfig, load_config
+from .config import ManagerConfig, api_base_url, load_config
 from .errors import ConfigError, LockBusyError, RunnerManagerError
 from .github import GhApiClient, ResponseCache
 from .image import ImageBuilder, lock_path
 from .lxd import PylxdClient
 from .manager import RunnerManager, manager_lock
-from .models import InstanceType
+from .models import InstanceType, parse_github_path
 from .report import ErrorEntry, Report
 
 EXIT_OK = 0
@@ -122,7 +122,25 @@ def build_manager(
     lxd = PylxdClient(
         project=config.lxd.project, socket=config.lxd.socket, timeout=config.lxd.timeout
     )
-    return RunnerManager(config, lxd, github, architecture=runner_architecture(), clock=clock)
+
+    def github_for_target(url: str, path: str) -> GhApiClient:
+        # Runners registered before the path or github-url option changed: same token.
+        return GhApiClient(
+            parse_github_path(path, config.github.group),
+            config.github.read_token(),
+            api_base_url(url),
+            timeout=config.timing.api_timeout,
+            retries=config.timing.api_retries,
+        )
+
+    return RunnerManager(
+        config,
+        lxd,
+        github,
+        architecture=runner_architecture(),
+        clock=clock,
+        github_for_target=github_for_target,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

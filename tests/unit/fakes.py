@@ -14,7 +14,10 @@ from github_runner_manager.github import RateLimit
 from github_runner_manager.lxd import (
     TAG_CONFIG_HASH,
     TAG_CREATED_AT,
+    TAG_GITHUB_PATH,
+    TAG_GITHUB_URL,
     TAG_REGISTRATION,
+    TAG_RUNNER_ID,
     TAG_UNIT,
     ExecResult,
     ImageInfo,
@@ -113,6 +116,13 @@ class FakeLxd:
                     ),
                     config_hash=instance.spec.config.get(TAG_CONFIG_HASH, ""),
                     registered_first=instance.spec.config.get(TAG_REGISTRATION) == "jit",
+                    runner_id=(
+                        int(instance.spec.config[TAG_RUNNER_ID])
+                        if TAG_RUNNER_ID in instance.spec.config
+                        else None
+                    ),
+                    github_url=instance.spec.config.get(TAG_GITHUB_URL),
+                    github_path=instance.spec.config.get(TAG_GITHUB_PATH),
                 )
             )
         return result
@@ -298,6 +308,14 @@ class FakeGitHub:
             raise GitHubConflictError("runner is busy", 422)
         del self.runners[runner_id]
         self.deleted.append(runner_id)
+
+    def get_runner(self, runner_id: int) -> GitHubRunner | None:
+        self._maybe_fail("get_runner")
+        return self.runners.get(runner_id)
+
+    def find_runner(self, name: str) -> GitHubRunner | None:
+        self._maybe_fail("find_runner")
+        return self.by_name(name)
 
     def runner_applications(self) -> list[RunnerApplication]:
         self._maybe_fail("runner_applications")

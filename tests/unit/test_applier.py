@@ -174,17 +174,18 @@ def test_busy_runner_flushed_loses_its_instance_first(remover, lxd, github, reco
     """arrange: a flushed busy runner; GitHub keeps it busy twice more. act: remove.
 
     assert: instance first; registration deleted on the third attempt after waiting 2 s and 4 s
-    (injected sleep).
+    (injected sleep); reported removed only then.
     """
     target = removal(lxd, github, 1, RunnerState.BUSY, reason=Reason.FLUSH)
     runner_id = target.runner.github.id  # type: ignore[union-attr]
-    # GitHub's answers: busy twice more (scripted), then the cancelled job lets the runner go.
+    # GitHub's answers: busy twice (scripted), then the cancelled job lets the runner go.
     github.runners[runner_id] = GitHubRunner(runner_id, name(1), online=False, busy=False)
     recorder.github_errors = [GitHubConflictError("runner is busy", 422)] * 2
 
-    outcome = remover.remove(target)
+    [outcome] = remover.remove_all([target], workers=1)
 
     assert outcome.removed is True and outcome.error is None
+    assert outcome.registration_left is None
     assert recorder.order == [
         ("hook", name(1)),
         ("lxd", name(1)),
@@ -197,21 +198,72 @@ def test_busy_runner_flushed_loses_its_instance_first(remover, lxd, github, reco
 
 
 def test_busy_runner_that_github_keeps_busy(lxd, github, recorder, clock):
-    """arrange: a busy runner GitHub never lets go; retry delays 1, 3. act: remove.
+    """arrange: a busy runner GitHub holds longer than the release timeout (60 s). act: remove.
 
-    assert: three attempts, waits of 1 and 3 s, the conflict reported; the instance is gone.
+    assert: retried for 60 s (longer than a few seconds), then reported with its id and not
+    as removed; the instance is gone.
     """
-    remover = RunnerRemover(lxd, github, sleep=clock.sleep, busy_retry_delays=(1.0, 3.0))
+    remover = RunnerRemover(
+        lxd, github, sleep=clock.sleep, monotonic=clock.monotonic, release_timeout=60.0
+    )
     target = removal(lxd, github, 1, RunnerState.BUSY, reason=Reason.FLUSH)
-    recorder.github_errors = [GitHubConflictError("runner is busy", 422)] * 5
+    runner_id = target.runner.github.id  # type: ignore[union-attr]
+    recorder.github_errors = [GitHubConflictError("runner is busy", 422)] * 100
 
-    outcome = remover.remove(target)
+    [outcome] = remover.remove_all([target], workers=1)
 
     assert isinstance(outcome.error, GitHubConflictError)
-    assert outcome.removed is True, "the instance is gone: the job is cancelled"
-    assert [side for side, _ in recorder.order] == ["lxd", "github", "github", "github"]
-    assert clock.slept == [1.0, 3.0]
+    assert outcome.removed is False, "its registration is still on GitHub"
+    assert outcome.instance_deleted is True and outcome.registration_left == runner_id
+    assert f"GitHub id {runner_id}" in str(outcome.error)
+    assert sum(clock.slept) == pytest.approx(60.0)
+    assert clock.slept[:4] == [2.0, 4.0, 8.0, 15.0]
     assert lxd.instances == {}
+    assert runner_id in github.runners
+
+
+def test_busy_runners_are_released_together(lxd, github, recorder, clock):
+    """arrange: 3 flushed busy runners GitHub holds 20 s. act: remove with one worker.
+
+    assert: all removed within one release period, not one period per runner.
+    """
+    remover = RunnerRemover(
+        lxd, github, sleep=clock.sleep, monotonic=clock.monotonic, release_timeout=600.0
+    )
+    targets = [removal(lxd, github, i, RunnerState.BUSY, reason=Reason.FLUSH) for i in (1, 2, 3)]
+    released_at = clock.monotonic() + 20
+
+    def delete_runner(runner_id: int) -> None:
+        if clock.monotonic() < released_at:
+            raise GitHubConflictError("runner is busy", 422)
+        github.runners.pop(runner_id, None)
+
+    github.delete_runner = delete_runner
+
+    outcomes = remover.remove_all(targets, workers=1)
+
+    assert [o.removed for o in outcomes] == [True, True, True]
+    assert sum(clock.slept) < 40
+    assert github.runners == {} and lxd.instances == {}
+
+
+def test_busy_orphan_registration_is_left_for_a_later_run(remover, lxd, github, recorder, clock):
+    """arrange: a busy registration without an instance. act: remove. assert: one try, a note."""
+    target = removal(lxd, github, 1, RunnerState.GITHUB_ONLY, instance=False, online=False)
+    github.runners[target.runner.github.id] = GitHubRunner(  # type: ignore[union-attr]
+        target.runner.github.id, name(1), online=False, busy=True  # type: ignore[union-attr]
+    )
+    view = RunnerView(
+        name=name(1),
+        state=RunnerState.GITHUB_ONLY,
+        instance=None,
+        github=GitHubRunner(target.runner.github.id, name(1), online=False, busy=True),  # type: ignore[union-attr]
+    )
+
+    [outcome] = remover.remove_all([Removal(view, Reason.GITHUB_ORPHAN)], workers=1)
+
+    assert outcome.removed is False and outcome.error is None and outcome.note
+    assert clock.slept == []
 
 
 def test_conflict_on_a_dead_runner_is_not_retried(remover, lxd, github, recorder, clock):
