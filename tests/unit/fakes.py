@@ -83,9 +83,23 @@ class FakeLxd:
         status: str = "Running",
         created_at: datetime.datetime | None = None,
         config_hash: str = "hash",
+        runner_id: int | None = None,
+        github_path: str | None = None,
+        github_url: str = "https://github.com",
     ) -> None:
-        """Put an instance in place as if a manager had created it."""
+        """Put an instance in place as if a manager had created it.
+
+        With a runner id it was registered just in time (before the instance), on
+        `github_path` (when given) of `github_url`.
+        """
         created = created_at or datetime.datetime(2026, 1, 1, tzinfo=UTC)
+        tags: dict[str, str] = {}
+        if runner_id is not None:
+            tags[TAG_RUNNER_ID] = str(runner_id)
+            tags[TAG_REGISTRATION] = "jit"
+        if github_path is not None:
+            tags[TAG_GITHUB_PATH] = github_path
+            tags[TAG_GITHUB_URL] = github_url
         spec = InstanceSpec(
             name=name,
             instance_type=instance_type,
@@ -95,6 +109,7 @@ class FakeLxd:
                 TAG_UNIT: unit,
                 TAG_CONFIG_HASH: config_hash,
                 TAG_CREATED_AT: created.isoformat(),
+                **tags,
             },
             devices={},
         )
