@@ -174,45 +174,48 @@ class RunnerRemover:
                 return RemovalOutcome(removal, removed=False, error=exc)
         deleted = view.instance is not None
         if runner_id is not None and not may_take_job:
-            try:
-                github.delete_runner(runner_id)
-            except GitHubConflictError as exc:
-                if deleted and view.busy:
-                    # Its job was just killed with its instance: GitHub lets go in a while.
-                    return RemovalOutcome(
-                        removal,
-                        removed=False,
-                        error=exc,
-                        instance_deleted=True,
-                        registration_left=runner_id,
-                        releasing=True,
-                    )
-                if not deleted and view.busy:
-                    # A busy registration without an instance: GitHub still counts a job that
-                    # died with its instance. A later run deletes it.
-                    return RemovalOutcome(
-                        removal,
-                        removed=False,
-                        note="GitHub still counts its job; a later run deletes it",
-                        registration_left=runner_id,
-                    )
-                return RemovalOutcome(
-                    removal,
-                    removed=False,
-                    error=exc,
-                    instance_deleted=deleted,
-                    registration_left=runner_id,
-                )
-            except GitHubError as exc:
-                return RemovalOutcome(
-                    removal,
-                    removed=False,
-                    error=exc,
-                    instance_deleted=deleted,
-                    registration_left=runner_id,
-                )
+            failed = self._delete_registration(removal, github, runner_id, deleted)
+            if failed is not None:
+                return failed
         logger.info("removed runner %s (%s)", view.name, removal.reason.value)
         return RemovalOutcome(removal, removed=True, instance_deleted=deleted)
+
+    def _delete_registration(
+        self, removal: Removal, github: GitHubClient, runner_id: int, deleted: bool
+    ) -> RemovalOutcome | None:
+        """Delete a registration once the instance is gone; the outcome if that failed."""
+        busy = removal.runner.busy
+        try:
+            github.delete_runner(runner_id)
+        except GitHubConflictError as exc:
+            if not deleted and busy:
+                # A busy registration without an instance: GitHub still counts a job that died
+                # with its instance. A later run deletes it.
+                return RemovalOutcome(
+                    removal,
+                    removed=False,
+                    note="GitHub still counts its job; a later run deletes it",
+                    registration_left=runner_id,
+                )
+            # With its instance just deleted, a busy runner's job was killed: GitHub lets go
+            # in a while, and `remove_all` retries (releasing).
+            return RemovalOutcome(
+                removal,
+                removed=False,
+                error=exc,
+                instance_deleted=deleted,
+                registration_left=runner_id,
+                releasing=deleted and busy,
+            )
+        except GitHubError as exc:
+            return RemovalOutcome(
+                removal,
+                removed=False,
+                error=exc,
+                instance_deleted=deleted,
+                registration_left=runner_id,
+            )
+        return None
 
     def _release(self, outcomes: list[RemovalOutcome]) -> list[RemovalOutcome]:
         """Retry the registrations GitHub holds busy, all together, until the deadline."""

@@ -156,7 +156,7 @@ class RunnerManager:
         """The GitHub client of the path an instance's runner was registered on."""
         if instance.github_url is None or instance.github_path is None:
             return self._github
-        target = instance.github_target
+        target = github_target(instance.github_url, instance.github_path)
         if target == self._target:
             return self._github
         if target not in self._other_clients:
@@ -168,8 +168,8 @@ class RunnerManager:
                     logger.warning(
                         "cannot reach runners registered on %s: %s", instance.github_path, exc
                     )
-            self._other_clients[target] = client  # type: ignore[index]
-        return self._other_clients[target]  # type: ignore[index]
+            self._other_clients[target] = client
+        return self._other_clients[target]
 
     def _github_for_view(self, view: planner.RunnerView) -> GitHubClient:
         client = self._client_for(view.instance) if view.instance is not None else None
@@ -276,7 +276,10 @@ class RunnerManager:
         now = self._clock()
         timing = self.config.timing
 
-        def run(alive=None, looked_up=None):  # type: ignore[no-untyped-def]
+        def run(
+            alive: dict[str, bool | None] | None = None,
+            looked_up: dict[str, GitHubRunner | None] | None = None,
+        ) -> list[planner.RunnerView]:
             return planner.classify(
                 instances,
                 github_runners,
@@ -293,7 +296,7 @@ class RunnerManager:
         to_probe = planner.instances_to_probe(
             views, now=now, min_age=datetime.timedelta(seconds=timing.probe_after)
         )
-        alive = {}
+        alive: dict[str, bool | None] = {}
         if to_probe:
             alive = {
                 name: result
@@ -305,7 +308,7 @@ class RunnerManager:
         to_look_up = planner.runners_to_look_up(views)
         if not to_look_up:
             return views
-        looked_up = {}
+        looked_up: dict[str, GitHubRunner | None] = {}
         for view, found, exc in run_parallel(self._look_up, to_look_up, timing.spawn_concurrency):
             if exc is None:
                 looked_up[view.name] = found
@@ -315,8 +318,7 @@ class RunnerManager:
         unlisted = sorted(
             name
             for name, found in looked_up.items()
-            if found is not None
-            and not next(v for v in views if v.name == name).moved
+            if found is not None and not next(v for v in views if v.name == name).moved
         )
         if unlisted:
             logger.warning(

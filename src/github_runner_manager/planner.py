@@ -225,7 +225,7 @@ def classify(
     return sorted(views, key=lambda view: view.name)
 
 
-def _instance_state(  # noqa: PLR0911 - one return per rule reads best
+def _instance_state(
     instance: RunnerInstance,
     runner: GitHubRunner | None,
     gone: bool,

@@ -378,14 +378,7 @@ class RunnerSpawner:
             start = now
             marks[stage] = self._now().timestamp()
 
-        try:
-            registration = self._github.register_runner(name, labels)
-        except GitHubError as exc:
-            if not isinstance(exc, (TokenError, PermissionDeniedError, RateLimitError)):
-                # GitHub may have created the runner before the answer was lost (a retry then
-                # finds the name taken): delete what it made rather than leave a ghost.
-                self._forget_registration(name)
-            raise
+        registration = self._register(name, labels)
         lap("register")
         created = False
         try:
@@ -515,6 +508,17 @@ class RunnerSpawner:
             raise RunnerCreateError(
                 f"cannot start the runner service: {(result.stderr or result.stdout).strip()}"
             )
+
+    def _register(self, name: str, labels: list[str]) -> Registration:
+        """Register a runner; if that fails, leave no registration GitHub may have made."""
+        try:
+            return self._github.register_runner(name, labels)
+        except GitHubError as exc:
+            if not isinstance(exc, (TokenError, PermissionDeniedError, RateLimitError)):
+                # GitHub may have created the runner before the answer was lost (a retry then
+                # finds the name taken): delete what it made rather than leave a ghost.
+                self._forget_registration(name)
+            raise
 
     def _forget_registration(self, name: str) -> None:
         """Delete the registration GitHub may have made for a runner whose registration failed."""

@@ -1,7 +1,8 @@
 # Copyright 2026 github-runner contributors
 # See LICENSE file for licensing details.
-"""Fleet safety end to end: the manager never deletes a live runner on a doubtful signal, and
-leaves no ghost registration behind. Real LXD containers and the GitHub API emulator.
+"""Fleet safety end to end: no live runner deleted on a doubtful signal, no ghost left.
+
+Real LXD containers and the GitHub API emulator.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from github_runner_manager.manager import RunnerManager
 from tests.github_emulator import Emulator
 
 from .conftest import TEST_ORG, TEST_REPO
-from .test_manager import LABELS, gh_runners, manager_config, ours, wait_gone, wait_job, wait_online
+from .test_manager import (
+    LABELS,
+    gh_runners,
+    manager_config,
+    ours,
+    wait_gone,
+    wait_job,
+    wait_online,
+)
 
 pytestmark = pytest.mark.lxd
 
@@ -91,9 +100,7 @@ def test_a_lost_listing_page_deletes_no_live_instance(make_manager, emulator, lx
     wait_online(emulator, 2)
     job = emulator.control.queue_job(TEST_REPO, LABELS, "sleep 300")
     busy = wait_job(emulator, job["id"], "in_progress")["runner_name"]
-    emulator.control.add_fault(
-        path=r"/actions/runners$", method="GET", mode="drop-page", count=1
-    )
+    emulator.control.add_fault(path=r"/actions/runners$", method="GET", mode="drop-page", count=1)
 
     report = manager.reconcile()
 

@@ -8,7 +8,6 @@ emulator has.
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path

@@ -249,20 +249,13 @@ def test_busy_runners_are_released_together(lxd, github, recorder, clock):
 
 def test_busy_orphan_registration_is_left_for_a_later_run(remover, lxd, github, recorder, clock):
     """arrange: a busy registration without an instance. act: remove. assert: one try, a note."""
-    target = removal(lxd, github, 1, RunnerState.GITHUB_ONLY, instance=False, online=False)
-    github.runners[target.runner.github.id] = GitHubRunner(  # type: ignore[union-attr]
-        target.runner.github.id, name(1), online=False, busy=True  # type: ignore[union-attr]
-    )
-    view = RunnerView(
-        name=name(1),
-        state=RunnerState.GITHUB_ONLY,
-        instance=None,
-        github=GitHubRunner(target.runner.github.id, name(1), online=False, busy=True),  # type: ignore[union-attr]
-    )
+    runner = github.add(name(1), online=False, busy=True)
+    view = RunnerView(name=name(1), state=RunnerState.GITHUB_ONLY, instance=None, github=runner)
 
     [outcome] = remover.remove_all([Removal(view, Reason.GITHUB_ORPHAN)], workers=1)
 
     assert outcome.removed is False and outcome.error is None and outcome.note
+    assert outcome.registration_left == runner.id
     assert clock.slept == []
 
 

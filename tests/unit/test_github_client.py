@@ -260,7 +260,8 @@ def test_lowercase_header_names_decode_the_same(emulator, path):
     assert by_name is not None and by_name.id == registration.runner_id
     assert {a.os for a in applications} >= {"linux"}
     assert github.list_runners() == []
-    assert github.rate_limit() is not None and github.rate_limit().remaining < 5000
+    rate = github.rate_limit()
+    assert rate is not None and rate.remaining < 5000
 
 
 def test_json_bodies_are_sent_as_json(emulator):
@@ -280,7 +281,9 @@ def test_runner_lookup_by_id_and_name(emulator):
     github = client(emulator)
     runner_id = github.register_runner("unit-0-0000000000bb", ["unit"]).runner_id or 0
 
-    assert github.get_runner(runner_id).name == "unit-0-0000000000bb"
+    found, by_name = github.get_runner(runner_id), github.find_runner("unit-0-0000000000bb")
+
+    assert found is not None and found.name == "unit-0-0000000000bb"
     assert github.get_runner(runner_id + 1000) is None
-    assert github.find_runner("unit-0-0000000000bb").id == runner_id
+    assert by_name is not None and by_name.id == runner_id
     assert github.find_runner("unit-0-000000000000") is None

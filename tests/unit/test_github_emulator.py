@@ -778,14 +778,18 @@ def test_fault_dropping_a_page(emu: Emulator, control: EmulatorControl) -> None:
 
 def test_lowercase_header_names(emu: Emulator, control: EmulatorControl) -> None:
     path = f"/repos/{REPO}/actions/runners"
-    with urllib.request.urlopen(  # noqa: S310 - the loopback emulator
-        urllib.request.Request(f"{emu.api_url}{path}", headers={"Authorization": f"token {TOKEN}"}),
+    with urllib.request.urlopen(
+        urllib.request.Request(
+            f"{emu.api_url}{path}", headers={"Authorization": f"token {TOKEN}"}
+        ),
         timeout=5,
     ) as answer:
         assert "Content-Type" in answer.headers.keys()  # noqa: SIM118 - spelling matters here
     control.settings(lowercase_headers=True)
-    with urllib.request.urlopen(  # noqa: S310 - the loopback emulator
-        urllib.request.Request(f"{emu.api_url}{path}", headers={"Authorization": f"token {TOKEN}"}),
+    with urllib.request.urlopen(
+        urllib.request.Request(
+            f"{emu.api_url}{path}", headers={"Authorization": f"token {TOKEN}"}
+        ),
         timeout=5,
     ) as answer:
         names = list(answer.headers.keys())

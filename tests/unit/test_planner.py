@@ -421,9 +421,7 @@ def test_runner_of_the_old_path(old_runner, want_state, want_reason):
         inst("n1", jit=True, runner_id=6, path="Owner/New"),
     ]
 
-    plan = run_plan(
-        instances, [gh("n1")], {C: 1}, looked_up={"m1": old_runner}, target=TARGET
-    )
+    plan = run_plan(instances, [gh("n1")], {C: 1}, looked_up={"m1": old_runner}, target=TARGET)
 
     view = next(v for v in plan.runners if v.name == "m1")
     assert view.moved and view.state is want_state

@@ -15,8 +15,7 @@ from github_runner_manager.errors import (
     RunnerCreateError,
     TokenError,
 )
-from github_runner_manager.lxd import TAG_GITHUB_PATH, TAG_GITHUB_URL, TAG_RUNNER_ID
-from github_runner_manager.lxd import ExecResult
+from github_runner_manager.lxd import TAG_GITHUB_PATH, TAG_GITHUB_URL, TAG_RUNNER_ID, ExecResult
 from github_runner_manager.models import InstanceType
 from github_runner_manager.runner import (
     APROXY_RULES,
