@@ -27,7 +27,7 @@ from .errors import GitHubConflictError, GitHubError, RunnerManagerError
 from .github import GitHubClient
 from .lxd import LxdClient
 from .models import RunnerState
-from .planner import Removal, RunnerView
+from .planner import Reason, Removal, RunnerView
 from .utils import run_parallel
 
 logger = logging.getLogger(__name__)
@@ -188,24 +188,34 @@ class RunnerRemover:
         try:
             github.delete_runner(runner_id)
         except GitHubConflictError as exc:
-            if not deleted and busy:
-                # A busy registration without an instance: GitHub still counts a job that died
-                # with its instance. A later run deletes it.
+            if deleted and busy and removal.reason is Reason.FLUSH:
+                # The operator cancelled its job with its instance: GitHub lets go in a while,
+                # and `remove_all` retries (releasing) for a bounded time.
                 return RemovalOutcome(
                     removal,
                     removed=False,
-                    note="GitHub still counts its job; a later run deletes it",
+                    error=exc,
+                    instance_deleted=True,
+                    registration_left=runner_id,
+                    releasing=True,
+                )
+            if busy:
+                # GitHub still counts a job that died with its instance (which is gone now, or
+                # was already). A later run deletes the registration; a timer's run does not
+                # wait minutes for it.
+                return RemovalOutcome(
+                    removal,
+                    removed=False,
+                    note="GitHub still counts its job; a later run deletes its registration",
+                    instance_deleted=deleted,
                     registration_left=runner_id,
                 )
-            # With its instance just deleted, a busy runner's job was killed: GitHub lets go
-            # in a while, and `remove_all` retries (releasing).
             return RemovalOutcome(
                 removal,
                 removed=False,
                 error=exc,
                 instance_deleted=deleted,
                 registration_left=runner_id,
-                releasing=deleted and busy,
             )
         except GitHubError as exc:
             return RemovalOutcome(

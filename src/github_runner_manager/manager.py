@@ -310,10 +310,12 @@ class RunnerManager:
             return views
         looked_up: dict[str, GitHubRunner | None] = {}
         for view, found, exc in run_parallel(self._look_up, to_look_up, timing.spawn_concurrency):
-            if exc is None:
-                looked_up[view.name] = found
-            else:
+            if exc is not None:
                 logger.warning("cannot look runner %s up on GitHub: %s", view.name, exc)
+            elif found is not None or _runner_id(view) is not None:
+                # Only a 404 for its id says a runner is gone; a search by name that finds
+                # nothing is no more evidence than the listing was.
+                looked_up[view.name] = found
         views = run(alive, looked_up)
         unlisted = sorted(
             name
@@ -335,8 +337,9 @@ class RunnerManager:
         client = self._client_for(view.instance)
         if client is None:
             raise GitHubError(f"no GitHub client for {view.instance.github_path}")
-        if view.instance.runner_id is not None:
-            return client.get_runner(view.instance.runner_id)
+        runner_id = _runner_id(view)
+        if runner_id is not None:
+            return client.get_runner(runner_id)
         return client.find_runner(view.name)
 
     # ----- commands -------------------------------------------------------------------------
@@ -705,6 +708,10 @@ class RunnerManager:
             "rate_limit_remaining": rate.remaining if rate else None,
             "runner_version": cached.application.version if cached else None,
         }
+
+
+def _runner_id(view: planner.RunnerView) -> int | None:
+    return view.instance.runner_id if view.instance is not None else None
 
 
 def _entry(view: planner.RunnerView) -> RunnerEntry:

@@ -268,7 +268,7 @@ def instances_to_probe(
     A runner that is not online yet but old enough to have started its process is either still
     registering or has crashed; a probe tells which without waiting for the grace period. A
     runner absent from GitHub's listing is probed too: an exited process is evidence that it
-    finished.
+    finished. A younger instance's runner service may simply not have started yet.
 
     Args:
         views: the classified runners.
@@ -282,10 +282,8 @@ def instances_to_probe(
         view.name
         for view in views
         if view.instance is not None
-        and (
-            view.state is RunnerState.UNLISTED
-            or (view.state is RunnerState.BOOTING and now - view.instance.created_at >= min_age)
-        )
+        and view.state in (RunnerState.BOOTING, RunnerState.UNLISTED)
+        and now - view.instance.created_at >= min_age
     ]
 
 

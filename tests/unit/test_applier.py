@@ -430,3 +430,27 @@ def test_remove_all_keeps_order_and_wraps_unexpected_errors(lxd, github, recorde
 def test_remove_all_with_nothing_to_remove(remover):
     """arrange: no removals. act: remove_all. assert: no outcome."""
     assert remover.remove_all([], workers=4) == []
+
+
+def test_stopped_runner_github_holds_busy_is_not_waited_for(remover, lxd, github, recorder, clock):
+    """arrange: a stopped instance whose runner GitHub still lists busy (its job died with it).
+
+    act: remove (a reconciliation, not a flush). assert: one try, no wait, a note; the
+    instance is gone and the registration left for a later run.
+    """
+    target = removal(lxd, github, 1, RunnerState.STOPPED, online=False, reason=Reason.STOPPED)
+    runner_id = target.runner.github.id  # type: ignore[union-attr]
+    github.runners[runner_id] = GitHubRunner(runner_id, name(1), online=False, busy=True)
+    busy_view = RunnerView(
+        name=name(1),
+        state=RunnerState.STOPPED,
+        instance=target.runner.instance,
+        github=github.runners[runner_id],
+    )
+
+    [outcome] = remover.remove_all([Removal(busy_view, Reason.STOPPED)], workers=1)
+
+    assert outcome.removed is False and outcome.error is None and outcome.note
+    assert outcome.instance_deleted is True and outcome.registration_left == runner_id
+    assert clock.slept == []
+    assert lxd.instances == {}

@@ -560,3 +560,19 @@ def test_half_made_instance_goes_in_the_next_run(make_manager, lxd, github, cloc
     assert [(r.name, r.reason) for r in report.removed] == [(name, "stopped")]
     assert name not in lxd.instances and runner.id not in github.runners
     assert len(report.created) == 1
+
+
+def test_name_search_that_finds_nothing_is_no_evidence(make_manager, lxd, github, clock):
+    """arrange: a token-flow runner (no id noted) absent from the listing, its process running.
+
+    act: reconcile. assert: searched by name, not found, and still kept (not finished).
+    """
+    manager = make_manager(runners={"containers": 1})
+    name = names(PREFIX, 1)[0]
+    lxd.add(name, UNIT, created_at=clock.now - datetime.timedelta(hours=1), github_path=REPO_PATH)
+
+    report = manager.reconcile()
+
+    assert github.calls.count("find_runner") == 1
+    assert report.removed == [] and report.created == []
+    assert [r.state for r in report.runners] == ["unlisted"]
