@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import exporter
+from .applier import BUSY_RELEASE_TIMEOUT
 from .binary import runner_architecture
 from .config import ManagerConfig, api_base_url, load_config
 from .errors import ConfigError, LockBusyError, RunnerManagerError
@@ -95,13 +96,17 @@ def _apply_proxy_environment(config: ManagerConfig) -> None:
 
 
 def build_manager(
-    config: ManagerConfig, clock: Callable[[], datetime.datetime] | None = None
+    config: ManagerConfig,
+    clock: Callable[[], datetime.datetime] | None = None,
+    busy_release_timeout: float = BUSY_RELEASE_TIMEOUT,
 ) -> RunnerManager:
     """Build a manager with the real LXD and GitHub clients.
 
     Args:
         config: the configuration.
         clock: the current time (the wall clock by default).
+        busy_release_timeout: how long a busy flush waits for GitHub to release the runners
+            whose jobs it killed.
 
     Returns:
         The manager.
@@ -140,6 +145,7 @@ def build_manager(
         architecture=runner_architecture(),
         clock=clock,
         github_for_target=github_for_target,
+        busy_release_timeout=busy_release_timeout,
     )
 
 

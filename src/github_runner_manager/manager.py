@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import planner, runner_metrics
-from .applier import RemovalOutcome, RunnerRemover
+from .applier import BUSY_RELEASE_TIMEOUT, RemovalOutcome, RunnerRemover
 from .binary import CachedRunner, RunnerBinaryCache
 from .config import ManagerConfig, config_hash
 from .crash_logs import CrashLogs
@@ -107,6 +107,7 @@ class RunnerManager:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         github_for_target: Callable[[str, str], GitHubClient] | None = None,
+        busy_release_timeout: float = BUSY_RELEASE_TIMEOUT,
     ):
         """Create the manager.
 
@@ -123,6 +124,8 @@ class RunnerManager:
             monotonic: a monotonic clock for durations.
             github_for_target: builds a GitHub client for another GitHub URL and path, where
                 runners were registered before the `path` or `github-url` option changed.
+            busy_release_timeout: how long a busy flush retries deleting the registrations
+                GitHub holds busy after their jobs were killed.
         """
         self.config = config
         self._lxd = lxd
@@ -150,6 +153,7 @@ class RunnerManager:
             before_delete=self._keep_logs,
             sleep=sleep,
             monotonic=monotonic,
+            release_timeout=busy_release_timeout,
         )
 
     def _client_for(self, instance: RunnerInstance) -> GitHubClient | None:

@@ -40,10 +40,12 @@ def make_manager(
     """Build managers (optionally on another path); each flushes all its runners at teardown."""
     built: list[RunnerManager] = []
 
-    def _make(path: str = TEST_REPO, **runners: Any) -> RunnerManager:
+    def _make(path: str = TEST_REPO, release: float = 600.0, **runners: Any) -> RunnerManager:
         config = manager_config(emulator, tmp_path / "state", **runners)
         github = config.github.model_copy(update={"path": path})
-        manager = build_manager(config.model_copy(update={"github": github}))
+        manager = build_manager(
+            config.model_copy(update={"github": github}), busy_release_timeout=release
+        )
         built.append(manager)
         return manager
 
@@ -68,9 +70,11 @@ def test_lower_case_header_names(make_manager, emulator, lxd_client):
     assert len(first.created) == 2
     wait_online(emulator, 2)
 
+    ghost = emulator.control.add_runner(TEST_REPO, "functional-0-00000000dead", status="offline")
     steady = manager.reconcile()
     assert steady.ok, steady.errors
-    assert steady.removed == [] and steady.created == []
+    assert [(r.name, r.reason) for r in steady.removed] == [(ghost["name"], "github-orphan")]
+    assert steady.created == []
     assert sorted(i.name for i in ours(lxd_client)) == sorted(first.created)
 
     job = emulator.control.queue_job(TEST_REPO, LABELS, "echo lower-case")
@@ -192,3 +196,35 @@ def test_flush_busy_outlasts_github_holding_the_killed_job(make_manager, emulato
     assert len(report.created) == 2, "the flush's reconcile refilled the fleet"
     wait_online(emulator, 2)
     assert len(ours(lxd_client)) == 2
+
+
+def test_stop_flush_reports_a_registration_github_still_holds(make_manager, emulator, lxd_client):
+    """arrange: a busy runner; GitHub holds a killed job's runner 45 s, the flush waits 15 s.
+
+    act: flush --busy --no-reconcile (the stop hook), then reconcile once GitHub let go.
+    assert: the flush reports the registration left with its id and does not call the runner
+    removed; the later reconcile deletes the registration.
+    """
+    emulator.control.settings(lost_job_after=45.0)
+    manager = make_manager(containers=1, release=15.0)
+    manager.reconcile()
+    wait_online(emulator, 1)
+    job = emulator.control.queue_job(TEST_REPO, LABELS, "sleep 600")
+    busy = wait_job(emulator, job["id"], "in_progress")["runner_name"]
+    runner_id = gh_runners(emulator)[0]["id"]
+
+    report = manager.flush(busy=True, reconcile=False)
+
+    assert busy not in {r.name for r in report.removed}
+    assert [(e.kind, e.runner) for e in report.errors] == [("github-conflict", busy)]
+    assert f"GitHub id {runner_id}" in report.errors[0].message
+    assert ours(lxd_client) == []
+    assert [r["id"] for r in gh_runners(emulator)] == [runner_id]
+
+    emulator.control.wait_for(
+        lambda state: not any(r["busy"] for r in state["runners"]), timeout=90
+    )
+    later = make_manager(containers=0).reconcile()
+
+    assert [(r.name, r.reason) for r in later.removed] == [(busy, "github-orphan")]
+    assert gh_runners(emulator) == []
