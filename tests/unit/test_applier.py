@@ -454,3 +454,62 @@ def test_stopped_runner_github_holds_busy_is_not_waited_for(remover, lxd, github
     assert outcome.instance_deleted is True and outcome.registration_left == runner_id
     assert clock.slept == []
     assert lxd.instances == {}
+
+
+def test_unlisted_runner_flushed_loses_its_registration_by_noted_id(
+    remover, lxd, github, recorder
+):
+    """arrange: an unlisted runner (GitHub's listing lacked it) with its id noted on the instance.
+
+    act: flush it. assert: instance first, then the registration by the noted id.
+    """
+    runner = github.add(name(1), online=True)
+    lxd.add(name(1), UNIT, created_at=CREATED, runner_id=runner.id)
+    instance = RunnerInstance(
+        name=name(1),
+        instance_type=InstanceType.CONTAINER,
+        status=InstanceStatus.RUNNING,
+        created_at=CREATED,
+        config_hash="hash",
+        registered_first=True,
+        runner_id=runner.id,
+    )
+    view = RunnerView(name=name(1), state=RunnerState.UNLISTED, instance=instance, github=None)
+
+    [outcome] = remover.remove_all([Removal(view, Reason.FLUSH)], workers=1)
+
+    assert outcome.removed is True
+    assert recorder.order == [("hook", name(1)), ("lxd", name(1)), ("github", runner.id)]
+    assert github.runners == {} and lxd.instances == {}
+
+
+def test_moved_runner_is_deleted_with_the_old_paths_client(lxd, github, recorder, clock):
+    """arrange: an idle runner registered on the old path. act: remove (moved).
+
+    assert: its registration is deleted with the old path's client, then its instance.
+    """
+    from .fakes import FakeGitHub
+
+    old = FakeGitHub()
+    runner = old.add(name(1))
+    lxd.add(name(1), UNIT, created_at=CREATED, runner_id=runner.id, github_path="owner/old")
+    instance = RunnerInstance(
+        name=name(1),
+        instance_type=InstanceType.CONTAINER,
+        status=InstanceStatus.RUNNING,
+        created_at=CREATED,
+        config_hash="old",
+        runner_id=runner.id,
+        github_url="https://github.com",
+        github_path="owner/old",
+    )
+    view = RunnerView(
+        name=name(1), state=RunnerState.IDLE, instance=instance, github=runner, moved=True
+    )
+    remover = RunnerRemover(lxd, github, github_for=lambda _: old, sleep=clock.sleep)
+
+    [outcome] = remover.remove_all([Removal(view, Reason.MOVED)], workers=1)
+
+    assert outcome.removed is True
+    assert old.runners == {} and lxd.instances == {}
+    assert recorder.order == [("lxd", name(1))], "nothing is deleted on the new path"
