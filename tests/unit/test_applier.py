@@ -506,7 +506,10 @@ def test_moved_runner_is_deleted_with_the_old_paths_client(lxd, github, recorder
     view = RunnerView(
         name=name(1), state=RunnerState.IDLE, instance=instance, github=runner, moved=True
     )
-    remover = RunnerRemover(lxd, github, github_for=lambda _: old, sleep=clock.sleep)
+    def old_client(_view):  # untyped: the fake is not a full GitHubClient
+        return old
+
+    remover = RunnerRemover(lxd, github, github_for=old_client, sleep=clock.sleep)
 
     [outcome] = remover.remove_all([Removal(view, Reason.MOVED)], workers=1)
 
