@@ -506,6 +506,7 @@ def test_moved_runner_is_deleted_with_the_old_paths_client(lxd, github, recorder
     view = RunnerView(
         name=name(1), state=RunnerState.IDLE, instance=instance, github=runner, moved=True
     )
+
     def old_client(_view):  # untyped: the fake is not a full GitHubClient
         return old
 
