@@ -36,14 +36,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import exporter
+from .applier import BUSY_RELEASE_TIMEOUT
 from .binary import runner_architecture
-from .config import ManagerConfig, load_config
+from .config import ManagerConfig, api_base_url, load_config
 from .errors import ConfigError, LockBusyError, RunnerManagerError
 from .github import GhApiClient, ResponseCache
 from .image import ImageBuilder, lock_path
 from .lxd import LxdEventStream, PylxdClient
 from .manager import RunnerManager, manager_lock
-from .models import InstanceType
+from .models import InstanceType, parse_github_path
 from .planner import runner_name_pattern
 from .replenish import Replenisher
 from .report import ErrorEntry, Report
@@ -113,13 +114,17 @@ def _make_state_dir(config: ManagerConfig) -> None:
 
 
 def build_manager(
-    config: ManagerConfig, clock: Callable[[], datetime.datetime] | None = None
+    config: ManagerConfig,
+    clock: Callable[[], datetime.datetime] | None = None,
+    busy_release_timeout: float = BUSY_RELEASE_TIMEOUT,
 ) -> RunnerManager:
     """Build a manager with the real LXD and GitHub clients.
 
     Args:
         config: the configuration.
         clock: the current time (the wall clock by default).
+        busy_release_timeout: how long a busy flush waits for GitHub to release the runners
+            whose jobs it killed.
 
     Returns:
         The manager.
@@ -140,7 +145,26 @@ def build_manager(
     lxd = PylxdClient(
         project=config.lxd.project, socket=config.lxd.socket, timeout=config.lxd.timeout
     )
-    return RunnerManager(config, lxd, github, architecture=runner_architecture(), clock=clock)
+
+    def github_for_target(url: str, path: str) -> GhApiClient:
+        # Runners registered before the path or github-url option changed: same token.
+        return GhApiClient(
+            parse_github_path(path, config.github.group),
+            config.github.read_token(),
+            api_base_url(url),
+            timeout=config.timing.api_timeout,
+            retries=config.timing.api_retries,
+        )
+
+    return RunnerManager(
+        config,
+        lxd,
+        github,
+        architecture=runner_architecture(),
+        clock=clock,
+        github_for_target=github_for_target,
+        busy_release_timeout=busy_release_timeout,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

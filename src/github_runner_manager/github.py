@@ -21,6 +21,7 @@ import re
 import threading
 import time
 import urllib.error
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -102,6 +103,14 @@ class GitHubClient(Protocol):
 
     def delete_runner(self, runner_id: int) -> None:
         """Delete a runner; an unknown runner counts as deleted."""
+        ...  # pragma: no cover
+
+    def get_runner(self, runner_id: int) -> GitHubRunner | None:
+        """Look a runner up by id; None when GitHub answers 404."""
+        ...  # pragma: no cover
+
+    def find_runner(self, name: str) -> GitHubRunner | None:
+        """Look a runner up by name; None when there is none."""
         ...  # pragma: no cover
 
     def runner_applications(self) -> list[RunnerApplication]:
@@ -435,7 +444,7 @@ class GhApiClient:
                 body = api(url, method, headers=headers, data=data, timeout=self._timeout)
                 response_headers = _headers(getattr(api, "recv_hdrs", None))
                 self._note_rate_limit(response_headers)
-                return body, response_headers, False
+                return _decode(body, response_headers), response_headers, False
             except urllib.error.HTTPError as exc:
                 if exc.code == 304:
                     response_headers = _headers(exc.headers)
@@ -526,18 +535,45 @@ class GhApiClient:
         Returns:
             The runners.
         """
-        runners = []
-        for item in self._get_pages(f"{self._path.api_scope}/actions/runners", "runners"):
-            runners.append(
-                GitHubRunner(
-                    id=int(item["id"]),
-                    name=str(item["name"]),
-                    online=item.get("status") == "online",
-                    busy=bool(item.get("busy")),
-                    labels=tuple(str(label["name"]) for label in item.get("labels", [])),
-                )
+        return [
+            _runner(item)
+            for item in self._get_pages(f"{self._path.api_scope}/actions/runners", "runners")
+        ]
+
+    def get_runner(self, runner_id: int) -> GitHubRunner | None:
+        """Look a runner up by id: positive evidence of whether it still exists.
+
+        Args:
+            runner_id: GitHub's runner id.
+
+        Returns:
+            The runner, or None when GitHub answers 404 (it is gone).
+        """
+        try:
+            body, _, _ = self._request(
+                "GET", f"{self._path.api_scope}/actions/runners/{runner_id}"
             )
-        return runners
+        except PathNotFoundError:
+            return None
+        return _runner(_plain(body))
+
+    def find_runner(self, name: str) -> GitHubRunner | None:
+        """Look a runner up by name (GitHub filters the listing by name).
+
+        Args:
+            name: the runner name.
+
+        Returns:
+            The runner, or None when GitHub lists none of that name.
+        """
+        body, _, _ = self._request(
+            "GET", f"{self._path.api_scope}/actions/runners?name={urllib.parse.quote(name)}"
+        )
+        body = _plain(body)
+        for item in body.get("runners", []) if isinstance(body, dict) else []:
+            if item.get("name") == name:
+                return _runner(item)
+        return None
 
     def _runner_group_id(self) -> int:
         if isinstance(self._path, GitHubRepo):
@@ -686,6 +722,33 @@ class GhApiClient:
         self._cache.save()
 
 
+def _decode(body: Any, headers: dict[str, str]) -> Any:
+    """Decode a JSON body that ghapi left as text.
+
+    ghapi decodes JSON only when the header is spelled exactly `Content-Type`; HTTP/2 front ends
+    and some proxies send `content-type`, and ghapi then hands back the raw text (a listing
+    would silently read as empty).
+
+    Args:
+        body: what ghapi returned.
+        headers: the response headers, with lower-case names.
+
+    Returns:
+        The decoded body.
+
+    Raises:
+        GitHubUnavailableError: a body labelled JSON that is not JSON.
+    """
+    if not isinstance(body, (str, bytes)) or "json" not in headers.get("content-type", ""):
+        return body
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise GitHubUnavailableError(f"GitHub answered malformed JSON: {exc}") from None
+
+
 def _plain(value: Any) -> Any:
     """Turn ghapi's attribute dicts and fastcore lists into plain JSON values."""
     if isinstance(value, (str, bytes, int, float, bool)) or value is None:
@@ -695,6 +758,17 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Iterable):
         return [_plain(v) for v in value]
     return value
+
+
+def _runner(item: dict[str, Any]) -> GitHubRunner:
+    """A GitHub runner object as the manager's type."""
+    return GitHubRunner(
+        id=int(item["id"]),
+        name=str(item["name"]),
+        online=item.get("status") == "online",
+        busy=bool(item.get("busy")),
+        labels=tuple(str(label["name"]) for label in item.get("labels", [])),
+    )
 
 
 def _redact_url(url: str) -> str:

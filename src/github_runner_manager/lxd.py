@@ -42,6 +42,11 @@ TAG_UNIT = "user.github-runner.unit"
 TAG_CONFIG_HASH = "user.github-runner.config-hash"
 TAG_CREATED_AT = "user.github-runner.created-at"
 TAG_TYPE = "user.github-runner.type"
+# Where the runner is registered, and its GitHub id when known at creation: its registration is
+# found and deleted there even after the `path` or `github-url` option changed.
+TAG_GITHUB_URL = "user.github-runner.github-url"
+TAG_GITHUB_PATH = "user.github-runner.github-path"
+TAG_RUNNER_ID = "user.github-runner.runner-id"
 # `jit` when the GitHub registration was made before the instance (see RunnerInstance).
 TAG_REGISTRATION = "user.github-runner.registration"
 # Image builders carry this tag instead of TAG_UNIT: reconciliations never take them for runners.
@@ -379,6 +384,14 @@ def wait_until_booted(
     raise LxdError(f"{name} did not finish booting within {timeout:.0f}s: {last}")
 
 
+def _parse_runner_id(value: str | None) -> int | None:
+    """The runner id tag as an integer (None when absent or malformed)."""
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
 def _parse_created_at(value: str | None) -> datetime.datetime:
     if value:
         with contextlib.suppress(ValueError):
@@ -458,6 +471,9 @@ class PylxdClient:
                     created_at=_parse_created_at(config.get(TAG_CREATED_AT)),
                     config_hash=config.get(TAG_CONFIG_HASH, ""),
                     registered_first=config.get(TAG_REGISTRATION) == "jit",
+                    runner_id=_parse_runner_id(config.get(TAG_RUNNER_ID)),
+                    github_url=config.get(TAG_GITHUB_URL),
+                    github_path=config.get(TAG_GITHUB_PATH),
                 )
             )
         return instances

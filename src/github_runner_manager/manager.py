@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import planner, runner_metrics
-from .applier import RemovalOutcome, RunnerRemover
+from .applier import BUSY_RELEASE_TIMEOUT, RemovalOutcome, RunnerRemover
 from .binary import CachedRunner, RunnerBinaryCache
 from .config import ManagerConfig, config_hash
 from .crash_logs import CrashLogs
@@ -41,7 +41,14 @@ from .github import GitHubClient
 from .image import runner_image
 from .lxd import LxdClient
 from .metrics import Event, MetricsLog, Reconciliation, RunnerStop
-from .models import GitHubRunner, InstanceStatus, InstanceType, RunnerInstance, RunnerState
+from .models import (
+    GitHubRunner,
+    InstanceStatus,
+    InstanceType,
+    RunnerInstance,
+    RunnerState,
+    github_target,
+)
 from .report import ErrorEntry, RemovedEntry, Report, RunnerEntry
 from .runner import RunnerSpawner, SpawnResult
 from .runner_versions import VersionLedger
@@ -108,6 +115,8 @@ class RunnerManager:
         clock: Callable[[], datetime.datetime] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        github_for_target: Callable[[str, str], GitHubClient] | None = None,
+        busy_release_timeout: float = BUSY_RELEASE_TIMEOUT,
     ):
         """Create the manager.
 
@@ -122,6 +131,10 @@ class RunnerManager:
             clock: the current time (tests pass a fake).
             sleep: the sleep function (tests pass a fake).
             monotonic: a monotonic clock for durations.
+            github_for_target: builds a GitHub client for another GitHub URL and path, where
+                runners were registered before the `path` or `github-url` option changed.
+            busy_release_timeout: how long a busy flush retries deleting the registrations
+                GitHub holds busy after their jobs were killed.
         """
         self.config = config
         self._lxd = lxd
@@ -144,7 +157,43 @@ class RunnerManager:
         )
         self._crash_logs = crash_logs or CrashLogs(lxd, config.crash_log_dir)
         self._versions = VersionLedger(config.state_dir / "runner-versions.json")
-        self._remover = RunnerRemover(lxd, github, before_delete=self._keep_logs, sleep=sleep)
+        self._github_for_target = github_for_target
+        self._other_clients: dict[tuple[str, str], GitHubClient | None] = {}
+        self._target = github_target(config.github.url, str(config.github.github_path))
+        self._remover = RunnerRemover(
+            lxd,
+            github,
+            github_for=self._github_for_view,
+            before_delete=self._keep_logs,
+            sleep=sleep,
+            monotonic=monotonic,
+            release_timeout=busy_release_timeout,
+        )
+
+    def _client_for(self, instance: RunnerInstance) -> GitHubClient | None:
+        """The GitHub client of the path an instance's runner was registered on."""
+        if instance.github_url is None or instance.github_path is None:
+            return self._github
+        target = github_target(instance.github_url, instance.github_path)
+        if target == self._target:
+            return self._github
+        if target not in self._other_clients:
+            client = None
+            if self._github_for_target is not None:
+                try:
+                    client = self._github_for_target(instance.github_url, instance.github_path)
+                except RunnerManagerError as exc:
+                    logger.warning(
+                        "cannot reach runners registered on %s: %s", instance.github_path, exc
+                    )
+            self._other_clients[target] = client
+        return self._other_clients[target]
+
+    def _github_for_view(self, view: planner.RunnerView) -> GitHubClient:
+        client = self._client_for(view.instance) if view.instance is not None else None
+        if client is None:
+            raise GitHubError(f"no GitHub client for the path runner {view.name} was made on")
+        return client
 
     def _keep_logs(self, removal: planner.Removal) -> None:
         """Copy the logs of a runner that died before its instance goes."""
@@ -225,41 +274,91 @@ class RunnerManager:
         instances: Sequence[RunnerInstance],
         github_runners: Sequence[GitHubRunner],
         hashes: dict[InstanceType, str],
+        locked: bool = False,
     ) -> list[planner.RunnerView]:
-        """Classify the runners, probing the instances that are late to come online.
+        """Classify the runners, gathering evidence for those GitHub's listing does not settle.
+
+        Instances late to come online, and those whose runner the listing lacks, are probed
+        (does the runner process run?); runners still unaccounted for, and those registered on
+        another path, are looked up on GitHub by id.
 
         Args:
             instances: the unit's instances.
             github_runners: the unit's GitHub runners.
             hashes: the current configuration hash per instance type.
+            locked: whether the run holds the manager's lock (no one else creates instances).
 
         Returns:
             The classified runners.
         """
         now = self._clock()
-        timeout = datetime.timedelta(seconds=self.config.timing.registration_timeout)
-        views = planner.classify(
-            instances, github_runners, now=now, registration_timeout=timeout, current_hash=hashes
-        )
-        to_probe = planner.instances_to_probe(
-            views, now=now, min_age=datetime.timedelta(seconds=self.config.timing.probe_after)
-        )
-        if not to_probe:
-            return views
-        alive = {
-            name: result
-            for name, result, _ in run_parallel(
-                self._probe, to_probe, self.config.timing.spawn_concurrency
+        timing = self.config.timing
+
+        def run(
+            alive: dict[str, bool | None] | None = None,
+            looked_up: dict[str, GitHubRunner | None] | None = None,
+        ) -> list[planner.RunnerView]:
+            return planner.classify(
+                instances,
+                github_runners,
+                now=now,
+                registration_timeout=datetime.timedelta(seconds=timing.registration_timeout),
+                current_hash=hashes,
+                alive=alive,
+                looked_up=looked_up,
+                target=self._target,
+                creation_grace=datetime.timedelta(0) if locked else planner.CREATION_GRACE,
             )
-        }
-        return planner.classify(
-            instances,
-            github_runners,
-            now=now,
-            registration_timeout=timeout,
-            current_hash=hashes,
-            alive=alive,
+
+        views = run()
+        to_probe = planner.instances_to_probe(
+            views, now=now, min_age=datetime.timedelta(seconds=timing.probe_after)
         )
+        alive: dict[str, bool | None] = {}
+        if to_probe:
+            alive = {
+                name: result
+                for name, result, _ in run_parallel(
+                    self._probe, to_probe, timing.spawn_concurrency
+                )
+            }
+            views = run(alive)
+        to_look_up = planner.runners_to_look_up(views)
+        if not to_look_up:
+            return views
+        looked_up: dict[str, GitHubRunner | None] = {}
+        for view, found, exc in run_parallel(self._look_up, to_look_up, timing.spawn_concurrency):
+            if exc is not None:
+                logger.warning("cannot look runner %s up on GitHub: %s", view.name, exc)
+            elif found is not None or _runner_id(view) is not None:
+                # Only a 404 for its id says a runner is gone; a search by name that finds
+                # nothing is no more evidence than the listing was.
+                looked_up[view.name] = found
+        views = run(alive, looked_up)
+        unlisted = sorted(
+            name
+            for name, found in looked_up.items()
+            if found is not None and not next(v for v in views if v.name == name).moved
+        )
+        if unlisted:
+            logger.warning(
+                "GitHub's runner listing lacked %d runners that exist (%s): the listing is "
+                "incomplete; their instances are kept and the listing is read again next run",
+                len(unlisted),
+                ", ".join(unlisted),
+            )
+        return views
+
+    def _look_up(self, view: planner.RunnerView) -> GitHubRunner | None:
+        """Ask GitHub about one runner, by id where known (None: GitHub says it is gone)."""
+        assert view.instance is not None  # noqa: S101 - only instances are looked up
+        client = self._client_for(view.instance)
+        if client is None:
+            raise GitHubError(f"no GitHub client for {view.instance.github_path}")
+        runner_id = _runner_id(view)
+        if runner_id is not None:
+            return client.get_runner(runner_id)
+        return client.find_runner(view.name)
 
     # ----- commands -------------------------------------------------------------------------
 
@@ -315,8 +414,10 @@ class RunnerManager:
         """
 
         def run(report: Report) -> None:
+            # A removal that had trouble (a registration GitHub still holds) is reported, and
+            # the reconciliation still runs: the fleet is brought back to its count.
             self._flush(report, busy)
-            if reconcile and not report.errors:
+            if reconcile:
                 self._reconcile(report)
 
         return self._locked_run("flush", run)
@@ -402,7 +503,7 @@ class RunnerManager:
         A runner still alive only gets its runner_installed event (once it is online); a
         finished one (its instance gone) gets its job events, then its host data is deleted.
         """
-        removed = {o.removal.name for o in outcomes if o.removed}
+        removed = {o.removal.name for o in outcomes if o.removed or o.instance_deleted}
         live = {v.name for v in views if v.instance is not None and v.name not in removed}
         live |= {result.name for result in created}
         crashed = {
@@ -466,7 +567,7 @@ class RunnerManager:
         phase = self._monotonic()
         fingerprints = self._image_fingerprints()
         hashes = self._hashes(cached, fingerprints)
-        views = self.classify(instances, github_runners, hashes)
+        views = self.classify(instances, github_runners, hashes, locked=True)
         desired = {t: self.config.runners.count(t) for t in InstanceType}
         plan = planner.plan(views, desired)
         report.runners = [_entry(view) for view in views]
@@ -741,15 +842,7 @@ class RunnerManager:
 
     def _flush(self, report: Report, busy: bool) -> None:
         instances, github_runners = self.observe()
-        views = planner.classify(
-            instances,
-            github_runners,
-            now=self._clock(),
-            registration_timeout=datetime.timedelta(
-                seconds=self.config.timing.registration_timeout
-            ),
-            current_hash={},
-        )
+        views = self.classify(instances, github_runners, {}, locked=True)
         report.runners = [_entry(view) for view in views]
         removals = planner.plan_flush(views, busy=busy)
         outcomes = self._remover.remove_all(removals, self.config.timing.spawn_concurrency)
@@ -759,10 +852,10 @@ class RunnerManager:
 
     def _record_removals(self, report: Report, outcomes: Sequence[RemovalOutcome]) -> None:
         for outcome in outcomes:
+            instance_type = outcome.removal.runner.instance_type
+            if (outcome.removed or outcome.instance_deleted) and instance_type is not None:
+                report.delta[instance_type.value] -= 1
             if outcome.removed:
-                instance_type = outcome.removal.runner.instance_type
-                if instance_type is not None:
-                    report.delta[instance_type.value] -= 1
                 report.removed.append(
                     RemovedEntry(
                         name=outcome.removal.name,
@@ -861,6 +954,10 @@ def _gib(size: int) -> str:
     return f"{size / 1024**3:.1f}GiB"
 
 
+def _runner_id(view: planner.RunnerView) -> int | None:
+    return view.instance.runner_id if view.instance is not None else None
+
+
 def _entry(view: planner.RunnerView) -> RunnerEntry:
     return RunnerEntry(
         name=view.name,
@@ -880,7 +977,7 @@ def _counts(
     created: Sequence[SpawnResult],
 ) -> dict[str, dict[str, int]]:
     """Runners per instance type and state once the run's changes are made."""
-    removed = {outcome.removal.name for outcome in outcomes if outcome.removed}
+    removed = {o.removal.name for o in outcomes if o.removed or o.instance_deleted}
     counts: dict[str, dict[str, int]] = {t.value: {} for t in InstanceType}
     for view in views:
         if view.name in removed or view.instance_type is None:

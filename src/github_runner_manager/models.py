@@ -67,6 +67,10 @@ class RunnerState(str, enum.Enum):
     CREATING = "creating"
     """Instance not running and very young: LXD may still be creating it for a run that died;
     it is neither counted nor deleted until the creation grace period has passed."""
+    UNLISTED = "unlisted"
+    """Instance running but its runner absent from GitHub's listing, with no evidence that it
+    finished (its process runs, or GitHub could not be asked about its id): the listing may be
+    incomplete. Kept and counted, never deleted on this absence; looked at again next run."""
     GITHUB_ONLY = "github-only"
     """Registered on GitHub but without an instance: a ghost to delete when offline."""
 
@@ -163,6 +167,9 @@ class RunnerInstance:
         config_hash: the hash of the runner configuration it was created with.
         registered_first: whether its GitHub registration was made before the instance (JIT),
             so that a missing registration means the runner is finished, not still starting.
+        runner_id: GitHub's id of its runner, when known at creation (JIT).
+        github_url: the GitHub URL it was registered with (None: created before it was noted).
+        github_path: the organisation or repository it was registered with.
     """
 
     name: str
@@ -171,6 +178,31 @@ class RunnerInstance:
     created_at: datetime.datetime
     config_hash: str
     registered_first: bool = False
+    runner_id: int | None = None
+    github_url: str | None = None
+    github_path: str | None = None
+
+    @property
+    def github_target(self) -> tuple[str, str] | None:
+        """Where its runner is registered, as `(url, path)`; None when not noted."""
+        if self.github_url is None or self.github_path is None:
+            return None
+        return github_target(self.github_url, self.github_path)
+
+
+def github_target(url: str, path: str) -> tuple[str, str]:
+    """A comparable `(url, path)` pair naming where runners register.
+
+    GitHub compares owner and repository names case-insensitively.
+
+    Args:
+        url: the GitHub URL.
+        path: `org` or `owner/repo`.
+
+    Returns:
+        The normalised pair.
+    """
+    return url.strip().rstrip("/").lower(), path.strip().lower()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,11 +14,19 @@ The rules, each named by its `Reason`:
   died never deregisters, and GitHub keeps offline runners for weeks.
 - `stopped`: an instance that is not running. A runner powers its instance off after its job and
   LXD deletes ephemeral instances, so a stopped one is a leftover (or LXD failed to delete it).
-  A very young one is left alone for a while: LXD may still be creating it for a run that was
-  killed, and refuses to delete an instance in the middle of its creation.
-- `finished`: a running instance whose just-in-time registration GitHub no longer lists: it ran
-  its job (GitHub deletes an ephemeral runner's registration then) and is powering off. It is
-  not counted, so its replacement is created in the same run, and its instance is deleted.
+  Outside the manager's lock a very young one is left alone for a while (`creating`): another
+  run may be creating it. Every run that creates instances holds the lock, so a run holding it
+  knows a stopped instance is the leftover of a run that was killed, and removes it at once.
+- `finished`: a running instance whose runner is gone, on positive evidence: GitHub answers 404
+  for its runner id, or its runner process has exited (it ran its job, and GitHub deleted the
+  ephemeral registration). It is not counted, so its replacement is created in the same run,
+  and its instance is deleted. Absence from GitHub's listing alone is no evidence: a listing
+  can be incomplete (a page lost, a body that did not decode), so such a runner is `unlisted`:
+  kept, counted, and looked up again at the next run.
+- `moved`: an idle (or booting) runner registered on another path or GitHub server than the
+  configured one (the `path` or `github-url` option changed). Its registration is deleted
+  where it was made, then its instance. Busy ones finish their job first. Moved runners are
+  not counted: the new path gets its full count at once.
 - `unhealthy`: a running instance whose runner is not online on GitHub after the registration
   grace period, or whose runner process is known to be dead. GitHub shows a healthy runner
   offline for a while after it starts, hence the grace period.
@@ -56,6 +64,7 @@ class Reason(str, enum.Enum):
     UNHEALTHY = "unhealthy"
     STALE_CONFIG = "stale-config"
     SCALE_DOWN = "scale-down"
+    MOVED = "moved"
     FLUSH = "flush"
 
 
@@ -69,6 +78,8 @@ class RunnerView:
         instance: the LXD instance, if there is one.
         github: the GitHub runner, if GitHub lists one.
         stale: whether the instance was created with another configuration.
+        moved: whether the runner is registered on another path or GitHub server than the
+            configured one.
     """
 
     name: str
@@ -76,6 +87,19 @@ class RunnerView:
     instance: RunnerInstance | None
     github: GitHubRunner | None
     stale: bool = False
+    moved: bool = False
+
+    @property
+    def runner_id(self) -> int | None:
+        """GitHub's id of the runner: from GitHub, else as noted on the instance."""
+        if self.github is not None:
+            return self.github.id
+        return self.instance.runner_id if self.instance else None
+
+    @property
+    def target(self) -> tuple[str, str] | None:
+        """Where the runner is registered, when it is not the configured path."""
+        return self.instance.github_target if self.moved and self.instance else None
 
     @property
     def instance_type(self) -> InstanceType | None:
@@ -144,6 +168,9 @@ def classify(
     registration_timeout: datetime.timedelta,
     current_hash: Mapping[InstanceType, str],
     alive: Mapping[str, bool | None] | None = None,
+    looked_up: Mapping[str, GitHubRunner | None] | None = None,
+    target: tuple[str, str] | None = None,
+    creation_grace: datetime.timedelta = CREATION_GRACE,
 ) -> list[RunnerView]:
     """Join instances and GitHub runners by name and classify each runner.
 
@@ -154,25 +181,39 @@ def classify(
         registration_timeout: how long a new runner may take to come online.
         current_hash: the configuration hash a runner of each type is created with now.
         alive: for probed instances, whether the runner process runs (None: unknown).
+        looked_up: runners GitHub was asked about by id (or by name): the runner, or None
+            when GitHub answered that it does not exist. Absent names were not asked about.
+        target: the configured `(url, path)` (see `models.github_target`); an instance
+            registered elsewhere is `moved`, and only `looked_up` tells about its runner.
+        creation_grace: how long a stopped instance may be in creation (zero under the lock).
 
     Returns:
         The runners, sorted by name.
     """
     alive = alive or {}
+    looked_up = looked_up or {}
     by_name = {runner.name: runner for runner in github_runners}
     views = []
     for instance in instances:
-        runner = by_name.pop(instance.name, None)
+        instance_target = instance.github_target
+        moved = target is not None and instance_target is not None and instance_target != target
+        listed = None if moved else by_name.pop(instance.name, None)
+        runner = listed if listed is not None else looked_up.get(instance.name)
+        gone = runner is None and instance.name in looked_up
         # Without a current hash (the runner application is unknown) nothing counts as stale.
         wanted_hash = current_hash.get(instance.instance_type)
         stale = wanted_hash is not None and instance.config_hash != wanted_hash
+        state = _instance_state(
+            instance, runner, gone, now, registration_timeout, alive, creation_grace
+        )
         views.append(
             RunnerView(
                 name=instance.name,
-                state=_instance_state(instance, runner, now, registration_timeout, alive),
+                state=state,
                 instance=instance,
                 github=runner,
                 stale=stale,
+                moved=moved,
             )
         )
     for runner in by_name.values():
@@ -187,25 +228,36 @@ def classify(
 def _instance_state(
     instance: RunnerInstance,
     runner: GitHubRunner | None,
+    gone: bool,
     now: datetime.datetime,
     registration_timeout: datetime.timedelta,
     alive: Mapping[str, bool | None],
+    creation_grace: datetime.timedelta,
 ) -> RunnerState:
+    age = now - instance.created_at
     if instance.status is not InstanceStatus.RUNNING:
-        if now - instance.created_at < CREATION_GRACE:
-            return RunnerState.CREATING
-        return RunnerState.STOPPED
-    if runner is not None and runner.busy:
-        return RunnerState.BUSY
-    if runner is not None and runner.online:
-        return RunnerState.IDLE
-    if runner is None and instance.registered_first and now - instance.created_at >= LISTING_GRACE:
+        return RunnerState.CREATING if age < creation_grace else RunnerState.STOPPED
+    process = alive.get(instance.name)
+    if runner is not None:
+        if runner.busy:
+            return RunnerState.BUSY
+        if runner.online:
+            return RunnerState.IDLE
+        # Listed offline: GitHub's own word, once the runner had time to come online.
+        if process is False:
+            return RunnerState.UNHEALTHY
+        return RunnerState.BOOTING if age < registration_timeout else RunnerState.UNHEALTHY
+    # Not on GitHub's listing: absence alone proves nothing.
+    if gone:
         return RunnerState.FINISHED
-    if alive.get(instance.name) is False:
+    if instance.registered_first and age >= LISTING_GRACE:
+        # Registered before its instance existed: it ran its job if its process has exited.
+        return RunnerState.FINISHED if process is False else RunnerState.UNLISTED
+    if process is False:
         return RunnerState.UNHEALTHY
-    if now - instance.created_at < registration_timeout:
+    if age < registration_timeout:
         return RunnerState.BOOTING
-    return RunnerState.UNHEALTHY
+    return RunnerState.UNLISTED
 
 
 def instances_to_probe(
@@ -214,7 +266,9 @@ def instances_to_probe(
     """Pick the booting runners worth asking whether their runner process still runs.
 
     A runner that is not online yet but old enough to have started its process is either still
-    registering or has crashed; a probe tells which without waiting for the grace period.
+    registering or has crashed; a probe tells which without waiting for the grace period. A
+    runner absent from GitHub's listing is probed too: an exited process is evidence that it
+    finished. A younger instance's runner service may simply not have started yet.
 
     Args:
         views: the classified runners.
@@ -227,9 +281,30 @@ def instances_to_probe(
     return [
         view.name
         for view in views
-        if view.state is RunnerState.BOOTING
-        and view.instance is not None
+        if view.instance is not None
+        and view.state in (RunnerState.BOOTING, RunnerState.UNLISTED)
         and now - view.instance.created_at >= min_age
+    ]
+
+
+def runners_to_look_up(views: Sequence[RunnerView]) -> list[RunnerView]:
+    """Pick the runners to ask GitHub about one by one.
+
+    Those absent from the listing without evidence that they finished (`unlisted`), and those
+    registered on another path (`moved`, which the listing of the configured path never shows).
+
+    Args:
+        views: the classified runners.
+
+    Returns:
+        The runners to look up.
+    """
+    return [
+        view
+        for view in views
+        if view.instance is not None
+        and view.instance.status is InstanceStatus.RUNNING
+        and (view.state is RunnerState.UNLISTED or (view.moved and view.github is None))
     ]
 
 
@@ -257,7 +332,8 @@ def plan(views: Sequence[RunnerView], desired: Mapping[InstanceType, int]) -> Pl
             for view in views
             if view.instance_type is instance_type
             and view.name not in removed
-            and view.state in (RunnerState.IDLE, RunnerState.BUSY, RunnerState.BOOTING)
+            and not view.moved
+            and view.state in _COUNTED
         ]
         delta = desired.get(instance_type, 0) - len(kept)
         create[instance_type] = max(delta, 0)
@@ -266,6 +342,9 @@ def plan(views: Sequence[RunnerView], desired: Mapping[InstanceType, int]) -> Pl
                 Removal(view, Reason.SCALE_DOWN) for view in _scale_down_candidates(kept, -delta)
             )
     return Plan(runners=tuple(views), removals=tuple(removals), create=create)
+
+
+_COUNTED = (RunnerState.IDLE, RunnerState.BUSY, RunnerState.BOOTING, RunnerState.UNLISTED)
 
 
 def _cleanup_reason(view: RunnerView) -> Reason | None:
@@ -279,6 +358,8 @@ def _cleanup_reason(view: RunnerView) -> Reason | None:
         return Reason.FINISHED
     if view.state is RunnerState.UNHEALTHY:
         return Reason.UNHEALTHY
+    if view.moved and view.state in (RunnerState.IDLE, RunnerState.BOOTING):
+        return Reason.MOVED
     if view.stale and view.state in (RunnerState.IDLE, RunnerState.BOOTING):
         return Reason.STALE_CONFIG
     return None
@@ -302,6 +383,11 @@ def plan_flush(views: Sequence[RunnerView], *, busy: bool) -> list[Removal]:
         busy: whether busy runners go too (their jobs are cancelled).
 
     Returns:
-        The removals: every runner, except busy ones unless `busy` is set.
+        The removals: every runner, except busy ones unless `busy` is set. An `unlisted` runner
+        may be busy (GitHub did not say), so it goes only with `busy` too.
     """
-    return [Removal(view, Reason.FLUSH) for view in views if busy or not view.busy]
+    return [
+        Removal(view, Reason.FLUSH)
+        for view in views
+        if busy or not (view.busy or view.state is RunnerState.UNLISTED)
+    ]

@@ -25,14 +25,24 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .config import RUNNER_SUFFIX_HEX, ManagerConfig
-from .errors import RunnerCreateError, RunnerManagerError
+from .errors import (
+    GitHubError,
+    PermissionDeniedError,
+    RateLimitError,
+    RunnerCreateError,
+    RunnerManagerError,
+    TokenError,
+)
 from .exchange import Installed, RunnerExchange
 from .github import GitHubClient
 from .image import RUNNER_USER, runner_image
 from .lxd import (
     TAG_CONFIG_HASH,
     TAG_CREATED_AT,
+    TAG_GITHUB_PATH,
+    TAG_GITHUB_URL,
     TAG_REGISTRATION,
+    TAG_RUNNER_ID,
     TAG_TYPE,
     TAG_UNIT,
     InstanceSpec,
@@ -247,6 +257,7 @@ class RunnerSpawner:
         config_hash: str,
         extra_devices: Mapping[str, dict[str, str]] | None = None,
         jit: bool = True,
+        runner_id: int | None = None,
     ) -> InstanceSpec:
         """Describe the LXD instance of a new runner.
 
@@ -256,6 +267,7 @@ class RunnerSpawner:
             config_hash: the configuration hash to tag it with.
             extra_devices: more devices (the metrics exchange directory).
             jit: whether the runner was registered (just in time) before its instance exists.
+            runner_id: GitHub's id of the runner, when registered before its instance.
 
         Returns:
             The instance specification.
@@ -267,9 +279,14 @@ class RunnerSpawner:
             TAG_CREATED_AT: self._now().isoformat(),
             TAG_TYPE: instance_type.value,
             TAG_REGISTRATION: "jit" if jit else "token",
+            # Where it registers: found there even after the path option changed.
+            TAG_GITHUB_URL: config.github.url,
+            TAG_GITHUB_PATH: str(config.github.github_path),
             "limits.cpu": str(config.runners.cpu),
             "limits.memory": config.runners.memory,
         }
+        if runner_id is not None:
+            instance_config[TAG_RUNNER_ID] = str(runner_id)
         if instance_type is InstanceType.CONTAINER:
             # Jobs run docker; nesting lets an unprivileged container do so.
             instance_config["security.nesting"] = "true"
@@ -371,7 +388,7 @@ class RunnerSpawner:
             start = now
             marks[stage] = self._now().timestamp()
 
-        registration = self._github.register_runner(name, labels)
+        registration = self._register(name, labels)
         lap("register")
         created = False
         try:
@@ -383,7 +400,12 @@ class RunnerSpawner:
                 except RunnerManagerError as exc:
                     logger.warning("runner %s gets no metrics exchange: %s", name, exc)
             spec = self.instance_spec(
-                name, instance_type, config_hash, devices, jit=registration.jit_config is not None
+                name,
+                instance_type,
+                config_hash,
+                devices,
+                jit=registration.jit_config is not None,
+                runner_id=registration.runner_id,
             )
             self._lxd.create_instance(spec)
             created = True
@@ -496,6 +518,28 @@ class RunnerSpawner:
             raise RunnerCreateError(
                 f"cannot start the runner service: {(result.stderr or result.stdout).strip()}"
             )
+
+    def _register(self, name: str, labels: list[str]) -> Registration:
+        """Register a runner; if that fails, leave no registration GitHub may have made."""
+        try:
+            return self._github.register_runner(name, labels)
+        except GitHubError as exc:
+            if not isinstance(exc, (TokenError, PermissionDeniedError, RateLimitError)):
+                # GitHub may have created the runner before the answer was lost (a retry then
+                # finds the name taken): delete what it made rather than leave a ghost.
+                self._forget_registration(name)
+            raise
+
+    def _forget_registration(self, name: str) -> None:
+        """Delete the registration GitHub may have made for a runner whose registration failed."""
+        try:
+            runner = self._github.find_runner(name)
+            if runner is not None:
+                self._github.delete_runner(runner.id)
+                logger.info("deleted the registration GitHub made for failed runner %s", name)
+        except RunnerManagerError as exc:
+            # An offline registration without an instance: the next reconciliation deletes it.
+            logger.warning("cannot check for a registration of failed runner %s: %s", name, exc)
 
     def _cleanup(self, name: str, created: bool, registration: Registration) -> None:
         """Remove what a failed spawn made; failures here are logged, never raised."""

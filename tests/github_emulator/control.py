@@ -216,6 +216,7 @@ class EmulatorControl:
         delay: float = 0.0,
         retry_after: int | None = None,
         body: Any = None,
+        mode: str = "before",
     ) -> dict[str, Any]:
         """Inject a fault.
 
@@ -228,6 +229,10 @@ class EmulatorControl:
             delay: seconds to wait before answering.
             retry_after: a ``Retry-After`` header (with 403/429: a secondary rate limit).
             body: a JSON body replacing the default GitHub-shaped error body.
+            mode: ``before`` answers the fault instead of the request; ``after`` lets the
+                request take effect and then answers the status (GitHub did the work, the
+                answer was lost); ``drop-page`` answers normally but without the items of the
+                list page (a page lost in a pagination race).
 
         Returns:
             The fault record.
@@ -240,6 +245,7 @@ class EmulatorControl:
             "delay": delay,
             "retry_after": retry_after,
             "body": body,
+            "mode": mode,
         }
         return self.request("POST", "/faults", fault)
 
@@ -266,8 +272,10 @@ class EmulatorControl:
     def settings(self, **kwargs: Any) -> dict[str, Any]:
         """Read (no arguments) or change settings.
 
-        Settings: ``jit_enabled``, ``runner_version``, ``offline_after``, ``lost_job_after``,
-        ``registration_token_ttl``, ``max_poll_wait``.
+        Settings: ``jit_enabled``, ``runner_version``, ``offline_after``, ``lost_job_after``
+        (how long a busy runner whose process vanished stays busy, as GitHub keeps a killed
+        job's runner busy for minutes), ``registration_token_ttl``, ``max_poll_wait``,
+        ``lowercase_headers`` (send lower-case header names, as HTTP/2 front ends do).
 
         Args:
             kwargs: settings to change.

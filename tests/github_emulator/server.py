@@ -54,6 +54,8 @@ class Request:
     body: bytes
     base: str
     headers: Any
+    # A fault that acts on the answer (``after``, ``drop-page``), found when the request came.
+    late_fault: Any = None
 
     def json(self) -> Any:
         """The body decoded as JSON (None for an empty body).
@@ -429,6 +431,7 @@ class Control:
                         float(body.get("delay", 0.0)),
                         body.get("retry_after"),
                         body.get("body"),
+                        str(body.get("mode") or "before"),
                     ),
                 )
             case ("DELETE", ["faults"]):
@@ -546,6 +549,20 @@ class _Handler(BaseHTTPRequestHandler):
         """
         return "GitHub.com"
 
+    def send_header(self, keyword: str, value: str) -> None:
+        """Send a header, in lower case when the ``lowercase_headers`` setting is on.
+
+        HTTP/2 front ends (and some proxies in front of GitHub Enterprise Server) hand clients
+        lower-case header names; clients must not depend on the spelling.
+
+        Args:
+            keyword: the header name.
+            value: its value.
+        """
+        if self.server.state.settings.get("lowercase_headers"):
+            keyword = keyword.lower()
+        super().send_header(keyword, value)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base class name
         if self.server.verbose:
             super().log_message(format, *args)
@@ -598,33 +615,36 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _fault(self, request: Request, is_api: bool) -> Response | None:
+        """Apply a fault that answers instead of the request (sleeping first if it says so)."""
         fault = self.server.state.take_fault(request.method, request.path, is_api)
         if fault is None:
+            return None
+        if fault.mode != "before":
+            # It acts on the answer: the request goes through first.
+            request.late_fault = fault
             return None
         if fault.delay > 0:
             time.sleep(fault.delay)
         if fault.status is None:
             return None
-        status = fault.status
-        headers: dict[str, str] = {}
-        if fault.retry_after is not None:
-            headers["Retry-After"] = str(fault.retry_after)
-        if fault.body is not None:
-            body = fault.body
-        elif status in (403, 429) and fault.retry_after is not None:
-            body = shapes.error_body(
-                status,
-                "You have exceeded a secondary rate limit. Please wait a few minutes before you "
-                "try again.",
-                shapes.DOCS_RATE_LIMIT,
-            )
-        else:
-            try:
-                phrase = http.HTTPStatus(status).phrase
-            except ValueError:
-                phrase = "Error"
-            body = shapes.error_body(status, phrase if status < 500 else "Server Error")
-        return Response(status, body, headers)
+        return _fault_response(fault)
+
+    def _late_fault(self, request: Request, response: Response) -> Response:
+        """Apply a fault that acts once the request took effect (``after``, ``drop-page``)."""
+        fault = request.late_fault
+        if fault is None:
+            return response
+        if fault.delay > 0:
+            time.sleep(fault.delay)
+        if fault.mode == "after" and fault.status is not None:
+            return _fault_response(fault)
+        if fault.mode == "drop-page" and isinstance(response.body, dict):
+            body = {
+                key: [] if isinstance(value, list) else value
+                for key, value in response.body.items()
+            }
+            return dataclasses.replace(response, body=body)
+        return response
 
     def _control(self, request: Request) -> None:
         client = self.client_address[0]
@@ -641,6 +661,8 @@ class _Handler(BaseHTTPRequestHandler):
             response = self.server.control.handle(request)
         except ApiError as exc:
             response = Response(exc.status, exc.body, exc.headers)
+        if is_protocol:
+            response = self._late_fault(request, response)
         self._send(response)
 
     def _api(self, request: Request) -> None:  # noqa: C901 - the order GitHub checks things in
@@ -663,7 +685,7 @@ class _Handler(BaseHTTPRequestHandler):
         response = self._fault(request, is_api=True)
         if response is not None:
             response.headers.update(headers)
-            state.record_request(route_key, response.status, request.path)
+            state.record_request(route_key, response.status, request.path, _content_type(request))
             self._send(response)
             return
         counted = not (route and route.template == "/rate_limit")
@@ -705,6 +727,7 @@ class _Handler(BaseHTTPRequestHandler):
                             shapes.DOCS_RUNNERS,
                         )
                 response = route.handler(request)
+                response = self._late_fault(request, response)
         except ApiError as exc:
             response = Response(exc.status, exc.body, exc.headers)
         response.headers.update(headers)
@@ -729,7 +752,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "X-RateLimit-Resource": "core",
                 }
             )
-        state.record_request(route_key, response.status, request.path)
+        state.record_request(route_key, response.status, request.path, _content_type(request))
         self._send(response)
 
     def _refuse_invalid(self, request: Request, sub_path: str) -> Response | None:
@@ -764,6 +787,35 @@ class _Handler(BaseHTTPRequestHandler):
         if payload and self.command != "HEAD":
             self.wfile.write(payload)
         self.wfile.flush()
+
+
+def _content_type(request: Request) -> str | None:
+    """The Content-Type of a request that has a body."""
+    return request.headers.get("Content-Type") if request.body else None
+
+
+def _fault_response(fault: Any) -> Response:
+    """The error answer of a fault."""
+    status = fault.status
+    headers: dict[str, str] = {}
+    if fault.retry_after is not None:
+        headers["Retry-After"] = str(fault.retry_after)
+    if fault.body is not None:
+        body = fault.body
+    elif status in (403, 429) and fault.retry_after is not None:
+        body = shapes.error_body(
+            status,
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you "
+            "try again.",
+            shapes.DOCS_RATE_LIMIT,
+        )
+    else:
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        body = shapes.error_body(status, phrase if status < 500 else "Server Error")
+    return Response(status, body, headers)
 
 
 def _token(header: str | None) -> str | None:

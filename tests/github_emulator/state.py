@@ -38,9 +38,14 @@ SETTINGS_TYPES: dict[str, tuple[type, ...]] = {
     "runner_updates": (bool,),
     "deprecated_below": (str, type(None)),
     "runner_size": (str,),
+    "lowercase_headers": (bool,),
 }
 # The labels GitHub treats as the runner's own (type read-only) rather than custom ones.
 SYSTEM_LABELS = frozenset({"self-hosted", "linux", "windows", "macos", "x64", "arm64", "arm"})
+# How a fault acts: answer its status instead of the request (before), answer its status after
+# the request took effect (after: GitHub did the work, the answer got lost), or answer normally
+# with the items of a list page left out (drop-page: a page lost in a pagination race).
+FAULT_MODES = ("before", "after", "drop-page")
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
 _LOG_LIMIT = 64 * 1024
 
@@ -147,6 +152,7 @@ class Fault:
     delay: float
     retry_after: int | None
     body: Any
+    mode: str = "before"
 
     def describe(self) -> dict[str, Any]:
         """The fault as JSON for the control API.
@@ -163,6 +169,7 @@ class Fault:
             "delay": self.delay,
             "retry_after": self.retry_after,
             "body": self.body,
+            "mode": self.mode,
         }
 
 
@@ -210,6 +217,7 @@ class EmulatorState:
             "deprecated_below": None,
             # `small` (the stand-in alone) or `real` (padded to the real archive's size).
             "runner_size": "small",
+            "lowercase_headers": False,
         }
         self.runners: dict[int, Runner] = {}
         self.jobs: dict[int, Job] = {}
@@ -401,13 +409,16 @@ class EmulatorState:
                 "faults_fired": 0,
             }
 
-    def record_request(self, route: str, status: int, path: str) -> None:
+    def record_request(
+        self, route: str, status: int, path: str, content_type: str | None = None
+    ) -> None:
         """Count one API request.
 
         Args:
             route: ``METHOD /route/{template}``.
             status: the answer's status.
             path: the request path (for the recent-requests log).
+            content_type: the request body's ``Content-Type``, if it had a body.
         """
         with self.cond:
             self.stats["total"] += 1
@@ -417,7 +428,13 @@ class EmulatorState:
                 self.stats["not_modified"] += 1
                 self.stats["not_modified_by_route"][route] += 1
             self.recent.append(
-                {"time": time.time(), "route": route, "path": path, "status": status}
+                {
+                    "time": time.time(),
+                    "route": route,
+                    "path": path,
+                    "status": status,
+                    "content_type": content_type,
+                }
             )
 
     def stats_snapshot(self) -> dict[str, Any]:
@@ -441,6 +458,7 @@ class EmulatorState:
         delay: float,
         retry_after: int | None,
         body: Any,
+        mode: str = "before",
     ) -> dict[str, Any]:
         """Add a fault.
 
@@ -453,6 +471,9 @@ class EmulatorState:
             delay: seconds to sleep before answering.
             retry_after: a ``Retry-After`` header value.
             body: a JSON body replacing the default error body.
+            mode: ``before`` (answer instead of the request), ``after`` (let the request take
+                effect, then answer the status), ``drop-page`` (answer normally, without the
+                items of the list page).
 
         Returns:
             The fault as JSON.
@@ -460,9 +481,15 @@ class EmulatorState:
         Raises:
             ApiError: the fault is invalid.
         """
-        if status is not None and not 400 <= int(status) <= 599:
+        if mode not in FAULT_MODES:
+            raise ApiError(422, f"fault mode must be one of {FAULT_MODES}, not {mode!r}")
+        if mode == "after" and status is None:
+            raise ApiError(422, "an 'after' fault needs a status")
+        if mode == "drop-page":
+            status = None
+        elif status is not None and not 400 <= int(status) <= 599:
             raise ApiError(422, f"fault status must be 4xx or 5xx, not {status}")
-        if status is None and not delay:
+        if status is None and not delay and mode != "drop-page":
             raise ApiError(422, "a fault needs a status or a delay")
         try:
             pattern = re.compile(path) if path else None
@@ -478,6 +505,7 @@ class EmulatorState:
                 delay=float(delay),
                 retry_after=int(retry_after) if retry_after is not None else None,
                 body=body,
+                mode=mode,
             )
             self.faults.append(fault)
             return fault.describe()

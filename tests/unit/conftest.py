@@ -83,7 +83,11 @@ def github() -> FakeGitHub:
 def make_manager(tmp_path, lxd, github, clock):
     """Build a RunnerManager on the fakes, with optional config overrides."""
 
-    def _make(binary: FakeBinaryCache | None = None, **overrides: Any) -> RunnerManager:
+    def _make(
+        binary: FakeBinaryCache | None = None,
+        github_for_target: Any = None,
+        **overrides: Any,
+    ) -> RunnerManager:
         config = make_config(tmp_path, **overrides)
         return RunnerManager(
             config,
@@ -93,6 +97,7 @@ def make_manager(tmp_path, lxd, github, clock):
             clock=clock,
             sleep=clock.sleep,
             monotonic=clock.monotonic,
+            github_for_target=github_for_target,
         )
 
     return _make

@@ -20,7 +20,10 @@ from github_runner_manager.github import RateLimit
 from github_runner_manager.lxd import (
     TAG_CONFIG_HASH,
     TAG_CREATED_AT,
+    TAG_GITHUB_PATH,
+    TAG_GITHUB_URL,
     TAG_REGISTRATION,
+    TAG_RUNNER_ID,
     TAG_UNIT,
     ExecResult,
     ImageInfo,
@@ -89,9 +92,23 @@ class FakeLxd:
         status: str = "Running",
         created_at: datetime.datetime | None = None,
         config_hash: str = "hash",
+        runner_id: int | None = None,
+        github_path: str | None = None,
+        github_url: str = "https://github.com",
     ) -> None:
-        """Put an instance in place as if a manager had created it."""
+        """Put an instance in place as if a manager had created it.
+
+        With a runner id it was registered just in time (before the instance), on
+        `github_path` (when given) of `github_url`.
+        """
         created = created_at or datetime.datetime(2026, 1, 1, tzinfo=UTC)
+        tags: dict[str, str] = {}
+        if runner_id is not None:
+            tags[TAG_RUNNER_ID] = str(runner_id)
+            tags[TAG_REGISTRATION] = "jit"
+        if github_path is not None:
+            tags[TAG_GITHUB_PATH] = github_path
+            tags[TAG_GITHUB_URL] = github_url
         spec = InstanceSpec(
             name=name,
             instance_type=instance_type,
@@ -101,6 +118,7 @@ class FakeLxd:
                 TAG_UNIT: unit,
                 TAG_CONFIG_HASH: config_hash,
                 TAG_CREATED_AT: created.isoformat(),
+                **tags,
             },
             devices={},
         )
@@ -122,6 +140,13 @@ class FakeLxd:
                     ),
                     config_hash=instance.spec.config.get(TAG_CONFIG_HASH, ""),
                     registered_first=instance.spec.config.get(TAG_REGISTRATION) == "jit",
+                    runner_id=(
+                        int(instance.spec.config[TAG_RUNNER_ID])
+                        if TAG_RUNNER_ID in instance.spec.config
+                        else None
+                    ),
+                    github_url=instance.spec.config.get(TAG_GITHUB_URL),
+                    github_path=instance.spec.config.get(TAG_GITHUB_PATH),
                 )
             )
         return result
@@ -319,6 +344,14 @@ class FakeGitHub:
             raise GitHubConflictError("runner is busy", 422)
         del self.runners[runner_id]
         self.deleted.append(runner_id)
+
+    def get_runner(self, runner_id: int) -> GitHubRunner | None:
+        self._maybe_fail("get_runner")
+        return self.runners.get(runner_id)
+
+    def find_runner(self, name: str) -> GitHubRunner | None:
+        self._maybe_fail("find_runner")
+        return self.by_name(name)
 
     def runner_applications(self) -> list[RunnerApplication]:
         self._maybe_fail("runner_applications")

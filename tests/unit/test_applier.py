@@ -174,17 +174,18 @@ def test_busy_runner_flushed_loses_its_instance_first(remover, lxd, github, reco
     """arrange: a flushed busy runner; GitHub keeps it busy twice more. act: remove.
 
     assert: instance first; registration deleted on the third attempt after waiting 2 s and 4 s
-    (injected sleep).
+    (injected sleep); reported removed only then.
     """
     target = removal(lxd, github, 1, RunnerState.BUSY, reason=Reason.FLUSH)
     runner_id = target.runner.github.id  # type: ignore[union-attr]
-    # GitHub's answers: busy twice more (scripted), then the cancelled job lets the runner go.
+    # GitHub's answers: busy twice (scripted), then the cancelled job lets the runner go.
     github.runners[runner_id] = GitHubRunner(runner_id, name(1), online=False, busy=False)
     recorder.github_errors = [GitHubConflictError("runner is busy", 422)] * 2
 
-    outcome = remover.remove(target)
+    [outcome] = remover.remove_all([target], workers=1)
 
     assert outcome.removed is True and outcome.error is None
+    assert outcome.registration_left is None
     assert recorder.order == [
         ("hook", name(1)),
         ("lxd", name(1)),
@@ -197,21 +198,65 @@ def test_busy_runner_flushed_loses_its_instance_first(remover, lxd, github, reco
 
 
 def test_busy_runner_that_github_keeps_busy(lxd, github, recorder, clock):
-    """arrange: a busy runner GitHub never lets go; retry delays 1, 3. act: remove.
+    """arrange: a busy runner GitHub holds longer than the release timeout (60 s). act: remove.
 
-    assert: three attempts, waits of 1 and 3 s, the conflict reported; the instance is gone.
+    assert: retried for 60 s (longer than a few seconds), then reported with its id and not
+    as removed; the instance is gone.
     """
-    remover = RunnerRemover(lxd, github, sleep=clock.sleep, busy_retry_delays=(1.0, 3.0))
+    remover = RunnerRemover(
+        lxd, github, sleep=clock.sleep, monotonic=clock.monotonic, release_timeout=60.0
+    )
     target = removal(lxd, github, 1, RunnerState.BUSY, reason=Reason.FLUSH)
-    recorder.github_errors = [GitHubConflictError("runner is busy", 422)] * 5
+    runner_id = target.runner.github.id  # type: ignore[union-attr]
+    recorder.github_errors = [GitHubConflictError("runner is busy", 422)] * 100
 
-    outcome = remover.remove(target)
+    [outcome] = remover.remove_all([target], workers=1)
 
     assert isinstance(outcome.error, GitHubConflictError)
-    assert outcome.removed is True, "the instance is gone: the job is cancelled"
-    assert [side for side, _ in recorder.order] == ["lxd", "github", "github", "github"]
-    assert clock.slept == [1.0, 3.0]
+    assert outcome.removed is False, "its registration is still on GitHub"
+    assert outcome.instance_deleted is True and outcome.registration_left == runner_id
+    assert f"GitHub id {runner_id}" in str(outcome.error)
+    assert sum(clock.slept) == pytest.approx(60.0)
+    assert clock.slept[:4] == [2.0, 4.0, 8.0, 15.0]
     assert lxd.instances == {}
+    assert runner_id in github.runners
+
+
+def test_busy_runners_are_released_together(lxd, github, recorder, clock):
+    """arrange: 3 flushed busy runners GitHub holds 20 s. act: remove with one worker.
+
+    assert: all removed within one release period, not one period per runner.
+    """
+    remover = RunnerRemover(
+        lxd, github, sleep=clock.sleep, monotonic=clock.monotonic, release_timeout=600.0
+    )
+    targets = [removal(lxd, github, i, RunnerState.BUSY, reason=Reason.FLUSH) for i in (1, 2, 3)]
+    released_at = clock.monotonic() + 20
+
+    def delete_runner(runner_id: int) -> None:
+        if clock.monotonic() < released_at:
+            raise GitHubConflictError("runner is busy", 422)
+        github.runners.pop(runner_id, None)
+
+    github.delete_runner = delete_runner
+
+    outcomes = remover.remove_all(targets, workers=1)
+
+    assert [o.removed for o in outcomes] == [True, True, True]
+    assert sum(clock.slept) < 40
+    assert github.runners == {} and lxd.instances == {}
+
+
+def test_busy_orphan_registration_is_left_for_a_later_run(remover, lxd, github, recorder, clock):
+    """arrange: a busy registration without an instance. act: remove. assert: one try, a note."""
+    runner = github.add(name(1), online=False, busy=True)
+    view = RunnerView(name=name(1), state=RunnerState.GITHUB_ONLY, instance=None, github=runner)
+
+    [outcome] = remover.remove_all([Removal(view, Reason.GITHUB_ORPHAN)], workers=1)
+
+    assert outcome.removed is False and outcome.error is None and outcome.note
+    assert outcome.registration_left == runner.id
+    assert clock.slept == []
 
 
 def test_conflict_on_a_dead_runner_is_not_retried(remover, lxd, github, recorder, clock):
@@ -385,3 +430,90 @@ def test_remove_all_keeps_order_and_wraps_unexpected_errors(lxd, github, recorde
 def test_remove_all_with_nothing_to_remove(remover):
     """arrange: no removals. act: remove_all. assert: no outcome."""
     assert remover.remove_all([], workers=4) == []
+
+
+def test_stopped_runner_github_holds_busy_is_not_waited_for(remover, lxd, github, recorder, clock):
+    """arrange: a stopped instance whose runner GitHub still lists busy (its job died with it).
+
+    act: remove (a reconciliation, not a flush). assert: one try, no wait, a note; the
+    instance is gone and the registration left for a later run.
+    """
+    target = removal(lxd, github, 1, RunnerState.STOPPED, online=False, reason=Reason.STOPPED)
+    runner_id = target.runner.github.id  # type: ignore[union-attr]
+    github.runners[runner_id] = GitHubRunner(runner_id, name(1), online=False, busy=True)
+    busy_view = RunnerView(
+        name=name(1),
+        state=RunnerState.STOPPED,
+        instance=target.runner.instance,
+        github=github.runners[runner_id],
+    )
+
+    [outcome] = remover.remove_all([Removal(busy_view, Reason.STOPPED)], workers=1)
+
+    assert outcome.removed is False and outcome.error is None and outcome.note
+    assert outcome.instance_deleted is True and outcome.registration_left == runner_id
+    assert clock.slept == []
+    assert lxd.instances == {}
+
+
+def test_unlisted_runner_flushed_loses_its_registration_by_noted_id(
+    remover, lxd, github, recorder
+):
+    """arrange: an unlisted runner (GitHub's listing lacked it) with its id noted on the instance.
+
+    act: flush it. assert: instance first, then the registration by the noted id.
+    """
+    runner = github.add(name(1), online=True)
+    lxd.add(name(1), UNIT, created_at=CREATED, runner_id=runner.id)
+    instance = RunnerInstance(
+        name=name(1),
+        instance_type=InstanceType.CONTAINER,
+        status=InstanceStatus.RUNNING,
+        created_at=CREATED,
+        config_hash="hash",
+        registered_first=True,
+        runner_id=runner.id,
+    )
+    view = RunnerView(name=name(1), state=RunnerState.UNLISTED, instance=instance, github=None)
+
+    [outcome] = remover.remove_all([Removal(view, Reason.FLUSH)], workers=1)
+
+    assert outcome.removed is True
+    assert recorder.order == [("hook", name(1)), ("lxd", name(1)), ("github", runner.id)]
+    assert github.runners == {} and lxd.instances == {}
+
+
+def test_moved_runner_is_deleted_with_the_old_paths_client(lxd, github, recorder, clock):
+    """arrange: an idle runner registered on the old path. act: remove (moved).
+
+    assert: its registration is deleted with the old path's client, then its instance.
+    """
+    from .fakes import FakeGitHub
+
+    old = FakeGitHub()
+    runner = old.add(name(1))
+    lxd.add(name(1), UNIT, created_at=CREATED, runner_id=runner.id, github_path="owner/old")
+    instance = RunnerInstance(
+        name=name(1),
+        instance_type=InstanceType.CONTAINER,
+        status=InstanceStatus.RUNNING,
+        created_at=CREATED,
+        config_hash="old",
+        runner_id=runner.id,
+        github_url="https://github.com",
+        github_path="owner/old",
+    )
+    view = RunnerView(
+        name=name(1), state=RunnerState.IDLE, instance=instance, github=runner, moved=True
+    )
+
+    def old_client(_view):  # untyped: the fake is not a full GitHubClient
+        return old
+
+    remover = RunnerRemover(lxd, github, github_for=old_client, sleep=clock.sleep)
+
+    [outcome] = remover.remove_all([Removal(view, Reason.MOVED)], workers=1)
+
+    assert outcome.removed is True
+    assert old.runners == {} and lxd.instances == {}
+    assert recorder.order == [("lxd", name(1))], "nothing is deleted on the new path"

@@ -43,7 +43,7 @@ def _reset(emulator: Emulator) -> Iterator[None]:
     emulator.control.clear_faults()
     emulator.control.set_rate_limit(limit=5000, remaining=5000, reset_in=3600)
     emulator.control.set_token(TOKEN, ["repo", "admin:org"])
-    emulator.control.settings(jit_enabled=True)
+    emulator.control.settings(jit_enabled=True, lowercase_headers=False)
     for runner in emulator.control.runners():
         emulator.control.delete_runner(runner["id"])
 
@@ -261,3 +261,54 @@ def test_runner_applications_and_job_lookup(emulator):
     assert len(linux) == 1
     assert len(linux[0].sha256_checksum) == 64
     assert linux[0].version == emulator.control.settings()["runner_version"]
+
+
+@pytest.mark.parametrize("path", [REPO, ORG], ids=["repo", "org"])
+def test_lowercase_header_names_decode_the_same(emulator, path):
+    """arrange: the server sends lower-case header names (as HTTP/2 front ends do).
+
+    act: register, list, look up, download list, delete. assert: every answer is decoded.
+    """
+    emulator.control.settings(lowercase_headers=True)
+    github = client(emulator, path)
+
+    registration = github.register_runner("unit-0-00000000cafe", ["unit"])
+    listed = github.list_runners()
+    found = github.get_runner(registration.runner_id or 0)
+    by_name = github.find_runner("unit-0-00000000cafe")
+    applications = github.runner_applications()
+    github.delete_runner(registration.runner_id or 0)
+
+    assert registration.jit_config and registration.runner_id
+    assert [r.name for r in listed] == ["unit-0-00000000cafe"]
+    assert found is not None and found.id == registration.runner_id
+    assert by_name is not None and by_name.id == registration.runner_id
+    assert {a.os for a in applications} >= {"linux"}
+    assert github.list_runners() == []
+    rate = github.rate_limit()
+    assert rate is not None and rate.remaining < 5000
+
+
+def test_json_bodies_are_sent_as_json(emulator):
+    """arrange: a client. act: JIT-register. assert: the body is labelled application/json."""
+    before = len(emulator.control.recent_requests())
+    client(emulator).register_runner("unit-0-0000000000aa", ["unit"])
+
+    posts = [
+        r for r in emulator.control.recent_requests()[before:] if r["route"].startswith("POST")
+    ]
+
+    assert [r["content_type"] for r in posts] == ["application/json"]
+
+
+def test_runner_lookup_by_id_and_name(emulator):
+    """arrange: one runner. act: look it up, and an unknown id and name. assert: None for those."""
+    github = client(emulator)
+    runner_id = github.register_runner("unit-0-0000000000bb", ["unit"]).runner_id or 0
+
+    found, by_name = github.get_runner(runner_id), github.find_runner("unit-0-0000000000bb")
+
+    assert found is not None and found.name == "unit-0-0000000000bb"
+    assert github.get_runner(runner_id + 1000) is None
+    assert by_name is not None and by_name.id == runner_id
+    assert github.find_runner("unit-0-000000000000") is None

@@ -743,3 +743,70 @@ def test_settings_validation(control: EmulatorControl) -> None:
         with pytest.raises(EmulatorControlError) as error:
             control.settings(**bad)
         assert error.value.status == 422
+
+
+def test_fault_after_the_request_took_effect(emu: Emulator, control: EmulatorControl) -> None:
+    path = f"/repos/{REPO}/actions/runners/generate-jitconfig"
+    body = {"name": "half-made", "runner_group_id": 1, "labels": ["x"]}
+    control.add_fault(status=502, path="generate-jitconfig", method="POST", mode="after")
+
+    answer = call(emu, "POST", path, body)
+
+    assert answer.status == 502
+    assert [r["name"] for r in control.runners()] == ["half-made"], "GitHub made the runner"
+    assert call(emu, "POST", path, body).status == 409, "a retry finds the name taken"
+    with pytest.raises(EmulatorControlError):
+        control.add_fault(mode="after")  # an 'after' fault needs a status
+    with pytest.raises(EmulatorControlError):
+        control.add_fault(status=500, mode="sideways")
+
+
+def test_fault_dropping_a_page(emu: Emulator, control: EmulatorControl) -> None:
+    for name in ("one", "two"):
+        control.add_runner(REPO, name, status="online")
+    path = f"/repos/{REPO}/actions/runners"
+    control.add_fault(path=r"/actions/runners$", method="GET", mode="drop-page")
+
+    dropped = call(emu, "GET", path)
+    whole = call(emu, "GET", path)
+
+    assert dropped.status == 200
+    assert dropped.body == {"total_count": 2, "runners": []}
+    assert [r["name"] for r in whole.body["runners"]] == ["one", "two"]
+
+
+def test_lowercase_header_names(emu: Emulator, control: EmulatorControl) -> None:
+    path = f"/repos/{REPO}/actions/runners"
+    with urllib.request.urlopen(
+        urllib.request.Request(
+            f"{emu.api_url}{path}", headers={"Authorization": f"token {TOKEN}"}
+        ),
+        timeout=5,
+    ) as answer:
+        assert "Content-Type" in answer.headers.keys()  # noqa: SIM118 - spelling matters here
+    control.settings(lowercase_headers=True)
+    with urllib.request.urlopen(
+        urllib.request.Request(
+            f"{emu.api_url}{path}", headers={"Authorization": f"token {TOKEN}"}
+        ),
+        timeout=5,
+    ) as answer:
+        names = list(answer.headers.keys())
+    assert "content-type" in names and "x-ratelimit-remaining" in names
+    assert all(name == name.lower() for name in names), names
+
+
+def test_killed_jobs_runner_stays_busy_for_lost_job_after() -> None:
+    with Emulator(token=TOKEN, repos=[REPO], offline_after=0.2) as emu:
+        emu.control.settings(lost_job_after=1.5)
+        runner = online_runner(emu, "held")
+        emu.control.queue_job(REPO, [], "sleep 100")
+        runner.poll()
+        runner_id = emu.control.runners()[0]["id"]
+        time.sleep(0.5)  # the process is gone: offline, but GitHub still counts the job
+
+        held = call(emu, "DELETE", f"/repos/{REPO}/actions/runners/{runner_id}")
+        assert held.status == 422
+        assert emu.control.runners()[0]["busy"] is True
+        emu.control.wait_for(lambda s: not s["runners"][0]["busy"], timeout=3)
+        assert call(emu, "DELETE", f"/repos/{REPO}/actions/runners/{runner_id}").status == 204

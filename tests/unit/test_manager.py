@@ -12,6 +12,7 @@ import time
 import pytest
 
 from github_runner_manager.errors import (
+    GitHubConflictError,
     GitHubUnavailableError,
     LxdError,
     RateLimitError,
@@ -25,7 +26,7 @@ from github_runner_manager.models import InstanceType, RunnerApplication
 from github_runner_manager.report import read_report
 
 from .conftest import PREFIX, UNIT
-from .fakes import FakeBinaryCache
+from .fakes import FakeBinaryCache, FakeGitHub
 
 UTC = datetime.timezone.utc
 
@@ -564,3 +565,157 @@ def test_after_a_full_pool_runners_are_created_one_at_a_time_until_all_fit(
     assert len(lxd.instances) == 3
     assert most[0] == 1
     assert not marker.exists()
+
+
+REPO_PATH = "test-owner/test-repo"
+
+
+def test_listing_that_lost_live_runners_deletes_nothing(make_manager, lxd, github, clock):
+    """arrange: 2 JIT runners, one busy, and then a listing that comes back empty.
+
+    act: reconcile. assert: both looked up by id, nothing removed, nothing created.
+    """
+    manager = make_manager()
+    idle, busy = manager.reconcile().created
+    for name, is_busy in ((idle, False), (busy, True)):
+        runner = github.by_name(name)
+        github.runners[runner.id] = runner.__class__(runner.id, name, online=True, busy=is_busy)
+    clock.advance(60)
+    github.list_runners = lambda: []
+
+    report = manager.reconcile()
+
+    assert report.removed == [] and report.created == []
+    assert set(lxd.instances) == {idle, busy}
+    assert github.calls.count("get_runner") == 2
+    assert {r.name: r.state for r in report.runners} == {idle: "idle", busy: "busy"}
+
+
+def test_runner_gone_on_github_is_finished_and_replaced(make_manager, lxd, github):
+    """arrange: a running JIT runner GitHub no longer knows (404 by id). act: reconcile.
+
+    assert: removed as finished and replaced in the same run.
+    """
+    manager = make_manager(runners={"containers": 1})
+    name = names(PREFIX, 1)[0]
+    lxd.add(name, UNIT, runner_id=4242, github_path=REPO_PATH)
+
+    report = manager.reconcile()
+
+    assert [(r.name, r.reason) for r in report.removed] == [(name, "finished")]
+    assert len(report.created) == 1
+    assert name not in lxd.instances
+
+
+def test_unlisted_runner_that_cannot_be_looked_up_is_kept(make_manager, lxd, github):
+    """arrange: a JIT runner absent from the listing; GitHub fails the lookup. act: reconcile."""
+    manager = make_manager(runners={"containers": 1})
+    name = names(PREFIX, 1)[0]
+    lxd.add(name, UNIT, runner_id=4242, github_path=REPO_PATH)
+    github.fail["get_runner"] = GitHubUnavailableError("down")
+
+    report = manager.reconcile()
+
+    assert report.removed == [] and report.created == []
+    assert name in lxd.instances
+    assert [r.state for r in report.runners] == ["unlisted"]
+
+
+def test_path_change_removes_idle_runners_on_the_old_path(make_manager, lxd, github):
+    """arrange: an idle and a busy runner registered on the old path; `path` now names another.
+
+    act: reconcile. assert: the idle one's registration is deleted on the old path, then its
+    instance; the busy one stays; the new path gets its full count.
+    """
+    old_github = FakeGitHub()
+    asked: list[tuple[str, str]] = []
+
+    def github_for_target(url: str, path: str) -> FakeGitHub:
+        asked.append((url, path))
+        return old_github
+
+    manager = make_manager(
+        github_for_target=github_for_target, github={"path": "new-org"}, runners={"containers": 2}
+    )
+    idle, busy = names(PREFIX, 2)
+    for name, is_busy in ((idle, False), (busy, True)):
+        runner = old_github.add(name, busy=is_busy)
+        lxd.add(name, UNIT, runner_id=runner.id, github_path=REPO_PATH)
+
+    report = manager.reconcile()
+
+    assert report.ok, report.errors
+    assert [(r.name, r.reason) for r in report.removed] == [(idle, "moved")]
+    assert [r.name for r in old_github.runners.values()] == [busy]
+    assert idle not in lxd.instances and busy in lxd.instances
+    assert len(report.created) == 2
+    assert asked == [("https://github.com", REPO_PATH)]
+
+    # The busy one finishes: GitHub deletes its registration, its instance powers off.
+    old_github.runners.clear()
+    lxd.instances[busy].status = "Stopped"
+    settled = manager.reconcile()
+
+    assert [(r.name, r.reason) for r in settled.removed] == [(busy, "stopped")]
+    assert settled.created == []
+
+
+def test_flush_busy_with_a_registration_left_still_reconciles(make_manager, lxd, github):
+    """arrange: a busy runner GitHub never lets go. act: flush --busy with reconcile.
+
+    assert: the registration left is reported with its id, the runner not listed as removed,
+    and the reconcile refills the fleet.
+    """
+    manager = make_manager(runners={"containers": 1})
+    name = names(PREFIX, 1)[0]
+    runner = github.add(name, busy=True)
+    lxd.add(name, UNIT, runner_id=runner.id, github_path=REPO_PATH)
+
+    report = manager.flush(busy=True)
+
+    assert name not in {r.name for r in report.removed}
+    assert name not in lxd.instances
+    [error] = [e for e in report.errors if e.runner == name]
+    assert error.kind == GitHubConflictError.kind
+    assert f"GitHub id {runner.id}" in error.message
+    assert len(report.created) == 1, "the reconcile ran"
+
+
+def test_half_made_instance_goes_in_the_next_run(make_manager, lxd, github, clock):
+    """arrange: an instance created seconds ago, never started, with its offline registration.
+
+    act: reconcile (holding the lock). assert: both go at once, and a runner replaces them.
+    """
+    manager = make_manager(runners={"containers": 1})
+    name = names(PREFIX, 1)[0]
+    runner = github.add(name, online=False)
+    lxd.add(
+        name,
+        UNIT,
+        status="Stopped",
+        created_at=clock.now - datetime.timedelta(seconds=10),
+        runner_id=runner.id,
+        github_path=REPO_PATH,
+    )
+
+    report = manager.reconcile()
+
+    assert [(r.name, r.reason) for r in report.removed] == [(name, "stopped")]
+    assert name not in lxd.instances and runner.id not in github.runners
+    assert len(report.created) == 1
+
+
+def test_name_search_that_finds_nothing_is_no_evidence(make_manager, lxd, github, clock):
+    """arrange: a token-flow runner (no id noted) absent from the listing, its process running.
+
+    act: reconcile. assert: searched by name, not found, and still kept (not finished).
+    """
+    manager = make_manager(runners={"containers": 1})
+    name = names(PREFIX, 1)[0]
+    lxd.add(name, UNIT, created_at=clock.now - datetime.timedelta(hours=1), github_path=REPO_PATH)
+
+    report = manager.reconcile()
+
+    assert github.calls.count("find_runner") == 1
+    assert report.removed == [] and report.created == []
+    assert [r.state for r in report.runners] == ["unlisted"]

@@ -24,6 +24,8 @@ TIMEOUT = datetime.timedelta(minutes=10)
 C = InstanceType.CONTAINER
 VM = InstanceType.VIRTUAL_MACHINE
 HASHES = {C: "hash-c", VM: "hash-vm"}
+URL = "https://github.com"
+TARGET = (URL, "owner/new")
 
 
 def inst(
@@ -33,6 +35,8 @@ def inst(
     status: InstanceStatus = InstanceStatus.RUNNING,
     config_hash: str | None = None,
     jit: bool = False,
+    runner_id: int | None = None,
+    path: str | None = None,
 ) -> RunnerInstance:
     return RunnerInstance(
         name=name,
@@ -41,6 +45,9 @@ def inst(
         created_at=NOW - datetime.timedelta(minutes=age_min),
         config_hash=config_hash if config_hash is not None else HASHES[kind],
         registered_first=jit,
+        runner_id=runner_id,
+        github_url=URL if path else None,
+        github_path=path,
     )
 
 
@@ -50,7 +57,7 @@ def gh(name: str, online: bool = True, busy: bool = False, runner_id: int = 0) -
     )
 
 
-def run_plan(instances, runners, desired, alive=None):
+def run_plan(instances, runners, desired, alive=None, looked_up=None, target=None, **kwargs):
     views = planner.classify(
         instances,
         runners,
@@ -58,6 +65,9 @@ def run_plan(instances, runners, desired, alive=None):
         registration_timeout=TIMEOUT,
         current_hash=HASHES,
         alive=alive,
+        looked_up=looked_up,
+        target=target,
+        **kwargs,
     )
     return planner.plan(views, desired)
 
@@ -106,9 +116,9 @@ def removed(plan: planner.Plan) -> dict[str, Reason]:
             [inst("r1", age_min=1, jit=True)],
             [],
             {C: 1},
-            {"r1": Reason.FINISHED},
-            {C: 1, VM: 0},
-            id="finished: JIT registration gone, instance powering off, replaced at once",
+            {},
+            {C: 0, VM: 0},
+            id="unlisted: absent from the listing alone, kept and counted",
         ),
         pytest.param(
             [inst("r1", age_min=0.05, jit=True)],
@@ -146,9 +156,9 @@ def removed(plan: planner.Plan) -> dict[str, Reason]:
             [inst("r1", age_min=30)],
             [],
             {C: 1},
-            {"r1": Reason.UNHEALTHY},
-            {C: 1, VM: 0},
-            id="unhealthy: never registered within the grace period",
+            {},
+            {C: 0, VM: 0},
+            id="unlisted: token-flow runner absent after the grace period, process not known dead",
         ),
         pytest.param(
             [inst("r1", age_min=2)],
@@ -339,3 +349,116 @@ def test_plan_of_a_thousand_runners_is_consistent():
 
     assert {r.name for r in plan.removals} == {f"r{i:04d}" for i in range(100)}
     assert plan.create[C] == 0
+
+
+@pytest.mark.parametrize(
+    ("evidence", "want_state"),
+    [
+        pytest.param({}, RunnerState.UNLISTED, id="absence alone: unlisted"),
+        pytest.param({"alive": {"r1": True}}, RunnerState.UNLISTED, id="process runs: unlisted"),
+        pytest.param({"alive": {"r1": False}}, RunnerState.FINISHED, id="process exited"),
+        pytest.param({"looked_up": {"r1": None}}, RunnerState.FINISHED, id="GitHub: 404"),
+        pytest.param(
+            {"looked_up": {"r1": gh("r1", busy=True)}}, RunnerState.BUSY, id="lookup: busy"
+        ),
+    ],
+)
+def test_finished_needs_positive_evidence(evidence, want_state):
+    """arrange: a JIT runner absent from GitHub's listing. act: plan. assert: evidence decides."""
+    plan = run_plan([inst("r1", age_min=3, jit=True, runner_id=7)], [], {C: 1}, **evidence)
+
+    assert plan.runners[0].state is want_state
+    finished = want_state is RunnerState.FINISHED
+    assert removed(plan) == ({"r1": Reason.FINISHED} if finished else {})
+    assert plan.create[C] == (1 if finished else 0), "only a finished runner is replaced"
+
+
+def test_empty_listing_deletes_no_live_instance():
+    """arrange: 3 live runners, 2 busy, and a listing that came back empty. act: plan.
+
+    assert: nothing removed, nothing created; all three are looked up.
+    """
+    instances = [inst(f"r{i}", jit=True, runner_id=i) for i in range(1, 4)]
+
+    views = planner.classify(
+        instances, [], now=NOW, registration_timeout=TIMEOUT, current_hash=HASHES
+    )
+    plan = planner.plan(views, {C: 3})
+
+    assert plan.removals == () and plan.create[C] == 0
+    assert {v.state for v in views} == {RunnerState.UNLISTED}
+    assert [v.name for v in planner.runners_to_look_up(views)] == ["r1", "r2", "r3"]
+    assert planner.instances_to_probe(views, now=NOW, min_age=TIMEOUT) == ["r1", "r2", "r3"]
+
+
+def test_unlisted_runner_is_flushed_only_with_busy():
+    """arrange: an unlisted runner (busy or not, GitHub did not say). act: flush. assert."""
+    views = planner.classify(
+        [inst("r1", jit=True)], [], now=NOW, registration_timeout=TIMEOUT, current_hash=HASHES
+    )
+
+    assert planner.plan_flush(views, busy=False) == []
+    assert [r.name for r in planner.plan_flush(views, busy=True)] == ["r1"]
+
+
+@pytest.mark.parametrize(
+    ("old_runner", "want_state", "want_reason"),
+    [
+        pytest.param(gh("m1"), RunnerState.IDLE, Reason.MOVED, id="idle: removed"),
+        pytest.param(gh("m1", online=False), RunnerState.BOOTING, Reason.MOVED, id="booting"),
+        pytest.param(gh("m1", busy=True), RunnerState.BUSY, None, id="busy: finishes first"),
+        pytest.param(None, RunnerState.FINISHED, Reason.FINISHED, id="gone on the old path"),
+    ],
+)
+def test_runner_of_the_old_path(old_runner, want_state, want_reason):
+    """arrange: a runner registered on the previous path, looked up there. act: plan.
+
+    assert: idle ones go (reason moved), busy ones stay; none counts for the new path.
+    """
+    age = 60 if want_state is not RunnerState.BOOTING else 1
+    instances = [
+        inst("m1", age_min=age, jit=True, runner_id=5, path="owner/old", config_hash="old"),
+        inst("n1", jit=True, runner_id=6, path="Owner/New"),
+    ]
+
+    plan = run_plan(instances, [gh("n1")], {C: 1}, looked_up={"m1": old_runner}, target=TARGET)
+
+    view = next(v for v in plan.runners if v.name == "m1")
+    assert view.moved and view.state is want_state
+    assert view.target == (URL, "owner/old")
+    assert removed(plan) == ({"m1": want_reason} if want_reason else {})
+    assert plan.create[C] == 0, "the new path already has its one runner (n1)"
+    assert not next(v for v in plan.runners if v.name == "n1").moved, "path case is ignored"
+
+
+def test_moved_runner_not_looked_up_is_kept():
+    """arrange: a runner of the old path GitHub was not asked about. act: plan. assert: kept."""
+    plan = run_plan(
+        [inst("m1", jit=True, runner_id=5, path="owner/old")], [], {C: 1}, target=TARGET
+    )
+
+    assert plan.runners[0].state is RunnerState.UNLISTED
+    assert removed(plan) == {}
+    assert plan.create[C] == 1, "moved runners do not count for the new path"
+
+
+@pytest.mark.parametrize(
+    ("grace", "want_state", "want_removed"),
+    [
+        pytest.param(planner.CREATION_GRACE, RunnerState.CREATING, {}, id="outside the lock"),
+        pytest.param(
+            datetime.timedelta(0), RunnerState.STOPPED, {"r1": Reason.STOPPED}, id="under lock"
+        ),
+    ],
+)
+def test_half_made_instance_goes_at_once_under_the_lock(grace, want_state, want_removed):
+    """arrange: a young, never started instance. act: plan with and without the lock."""
+    plan = run_plan(
+        [inst("r1", age_min=0.2, status=InstanceStatus.STOPPED, jit=True)],
+        [gh("r1", online=False)],
+        {C: 1},
+        creation_grace=grace,
+    )
+
+    assert plan.runners[0].state is want_state
+    assert removed(plan) == want_removed

@@ -8,8 +8,14 @@ import json
 
 import pytest
 
-from github_runner_manager.errors import LxdError, RunnerCreateError
-from github_runner_manager.lxd import ExecResult
+from github_runner_manager.errors import (
+    GitHubConflictError,
+    GitHubUnavailableError,
+    LxdError,
+    RunnerCreateError,
+    TokenError,
+)
+from github_runner_manager.lxd import TAG_GITHUB_PATH, TAG_GITHUB_URL, TAG_RUNNER_ID, ExecResult
 from github_runner_manager.models import InstanceType
 from github_runner_manager.runner import (
     APROXY_RULES,
@@ -324,3 +330,47 @@ def test_start_script_runs_the_listener_itself_and_keeps_its_exit_code(spawner_f
     assert "export ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1" in start
     assert "--jitconfig" not in start, "the JIT configuration never goes on a command line"
     assert 'ACTIONS_RUNNER_INPUT_JITCONFIG="$1"' in start
+
+
+def test_instance_notes_where_its_runner_is_registered(spawner_for, lxd, github):
+    """arrange: a JIT spawner. act: spawn. assert: path, url and runner id on the instance."""
+    result = spawner_for().spawn(InstanceType.CONTAINER, "hash")
+
+    config = lxd.instances[result.name].spec.config
+    assert config[TAG_GITHUB_PATH] == "test-owner/test-repo"
+    assert config[TAG_GITHUB_URL] == "https://github.com"
+    assert config[TAG_RUNNER_ID] == str(github.by_name(result.name).id)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [GitHubUnavailableError("502 after retries"), GitHubConflictError("409 name taken", 409)],
+)
+def test_registration_lost_after_github_made_the_runner(spawner_for, lxd, github, error):
+    """arrange: GitHub makes the runner, then the answer is lost. act: spawn.
+
+    assert: the error is raised, and the runner GitHub made is deleted (no ghost).
+    """
+    real_register = github.register_runner
+
+    def register(name, labels):
+        real_register(name, labels)
+        raise error
+
+    github.register_runner = register
+
+    with pytest.raises(type(error)):
+        spawner_for().spawn(InstanceType.CONTAINER, "hash")
+
+    assert github.runners == {}
+    assert lxd.instances == {}
+
+
+def test_refused_registration_makes_no_further_call(spawner_for, lxd, github):
+    """arrange: GitHub rejects the token. act: spawn. assert: no lookup after the refusal."""
+    github.fail["register_runner"] = TokenError("bad token", 401)
+
+    with pytest.raises(TokenError):
+        spawner_for().spawn(InstanceType.CONTAINER, "hash")
+
+    assert github.calls == ["register_runner"]
