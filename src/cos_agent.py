@@ -43,6 +43,7 @@ SCRAPE_JOB = "github_runner_manager"
 LOG_FILES = (
     "/var/log/github-runner-metrics.log",
     "/var/log/github-runner-crashed/**/*.log",
+    "/var/log/github-runner-jobs/*.log",
 )
 
 
