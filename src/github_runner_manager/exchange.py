@@ -8,10 +8,11 @@ Each runner gets a host directory `<root>/<runner>/` with two parts:
 - `exchange/`, a small tmpfs (capped at a few hundred KiB plus room for the runner's logs)
   mounted into the runner instance at `/metrics-exchange`, where the runner's start script and
   job hooks write timestamps and job metadata, and where the start script hands over the
-  runner's `_diag` logs (`runner-logs.txt`, see `job_logs`) before the instance powers off. A job runs as the same user as the hooks, so it can write there too: the data is
-  untrusted. The tmpfs cap keeps a job from filling the host; on reading, a file over its size
-  limit, invalid JSON or out-of-range values move the whole directory to quarantine and nothing
-  from it is believed.
+  runner's `_diag` logs (`runner-logs.txt`, see `job_logs`) before the instance powers off.
+  A job runs as the same user as the hooks, so it can write there too: the data is untrusted.
+  The tmpfs cap keeps a job from filling the host; on reading, a file over its size limit,
+  invalid JSON or out-of-range values move the whole directory to quarantine and nothing from
+  it is believed (the log file is read apart, bounded, by `job_logs`).
 """
 
 from __future__ import annotations

@@ -11,11 +11,15 @@ from typing import Any
 
 import pytest
 
-from github_runner_manager.job_logs import LOG_LIMIT, LINE_LIMIT
+from github_runner_manager.job_logs import LINE_LIMIT, LOG_LIMIT
 
+from . import test_metrics
 from .conftest import TEST_REPO, run_in
 from .test_manager import LABELS, wait_gone, wait_job, wait_online
-from .test_metrics import events, metrics_manager  # noqa: F401 - the fixture
+from .test_metrics import events
+
+# The metrics-enabled manager factory of test_metrics, shared as a fixture of this module.
+metrics_manager = test_metrics.metrics_manager
 
 pytestmark = pytest.mark.lxd
 
@@ -67,7 +71,10 @@ def signal_listener(lxd_client, runner: str, signal: str) -> None:
 
 
 def test_success_failure_and_cancelled_jobs_each_leave_one_labelled_log(
-    metrics_manager, emulator, lxd_client, tmp_path  # noqa: F811 - the fixture
+    metrics_manager,
+    emulator,
+    lxd_client,
+    tmp_path,
 ):
     """arrange: three runners. act: a job succeeds, one fails, one is cancelled; reconcile.
 
@@ -126,7 +133,10 @@ def test_success_failure_and_cancelled_jobs_each_leave_one_labelled_log(
 
 
 def test_a_runner_writing_50_mib_leaves_at_most_the_cap(
-    metrics_manager, emulator, lxd_client, tmp_path  # noqa: F811 - the fixture
+    metrics_manager,
+    emulator,
+    lxd_client,
+    tmp_path,
 ):
     """arrange: a runner. act: its job prints 50 MiB of garbage; reconcile.
 
@@ -163,7 +173,10 @@ def test_a_runner_writing_50_mib_leaves_at_most_the_cap(
 
 
 def test_a_killed_listener_is_crashed_with_its_logs(
-    metrics_manager, emulator, lxd_client, tmp_path  # noqa: F811 - the fixture
+    metrics_manager,
+    emulator,
+    lxd_client,
+    tmp_path,
 ):
     """arrange: a runner in a job. act: kill its listener (SIGKILL); reconcile.
 
