@@ -27,7 +27,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .utils import atomic_write
@@ -115,6 +115,55 @@ def read_bounded(path: Path, limit: int = LOG_LIMIT) -> tuple[bytes, bool]:
     finally:
         os.close(descriptor)
     return data[:limit], len(data) > limit
+
+
+def gather(diag: Path, limit: int = LOG_LIMIT) -> bytes:
+    """Concatenate a `_diag` directory's logs as the start script does, bounded the same way.
+
+    For a runner whose start script could not hand its logs over (the runner died with it), from
+    the copy the crash-log collector made. Each file is introduced by a `==> _diag/<file> <==`
+    line, oldest first; past `limit` bytes, the head and the tail are kept with a marker between.
+
+    Args:
+        diag: the copied `_diag` directory.
+        limit: the most bytes returned.
+
+    Returns:
+        The concatenated logs (empty without logs).
+    """
+    try:
+        files = sorted(
+            (p for p in diag.glob("*.log") if p.is_file() and not p.is_symlink()),
+            key=lambda p: (p.stat().st_mtime, p.name),
+        )
+    except OSError:
+        return b""
+    half = limit // 2 - 128
+    head = bytearray()
+    last = b""  # the last `limit` bytes
+    total = 0
+    for chunk in _chunks(files):
+        total += len(chunk)
+        if len(head) < half:
+            head += chunk[: half - len(head)]
+        last = (last + chunk)[-limit:]
+    if total <= limit:
+        return last
+    marker = f"\n[github-runner: {total} bytes of runner logs; {total - 2 * half} bytes left out here]\n"
+    return bytes(head) + marker.encode() + last[-half:]
+
+
+def _chunks(files: list[Path]) -> Iterator[bytes]:
+    """The files' content with their header lines, in blocks of at most 1 MiB."""
+    for path in files:
+        yield f"==> _diag/{path.name} <==\n".encode()
+        try:
+            with path.open("rb") as stream:
+                while block := stream.read(1 << 20):
+                    yield block
+        except OSError:
+            pass
+        yield b"\n"
 
 
 class JobLogs:

@@ -39,7 +39,7 @@ from .errors import (
 from .exchange import CorruptDataError, RunnerData, RunnerExchange
 from .github import GitHubClient, JobInfo
 from .image import runner_image
-from .job_logs import JobLabels, JobLogs
+from .job_logs import JobLabels, JobLogs, gather
 from .lxd import LxdClient
 from .metrics import Event, MetricsLog, Reconciliation, RunnerStop
 from .models import GitHubRunner, InstanceStatus, InstanceType, RunnerInstance, RunnerState
@@ -47,7 +47,7 @@ from .report import ErrorEntry, RemovedEntry, Report, RunnerEntry
 from .runner import RunnerSpawner, SpawnResult
 from .runner_versions import VersionLedger
 from .templates import TemplateRenderer
-from .utils import run_parallel
+from .utils import atomic_write, run_parallel
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,20 @@ class RunnerManager:
     def _keep_logs(self, removal: planner.Removal) -> None:
         """Copy the logs of a runner that died before its instance goes."""
         if removal.runner.state is RunnerState.UNHEALTHY:
-            self._crash_logs.collect(removal.name)
+            kept = self._crash_logs.collect(removal.name)
+            if kept is not None:
+                self._hand_over_crash_logs(removal.name, kept / "_diag")
+
+    def _hand_over_crash_logs(self, runner: str, diag: Path) -> None:
+        """Give a dead runner's copied `_diag` logs to its job log, as its start script would."""
+        exchange = self._exchange.exchange_dir(runner)
+        target = self._exchange.log_file(runner)
+        if not exchange.is_dir() or target.exists() or target.is_symlink():
+            return
+        try:
+            atomic_write(target, gather(diag))
+        except OSError as exc:
+            logger.warning("cannot hand over the crash logs of %s: %s", runner, exc)
 
     # ----- observation ----------------------------------------------------------------------
 

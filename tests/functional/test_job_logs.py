@@ -207,3 +207,34 @@ def test_a_killed_listener_is_crashed_with_its_logs(
     text = "\n".join(r["line"] for r in records(path))
     assert "doomed-job" in text
     print(f"instance gone {gone_after:.1f} s after the listener was killed")
+
+
+def test_a_runner_killed_with_its_start_script_is_crashed_with_its_logs(
+    metrics_manager, emulator, lxd_client, tmp_path
+):
+    """arrange: a runner whose whole service is killed (no hand-over, the instance stays up).
+
+    act: reconcile. assert: crashed; its _diag logs, copied before the instance was deleted, are
+    kept as its job log, labelled `crashed`.
+    """
+    manager = metrics_manager(containers=1)
+    runner = manager.reconcile().created[0]
+    wait_online(emulator, 1)
+    run_in(
+        lxd_client.instances.get(runner), ["systemctl", "kill", "--signal=KILL", "github-runner"]
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(
+        r["status"] == "online" for r in emulator.control.runners()
+    ):
+        time.sleep(0.5)
+
+    report = manager.reconcile()
+
+    assert report.crashed == [runner]
+    (path,) = job_files(tmp_path)
+    labels = labels_of(path)
+    assert (labels["conclusion"], labels["runner"]) == ("crashed", runner)
+    assert labels["repository"] == "unknown", "it never took a job"
+    text = "\n".join(r["line"] for r in records(path))
+    assert "==> _diag/Runner_" in text and "Listening for Jobs" in text

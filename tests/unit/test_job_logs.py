@@ -6,14 +6,24 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
+import pytest
+
+from github_runner_manager.exchange import RunnerExchange
+from github_runner_manager.github import JobInfo
 from github_runner_manager.job_logs import (
     LINE_LIMIT,
     JobLabels,
     JobLogs,
+    gather,
     sanitise,
 )
+from github_runner_manager.manager import RunnerManager
+
+from .conftest import make_config
+from .fakes import FakeBinaryCache
 
 NOW = 1_780_000_000.0
 DAY = 24 * 3600
@@ -163,3 +173,112 @@ def test_storing_prunes(tmp_path):
 
     assert second is not None and second.exists()
     assert not first.exists()
+
+
+def test_gather_concatenates_oldest_first_and_keeps_head_and_tail(tmp_path):
+    """arrange: a small runner log, then a large worker log. act: gather with a 2000-byte limit.
+
+    assert: at most the limit; the head, the marker and the tail are there.
+    """
+    diag = tmp_path / "_diag"
+    diag.mkdir()
+    (diag / "Runner_1.log").write_text("Listening for Jobs\n")
+    os.utime(diag / "Runner_1.log", (NOW - 10, NOW - 10))
+    (diag / "Worker_2.log").write_bytes(b"x" * 50_000 + b"END")
+    (diag / "link.log").symlink_to(diag / "Runner_1.log")
+
+    small = gather(diag)
+    text = gather(diag, limit=2000)
+
+    assert small.startswith(b"==> _diag/Runner_1.log <==\nListening for Jobs\n")
+    assert b"==> _diag/Worker_2.log <==\n" in small and b"link.log" not in small
+    assert len(text) <= 2000
+    assert text.startswith(b"==> _diag/Runner_1.log <==")
+    assert b"bytes left out here]" in text
+    assert text.endswith(b"END\n")
+    assert gather(tmp_path / "missing") == b""
+
+
+def _metrics_manager(tmp_path, lxd, github, clock) -> RunnerManager:
+    config = make_config(
+        tmp_path,
+        runners={"containers": 1},
+        metrics={"enabled": True, "log_path": str(tmp_path / "metrics.log")},
+    )
+    exchange = RunnerExchange(tmp_path / "state" / "runners", tmp_path / "q", run=lambda c: None)
+    return RunnerManager(
+        config,
+        lxd,
+        github,
+        binary=FakeBinaryCache(tmp_path),  # type: ignore[arg-type]
+        exchange=exchange,
+        clock=clock,
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+    )
+
+
+def _finish(tmp_path, lxd, runner: str, exit_code: int) -> None:
+    """What a runner leaves in its exchange directory after a job, then its instance goes."""
+    exchange = tmp_path / "state" / "runners" / runner / "exchange"
+    now = time.time()
+    (exchange / "pre-job.json").write_text(
+        json.dumps(
+            {
+                "timestamp": now - 5,
+                "workflow": "CI",
+                "repository": "test-owner/test-repo",
+                "event": "push",
+                "workflow_run_id": 77,
+            }
+        )
+    )
+    status = "normal" if exit_code == 0 else "abnormal"
+    (exchange / "post-job.json").write_text(
+        json.dumps({"timestamp": now, "status": status, "exit_code": exit_code})
+    )
+    (exchange / "runner-logs.txt").write_text("==> _diag/Worker_1.log <==\nstep failed\n")
+    lxd.delete_instance(runner)
+
+
+@pytest.mark.parametrize(
+    "exit_code, github_conclusion, conclusion, crashed",
+    [(0, "failure", "failure", False), (137, None, "crashed", True), (0, None, "normal", False)],
+    ids=["github-says-failure", "listener-killed", "job-unknown-to-github"],
+)
+def test_a_finished_runner_leaves_one_labelled_job_log(
+    tmp_path, lxd, github, clock, exit_code, github_conclusion, conclusion, crashed
+):
+    """arrange: a runner that ran a job and handed its logs over; its instance is gone.
+
+    act: reconcile. assert: one job file with the job's labels; a killed listener is crashed.
+    """
+    manager = _metrics_manager(tmp_path, lxd, github, clock)
+    (runner,) = manager.reconcile().created
+    _finish(tmp_path, lxd, runner, exit_code)
+    if github_conclusion is not None:
+        github.jobs[runner] = JobInfo(
+            id=4242,
+            created_at="2026-06-01T12:00:00Z",
+            started_at="2026-06-01T12:00:01Z",
+            conclusion=github_conclusion,
+            runner_name=runner,
+        )
+
+    report = manager.reconcile()
+
+    assert report.crashed == ([runner] if crashed else [])
+    (path,) = (tmp_path / "jobs").glob("*.log")
+    records = lines_of(path)
+    assert [r["line"] for r in records] == ["==> _diag/Worker_1.log <==", "step failed"]
+    assert {k: v for k, v in records[0].items() if k != "line"} == {
+        "runner": runner,
+        "instance_type": "container",
+        "flavor": "github-runner",
+        "repository": "test-owner/test-repo",
+        "workflow": "CI",
+        "job_id": "4242" if github_conclusion else "unknown",
+        "run_id": "77",
+        "conclusion": conclusion,
+    }
+    assert not (tmp_path / "state" / "runners" / runner).exists()
