@@ -149,7 +149,8 @@ def gather(diag: Path, limit: int = LOG_LIMIT) -> bytes:
         last = (last + chunk)[-limit:]
     if total <= limit:
         return last
-    marker = f"\n[github-runner: {total} bytes of runner logs; {total - 2 * half} bytes left out here]\n"
+    left_out = total - 2 * half
+    marker = f"\n[github-runner: {total} bytes of runner logs; {left_out} bytes left out here]\n"
     return bytes(head) + marker.encode() + last[-half:]
 
 
