@@ -70,6 +70,30 @@ def signal_listener(lxd_client, runner: str, signal: str) -> None:
     assert result.exit_code == 0, result
 
 
+def test_a_job_cancelled_by_a_stop_signal_leaves_its_log(
+    metrics_manager, emulator, lxd_client, tmp_path
+):
+    """arrange: a runner in a job. act: SIGTERM its listener (the runner stopped); reconcile.
+
+    assert: the job ends cancelled, and its log is kept, labelled so.
+    """
+    manager = metrics_manager(containers=1)
+    runner = manager.reconcile().created[0]
+    wait_online(emulator, 1)
+    job = emulator.control.queue_job(TEST_REPO, LABELS, "echo stop-me; sleep 600")
+    wait_job(emulator, job["id"], "in_progress")
+    signal_listener(lxd_client, runner, "TERM")
+    wait_job(emulator, job["id"], "completed")
+    wait_gone(lxd_client, runner)
+
+    report = manager.reconcile()
+
+    assert report.ok and report.crashed == []
+    (path,) = job_files(tmp_path)
+    assert labels_of(path)["conclusion"] == "cancelled"
+    assert "stop-me" in "\n".join(r["line"] for r in records(path))
+
+
 def test_success_failure_and_cancelled_jobs_each_leave_one_labelled_log(
     metrics_manager,
     emulator,
@@ -95,8 +119,8 @@ def test_success_failure_and_cancelled_jobs_each_leave_one_labelled_log(
     )
     wait_job(emulator, good["id"], "completed")
     wait_job(emulator, bad["id"], "completed")
-    running = wait_job(emulator, slow["id"], "in_progress")
-    signal_listener(lxd_client, running["runner_name"], "TERM")
+    wait_job(emulator, slow["id"], "in_progress")
+    emulator.control.cancel_job(slow["id"])
     wait_job(emulator, slow["id"], "completed")
     runners = {}
     for job in (good, bad, slow):
@@ -129,6 +153,8 @@ def test_success_failure_and_cancelled_jobs_each_leave_one_labelled_log(
         assert "==> _diag/Runner_" in text and "==> _diag/Worker_" in text
         assert "Listening for Jobs" in text
         assert marker[job_id] in text
+    cancelled = "\n".join(r["line"] for r in records(by_job[str(slow["id"])]))
+    assert "The job was cancelled" in cancelled
     assert report.crashed == []
 
 
