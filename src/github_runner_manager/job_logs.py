@@ -14,12 +14,13 @@ Each line of a job file is a JSON object: the labels (`repository`, `workflow`, 
 | repository="owner/repo"`). The log text is untrusted (the job writes it): it only ever lands in
 the `line` string, JSON-escaped, so it cannot add or change a label; label values are sanitised
 to a small character set and length. The file is bounded (`LOG_LIMIT` bytes of log text, lines
-cut at `LINE_LIMIT`), and the directory is bounded in age (`retention_days`) and in total size
+cut at `LINE_LIMIT`, the stored file at most `FILE_FACTOR` times `LOG_LIMIT`), and the directory is bounded in age (`retention_days`) and in total size
 (oldest files pruned first).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
@@ -38,6 +39,8 @@ DEFAULT_DIRECTORY = Path("/var/log/github-runner-jobs")
 LOG_FILE = "runner-logs.txt"
 LOG_LIMIT = 2 * 1024 * 1024
 LINE_LIMIT = 4096
+# The stored file (labels and JSON escaping included) is at most this many times LOG_LIMIT.
+FILE_FACTOR = 2
 RETENTION_DAYS = 7
 TOTAL_LIMIT = 512 * 1024 * 1024
 TRUNCATED = "[github-runner: log truncated to {limit} bytes]"
@@ -167,6 +170,36 @@ def _chunks(files: list[Path]) -> Iterator[bytes]:
         yield b"\n"
 
 
+def _encode(lines: list[str], labels: dict[str, str], limit: int) -> list[str]:
+    """The JSON lines of a log, at most `limit` bytes: past it, the head and the tail are kept.
+
+    Labels and escaping make a line longer than its text (a log of empty lines, or of control
+    characters, would grow many times over): the bound is on what is stored.
+    """
+    prefix = json.dumps(labels, ensure_ascii=True)[:-1] + ', "line": '
+    half = limit // 2 - 1024
+    head: list[str] = []
+    tail: collections.deque[str] = collections.deque()
+    head_size = tail_size = dropped = 0
+    for line in lines:
+        if len(line) > LINE_LIMIT:
+            line = line[:LINE_LIMIT] + " [github-runner: line truncated]"
+        encoded = f"{prefix}{json.dumps(line, ensure_ascii=True)}}}\n"
+        if not tail and head_size + len(encoded) <= half:
+            head.append(encoded)
+            head_size += len(encoded)
+            continue
+        tail.append(encoded)
+        tail_size += len(encoded)
+        while tail_size > half:
+            tail_size -= len(tail.popleft())
+            dropped += 1
+    if dropped:
+        note = f"[github-runner: {dropped} lines left out: a job's log is stored in {limit} bytes]"
+        head.append(f"{prefix}{json.dumps(note)}}}\n")
+    return head + list(tail)
+
+
 class JobLogs:
     """Keeps, and prunes, the per-job runner log files."""
 
@@ -216,21 +249,16 @@ class JobLogs:
         except OSError as exc:
             logger.warning("cannot read the logs of runner %s: %s", labels.runner, exc)
             return None
-        header = labels.as_dict()
         lines = data.decode("utf-8", errors="replace").splitlines()
         if truncated:
             lines.append(TRUNCATED.format(limit=self._limit))
-        out = []
-        for line in lines:
-            if len(line) > LINE_LIMIT:
-                line = line[:LINE_LIMIT] + " [github-runner: line truncated]"
-            out.append(json.dumps({**header, "line": line}, ensure_ascii=True))
+        out = _encode(lines, labels.as_dict(), FILE_FACTOR * self._limit)
         now = self._clock()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
         micro = int((now % 1) * 1_000_000)
         target = self._directory / f"{stamp}-{micro:06d}-{sanitise(labels.runner)}.log"
         self._directory.mkdir(parents=True, exist_ok=True, mode=0o755)
-        atomic_write(target, ("\n".join(out) + "\n").encode("ascii"))
+        atomic_write(target, "".join(out).encode("ascii"))
         logger.info("kept the runner logs of %s in %s", labels.runner, target)
         self.prune()
         return target

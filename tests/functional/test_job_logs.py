@@ -195,7 +195,8 @@ def test_a_runner_writing_50_mib_leaves_at_most_the_cap(
     assert "bytes of runner logs;" in text, "the truncation marker"
     assert "Listening for Jobs" in text, "the head"
     assert "tail-of-the-job" in text, "the tail"
-    assert path.stat().st_size < 4 * LOG_LIMIT
+    assert path.stat().st_size <= 2 * LOG_LIMIT
+    print(f"50 MiB job: {handed.st_size} bytes handed over, {path.stat().st_size} bytes stored")
 
 
 def test_a_killed_listener_is_crashed_with_its_logs(

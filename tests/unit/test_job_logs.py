@@ -282,3 +282,28 @@ def test_a_finished_runner_leaves_one_labelled_job_log(
         "conclusion": conclusion,
     }
     assert not (tmp_path / "state" / "runners" / runner).exists()
+
+
+def test_the_stored_file_is_bounded_whatever_the_lines(tmp_path):
+    """arrange: 64 KiB of empty lines, of control characters. act: store with a 64 KiB limit.
+
+    Labels and escaping would grow them many times over.
+
+    assert: the file holds at most twice the limit, with a marker, the first and last lines.
+    """
+    limit = 64 * 1024
+    keeper = JobLogs(tmp_path / "jobs", limit=limit, clock=lambda: NOW)
+    cases = (("empty", b"\n" * (limit - 100)), ("control", (b"\x01" * 99 + b"\n") * 600))
+    for name, content in cases:
+        source = tmp_path / f"{name}.txt"
+        source.write_bytes(b"first\n" + content + b"last\n")
+        assert source.stat().st_size <= limit
+
+        path = keeper.store(source, LABELS)
+
+        assert path is not None
+        assert path.stat().st_size <= 2 * limit, name
+        texts = [r["line"] for r in lines_of(path)]
+        assert (texts[0], texts[-1]) == ("first", "last"), name
+        assert any("lines left out" in t for t in texts), name
+        path.unlink()
