@@ -14,8 +14,8 @@ Each line of a job file is a JSON object: the labels (`repository`, `workflow`, 
 | repository="owner/repo"`). The log text is untrusted (the job writes it): it only ever lands in
 the `line` string, JSON-escaped, so it cannot add or change a label; label values are sanitised
 to a small character set and length. The file is bounded (`LOG_LIMIT` bytes of log text, lines
-cut at `LINE_LIMIT`, the stored file at most `FILE_FACTOR` times `LOG_LIMIT`), and the directory is bounded in age (`retention_days`) and in total size
-(oldest files pruned first).
+cut at `LINE_LIMIT`, the stored file at most `FILE_FACTOR` times `LOG_LIMIT`), and the directory
+is bounded in age (`retention_days`) and in total size (oldest files pruned first).
 """
 
 from __future__ import annotations
