@@ -15,8 +15,8 @@ does. Its key `config` holds one JSON document:
 - `metrics_scrape_jobs`: the scrape configuration of the unit's loopback endpoint, its job name
   scoped to the model, application and unit;
 - `log_slots`: snap log slots (none);
-- `include_log_files`: the log files the agent ships to Loki (the metrics log and the crashed
-  runners' logs), rather than its default `/var/log/**` glob.
+- `include_log_files`: the log files the agent ships to Loki (the metrics log, the crashed
+  runners' logs and every job's runner logs), rather than its default `/var/log/**` glob.
 
 docs/observability.md lists where this differs from the library, and why.
 """
@@ -43,6 +43,7 @@ SCRAPE_JOB = "github_runner_manager"
 LOG_FILES = (
     "/var/log/github-runner-metrics.log",
     "/var/log/github-runner-crashed/**/*.log",
+    "/var/log/github-runner-jobs/*.log",
 )
 
 

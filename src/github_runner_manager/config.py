@@ -583,6 +583,7 @@ class ManagerConfig(_Model):
         timing: time limits.
         image: the runner image build.
         crash_log_dir: where the logs of crashed runners are copied.
+        job_log_dir: where every job's runner logs are kept for Loki (metrics on).
         state_dir: where the manager keeps its lock, caches and the runner application.
         report_path: where the last run's JSON report is written (default in state_dir).
         templates_dir: the jinja2 templates (default: the project's `templates/`).
@@ -601,6 +602,7 @@ class ManagerConfig(_Model):
     timing: TimingSettings = TimingSettings()
     image: ImageSettings = ImageSettings()
     crash_log_dir: Path = Path("/var/log/github-runner-crashed")
+    job_log_dir: Path = Path("/var/log/github-runner-jobs")
     state_dir: Path
     report_path: Path | None = None
     templates_dir: Path | None = None
@@ -715,6 +717,7 @@ def _check_directories(config: ManagerConfig) -> None:
     directories = {
         "state_dir": config.state_dir,
         "crash_log_dir": config.crash_log_dir,
+        "job_log_dir": config.job_log_dir,
         "report_path": config.report_path.parent if config.report_path else None,
         "metrics.log_path": config.metrics.log_path.parent if config.metrics.enabled else None,
     }

@@ -5,12 +5,14 @@
 Each runner gets a host directory `<root>/<runner>/` with two parts:
 
 - `installed.json`, written by the manager when it creates the runner (trusted);
-- `exchange/`, a small tmpfs (capped at a few hundred KiB) mounted into the runner instance at
-  `/metrics-exchange`, where the runner's start script and job hooks write timestamps and job
-  metadata. A job runs as the same user as the hooks, so it can write there too: the data is
-  untrusted. The tmpfs cap keeps a job from filling the host; on reading, a file over its size
-  limit, invalid JSON or out-of-range values move the whole directory to quarantine and nothing
-  from it is believed.
+- `exchange/`, a small tmpfs (capped at a few hundred KiB plus room for the runner's logs)
+  mounted into the runner instance at `/metrics-exchange`, where the runner's start script and
+  job hooks write timestamps and job metadata, and where the start script hands over the
+  runner's `_diag` logs (`runner-logs.txt`, see `job_logs`) before the instance powers off.
+  A job runs as the same user as the hooks, so it can write there too: the data is untrusted.
+  The tmpfs cap keeps a job from filling the host; on reading, a file over its size limit,
+  invalid JSON or out-of-range values move the whole directory to quarantine and nothing from
+  it is believed (the log file is read apart, bounded, by `job_logs`).
 """
 
 from __future__ import annotations
@@ -31,12 +33,15 @@ from typing import Any
 import pydantic
 
 from .errors import RunnerManagerError
+from .job_logs import LOG_FILE, LOG_LIMIT
 from .utils import atomic_write
 
 logger = logging.getLogger(__name__)
 
 INSTANCE_PATH = "/metrics-exchange"
-EXCHANGE_SIZE = 256 * 1024
+METADATA_SIZE = 256 * 1024
+# The runner's logs (at most LOG_LIMIT and a marker) fit next to the metadata.
+EXCHANGE_SIZE = METADATA_SIZE + LOG_LIMIT + 64 * 1024
 FILE_LIMIT = 1024
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
@@ -172,6 +177,17 @@ class RunnerExchange:
         """
         return self._dir(runner) / "exchange"
 
+    def log_file(self, runner: str) -> Path:
+        """The runner's handed-over `_diag` logs (untrusted, bounded by the tmpfs).
+
+        Args:
+            runner: the runner name.
+
+        Returns:
+            The file (it may not exist).
+        """
+        return self.exchange_dir(runner) / LOG_FILE
+
     def create(self, runner: str) -> dict[str, str]:
         """Create a runner's directories and mount its capped exchange tmpfs.
 
@@ -292,8 +308,13 @@ class RunnerExchange:
         exchange = self.exchange_dir(runner)
         try:
             if exchange.is_dir():
-                total = sum(p.stat().st_size for p in exchange.rglob("*") if p.is_file())
-                if total > self._size:
+                # The log file is read apart, bounded (job_logs): the rest is metadata.
+                total = sum(
+                    p.stat().st_size
+                    for p in exchange.rglob("*")
+                    if p.is_file() and p.name != LOG_FILE
+                )
+                if total > min(self._size, METADATA_SIZE):
                     raise CorruptDataError(f"the exchange directory holds {total} bytes")
             boot = self._read_timestamp(exchange / "boot.timestamp")
             online = self._read_timestamp(exchange / "online.timestamp")

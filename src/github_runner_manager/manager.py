@@ -36,9 +36,10 @@ from .errors import (
     StorageFullError,
     TokenError,
 )
-from .exchange import CorruptDataError, RunnerExchange
-from .github import GitHubClient
+from .exchange import CorruptDataError, RunnerData, RunnerExchange
+from .github import GitHubClient, JobInfo
 from .image import runner_image
+from .job_logs import JobLabels, JobLogs, gather
 from .lxd import LxdClient
 from .metrics import Event, MetricsLog, Reconciliation, RunnerStop
 from .models import (
@@ -53,7 +54,7 @@ from .report import ErrorEntry, RemovedEntry, Report, RunnerEntry
 from .runner import RunnerSpawner, SpawnResult
 from .runner_versions import VersionLedger
 from .templates import TemplateRenderer
-from .utils import run_parallel
+from .utils import atomic_write, run_parallel
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class RunnerManager:
         binary: RunnerBinaryCache | None = None,
         exchange: RunnerExchange | None = None,
         crash_logs: CrashLogs | None = None,
+        job_logs: JobLogs | None = None,
         architecture: str = "x64",
         clock: Callable[[], datetime.datetime] | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -127,6 +129,7 @@ class RunnerManager:
             binary: the runner application cache (built from the config by default).
             exchange: the runners' host directories (built from the config by default).
             crash_logs: the crashed runners' log keeper (built from the config by default).
+            job_logs: the per-job runner log keeper (built from the config by default).
             architecture: the runner architecture (`x64` or `arm64`).
             clock: the current time (tests pass a fake).
             sleep: the sleep function (tests pass a fake).
@@ -156,6 +159,7 @@ class RunnerManager:
             config.state_dir / "runners", config.state_dir / "quarantine"
         )
         self._crash_logs = crash_logs or CrashLogs(lxd, config.crash_log_dir)
+        self._job_logs = job_logs or JobLogs(config.job_log_dir)
         self._versions = VersionLedger(config.state_dir / "runner-versions.json")
         self._github_for_target = github_for_target
         self._other_clients: dict[tuple[str, str], GitHubClient | None] = {}
@@ -198,7 +202,20 @@ class RunnerManager:
     def _keep_logs(self, removal: planner.Removal) -> None:
         """Copy the logs of a runner that died before its instance goes."""
         if removal.runner.state is RunnerState.UNHEALTHY:
-            self._crash_logs.collect(removal.name)
+            kept = self._crash_logs.collect(removal.name)
+            if kept is not None:
+                self._hand_over_crash_logs(removal.name, kept / "_diag")
+
+    def _hand_over_crash_logs(self, runner: str, diag: Path) -> None:
+        """Give a dead runner's copied `_diag` logs to its job log, as its start script would."""
+        exchange = self._exchange.exchange_dir(runner)
+        target = self._exchange.log_file(runner)
+        if not exchange.is_dir() or target.exists() or target.is_symlink():
+            return
+        try:
+            atomic_write(target, gather(diag))
+        except OSError as exc:
+            logger.warning("cannot hand over the crash logs of %s: %s", runner, exc)
 
     # ----- observation ----------------------------------------------------------------------
 
@@ -530,10 +547,19 @@ class RunnerManager:
                 continue
             if not data.installed_reported:
                 self._issue(runner_metrics.installed_event(data, flavor))
-            for event in runner_metrics.job_events(data, flavor, lookup):
+            jobs: list[JobInfo | None] = []
+            remember = _remembering(lookup, jobs) if lookup is not None else None
+            for event in runner_metrics.job_events(data, flavor, remember):
                 self._issue(event)
                 if isinstance(event, RunnerStop) and event.status == "crashed":
                     crashed.add(runner)
+            if runner_metrics.killed(data):
+                logger.warning(
+                    "the listener of runner %s was killed (exit code %s)",
+                    runner,
+                    data.post_job.exit_code if data.post_job else None,
+                )
+                crashed.add(runner)
             if runner_metrics.failed_at_start_up(data):
                 # No job event says so: the crash count does.
                 logger.warning(
@@ -542,8 +568,35 @@ class RunnerManager:
                     data.post_job.exit_code if data.post_job else None,
                 )
                 crashed.add(runner)
+            self._keep_job_logs(data, jobs[0] if jobs else None, runner in crashed)
             self._exchange.delete(runner)
         report.crashed = sorted(crashed)
+
+    def _keep_job_logs(self, data: RunnerData, job: JobInfo | None, crashed: bool) -> None:
+        """Keep the runner logs a finished runner handed over, labelled with its job."""
+        pre, post = data.pre_job, data.post_job
+        if crashed:
+            conclusion = "crashed"
+        elif job is not None and job.conclusion:
+            conclusion = job.conclusion
+        elif post is not None:
+            conclusion = "no-job" if pre is None else post.status
+        else:
+            conclusion = "unknown"
+        labels = JobLabels(
+            runner=data.name,
+            instance_type=data.installed.instance_type if data.installed else None,
+            flavor=self.config.flavor,
+            repository=pre.repository if pre else None,
+            workflow=pre.workflow if pre else None,
+            job_id=job.id if job is not None else None,
+            run_id=pre.workflow_run_id if pre else None,
+            conclusion=conclusion,
+        )
+        try:
+            self._job_logs.store(self._exchange.log_file(data.name), labels)
+        except OSError as exc:
+            logger.error("cannot keep the runner logs of %s: %s", data.name, exc)
 
     def _ensure_binary(self, report: Report) -> CachedRunner | None:
         try:
@@ -610,6 +663,7 @@ class RunnerManager:
         phase = self._monotonic()
         self._process_runner_data(report, views, outcomes, created)
         self._crash_logs.prune()
+        self._job_logs.prune()
         report.timings["metrics"] = round(self._monotonic() - phase, 3)
 
     def _record_versions(
@@ -988,3 +1042,16 @@ def _counts(
         bucket = counts[result.instance_type.value]
         bucket[RunnerState.BOOTING.value] = bucket.get(RunnerState.BOOTING.value, 0) + 1
     return counts
+
+
+def _remembering(
+    lookup: runner_metrics.JobLookup, found: list[JobInfo | None]
+) -> runner_metrics.JobLookup:
+    """A job lookup that also keeps what it found."""
+
+    def _lookup(repository: str, run_id: int, runner: str) -> JobInfo | None:
+        job = lookup(repository, run_id, runner)
+        found.append(job)
+        return job
+
+    return _lookup

@@ -36,6 +36,7 @@ from .errors import (
 from .exchange import Installed, RunnerExchange
 from .github import GitHubClient
 from .image import RUNNER_USER, runner_image
+from .job_logs import LOG_LIMIT
 from .lxd import (
     TAG_CONFIG_HASH,
     TAG_CREATED_AT,
@@ -342,6 +343,7 @@ class RunnerSpawner:
             "dockerhub_mirror": config.dockerhub_mirror or "",
             "aproxy_target": config.proxy.aproxy_target if config.proxy.aproxy else "",
             "aproxy_port": APROXY_PORT,
+            "log_limit": LOG_LIMIT,
         }
         render = self._renderer.render
         files = {

@@ -83,6 +83,21 @@ def failed_at_start_up(data: RunnerData) -> bool:
     )
 
 
+def killed(data: RunnerData) -> bool:
+    """Whether a runner's listener was killed by a signal (its exit code is 128 + the signal).
+
+    The start script then hands over the runner's logs and powers the instance off, and LXD
+    deletes it: only the exit report tells that the runner crashed.
+
+    Args:
+        data: the runner's data.
+
+    Returns:
+        True when the listener died of a signal.
+    """
+    return data.post_job is not None and data.post_job.exit_code >= 128
+
+
 def job_events(data: RunnerData, flavor: str, lookup: JobLookup | None) -> list[Event]:
     """The runner_start and runner_stop events of a finished runner that took a job.
 

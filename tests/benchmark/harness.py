@@ -159,6 +159,7 @@ def manager_config_data(
         "metrics": {"enabled": metrics, "log_path": str(work / "metrics.log")},
         "timing": {"spawn_concurrency": concurrency},
         "crash_log_dir": str(work / "crashed"),
+        "job_log_dir": str(work / "jobs"),
         "state_dir": str(work / "state"),
     }
 

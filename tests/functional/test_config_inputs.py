@@ -56,6 +56,7 @@ def base_config(emulator: Emulator, tmp_path: Path) -> dict[str, Any]:
         "timing": {"api_timeout": 5, "api_retries": 1, "lock_timeout": 1},
         "state_dir": str(tmp_path / "state"),
         "crash_log_dir": str(tmp_path / "crashed"),
+        "job_log_dir": str(tmp_path / "jobs"),
     }
 
 

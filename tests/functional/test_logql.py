@@ -172,6 +172,7 @@ def test_dashboard_loki_queries_parse(parser_dir):
     """
     queries = dashboard_logql()
     assert len(queries) >= 10, queries
+    assert sum("/var/log/github-runner-jobs/" in q for q in queries.values()) == 2, "job logs"
 
     assert_all_parse(parser_dir, queries)
 

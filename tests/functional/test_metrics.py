@@ -34,6 +34,7 @@ def metrics_manager(emulator, tmp_path, lxd_client):
                     update={"enabled": True, "log_path": tmp_path / "metrics.log"}
                 ),
                 "crash_log_dir": tmp_path / "crashed",
+                "job_log_dir": tmp_path / "jobs",
             }
         )
         manager = build_manager(config)

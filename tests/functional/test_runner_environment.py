@@ -91,6 +91,7 @@ def test_the_token_is_nowhere(emulator, tmp_path, lxd_client: pylxd.Client):
                 update={"enabled": True, "log_path": tmp_path / "metrics.log"}
             ),
             "crash_log_dir": tmp_path / "crashed",
+            "job_log_dir": tmp_path / "jobs",
         }
     )
     config_file = write_config(config, tmp_path / "config.json")

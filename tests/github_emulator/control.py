@@ -137,6 +137,19 @@ class EmulatorControl:
         """
         return self.request("GET", f"/jobs/{job_id}")
 
+    def cancel_job(self, job_id: int) -> dict[str, Any]:
+        """Cancel a job (GitHub's "Cancel workflow").
+
+        At once when queued; else its runner is told on its next heartbeat and stops the job.
+
+        Args:
+            job_id: the job id.
+
+        Returns:
+            The job record.
+        """
+        return self.request("POST", f"/jobs/{job_id}/cancel")
+
     def stats(self) -> dict[str, Any]:
         """API request counters since the last reset.
 

@@ -418,6 +418,9 @@ class Control:
                 return Response(201, state.control_job(job.id, request.base))
             case ("GET", ["jobs", job_id]):
                 return Response(200, state.control_job(_int(job_id), request.base))
+            case ("POST", ["jobs", job_id, "cancel"]):
+                state.cancel_job(_int(job_id))
+                return Response(200, state.control_job(_int(job_id), request.base))
             case ("GET", ["faults"]):
                 return Response(200, state.snapshot(request.base)["faults"])
             case ("POST", ["faults"]):

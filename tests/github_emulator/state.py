@@ -138,6 +138,7 @@ class Job:
     log: str = ""
     steps: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     setup_error: str | None = None
+    cancel_requested: bool = False
 
 
 @dataclasses.dataclass
@@ -1411,7 +1412,41 @@ class EmulatorState:
         with self.cond:
             runner = self._session_runner(session_id)
             runner.last_seen = time.time()
-            return self._timings()
+            answer: dict[str, Any] = dict(self._timings())
+            job = self.jobs.get(runner.job_id) if runner.job_id is not None else None
+            if job is not None and job.cancel_requested and job.status == "in_progress":
+                answer["cancel_job"] = job.id
+            return answer
+
+    def cancel_job(self, job_id: int) -> None:
+        """Cancel a job, as GitHub's "Cancel workflow".
+
+        A queued job ends cancelled at once; the runner of a running one is told on its next
+        heartbeat, and reports it cancelled.
+
+        Args:
+            job_id: the job.
+
+        Raises:
+            ApiError: 404 for an unknown job, 409 for a completed one.
+        """
+        with self.cond:
+            job = self.jobs.get(job_id)
+            if job is None:
+                raise ApiError(404, "Not Found")
+            if job.status == "completed":
+                raise ApiError(409, f"job {job_id} is already completed")
+            job.cancel_requested = True
+            if job.status == "queued":
+                now = time.time()
+                job.status = "completed"
+                job.conclusion = "cancelled"
+                job.completed_at = now
+                for runner in self.runners.values():
+                    if runner.job_id == job_id:
+                        runner.job_id = None
+                        runner.busy = False
+            self.cond.notify_all()
 
     def poll(self, session_id: str, wait: float) -> dict[str, Any] | None:
         """Long-poll for a job: the runner's heartbeat while it is idle.

@@ -33,6 +33,7 @@ def make_config(tmp_path: Path, **overrides: Any) -> ManagerConfig:
         "github": {"path": "test-owner/test-repo", "token": "ghp_unit_test_token"},
         "runners": {"containers": 2, "virtual_machines": 0, "labels": ["extra"]},
         "state_dir": str(tmp_path / "state"),
+        "job_log_dir": str(tmp_path / "jobs"),
         "timing": {"lock_timeout": 0},
     }
     for key, value in overrides.items():

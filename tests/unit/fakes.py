@@ -16,7 +16,7 @@ from github_runner_manager.errors import (
     RunnerManagerError,
     StorageFullError,
 )
-from github_runner_manager.github import RateLimit
+from github_runner_manager.github import JobInfo, RateLimit
 from github_runner_manager.lxd import (
     TAG_CONFIG_HASH,
     TAG_CREATED_AT,
@@ -296,6 +296,7 @@ class FakeGitHub:
         self.calls: list[str] = []
         self.deleted: list[int] = []
         self.registered: list[tuple[str, tuple[str, ...]]] = []
+        self.jobs: dict[str, JobInfo] = {}
         self._ids = itertools.count(1)
         self.applications = [
             RunnerApplication(
@@ -319,6 +320,10 @@ class FakeGitHub:
         runner = GitHubRunner(id=next(self._ids), name=name, online=online, busy=busy)
         self.runners[runner.id] = runner
         return runner
+
+    def job_for_runner(self, repository: str, run_id: int, runner_name: str) -> JobInfo | None:
+        self._maybe_fail("job_for_runner")
+        return self.jobs.get(runner_name)
 
     def by_name(self, name: str) -> GitHubRunner | None:
         return next((r for r in self.runners.values() if r.name == name), None)

@@ -43,6 +43,7 @@ def write_config(tmp_path: Path, **overrides: Any) -> Path:
         "runners": {"containers": 2, "labels": ["extra"]},
         "state_dir": str(tmp_path / "state"),
         "crash_log_dir": str(tmp_path / "crashed"),
+        "job_log_dir": str(tmp_path / "jobs"),
         "timing": {"lock_timeout": 0},
     }
     for key, value in overrides.items():

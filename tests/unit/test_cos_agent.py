@@ -167,6 +167,9 @@ def test_log_files_are_declared_and_exist_where_the_manager_writes():
     assert any(fnmatch(f"{crash_dir}/runner-1/_diag/Runner_1.log", glob) for glob in LOG_FILES)
     assert any(fnmatch(f"{crash_dir}/runner-1/journal.log", glob) for glob in LOG_FILES)
     assert not any(fnmatch(f"{metrics_log}.1", glob) for glob in LOG_FILES)
+    job_dir = str(defaults["job_log_dir"].default)
+    job_file = f"{job_dir}/20260101T000000-000000-runner-1.log"
+    assert any(fnmatch(job_file, glob) for glob in LOG_FILES)
 
 
 def test_databag_is_published_with_an_invalid_config(ctx):

@@ -11,6 +11,7 @@ dashboards and alert rules follow.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import types
@@ -22,6 +23,8 @@ import pydantic
 import pytest
 
 from github_runner_manager import metrics
+from github_runner_manager.job_logs import DEFAULT_DIRECTORY as JOB_LOG_DIR
+from github_runner_manager.job_logs import JobLabels
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "grafana_dashboards"
@@ -340,7 +343,7 @@ def check_logql(expr: str) -> list[LogPipeline]:
 
 # --- The dashboards --------------------------------------------------------------------------
 
-DETAILED_ROWS = ["General", "Jobs", "Fleet"]
+DETAILED_ROWS = ["General", "Jobs", "Fleet", "Job Logs"]
 DETAILED_PANELS = [
     "Runner Lifecycle",
     "Idle Runners after Reconciliation",
@@ -362,6 +365,8 @@ DETAILED_PANELS = [
     "Last Reconciliation",
     "Runners by Runner Version",
     "Runner Version Lag",
+    "Jobs with Runner Logs",
+    "Runner Logs of a Job",
 ]
 LONGTERM_ROWS = ["General"]
 LONGTERM_PANELS = [
@@ -511,7 +516,7 @@ def test_every_target_names_a_datasource_variable(name):
 
 @pytest.mark.parametrize("name", DASHBOARD_FILES)
 def test_loki_queries_read_the_metrics_log_events(name):
-    exprs = loki_exprs(load(name))
+    exprs = [e for e in loki_exprs(load(name)) if str(JOB_LOG_DIR) not in e]
     assert exprs
     for expr in exprs:
         for pipeline in check_logql(expr):
@@ -565,6 +570,43 @@ def test_jobs_row_is_filtered_by_repository():
             for pipeline in log_pipelines(target["expr"]):
                 assert "repo" in pipeline.filtered_labels, f"{panel['title']} ignores $repository"
                 assert 'repo=~"$repository"' in pipeline.stages
+
+
+JOB_LOG_SELECTOR = f"{JOB_LOG_DIR}/.+"
+JOB_LOG_LABELS = {field.name for field in dataclasses.fields(JobLabels)}
+
+
+def test_job_logs_row_reads_the_labelled_job_files():
+    """The Job Logs row selects the job files and filters only on labels the files carry."""
+    row = rows_of(load("metrics.json"))["Job Logs"]
+    assert [panel["type"] for panel in row] == ["table", "logs"]
+    for panel in row:
+        (target,) = panel["targets"]
+        assert target["datasource"] == {"type": "loki", "uid": LOKI_DS}
+        expr = target["expr"]
+        (selector,) = re.findall(r"\{[^{}]*filename[^{}]*\}", expr)
+        assert f'filename=~"{JOB_LOG_SELECTOR}"' in selector
+        for variable in TOPOLOGY_VARIABLES:
+            assert f'{variable}=~"${variable}"' in selector, f"{panel['title']} ignores {variable}"
+        extracted = dict(re.findall(r'(\w+)="(\w+)"', expr.split("| json ", 1)[1].split(" | ")[0]))
+        assert all(key == value for key, value in extracted.items())
+        assert set(extracted) - {"line"} == JOB_LOG_LABELS - {"flavor"}
+        for label in re.findall(r"\| (\w+)=~", expr):
+            assert label in extracted, f"{panel['title']} filters on {label}, not a job label"
+        for variable in ("repository", "conclusion", "job_id"):
+            assert f'{variable}=~"${variable}"' in expr
+    table, logs = row
+    assert 'line_format "{{.line}}"' in logs["targets"][0]["expr"]
+    assert "sum by (" in table["targets"][0]["expr"]
+    (link,) = table["fieldConfig"]["overrides"][0]["properties"][0]["value"]
+    assert "var-job_id=${__data.fields.job_id}" in link["url"]
+
+
+def test_job_log_variables_default_to_everything():
+    variables = {v["name"]: v for v in load("metrics.json")["templating"]["list"]}
+    for name in ("conclusion", "job_id"):
+        assert variables[name]["type"] == "textbox"
+        assert variables[name]["query"] == ".*"
 
 
 def test_fleet_row_is_prometheus():

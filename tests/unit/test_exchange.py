@@ -263,6 +263,15 @@ def test_oversized_exchange_directory_is_refused(tmp_path, root, run, exchange):
         store.read(RUNNER)
 
 
+def test_the_handed_over_log_does_not_count_as_metadata(tmp_path, root, run, exchange):
+    """arrange: a 2 MiB runner log next to valid metadata. act: read. assert: no quarantine."""
+    store = RunnerExchange(root, tmp_path / "q", run=run, clock=lambda: NOW)
+    (exchange / "boot.timestamp").write_text(f"{NOW - 5}")
+    store.log_file(RUNNER).write_bytes(b"x" * 2 * 1024 * 1024)
+
+    assert store.read(RUNNER).boot == NOW - 5
+
+
 def test_quarantine_archives_regular_files_and_deletes_the_directory(
     store, exchange, root, tmp_path, run
 ):

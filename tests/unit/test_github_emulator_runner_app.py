@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import tarfile
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -463,3 +464,34 @@ def test_the_listener_retries_an_unreachable_server_without_end(
     assert float("inf") == load_listener_module().UNREACHABLE_GIVE_UP
     monkeypatch.setenv("RUNNER_EMULATOR_GIVE_UP_SECONDS", "3")
     assert load_listener_module().UNREACHABLE_GIVE_UP == 3.0
+
+
+def test_a_cancelled_job_stops_and_ends_cancelled_with_diag_logs(emu: Emulator, app: Path) -> None:
+    """GitHub's cancel reaches the runner on a heartbeat.
+
+    The script stops, the job ends `cancelled`, the ephemeral runner exits 0, and _diag holds the
+    job's output.
+    """
+    process = start(app, "--jitconfig", jit(emu, "cancel-host", ["jit"]))
+    emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
+    job = emu.control.queue_job(f"{ORG}/service", ["jit"], "echo started-job; sleep 60")
+    emu.control.wait_for(lambda s: s["jobs"][0]["status"] == "in_progress", timeout=10)
+    time.sleep(0.5)
+
+    emu.control.cancel_job(job["id"])
+
+    state = emu.control.wait_for(lambda s: s["jobs"][0]["status"] == "completed", timeout=15)
+    code, output = finish(process)
+    assert state["jobs"][0]["conclusion"] == "cancelled"
+    assert code == 0, output
+    worker = "".join(p.read_text() for p in (app / "_diag").glob("Worker_*.log"))
+    runner = "".join(p.read_text() for p in (app / "_diag").glob("Runner_*.log"))
+    assert "started-job" in worker and "The job was cancelled" in runner
+
+
+def test_a_queued_job_cancelled_never_runs(emu: Emulator) -> None:
+    job = emu.control.queue_job(REPO, ["nobody-has-this"], "true")
+
+    record = emu.control.cancel_job(job["id"])
+
+    assert (record["status"], record["conclusion"]) == ("completed", "cancelled")

@@ -10,7 +10,12 @@ from github_runner_manager.errors import GitHubUnavailableError, RateLimitError
 from github_runner_manager.exchange import Installed, PostJob, PreJob, RunnerData
 from github_runner_manager.github import JobInfo
 from github_runner_manager.metrics import RunnerStart, RunnerStop
-from github_runner_manager.runner_metrics import failed_at_start_up, installed_event, job_events
+from github_runner_manager.runner_metrics import (
+    failed_at_start_up,
+    installed_event,
+    job_events,
+    killed,
+)
 
 from .conftest import PREFIX
 
@@ -404,3 +409,19 @@ def test_failed_at_start_up(online, pre_job, status, code, failed):
 
 def test_no_exit_report_is_not_a_start_up_failure():
     assert failed_at_start_up(data()) is False
+
+
+@pytest.mark.parametrize(
+    "code, expected",
+    [(137, True), (143, True), (128, True), (0, False), (1, False), (7, False)],
+    ids=["sigkill", "sigterm", "128", "clean", "terminated", "deprecated"],
+)
+def test_killed_listener(code, expected):
+    """A listener that died of a signal (128 + signal) is a crash, whatever it was doing."""
+    status = "normal" if code == 0 else "abnormal"
+    post = PostJob(timestamp=T0 + 30.0, status=status, exit_code=code)
+    assert killed(data(online=T0 + 10.0, pre_job=PRE, post_job=post)) is expected
+
+
+def test_no_exit_report_is_not_killed():
+    assert killed(data()) is False

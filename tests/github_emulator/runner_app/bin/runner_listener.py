@@ -424,6 +424,7 @@ class Listener:
         self.heartbeat_interval = 5.0
         self.job_process: subprocess.Popen[bytes] | None = None
         self.cancelled = False
+        self.job_cancelled = False
         self.in_job = False
 
     # signals
@@ -545,9 +546,25 @@ class Listener:
     def _heartbeat(self, done: threading.Event) -> None:
         while not done.wait(self.heartbeat_interval):
             try:
-                call(self.base, "POST", f"/sessions/{self.session_id}/heartbeat", {}, timeout=10)
+                answer = call(
+                    self.base, "POST", f"/sessions/{self.session_id}/heartbeat", {}, timeout=10
+                )
             except (ServerError, urllib.error.URLError, OSError) as exc:
                 self.diag.log(f"heartbeat failed: {exc}", "WARN")
+                continue
+            if isinstance(answer, dict) and answer.get("cancel_job") is not None:
+                self.cancel_job()
+
+    def cancel_job(self) -> None:
+        """GitHub cancelled the running job: stop its processes; it ends ``cancelled``."""
+        if self.job_cancelled:
+            return
+        self.job_cancelled = True
+        self.diag.log("The job was cancelled", "WARN")
+        process = self.job_process
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGTERM)
 
     def run_job(self, job: dict[str, Any]) -> bool:
         """Run one job and report it.
@@ -569,7 +586,7 @@ class Listener:
             finally:
                 done.set()
                 beat.join(timeout=5)
-            if self.cancelled:
+            if self.cancelled or self.job_cancelled:
                 result["conclusion"] = "cancelled"
             body = {"runner_id": self.runner_id, "secret": self.secret, **result}
             word = {"success": "Succeeded", "failure": "Failed", "cancelled": "Canceled"}
@@ -726,7 +743,9 @@ class Worker:
             steps.append({"name": "Set up runner", "conclusion": _word(started)})
             if started != 0:
                 conclusion = "failure"
-        if conclusion == "success" and not self.listener.cancelled:
+        if conclusion == "success" and not (
+            self.listener.cancelled or self.listener.job_cancelled
+        ):
             script = self.temp / f"job-{self.job['id']}.sh"
             script.write_text(self.job["script"], encoding="utf-8")
             exit_code = self._run("Run script", ["bash", "-e", str(script)], env)
