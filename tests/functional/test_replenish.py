@@ -164,6 +164,13 @@ def test_ten_jobs_ending_together_make_ten_spawns(replenishing, emulator, lxd_cl
     """
     running = replenishing(containers=10)
     wait_online(emulator, 10, PREFIX)
+    # The fill's batch is recorded once its last spawn returns, which can be after the runners
+    # come online: count from after it.
+    wait_until(
+        lambda: sum(len(b.created) for b in running.replenisher.batches) >= 10,
+        60,
+        "the fill's batch",
+    )
     batches_before = len(running.replenisher.batches)
     emulator.control.reset_stats()
 
@@ -191,14 +198,23 @@ def test_a_cut_event_stream_reconnects_and_converges(replenishing, emulator, lxd
     """
     running = replenishing(containers=2)
     wait_online(emulator, 2, PREFIX)
+    # Runners listen before their spawn returns (LXD may still be finishing the start
+    # operation): wait for the fill's batch, so that the deletion below is not refused.
+    wait_until(lambda: len(running.replenisher.batches) >= 1, 60, "the fill's batch")
     assert running.replenisher.connections == 1
 
     running.stream.down.set()
     assert running.stream.cut()
     victim = live(lxd_client)[0].name
-    subprocess.run(
-        ["lxc", "delete", "--force", "--project", PROJECT, victim], check=True, timeout=60
-    )
+    deadline = time.monotonic() + 60
+    while (
+        subprocess.run(
+            ["lxc", "delete", "--force", "--project", PROJECT, victim], check=False, timeout=60
+        ).returncode
+        != 0
+    ):
+        assert time.monotonic() < deadline, f"LXD refused to delete {victim} for 60 s"
+        time.sleep(1)
     time.sleep(3)  # several refused reconnections; the deletion went unseen
     assert len(live(lxd_client)) == 1
     running.stream.down.clear()
@@ -298,6 +314,9 @@ def test_replenisher_and_reconcile_together_never_exceed_the_count(
         while not stop.is_set():
             report = running.manager.reconcile()
             assert report.ok or report.error_kinds() <= {"busy"}, report.errors
+            # Back to back, but not in a tight loop: the lock is polled every 0.2 s, and no
+            # timer or action re-takes it within microseconds of releasing it.
+            stop.wait(0.5)
 
     threads = [threading.Thread(target=sample), threading.Thread(target=reconcile_loop)]
     for thread in threads:
