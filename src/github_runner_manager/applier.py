@@ -187,19 +187,19 @@ class RunnerRemover:
         busy = removal.runner.busy
         try:
             github.delete_runner(runner_id)
-        except GitHubConflictError as exc:
-            if deleted and busy and removal.reason is Reason.FLUSH:
-                # The operator cancelled its job with its instance: GitHub lets go in a while,
-                # and `remove_all` retries (releasing) for a bounded time.
-                return RemovalOutcome(
-                    removal,
-                    removed=False,
-                    error=exc,
-                    instance_deleted=True,
-                    registration_left=runner_id,
-                    releasing=True,
-                )
-            if busy:
+        except GitHubError as exc:
+            if isinstance(exc, GitHubConflictError) and busy:
+                if deleted and removal.reason is Reason.FLUSH:
+                    # The operator cancelled its job with its instance: GitHub lets go in a
+                    # while, and `remove_all` retries (releasing) for a bounded time.
+                    return RemovalOutcome(
+                        removal,
+                        removed=False,
+                        error=exc,
+                        instance_deleted=True,
+                        registration_left=runner_id,
+                        releasing=True,
+                    )
                 # GitHub still counts a job that died with its instance (which is gone now, or
                 # was already). A later run deletes the registration; a timer's run does not
                 # wait minutes for it.
@@ -210,14 +210,6 @@ class RunnerRemover:
                     instance_deleted=deleted,
                     registration_left=runner_id,
                 )
-            return RemovalOutcome(
-                removal,
-                removed=False,
-                error=exc,
-                instance_deleted=deleted,
-                registration_left=runner_id,
-            )
-        except GitHubError as exc:
             return RemovalOutcome(
                 removal,
                 removed=False,
