@@ -76,13 +76,12 @@ def test_two_applications_keep_their_own_denylists(apps: tuple[str, str], bridge
     """
     first, second = host.Host(app=apps[0]), host.Host(app=apps[1])
 
-    # Act
     first.ensure_firewall([NET("198.51.100.0/24")], network=bridge)
     second.ensure_firewall([NET("203.0.113.0/24")], network=bridge)
     first.ensure_firewall([NET("198.51.100.0/24")], network=bridge)
     unchanged = second.ensure_firewall([NET("203.0.113.0/24")], network=bridge)
 
-    # Assert: nothing was overwritten.
+    # Nothing was overwritten.
     assert first.firewall_acl != second.firewall_acl
     assert not unchanged
     assert egress(first.firewall_acl)[-1] == "198.51.100.0/24"
@@ -106,11 +105,10 @@ def test_the_acl_of_an_earlier_version_is_retired(apps: tuple[str, str], bridge:
     app = host.Host(app=apps[0])
     wall = firewall.Firewall(bridge, app.firewall_acl)
     try:
-        # Act: what ensure_firewall does, with the test's stand-in for the fixed name.
+        # What ensure_firewall does, with the test's stand-in for the fixed name.
         wall.apply([NET("198.51.100.0/24")])
         retired = wall.retire(legacy.firewall_acl)
 
-        # Assert
         assert retired
         config: Any = yaml.safe_load(lxc("network", "show", bridge))["config"]
         assert config["security.acls"] == app.firewall_acl

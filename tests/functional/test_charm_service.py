@@ -149,11 +149,10 @@ def run(argv: list[str], env: dict[str, str]) -> tuple[int, dict[str, Any], str]
 
 
 def test_rendered_units_pass_systemd_analyze_verify(manager: service.ManagerService) -> None:
-    # Arrange: the units as the charm installs them, with real absolute paths.
+    # The units as the charm installs them, with real absolute paths.
     manager.ensure_units(10)
     paths = manager.paths
 
-    # Act
     completed = subprocess.run(
         [SYSTEMD_ANALYZE, "verify", str(paths.service_file), str(paths.timer_file)],
         capture_output=True,
@@ -162,7 +161,7 @@ def test_rendered_units_pass_systemd_analyze_verify(manager: service.ManagerServ
         timeout=60,
     )
 
-    # Assert: verify prints warnings about the units it checks on stderr; ours has none.
+    # Verify prints warnings about the units it checks on stderr; ours has none.
     ours = [line for line in completed.stderr.splitlines() if paths.name in line]
     assert completed.returncode == 0, completed.stderr
     assert ours == []
@@ -194,7 +193,7 @@ def test_exec_start_reconciles_for_real(
     emulator: Emulator,
     lxd_client: pylxd.Client,
 ) -> None:
-    # Arrange: the config and token files, and the units, as the charm writes them.
+    # The config and token files, and the units, as the charm writes them.
     paths = manager.paths
     assert manager.ensure_config(manager_config(emulator, paths), TEST_TOKEN)
     assert TEST_TOKEN not in paths.config_file.read_text()
@@ -209,10 +208,10 @@ def test_exec_start_reconciles_for_real(
     ]
 
     try:
-        # Act: exactly the command systemd would run.
+        # Exactly the command systemd would run.
         code, document, stderr = run(argv, env)
 
-        # Assert: one runner instance in LXD, registered in the emulator.
+        # One runner instance in LXD, registered in the emulator.
         assert code == 0, (document, stderr[-3000:])
         assert document["ok"] is True
         assert len(document["created"]) == 1
@@ -235,11 +234,10 @@ def test_exec_start_reconciles_for_real(
 
 
 def test_replenisher_unit_passes_systemd_analyze_verify(manager: service.ManagerService) -> None:
-    # Arrange: the replenisher's unit as the charm installs it.
+    # The replenisher's unit as the charm installs it.
     manager.ensure_replenisher()
     paths = manager.paths
 
-    # Act
     completed = subprocess.run(
         [SYSTEMD_ANALYZE, "verify", str(paths.replenish_file)],
         capture_output=True,
@@ -248,7 +246,6 @@ def test_replenisher_unit_passes_systemd_analyze_verify(manager: service.Manager
         timeout=60,
     )
 
-    # Assert
     ours = [line for line in completed.stderr.splitlines() if paths.replenish_name in line]
     assert completed.returncode == 0, completed.stderr
     assert ours == []
@@ -262,14 +259,14 @@ def test_replenisher_exec_start_fills_the_fleet_and_stops_on_sigterm(
     emulator: Emulator,
     lxd_client: pylxd.Client,
 ) -> None:
-    # Arrange: the config and token files and the unit, as the charm writes them.
+    # The config and token files and the unit, as the charm writes them.
     paths = manager.paths
     manager.ensure_config(manager_config(emulator, paths), TEST_TOKEN)
     manager.ensure_replenisher()
     argv, env = exec_start(paths.replenish_file)
     assert argv[-1] == "replenish"
 
-    # Act: the command systemd runs; then systemd's stop (SIGTERM).
+    # The command systemd runs; then systemd's stop (SIGTERM).
     process = subprocess.Popen(
         argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
@@ -286,7 +283,7 @@ def test_replenisher_exec_start_fills_the_fleet_and_stops_on_sigterm(
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=120)
 
-        # Assert: it filled the fleet without any reconcile, and stopped cleanly.
+        # It filled the fleet without any reconcile, and stopped cleanly.
         assert len(online) == 1, stderr[-3000:]
         assert process.returncode == 0, stderr[-3000:]
         instances = [i for i in lxd_client.instances.all() if i.config.get(TAG_UNIT) == UNIT]

@@ -178,16 +178,15 @@ def test_empty_denylist_still_rejects_the_host(fw: firewall.Firewall, bridge: st
 def test_denylist_change_keeps_running_instances(
     fw: firewall.Firewall, bridge: str, container_on_bridge: Any
 ) -> None:
-    # Arrange: a running container on the bridge, which is guarded by a first denylist.
+    # A running container on the bridge, which is guarded by a first denylist.
     fw.apply([NET("10.0.0.0/8")])
     instance = container_on_bridge
     before = pid_start(instance)
     veth = instance.state().network["eth0"]["host_name"]
 
-    # Act
     changed = fw.apply([NET("192.168.0.0/16"), NET("203.0.113.0/24")])
 
-    # Assert: the rules changed...
+    # The rules changed...
     assert changed
     assert rejects(acl_chain(bridge), bridge)[-2:] == ["192.168.0.0/16", "203.0.113.0/24"]
     assert "10.0.0.0/8" not in rejects(acl_chain(bridge), bridge)

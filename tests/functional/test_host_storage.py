@@ -141,7 +141,7 @@ def test_memory_pool_is_btrfs_in_the_tmpfs_and_survives_resize_and_reboot(
     ram = tmp_path / "storage" / "ram"
     image, mount = ram / "lxd-pool.img", ram / "lxd-pool"
 
-    # Act: a first reconciliation makes the tmpfs, the loop file and the pool.
+    # A first reconciliation makes the tmpfs, the loop file and the pool.
     assert storage_host.ensure_runner_storage(host.MEMORY, 2 * GIB)
 
     info = pool_info(pool)

@@ -351,7 +351,7 @@ def test_build_installs_the_packages_through_the_loopback_apt_proxy(
     launched: list[Any],
 ) -> None:
     """The real script's apt path ran against the stub repository; the image has its effects."""
-    # Arrange: the first build's image, published under the stable and a versioned alias.
+    # The first build's image, published under the stable and a versioned alias.
     alias = stable_alias(config, InstanceType.CONTAINER)
     (built,) = first_build.images
     assert built.alias == alias
@@ -359,7 +359,7 @@ def test_build_installs_the_packages_through_the_loopback_apt_proxy(
     assert adapter.image_fingerprint(built.version) == built.fingerprint
     assert builders(lxd_client) == []
 
-    # Act: a container from the stable alias, as a runner would start.
+    # A container from the stable alias, as a runner would start.
     instance = lxd_client.instances.create(
         {
             "name": f"{PREFIX}-check",
@@ -376,7 +376,7 @@ def test_build_installs_the_packages_through_the_loopback_apt_proxy(
         result = run_in(instance, list(command))
         return result.exit_code, result.stdout.strip()
 
-    # Assert: apt went through the proxy (absolute URIs) and fetched every stub package.
+    # Apt went through the proxy (absolute URIs) and fetched every stub package.
     proxied = [r for r in repo_proxy.requests if r.startswith("http://deb.debian.org/debian/")]
     assert f"http://deb.debian.org/debian/dists/{SUITE}/Release" in proxied
     fetched = {r.rsplit("/", 1)[-1].split("_", 1)[0] for r in proxied if r.endswith(".deb")}
@@ -447,7 +447,7 @@ def test_rebuild_moves_the_alias_atomically_and_prunes_old_versions(
     assert versions(adapter, alias) == {v1.version: v1.fingerprint, v2.version: v2.fingerprint}
     assert second.pruned == []
 
-    # Act: the third build, exactly as the image service's ExecStart runs it.
+    # The third build, exactly as the image service's ExecStart runs it.
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(config.model_dump(mode="json", exclude_none=True)))
     completed = subprocess.run(
@@ -466,7 +466,7 @@ def test_rebuild_moves_the_alias_atomically_and_prunes_old_versions(
         timeout=900,
     )
 
-    # Assert: the newest two versions remain; the first one is gone.
+    # The newest two versions remain; the first one is gone.
     assert completed.returncode == 0, completed.stderr[-3000:]
     third = json.loads(completed.stdout)
     (v3,) = third["images"]

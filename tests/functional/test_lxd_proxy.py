@@ -115,24 +115,24 @@ def test_the_daemon_pulls_images_through_the_model_proxy(
         ephemeral=False,
     )
     with RefusingProxy() as proxy:
-        # Act: the charm's step with a model proxy.
+        # The charm's step with a model proxy.
         changed = runner_host.ensure_lxd_proxy(proxy.url, proxy.url, "127.0.0.1,localhost")
 
-        # Assert: the daemon has it (only then may it try the server's name).
+        # The daemon has it (only then may it try the server's name).
         config = lxd_config()
         assert config.get("core.proxy_https") == proxy.url
         assert config.get("core.proxy_http") == proxy.url
         assert config.get("core.proxy_ignore_hosts") == "127.0.0.1,localhost"
         assert changed
 
-        # Act: a pull from the remote image server, as an image build from a series does.
+        # A pull from the remote image server, as an image build from a series does.
         with pytest.raises(LxdError):
             adapter.create_instance(spec)
 
-        # Act: the model's proxy goes.
+        # The model's proxy goes.
         assert runner_host.ensure_lxd_proxy(None, None, None)
 
-    # Assert: the daemon asked the proxy for the image server (a parallel test run's pull may
+    # The daemon asked the proxy for the image server (a parallel test run's pull may
     # have come by during those seconds too: LXD's settings are the machine's).
     assert proxy.requests, "the daemon never reached the proxy"
     assert any(line.startswith(f"CONNECT {IMAGE_SERVER}:443 ") for line in proxy.requests), (

@@ -193,7 +193,7 @@ def test_the_charm_imports_as_dispatch_imports_it(unpacked: tuple[Any, PylxdClie
     assert "PYTHONPATH=lib:venv" in dispatch and "exec ./src/charm.py" in dispatch
     assert shebang == "#!/usr/bin/env python3"
 
-    # Act: the dispatch command line, with the probe as the entry point.
+    # The dispatch command line, with the probe as the entry point.
     result = sh(
         adapter,
         instance.name,
@@ -201,7 +201,7 @@ def test_the_charm_imports_as_dispatch_imports_it(unpacked: tuple[Any, PylxdClie
         "JUJU_DISPATCH_PATH=hooks/install PYTHONPATH=lib:venv /usr/bin/env python3 ./src/probe.py",
     )
 
-    # Assert: every module came from the charm (not the system's dist-packages).
+    # Every module came from the charm (not the system's dist-packages).
     assert result.exit_code == 0, result.stderr
     found = json.loads(result.stdout)
     assert found["python"] in ("/usr/bin/python3", "/bin/python3") or found["python"].startswith(
@@ -251,11 +251,10 @@ def test_the_manager_runs_as_its_service_runs_it(
     adapter.push_file(instance.name, str(paths.token_file), f"{TEST_TOKEN}\n".encode(), 0o600)
     prefix = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
 
-    # Act
     helped = sh(adapter, instance.name, f"env -i {prefix} {shlex.join(argv[:3])} --help")
     checked = sh(adapter, instance.name, f"env -i {prefix} {shlex.join([*argv[:-1], 'check'])}")
 
-    # Assert: the CLI works, and check reached the emulator (GitHub) and LXD.
+    # The CLI works, and check reached the emulator (GitHub) and LXD.
     assert helped.exit_code == 0, helped.stderr
     assert "reconcile" in helped.stdout
     assert checked.exit_code == 0, checked.stderr

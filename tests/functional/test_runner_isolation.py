@@ -220,15 +220,15 @@ def test_runners_cannot_reach_each_other(plain: Callable[[], Any], runner: Calla
     arrange: two plain containers, two runners. act: TCP over link-local. assert: only the
     plain ones talk.
     """
-    # Arrange and act: the baseline, containers on the bridge as the profile makes them.
+    # The baseline, containers on the bridge as the profile makes them.
     first, second = plain(), plain()
     assert connect(first, second) == "hello"
 
-    # Act: the same between two containers created as the manager creates runners.
+    # The same between two containers created as the manager creates runners.
     one, other = runner(), runner()
     answer = connect(one, other)
 
-    # Assert: the connection never got through, and LXD holds the isolation options.
+    # The connection never got through, and LXD holds the isolation options.
     assert answer.startswith("failed:"), answer
     for instance in (one, other):
         instance.sync()
@@ -245,7 +245,7 @@ def test_a_runner_cannot_forge_its_mac_address(
     arrange: a plain container capturing raw frames, a runner. act: the runner sends frames
     from its own and from a forged MAC. assert: only the genuine one arrives.
     """
-    # Arrange: the plain container is not port-isolated, so a runner's frames may reach it.
+    # The plain container is not port-isolated, so a runner's frames may reach it.
     witness, sender = plain(), runner()
     start_in_background(witness, CAPTURE, "/root/capture.py")
     deadline = time.monotonic() + 10
@@ -255,13 +255,11 @@ def test_a_runner_cannot_forge_its_mac_address(
     PylxdClient(project=PROJECT, timeout=60).push_file(sender.name, "/root/send.py", SEND.encode())
     genuine, forged = mac(sender), "00:16:3e:0b:ad:01"
 
-    # Act
     for source, label in ((genuine, "genuine"), (forged, "forged")):
         sent = run_in(sender, ["python3", "/root/send.py", mac(witness), source, label])
         assert sent.stdout.strip() == "sent", sent.stderr
     time.sleep(2)
 
-    # Assert
     frames = run_in(witness, ["cat", "/root/frames"]).stdout.splitlines()[1:]
     sources = {line.split()[0] for line in frames}
     assert genuine in sources, frames

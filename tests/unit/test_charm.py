@@ -78,13 +78,11 @@ BAD_VALUES = [
 def test_bad_option_value_blocks_naming_the_option(
     ctx: testing.Context, manager: FakeManagerService, option: str, value: Any
 ) -> None:
-    # Arrange: a valid config with one bad value (no model proxy, for aproxy).
+    # A valid config with one bad value (no model proxy, for aproxy).
     config = {**VALID, option: value}
 
-    # Act
     out = run(ctx, ctx.on.config_changed(), config=config)
 
-    # Assert
     assert isinstance(out.unit_status, ops.BlockedStatus)
     assert option in out.unit_status.message
     assert TOKEN not in out.unit_status.message
@@ -112,13 +110,12 @@ def test_size_message_says_how_to_fix(ctx: testing.Context) -> None:
 def test_size_with_inner_spaces_reaches_the_manager_as_lxd_reads_it(
     ctx: testing.Context, manager: FakeManagerService, option: str, value: str, expected: str
 ) -> None:
-    # Arrange: a size an operator may well type (LXD refuses "7 GiB" at every creation).
+    # A size an operator may well type (LXD refuses "7 GiB" at every creation).
     config = {**VALID, option: value}
 
-    # Act
     out = run(ctx, ctx.on.config_changed(), config=config)
 
-    # Assert: the manager gets the size LXD understands; the unit is not blocked.
+    # The manager gets the size LXD understands; the unit is not blocked.
     assert not isinstance(out.unit_status, ops.BlockedStatus), out.unit_status
     assert manager.config is not None
     field = "memory" if option == "vm-memory" else "disk"
@@ -171,7 +168,7 @@ def test_missing_path_or_token_blocks(
 def test_install_prepares_host_and_writes_manager_config(
     ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
 ) -> None:
-    # Arrange: a machine without LXD.
+    # A machine without LXD.
     fake_host.installed = False
     config = {
         **VALID,
@@ -183,10 +180,8 @@ def test_install_prepares_host_and_writes_manager_config(
         "dockerhub-mirror": "https://mirror.example.com",
     }
 
-    # Act
     out = run(ctx, ctx.on.install(), config=config)
 
-    # Assert
     assert fake_host.calls == ["ensure_lxd", "ensure_runner_storage", "ensure_logrotate"]
     assert fake_host.storage == ("juju-storage", 3 * 20 * 1024**3)
     cfg = manager.config
@@ -1166,9 +1161,7 @@ def test_invalid_denylist_leaves_the_firewall_as_it_was(
 def test_test_mode_insecure_makes_container_runners_privileged(
     ctx: testing.Context, manager: FakeManagerService, test_mode: str, privileged: bool
 ) -> None:
-    # Act
     run(ctx, ctx.on.config_changed(), config={**VALID, "test-mode": test_mode, "containers": 1})
 
-    # Assert
     assert manager.config is not None
     assert manager.config.runners.privileged is privileged

@@ -86,17 +86,16 @@ def test_steady_update_status_runs_no_lxd_command(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    # Arrange: a config-changed that converged, then the real host with a recording runner.
+    # A config-changed that converged, then the real host with a recording runner.
     converged = run(ctx, ctx.on.config_changed(), testing.State(config=VALID))
     assert manager.timer_active
     manager.report = make_report()
     runner = RecordingRunner()
     monkeypatch.setattr(charm.host, "Host", lambda app=None: real_host(tmp_path, runner, app))
 
-    # Act
     out = run(ctx, ctx.on.update_status(), converged)
 
-    # Assert: the status comes from the report; no command ran, nothing was rewritten.
+    # The status comes from the report; no command ran, nothing was rewritten.
     assert runner.commands == []
     assert out.unit_status == ops.ActiveStatus("1/1 virtual-machine runners")
     assert manager.reconciles_started == 1
@@ -105,7 +104,7 @@ def test_steady_update_status_runs_no_lxd_command(
 def test_update_status_sees_a_new_secret_revision(
     ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
 ) -> None:
-    # Arrange: converged on the first revision of the token's secret.
+    # Converged on the first revision of the token's secret.
     secret = testing.Secret(tracked_content={"token": "ghp_first"})
     config = {**VALID, "token": secret.id}
     converged = run(ctx, ctx.on.config_changed(), testing.State(config=config, secrets={secret}))
@@ -114,10 +113,9 @@ def test_update_status_sees_a_new_secret_revision(
         id=secret.id, tracked_content={"token": "ghp_first"}, latest_content={"token": "ghp_next"}
     )
 
-    # Act: update-status, without a secret-changed before it.
+    # Update-status, without a secret-changed before it.
     run(ctx, ctx.on.update_status(), dataclasses.replace(converged, secrets=frozenset({rotated})))
 
-    # Assert
     assert manager.token == "ghp_next"
 
 
@@ -229,7 +227,7 @@ def test_writing_the_manager_files_fails_with_a_status_and_retries(
     code: int,
     reason: str,
 ) -> None:
-    # Arrange: the file system refuses every write of the manager's files, until repaired.
+    # The file system refuses every write of the manager's files, until repaired.
     faulty = [True]
     atomic_write = service.atomic_write
 
@@ -240,10 +238,9 @@ def test_writing_the_manager_files_fails_with_a_status_and_retries(
 
     monkeypatch.setattr(service, "atomic_write", refuse)
 
-    # Act
     out = run(real_ctx, real_ctx.on.config_changed(), testing.State(config=VALID))
 
-    # Assert: what failed, why, and what to do; no token anywhere.
+    # What failed, why, and what to do; no token anywhere.
     assert isinstance(out.unit_status, ops.MaintenanceStatus)
     message = out.unit_status.message
     assert (
@@ -254,7 +251,7 @@ def test_writing_the_manager_files_fails_with_a_status_and_retries(
     assert "retrying" in message
     assert TOKEN not in message
 
-    # Act again: the fault is gone, the next event converges.
+    # The fault is gone, the next event converges.
     faulty[0] = False
     again = run(real_ctx, real_ctx.on.update_status(), out)
 
@@ -281,7 +278,7 @@ def test_missing_templates_give_a_status(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    # Arrange: a charm directory without templates/ (a damaged or partial charm).
+    # A charm directory without templates/ (a damaged or partial charm).
     paths = service.ManagerPaths.for_unit(
         "github-runner",
         0,

@@ -182,11 +182,11 @@ def test_empty_denylist_still_protects_the_host(fw: firewall.Firewall, lxd: Fake
 
 
 def test_network_holding_the_host_is_not_split(fw: firewall.Firewall, lxd: FakeLxd) -> None:
-    # Arrange: the bridge address 10.1.2.1 is inside the denylisted 10.0.0.0/8.
+    # The bridge address 10.1.2.1 is inside the denylisted 10.0.0.0/8.
     fw.apply([NET("10.0.0.0/8")])
 
     rules = lxd.acls["github-runner"]["egress"]
-    # Assert: the whole network and the host are rejected, and nothing is allowed: carving the
+    # The whole network and the host are rejected, and nothing is allowed: carving the
     # host out of the network would open the host; DHCP and DNS stay open through LXD's baseline.
     assert destinations(lxd) == ["10.1.2.1,192.0.2.2", "::/0", "10.0.0.0/8"]
     assert {rule["action"] for rule in rules} == {"reject"}
