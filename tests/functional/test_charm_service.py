@@ -150,6 +150,14 @@ def run(argv: list[str], env: dict[str, str]) -> tuple[int, dict[str, Any], str]
 
 def test_rendered_units_pass_systemd_analyze_verify(manager: service.ManagerService) -> None:
     # The units as the charm installs them, with real absolute paths.
+    """The manager's service and timer units pass systemd-analyze verify.
+
+    arrange: the manager's service and timer units installed as the charm installs them (10 min
+        interval).
+    act: run systemd-analyze verify on both units.
+    assert: it exits 0 with no warning about our units; the timer runs every 10min with a 150s
+        random delay, and the service's start timeout is under 600s.
+    """
     manager.ensure_units(10)
     paths = manager.paths
 
@@ -172,6 +180,12 @@ def test_rendered_units_pass_systemd_analyze_verify(manager: service.ManagerServ
 
 
 def test_verify_rejects_a_missing_executable(manager: service.ManagerService) -> None:
+    """systemd-analyze verify fails on a unit whose interpreter does not exist.
+
+    arrange: the service unit rendered for a python path that does not exist.
+    act: run systemd-analyze verify on it.
+    assert: it exits non-zero, so the verify test above can fail.
+    """
     broken = service.ManagerService(
         manager.paths, CHARM_DIR, python="/nonexistent/python3", systemd_client=NoSystemd()
     )
@@ -194,6 +208,14 @@ def test_exec_start_reconciles_for_real(
     lxd_client: pylxd.Client,
 ) -> None:
     # The config and token files, and the units, as the charm writes them.
+    """The service unit's ExecStart line reconciles a real fleet.
+
+    arrange: the config and token files and the units as the charm writes them (the token not in
+        the config); ExecStart and its environment parsed from the unit.
+    act: run exactly that command line (reconcile), then flush through the same command line.
+    assert: reconcile exits 0 with one runner created in LXD and registered in the emulator,
+        reported in the report file; the flush leaves no instance and no registration.
+    """
     paths = manager.paths
     assert manager.ensure_config(manager_config(emulator, paths), TEST_TOKEN)
     assert TEST_TOKEN not in paths.config_file.read_text()
@@ -235,6 +257,13 @@ def test_exec_start_reconciles_for_real(
 
 def test_replenisher_unit_passes_systemd_analyze_verify(manager: service.ManagerService) -> None:
     # The replenisher's unit as the charm installs it.
+    """The replenisher's unit passes systemd-analyze verify.
+
+    arrange: the replenisher's unit installed as the charm installs it.
+    act: run systemd-analyze verify on it.
+    assert: it exits 0 with no warning about the unit, which is a simple service restarted on
+        failure.
+    """
     manager.ensure_replenisher()
     paths = manager.paths
 
@@ -260,6 +289,13 @@ def test_replenisher_exec_start_fills_the_fleet_and_stops_on_sigterm(
     lxd_client: pylxd.Client,
 ) -> None:
     # The config and token files and the unit, as the charm writes them.
+    """The replenisher's ExecStart fills the fleet alone and stops cleanly on SIGTERM.
+
+    arrange: the config and token files and the replenisher unit as the charm writes them.
+    act: start the unit's ExecStart command, wait for an online runner, then send SIGTERM.
+    assert: one runner came online without any reconcile, the process exits 0, LXD holds exactly
+        that runner, and no report file is written.
+    """
     paths = manager.paths
     manager.ensure_config(manager_config(emulator, paths), TEST_TOKEN)
     manager.ensure_replenisher()

@@ -195,6 +195,12 @@ class Client:
 
 
 def test_every_served_route_is_in_the_description(validator: SpecValidator) -> None:
+    """Every route the emulator serves is an operation in GitHub's REST description.
+
+    arrange: an emulator and the validator loaded with GitHub's OpenAPI description.
+    act: walk the emulator's routes.
+    assert: each route's method and path template is an operation of the description.
+    """
     emu = Emulator(token=TOKEN)
     for route in Api(emu.state).routes:
         assert route.method.lower() in validator.spec["paths"].get(route.template, {}), (
@@ -242,12 +248,28 @@ def test_every_served_route_is_in_the_description(validator: SpecValidator) -> N
 def test_validator_rejects_wrong_shapes(
     validator: SpecValidator, template: str, method: str, status: int, body: Any
 ) -> None:
+    """The validator rejects bodies that break GitHub's schema.
+
+    arrange: one wrong body per case (bad enum, missing field, bad date-time, null, 422 without
+        documentation_url).
+    act: validate the body against its operation and status.
+    assert: the validator raises "does not conform", so the conformance test can fail.
+    """
     with pytest.raises(AssertionError, match="does not conform"):
         validator.validate(template, method.upper(), status, json.dumps(body).encode())
 
 
 @pytest.mark.parametrize("kind", ["repo", "org"])
 def test_bodies_conform(kind: str, emu: Emulator, validator: SpecValidator) -> None:
+    """Every emulator answer the charm relies on conforms to GitHub's schema.
+
+    arrange: an emulator on a repository or an organisation, behind a client that validates each
+        answer.
+    act: list, register, create JIT runners, run a job from queued to completed, delete, and
+        provoke the 401/403/404/409/422 errors.
+    assert: each answer has the expected status and conforms, and every expected operation and
+        status was validated.
+    """
     client = Client(emu, validator)
     if kind == "repo":
         scope, params = "/repos/{owner}/{repo}", {"owner": "conf-owner", "repo": "conf-repo"}

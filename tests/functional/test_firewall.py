@@ -121,6 +121,14 @@ def pid_start(instance: Any) -> tuple[int, str]:
 
 
 def test_denylist_is_applied_on_the_bridge(fw: firewall.Firewall, bridge: str) -> None:
+    """The denylist becomes an LXD network ACL on the bridge, in nftables as intended.
+
+    arrange: the bridge and a denylist of three networks.
+    act: apply the denylist.
+    assert: it reports a change; the ACL rejects the host, IPv6 and each network with no allow
+        rule; the bridge uses it with egress allowed by default and LXD's ingress default kept;
+        nftables rejects them after established replies and before the default.
+    """
     denylist = [NET("10.0.0.0/8"), NET("172.16.0.0/12"), NET("198.51.100.0/24")]
 
     changed = fw.apply(denylist)
@@ -149,6 +157,13 @@ def test_denylist_is_applied_on_the_bridge(fw: firewall.Firewall, bridge: str) -
 
 
 def test_lxd_baseline_keeps_dhcp_and_dns_to_the_host(fw: firewall.Firewall, bridge: str) -> None:
+    """DHCP and DNS to the host still work behind the ACL.
+
+    arrange: the bridge.
+    act: apply a denylist of 10.0.0.0/8.
+    assert: LXD's input chain accepts DNS (53 tcp/udp) and DHCP (67, 547) from the bridge before it
+        jumps to the ACL, and accepts only there.
+    """
     fw.apply([NET("10.0.0.0/8")])
 
     # What LXD accepts into the host before the ACL (what the firewall's docstring describes).
@@ -160,6 +175,12 @@ def test_lxd_baseline_keeps_dhcp_and_dns_to_the_host(fw: firewall.Firewall, brid
 
 
 def test_second_apply_changes_nothing(fw: firewall.Firewall, bridge: str) -> None:
+    """Applying the same denylist twice changes nothing the second time.
+
+    arrange: a denylist of 10.0.0.0/8 already applied.
+    act: apply it again.
+    assert: it reports no change and the nftables chain is the same.
+    """
     fw.apply([NET("10.0.0.0/8")])
     before = acl_chain(bridge)
 
@@ -169,6 +190,12 @@ def test_second_apply_changes_nothing(fw: firewall.Firewall, bridge: str) -> Non
 
 
 def test_empty_denylist_still_rejects_the_host(fw: firewall.Firewall, bridge: str) -> None:
+    """An empty denylist still keeps runners away from the host.
+
+    arrange: the bridge.
+    act: apply an empty denylist.
+    assert: the chain rejects the host's addresses and IPv6 and nothing else.
+    """
     fw.apply([])
 
     assert rejects(acl_chain(bridge), bridge)[1:] == ["::/0"]
@@ -179,6 +206,13 @@ def test_denylist_change_keeps_running_instances(
     fw: firewall.Firewall, bridge: str, container_on_bridge: Any
 ) -> None:
     # A running container on the bridge, which is guarded by a first denylist.
+    """Changing the denylist neither restarts nor unplugs a running instance.
+
+    arrange: a running container on the bridge guarded by a first denylist.
+    act: apply a different denylist.
+    assert: the rules now reject the new networks and not the old one; the container runs with the
+        same process start and its veth is still on the bridge.
+    """
     fw.apply([NET("10.0.0.0/8")])
     instance = container_on_bridge
     before = pid_start(instance)

@@ -136,6 +136,15 @@ def pool_info(pool: str) -> Any:
 def test_memory_pool_is_btrfs_in_the_tmpfs_and_survives_resize_and_reboot(
     storage_host: host.Host, launch_on: Callable[[str], Any], tmp_path: Path
 ) -> None:
+    """The memory pool is btrfs in a tmpfs; it grows under a runner and comes back after a reboot.
+
+    arrange: a host whose storage lives under a temporary directory, with mkfs.btrfs usable.
+    act: make the memory storage for 2 GiB, launch a runner, grow to 3 GiB, then delete the runner,
+        simulate a reboot and reconcile again.
+    assert: the pool is btrfs on a loop file in a 2 GiB tmpfs and a second call changes nothing;
+        the runner's root is a snapshot; growing resizes tmpfs, file and file system under the
+        running runner; after the reboot the pool is made again and a runner starts on it.
+    """
     assert storage_host.btrfs_usable(), "this machine lacks mkfs.btrfs or the kernel's btrfs"
     pool = storage_host.storage_pool
     ram = tmp_path / "storage" / "ram"
@@ -187,6 +196,13 @@ def test_memory_pool_is_btrfs_in_the_tmpfs_and_survives_resize_and_reboot(
 def test_juju_storage_pool_is_remounted_after_a_reboot(
     storage_host: host.Host, tmp_path: Path
 ) -> None:
+    """The Juju storage pool's file system is mounted again after a reboot, not made anew.
+
+    arrange: the runner storage made on Juju storage (a 2 GiB loop file).
+    act: simulate a reboot that unmounts it, then reconcile the storage again.
+    assert: the same file system (same fsid) is mounted again with its containers directory, and
+        the pool still points at it.
+    """
     assert storage_host.btrfs_usable(), "this machine lacks mkfs.btrfs or the kernel's btrfs"
     pool = storage_host.storage_pool
     juju = tmp_path / "storage" / "juju"

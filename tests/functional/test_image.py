@@ -350,7 +350,16 @@ def test_build_installs_the_packages_through_the_loopback_apt_proxy(
     repo_proxy: RepositoryProxy,
     launched: list[Any],
 ) -> None:
-    """The real script's apt path ran against the stub repository; the image has its effects."""
+    """The real build script installs the runner's packages through the loopback apt proxy.
+
+    arrange: the first build of an image from the build script, with apt going to a stub repository
+        behind a loopback proxy.
+    act: start a container from the stable alias, as a runner would, and inspect it.
+    assert: the image is under the stable and versioned aliases with no builder left; apt fetched
+        every stub package through the proxy; the packages, masked apt timers, users, groups,
+        docker drop-in, proxy settings and image version are in the container, and the build script
+        is gone.
+    """
     # The first build's image, published under the stable and a versioned alias.
     alias = stable_alias(config, InstanceType.CONTAINER)
     (built,) = first_build.images
@@ -420,7 +429,16 @@ def test_rebuild_moves_the_alias_atomically_and_prunes_old_versions(
     lxd_client: pylxd.Client,
     tmp_path: Path,
 ) -> None:
-    """Two more builds (the second through the command line, as systemd runs it)."""
+    """Two more builds move the alias atomically and keep only the newest two versions.
+
+    arrange: the first build's image, and a thread reading the stable alias during the second
+        build.
+    act: build a second time in process, then a third time through the command line as the image
+        service's ExecStart runs it.
+    assert: the alias always pointed at an image (the first or the second) and now at the newest;
+        after the second build both versions remain; the third prunes the first and leaves no
+        builder.
+    """
     alias = stable_alias(config, InstanceType.CONTAINER)
     (v1,) = first_build.images
     seen: set[str | None] = set()
@@ -487,7 +505,13 @@ def test_a_failing_step_fails_the_build_and_keeps_the_image(
     lxd_client: pylxd.Client,
     tmp_path: Path,
 ) -> None:
-    """A yq download that does not match its checksum stops the build; nothing is published."""
+    """A failing build step fails the build and keeps the published image.
+
+    arrange: a first build, then a config whose yq checksum cannot match.
+    act: build.
+    assert: the build fails with an image-build error naming the "installing yq" step; the alias
+        and versions are unchanged, no builder is left, and the log holds sha256sum's FAILED.
+    """
     config = ManagerConfig.model_validate(
         config_data(tmp_path, source_image, repo_proxy, yq_sha256={host_arch(): "0" * 64})
     )
@@ -511,7 +535,12 @@ def test_a_failing_step_fails_the_build_and_keeps_the_image(
 def test_a_command_outlasting_one_wait_slice_is_waited_for(
     adapter: PylxdClient, lxd_client: pylxd.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The build script runs far longer than one LXD call may: it is waited for in slices."""
+    """A command longer than one LXD wait slice is waited for in slices.
+
+    arrange: a running container and a wait slice of 1 second.
+    act: execute a command that sleeps 4 seconds and prints.
+    assert: it returns exit code 0 and the output after at least 4 seconds.
+    """
     monkeypatch.setattr(lxd_module, "WAIT_SLICE", 1.0)
     name = f"{PREFIX}-slices"
     lxd_client.instances.create(
@@ -532,7 +561,12 @@ def test_a_command_outlasting_one_wait_slice_is_waited_for(
 
 
 def test_a_remote_source_is_pulled_by_lxd(adapter: PylxdClient, lxd_client: pylxd.Client) -> None:
-    """A series name becomes an image-server pull; here the server (on loopback) is down."""
+    """A series name is pulled from the image server by LXD, and a failed pull leaves nothing.
+
+    arrange: an instance spec for the series "noble" from an image server on loopback that is down.
+    act: create the instance.
+    assert: an LxdError naming the instance is raised and no instance is left.
+    """
     name = f"{PREFIX}-remote"
     spec = InstanceSpec(
         name=name,
@@ -552,6 +586,13 @@ def test_a_remote_source_is_pulled_by_lxd(adapter: PylxdClient, lxd_client: pylx
 
 
 def test_image_units_pass_systemd_analyze_verify(tmp_path: Path, config: ManagerConfig) -> None:
+    """The image build's service and timer units pass systemd-analyze verify.
+
+    arrange: the image units rendered for a config, in a temporary systemd directory.
+    act: run systemd-analyze verify on both units.
+    assert: it exits 0 with no warning about them; the timer runs every 6 hours and is persistent;
+        the service runs build-image with this Python and a start timeout above the build timeout.
+    """
     paths = service.ManagerPaths.for_unit(
         "grt-imgtest",
         0,
