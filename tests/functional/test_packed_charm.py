@@ -172,7 +172,12 @@ def unpacked(machine: tuple[Any, PylxdClient]) -> tuple[Any, PylxdClient]:
 
 
 def test_the_image_has_the_distributions_openssl(machine: tuple[Any, PylxdClient]) -> None:
-    """The premise: the system pyOpenSSL is importable by /usr/bin/python3 (as on Ubuntu)."""
+    """The premise holds: the system pyOpenSSL is importable by /usr/bin/python3, as on Ubuntu.
+
+    arrange: a machine from the test image.
+    act: import OpenSSL with /usr/bin/python3 and print where it came from.
+    assert: it imports from /usr/lib/python3/dist-packages, so the next test can catch a leak.
+    """
     instance, adapter = machine
 
     result = sh(
@@ -184,6 +189,13 @@ def test_the_image_has_the_distributions_openssl(machine: tuple[Any, PylxdClient
 
 
 def test_the_charm_imports_as_dispatch_imports_it(unpacked: tuple[Any, PylxdClient]) -> None:
+    """The packed charm imports its own modules, as dispatch runs it, not the system's.
+
+    arrange: the packed charm unpacked in a machine, with a probe script beside src/charm.py.
+    act: run the probe with dispatch's command line and environment (PYTHONPATH=lib:venv).
+    assert: dispatch and the shebang are as expected; sys.path starts with src, lib and venv of the
+        charm, and every probed module came from the charm directory.
+    """
     instance, adapter = unpacked
     with zipfile.ZipFile(packed_charm()) as archive:
         dispatch = archive.read("dispatch").decode()
@@ -215,6 +227,15 @@ def test_the_charm_imports_as_dispatch_imports_it(unpacked: tuple[Any, PylxdClie
 def test_the_manager_runs_as_its_service_runs_it(
     unpacked: tuple[Any, PylxdClient], emulator: Emulator, tmp_path: Path
 ) -> None:
+    """The packed charm's manager runs as its systemd unit runs it.
+
+    arrange: the packed charm unpacked in a machine; the unit rendered for its charm directory, and
+        a config and token file pointing at the emulator.
+    act: run the unit's ExecStart command (its Python, module and environment) with --help, then
+        with check.
+    assert: help lists reconcile; check exits 0 with no runner online or busy, never shows the
+        token, and reached the emulator's runner listing.
+    """
     instance, adapter = unpacked
     paths = service.ManagerPaths.for_unit("github-runner", 0)
     manager = service.ManagerService(paths, REPOSITORY, python="/usr/bin/python3")

@@ -243,24 +243,47 @@ def write_tests(tmp_path: Path, cases: dict[str, Any]) -> Path:
 
 
 def test_check_rules():
+    """The alert rules pass promtool's check.
+
+    arrange: the charm's alert rules file.
+    act: run promtool check rules on it.
+    assert: it succeeds and counts every alert rule.
+    """
     result = run_promtool("check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules_by_alert())} rules found" in result.stdout
 
 
 def test_every_alert_has_a_unit_test():
+    """Every alert rule has at least one promtool test case.
+
+    arrange: the promtool test cases and the alert rules.
+    act: collect the alert names the cases check.
+    assert: they are exactly the rules' alert names.
+    """
     tested = {check["alertname"] for _, checks in CASES.values() for check in checks}
     assert tested == set(rules_by_alert())
 
 
 def test_alerts_fire_and_stay_quiet(tmp_path):
+    """The alerts fire on the bad series and stay quiet on the healthy ones.
+
+    arrange: the promtool test cases written to a file.
+    act: run promtool test rules on them.
+    assert: promtool reports SUCCESS.
+    """
     result = run_promtool("test", "rules", str(write_tests(tmp_path, CASES)))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
 
 def test_a_wrong_expectation_fails(tmp_path):
-    """The tests bite: promtool fails when the healthy unit is expected to alert."""
+    """The promtool tests bite: a wrong expectation fails.
+
+    arrange: the stale-report case's inputs, expecting the stale alert on the healthy unit.
+    act: run promtool test rules on it.
+    assert: promtool exits non-zero and reports FAILED.
+    """
     inputs, _ = CASES["stale"]
     wrong = {"stale": (inputs, [check("GithubRunnerReconciliationStale", "45m", unit(1))])}
     result = run_promtool("test", "rules", str(write_tests(tmp_path, wrong)))
@@ -280,7 +303,13 @@ def dashboard_promql() -> list[str]:
 
 
 def test_dashboard_promql_parses(tmp_path):
-    """Every Prometheus query of the dashboards parses, Grafana's variables filled in."""
+    """Every Prometheus query of the dashboards parses.
+
+    arrange: every dashboard PromQL expression with Grafana's variables filled in, as recording
+        rules.
+    act: run promtool check rules on them.
+    assert: there is at least one query and promtool accepts them all.
+    """
     exprs = dashboard_promql()
     assert exprs
     filled = [

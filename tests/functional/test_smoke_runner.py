@@ -119,6 +119,16 @@ def assert_no_listener(instance: Any) -> None:
 
 
 def test_registration_token_flow(emulator: Emulator, launch_container: Any) -> None:
+    """The real runner application registers with a token, runs one job with hooks, and exits.
+
+    arrange: the runner application in a container, job hooks enabled through .env, a registration
+        token from the emulator.
+    act: configure the runner as ephemeral with labels, start it, queue a job for its labels (any
+        case).
+    assert: it registers offline with the default and custom labels, goes online, runs the job
+        successfully with GitHub's variables and event, runs both hooks, exits 0 with no listener
+        left, and deregisters.
+    """
     control = emulator.control
     instance = launch_container(ports=(emulator.port,))
     arch_label = install_runner(emulator, instance)
@@ -183,6 +193,13 @@ def test_registration_token_flow(emulator: Emulator, launch_container: Any) -> N
 
 
 def test_jit_config_flow(emulator: Emulator, launch_container: Any) -> None:
+    """The real runner application starts from a JIT config, runs one job and deregisters.
+
+    arrange: the runner application in a container and a JIT config from the organisation.
+    act: start the runner with the JIT config and queue a job for its label.
+    assert: the job succeeds on that runner, the unit exits 0 with no listener left, and no runner
+        remains registered.
+    """
     control = emulator.control
     instance = launch_container(ports=(emulator.port,))
     install_runner(emulator, instance)
@@ -209,6 +226,14 @@ def test_jit_config_flow(emulator: Emulator, launch_container: Any) -> None:
 
 
 def test_failing_job_and_deleted_registration(emulator: Emulator, launch_container: Any) -> None:
+    """A failing job and a deleted registration both end the runner cleanly.
+
+    arrange: the runner application in a container, started from a JIT config.
+    act: queue a job that exits 7; then register another runner, start its listener and delete its
+        registration through the API.
+    assert: the job fails with exit code 7 and its output while the runner exits 0; the deleted
+        runner's listener exits 1 with the deletion in the journal, and no listener is left.
+    """
     control = emulator.control
     instance = launch_container(ports=(emulator.port,))
     install_runner(emulator, instance)
