@@ -58,7 +58,13 @@ def _repository(github_repo: GitHubRepo | None) -> GitHubRepo:
 async def test_runner_is_registered_and_named_after_the_unit(
     ops_test: Any, app: str, github_repo: GitHubRepo | None
 ):
-    """Arrange: the deployed charm. Act: check-runners. Assert: one idle runner of this unit."""
+    """The deployed charm's one runner is registered, idle, and named after the unit.
+
+    arrange: the charm deployed with one container runner.
+    act: run the check-runners action.
+    assert: one runner online, idle and not busy, named after the unit, with a runner version; on
+        real GitHub it is online with the default, application and container labels.
+    """
     results = await check_runners(ops_test, _unit(app))
 
     names = online_runners(results)
@@ -75,7 +81,12 @@ async def test_runner_is_registered_and_named_after_the_unit(
 
 
 async def test_runner_is_an_ephemeral_container_tagged_with_its_unit(ops_test: Any, app: str):
-    """The runner is an LXD container selected by its owner tag, which LXD deletes on stop."""
+    """The runner is an LXD container selected by its owner tag, which LXD deletes on stop.
+
+    arrange: the charm deployed with one container runner.
+    act: list the LXD instances tagged with the unit.
+    assert: exactly one, a running ephemeral container with a config hash.
+    """
     instances = await runner_instances(ops_test, _unit(app))
 
     assert len(instances) == 1, [instance["name"] for instance in instances]
@@ -87,7 +98,13 @@ async def test_runner_is_an_ephemeral_container_tagged_with_its_unit(ops_test: A
 
 
 async def test_runner_cannot_reach_the_host(ops_test: Any, app: str):
-    """Arrange: a web server on the host. Act: fetch it from a runner. Assert: refused."""
+    """A runner cannot reach a web server on its host.
+
+    arrange: a web server on the host that the host itself reaches on the bridge address, and curl
+        in the runner.
+    act: fetch the server from the runner.
+    assert: curl fails, so the firewall refused it.
+    """
     unit = _unit(app)
     await unit_exec(
         ops_test,
@@ -114,7 +131,13 @@ async def test_runner_cannot_reach_the_host(ops_test: Any, app: str):
 
 
 async def test_reconcile_runners_replaces_a_deleted_runner(ops_test: Any, app: str):
-    """Arrange: delete the runner behind the charm's back. Act: reconcile. Assert: delta +1."""
+    """reconcile-runners replaces a runner deleted behind the charm's back.
+
+    arrange: the one online runner's instance deleted with lxc.
+    act: run the reconcile-runners action.
+    assert: it completes with a container delta of +1, and a new runner other than the old one
+        comes online.
+    """
     unit = _unit(app)
     [old] = online_runners(await check_runners(ops_test, unit))
     await unit_exec(ops_test, unit, f"lxc delete --force {old}")
@@ -127,7 +150,12 @@ async def test_reconcile_runners_replaces_a_deleted_runner(ops_test: Any, app: s
 
 
 async def test_reconcile_runners_without_change(ops_test: Any, app: str):
-    """Arrange: one runner online, as configured. Act: reconcile. Assert: nothing changes."""
+    """reconcile-runners changes nothing when the fleet is as configured.
+
+    arrange: one runner online, as configured.
+    act: run the reconcile-runners action.
+    assert: it completes with a delta of 0 containers and 0 virtual machines.
+    """
     outcome = await run_action(ops_test, _unit(app), "reconcile-runners")
 
     assert outcome.status == "completed", outcome.message
@@ -138,7 +166,13 @@ async def test_reconcile_runners_without_change(ops_test: Any, app: str):
 
 
 async def test_flush_runners_replaces_the_idle_runner(ops_test: Any, app: str):
-    """Arrange: one idle runner. Act: flush-runners. Assert: it is replaced by a new one."""
+    """flush-runners replaces the idle runner.
+
+    arrange: one idle runner.
+    act: run the flush-runners action.
+    assert: it completes with a net delta of 0 (one removed, one created); the old instance is gone
+        and a new runner comes online.
+    """
     unit = _unit(app)
     [old] = online_runners(await check_runners(ops_test, unit))
 
@@ -152,7 +186,13 @@ async def test_flush_runners_replaces_the_idle_runner(ops_test: Any, app: str):
 
 
 async def test_scale_containers_up_and_down(ops_test: Any, app: str):
-    """Act: containers=2, then 1. Assert: two runners, then one; the status follows."""
+    """The fleet and the status follow the containers option up and down.
+
+    arrange: the charm with one container runner.
+    act: set containers to 2, then to 1.
+    assert: two runners online and "2/2 container runners", then one runner and "1/1 container
+        runners".
+    """
     unit = _unit(app)
 
     await _set_config(ops_test, app, {"containers": 2})
@@ -171,9 +211,12 @@ async def test_scale_containers_up_and_down(ops_test: Any, app: str):
 async def test_dispatched_job_runs_on_a_runner_of_the_unit(
     ops_test: Any, app: str, github_repo: GitHubRepo | None
 ):
-    """Act: dispatch the test workflow. Assert: it succeeds on this unit's runner.
+    """A dispatched job runs on this unit's runner, which a new runner then replaces.
 
-    A new runner then replaces the one that ran it, whose instance is gone.
+    arrange: the charm with one runner on a real GitHub repository.
+    act: dispatch the test workflow and wait for its job to complete.
+    assert: the job succeeds on a runner of this unit; a new runner comes online and the used
+        runner's instance is gone.
     """
     repo = _repository(github_repo)
     unit = _unit(app)
@@ -191,7 +234,13 @@ async def test_dispatched_job_runs_on_a_runner_of_the_unit(
 async def test_flush_runners_keeps_busy_runners_unless_told(
     ops_test: Any, app: str, github_repo: GitHubRepo | None
 ):
-    """Arrange: a busy runner. Act: flush, then flush busy=true. Assert: kept, then removed."""
+    """flush-runners keeps a busy runner, and removes it only with busy=true.
+
+    arrange: a runner busy with a long job.
+    act: run flush-runners, then flush-runners with busy=true.
+    assert: the first keeps the runner busy and the job in progress; the second removes it, the job
+        does not succeed, and a new runner comes online.
+    """
     repo = _repository(github_repo)
     unit = _unit(app)
     run_id = repo.dispatch(app, sleep=JOB_TIMEOUT)
@@ -217,7 +266,13 @@ async def test_flush_runners_keeps_busy_runners_unless_told(
 
 
 async def test_update_dependencies(ops_test: Any, app: str):
-    """Act: update-dependencies. Assert: it reports the runner version and whether it flushed."""
+    """update-dependencies reports the runner version and whether it flushed.
+
+    arrange: the charm with one runner.
+    act: run the update-dependencies action (it rebuilds the image first).
+    assert: it completes with a known runner version and a true/false flush, and a runner is online
+        afterwards.
+    """
     unit = _unit(app)
 
     # It rebuilds the runner image first: minutes, an hour at worst.
@@ -230,7 +285,12 @@ async def test_update_dependencies(ops_test: Any, app: str):
 
 
 async def test_invalid_config_blocks_and_recovers(ops_test: Any, app: str):
-    """Act: an invalid vm-memory, then a valid one. Assert: Blocked naming it, then active."""
+    """An invalid vm-memory blocks the unit naming it; a valid one makes it active again.
+
+    arrange: the charm active with one runner.
+    act: set vm-memory to "2GB", then to "2GiB".
+    assert: Blocked naming vm-memory and GiB, then active with its container runners.
+    """
     unit = _unit(app)
 
     await _set_config(ops_test, app, {"vm-memory": "2GB"})
@@ -244,7 +304,13 @@ async def test_invalid_config_blocks_and_recovers(ops_test: Any, app: str):
 
 
 async def test_rejected_token_blocks_and_recovers(ops_test: Any, app: str, options: Options):
-    """Act: a token GitHub rejects, then the good one. Assert: Blocked, then active."""
+    """A token GitHub rejects blocks the unit without removing runners; the good one recovers.
+
+    arrange: the charm active with one runner.
+    act: set a token GitHub rejects, then the good token again.
+    assert: Blocked with "GitHub rejected the token" and the runner kept, then active with 1/1
+        runners.
+    """
     unit = _unit(app)
 
     await _set_config(ops_test, app, {"token": REJECTED_TOKEN})
@@ -258,7 +324,12 @@ async def test_rejected_token_blocks_and_recovers(ops_test: Any, app: str, optio
 
 
 async def test_token_rotation(ops_test: Any, app: str, options: Options):
-    """Act: switch to the second token (--token-alt) and back. Assert: runners keep running."""
+    """Runners keep running when the token changes to a second one and back.
+
+    arrange: the charm active with one runner, and a second token (--token-alt; skipped without).
+    act: set the second token and flush, then set the first token again.
+    assert: the unit stays active with 1/1 runners and a runner comes online after the flush.
+    """
     if not options.token_alt:
         pytest.skip("no --token-alt given")
     unit = _unit(app)
@@ -277,10 +348,13 @@ async def test_token_rotation(ops_test: Any, app: str, options: Options):
 async def test_token_from_a_juju_secret(
     ops_test: Any, app: str, options: Options, controller_version: tuple[int, ...]
 ):
-    """Arrange: the token in a user secret. Act: grant it, rotate it. Assert: status follows.
+    """A token in a Juju user secret applies once granted; its rotations need no config change.
 
-    The charm is Blocked until the secret is granted, and a rotated secret applies without a
-    config change (Blocked for a rejected token, active again for the good one).
+    arrange: the token in a user secret (Juju 3.3 or later; skipped before).
+    act: point the token option at the secret, grant it, then update the secret to a rejected token
+        and back.
+    assert: Blocked asking for grant-secret, then active with one runner online; Blocked for the
+        rejected token; active again for the good one.
     """
     if controller_version[:2] < SECRETS_VERSION:
         pytest.skip(f"user secrets need Juju 3.3 or later (controller: {controller_version})")

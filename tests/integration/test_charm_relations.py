@@ -117,7 +117,13 @@ async def cos_agent(ops_test: Any, app: str, options: Options) -> str:
 async def test_cos_agent_receives_dashboards_alerts_and_the_scrape_job(
     ops_test: Any, app: str, cos_agent: str
 ):
-    """Assert: the agent's side of the relation holds the charm's whole cos-agent document."""
+    """The agent's side of the cos-agent relation holds the charm's whole document.
+
+    arrange: the charm related to a cos-agent charm.
+    act: wait for the relation's config data on the agent's side.
+    assert: it holds every dashboard, every Prometheus alert rule (plus cosl's host-health rules),
+        every Loki rule, and one scrape job for the unit's manager on 127.0.0.1.
+    """
     agent_unit = ops_test.model.applications[cos_agent].units[0].name
 
     data = await _wait_for_data(ops_test, agent_unit, "cos-agent", _unit(app), ("config",), 900)
@@ -143,7 +149,12 @@ async def test_cos_agent_receives_dashboards_alerts_and_the_scrape_job(
 async def test_prometheus_endpoint_answers_on_loopback_only(
     ops_test: Any, app: str, cos_agent: str
 ):
-    """Assert: the scrape target serves the runner gauges, bound to 127.0.0.1 alone."""
+    """The scrape target serves the runner gauges, bound to 127.0.0.1 alone.
+
+    arrange: the charm related to a cos-agent charm; the port taken from its scrape job.
+    act: fetch /metrics on the unit and list the sockets listening on that port.
+    assert: the metrics hold github_runner_runners, and the only listening address is 127.0.0.1.
+    """
     unit = _unit(app)
     agent_unit = ops_test.model.applications[cos_agent].units[0].name
     data = await relation_data(ops_test, agent_unit, "cos-agent", unit)
@@ -163,7 +174,13 @@ async def test_prometheus_endpoint_answers_on_loopback_only(
 async def test_metric_events_are_logged_once_cos_is_related(
     ops_test: Any, app: str, cos_agent: str
 ):
-    """Assert: with COS related, a new runner and each reconciliation are logged as events."""
+    """With COS related, a new runner and each reconciliation are logged as metric events.
+
+    arrange: the charm related to a cos-agent charm.
+    act: reconcile, which replaces the idle runner, and wait for the new runner's installed event.
+    assert: a runner_installed event names the new runner, a reconciliation event is logged, and
+        every event carries the application as its flavor.
+    """
     unit = _unit(app)
     # Relating COS changes the runners' configuration: the idle runner is replaced.
     await run_action(ops_test, unit, "reconcile-runners")
@@ -185,7 +202,13 @@ async def test_metric_events_are_logged_once_cos_is_related(
 async def test_job_metrics(
     ops_test: Any, app: str, cos_agent: str, github_repo: GitHubRepo | None
 ):
-    """Act: run a job. Assert: runner_start and runner_stop events name its runner."""
+    """A job's runner_start and runner_stop events name its runner.
+
+    arrange: the charm related to a cos-agent charm, on a repository (skipped for an organisation).
+    act: dispatch a job, wait for it to succeed, and wait for the events of its runner.
+    assert: runner_start and runner_stop name the runner, the stop event carries the job's success,
+        and a new runner comes online.
+    """
     if github_repo is None:
         pytest.skip("--path is an organisation: dispatching a workflow needs a repository")
     unit = _unit(app)
@@ -219,7 +242,13 @@ async def tmate(ops_test: Any, app: str, options: Options) -> dict[str, str]:
 
 
 async def test_tmate_server_reaches_new_runners(ops_test: Any, app: str, tmate: dict[str, str]):
-    """Assert: the relation replaces the idle runner by one whose environment names tmate."""
+    """The tmate relation replaces the idle runner by one whose environment names the tmate server.
+
+    arrange: the charm related to a tmate-ssh-server charm.
+    act: read /etc/environment of the online runners, reconciling until one has the settings or
+        time runs out.
+    assert: a runner's TMATE_ variables equal the relation's host, port and fingerprints.
+    """
     unit = _unit(app)
     expected = {
         "TMATE_SERVER_HOST": tmate["host"],
@@ -251,7 +280,13 @@ async def test_tmate_server_reaches_new_runners(ops_test: Any, app: str, tmate: 
 async def test_job_sees_the_tmate_server(
     ops_test: Any, app: str, tmate: dict[str, str], github_repo: GitHubRepo | None
 ):
-    """Act: run a job. Assert: its log shows the tmate server from the relation."""
+    """A job's log shows the tmate server from the relation.
+
+    arrange: the charm related to a tmate-ssh-server charm, on a repository (skipped for an
+        organisation).
+    act: dispatch a job and wait for it to complete.
+    assert: it succeeds and its log names the tmate server's host and port.
+    """
     if github_repo is None:
         pytest.skip("--path is an organisation: dispatching a workflow needs a repository")
 
