@@ -74,6 +74,14 @@ def rules_of(directory: Path) -> list[dict[str, Any]]:
     ],
 )
 def test_rule_files_parse_into_complete_alerts(directory, alerts):
+    """Each rule directory holds one file of complete alerts.
+
+    arrange: the Loki and the Prometheus rule directories.
+    act: parse the rule file of each.
+    assert: exactly github_runner.rules, with the expected alerts in order, each with an
+        expression, a duration, a known severity, a summary and a description, and no topology
+        label of its own.
+    """
     assert [p.name for p in directory.iterdir()] == ["github_runner.rules"]
     rules = rules_of(directory)
     assert [rule["alert"] for rule in rules] == alerts
@@ -89,6 +97,12 @@ def test_rule_files_parse_into_complete_alerts(directory, alerts):
 
 
 def test_alert_names_are_unique_across_backends():
+    """No alert name is used twice across Loki and Prometheus.
+
+    arrange: the Loki and the Prometheus rules.
+    act: collect their alert names.
+    assert: no name repeats.
+    """
     names = [rule["alert"] for rule in rules_of(LOKI_RULES) + rules_of(PROMETHEUS_RULES)]
     assert len(names) == len(set(names))
 
@@ -104,6 +118,14 @@ def _groupings(expr: str) -> set[str]:
 
 @pytest.mark.parametrize("rule", rules_of(LOKI_RULES), ids=lambda rule: rule["alert"])
 def test_loki_rule_reads_real_event_fields(rule):
+    """A Loki rule reads the event log file and the fields its events really have.
+
+    arrange: one Loki rule per case.
+    act: parse its LogQL into pipelines and groupings.
+    assert: it selects by filename alone with no dashboard variable, keeps the topology and unit
+        through its aggregations, and every label its annotations use survives and is a field of an
+        event it reads.
+    """
     expr = " ".join(rule["expr"].split())
     pipelines = check_logql(expr)
     for pipeline in pipelines:
@@ -122,6 +144,13 @@ def test_loki_rule_reads_real_event_fields(rule):
 
 @pytest.mark.parametrize("rule", rules_of(PROMETHEUS_RULES), ids=lambda rule: rule["alert"])
 def test_prometheus_rule_reads_exporter_metrics(rule):
+    """A Prometheus rule reads only the exporter's metrics and their labels.
+
+    arrange: one Prometheus rule per case.
+    act: collect the metric names of its expression and the labels its annotations use.
+    assert: every metric is an exporter metric (or up), every annotation label exists on them, and
+        no aggregation drops the topology.
+    """
     expr = rule["expr"]
     names = METRIC_NAME_RE.findall(expr)
     assert names or re.search(r"\bup\b", expr), expr
@@ -136,6 +165,13 @@ def test_prometheus_rule_reads_exporter_metrics(rule):
 
 
 def test_prometheus_access_error_rule_covers_the_configuration_kinds():
+    """The GitHub access-error alert covers the token, permission and path errors as critical.
+
+    arrange: the Prometheus rules.
+    act: pick GithubRunnerGitHubAccessError.
+    assert: its expression matches the token, permission and path kinds, and its severity is
+        critical.
+    """
     (rule,) = [
         r for r in rules_of(PROMETHEUS_RULES) if r["alert"] == "GithubRunnerGitHubAccessError"
     ]
@@ -162,7 +198,15 @@ def topology_fixture() -> JujuTopology:
     ],
 )
 def test_cosl_loads_the_rules_with_topology(query_type, directory, alerts, topology, monkeypatch):
-    """The cos-agent library loads these directories exactly like this."""
+    """The cos-agent library loads the rule directories and adds the Juju topology.
+
+    arrange: a Juju topology and one rule directory per case, in the repository root where cosl
+        looks for cos-tool.
+    act: load the directory with cosl's AlertRules.
+    assert: the same alerts in order, in groups named after the topology; each rule carries the
+        topology labels and keeps its severity; its expression gets the topology with cos-tool and
+        is unchanged without.
+    """
     monkeypatch.chdir(ROOT)  # where cosl looks for a cos-tool binary
     rules = AlertRules(query_type=query_type, topology=topology)
     rules.add_path(directory, recursive=True)

@@ -20,7 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("name", ["config.yaml", "actions.yaml", "metadata.yaml"])
 def test_no_metadata_file_beside_charmcraft_yaml(name: str) -> None:
-    """A leftover metadata file (one ops.testing wrote into the tree) makes charmcraft fail."""
+    """No metadata file lies beside charmcraft.yaml (charmcraft would refuse the project).
+
+    arrange: the repository root with charmcraft.yaml.
+    act: look for config.yaml, actions.yaml and metadata.yaml beside it.
+    assert: none exists (a test that wrote one into the tree would fail this).
+    """
     assert (ROOT / "charmcraft.yaml").is_file()
     assert not (ROOT / name).exists(), (
         f"{name} beside charmcraft.yaml: charmcraft refuses the project; keep the section in "
@@ -30,6 +35,12 @@ def test_no_metadata_file_beside_charmcraft_yaml(name: str) -> None:
 
 
 def test_platforms_are_multi_base_without_a_top_level_base() -> None:
+    """charmcraft.yaml builds for several bases through platforms only.
+
+    arrange: the parsed charmcraft.yaml.
+    act: read its base keys and platforms.
+    assert: no base or build-base at the top, and platforms for 22.04 and 24.04 on amd64 and arm64.
+    """
     project = yaml.safe_load((ROOT / "charmcraft.yaml").read_text(encoding="utf-8"))
 
     assert "base" not in project
