@@ -149,7 +149,6 @@ def run(argv: list[str], env: dict[str, str]) -> tuple[int, dict[str, Any], str]
 
 
 def test_rendered_units_pass_systemd_analyze_verify(manager: service.ManagerService) -> None:
-    # The units as the charm installs them, with real absolute paths.
     """The manager's service and timer units pass systemd-analyze verify.
 
     arrange: the manager's service and timer units installed as the charm installs them (10 min
@@ -207,7 +206,6 @@ def test_exec_start_reconciles_for_real(
     emulator: Emulator,
     lxd_client: pylxd.Client,
 ) -> None:
-    # The config and token files, and the units, as the charm writes them.
     """The service unit's ExecStart line reconciles a real fleet.
 
     arrange: the config and token files and the units as the charm writes them (the token not in
@@ -256,7 +254,6 @@ def test_exec_start_reconciles_for_real(
 
 
 def test_replenisher_unit_passes_systemd_analyze_verify(manager: service.ManagerService) -> None:
-    # The replenisher's unit as the charm installs it.
     """The replenisher's unit passes systemd-analyze verify.
 
     arrange: the replenisher's unit installed as the charm installs it.
@@ -288,7 +285,6 @@ def test_replenisher_exec_start_fills_the_fleet_and_stops_on_sigterm(
     emulator: Emulator,
     lxd_client: pylxd.Client,
 ) -> None:
-    # The config and token files and the unit, as the charm writes them.
     """The replenisher's ExecStart fills the fleet alone and stops cleanly on SIGTERM.
 
     arrange: the config and token files and the replenisher unit as the charm writes them.

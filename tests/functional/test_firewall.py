@@ -205,7 +205,6 @@ def test_empty_denylist_still_rejects_the_host(fw: firewall.Firewall, bridge: st
 def test_denylist_change_keeps_running_instances(
     fw: firewall.Firewall, bridge: str, container_on_bridge: Any
 ) -> None:
-    # A running container on the bridge, which is guarded by a first denylist.
     """Changing the denylist neither restarts nor unplugs a running instance.
 
     arrange: a running container on the bridge guarded by a first denylist.

@@ -86,7 +86,14 @@ def test_steady_update_status_runs_no_lxd_command(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    # A config-changed that converged, then the real host with a recording runner.
+    """A steady update-status runs no command; its status comes from the report.
+
+    arrange: a converged config-changed, then the real host with a recording command runner, and a
+        manager report of 1/1 virtual-machine runners.
+    act: run update-status.
+    assert: no command ran, the status is "1/1 virtual-machine runners", and only the one reconcile
+        of config-changed was started.
+    """
     converged = run(ctx, ctx.on.config_changed(), testing.State(config=VALID))
     assert manager.timer_active
     manager.report = make_report()
@@ -104,7 +111,12 @@ def test_steady_update_status_runs_no_lxd_command(
 def test_update_status_sees_a_new_secret_revision(
     ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
 ) -> None:
-    # Converged on the first revision of the token's secret.
+    """update-status picks up a new revision of the token's secret without a secret-changed.
+
+    arrange: converged on the first revision of the token's secret, then a newer revision.
+    act: run update-status (no secret-changed before it).
+    assert: the manager gets the new token.
+    """
     secret = testing.Secret(tracked_content={"token": "ghp_first"})
     config = {**VALID, "token": secret.id}
     converged = run(ctx, ctx.on.config_changed(), testing.State(config=config, secrets={secret}))
@@ -122,6 +134,12 @@ def test_update_status_sees_a_new_secret_revision(
 def test_update_status_converges_when_the_timer_stopped(
     ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
 ) -> None:
+    """update-status converges again when the manager's timer was stopped behind the charm's back.
+
+    arrange: a converged config-changed, then the timer found inactive.
+    act: run update-status.
+    assert: the host is ensured again and the timer is active.
+    """
     converged = run(ctx, ctx.on.config_changed(), testing.State(config=VALID))
     manager.timer_active = False  # e.g. someone ran systemctl disable
     fake_host.calls.clear()
@@ -135,6 +153,13 @@ def test_update_status_converges_when_the_timer_stopped(
 def test_update_status_retries_after_a_host_failure(
     ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
 ) -> None:
+    """update-status retries the host set-up that failed in config-changed.
+
+    arrange: a config-changed whose LXD set-up timed out (Maintenance), and the fault gone.
+    act: run update-status.
+    assert: the manager is configured with its timer active, and the status is no longer
+        Maintenance.
+    """
     fake_host.ensure_error = host.HostError("lxd waitready timed out")
     failed = run(ctx, ctx.on.config_changed(), testing.State(config=VALID))
     assert isinstance(failed.unit_status, ops.MaintenanceStatus)
@@ -150,6 +175,12 @@ def test_update_status_retries_after_a_host_failure(
 def test_update_status_with_a_config_never_converged_converges(
     ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
 ) -> None:
+    """update-status converges a config that never converged.
+
+    arrange: a valid config with no event handled yet.
+    act: run update-status.
+    assert: the host is ensured and the manager is configured.
+    """
     run(ctx, ctx.on.update_status(), testing.State(config=VALID))
 
     assert "ensure_lxd" in fake_host.calls
@@ -162,6 +193,12 @@ def test_update_status_with_a_config_never_converged_converges(
 def test_remove_after_a_stop_that_flushed_does_not_flush_again(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """remove after a stop whose flush worked does not flush again.
+
+    arrange: a configured manager and a stop that flushed every runner.
+    act: run remove.
+    assert: only the stop's flush ran; the images and the manager's files are removed.
+    """
     manager.preconfigured = True
     stopped = run(ctx, ctx.on.stop(), testing.State(config=VALID))
     assert manager.runs == [["flush", "--busy", "--no-reconcile"]]
@@ -176,6 +213,12 @@ def test_remove_after_a_stop_that_flushed_does_not_flush_again(
 def test_remove_after_a_stop_whose_flush_failed_flushes_again(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """remove flushes again when the stop's flush failed.
+
+    arrange: a configured manager whose first flush fails (LXD down) and second succeeds; stop ran.
+    act: run remove.
+    assert: the flush ran twice.
+    """
     manager.preconfigured = True
     manager.results["flush"] = [
         service.ManagerResult(4, {"errors": [{"kind": "lxd", "message": "LXD is down"}]}),
@@ -227,7 +270,14 @@ def test_writing_the_manager_files_fails_with_a_status_and_retries(
     code: int,
     reason: str,
 ) -> None:
-    # The file system refuses every write of the manager's files, until repaired.
+    """A file system refusing the manager's files gives a status, and the next event converges.
+
+    arrange: the real manager service whose atomic writes fail with ENOSPC, EROFS or EIO until
+        repaired.
+    act: run config-changed; then repair the fault and run update-status.
+    assert: Maintenance naming the file, the reason and "retrying", without the token; then the
+        config and token files are written and the status is no longer Maintenance.
+    """
     faulty = [True]
     atomic_write = service.atomic_write
 
@@ -263,6 +313,12 @@ def test_writing_the_manager_files_fails_with_a_status_and_retries(
 def test_config_directory_that_is_a_file_gives_a_status(
     real_ctx: testing.Context, real_manager: service.ManagerService
 ) -> None:
+    """A file where the manager's config directory belongs gives a status naming it.
+
+    arrange: a plain file at the manager's config directory path.
+    act: run config-changed.
+    assert: Maintenance naming the config directory.
+    """
     real_manager.paths.config_dir.parent.mkdir(parents=True)
     real_manager.paths.config_dir.write_text("not a directory")
 
@@ -278,7 +334,12 @@ def test_missing_templates_give_a_status(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    # A charm directory without templates/ (a damaged or partial charm).
+    """A charm directory without templates gives a status asking for juju refresh.
+
+    arrange: the real manager service on a charm directory without templates/ (a damaged charm).
+    act: run config-changed.
+    assert: Maintenance naming the templates and "juju refresh".
+    """
     paths = service.ManagerPaths.for_unit(
         "github-runner",
         0,
@@ -311,6 +372,12 @@ def test_lxc_output_that_is_not_json_gives_a_status(
     tmp_path: Path,
     output: str,
 ) -> None:
+    """lxc output that is not JSON gives a status, not a traceback.
+
+    arrange: the real host whose lxc answers with HTML, broken YAML, plain text or broken JSON.
+    act: run config-changed.
+    assert: Maintenance naming lxc, and the manager is not configured.
+    """
     runner = RecordingRunner({"lxc": output, "lxd waitready": ""})
     monkeypatch.setattr(charm.host, "Host", lambda app=None: real_host(tmp_path, runner, app))
     ctx = testing.Context(charm.GithubRunnerCharm)
@@ -337,6 +404,13 @@ def test_lxc_output_that_is_not_json_gives_a_status(
 def test_token_that_is_not_a_secret_uri_is_never_echoed(
     ctx: testing.Context, caplog: pytest.LogCaptureFixture, value: str
 ) -> None:
+    """A token that is not a secret URI blocks without echoing the token.
+
+    arrange: token values that look like secret URIs wrapping a token.
+    act: run config-changed with debug logging.
+    assert: Blocked naming the token as not a valid Juju secret URI; neither the token nor its last
+        12 characters appear in the status, the logs or the Juju log.
+    """
     caplog.set_level(logging.DEBUG)
 
     out = run(ctx, ctx.on.config_changed(), testing.State(config={**VALID, "token": value}))
@@ -354,6 +428,12 @@ def test_token_that_is_not_a_secret_uri_is_never_echoed(
     "url", ["https://github.com:0", "https://github.com:99999", "https://github.com:port"]
 )
 def test_github_url_with_an_invalid_port_blocks(ctx: testing.Context, url: str) -> None:
+    """A github-url with an invalid port blocks the unit naming the option.
+
+    arrange: github-url with port 0, 99999 or a word.
+    act: run config-changed.
+    assert: Blocked with a message starting "github-url: " that mentions the port.
+    """
     out = run(ctx, ctx.on.config_changed(), testing.State(config={**VALID, "github-url": url}))
 
     assert isinstance(out.unit_status, ops.BlockedStatus)
