@@ -27,6 +27,12 @@ VALID = {"path": "test-org", "token": TOKEN}
 
 
 def test_config_accepts_parsed_values() -> None:
+    """The charm config keeps already parsed values.
+
+    arrange: labels, a denylist and the path as parsed values, and no mirror.
+    act: build a CharmConfig.
+    assert: the labels stay a tuple, the denylist holds an IPv4 network, and the mirror is None.
+    """
     config = CharmConfig(
         labels=("a", "b"),
         denylist=("10.0.0.0/8",),
@@ -41,11 +47,23 @@ def test_config_accepts_parsed_values() -> None:
 
 @pytest.mark.parametrize("mirror", ["https://mirror:99999", 'https://mirror/"x"'])
 def test_mirror_with_bad_port_or_quote_is_refused(mirror: str) -> None:
+    """A dockerhub mirror with a bad port or a quote is refused.
+
+    arrange: a mirror URL with port 99999 or a quote in its path.
+    act: build a CharmConfig with it.
+    assert: a validation error names dockerhub_mirror.
+    """
     with pytest.raises(pydantic.ValidationError, match="dockerhub_mirror"):
         CharmConfig(dockerhub_mirror=mirror)
 
 
 def test_empty_mirror_is_none() -> None:
+    """A blank dockerhub mirror means no mirror.
+
+    arrange: a mirror of blanks.
+    act: build a CharmConfig with it.
+    assert: the mirror is None.
+    """
     assert CharmConfig(dockerhub_mirror="  ").dockerhub_mirror is None
 
 
@@ -53,14 +71,32 @@ def test_empty_mirror_is_none() -> None:
     "token", ["secret:d0cjmmnmp25c7bcvv6p0", "secret://f1e2d3c4-aaaa/d0cjmmnmp25c7bcvv6p0"]
 )
 def test_secret_uris_are_accepted(token: str) -> None:
+    """Juju secret URIs are accepted as the token.
+
+    arrange: a short and a full secret URI.
+    act: build a CharmConfig with each as the token.
+    assert: the token is kept as given.
+    """
     assert CharmConfig(token=token).token == token
 
 
 def test_token_is_not_in_the_config_repr() -> None:
+    """The token never shows in the config's repr.
+
+    arrange: a CharmConfig with a token.
+    act: take its repr.
+    assert: the token is not in it.
+    """
     assert TOKEN not in repr(CharmConfig(token=TOKEN))
 
 
 def test_proxy_from_lowercase_environment() -> None:
+    """The model proxy is read from lower-case environment names too.
+
+    arrange: lower-case juju_charm_https_proxy and juju_charm_no_proxy.
+    act: read the proxy config from that environment.
+    assert: it holds the https proxy and no_proxy and counts as configured.
+    """
     proxy = ProxyConfig.from_environment(
         {"juju_charm_https_proxy": "https://proxy:3128", "juju_charm_no_proxy": "localhost"}
     )
@@ -70,10 +106,22 @@ def test_proxy_from_lowercase_environment() -> None:
 
 
 def test_no_proxy_alone_is_not_a_proxy() -> None:
+    """NO_PROXY alone is not a configured proxy.
+
+    arrange: an environment with only JUJU_CHARM_NO_PROXY.
+    act: read the proxy config from it.
+    assert: it is not configured.
+    """
     assert not ProxyConfig.from_environment({"JUJU_CHARM_NO_PROXY": "localhost"}).configured
 
 
 def test_proxy_error_never_shows_credentials() -> None:
+    """An invalid model proxy's error names the setting without its credentials.
+
+    arrange: an HTTP proxy URL with a password and an invalid port.
+    act: read the proxy config from it.
+    assert: an InvalidConfigError names juju-http-proxy and does not show the password.
+    """
     with pytest.raises(InvalidConfigError) as error:
         ProxyConfig.from_environment({"JUJU_CHARM_HTTP_PROXY": "http://user:hunter2@proxy:x"})
 
@@ -82,6 +130,12 @@ def test_proxy_error_never_shows_credentials() -> None:
 
 
 def test_application_name_too_long_for_runner_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An application name too long for runner names blocks the unit.
+
+    arrange: an application named with 60 characters, fake host and manager.
+    act: run config-changed.
+    assert: Blocked, the manager refusing the configuration for name_prefix.
+    """
     monkeypatch.setattr(charm.host, "Host", FakeHost)
     monkeypatch.setattr(
         charm.service, "ManagerService", lambda paths, charm_dir: FakeManagerService(paths)
@@ -112,6 +166,12 @@ def make_state(**config: Any) -> charm_state.CharmState:
 
 
 def test_required_storage_counts_every_runner() -> None:
+    """The required storage counts every runner's disk.
+
+    arrange: a state with 2 containers, 3 virtual machines and 1 GiB disks.
+    act: read its runner count and required storage.
+    assert: 5 runners and 5 GiB.
+    """
     state = make_state(containers=2, virtual_machines=3, vm_disk="1GiB")
 
     assert state.runner_count == 5
@@ -119,12 +179,24 @@ def test_required_storage_counts_every_runner() -> None:
 
 
 def test_required_storage_without_runners_is_one_disk() -> None:
+    """With no runners, the required storage is still one disk.
+
+    arrange: a state with no runners and 2 GiB disks.
+    act: read its required storage.
+    assert: 2 GiB.
+    """
     state = make_state(containers=0, virtual_machines=0, vm_disk="2GiB")
 
     assert state.required_storage == 2 * 1024**3
 
 
 def test_manager_config_names_the_group_for_organisations() -> None:
+    """The manager's config carries the runner group of an organisation and the storage pool.
+
+    arrange: a state for an organisation with the group gpu-runners.
+    act: build the manager's config with a storage pool.
+    assert: the path is the organisation, the group is gpu-runners, and the pool is set.
+    """
     state = make_state(group="gpu-runners")
 
     config = state.manager_config(
@@ -137,6 +209,12 @@ def test_manager_config_names_the_group_for_organisations() -> None:
 
 
 def test_naive_report_times_count_as_utc() -> None:
+    """Report times without a time zone count as UTC.
+
+    arrange: a report started and finished two hours ago, in naive UTC times.
+    act: derive the status from it.
+    assert: Waiting (the report is stale), so the times were not read as local times.
+    """
     now = datetime.datetime.now(datetime.timezone.utc)
     naive = now.replace(tzinfo=None) - datetime.timedelta(hours=2)
     report = make_report(started_at=naive, finished_at=naive)
@@ -147,6 +225,12 @@ def test_naive_report_times_count_as_utc() -> None:
 
 
 def test_report_without_finish_uses_its_start() -> None:
+    """A report without a finish time is dated by its start.
+
+    arrange: a fresh report with no finish time.
+    act: derive the status from it.
+    assert: Active.
+    """
     report = make_report(finished_at=None)
 
     status = charm._report_status(report, make_state())
@@ -155,6 +239,13 @@ def test_report_without_finish_uses_its_start() -> None:
 
 
 def test_default_host_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host's default helpers call snap, apt and the disk check as expected.
+
+    arrange: snap's ensure_installed and apt's add_package replaced by recorders.
+    act: install the lxd snap on a channel and the lxd deb, and read a directory's disk total.
+    assert: snap got the channel without update, apt updated its cache, and the disk total is
+        positive.
+    """
     calls: list[tuple[Any, ...]] = []
     monkeypatch.setattr(host.snap, "ensure_installed", lambda *a, **kw: calls.append((a, kw)))
     monkeypatch.setattr(host.apt, "add_package", lambda *a, **kw: calls.append((a, kw)))
