@@ -447,6 +447,12 @@ DASHBOARD_FILES = [
 
 
 def test_only_the_two_dashboards():
+    """The dashboards directory holds only the two dashboards.
+
+    arrange: the grafana_dashboards directory.
+    act: list its files.
+    assert: exactly metrics.json and metrics_longterm.json.
+    """
     assert sorted(path.name for path in DASHBOARDS.iterdir()) == [
         "metrics.json",
         "metrics_longterm.json",
@@ -455,6 +461,12 @@ def test_only_the_two_dashboards():
 
 @pytest.mark.parametrize("name,title,time_from,rows,titles", DASHBOARD_CASES)
 def test_dashboard_titles(name, title, time_from, rows, titles):
+    """Each dashboard has its title, time range, rows and panels in order.
+
+    arrange: one dashboard per case with its expected title, time range, rows and panel titles.
+    act: load it.
+    assert: the title, the time range to now, the row titles and the panel titles are as expected.
+    """
     dashboard = load(name)
     assert dashboard["title"] == title
     assert dashboard["time"] == {"from": time_from, "to": "now"}
@@ -463,12 +475,26 @@ def test_dashboard_titles(name, title, time_from, rows, titles):
 
 
 def test_dashboard_uids_are_stable_and_distinct():
+    """The dashboards' uids are fixed and differ.
+
+    arrange: the two dashboards.
+    act: load them.
+    assert: the uids are github-runner-metrics and github-runner-metrics-longterm.
+    """
     assert load("metrics.json")["uid"] == "github-runner-metrics"
     assert load("metrics_longterm.json")["uid"] == "github-runner-metrics-longterm"
 
 
 @pytest.mark.parametrize("name", DASHBOARD_FILES)
 def test_template_variables(name):
+    """Each dashboard's variables pick the datasources and filter by the Juju topology.
+
+    arrange: one dashboard per case.
+    act: load its template variables.
+    assert: Loki and Prometheus datasource variables; each topology variable is a multi-value Loki
+        query of its label with .* for all and a valid stream selector; metrics.json has a
+        repository text box defaulting to .*.
+    """
     dashboard = load(name)
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["lokids"]["type"] == "datasource"
@@ -497,6 +523,14 @@ def check_stream_selector(query: str) -> None:
 
 @pytest.mark.parametrize("name", DASHBOARD_FILES)
 def test_every_target_names_a_datasource_variable(name):
+    """Every panel query names a datasource variable of the right kind.
+
+    arrange: one dashboard per case.
+    act: walk its panels and their targets.
+    assert: each panel uses the Loki, Prometheus or mixed datasource and has queries with distinct
+        refIds; each target names the Loki or Prometheus variable with its type, the panel's own
+        unless mixed.
+    """
     dashboard = load(name)
     kinds = {LOKI_DS: "loki", PROMETHEUS_DS: "prometheus"}
     for panel in panels(dashboard):
@@ -516,6 +550,13 @@ def test_every_target_names_a_datasource_variable(name):
 
 @pytest.mark.parametrize("name", DASHBOARD_FILES)
 def test_loki_queries_read_the_metrics_log_events(name):
+    """Every Loki query of the metrics log filters by every topology variable.
+
+    arrange: one dashboard per case, its Loki queries other than the job logs.
+    act: check each query's LogQL pipelines.
+    assert: there are queries, each pipeline is valid and matches every topology label on its
+        variable.
+    """
     exprs = [e for e in loki_exprs(load(name)) if str(JOB_LOG_DIR) not in e]
     assert exprs
     for expr in exprs:
@@ -528,6 +569,13 @@ def test_loki_queries_read_the_metrics_log_events(name):
 
 @pytest.mark.parametrize("name", DASHBOARD_FILES)
 def test_prometheus_queries_use_exporter_metrics(name):
+    """Every Prometheus query reads exporter metrics by topology and groups by known labels.
+
+    arrange: one dashboard per case, its Prometheus queries.
+    act: collect each query's metric names and groupings.
+    assert: there are queries; every metric is an exporter metric filtered by every topology
+        variable, and every grouping label exists on the stream or the metrics.
+    """
     exprs = prometheus_exprs(load(name))
     assert exprs
     for expr in exprs:
@@ -545,6 +593,12 @@ def test_prometheus_queries_use_exporter_metrics(name):
 
 @pytest.mark.parametrize("name", DASHBOARD_FILES)
 def test_layout(name):
+    """Each dashboard's panels have distinct ids and do not overlap on the grid.
+
+    arrange: one dashboard per case.
+    act: place every panel's grid cells.
+    assert: ids are distinct, panels fit in 24 columns and never overlap, and no row is collapsed.
+    """
     dashboard = load(name)
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
@@ -564,6 +618,12 @@ def test_layout(name):
 
 
 def test_jobs_row_is_filtered_by_repository():
+    """Every query of the Jobs row filters by the repository variable.
+
+    arrange: the Jobs row of metrics.json.
+    act: parse each target's log pipelines.
+    assert: each filters on repo with the repository variable.
+    """
     jobs = rows_of(load("metrics.json"))["Jobs"]
     for panel in jobs:
         for target in panel["targets"]:
@@ -577,7 +637,14 @@ JOB_LOG_LABELS = {field.name for field in dataclasses.fields(JobLabels)}
 
 
 def test_job_logs_row_reads_the_labelled_job_files():
-    """The Job Logs row selects the job files and filters only on labels the files carry."""
+    """The Job Logs row selects the job files and filters only on labels the files carry.
+
+    arrange: the Job Logs row of metrics.json.
+    act: parse its table and logs panels' queries.
+    assert: a Loki table and logs panel select the job log files by topology, extract only the job
+        labels and filter on them; the logs panel prints the line, the table sums and links to a
+        job's logs.
+    """
     row = rows_of(load("metrics.json"))["Job Logs"]
     assert [panel["type"] for panel in row] == ["table", "logs"]
     for panel in row:
@@ -603,6 +670,12 @@ def test_job_logs_row_reads_the_labelled_job_files():
 
 
 def test_job_log_variables_default_to_everything():
+    """The job log variables are text boxes that match everything by default.
+
+    arrange: the template variables of metrics.json.
+    act: read conclusion and job_id.
+    assert: both are text boxes with the query .*.
+    """
     variables = {v["name"]: v for v in load("metrics.json")["templating"]["list"]}
     for name in ("conclusion", "job_id"):
         assert variables[name]["type"] == "textbox"
@@ -610,12 +683,24 @@ def test_job_log_variables_default_to_everything():
 
 
 def test_fleet_row_is_prometheus():
+    """The Fleet row's panels read Prometheus.
+
+    arrange: the Fleet row of metrics.json.
+    act: read each panel's datasource.
+    assert: every one is the Prometheus variable.
+    """
     for panel in rows_of(load("metrics.json"))["Fleet"]:
         assert panel["datasource"]["uid"] == PROMETHEUS_DS, panel["title"]
 
 
 def test_version_lag_panel_marks_the_alert_threshold():
-    """The lag panel turns red where GithubRunnerVersionOutdated fires (14 days)."""
+    """The version lag panel turns red where GithubRunnerVersionOutdated fires (14 days).
+
+    arrange: metrics.json.
+    act: find the Runner Version Lag panel.
+    assert: it reads the newer-version age and the outdated runners, and its last threshold is red
+        at 14 days.
+    """
     lag = next(p for p in panels(load("metrics.json")) if p["title"] == "Runner Version Lag")
     exprs = [target["expr"] for target in lag["targets"]]
     assert any("github_runner_newer_version_available_seconds" in e for e in exprs)
@@ -625,6 +710,12 @@ def test_version_lag_panel_marks_the_alert_threshold():
 
 
 def test_percentile_panels_show_p50_p95_p99_max():
+    """The percentile panels show p50, p95, p99 and max in seconds.
+
+    arrange: metrics.json.
+    act: read every panel titled "(Percentile)".
+    assert: its queries are quantiles 0.5, 0.95 and 0.99 and a max, in seconds.
+    """
     dashboard = load("metrics.json")
     for panel in panels(dashboard):
         if not panel["title"].endswith("(Percentile)"):
@@ -645,6 +736,12 @@ def test_percentile_panels_show_p50_p95_p99_max():
 
 
 def test_spawn_stages_panel_covers_every_stage():
+    """The spawn stages panel covers every stage of a runner's start.
+
+    arrange: metrics.json and the stages of the SpawnStages model.
+    act: collect the fields the Runner Spawn panel unwraps and its quantiles.
+    assert: one unwrapped field per stage, register included, at quantiles 0.5 and 0.95.
+    """
     (panel,) = [p for p in panels(load("metrics.json")) if p["title"].startswith("Runner Spawn")]
     unwrapped = {
         pipeline.unwrap
@@ -661,6 +758,13 @@ def test_spawn_stages_panel_covers_every_stage():
 
 
 def test_rate_limit_panel_has_both_sources():
+    """The rate-limit panel reads both Loki and Prometheus.
+
+    arrange: metrics.json.
+    act: find the GitHub Rate-Limit Remaining panel.
+    assert: it uses the mixed datasource with one Loki and one Prometheus target, reading
+        rate_limit_remaining and github_runner_rate_limit_remaining.
+    """
     (panel,) = [
         p for p in panels(load("metrics.json")) if p["title"] == "GitHub Rate-Limit Remaining"
     ]
@@ -672,6 +776,13 @@ def test_rate_limit_panel_has_both_sources():
 
 
 def test_queue_share_panel_is_a_percentage():
+    """The queue share panel is the percentage of jobs queued under 60 seconds.
+
+    arrange: metrics_longterm.json.
+    act: find the panel about 60 seconds and parse its query.
+    assert: its unit is percent, its query starts with "100 * " and keeps queue durations from 0 to
+        under 60.
+    """
     (panel,) = [p for p in panels(load("metrics_longterm.json")) if "60 Seconds" in p["title"]]
     (target,) = panel["targets"]
     assert panel["fieldConfig"]["defaults"]["unit"] == "percent"
@@ -685,6 +796,13 @@ def test_queue_share_panel_is_a_percentage():
 
 
 def test_json_labels_flatten_nested_fields():
+    """The event model reading flattens nested fields and tells numbers from text.
+
+    arrange: the RunnerInstalled and RunnerStop event models.
+    act: read their JSON labels and prefixes.
+    assert: stages_boot and duration are numbers and runner is not; RunnerStop has the status_info_
+        prefix and RunnerInstalled none.
+    """
     labels, prefixes = json_labels(metrics.RunnerInstalled)
     assert labels["stages_boot"] is True
     assert labels["duration"] is True
@@ -727,7 +845,13 @@ def _flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 @pytest.mark.parametrize("event", sorted(event_models()))
 def test_json_labels_match_the_written_lines(event, tmp_path):
-    """The model reading above agrees with the lines the metrics log really holds."""
+    """The event model reading agrees with the lines the metrics log really holds.
+
+    arrange: one sample event per event model.
+    act: write it to a metrics log and flatten the written line.
+    assert: the written fields are the labels the model reading gives, with the same number or text
+        kinds.
+    """
     log = metrics.MetricsLog(tmp_path / "metrics.log")
     log.issue(_sample(event_models()[event]))  # type: ignore[arg-type]
     (line,) = (tmp_path / "metrics.log").read_text().splitlines()
@@ -809,5 +933,12 @@ def test_json_labels_match_the_written_lines(event, tmp_path):
     ],
 )
 def test_check_logql_rejects(expr, error):
+    """The LogQL checker rejects each kind of wrong query.
+
+    arrange: one wrong query per case (another file, no json, renamed or text field, no error
+        filter, unknown filter, event or grouping, grouped sum, per-line series, placeholder).
+    act: check it.
+    assert: an AssertionError with the case's reason, so the dashboard tests can fail.
+    """
     with pytest.raises(AssertionError, match=re.escape(error)):
         check_logql(expr)
