@@ -114,6 +114,13 @@ def destinations(lxd: FakeLxd, acl: str = "github-runner") -> list[str]:
 
 
 def test_first_apply_creates_the_acl_and_attaches_it(fw: firewall.Firewall, lxd: FakeLxd) -> None:
+    """The first apply creates the ACL and attaches it to the bridge, egress allowed by default.
+
+    arrange: a fake LXD with the bridge and no ACL.
+    act: apply a denylist of 10.0.0.0/8.
+    assert: it reports a change; LXD got the ACL's create and edit and the bridge's set of the ACL
+        with the egress default allow; the ingress default stays LXD's.
+    """
     changed = fw.apply([NET("10.0.0.0/8")])
 
     assert changed
@@ -136,6 +143,13 @@ def test_first_apply_creates_the_acl_and_attaches_it(fw: firewall.Firewall, lxd:
 def test_rules_reject_the_host_ipv6_and_each_denylisted_network(
     fw: firewall.Firewall, lxd: FakeLxd
 ) -> None:
+    """The ACL rejects the host, IPv6 and each denylisted network, in that order.
+
+    arrange: a fake LXD with the bridge and a host with two addresses.
+    act: apply a denylist of three private networks.
+    assert: the egress rules reject the host's addresses, ::/0 and each network with its
+        description; no ingress rule; the ACL carries its description.
+    """
     fw.apply([NET("10.0.0.0/8"), NET("172.16.0.0/12"), NET("192.168.0.0/16")])
 
     acl = lxd.acls["github-runner"]
@@ -176,13 +190,25 @@ def test_rules_reject_the_host_ipv6_and_each_denylisted_network(
 
 
 def test_empty_denylist_still_protects_the_host(fw: firewall.Firewall, lxd: FakeLxd) -> None:
+    """An empty denylist still rejects the host and IPv6.
+
+    arrange: a fake LXD with the bridge.
+    act: apply an empty denylist.
+    assert: it reports a change and the rules reject only the host's addresses and ::/0.
+    """
     assert fw.apply([])
 
     assert destinations(lxd) == ["10.1.2.1,192.0.2.2", "::/0"]
 
 
 def test_network_holding_the_host_is_not_split(fw: firewall.Firewall, lxd: FakeLxd) -> None:
-    # The bridge address 10.1.2.1 is inside the denylisted 10.0.0.0/8.
+    """A denylisted network that holds the host is rejected whole, not split around the host.
+
+    arrange: the bridge address 10.1.2.1, inside the denylisted 10.0.0.0/8.
+    act: apply the denylist.
+    assert: the rules reject the host, ::/0 and the whole 10.0.0.0/8, and none allows (DHCP and DNS
+        stay open through LXD's baseline).
+    """
     fw.apply([NET("10.0.0.0/8")])
 
     rules = lxd.acls["github-runner"]["egress"]
@@ -193,6 +219,13 @@ def test_network_holding_the_host_is_not_split(fw: firewall.Firewall, lxd: FakeL
 
 
 def test_second_apply_changes_nothing(fw: firewall.Firewall, lxd: FakeLxd) -> None:
+    """A second apply of the same denylist only reads.
+
+    arrange: a denylist already applied, and the command log cleared.
+    act: apply it again.
+    assert: no change reported, no write, and only the bridge, the host's addresses and the ACL
+        were read.
+    """
     fw.apply([NET("10.0.0.0/8")])
     lxd.commands.clear()
 
@@ -208,6 +241,13 @@ def test_second_apply_changes_nothing(fw: firewall.Firewall, lxd: FakeLxd) -> No
 
 
 def test_denylist_change_rewrites_only_the_rules(fw: firewall.Firewall, lxd: FakeLxd) -> None:
+    """A denylist change rewrites only the ACL's rules.
+
+    arrange: a denylist of 10.0.0.0/8 applied, and the command log cleared.
+    act: apply it with 203.0.113.0/24 added.
+    assert: a change is reported, the only write is the ACL's edit, and the rules end with both
+        networks.
+    """
     fw.apply([NET("10.0.0.0/8")])
     lxd.commands.clear()
 
@@ -219,12 +259,25 @@ def test_denylist_change_rewrites_only_the_rules(fw: firewall.Firewall, lxd: Fak
 
 
 def test_duplicate_networks_give_one_rule(fw: firewall.Firewall, lxd: FakeLxd) -> None:
+    """A network listed twice gives one rule.
+
+    arrange: a fake LXD with the bridge.
+    act: apply 10.0.0.0/8 twice in one denylist.
+    assert: one rule rejects 10.0.0.0/8.
+    """
     fw.apply([NET("10.0.0.0/8"), NET("10.0.0.0/8")])
 
     assert destinations(lxd).count("10.0.0.0/8") == 1
 
 
 def test_rules_edited_by_hand_are_put_back(fw: firewall.Firewall, lxd: FakeLxd) -> None:
+    """Rules edited by hand are put back.
+
+    arrange: an applied denylist whose host rule was removed and an allow ingress rule added by
+        hand.
+    act: apply the same denylist.
+    assert: a change is reported; the host rule is first again and no ingress rule is left.
+    """
     fw.apply([NET("10.0.0.0/8")])
     lxd.acls["github-runner"]["egress"].pop(0)
     lxd.acls["github-runner"]["ingress"] = [{"action": "allow", "state": "enabled"}]
@@ -236,6 +289,12 @@ def test_rules_edited_by_hand_are_put_back(fw: firewall.Firewall, lxd: FakeLxd) 
 
 
 def test_host_address_change_rewrites_the_rules(fw: firewall.Firewall, lxd: FakeLxd) -> None:
+    """A change of the host's addresses rewrites the host rule.
+
+    arrange: an empty denylist applied, then the host's second address changed.
+    act: apply it again.
+    assert: a change is reported and the host rule names the new address.
+    """
     fw.apply([])
     lxd.addresses[1] = ("eth0", "192.0.2.9", "global")
 
@@ -247,6 +306,12 @@ def test_host_address_change_rewrites_the_rules(fw: firewall.Firewall, lxd: Fake
 def test_address_less_bridge_still_rejects_the_other_host_addresses(
     fw: firewall.Firewall, lxd: FakeLxd
 ) -> None:
+    """A bridge without an IPv4 address still gets the host's other addresses rejected.
+
+    arrange: a bridge with ipv4.address none.
+    act: apply an empty denylist.
+    assert: the rules reject the host's other address and ::/0.
+    """
     lxd.networks["lxdbr0"]["ipv4.address"] = "none"
 
     fw.apply([])
@@ -255,6 +320,12 @@ def test_address_less_bridge_still_rejects_the_other_host_addresses(
 
 
 def test_acls_attached_by_someone_else_are_kept(fw: firewall.Firewall, lxd: FakeLxd) -> None:
+    """ACLs someone else attached to the bridge are kept.
+
+    arrange: the bridge with another ACL attached.
+    act: apply an empty denylist.
+    assert: the bridge's ACLs are the other one and ours.
+    """
     lxd.networks["lxdbr0"]["security.acls"] = "theirs"
 
     fw.apply([])
@@ -263,6 +334,13 @@ def test_acls_attached_by_someone_else_are_kept(fw: firewall.Firewall, lxd: Fake
 
 
 def test_attached_acl_with_another_default_is_fixed(fw: firewall.Firewall, lxd: FakeLxd) -> None:
+    """An attached ACL whose egress default was changed gets allow back.
+
+    arrange: an applied denylist, then the bridge's egress default set to reject; command log
+        cleared.
+    act: apply again.
+    assert: a change is reported and the only write sets the egress default to allow.
+    """
     fw.apply([])
     lxd.networks["lxdbr0"]["security.acls.default.egress.action"] = "reject"
     lxd.commands.clear()
@@ -275,6 +353,13 @@ def test_attached_acl_with_another_default_is_fixed(fw: firewall.Firewall, lxd: 
 
 
 def test_network_and_acl_names_are_injectable(lxd: FakeLxd, tmp_path: Path) -> None:
+    """The bridge and ACL names can be chosen (a test bridge leaves lxdbr0 alone).
+
+    arrange: a fake LXD with a second bridge grtfw0 and a firewall for it with the ACL grtfw-test.
+    act: apply a denylist of 198.51.100.0/24.
+    assert: grtfw-test rejects the host, ::/0 and the network and is attached to grtfw0; lxdbr0
+        gets no ACL.
+    """
     (tmp_path / "lxc").write_text("")
     (tmp_path / "ip").write_text("")
     lxd.networks["grtfw0"] = {"ipv4.address": "none", "ipv6.address": "none"}
@@ -290,6 +375,12 @@ def test_network_and_acl_names_are_injectable(lxd: FakeLxd, tmp_path: Path) -> N
 
 
 def test_missing_bridge_is_a_host_error(fw: firewall.Firewall, lxd: FakeLxd) -> None:
+    """A missing bridge is a host error naming it.
+
+    arrange: a fake LXD without lxdbr0.
+    act: apply an empty denylist.
+    assert: a HostError says it cannot read the LXD network lxdbr0.
+    """
     del lxd.networks["lxdbr0"]
 
     with pytest.raises(host.HostError, match="cannot read the LXD network lxdbr0"):
@@ -297,6 +388,12 @@ def test_missing_bridge_is_a_host_error(fw: firewall.Firewall, lxd: FakeLxd) -> 
 
 
 def test_acl_that_cannot_be_read_is_not_created(fw: firewall.Firewall, lxd: FakeLxd) -> None:
+    """An ACL that cannot be read is not created over.
+
+    arrange: a fake LXD whose ACL show fails with an EOF.
+    act: apply an empty denylist.
+    assert: a FirewallError says it cannot read the ACL, and nothing was written.
+    """
     lxd.failures[("network", "acl", "show")] = host.CommandError(
         "timeout", 1, "Error: Get http://unix.socket/1.0: EOF"
     )
@@ -308,6 +405,12 @@ def test_acl_that_cannot_be_read_is_not_created(fw: firewall.Firewall, lxd: Fake
 
 
 def test_rules_lxd_refuses_are_a_firewall_error(fw: firewall.Firewall, lxd: FakeLxd) -> None:
+    """Rules LXD refuses are a firewall error.
+
+    arrange: a fake LXD whose ACL edit fails with an invalid rule.
+    act: apply an empty denylist.
+    assert: a FirewallError says it cannot write the LXD network ACL.
+    """
     lxd.failures[("network", "acl", "edit")] = host.CommandError(
         "bad", 1, "Error: Invalid egress rule 2"
     )
@@ -319,6 +422,12 @@ def test_rules_lxd_refuses_are_a_firewall_error(fw: firewall.Firewall, lxd: Fake
 def test_bridge_that_refuses_the_acl_is_a_firewall_error(
     fw: firewall.Firewall, lxd: FakeLxd
 ) -> None:
+    """A bridge that refuses the ACL is a firewall error.
+
+    arrange: a fake LXD whose network set fails.
+    act: apply an empty denylist.
+    assert: a FirewallError says it cannot attach the ACL github-runner.
+    """
     lxd.failures[("network", "set")] = host.CommandError("bad", 1, "Error: not supported")
 
     with pytest.raises(firewall.FirewallError, match="cannot attach the ACL github-runner"):
@@ -326,6 +435,12 @@ def test_bridge_that_refuses_the_acl_is_a_firewall_error(
 
 
 def test_missing_lxc_is_a_firewall_error(lxd: FakeLxd, tmp_path: Path) -> None:
+    """A missing lxc is a firewall error saying LXD is not installed.
+
+    arrange: a firewall whose binary directories hold no lxc.
+    act: apply an empty denylist.
+    assert: a FirewallError says LXD is not installed.
+    """
     fw = firewall.Firewall(run=lxd, binary_dirs=(tmp_path,), tool_dirs=(tmp_path,))
 
     with pytest.raises(firewall.FirewallError, match="LXD is not installed"):
@@ -333,6 +448,12 @@ def test_missing_lxc_is_a_firewall_error(lxd: FakeLxd, tmp_path: Path) -> None:
 
 
 def test_missing_ip_is_a_firewall_error(lxd: FakeLxd, tmp_path: Path) -> None:
+    """A missing ip command is a firewall error.
+
+    arrange: lxc present but no ip in the tool directories.
+    act: apply an empty denylist.
+    assert: a FirewallError says the ip command is missing.
+    """
     (tmp_path / "lxc").write_text("")
     fw = firewall.Firewall(run=lxd, binary_dirs=(tmp_path,), tool_dirs=(tmp_path / "none",))
 
@@ -341,6 +462,12 @@ def test_missing_ip_is_a_firewall_error(lxd: FakeLxd, tmp_path: Path) -> None:
 
 
 def test_failing_ip_is_a_firewall_error(fw: firewall.Firewall, lxd: FakeLxd) -> None:
+    """An ip command that fails is a firewall error.
+
+    arrange: a fake whose ip -4 address listing fails.
+    act: apply an empty denylist.
+    assert: a FirewallError says it cannot list the host's addresses.
+    """
     lxd.failures[("-4",)] = host.CommandError("bad", 1, "boom")
 
     with pytest.raises(firewall.FirewallError, match="cannot list the host's addresses"):
@@ -348,6 +475,12 @@ def test_failing_ip_is_a_firewall_error(fw: firewall.Firewall, lxd: FakeLxd) -> 
 
 
 def test_egress_rules_sort_host_addresses() -> None:
+    """The host rule lists the host's addresses in numeric order.
+
+    arrange: the addresses 10.0.0.9 and 10.0.0.10.
+    act: build the egress rules with no denylist.
+    assert: the host rule's destination is "10.0.0.9,10.0.0.10" (not text order).
+    """
     rules = firewall.egress_rules(
         [], [ipaddress.IPv4Address("10.0.0.9"), ipaddress.IPv4Address("10.0.0.10")]
     )
@@ -356,6 +489,12 @@ def test_egress_rules_sort_host_addresses() -> None:
 
 
 def test_egress_rules_without_host_addresses() -> None:
+    """Without host addresses there is no host rule.
+
+    arrange: no host address and a denylist of 10.0.0.0/8.
+    act: build the egress rules.
+    assert: the rules reject ::/0 and 10.0.0.0/8 only.
+    """
     rules = firewall.egress_rules([NET("10.0.0.0/8")], [])
 
     assert [rule["destination"] for rule in rules] == ["::/0", "10.0.0.0/8"]
