@@ -108,11 +108,24 @@ ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - the address the emulator must refuse
 
 @pytest.mark.parametrize("host", [ALL_INTERFACES, "10.1.2.3", "192.168.0.1", "example.com", "::"])
 def test_refuses_non_loopback_hosts(host: str) -> None:
+    """The emulator refuses to listen on anything but loopback.
+
+    arrange: all interfaces, private addresses, a name, or "::".
+    act: create an emulator on that host.
+    assert: a ValueError mentions loopback.
+    """
     with pytest.raises(ValueError, match="loopback"):
         Emulator(token=TOKEN, host=host)
 
 
 def test_properties_and_restart_guard(emu: Emulator) -> None:
+    """The emulator's URLs point at its loopback port, and it cannot be started twice.
+
+    arrange: a started emulator.
+    act: read its URL, API URL and port, then start it again.
+    assert: the URLs are on 127.0.0.1 and its port (API under /api/v3), and the second start raises
+        RuntimeError.
+    """
     assert emu.url == f"http://127.0.0.1:{emu.port}"
     assert emu.api_url == f"{emu.url}/api/v3"
     assert emu.port > 0
@@ -121,6 +134,12 @@ def test_properties_and_restart_guard(emu: Emulator) -> None:
 
 
 def test_ipv6_loopback() -> None:
+    """The emulator serves on the IPv6 loopback.
+
+    arrange: an emulator on ::1 (skipped without IPv6 or if ::1 cannot be bound).
+    act: list a repository's runners through it.
+    assert: the URL is http://[::1]:port and the listing answers 200.
+    """
     if not socket.has_ipv6:
         pytest.skip("no IPv6 on this host")
     try:
@@ -136,6 +155,14 @@ def test_ipv6_loopback() -> None:
 
 
 def test_command_line_prints_ready_and_stops_on_sigterm() -> None:
+    """The emulator's command line prints its URL when ready and stops cleanly on SIGTERM.
+
+    arrange: the emulator started as a process with a token, a repository, an organisation and a
+        rate limit of 7.
+    act: read its first line, list the organisation's runners at its URL, then send SIGTERM.
+    assert: it printed "ready" with a loopback URL, answers with the rate limit of 7, exits 0 and
+        prints nothing more.
+    """
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "tests.github_emulator", "--port", "0", "--token", TOKEN),
@@ -166,6 +193,12 @@ def test_command_line_prints_ready_and_stops_on_sigterm() -> None:
 
 
 def test_command_line_refuses_non_loopback() -> None:
+    """The emulator's command line refuses a non-loopback host.
+
+    arrange: the command line with --host on all interfaces.
+    act: run it.
+    assert: it exits non-zero, mentions loopback on stderr and never prints ready.
+    """
     result = subprocess.run(
         [sys.executable, "-m", "tests.github_emulator", "--host", ALL_INTERFACES, "--token", "t"],
         cwd=REPO_ROOT,
@@ -184,6 +217,14 @@ def test_command_line_refuses_non_loopback() -> None:
 
 
 def test_missing_and_bad_credentials(emu: Emulator, control: EmulatorControl) -> None:
+    """Missing, wrong and revoked tokens get GitHub's 401 answers.
+
+    arrange: an emulator with one token.
+    act: list runners without a token, with a wrong one, with the Bearer scheme, and after revoking
+        the token.
+    assert: 401 "Requires authentication" without rate-limit headers; 401 "Bad credentials" with
+        GitHub's body; 200 with Bearer; 401 once revoked.
+    """
     missing = call(emu, "GET", f"/repos/{REPO}/actions/runners", token=None)
     assert missing.status == 401
     assert missing.body["message"] == "Requires authentication"
@@ -201,6 +242,14 @@ def test_missing_and_bad_credentials(emu: Emulator, control: EmulatorControl) ->
 
 
 def test_scopes(emu: Emulator, control: EmulatorControl) -> None:
+    """A classic token's scopes decide which endpoints it may use, as on GitHub.
+
+    arrange: one token with only repo and one with only admin:org.
+    act: list a repository's and an organisation's runners and ask a repository registration token
+        with each.
+    assert: each gets 200 within its scope; outside it 403 "Resource not accessible by personal
+        access token" with the accepted and granted scope headers.
+    """
     control.set_token("ghp_repoOnly", ["repo"])
     control.set_token("ghp_orgOnly", ["admin:org"])
     ok = call(emu, "GET", f"/repos/{REPO}/actions/runners", token="ghp_repoOnly")
@@ -220,6 +269,14 @@ def test_scopes(emu: Emulator, control: EmulatorControl) -> None:
 
 
 def test_unknown_repo_org_and_route(emu: Emulator) -> None:
+    """Unknown repositories, organisations, routes and runners are 404 Not Found.
+
+    arrange: an emulator with one repository and one organisation.
+    act: GET unknown repositories, organisations, a route and a runner id; then a repository of the
+        organisation and the repository in other letter case.
+    assert: 404 "Not Found" for each unknown; 200 for the organisation's repository and for the
+        other case.
+    """
     for path in (
         "/repos/owner/other/actions/runners",
         "/repos/nobody/repo/actions/runners",
@@ -239,6 +296,15 @@ def test_unknown_repo_org_and_route(emu: Emulator) -> None:
 
 
 def test_pagination_and_link_header(emu: Emulator, control: EmulatorControl) -> None:
+    """Runner listings paginate with GitHub's Link header.
+
+    arrange: five runners on a repository.
+    act: list with per_page 2 on each page, follow the next links, and list with no page size, a
+        size of 1000, a name and a page past the end.
+    assert: the totals, pages and Link relations (next, prev, last, first) match GitHub's;
+        following next visits each runner once; no Link on a single page; the name filters; a page
+        past the end is empty.
+    """
     for index in range(5):
         control.add_runner(REPO, f"ghost-{index}")
     first = call(emu, "GET", f"/repos/{REPO}/actions/runners?per_page=2")
@@ -280,6 +346,13 @@ def test_pagination_and_link_header(emu: Emulator, control: EmulatorControl) -> 
 
 
 def test_etag_304_costs_no_rate_limit(emu: Emulator, control: EmulatorControl) -> None:
+    """A conditional request with the ETag gets 304 and costs no rate limit.
+
+    arrange: a first listing and its weak ETag, and the stats reset.
+    act: list again with If-None-Match, then again after a runner is added.
+    assert: 304 with no body, the same ETag and remaining count, counted as not modified; after the
+        change 200 with a new ETag and one less remaining.
+    """
     path = f"/repos/{REPO}/actions/runners"
     first = call(emu, "GET", path)
     etag = first.headers["ETag"]
@@ -303,6 +376,14 @@ def test_etag_304_costs_no_rate_limit(emu: Emulator, control: EmulatorControl) -
 
 
 def test_rate_limit_exhaustion(emu: Emulator, control: EmulatorControl) -> None:
+    """An exhausted rate limit gets 403 until it resets.
+
+    arrange: a rate limit of 10 with 2 remaining, resetting in 100 seconds.
+    act: list runners three times, read /rate_limit, then move the reset to the past and list
+        again.
+    assert: the rate-limit headers count down to 0; the third call is 403 "API rate limit
+        exceeded"; /rate_limit shows 0 remaining and 10 used; after the reset 9 remain.
+    """
     control.set_rate_limit(limit=10, remaining=2, reset_in=100)
     path = f"/orgs/{ORG}/actions/runners"
     first = call(emu, "GET", path)
@@ -329,6 +410,15 @@ def test_rate_limit_exhaustion(emu: Emulator, control: EmulatorControl) -> None:
 
 
 def test_faults(emu: Emulator, control: EmulatorControl) -> None:
+    """Injected faults answer with their status, filters, Retry-After, body and delay.
+
+    arrange: an emulator and a repository listing path.
+    act: inject two 502s, a POST-only 503, a 429 and a custom 403 with Retry-After, a delay, and a
+        fault forever; then clear them and inject a 200 fault.
+    assert: each fault answers as set, only for its method and path and as many times as set; the
+        delay times a client out; clearing restores 200; nine faults fired; a 200 fault is refused
+        with 422.
+    """
     path = f"/repos/{REPO}/actions/runners"
     control.add_fault(status=502, count=2, path=r"/actions/runners$", method="GET")
     first, second = call(emu, "GET", path), call(emu, "GET", path)
@@ -375,6 +465,12 @@ def test_faults(emu: Emulator, control: EmulatorControl) -> None:
 def test_fault_on_download_only_with_explicit_path(
     emu: Emulator, control: EmulatorControl
 ) -> None:
+    """A fault hits a runner download only when its path names the downloads.
+
+    arrange: the download URL of a runner application.
+    act: download it with a general 500 fault, then with a 503 fault on the downloads path.
+    assert: the first download succeeds; the second fails with 503.
+    """
     url = control.downloads()[0]["download_url"]
     control.add_fault(status=500, count=-1)
     with urllib.request.urlopen(url, timeout=5) as answer:
@@ -387,6 +483,14 @@ def test_fault_on_download_only_with_explicit_path(
 
 
 def test_stats_by_route(emu: Emulator, control: EmulatorControl) -> None:
+    """The stats count requests by route template, status and rate limit.
+
+    arrange: the stats reset.
+    act: make six requests over four routes and an unknown path, then reset again.
+    assert: counts by route template (unknown as GET <unknown>), total 6, 5 counted against the
+        rate limit, 4 times 200 and 2 times 404; the last request's path is recorded; reset zeroes
+        the total.
+    """
     control.reset_stats()
     call(emu, "GET", f"/repos/{REPO}/actions/runners")
     call(emu, "GET", f"/orgs/{ORG}/actions/runners")
@@ -414,6 +518,15 @@ def test_stats_by_route(emu: Emulator, control: EmulatorControl) -> None:
 
 
 def test_registration_flow(emu: Emulator, control: EmulatorControl) -> None:
+    """A registration token registers runners, as config.sh does, with GitHub's rules.
+
+    arrange: a registration token for a repository.
+    act: register two runners, open a session, re-register a taken name, replace it, register for
+        another scope and an unknown repository, poll the replaced runner, and remove a runner.
+    assert: listed offline with their ephemerality and labels, then online; a taken name is 409 and
+        replace gives a new id; wrong scope 401, unknown 404; the replaced runner's poll is 404;
+        removal needs a remove token.
+    """
     token = call(emu, "POST", f"/repos/{REPO}/actions/runners/registration-token")
     assert token.status == 201
     assert set(token.body) == {"token", "expires_at"}
@@ -461,6 +574,12 @@ def test_registration_flow(emu: Emulator, control: EmulatorControl) -> None:
 
 
 def test_registration_token_expiry(emu: Emulator, control: EmulatorControl) -> None:
+    """An expired registration token is refused.
+
+    arrange: registration tokens that live 0.2 seconds, and one that has expired.
+    act: register a runner with it.
+    assert: 401.
+    """
     control.settings(registration_token_ttl=0.2)
     token = reg_token(emu)
     time.sleep(0.3)
@@ -470,6 +589,13 @@ def test_registration_token_expiry(emu: Emulator, control: EmulatorControl) -> N
 
 
 def test_org_registration_with_runner_group(emu: Emulator, control: EmulatorControl) -> None:
+    """An organisation runner registers into a named runner group.
+
+    arrange: an organisation with a second runner group.
+    act: list the groups and register an arm64 runner into the group, then into an unknown group.
+    assert: the default and the new group are listed; the runner is in the group with the ARM64
+        label; an unknown group is 404; the runner is not visible under a repository.
+    """
     group = control.add_runner_group(ORG, "special")
     groups = call(emu, "GET", f"/orgs/{ORG}/actions/runner-groups").body
     assert groups["total_count"] == 2
@@ -491,6 +617,15 @@ def test_org_registration_with_runner_group(emu: Emulator, control: EmulatorCont
 
 
 def test_jit_config(emu: Emulator, control: EmulatorControl) -> None:
+    """A JIT config creates an offline runner with exactly the asked labels and starts it.
+
+    arrange: an organisation and a JIT request body.
+    act: generate a JIT config, start a runner from it, and request again with the same name, bad
+        bodies, unknown groups, for a repository, and with JIT disabled.
+    assert: 201 with an offline ephemeral runner with only the asked labels and the .runner and
+        .credentials files; it comes online; the same name is 409, each bad body 422, an unknown
+        group 404; the name is free in another scope; disabled JIT is 404.
+    """
     path = f"/orgs/{ORG}/actions/runners/generate-jitconfig"
     body = {"name": "jit-1", "runner_group_id": 1, "labels": ["self-hosted", "large"]}
     answer = call(emu, "POST", path, body)
@@ -537,6 +672,15 @@ def test_jit_config(emu: Emulator, control: EmulatorControl) -> None:
 
 
 def test_job_assignment_by_labels(emu: Emulator, control: EmulatorControl) -> None:
+    """A queued job goes to the first idle runner whose labels match, in its scope.
+
+    arrange: a plain, a GPU and an organisation runner, all online.
+    act: queue jobs for GPU labels, for self-hosted, for windows, for the organisation label, and
+        for an unknown repository.
+    assert: the GPU job goes to the GPU runner (in any letter case) and the next to the plain one;
+        a job nobody matches stays queued; the organisation runner takes only its organisation's
+        jobs; an unknown repository is 404.
+    """
     plain = online_runner(emu, "plain")
     gpu = online_runner(emu, "gpu", ("GPU", "large"))
     org_runner = online_runner(emu, "org-runner", ("org-only",), scope=ORG)
@@ -565,6 +709,15 @@ def test_job_assignment_by_labels(emu: Emulator, control: EmulatorControl) -> No
 def test_job_lifecycle_busy_delete_and_ephemeral_removal(
     emu: Emulator, control: EmulatorControl
 ) -> None:
+    """A busy runner cannot be deleted; an ephemeral runner goes away after its job.
+
+    arrange: an online ephemeral runner that took a job.
+    act: delete it while busy, complete the job as failed, read the job, its run and the runs; then
+        delete an idle runner.
+    assert: the busy delete is 422 and the runner stays busy; completion deletes the runner; job
+        and run show the failure with the runner, group and times; the idle delete is 204 and that
+        runner's poll gets 404.
+    """
     runner = online_runner(emu, "eph", ("x",))
     job = control.queue_job(REPO, ["x"], "echo hi", workflow="wf", event="push")
     assert job["created_at"] <= job["started_at"]
@@ -617,6 +770,12 @@ def test_job_lifecycle_busy_delete_and_ephemeral_removal(
 
 
 def test_non_ephemeral_runner_stays(emu: Emulator, control: EmulatorControl) -> None:
+    """A non-ephemeral runner stays registered after its job and takes the next.
+
+    arrange: a non-ephemeral registered runner with a job.
+    act: complete the job, queue another, then complete the first job again.
+    assert: it is not deleted and not busy; the next job goes to it; a second completion is 409.
+    """
     token = reg_token(emu)
     runner = SimulatedRunner.register(emu.url, f"{emu.url}/{REPO}", token, "keep", ephemeral=False)
     runner.open_session()
@@ -632,6 +791,12 @@ def test_non_ephemeral_runner_stays(emu: Emulator, control: EmulatorControl) -> 
 
 
 def test_long_poll_returns_when_job_arrives(emu: Emulator, control: EmulatorControl) -> None:
+    """A runner's long poll returns as soon as a job arrives.
+
+    arrange: an online runner polling with a 2 second wait in a thread.
+    act: queue a job 0.1 seconds later.
+    assert: the poll returns the job in under 1.5 seconds.
+    """
     runner = online_runner(emu, "waiter")
     import threading
 
@@ -647,6 +812,13 @@ def test_long_poll_returns_when_job_arrives(emu: Emulator, control: EmulatorCont
 
 
 def test_offline_detection() -> None:
+    """A runner goes offline when it stops polling and online when it polls again.
+
+    arrange: an emulator with 0.3 seconds to offline and an online runner.
+    act: wait 0.35 seconds, poll, then close the session.
+    assert: online, then offline, online again after the poll, offline after closing; its poll wait
+        is short enough.
+    """
     with Emulator(token=TOKEN, repos=[REPO], offline_after=0.3) as emu:
         runner = online_runner(emu, "quiet")
         assert emu.control.runners()[0]["status"] == "online"
@@ -660,6 +832,14 @@ def test_offline_detection() -> None:
 
 
 def test_lost_busy_runner_fails_its_job() -> None:
+    """A busy runner that goes silent has its job failed after the lost-job delay.
+
+    arrange: an emulator with 0.2 seconds to offline and 0.4 seconds to a lost job, and a runner
+        that took a job.
+    act: wait until it is offline, then until the job completes.
+    assert: offline but still busy with the job in progress at first; then the job fails with "lost
+        communication" and the runner is idle and offline.
+    """
     with Emulator(token=TOKEN, repos=[REPO], offline_after=0.2) as emu:
         emu.control.settings(lost_job_after=0.4)
         runner = online_runner(emu, "doomed")
@@ -679,6 +859,14 @@ def test_lost_busy_runner_fails_its_job() -> None:
 
 
 def test_injected_runners(emu: Emulator, control: EmulatorControl) -> None:
+    """Injected runners have no process: they never take jobs and are deleted like others.
+
+    arrange: an offline injected runner and a busy online one.
+    act: delete the busy one, queue a job, mark it idle and delete it, delete the other, add one to
+        an unknown repository.
+    assert: the busy delete is 422; the job stays queued; the idle delete is 204; none is left; the
+        unknown repository is 404.
+    """
     ghost = control.add_runner(REPO, "ghost", labels=["x"], status="offline")
     busy = control.add_runner(ORG, "stuck", status="online", busy=True)
     assert (ghost["registered_via"], ghost["status"]) == ("injected", "offline")
@@ -695,6 +883,12 @@ def test_injected_runners(emu: Emulator, control: EmulatorControl) -> None:
 
 
 def test_wait_for_times_out_with_summary(control: EmulatorControl) -> None:
+    """wait_for times out with a summary of the runners.
+
+    arrange: one injected offline runner.
+    act: wait for a condition that never holds, with a short timeout.
+    assert: TimeoutError naming the runner, its repository and its status.
+    """
     control.add_runner(REPO, "ghost")
     with pytest.raises(TimeoutError, match=r"ghost\[owner/repo\]:offline"):
         control.wait_for(lambda s: False, timeout=0.2, interval=0.05)
@@ -704,6 +898,15 @@ def test_wait_for_times_out_with_summary(control: EmulatorControl) -> None:
 
 
 def test_downloads_and_tarball(emu: Emulator, control: EmulatorControl) -> None:
+    """The runner downloads list serves real tarballs with their checksums, old versions included.
+
+    arrange: an emulator with runner version 2.330.0.
+    act: list the downloads, fetch the Linux x64 tarball, change the runner version and list again,
+        fetch the old one and an unknown name.
+    assert: four platforms; the tarball matches its checksum and holds config.sh, an executable
+        run.sh and the listener with the version; organisation and repository lists agree; the new
+        version has a new file and checksum; the old one still downloads; an unknown name is 404.
+    """
     apps = call(emu, "GET", f"/repos/{REPO}/actions/runners/downloads").body
     assert {(a["os"], a["architecture"]) for a in apps} == {
         ("linux", "x64"),
@@ -738,6 +941,12 @@ def test_downloads_and_tarball(emu: Emulator, control: EmulatorControl) -> None:
 
 
 def test_settings_validation(control: EmulatorControl) -> None:
+    """The emulator's settings refuse unknown keys and wrong values.
+
+    arrange: the default settings (JIT enabled).
+    act: set an unknown key, a text JIT flag and the runner version "latest".
+    assert: each is refused with 422.
+    """
     assert control.settings()["jit_enabled"] is True
     for bad in ({"nope": 1}, {"jit_enabled": "yes"}, {"runner_version": "latest"}):
         with pytest.raises(EmulatorControlError) as error:
@@ -746,6 +955,13 @@ def test_settings_validation(control: EmulatorControl) -> None:
 
 
 def test_fault_after_the_request_took_effect(emu: Emulator, control: EmulatorControl) -> None:
+    """A fault in after mode answers an error once the request has taken effect.
+
+    arrange: a 502 fault after the JIT config request.
+    act: generate a JIT config, then again; then add after-faults without a status and with an
+        unknown mode.
+    assert: the first is 502 but the runner exists; the retry is 409; both bad faults are refused.
+    """
     path = f"/repos/{REPO}/actions/runners/generate-jitconfig"
     body = {"name": "half-made", "runner_group_id": 1, "labels": ["x"]}
     control.add_fault(status=502, path="generate-jitconfig", method="POST", mode="after")
@@ -762,6 +978,12 @@ def test_fault_after_the_request_took_effect(emu: Emulator, control: EmulatorCon
 
 
 def test_fault_dropping_a_page(emu: Emulator, control: EmulatorControl) -> None:
+    """A drop-page fault answers a listing with its total but no runners, once.
+
+    arrange: two online runners and a drop-page fault on the listing.
+    act: list the runners twice.
+    assert: the first answer has total 2 and no runners; the second lists both.
+    """
     for name in ("one", "two"):
         control.add_runner(REPO, name, status="online")
     path = f"/repos/{REPO}/actions/runners"
@@ -776,6 +998,13 @@ def test_fault_dropping_a_page(emu: Emulator, control: EmulatorControl) -> None:
 
 
 def test_lowercase_header_names(emu: Emulator, control: EmulatorControl) -> None:
+    """The emulator can send lower-case header names, as an HTTP/2 front end does.
+
+    arrange: an emulator with canonical header names.
+    act: list runners, then switch on lower-case headers and list again.
+    assert: Content-Type first; then every header name is lower case, content-type and
+        x-ratelimit-remaining among them.
+    """
     path = f"/repos/{REPO}/actions/runners"
     with urllib.request.urlopen(
         urllib.request.Request(
@@ -797,6 +1026,13 @@ def test_lowercase_header_names(emu: Emulator, control: EmulatorControl) -> None
 
 
 def test_killed_jobs_runner_stays_busy_for_lost_job_after() -> None:
+    """A runner killed during a job stays busy until the lost-job delay has passed.
+
+    arrange: a runner that took a job and then went silent (offline after 0.2 seconds, lost job
+        after 1.5).
+    act: delete it after 0.5 seconds, then after it is no longer busy.
+    assert: the first delete is 422 with the runner still busy; once idle the delete is 204.
+    """
     with Emulator(token=TOKEN, repos=[REPO], offline_after=0.2) as emu:
         emu.control.settings(lost_job_after=1.5)
         runner = online_runner(emu, "held")
