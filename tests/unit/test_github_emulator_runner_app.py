@@ -104,6 +104,13 @@ def finish(process: subprocess.Popen[str], timeout: float = 15) -> tuple[int, st
 
 
 def test_config_refuses_root_without_opt_in(emu: Emulator, app: Path) -> None:
+    """config.sh refuses to run as root without the opt-in, as the real one does.
+
+    arrange: the runner application, run as root (skipped otherwise) without
+        RUNNER_ALLOW_RUNASROOT.
+    act: run config.sh.
+    assert: it exits non-zero with "Must not run with sudo".
+    """
     if os.geteuid() != 0:
         pytest.skip("needs root")
     result = subprocess.run(
@@ -119,6 +126,15 @@ def test_config_refuses_root_without_opt_in(emu: Emulator, app: Path) -> None:
 
 
 def test_registration_flow_runs_job_with_hooks(emu: Emulator, app: Path, tmp_path: Path) -> None:
+    """A runner registered by config.sh runs a job with its hooks and GitHub's environment.
+
+    arrange: an ephemeral runner configured with labels, started and completed hooks and an extra
+        variable in .env.
+    act: start run.sh and queue a pull_request job for its labels (any case) that writes a file.
+    assert: .runner and private .credentials are written; the job succeeds with GitHub's steps; the
+        started hook sees GitHub's variables and event; the completed hook ran; the file is in the
+        work directory; run.sh exits 0; _diag holds Runner and Worker logs.
+    """
     result = configure(emu, app, "--name", "host-runner", "--labels", "alpha,beta", "--ephemeral")
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads((app / ".runner").read_text())["agentName"] == "host-runner"
@@ -182,6 +198,13 @@ def test_registration_flow_runs_job_with_hooks(emu: Emulator, app: Path, tmp_pat
 
 
 def test_jit_run_with_failing_script(emu: Emulator, app: Path) -> None:
+    """A JIT runner runs a failing script to its end and exits 0.
+
+    arrange: a JIT config for an organisation runner.
+    act: start run.sh with it and queue a job that exits 3 halfway.
+    assert: the job fails with exit code 3 and only the output before the exit; run.sh exits 0 and
+        no .runner file is left.
+    """
     body = {"name": "jit-host", "runner_group_id": 1, "labels": ["jit"]}
     config = api(emu, "POST", f"/orgs/{ORG}/actions/runners/generate-jitconfig", body)
     process = start(app, "--jitconfig", config["encoded_jit_config"])
@@ -199,6 +222,13 @@ def test_jit_run_with_failing_script(emu: Emulator, app: Path) -> None:
 
 
 def test_failing_started_hook_skips_the_script(emu: Emulator, app: Path, tmp_path: Path) -> None:
+    """A failing job-started hook fails the job and skips its script.
+
+    arrange: an ephemeral runner whose started hook fails halfway.
+    act: start run.sh and queue a job that would make a marker file.
+    assert: the job fails, the log has the hook's output up to the failure, no marker exists, and
+        run.sh exits 0.
+    """
     assert configure(emu, app, "--name", "hooked", "--ephemeral").returncode == 0
     hook = tmp_path / "fail.sh"
     hook.write_text("echo refusing; false; echo unreachable\n")
@@ -237,9 +267,12 @@ def jit(emu: Emulator, name: str, labels: list[str]) -> str:
 def test_deleted_registration_is_exit_1_for_the_listener_and_0_for_run_sh(
     emu: Emulator, app: Path
 ) -> None:
-    """The real run-helper.sh turns the listener's TerminatedError (1) into 0.
+    """A deleted registration ends the listener with 1 and run.sh with 0, as the real runner.
 
-    Only the listener itself tells the failure.
+    arrange: a configured runner, started once as the bare listener and once through run.sh.
+    act: delete its registration through the API while it runs.
+    assert: the listener exits 1 and run.sh 0, both saying it was deleted from the server; the
+        runner stays configured until its files are removed.
     """
     assert configure(emu, app, "--name", "doomed").returncode == 0
     for start_it, expected in ((lambda: listener(app), 1), (lambda: start(app), 0)):
@@ -258,9 +291,11 @@ def test_deleted_registration_is_exit_1_for_the_listener_and_0_for_run_sh(
 
 
 def test_deprecated_version_exit_codes(emu: Emulator, app: Path) -> None:
-    """GitHub refuses a deprecated version: exit 7 with the opt-in variable, else 1.
+    """A deprecated runner version exits 7 with the opt-in variable, else 1; run.sh says 0.
 
-    run.sh says 0 without the variable (run-helper.sh.template).
+    arrange: the emulator refusing versions below 9.0.0, and JIT configs.
+    act: start the listener without and with the opt-in variable, then run.sh.
+    assert: the listener exits 1 mentioning deprecated, 7 with the opt-in; run.sh exits 0.
     """
     emu.control.settings(deprecated_below="9.0.0")
     code, output = finish(listener(app, "--jitconfig", jit(emu, "old-1", ["x"])))
@@ -280,9 +315,13 @@ def test_deprecated_version_exit_codes(emu: Emulator, app: Path) -> None:
 def test_update_demand_updates_then_run_sh_starts_the_new_version(
     emu: Emulator, app: Path
 ) -> None:
-    """An outdated JIT runner (no --disableupdate there) is told to update.
+    """An outdated JIT runner is told to update; run.sh starts the updated listener.
 
-    The listener downloads the new version and exits 4; run.sh starts the updated listener.
+    arrange: the emulator at runner version 2.399.0 and an older runner application.
+    act: start the listener from a JIT config; then restore the old version and start run.sh from a
+        JIT config, and queue a job.
+    assert: the listener downloads 2.399.0, writes update.finished and exits 4; through run.sh the
+        runner comes online as 2.399.0, runs the job and exits 0 after restarting.
     """
     emu.control.settings(runner_version="2.399.0")
     code, output = finish(listener(app, "--jitconfig", jit(emu, "outdated", ["up"])))
@@ -312,6 +351,13 @@ def test_update_demand_updates_then_run_sh_starts_the_new_version(
 
 
 def test_disableupdate_runner_gets_no_update_demand(emu: Emulator, app: Path) -> None:
+    """A runner configured with --disableupdate is not told to update.
+
+    arrange: the emulator at a newer runner version and an ephemeral runner configured with
+        --disableupdate.
+    act: start the listener and queue a job.
+    assert: it exits 0 and its output never mentions an update.
+    """
     emu.control.settings(runner_version="2.399.0")
     assert (
         configure(emu, app, "--name", "pinned", "--disableupdate", "--ephemeral").returncode == 0
@@ -325,7 +371,12 @@ def test_disableupdate_runner_gets_no_update_demand(emu: Emulator, app: Path) ->
 
 
 def test_jit_configuration_from_the_environment(emu: Emulator, app: Path, tmp_path: Path) -> None:
-    """Like the real CommandSettings: ACTIONS_RUNNER_INPUT_JITCONFIG, cleared for the job."""
+    """The JIT config can come from ACTIONS_RUNNER_INPUT_JITCONFIG, cleared for the job.
+
+    arrange: the listener started with the JIT config in ACTIONS_RUNNER_INPUT_JITCONFIG.
+    act: queue a job that writes its environment to a file.
+    assert: the listener exits 0 and the job's environment has no ACTIONS_RUNNER_INPUT_JITCONFIG.
+    """
     seen = tmp_path / "env"
     process = listener(app, ACTIONS_RUNNER_INPUT_JITCONFIG=jit(emu, "env-jit", ["envjit"]))
     emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
@@ -337,6 +388,12 @@ def test_jit_configuration_from_the_environment(emu: Emulator, app: Path, tmp_pa
 
 
 def test_config_sh_adds_the_default_labels(emu: Emulator, app: Path) -> None:
+    """config.sh adds the default labels unless told not to.
+
+    arrange: the runner application.
+    act: configure with labels a,b; then remove the files and configure with --no-default-labels.
+    assert: self-hosted, Linux, X64, a and b the first time; only a the second.
+    """
     assert configure(emu, app, "--name", "labelled", "--labels", "a,b").returncode == 0
     labels = [label["name"] for label in emu.control.runners()[0]["labels"]]
     assert labels == ["self-hosted", "Linux", "X64", "a", "b"]
@@ -349,6 +406,12 @@ def test_config_sh_adds_the_default_labels(emu: Emulator, app: Path) -> None:
 
 
 def test_sigterm_while_idle_exits_zero_and_goes_offline(emu: Emulator, app: Path) -> None:
+    """SIGTERM to an idle runner exits 0 and the runner goes offline.
+
+    arrange: a configured runner started through run.sh and online.
+    act: send SIGTERM.
+    assert: it exits 0 and the runner is offline.
+    """
     assert configure(emu, app, "--name", "stopper").returncode == 0
     process = start(app)
     emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
@@ -359,6 +422,15 @@ def test_sigterm_while_idle_exits_zero_and_goes_offline(emu: Emulator, app: Path
 
 
 def test_config_errors_and_remove(emu: Emulator, app: Path) -> None:
+    """config.sh refuses bad tokens, unknown scopes and taken names; it replaces and removes.
+
+    arrange: the runner application.
+    act: configure with a wrong token, for an unknown repository, twice, then with a taken name and
+        with --replace; then config.sh remove; then start the listener and run.sh unconfigured.
+    assert: "Failed to register", failure, "already configured", "same name"; --replace leaves one
+        runner; remove deletes it and its files; unconfigured the listener exits 1 "Not configured"
+        and run.sh 0.
+    """
     bad = subprocess.run(
         [str(app / "config.sh"), "--url", f"{emu.url}/{REPO}", "--token", "WRONG", "--unattended"],
         env=env(),
@@ -430,14 +502,24 @@ def listener_module() -> Any:
 def test_no_proxy_like_the_real_runner(
     listener_module: Any, monkeypatch: pytest.MonkeyPatch, url: str, direct: bool
 ) -> None:
+    """The listener bypasses the proxy for the URLs the real runner bypasses.
+
+    arrange: no_proxy with an IP, a domain, a host with port and a network.
+    act: ask whether a URL bypasses the proxy.
+    assert: loopback, the domain and its subdomains and the host on its port go direct; the IP, the
+        network, other hosts and other ports do not.
+    """
     monkeypatch.setenv("no_proxy", "10.1.2.3,ghes.example.com,svc.internal:8443,10.0.0.0/8")
     assert listener_module.bypasses_proxy(url) is direct
 
 
 def test_set_up_job_failure_runs_no_hook(emu: Emulator, app: Path, tmp_path: Path) -> None:
-    """The real runner runs the job-started hook after "Set up job".
+    """A job failing in "Set up job" runs no job-started hook.
 
-    A job failing there gives the hook (and so the manager's job metrics) nothing.
+    arrange: a JIT runner whose started hook makes a marker file.
+    act: queue a job whose set-up fails to resolve an action.
+    assert: the job fails with the set-up error in its log, the listener exits 0, and the hook
+        never ran.
     """
     hook = tmp_path / "started.sh"
     marker = tmp_path / "hook-ran"
@@ -459,7 +541,12 @@ def test_set_up_job_failure_runs_no_hook(emu: Emulator, app: Path, tmp_path: Pat
 def test_the_listener_retries_an_unreachable_server_without_end(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The real listener never gives up on an unreachable GitHub; only a test may set a limit."""
+    """The listener never gives up on an unreachable GitHub; only a test may set a limit.
+
+    arrange: the listener module loaded without, then with RUNNER_EMULATOR_GIVE_UP_SECONDS.
+    act: read its give-up delay.
+    assert: infinite without the variable, 3 seconds with it set to 3.
+    """
     monkeypatch.delenv("RUNNER_EMULATOR_GIVE_UP_SECONDS", raising=False)
     assert float("inf") == load_listener_module().UNREACHABLE_GIVE_UP
     monkeypatch.setenv("RUNNER_EMULATOR_GIVE_UP_SECONDS", "3")
@@ -467,10 +554,12 @@ def test_the_listener_retries_an_unreachable_server_without_end(
 
 
 def test_a_cancelled_job_stops_and_ends_cancelled_with_diag_logs(emu: Emulator, app: Path) -> None:
-    """GitHub's cancel reaches the runner on a heartbeat.
+    """A job cancelled on GitHub stops on the runner and ends cancelled, with its output in _diag.
 
-    The script stops, the job ends `cancelled`, the ephemeral runner exits 0, and _diag holds the
-    job's output.
+    arrange: a JIT runner through run.sh, running a long job that printed a line.
+    act: cancel the job.
+    assert: the job ends cancelled, run.sh exits 0, the Worker log has the job's output and the
+        Runner log the cancellation.
     """
     process = start(app, "--jitconfig", jit(emu, "cancel-host", ["jit"]))
     emu.control.wait_for(lambda s: s["runners"][0]["status"] == "online", timeout=10)
@@ -490,6 +579,12 @@ def test_a_cancelled_job_stops_and_ends_cancelled_with_diag_logs(emu: Emulator, 
 
 
 def test_a_queued_job_cancelled_never_runs(emu: Emulator) -> None:
+    """A queued job that is cancelled completes as cancelled without running.
+
+    arrange: a job queued for labels no runner has.
+    act: cancel it.
+    assert: it is completed with the conclusion cancelled.
+    """
     job = emu.control.queue_job(REPO, ["nobody-has-this"], "true")
 
     record = emu.control.cancel_job(job["id"])
