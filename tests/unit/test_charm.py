@@ -78,7 +78,12 @@ BAD_VALUES = [
 def test_bad_option_value_blocks_naming_the_option(
     ctx: testing.Context, manager: FakeManagerService, option: str, value: Any
 ) -> None:
-    # A valid config with one bad value (no model proxy, for aproxy).
+    """A bad value of any option blocks the unit naming the option, never the token.
+
+    arrange: a valid config with one bad value per case (no model proxy, for aproxy).
+    act: run config-changed.
+    assert: Blocked naming the option, without the token, and the manager is not configured.
+    """
     config = {**VALID, option: value}
 
     out = run(ctx, ctx.on.config_changed(), config=config)
@@ -90,6 +95,12 @@ def test_bad_option_value_blocks_naming_the_option(
 
 
 def test_size_message_says_how_to_fix(ctx: testing.Context) -> None:
+    """A size with a wrong unit gets a message saying how to write it.
+
+    arrange: vm-memory set to "7GB".
+    act: run config-changed.
+    assert: Blocked with the exact message listing the units and an example (7GiB).
+    """
     out = run(ctx, ctx.on.config_changed(), config={**VALID, "vm-memory": "7GB"})
 
     assert out.unit_status == ops.BlockedStatus(
@@ -110,7 +121,13 @@ def test_size_message_says_how_to_fix(ctx: testing.Context) -> None:
 def test_size_with_inner_spaces_reaches_the_manager_as_lxd_reads_it(
     ctx: testing.Context, manager: FakeManagerService, option: str, value: str, expected: str
 ) -> None:
-    # A size an operator may well type (LXD refuses "7 GiB" at every creation).
+    """A size written with spaces or a leading zero reaches the manager as LXD reads it.
+
+    arrange: vm-memory or vm-disk as an operator may type it ("7 GiB", " 512  MiB ", "010GiB").
+    act: run config-changed.
+    assert: the unit is not blocked and the manager's runner memory or disk is the compact size.
+    """
+    # LXD refuses "7 GiB" at every creation.
     config = {**VALID, option: value}
 
     out = run(ctx, ctx.on.config_changed(), config=config)
@@ -129,6 +146,13 @@ def test_size_with_inner_spaces_reaches_the_manager_as_lxd_reads_it(
 def test_size_beyond_one_machine_blocks_naming_the_option(
     ctx: testing.Context, manager: FakeManagerService, option: str, value: str
 ) -> None:
+    """A size beyond any machine blocks the unit naming the option.
+
+    arrange: vm-memory or vm-disk in the TiB, PiB or EiB far beyond a machine.
+    act: run config-changed.
+    assert: Blocked with a message starting with the option and saying "at most"; the manager is
+        not configured.
+    """
     out = run(ctx, ctx.on.config_changed(), config={**VALID, option: value})
 
     assert isinstance(out.unit_status, ops.BlockedStatus)
@@ -138,6 +162,12 @@ def test_size_beyond_one_machine_blocks_naming_the_option(
 
 
 def test_several_bad_options_are_all_named(ctx: testing.Context) -> None:
+    """Several bad options are all named in one status.
+
+    arrange: vm-cpu 0 and a denylist entry with host bits set.
+    act: run config-changed.
+    assert: the status names both vm-cpu and denylist.
+    """
     config = {**VALID, "vm-cpu": 0, "denylist": "10.0.0.1/8"}
 
     out = run(ctx, ctx.on.config_changed(), config=config)
@@ -157,6 +187,12 @@ def test_several_bad_options_are_all_named(ctx: testing.Context) -> None:
 def test_missing_path_or_token_blocks(
     ctx: testing.Context, config: dict[str, str], named: tuple[str, ...]
 ) -> None:
+    """A missing path or token blocks the unit naming what is missing.
+
+    arrange: a config without path, token or both.
+    act: run config-changed.
+    assert: Blocked with a message starting "missing " that names each missing option.
+    """
     out = run(ctx, ctx.on.config_changed(), config=config)
 
     assert isinstance(out.unit_status, ops.BlockedStatus)
@@ -168,7 +204,15 @@ def test_missing_path_or_token_blocks(
 def test_install_prepares_host_and_writes_manager_config(
     ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
 ) -> None:
-    # A machine without LXD.
+    """The install hook prepares the host and writes the manager's config.
+
+    arrange: a machine without LXD and a config with runners, labels, disk, denylist and a mirror.
+    act: run install.
+    assert: LXD, the Juju storage for 3 runners of 20 GiB and logrotate are ensured; the manager's
+        config carries the unit, names, state dir, token file, pool, labels, counts and mirror, but
+        never the token, which is in the token file; the timer runs every 10 minutes and one
+        reconcile started; Waiting for the first reconciliation.
+    """
     fake_host.installed = False
     config = {
         **VALID,
@@ -210,6 +254,12 @@ def test_install_prepares_host_and_writes_manager_config(
 def test_nothing_changed_starts_no_reconcile(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """An event that changes nothing starts no reconcile.
+
+    arrange: a config-changed handled with a valid config.
+    act: run update-status with the same state.
+    assert: only the first reconcile was started.
+    """
     state = testing.State(config=VALID)
     ctx.run(ctx.on.config_changed(), state)
 
@@ -221,6 +271,12 @@ def test_nothing_changed_starts_no_reconcile(
 def test_config_change_starts_a_reconcile(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """A config change starts a reconcile with the new config.
+
+    arrange: a config-changed handled with a valid config.
+    act: run config-changed with 4 containers.
+    assert: a second reconcile was started and the manager's config has 4 containers.
+    """
     ctx.run(ctx.on.config_changed(), testing.State(config=VALID))
 
     ctx.run(ctx.on.config_changed(), testing.State(config={**VALID, "containers": 4}))
@@ -259,6 +315,13 @@ def test_stop_stops_the_replenisher(ctx: testing.Context, manager: FakeManagerSe
 def test_secret_token_reaches_only_the_token_file(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """A token from a Juju secret reaches only the token file.
+
+    arrange: a secret holding the token, named by the token option.
+    act: run config-changed.
+    assert: the manager's token is the secret's, the config text does not hold it, and the status
+        is Waiting for the first reconciliation.
+    """
     secret = testing.Secret(tracked_content={"token": "ghp_fromTheSecret"})
 
     out = run(
@@ -276,6 +339,12 @@ def test_secret_token_reaches_only_the_token_file(
 def test_secret_change_rewrites_the_token(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """secret-changed writes the secret's new token and starts a reconcile.
+
+    arrange: a token secret with a newer revision.
+    act: run secret-changed.
+    assert: the manager's token is the new one and one reconcile was started.
+    """
     secret = testing.Secret(
         tracked_content={"token": "ghp_old"}, latest_content={"token": "ghp_new"}
     )
@@ -287,6 +356,12 @@ def test_secret_change_rewrites_the_token(
 
 
 def test_secret_not_granted_blocks_with_grant_hint(ctx: testing.Context) -> None:
+    """A secret the charm cannot read blocks with the grant-secret command to run.
+
+    arrange: a token option naming a secret not granted to the application.
+    act: run config-changed.
+    assert: Blocked with the exact message holding the juju grant-secret command.
+    """
     uri = "secret:d0cjmmnmp25c7bcvv6p0"
 
     out = run(ctx, ctx.on.config_changed(), config={**VALID, "token": uri})
@@ -298,6 +373,12 @@ def test_secret_not_granted_blocks_with_grant_hint(ctx: testing.Context) -> None
 
 
 def test_secret_without_token_key_blocks(ctx: testing.Context) -> None:
+    """A secret without a token key blocks the unit saying so.
+
+    arrange: a secret holding only a password, named by the token option.
+    act: run config-changed.
+    assert: Blocked saying it has no 'token' key.
+    """
     secret = testing.Secret(tracked_content={"password": "x"})
 
     out = run(ctx, ctx.on.config_changed(), config={**VALID, "token": secret.id}, secrets={secret})
@@ -307,6 +388,12 @@ def test_secret_without_token_key_blocks(ctx: testing.Context) -> None:
 
 
 def test_runner_storage_cannot_change(ctx: testing.Context, fake_host: FakeHost) -> None:
+    """runner-storage cannot change once runners live on a storage.
+
+    arrange: a host whose runners live on memory.
+    act: run config-changed with runner-storage juju-storage.
+    assert: Blocked starting with "runner-storage: the runners already live on memory".
+    """
     fake_host.storage_in_use = "memory"
 
     out = run(ctx, ctx.on.config_changed(), config={**VALID, "runner-storage": "juju-storage"})
@@ -316,6 +403,12 @@ def test_runner_storage_cannot_change(ctx: testing.Context, fake_host: FakeHost)
 
 
 def test_memory_storage_sized_for_all_runners(ctx: testing.Context, fake_host: FakeHost) -> None:
+    """Memory storage is sized for every runner's disk.
+
+    arrange: runner-storage memory with 3 containers and 1 virtual machine.
+    act: run config-changed.
+    assert: the host is asked for memory storage of 4 times 10 GiB.
+    """
     config = {**VALID, "runner-storage": "memory", "containers": 3, "virtual-machines": 1}
 
     run(ctx, ctx.on.config_changed(), config=config)
@@ -326,6 +419,12 @@ def test_memory_storage_sized_for_all_runners(ctx: testing.Context, fake_host: F
 def test_runners_that_do_not_fit_block(
     ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
 ) -> None:
+    """Runners that do not fit in the host's memory block the unit naming runner-storage.
+
+    arrange: a host with 16 GiB of memory and 4 runners on memory storage.
+    act: run config-changed.
+    assert: Blocked starting with "runner-storage:" and the manager is not configured.
+    """
     fake_host.memory = 16 * 1024**3
     config = {**VALID, "runner-storage": "memory", "containers": 4}
 
@@ -342,6 +441,12 @@ def test_runners_that_do_not_fit_block(
 def test_supported_architectures(
     ctx: testing.Context, fake_host: FakeHost, machine: str, arch: str
 ) -> None:
+    """The supported machine architectures do not block the unit.
+
+    arrange: a host machine of x86_64, aarch64 or arm64.
+    act: run config-changed.
+    assert: the unit is not blocked.
+    """
     fake_host.machine_name = machine
 
     out = run(ctx, ctx.on.config_changed(), config=VALID)
@@ -350,6 +455,12 @@ def test_supported_architectures(
 
 
 def test_unsupported_architecture_blocks(ctx: testing.Context, fake_host: FakeHost) -> None:
+    """An unsupported machine architecture blocks the unit naming it.
+
+    arrange: a host machine of s390x.
+    act: run config-changed.
+    assert: Blocked naming architecture 's390x'.
+    """
     fake_host.machine_name = "s390x"
 
     out = run(ctx, ctx.on.config_changed(), config=VALID)
@@ -365,6 +476,13 @@ def test_model_proxy_reaches_manager_config(
     monkeypatch: pytest.MonkeyPatch,
     upper: bool,
 ) -> None:
+    """The model's proxy, in upper or lower case names, reaches the manager's config.
+
+    arrange: the model's HTTP, HTTPS and no-proxy settings in the environment, and aproxy on.
+    act: run config-changed.
+    assert: the manager's proxy config holds the three values.
+    """
+
     def name(variable: str) -> str:
         return variable if upper else variable.lower()
 
@@ -383,7 +501,12 @@ def test_model_proxy_reaches_manager_config(
 def test_model_proxy_reaches_the_lxd_daemon(
     ctx: testing.Context, fake_host: FakeHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The daemon pulls the image's source itself: it gets the model's proxy, then loses it."""
+    """The LXD daemon gets the model's proxy to pull images, and loses it when the model does.
+
+    arrange: the model's HTTPS and no-proxy settings in the environment.
+    act: run config-changed; then remove the settings and run it again.
+    assert: the daemon's proxy is the model's, then unset.
+    """
     monkeypatch.setenv("JUJU_CHARM_HTTPS_PROXY", "http://proxy.internal:3129")
     monkeypatch.setenv("JUJU_CHARM_NO_PROXY", "127.0.0.1,.internal")
 
@@ -412,6 +535,13 @@ def test_malformed_model_proxy_blocks(
     value: str,
     named: str,
 ) -> None:
+    """A malformed model proxy blocks the unit naming the model setting, never its password.
+
+    arrange: a model proxy setting that is no URL, of another scheme, with a bad port and a
+        password, or a bad no-proxy list.
+    act: run config-changed.
+    assert: Blocked naming the model setting, without the password.
+    """
     monkeypatch.setenv(variable, value)
 
     out = run(ctx, ctx.on.config_changed(), config=VALID)
@@ -424,6 +554,13 @@ def test_malformed_model_proxy_blocks(
 def test_debug_ssh_relation_becomes_ssh_debug(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """A complete debug-ssh unit's data becomes the manager's tmate settings.
+
+    arrange: a debug-ssh relation with one incomplete and one complete remote unit.
+    act: run relation-changed for the complete unit.
+    assert: the manager's config has exactly one tmate server with its host, port and ed25519
+        fingerprint.
+    """
     complete = {
         "host": "tmate.internal",
         "port": "10022",
@@ -446,6 +583,12 @@ def test_debug_ssh_relation_becomes_ssh_debug(
 def test_debug_ssh_with_bad_port_is_ignored(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """debug-ssh data with a port that is not a number is ignored.
+
+    arrange: a debug-ssh relation whose remote unit's port is a word.
+    act: run relation-changed.
+    assert: the manager's config has no tmate server.
+    """
     data = {
         "host": "tmate.internal",
         "port": "not-a-port",
@@ -463,6 +606,12 @@ def test_debug_ssh_with_bad_port_is_ignored(
 def test_cos_agent_relation_enables_metrics(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """A cos-agent relation switches the manager's metrics on.
+
+    arrange: a cos-agent relation.
+    act: run relation-joined.
+    assert: the manager's config has metrics enabled.
+    """
     relation = testing.Relation("cos-agent")
 
     run(ctx, ctx.on.relation_joined(relation), config=VALID, relations={relation})
@@ -474,6 +623,12 @@ def test_cos_agent_relation_enables_metrics(
 def test_cos_agent_broken_disables_metrics(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """A broken cos-agent relation switches the manager's metrics off.
+
+    arrange: a cos-agent relation.
+    act: run relation-broken.
+    assert: the manager's config has metrics disabled.
+    """
     relation = testing.Relation("cos-agent")
 
     run(ctx, ctx.on.relation_broken(relation), config=VALID, relations={relation})
@@ -485,6 +640,13 @@ def test_cos_agent_broken_disables_metrics(
 def test_foreign_runner_pool_blocks(
     ctx: testing.Context, fake_host: FakeHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A storage pool of the same name elsewhere blocks the unit with the host's message.
+
+    arrange: a host whose runner storage set-up finds the pool on another path.
+    act: run config-changed.
+    assert: Blocked with the storage error's message.
+    """
+
     def conflict(kind: str, required: int) -> bool:
         raise host.StorageError("the LXD storage pool runner exists on /srv, not on /storage/juju")
 
@@ -500,6 +662,12 @@ def test_foreign_runner_pool_blocks(
 def test_host_failure_is_maintenance_and_retried(
     ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
 ) -> None:
+    """A host failure is Maintenance saying it retries, and the manager is not configured.
+
+    arrange: a machine without LXD whose installation fails (store unreachable).
+    act: run install.
+    assert: Maintenance "preparing the host failed, retrying:" with the reason; no manager config.
+    """
     fake_host.installed = False
     fake_host.ensure_error = host.HostError("cannot install LXD: store unreachable")
 
@@ -514,6 +682,12 @@ def test_host_failure_is_maintenance_and_retried(
 def test_invalid_config_wins_over_a_host_failure(
     ctx: testing.Context, fake_host: FakeHost
 ) -> None:
+    """An invalid config is reported before a host failure.
+
+    arrange: a machine whose LXD installation fails, and vm-cpu 0.
+    act: run install.
+    assert: Blocked naming vm-cpu.
+    """
     fake_host.installed = False
     fake_host.ensure_error = host.HostError("cannot install LXD: store unreachable")
 
@@ -524,6 +698,12 @@ def test_invalid_config_wins_over_a_host_failure(
 
 
 def test_invalid_config_still_installs_lxd(ctx: testing.Context, fake_host: FakeHost) -> None:
+    """An invalid config still installs LXD.
+
+    arrange: a machine without LXD and an empty config.
+    act: run install.
+    assert: LXD is installed and the unit is Blocked.
+    """
     fake_host.installed = False
 
     out = run(ctx, ctx.on.install(), config={})
@@ -538,6 +718,12 @@ def test_invalid_config_still_installs_lxd(ctx: testing.Context, fake_host: Fake
 def test_healthy_report_is_active_with_summary(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """A healthy report is Active with a summary of runners per type.
+
+    arrange: a report of 3 of 3 containers (idle, busy, booting) and 1 of 1 virtual machine.
+    act: run update-status.
+    assert: Active "3/3 container, 1/1 virtual-machine runners" (a stopped runner is not counted).
+    """
     manager.report = make_report(
         desired={"container": 3, "virtual-machine": 1},
         counts={
@@ -554,6 +740,12 @@ def test_healthy_report_is_active_with_summary(
 def test_summary_omits_types_without_runners(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """The summary leaves out a runner type with none wanted.
+
+    arrange: a report wanting no container and 2 virtual machines, one idle.
+    act: run update-status.
+    assert: Active "1/2 virtual-machine runners".
+    """
     manager.report = make_report(
         desired={"container": 0, "virtual-machine": 2},
         counts={"container": {}, "virtual-machine": {"idle": 1}},
@@ -567,6 +759,12 @@ def test_summary_omits_types_without_runners(
 def test_summary_with_no_runners_configured(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """With no runners wanted, the status says which options to set.
+
+    arrange: a report wanting no runner of either type.
+    act: run update-status.
+    assert: Active "no runners configured: set containers or virtual-machines".
+    """
     manager.report = make_report(desired={"container": 0, "virtual-machine": 0}, counts={})
 
     out = run(ctx, ctx.on.update_status(), config=VALID)
@@ -577,6 +775,12 @@ def test_summary_with_no_runners_configured(
 
 
 def test_token_error_in_report_blocks(ctx: testing.Context, manager: FakeManagerService) -> None:
+    """A token error in the report blocks with the command to set a valid token.
+
+    arrange: a report with a token error (401).
+    act: run update-status.
+    assert: Blocked "GitHub rejected the token" with the juju config command.
+    """
     manager.report = make_report(
         ok=False, errors=[{"kind": "token", "message": "GitHub rejected the token (401)"}]
     )
@@ -593,6 +797,12 @@ def test_token_error_in_report_blocks(ctx: testing.Context, manager: FakeManager
 def test_permission_or_path_error_blocks_with_report_message(
     ctx: testing.Context, manager: FakeManagerService, kind: str
 ) -> None:
+    """A permission or path error in the report blocks with its message.
+
+    arrange: a report with a permission or a path error.
+    act: run update-status.
+    assert: Blocked with the report's message.
+    """
     message = "the token lacks the repo scope (403 Forbidden)"
     manager.report = make_report(ok=False, errors=[{"kind": kind, "message": message}])
 
@@ -602,6 +812,12 @@ def test_permission_or_path_error_blocks_with_report_message(
 
 
 def test_config_error_in_report_blocks(ctx: testing.Context, manager: FakeManagerService) -> None:
+    """A config error in the report blocks saying the manager refused its configuration.
+
+    arrange: a report with a config error.
+    act: run update-status.
+    assert: Blocked "the runner manager refused its configuration:" with the message.
+    """
     manager.report = make_report(
         ok=False, errors=[{"kind": "config", "message": "the GitHub token is empty"}]
     )
@@ -616,6 +832,12 @@ def test_config_error_in_report_blocks(ctx: testing.Context, manager: FakeManage
 def test_rate_limited_report_is_active_with_note(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """A rate-limited report is Active with a note of when the limit resets.
+
+    arrange: a report with a rate-limit error and a reset time of 13:45 UTC.
+    act: run update-status.
+    assert: Active "1/1 virtual-machine runners (rate limited until 13:45 UTC)".
+    """
     reset = datetime.datetime(2026, 6, 1, 13, 45, tzinfo=datetime.timezone.utc).timestamp()
     manager.report = make_report(
         ok=False,
@@ -633,6 +855,13 @@ def test_rate_limited_report_is_active_with_note(
 def test_transient_errors_are_short_notes(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """Transient errors are short notes on the Active status, creation failures counted.
+
+    arrange: a report with an image, two runner-creation, an LXD and a rate-limit error.
+    act: run update-status.
+    assert: Active with the notes "rate limited by GitHub; image jammy missing; 2 runner creation
+        failures; LXD error".
+    """
     manager.report = make_report(
         ok=False,
         errors=[
@@ -653,6 +882,12 @@ def test_transient_errors_are_short_notes(
 
 
 def test_stale_report_is_waiting(ctx: testing.Context, manager: FakeManagerService) -> None:
+    """A stale report is Waiting, whatever errors it holds.
+
+    arrange: a report from 36 minutes ago with a token error, and a 10 minute interval.
+    act: run update-status.
+    assert: Waiting starting "the last reconciliation was 36 minutes ago".
+    """
     old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=36)
     manager.report = make_report(
         started_at=old,
@@ -669,6 +904,12 @@ def test_stale_report_is_waiting(ctx: testing.Context, manager: FakeManagerServi
 def test_recent_report_with_long_interval_is_not_stale(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """A report is stale only relative to the check interval.
+
+    arrange: a report from 36 minutes ago and a check interval of 30 minutes.
+    act: run update-status.
+    assert: Active.
+    """
     old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=36)
     manager.report = make_report(started_at=old, finished_at=old)
 
@@ -678,12 +919,24 @@ def test_recent_report_with_long_interval_is_not_stale(
 
 
 def test_no_report_is_waiting(ctx: testing.Context) -> None:
+    """No report yet is Waiting for the first reconciliation.
+
+    arrange: a valid config and no report.
+    act: run update-status.
+    assert: Waiting "waiting for the first reconciliation".
+    """
     out = run(ctx, ctx.on.update_status(), config=VALID)
 
     assert out.unit_status == ops.WaitingStatus("waiting for the first reconciliation")
 
 
 def test_busy_only_report_is_waiting(ctx: testing.Context, manager: FakeManagerService) -> None:
+    """A report that only says the manager was busy is Waiting.
+
+    arrange: a report whose only error is busy (lock held) with no counts.
+    act: run update-status.
+    assert: Waiting.
+    """
     manager.report = make_report(
         ok=False, counts={}, errors=[{"kind": "busy", "message": "lock held"}]
     )
@@ -696,6 +949,12 @@ def test_busy_only_report_is_waiting(ctx: testing.Context, manager: FakeManagerS
 def test_invalid_config_wins_over_report(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """An invalid config is reported before a healthy report.
+
+    arrange: a healthy report and vm-cpu 0.
+    act: run update-status.
+    assert: Blocked.
+    """
     manager.report = make_report()
 
     out = run(ctx, ctx.on.update_status(), config={**VALID, "vm-cpu": 0})
@@ -709,6 +968,13 @@ def test_invalid_config_wins_over_report(
 def test_stop_with_invalid_config_disables_timer_and_flushes_busy(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """The stop hook with an invalid config still stops the timer and flushes every runner.
+
+    arrange: a configured manager with its timer active and a Blocked unit with a bad path.
+    act: run stop.
+    assert: the manager is stopped, its timer inactive, one busy flush without reconcile ran, its
+        files are kept, and the status is unchanged.
+    """
     manager.preconfigured = True
     manager.timer_active = True
     status = ops.BlockedStatus("path: bad")
@@ -725,6 +991,12 @@ def test_stop_with_invalid_config_disables_timer_and_flushes_busy(
 def test_stop_never_configured_flushes_nothing(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """The stop hook on a unit never configured flushes nothing.
+
+    arrange: an empty config and a manager never configured.
+    act: run stop.
+    assert: the manager is stopped and nothing ran.
+    """
     run(ctx, ctx.on.stop(), config={})
 
     assert manager.stopped
@@ -732,6 +1004,12 @@ def test_stop_never_configured_flushes_nothing(
 
 
 def test_stop_survives_a_failed_flush(ctx: testing.Context, manager: FakeManagerService) -> None:
+    """The stop hook goes through a flush that failed.
+
+    arrange: a configured manager whose flush fails (LXD error).
+    act: run stop.
+    assert: the hook completes after the one flush.
+    """
     manager.preconfigured = True
     manager.results["flush"] = [result(4, ok=False, errors=[{"kind": "lxd", "message": "x"}])]
 
@@ -743,6 +1021,12 @@ def test_stop_survives_a_failed_flush(ctx: testing.Context, manager: FakeManager
 def test_stop_survives_a_manager_that_cannot_run(
     ctx: testing.Context, manager: FakeManagerService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The stop hook goes through a manager command that cannot run.
+
+    arrange: a configured manager whose run raises a ServiceError (timed out).
+    act: run stop.
+    assert: the hook completes and the manager is stopped.
+    """
     manager.preconfigured = True
 
     def hang(args: list[str], timeout: float) -> None:
@@ -758,6 +1042,13 @@ def test_stop_survives_a_manager_that_cannot_run(
 def test_remove_flushes_and_deletes_files(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """The remove hook flushes every runner and deletes the manager's files, even if invalid.
+
+    arrange: a configured manager and an invalid vm-disk.
+    act: run remove.
+    assert: the manager is stopped, one busy flush without reconcile ran, and its files are
+        removed.
+    """
     manager.preconfigured = True
 
     run(ctx, ctx.on.remove(), config={"vm-disk": "broken"})
@@ -815,6 +1106,13 @@ def runner_report(command: str, delta: dict[str, int], **kw):
 
 
 def test_check_runners_results(ctx: testing.Context, configured: FakeManagerService) -> None:
+    """check-runners returns the manager's check results and leaves the status alone.
+
+    arrange: a configured manager whose check answers with runner counts and names, and an Active
+        unit.
+    act: run the check-runners action.
+    assert: the results are the check's, the manager ran check once, and the status is unchanged.
+    """
     out = run(ctx, ctx.on.action("check-runners"), config=VALID, unit_status=ACTIVE)
 
     assert ctx.action_results == CHECK_RESULTS
@@ -825,7 +1123,12 @@ def test_check_runners_results(ctx: testing.Context, configured: FakeManagerServ
 def test_check_runners_names_every_state(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
-    """Every state lists its runners, an empty state an empty list (not only the online ones)."""
+    """check-runners lists the runners of every state, an empty state as an empty list.
+
+    arrange: a check answer with one idle online runner, two offline, one unknown and none busy.
+    act: run the check-runners action.
+    assert: each state's runners result lists its names, busy-runners empty.
+    """
     manager.preconfigured = True
     manager.results["check"] = [
         result(
@@ -850,6 +1153,13 @@ def test_check_runners_names_every_state(
 
 
 def test_reconcile_runners_results(ctx: testing.Context, configured: FakeManagerService) -> None:
+    """reconcile-runners returns the reconciliation's delta with the check results.
+
+    arrange: a reconcile report with a delta of +2 containers and -1 virtual machine.
+    act: run the reconcile-runners action.
+    assert: the results are the delta plus the check results; reconcile then check ran; the status
+        is unchanged.
+    """
     report = runner_report(
         "reconcile",
         {"container": 2, "virtual-machine": -1},
@@ -881,6 +1191,13 @@ def test_flush_runners_results(
     params: dict[str, Any],
     flush: list[str],
 ) -> None:
+    """flush-runners flushes (busy runners when asked) and returns the delta and check results.
+
+    arrange: a flush report with a delta of +1 container; the action without and with busy=true.
+    act: run the flush-runners action.
+    assert: the manager ran flush (with --busy when asked) then check, and the results are the
+        delta plus the check results.
+    """
     flushed = runner_report(
         "flush",
         {"container": 1, "virtual-machine": 0},
@@ -898,6 +1215,13 @@ def test_flush_runners_results(
 def test_flush_that_fails_reports_its_delta(
     ctx: testing.Context, configured: FakeManagerService
 ) -> None:
+    """A failed flush fails the action with its error and still reports its delta.
+
+    arrange: a flush report with a delta of -1 container and an LXD error, exit code 4.
+    act: run the flush-runners action.
+    assert: the action fails with "flush failed (exit code 4):" and the error; no check ran; the
+        results hold the delta.
+    """
     flushed = runner_report(
         "flush",
         {"container": -1, "virtual-machine": 0},
@@ -930,6 +1254,14 @@ def test_update_dependencies_results(
     reason: str,
     flushed: bool,
 ) -> None:
+    """update-dependencies reports the runner version, the delta, and a flush only for an update.
+
+    arrange: an update-dependencies report with or without a runner update, replacing a runner for
+        a stale config or a scale-down.
+    act: run the update-dependencies action.
+    assert: flush is true only for an update with stale-config replacements; the version and delta
+        are returned; the status is unchanged.
+    """
     report = runner_report(
         "update-dependencies",
         {"container": 0, "virtual-machine": 0},
@@ -1007,6 +1339,13 @@ def test_action_failures(
     outcome: Any,
     message: str,
 ) -> None:
+    """Each manager failure fails its action with a clear message, never the token.
+
+    arrange: one failing manager answer per action and command.
+    act: run the action.
+    assert: it fails with the expected message, the status is unchanged, and no result holds the
+        token.
+    """
     configured.results[command] = [outcome]
 
     with pytest.raises(testing.ActionFailed) as failure:
@@ -1024,6 +1363,12 @@ def test_action_failures(
 def test_actions_fail_on_invalid_config(
     ctx: testing.Context, configured: FakeManagerService, action: str
 ) -> None:
+    """Every action fails on an invalid config without running the manager.
+
+    arrange: a configured manager and vm-memory "7GB".
+    act: run each action.
+    assert: it fails with "the configuration is invalid: vm-memory:" and the manager ran nothing.
+    """
     with pytest.raises(testing.ActionFailed) as failure:
         run(ctx, ctx.on.action(action), config={**VALID, "vm-memory": "7GB"})
 
@@ -1034,6 +1379,13 @@ def test_actions_fail_on_invalid_config(
 def test_action_fails_when_the_host_cannot_be_inspected(
     ctx: testing.Context, configured: FakeManagerService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An action fails with the reason when the host cannot be inspected.
+
+    arrange: a host whose storage inspection times out.
+    act: run the check-runners action.
+    assert: it fails with "cannot inspect the host:" and the timeout.
+    """
+
     def timeout() -> None:
         raise host.HostError("`/snap/bin/lxc storage show` did not finish within 60s")
 
@@ -1050,6 +1402,12 @@ def test_action_fails_when_the_host_cannot_be_inspected(
 def test_actions_fail_before_first_configuration(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
+    """An action before the manager's first configuration fails saying so.
+
+    arrange: a manager never configured.
+    act: run the check-runners action.
+    assert: it fails with "not configured yet".
+    """
     with pytest.raises(testing.ActionFailed) as failure:
         run(ctx, ctx.on.action("check-runners"), config=VALID)
 
@@ -1059,6 +1417,13 @@ def test_actions_fail_before_first_configuration(
 def test_action_fails_when_manager_cannot_run(
     ctx: testing.Context, configured: FakeManagerService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An action fails with the service error when the manager cannot run.
+
+    arrange: a configured manager whose run raises a ServiceError.
+    act: run the reconcile-runners action.
+    assert: it fails with the service error's message.
+    """
+
     def hang(args: list[str], timeout: float) -> None:
         raise charm.service.ServiceError("the runner manager's reconcile did not finish")
 
@@ -1073,6 +1438,12 @@ def test_action_fails_when_manager_cannot_run(
 def test_reconcile_after_check_failure_still_returns_delta(
     ctx: testing.Context, configured: FakeManagerService
 ) -> None:
+    """reconcile-runners fails with the check's error when the check after it fails.
+
+    arrange: a reconcile with a delta of +1 container, then a check that fails (502).
+    act: run the reconcile-runners action.
+    assert: it fails with "check failed (exit code 4): 502".
+    """
     report = runner_report("reconcile", {"container": 1, "virtual-machine": 0})
     configured.results["reconcile"] = [report_result(report)]
     configured.results["check"] = [
@@ -1091,6 +1462,12 @@ def test_reconcile_after_check_failure_still_returns_delta(
 def test_firewall_gets_the_denylist_once_lxd_is_ready(
     ctx: testing.Context, fake_host: FakeHost
 ) -> None:
+    """The firewall gets the denylist once LXD is ready.
+
+    arrange: a denylist of two networks.
+    act: run install.
+    assert: the firewall was applied once with both networks, after ensuring LXD only.
+    """
     config = {**VALID, "denylist": "10.0.0.0/8, 192.168.0.0/16"}
 
     run(ctx, ctx.on.install(), config=config)
@@ -1104,6 +1481,12 @@ def test_firewall_gets_the_denylist_once_lxd_is_ready(
 def test_empty_denylist_still_applies_the_firewall(
     ctx: testing.Context, fake_host: FakeHost
 ) -> None:
+    """An empty denylist still applies the firewall (it guards the host).
+
+    arrange: a valid config without denylist.
+    act: run config-changed.
+    assert: the firewall was applied once with no network.
+    """
     run(ctx, ctx.on.config_changed(), config=VALID)
 
     assert fake_host.firewall_applied == [()]
@@ -1112,6 +1495,12 @@ def test_empty_denylist_still_applies_the_firewall(
 def test_denylist_change_reapplies_the_firewall(
     ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
 ) -> None:
+    """A denylist change applies the firewall again without replacing runners.
+
+    arrange: a config-changed with a denylist of 10.0.0.0/8.
+    act: run config-changed with 172.16.0.0/12.
+    assert: the firewall's last denylist is 172.16.0.0/12 and only the first reconcile was started.
+    """
     run(ctx, ctx.on.config_changed(), config={**VALID, "denylist": "10.0.0.0/8"})
 
     run(ctx, ctx.on.config_changed(), config={**VALID, "denylist": "172.16.0.0/12"})
@@ -1124,6 +1513,12 @@ def test_denylist_change_reapplies_the_firewall(
 def test_firewall_failure_is_maintenance_and_retried(
     ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
 ) -> None:
+    """A firewall failure is Maintenance saying it retries, and the manager is not configured.
+
+    arrange: a firewall whose ACL attachment is refused.
+    act: run config-changed.
+    assert: Maintenance "preparing the host failed, retrying:" with the reason; no manager config.
+    """
     fake_host.firewall_error = firewall.FirewallError(
         "cannot attach the ACL github-runner to the LXD network lxdbr0: refused"
     )
@@ -1140,6 +1535,12 @@ def test_firewall_failure_is_maintenance_and_retried(
 def test_firewall_applies_even_when_the_storage_blocks(
     ctx: testing.Context, fake_host: FakeHost
 ) -> None:
+    """The firewall is applied even when the storage blocks the unit.
+
+    arrange: Juju storage too small for the runners, and a denylist of 10.0.0.0/8.
+    act: run config-changed.
+    assert: Blocked, and the firewall was applied with the denylist.
+    """
     fake_host.juju_storage = 1
 
     out = run(ctx, ctx.on.config_changed(), config={**VALID, "denylist": "10.0.0.0/8"})
@@ -1151,6 +1552,12 @@ def test_firewall_applies_even_when_the_storage_blocks(
 def test_invalid_denylist_leaves_the_firewall_as_it_was(
     ctx: testing.Context, fake_host: FakeHost
 ) -> None:
+    """An invalid denylist blocks and leaves the firewall as it was.
+
+    arrange: a denylist entry with host bits set.
+    act: run config-changed.
+    assert: Blocked, and the firewall was not applied.
+    """
     out = run(ctx, ctx.on.config_changed(), config={**VALID, "denylist": "10.0.0.1/8"})
 
     assert isinstance(out.unit_status, ops.BlockedStatus)
@@ -1161,6 +1568,12 @@ def test_invalid_denylist_leaves_the_firewall_as_it_was(
 def test_test_mode_insecure_makes_container_runners_privileged(
     ctx: testing.Context, manager: FakeManagerService, test_mode: str, privileged: bool
 ) -> None:
+    """test-mode insecure makes container runners privileged, and only it.
+
+    arrange: test-mode empty or insecure, with one container.
+    act: run config-changed.
+    assert: the manager's runners are privileged only with insecure.
+    """
     run(ctx, ctx.on.config_changed(), config={**VALID, "test-mode": test_mode, "containers": 1})
 
     assert manager.config is not None

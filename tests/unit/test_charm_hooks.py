@@ -193,7 +193,7 @@ def test_update_status_with_a_config_never_converged_converges(
 def test_remove_after_a_stop_that_flushed_does_not_flush_again(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
-    """remove after a stop whose flush worked does not flush again.
+    """The remove hook after a stop whose flush worked does not flush again.
 
     arrange: a configured manager and a stop that flushed every runner.
     act: run remove.
@@ -213,7 +213,7 @@ def test_remove_after_a_stop_that_flushed_does_not_flush_again(
 def test_remove_after_a_stop_whose_flush_failed_flushes_again(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
-    """remove flushes again when the stop's flush failed.
+    """The remove hook flushes again when the stop's flush failed.
 
     arrange: a configured manager whose first flush fails (LXD down) and second succeeds; stop ran.
     act: run remove.
@@ -372,7 +372,7 @@ def test_lxc_output_that_is_not_json_gives_a_status(
     tmp_path: Path,
     output: str,
 ) -> None:
-    """lxc output that is not JSON gives a status, not a traceback.
+    """Output of lxc that is not JSON gives a status, not a traceback.
 
     arrange: the real host whose lxc answers with HTML, broken YAML, plain text or broken JSON.
     act: run config-changed.

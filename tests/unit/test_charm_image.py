@@ -20,7 +20,7 @@ def run(ctx: testing.Context, event: Any, **state: Any) -> testing.State:
 def test_install_sets_up_the_image_build_and_starts_the_first_one(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
-    """install sets up the image build and starts the first one.
+    """The install hook sets up the image build and starts the first one.
 
     arrange: a manager with no runner image built yet.
     act: run install.
@@ -150,7 +150,7 @@ def test_token_error_wins_over_a_build_in_progress(
 def test_remove_deletes_the_images_before_the_files(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
-    """remove deletes the runner images and the manager's files.
+    """The remove hook deletes the runner images and the manager's files.
 
     arrange: a configured manager.
     act: run remove.
@@ -165,7 +165,7 @@ def test_remove_deletes_the_images_before_the_files(
 
 
 def test_stop_keeps_the_images(ctx: testing.Context, manager: FakeManagerService) -> None:
-    """stop keeps the runner images (remove deletes them).
+    """The stop hook keeps the runner images (remove deletes them).
 
     arrange: a configured manager.
     act: run stop.
