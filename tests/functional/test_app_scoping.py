@@ -71,8 +71,9 @@ def bridge_rejects(bridge: str) -> list[str]:
 def test_two_applications_keep_their_own_denylists(apps: tuple[str, str], bridge: str) -> None:
     """Two applications' ACLs coexist, each with its own denylist.
 
-    arrange: two applications on one bridge. act: each applies its denylist, the first
-    twice (its next hook). assert: two ACLs, each with its own rules, both enforced.
+    arrange: two applications on one bridge.
+    act: each applies its denylist, the first twice (its next hook).
+    assert: two ACLs, each with its own rules, both enforced.
     """
     first, second = host.Host(app=apps[0]), host.Host(app=apps[1])
 
@@ -97,8 +98,9 @@ def test_two_applications_keep_their_own_denylists(apps: tuple[str, str], bridge
 def test_the_acl_of_an_earlier_version_is_retired(apps: tuple[str, str], bridge: str) -> None:
     """The fixed-name ACL of an earlier version is detached and deleted.
 
-    arrange: the fixed-name ACL an earlier version attached to the bridge. act: the
-    application applies its own. assert: the old one is detached, its stale rule gone.
+    arrange: the fixed-name ACL an earlier version attached to the bridge.
+    act: the application applies its own.
+    assert: the old one is detached, its stale rule gone.
     """
     legacy = host.Host(firewall_acl=f"grt-legacy-{secrets.token_hex(3)}")
     legacy.ensure_firewall([NET("192.0.2.0/24")], network=bridge)
@@ -127,7 +129,8 @@ def test_two_applications_get_their_own_storage_pools(
     """Two applications get two storage pools.
 
     arrange: two applications with runner storage under one juju storage root (dir pools).
-    act: each prepares its storage. assert: two pools, on two sources, each kept.
+    act: each prepares its storage.
+    assert: two pools, on two sources, each kept.
     """
     juju = tmp_path / "juju"
     hosts = [

@@ -52,9 +52,11 @@ def cli_check(config_file: Path) -> dict:
 def test_check_counts_and_names_every_state(
     make_manager, emulator: Emulator, lxd_client: pylxd.Client, tmp_path: Path
 ):
-    """arrange: a busy runner, an idle one, an offline registration, an unregistered instance.
+    """The check command counts and names the runners of every state.
 
-    act: run `check` through the command line. assert: each state's count and names.
+    arrange: a busy runner, an idle one, an offline registration, an unregistered instance.
+    act: run `check` through the command line.
+    assert: each state's count and names.
     """
     manager = make_manager(containers=2)
     created = manager.reconcile().created

@@ -366,8 +366,10 @@ def run_cli(config: Path, command: str, tmp_path: Path) -> tuple[int, str, str, 
 
 
 def test_a_valid_configuration_passes(emulator, tmp_path, lxd_client):
-    """arrange: the base configuration every case starts from. act: `check`.
+    """The base configuration passes check.
 
+    arrange: the base configuration every case starts from.
+    act: `check`.
     assert: exit 0 (so every refusal below is due to the one thing each case breaks).
     """
     path = setting("unit", "config-inputs/0")(base_config(emulator, tmp_path), tmp_path)
@@ -385,10 +387,12 @@ def test_a_valid_configuration_passes(emulator, tmp_path, lxd_client):
 def test_malformed_configuration_is_refused(
     emulator, tmp_path, lxd_client, command, writer, named
 ):
-    """arrange: a configuration file broken in one way. act: run the command line on it.
+    """A malformed configuration is refused cleanly, naming the key.
 
-    assert: within the time and memory bound, exit code 2 and one JSON error of kind config
-    naming the key, no traceback, the token not echoed, and nothing changed in LXD.
+    arrange: a configuration file broken in one way.
+    act: run the command line on it.
+    assert: within the time and memory bound, exit code 2 and one JSON error of kind config naming
+        the key, no traceback, the token not echoed, and nothing changed in LXD.
     """
     before = lxd_state(lxd_client)
     path = writer(base_config(emulator, tmp_path), tmp_path)

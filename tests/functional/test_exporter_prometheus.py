@@ -96,7 +96,12 @@ def exporter_url(tmp_path: Path) -> Iterator[str]:
 
 
 def test_exposition_passes_promtool(exporter_url):
-    """arrange: the endpoint. act: scrape it. assert: `promtool check metrics` accepts it."""
+    """The exporter's exposition passes promtool's check.
+
+    arrange: the endpoint.
+    act: scrape it.
+    assert: `promtool check metrics` accepts it.
+    """
     promtool = shutil.which("promtool")
     assert promtool, "promtool is missing: .ci/run installs Debian's prometheus package"
 
@@ -110,10 +115,11 @@ def test_exposition_passes_promtool(exporter_url):
 
 
 def test_prometheus_scrapes_the_endpoint(exporter_url, tmp_path):
-    """arrange: a real Prometheus on loopback, given the scrape job the charm publishes.
+    """A real Prometheus scrapes the exporter with the charm's scrape job.
 
-    act: let it scrape (it asks for OpenMetrics first). assert: the idle gauge is 2 and the
-    info metric arrived, under the charm's scoped job name.
+    arrange: a real Prometheus on loopback, given the scrape job the charm publishes.
+    act: let it scrape (it asks for OpenMetrics first).
+    assert: the idle gauge is 2 and the info metric arrived, under the charm's scoped job name.
     """
     prometheus = shutil.which("prometheus")
     assert prometheus, "prometheus is missing: .ci/run installs Debian's prometheus package"

@@ -154,11 +154,13 @@ def small_pool(
 def test_full_pool_makes_what_fits_and_says_so_once(
     small_pool, emulator, tmp_path, lxd_client, managers
 ):
-    """arrange: a storage pool with room for 2 runners; 4 wanted, created 4 at a time.
+    """A full storage pool makes the runners that fit and says so once per run.
 
-    act: reconcile, twice. assert: 2 runners after each run (the first run made what fits; the
-    second lost none), each report with exactly one short runner-create error saying the pool
-    is full and how full, and GitHub holding exactly the 2 runners' registrations.
+    arrange: a storage pool with room for 2 runners; 4 wanted, created 4 at a time.
+    act: reconcile, twice.
+    assert: 2 runners after each run (the first run made what fits; the second lost none), each
+        report with exactly one short runner-create error saying the pool is full and how full, and
+        GitHub holding exactly the 2 runners' registrations.
     """
     pool, per_runner = small_pool
     data = config_data(
@@ -196,8 +198,10 @@ def test_full_pool_makes_what_fits_and_says_so_once(
 
 
 def test_sizes_written_with_spaces_create_runners(emulator, tmp_path, lxd_client, managers):
-    """arrange: memory `256 MiB` and disk `2 GiB` (LXD refuses both as written). act: reconcile.
+    """Sizes written with spaces still create runners.
 
+    arrange: memory `256 MiB` and disk `2 GiB` (LXD refuses both as written).
+    act: reconcile.
     assert: the runner is created, with the limits LXD reads.
     """
     data = config_data(
@@ -231,10 +235,12 @@ def run_cli(config: Path, command: str) -> tuple[int, dict[str, Any], str]:
 
 @pytest.mark.parametrize("command", ["check", "reconcile"])
 def test_missing_project_is_reported_as_such(emulator, tmp_path, lxd_client, command):
-    """arrange: lxd.project names a project LXD does not have. act: the command line.
+    """A missing LXD project is reported as such.
 
-    assert: one error saying the project does not exist (not that the image is missing), a
-    failing exit code, and no runner registered on GitHub.
+    arrange: lxd.project names a project LXD does not have.
+    act: the command line.
+    assert: one error saying the project does not exist (not that the image is missing), a failing
+        exit code, and no runner registered on GitHub.
     """
     missing = f"grt-missing-{secrets.token_hex(3)}"
     path = tmp_path / "config.json"
@@ -254,10 +260,12 @@ def test_missing_project_is_reported_as_such(emulator, tmp_path, lxd_client, com
 
 
 def test_runner_download_is_bounded_like_a_github_call(emulator, tmp_path, lxd_client, managers):
-    """arrange: the runner application download answers only after 40 s; api_timeout 3 s.
+    """The runner application download is bounded like a GitHub call.
 
-    act: reconcile. assert: the run gives the download up within seconds (a runner-binary
-    error), not after the 40 s; no runner is made without a runner application.
+    arrange: the runner application download answers only after 40 s; api_timeout 3 s.
+    act: reconcile.
+    assert: the run gives the download up within seconds (a runner-binary error), not after the 40
+        s; no runner is made without a runner application.
     """
     emulator.control.add_fault(path="/_emulator/downloads/", delay=40.0, count=-1)
     data = config_data(emulator, tmp_path / "state", timing={"api_timeout": 3, "api_retries": 1})

@@ -57,8 +57,9 @@ def make_manager(
 
 
 def test_lower_case_header_names(make_manager, emulator, lxd_client):
-    """arrange: GitHub sends lower-case header names (an HTTP/2 front end).
+    """The manager works with GitHub's header names in lower case.
 
+    arrange: GitHub sends lower-case header names (an HTTP/2 front end).
     act: create runners, reconcile again, run a job, replace its runner, flush.
     assert: every step works as with canonical names; nothing is deleted on an empty reading.
     """
@@ -94,10 +95,12 @@ def test_lower_case_header_names(make_manager, emulator, lxd_client):
 
 
 def test_a_lost_listing_page_deletes_no_live_instance(make_manager, emulator, lxd_client):
-    """arrange: 2 runners, one busy; GitHub's listing then loses its page (a pagination race).
+    """A lost page of GitHub's listing deletes no live instance.
 
-    act: reconcile. assert: no instance deleted, nothing created, the job untouched; the next
-    run (whole listing) changes nothing either.
+    arrange: 2 runners, one busy; GitHub's listing then loses its page (a pagination race).
+    act: reconcile.
+    assert: no instance deleted, nothing created, the job untouched; the next run (whole listing)
+        changes nothing either.
     """
     manager = make_manager(containers=2)
     created = manager.reconcile().created
@@ -118,11 +121,12 @@ def test_a_lost_listing_page_deletes_no_live_instance(make_manager, emulator, lx
 
 
 def test_path_change_moves_the_fleet_without_ghosts(make_manager, emulator, lxd_client):
-    """arrange: 2 runners on a repository, one busy; then `path` changes to an organisation.
+    """A change of path moves the fleet without leaving ghost registrations.
 
+    arrange: 2 runners on a repository, one busy; then `path` changes to an organisation.
     act: reconcile on the new path; let the job finish; reconcile again.
     assert: the idle runner goes at once, its registration deleted on the old path; the busy one
-    finishes its job; the new path gets its 2 runners; nothing left on the old path.
+        finishes its job; the new path gets its 2 runners; nothing left on the old path.
     """
     old = make_manager(containers=2)
     old.reconcile()
@@ -153,10 +157,12 @@ def test_path_change_moves_the_fleet_without_ghosts(make_manager, emulator, lxd_
 
 
 def test_a_lost_registration_answer_leaves_no_ghost(make_manager, emulator, lxd_client):
-    """arrange: GitHub creates the JIT runner, then the answer is lost (502; the retry gets 409).
+    """A lost answer to a JIT registration leaves no ghost.
 
-    act: reconcile. assert: the creation is reported, and neither a registration nor an
-    instance is left (no later run needed).
+    arrange: GitHub creates the JIT runner, then the answer is lost (502; the retry gets 409).
+    act: reconcile.
+    assert: the creation is reported, and neither a registration nor an instance is left (no later
+        run needed).
     """
     manager = make_manager(containers=1)
     emulator.control.add_fault(
@@ -172,11 +178,12 @@ def test_a_lost_registration_answer_leaves_no_ghost(make_manager, emulator, lxd_
 
 
 def test_flush_busy_outlasts_github_holding_the_killed_job(make_manager, emulator, lxd_client):
-    """arrange: 2 runners, one busy; GitHub keeps a killed job's runner busy for 40 s.
+    """A busy flush waits out GitHub holding a killed job's runner.
 
-    act: flush --busy (then reconcile). assert: the registration is deleted once GitHub lets go
-    (no ghost), the report lists both removed without error, and the reconcile refills the
-    fleet.
+    arrange: 2 runners, one busy; GitHub keeps a killed job's runner busy for 40 s.
+    act: flush --busy (then reconcile).
+    assert: the registration is deleted once GitHub lets go (no ghost), the report lists both
+        removed without error, and the reconcile refills the fleet.
     """
     emulator.control.settings(lost_job_after=40.0)
     manager = make_manager(containers=2)
@@ -199,11 +206,12 @@ def test_flush_busy_outlasts_github_holding_the_killed_job(make_manager, emulato
 
 
 def test_stop_flush_reports_a_registration_github_still_holds(make_manager, emulator, lxd_client):
-    """arrange: a busy runner; GitHub holds a killed job's runner 45 s, the flush waits 15 s.
+    """The stop hook's flush reports a registration GitHub still holds.
 
+    arrange: a busy runner; GitHub holds a killed job's runner 45 s, the flush waits 15 s.
     act: flush --busy --no-reconcile (the stop hook), then reconcile once GitHub let go.
     assert: the flush reports the registration left with its id and does not call the runner
-    removed; the later reconcile deletes the registration.
+        removed; the later reconcile deletes the registration.
     """
     emulator.control.settings(lost_job_after=45.0)
     manager = make_manager(containers=1, release=15.0)

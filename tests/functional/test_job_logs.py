@@ -73,8 +73,10 @@ def signal_listener(lxd_client, runner: str, signal: str) -> None:
 def test_a_job_cancelled_by_a_stop_signal_leaves_its_log(
     metrics_manager, emulator, lxd_client, tmp_path
 ):
-    """arrange: a runner in a job. act: SIGTERM its listener (the runner stopped); reconcile.
+    """A job cancelled by a stop signal leaves its log, labelled cancelled.
 
+    arrange: a runner in a job.
+    act: SIGTERM its listener (the runner stopped); reconcile.
     assert: the job ends cancelled, and its log is kept, labelled so.
     """
     manager = metrics_manager(containers=1)
@@ -100,10 +102,12 @@ def test_success_failure_and_cancelled_jobs_each_leave_one_labelled_log(
     lxd_client,
     tmp_path,
 ):
-    """arrange: three runners. act: a job succeeds, one fails, one is cancelled; reconcile.
+    """Succeeded, failed and cancelled jobs each leave one labelled log.
 
+    arrange: three runners.
+    act: a job succeeds, one fails, one is cancelled; reconcile.
     assert: one job file per job, labelled with its repository, workflow, job, run, runner,
-    instance type and conclusion, holding the runner's and the worker's _diag logs.
+        instance type and conclusion, holding the runner's and the worker's _diag logs.
     """
     manager = metrics_manager(containers=3)
     manager.reconcile()
@@ -164,10 +168,12 @@ def test_a_runner_writing_50_mib_leaves_at_most_the_cap(
     lxd_client,
     tmp_path,
 ):
-    """arrange: a runner. act: its job prints 50 MiB of garbage; reconcile.
+    """A runner writing 50 MiB of logs leaves at most the cap.
 
-    assert: one job file, at most the cap of log text, with the truncation marker, the head and
-    the tail of the logs; nothing from the garbage became a label.
+    arrange: a runner.
+    act: its job prints 50 MiB of garbage; reconcile.
+    assert: one job file, at most the cap of log text, with the truncation marker, the head and the
+        tail of the logs; nothing from the garbage became a label.
     """
     manager = metrics_manager(containers=1)
     runner = manager.reconcile().created[0]
@@ -205,10 +211,12 @@ def test_a_killed_listener_is_crashed_with_its_logs(
     lxd_client,
     tmp_path,
 ):
-    """arrange: a runner in a job. act: kill its listener (SIGKILL); reconcile.
+    """A killed listener makes a crashed runner whose logs are kept.
 
-    assert: the instance powers off and goes; the runner counts as crashed and its logs are
-    kept, labelled `crashed`.
+    arrange: a runner in a job.
+    act: kill its listener (SIGKILL); reconcile.
+    assert: the instance powers off and goes; the runner counts as crashed and its logs are kept,
+        labelled `crashed`.
     """
     manager = metrics_manager(containers=1)
     runner = manager.reconcile().created[0]
@@ -239,10 +247,12 @@ def test_a_killed_listener_is_crashed_with_its_logs(
 def test_a_runner_killed_with_its_start_script_is_crashed_with_its_logs(
     metrics_manager, emulator, lxd_client, tmp_path
 ):
-    """arrange: a runner whose whole service is killed (no hand-over, the instance stays up).
+    """A runner killed with its start script is crashed, its logs kept.
 
-    act: reconcile. assert: crashed; its _diag logs, copied before the instance was deleted, are
-    kept as its job log, labelled `crashed`.
+    arrange: a runner whose whole service is killed (no hand-over, the instance stays up).
+    act: reconcile.
+    assert: crashed; its _diag logs, copied before the instance was deleted, are kept as its job
+        log, labelled `crashed`.
     """
     manager = metrics_manager(containers=1)
     runner = manager.reconcile().created[0]

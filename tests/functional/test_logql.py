@@ -166,9 +166,11 @@ def assert_all_parse(parser_dir: Path, queries: dict[str, str]) -> None:
 
 
 def test_dashboard_loki_queries_parse(parser_dir):
-    """arrange: every Loki query of the dashboards, Grafana's variables filled in.
+    """Every Loki query of the dashboards parses with Grafana's LogQL parser.
 
-    act: parse with @grafana/lezer-logql. assert: no syntax error anywhere.
+    arrange: every Loki query of the dashboards, Grafana's variables filled in.
+    act: parse with @grafana/lezer-logql.
+    assert: no syntax error anywhere.
     """
     queries = dashboard_logql()
     assert len(queries) >= 10, queries
@@ -178,7 +180,12 @@ def test_dashboard_loki_queries_parse(parser_dir):
 
 
 def test_loki_alert_rules_parse(parser_dir):
-    """arrange: every Loki alert rule. act: parse. assert: no syntax error anywhere."""
+    """Every Loki alert rule parses with Grafana's LogQL parser.
+
+    arrange: every Loki alert rule.
+    act: parse.
+    assert: no syntax error anywhere.
+    """
     exprs = rule_logql()
     assert exprs
 
@@ -201,8 +208,10 @@ def test_loki_alert_rules_parse(parser_dir):
     ],
 )
 def test_the_check_refuses_malformed_logql(parser_dir, expression):
-    """arrange: a malformed expression. act: run it through the same check as the shipped ones.
+    """The LogQL check refuses a malformed expression.
 
+    arrange: a malformed expression.
+    act: run it through the same check as the shipped ones.
     assert: the check fails, naming it: the parser does bite.
     """
     with pytest.raises(AssertionError, match="Grafana's grammar refuses"):
@@ -210,7 +219,12 @@ def test_the_check_refuses_malformed_logql(parser_dir, expression):
 
 
 def test_the_check_accepts_well_formed_logql(parser_dir):
-    """arrange: known-good LogQL of each shape the charm uses. act: check. assert: accepted."""
+    """The LogQL check accepts well-formed queries of each shape the charm uses.
+
+    arrange: known-good LogQL of each shape the charm uses.
+    act: check.
+    assert: accepted.
+    """
     assert_all_parse(
         parser_dir,
         {

@@ -73,8 +73,9 @@ def logrotate() -> str:
 
 
 def test_metrics_log_rotation_loses_and_repeats_nothing(logrotate: str, tmp_path: Path) -> None:
-    """arrange: the shipped configuration; the metrics log filled by the manager's writer.
+    """Rotating the metrics log loses and repeats no event.
 
+    arrange: the shipped configuration; the metrics log filled by the manager's writer.
     act: run logrotate below, at and past the size, twice, with a lagging reader.
     assert: one uncompressed rotated copy; every event read once, in order; none duplicated.
     """

@@ -51,7 +51,13 @@ def spec(unit: str, config_hash: str = "h1") -> InstanceSpec:
 
 
 def test_instances_are_selected_by_tag(adapter, lxd_client):
-    """arrange: instances of two units. act: list by unit. assert: each unit sees its own only."""
+    """Instances are listed by their unit's tag, with their limits.
+
+    arrange: instances of two units, each with its tag, config hash and limits.
+    act: list the instances of each unit.
+    assert: each unit sees only its own, stopped, with its config hash and creation time; the
+        instance is ephemeral with its memory and disk limits.
+    """
     mine, theirs = spec("adapter/0"), spec("adapter/1", "h2")
     adapter.create_instance(mine)
     adapter.create_instance(theirs)
@@ -73,7 +79,14 @@ def test_instances_are_selected_by_tag(adapter, lxd_client):
 
 
 def test_files_exec_and_delete(adapter, lxd_client):
-    """arrange: a stopped container. act: push files, start, exec. assert: content and results."""
+    """The adapter pushes files, executes commands and deletes an instance.
+
+    arrange: a stopped container.
+    act: make a directory twice, push a file, a 3 MiB file object and a symlink, start it, execute
+        commands (one with an environment) and pull files; then delete it.
+    assert: mode and owner, link target, environment, pulled contents and JSON-looking output are
+        as written, the instance is running; after the delete it is gone.
+    """
     wanted = spec("adapter/0")
     adapter.create_instance(wanted)
     try:
@@ -107,7 +120,12 @@ def test_files_exec_and_delete(adapter, lxd_client):
 
 
 def test_exec_is_bounded_by_its_timeout(adapter):
-    """arrange: a running container. act: exec a command that hangs. assert: killed in time."""
+    """A command executed in an instance is bounded by its timeout.
+
+    arrange: a running container.
+    act: execute sleep 600 with a timeout of 2 seconds.
+    assert: it returns within 20 seconds with exit code 124 (killed by timeout).
+    """
     wanted = spec("adapter/0")
     adapter.create_instance(wanted)
     try:
@@ -123,12 +141,22 @@ def test_exec_is_bounded_by_its_timeout(adapter):
 
 
 def test_delete_of_a_missing_instance_succeeds(adapter):
-    """arrange: nothing. act: delete an unknown instance. assert: no error."""
+    """Deleting an instance that does not exist succeeds.
+
+    arrange: the name of an instance that does not exist.
+    act: delete it.
+    assert: no error is raised.
+    """
     adapter.delete_instance(f"grt-adapter-{secrets.token_hex(4)}")
 
 
 def test_create_from_a_missing_image_is_an_lxd_error(adapter):
-    """arrange: an image that does not exist. act: create. assert: LxdError, nothing left."""
+    """Creating from a missing image is an LxdError that leaves nothing.
+
+    arrange: an instance spec whose image does not exist.
+    act: create the instance.
+    assert: an LxdError naming the instance, and no instance of the unit is left.
+    """
     bad = InstanceSpec(**{**spec("adapter/0").__dict__, "image": "no-such-image"})
 
     with pytest.raises(LxdError, match=bad.name):
@@ -138,6 +166,11 @@ def test_create_from_a_missing_image_is_an_lxd_error(adapter):
 
 
 def test_lookups(adapter):
-    """arrange: the test bed. act: look up images. assert: what exists is found."""
+    """Image lookups find what exists and only that.
+
+    arrange: the test bed's image.
+    act: look up that image and one that does not exist.
+    assert: the first is found, the second is not.
+    """
     assert adapter.image_exists(IMAGE)
     assert not adapter.image_exists("no-such-image")

@@ -98,9 +98,9 @@ def test_the_daemon_pulls_images_through_the_model_proxy(
 ) -> None:
     """The daemon's image pull goes to the model's proxy.
 
-    arrange: a refusing proxy on loopback. act: set it as the model's proxy, pull an image
-    from a remote server, drop the model's proxy. assert: the pull went to the proxy, and the
-    settings came and went with the model's.
+    arrange: a refusing proxy on loopback.
+    act: set it as the model's proxy, pull an image from a remote server, drop the model's proxy.
+    assert: the pull went to the proxy, and the settings came and went with the model's.
     """
     runner_host = host.Host(app="grt-proxy", lxd_proxy_record=tmp_path / "lxd-proxy.json")
     adapter = PylxdClient(project=PROJECT, timeout=60)

@@ -130,7 +130,13 @@ def wait_gone(lxd_client: pylxd.Client, name: str, timeout: float = 60) -> None:
 
 
 def test_reconcile_from_zero_to_three(make_manager, emulator, lxd_client):
-    """arrange: containers=3, nothing yet. act: reconcile. assert: 3 containers, 3 idle online."""
+    """A reconcile from nothing makes three idle online container runners.
+
+    arrange: containers=3 and no runner yet.
+    act: reconcile.
+    assert: the report is ok with 3 created: 3 running ephemeral containers, 3 online runners with
+        the manager's labels.
+    """
     manager = make_manager(containers=3)
 
     report = manager.reconcile()
@@ -149,7 +155,13 @@ def test_reconcile_from_zero_to_three(make_manager, emulator, lxd_client):
 
 
 def test_job_runs_once_and_runner_is_replaced(make_manager, emulator, lxd_client):
-    """arrange: 3 idle runners. act: queue a job, reconcile after it. assert: 1 ran it, 3 again."""
+    """A job runs once on one runner, which the next reconcile replaces.
+
+    arrange: 3 idle runners.
+    act: queue a job, wait for it, then reconcile.
+    assert: the job succeeds on one runner that took only that job, whose instance and registration
+        are gone; the reconcile creates one runner and 3 are online again.
+    """
     manager = make_manager(containers=3)
     manager.reconcile()
     wait_online(emulator, 3)
@@ -173,7 +185,13 @@ def test_job_runs_once_and_runner_is_replaced(make_manager, emulator, lxd_client
 
 
 def test_scale_down_removes_oldest_idle_never_busy(make_manager, emulator, lxd_client):
-    """arrange: 4 runners made in turn, one busy. act: containers=2. assert: 2 oldest idle go."""
+    """Scaling down removes the oldest idle runners, never a busy one.
+
+    arrange: 4 runners made one after another, one of them busy.
+    act: reconcile with containers=2.
+    assert: the 2 oldest idle runners are removed for scale-down; the busy one and the newest idle
+        remain in LXD and on GitHub, and the job is untouched.
+    """
     order = []
     for count in range(1, 5):
         created = make_manager(containers=count).reconcile().created
@@ -195,7 +213,12 @@ def test_scale_down_removes_oldest_idle_never_busy(make_manager, emulator, lxd_c
 
 
 def test_killed_runner_is_removed_and_replaced(make_manager, emulator, lxd_client):
-    """arrange: a runner whose service is killed. act: reconcile. assert: removed and replaced."""
+    """A runner whose service was killed is removed and replaced.
+
+    arrange: a runner whose service was killed: offline on GitHub, its instance still running.
+    act: reconcile.
+    assert: it is removed as unhealthy, instance and registration, and one new runner comes online.
+    """
     manager = make_manager(containers=1)
     name = manager.reconcile().created[0]
     wait_online(emulator, 1)
@@ -220,7 +243,13 @@ def test_killed_runner_is_removed_and_replaced(make_manager, emulator, lxd_clien
 
 
 def test_offline_github_runner_without_instance_is_deleted(make_manager, emulator):
-    """arrange: a ghost offline runner of the unit. act: reconcile. assert: deleted."""
+    """An offline registration of the unit without an instance is deleted.
+
+    arrange: an offline registration named like the unit's runners without an instance, and another
+        manager's.
+    act: reconcile with no runner wanted.
+    assert: the unit's ghost is deleted as a github-orphan; the other manager's is kept.
+    """
     ghost = emulator.control.add_runner(TEST_REPO, "functional-0-0123456789ab", status="offline")
     stranger = emulator.control.add_runner(
         TEST_REPO, "someone-else-0123456789ab", status="offline"
@@ -236,7 +265,13 @@ def test_offline_github_runner_without_instance_is_deleted(make_manager, emulato
 
 
 def test_rejected_token_changes_nothing(make_manager, emulator, lxd_client):
-    """arrange: 1 runner, then the token revoked. act: reconcile 3. assert: token error, no-op."""
+    """A rejected token changes nothing.
+
+    arrange: 1 runner, then the token revoked.
+    act: reconcile wanting 3.
+    assert: only a token error; nothing created or removed; the one runner stays in LXD and on
+        GitHub.
+    """
     manager = make_manager(containers=1)
     name = manager.reconcile().created[0]
     wait_online(emulator, 1)
@@ -253,7 +288,13 @@ def test_rejected_token_changes_nothing(make_manager, emulator, lxd_client):
 
 
 def test_server_errors_are_retried_then_reported_then_converge(make_manager, emulator, lxd_client):
-    """arrange: GitHub answers 502. act: reconcile, heal, reconcile. assert: reported, then ok."""
+    """GitHub server errors are retried, reported, and then the fleet converges.
+
+    arrange: GitHub answering 502 to every call.
+    act: reconcile; then with JIT registration failing with 503; then with the faults cleared.
+    assert: first a github-unavailable error after 3 calls and no instance; then an error and no
+        instance or registration left; finally 2 runners created and online.
+    """
     manager = make_manager(containers=2)
     emulator.control.add_fault(status=502, count=-1)
 
@@ -284,7 +325,13 @@ def test_server_errors_are_retried_then_reported_then_converge(make_manager, emu
 
 
 def test_two_units_never_touch_each_other(make_manager, emulator, lxd_client):
-    """arrange: units a/0 and b/0 with one runner each. act: flush a. assert: b's runner intact."""
+    """Two units never touch each other's runners.
+
+    arrange: units alpha/0 and beta/0 with one runner each.
+    act: flush alpha/0 with busy runners.
+    assert: alpha's runner is removed; beta's instance and registration are intact and its next
+        reconcile creates nothing.
+    """
     first = make_manager("alpha/0", containers=1)
     second = make_manager("beta/0", containers=1)
     first.reconcile()
@@ -302,7 +349,13 @@ def test_two_units_never_touch_each_other(make_manager, emulator, lxd_client):
 
 
 def test_flush_idle_then_busy(make_manager, emulator, lxd_client):
-    """arrange: 2 runners, one busy. act: flush, then flush --busy. assert: idle, then all gone."""
+    """A flush removes idle runners; a busy flush removes the busy one too.
+
+    arrange: 2 runners, one busy with a long job.
+    act: flush without busy, then with busy.
+    assert: the first removes only the idle runner; the second removes the busy one, leaving no
+        instance and no registration.
+    """
     manager = make_manager(containers=2)
     manager.reconcile()
     wait_online(emulator, 2)
@@ -324,7 +377,13 @@ def test_flush_idle_then_busy(make_manager, emulator, lxd_client):
 
 
 def test_registration_token_flow(make_manager, emulator, lxd_client):
-    """arrange: no JIT endpoint. act: reconcile. assert: config.sh flow, the runner runs a job."""
+    """Without JIT, a runner registers with a registration token and runs a job.
+
+    arrange: the emulator's JIT endpoint disabled.
+    act: reconcile one runner and queue a job.
+    assert: the runner registers through the config.sh flow, comes online and runs the job
+        successfully.
+    """
     emulator.control.settings(jit_enabled=False)
     try:
         manager = make_manager(containers=1)
@@ -341,7 +400,12 @@ def test_registration_token_flow(make_manager, emulator, lxd_client):
 
 
 def test_steady_state_costs_no_rate_limit(make_manager, emulator):
-    """arrange: 2 idle runners. act: reconcile again. assert: only 304s, no rate limit used."""
+    """A reconcile in steady state costs no rate limit.
+
+    arrange: 2 idle runners online and a reconcile that saw them.
+    act: reconcile again.
+    assert: nothing created or removed; every GitHub call got 304 and no rate limit was used.
+    """
     manager = make_manager(containers=2)
     manager.reconcile()
     wait_online(emulator, 2)
@@ -359,8 +423,10 @@ def test_steady_state_costs_no_rate_limit(make_manager, emulator):
 def test_a_run_killed_mid_spawn_leaves_nothing_behind(
     make_manager, emulator, lxd_client, tmp_path
 ):
-    """arrange: a reconcile process killed while it creates runners. act: reconcile again.
+    """A reconcile killed while it creates runners leaves nothing behind.
 
+    arrange: a reconcile process killed while it creates runners.
+    act: reconcile again.
     assert: exactly the wanted runners exist; no orphan instance, no ghost registration.
     """
     import json as json_module
@@ -410,8 +476,10 @@ def test_a_run_killed_mid_spawn_leaves_nothing_behind(
 
 
 def test_new_runner_version_replaces_idle_runners(make_manager, emulator, lxd_client):
-    """arrange: 2 idle runners, then GitHub lists a newer runner. act: reconcile.
+    """A new runner version replaces the idle runners and keeps the busy one.
 
+    arrange: 2 idle runners, then GitHub lists a newer runner.
+    act: reconcile.
     assert: the new tarball is downloaded and verified, idle runners are replaced, busy kept.
     """
     manager = make_manager(containers=2)
@@ -441,10 +509,12 @@ def test_new_runner_version_replaces_idle_runners(make_manager, emulator, lxd_cl
 def test_real_size_runner_takes_a_self_hosted_job_for_its_architecture(
     make_manager, emulator, lxd_client
 ):
-    """arrange: the real archive's size. act: spawn, queue `self-hosted` + architecture.
+    """A runner of the real archive size takes a job for its architecture.
 
-    assert: the runner registered with exactly GitHub's default labels and the manager's, and
-    took the job (a JIT runner gets no label the request did not name).
+    arrange: the real archive's size.
+    act: spawn, queue `self-hosted` + architecture.
+    assert: the runner registered with exactly GitHub's default labels and the manager's, and took
+        the job (a JIT runner gets no label the request did not name).
     """
     listed = emulator.control.downloads()
     manager = make_manager(containers=1)
@@ -473,10 +543,12 @@ def test_real_size_runner_takes_a_self_hosted_job_for_its_architecture(
 
 
 def test_update_demand_on_a_jit_runner_updates_it_in_place(make_manager, emulator, lxd_client):
-    """arrange: a host cache one version behind GitHub (its listing unreachable).
+    """GitHub's update demand makes a JIT runner update itself in place.
 
-    act: spawn. assert: GitHub's update demand (no --disableupdate for JIT runners) makes the
-    listener update itself; the start script starts the updated listener, which takes a job.
+    arrange: a host cache one version behind GitHub (its listing unreachable).
+    act: spawn.
+    assert: GitHub's update demand (no --disableupdate for JIT runners) makes the listener update
+        itself; the start script starts the updated listener, which takes a job.
     """
     manager = make_manager(containers=1)
     first = manager.reconcile().created

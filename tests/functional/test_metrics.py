@@ -57,7 +57,14 @@ def events(tmp_path: Path, name: str | None = None) -> list[dict[str, Any]]:
 
 
 def test_a_job_produces_the_four_events(metrics_manager, emulator, lxd_client, tmp_path):
-    """arrange: a runner with metrics on. act: run a job, reconcile. assert: events and values."""
+    """A job's runner produces the installed, start, stop and reconciliation events.
+
+    arrange: a runner with metrics on, online.
+    act: reconcile, run a job that sleeps 2 seconds, wait for its runner to go, reconcile.
+    assert: runner_installed once with every stage and a duration matching them; runner_start with
+        the workflow, repository, event, queue duration and idle time; runner_stop normal with the
+        job's success and duration; 3 reconciliation events with no crash.
+    """
     manager = metrics_manager(containers=1)
     runner = manager.reconcile().created[0]
     wait_online(emulator, 1)
@@ -108,7 +115,13 @@ def test_a_job_produces_the_four_events(metrics_manager, emulator, lxd_client, t
 
 
 def test_killed_runner_leaves_crash_logs(metrics_manager, emulator, lxd_client, tmp_path):
-    """arrange: a runner whose service is killed. act: reconcile. assert: logs kept, counted."""
+    """A runner whose service was killed leaves its crash logs and is counted.
+
+    arrange: a runner whose service was killed (offline).
+    act: reconcile.
+    assert: the runner is reported crashed; its journal and _diag logs are kept; the reconciliation
+        event counts 1 crashed runner.
+    """
     manager = metrics_manager(containers=1)
     runner = manager.reconcile().created[0]
     wait_online(emulator, 1)
@@ -133,7 +146,13 @@ def test_killed_runner_leaves_crash_logs(metrics_manager, emulator, lxd_client, 
 
 
 def test_oversized_exchange_data_is_quarantined(metrics_manager, emulator, lxd_client, tmp_path):
-    """arrange: a job writes 10 MiB into the exchange dir. act: reconcile. assert: quarantined."""
+    """Oversized exchange data from a job is quarantined, not believed.
+
+    arrange: a runner whose job tries to write 10 MiB into the metrics exchange tmpfs.
+    act: reconcile after the job.
+    assert: the capped tmpfs held at most its size; the runner is quarantined with a capped
+        archive; no runner_start is issued; the tmpfs is removed.
+    """
     manager = metrics_manager(containers=1)
     runner = manager.reconcile().created[0]
     wait_online(emulator, 1)
@@ -165,11 +184,13 @@ def _seconds(iso: str) -> float:
 def test_a_runner_refused_at_start_up_is_counted_crashed(
     metrics_manager, emulator, lxd_client, tmp_path
 ):
-    """arrange: GitHub refuses the runner's version as deprecated. act: spawn, reconcile.
+    """A runner GitHub refuses at start-up is counted as crashed with its own exit code.
 
-    assert: the listener's own exit code 7 (RunnerVersionDeprecated) is recorded, not the 0
-    the runner's run.sh would have turned it into (run-helper.sh.template), and the runner,
-    dead before any job, is counted as crashed.
+    arrange: GitHub refuses the runner's version as deprecated.
+    act: spawn, reconcile.
+    assert: the listener's own exit code 7 (RunnerVersionDeprecated) is recorded, not the 0 the
+        runner's run.sh would have turned it into (run-helper.sh.template), and the runner, dead
+        before any job, is counted as crashed.
     """
     emulator.control.settings(deprecated_below="9.0.0")
     manager = metrics_manager(containers=1)

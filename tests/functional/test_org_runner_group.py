@@ -58,8 +58,9 @@ def org_manager(
 def test_org_group_runners_register_take_jobs_and_are_cleaned_up(
     org_manager, emulator: Emulator, lxd_client: pylxd.Client
 ):
-    """arrange: an organisation with a runner group; ghost offline registrations.
+    """Runners of an organisation's group register, take jobs and are cleaned up.
 
+    arrange: an organisation with a runner group; ghost offline registrations.
     act: reconcile 2 runners, run a job of an organisation repository, reconcile.
     assert: runners in the group; the job ran; the unit's ghost deleted, a stranger's kept.
     """

@@ -59,7 +59,12 @@ def repository_files() -> set[str]:
 def test_quickstart_runs_end_to_end_and_leaves_nothing(
     lxd_client: pylxd.Client, tmp_path: Path
 ) -> None:
-    """arrange: a test bed. act: the README's quick start. assert: a job ran; nothing is left."""
+    """The README's quick start runs end to end and leaves nothing.
+
+    arrange: the test bed.
+    act: follow the README's quick start.
+    assert: a job ran, and nothing is left afterwards.
+    """
     temp = tmp_path / "tmp"
     temp.mkdir()
     instances_before = {i.name for i in lxd_client.instances.all()}

@@ -33,8 +33,9 @@ HOLD = 28  # seconds the emulator holds each session request (the runner's own t
 def test_slow_runner_is_kept_within_grace_then_removed(
     make_manager, emulator: Emulator, lxd_client: pylxd.Client
 ):
-    """arrange: a runner whose session requests are held: registered, process alive, offline.
+    """A slow runner is kept within the grace period, then removed.
 
+    arrange: a runner whose session requests are held: registered, process alive, offline.
     act: reconcile now, then with the clock past the grace period.
     assert: kept first; then removed (instance and registration) with reason unhealthy.
     """

@@ -127,8 +127,10 @@ LABELS = ["self-hosted", "replenish"]  # the flavor is the application name
 def test_a_job_end_brings_a_fresh_idle_runner_without_reconcile(
     replenishing, emulator, lxd_client
 ):
-    """arrange: 2 runners filled by the replenisher. act: one job runs and ends.
+    """A job's end brings a fresh idle runner without a reconcile.
 
+    arrange: 2 runners filled by the replenisher.
+    act: one job runs and ends.
     assert: a fresh runner is idle again with no reconcile; it cost one GitHub call, no listing.
     """
     running = replenishing(containers=2)
@@ -158,8 +160,10 @@ def test_a_job_end_brings_a_fresh_idle_runner_without_reconcile(
 
 
 def test_ten_jobs_ending_together_make_ten_spawns(replenishing, emulator, lxd_client):
-    """arrange: 10 idle runners. act: 10 jobs that end at the same second.
+    """Ten jobs ending together make exactly ten spawns in one batch.
 
+    arrange: 10 idle runners.
+    act: 10 jobs that end at the same second.
     assert: exactly ten spawns, in one batch; ten JIT calls and no listing.
     """
     running = replenishing(containers=10)
@@ -192,8 +196,10 @@ def test_ten_jobs_ending_together_make_ten_spawns(replenishing, emulator, lxd_cl
 
 
 def test_a_cut_event_stream_reconnects_and_converges(replenishing, emulator, lxd_client):
-    """arrange: 2 runners. act: cut the stream; LXD refuses reconnection while a runner goes.
+    """A cut LXD event stream reconnects and the fleet converges.
 
+    arrange: 2 runners.
+    act: cut the stream; LXD refuses reconnection while a runner goes.
     assert: it reconnects with back-off, counts again and replaces the unseen loss.
     """
     running = replenishing(containers=2)
@@ -241,10 +247,12 @@ def _config_file(manager: RunnerManager, tmp_path: Path) -> Path:
 
 
 def test_sigterm_during_a_spawn_leaves_nothing_half_made(emulator, lxd_client, tmp_path):
-    """arrange: the replenish command filling 3 runners. act: SIGTERM once the first exists.
+    """SIGTERM during a spawn leaves nothing half made.
 
+    arrange: the replenish command filling 3 runners.
+    act: SIGTERM once the first exists.
     assert: it exits 0 in bounded time; every instance left is a registered runner that comes
-    online, and every registration has its instance.
+        online, and every registration has its instance.
     """
     manager = build_manager(
         manager_config(emulator, tmp_path / "state", "replenish/0", containers=3)
@@ -282,8 +290,10 @@ def test_sigterm_during_a_spawn_leaves_nothing_half_made(emulator, lxd_client, t
 def test_replenisher_and_reconcile_together_never_exceed_the_count(
     replenishing, emulator, lxd_client
 ):
-    """arrange: 3 runners, replenisher running. act: jobs end while reconciles run in a loop.
+    """The replenisher and reconciles together never exceed the runner count.
 
+    arrange: 3 runners, replenisher running.
+    act: jobs end while reconciles run in a loop.
     assert: the unit's live instances never exceed 3, and the fleet ends full.
     """
     running = replenishing(containers=3)

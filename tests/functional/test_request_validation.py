@@ -93,8 +93,10 @@ def test_malformed_request_is_refused_and_recorded(
     operation: str,
     value: str,
 ) -> None:
-    """arrange: an emulator. act: send a request breaking one rule.
+    """A request that breaks GitHub's description is refused and recorded.
 
+    arrange: an emulator.
+    act: send a request breaking one rule.
     assert: refused; the violation names the operation, the rule and the value; in the stats.
     """
     code, answer = send(emulator, method, path, body, content_type)
@@ -114,7 +116,12 @@ def test_malformed_request_is_refused_and_recorded(
 
 
 def test_well_formed_requests_pass(emulator: Emulator) -> None:
-    """arrange: an emulator. act: the same calls, well formed. assert: answered, no violation."""
+    """Well-formed requests pass the emulator's validation.
+
+    arrange: an emulator.
+    act: make the same calls, well formed.
+    assert: each is answered and no violation is recorded.
+    """
     assert send(emulator, "GET", f"{RUNNERS}?per_page=100&page=1")[0] == 200
     code, jit = send(
         emulator, "POST", f"{RUNNERS}/generate-jitconfig", json.dumps(JIT_BODY).encode(),
@@ -129,7 +136,12 @@ def test_well_formed_requests_pass(emulator: Emulator) -> None:
 
 @pytest.mark.parametrize("path", [TEST_REPO, TEST_ORG])
 def test_the_manager_client_breaks_no_rule(emulator: Emulator, path: str) -> None:
-    """arrange: the manager's GitHub client. act: every call it makes. assert: no violation."""
+    """The manager's GitHub client breaks no rule of GitHub's description.
+
+    arrange: the manager's GitHub client against the emulator.
+    act: make every call it makes.
+    assert: no violation is recorded.
+    """
     client = GhApiClient(parse_github_path(path), TEST_TOKEN, emulator.api_url, timeout=10)
     emulator.control.settings(jit_enabled=True)
 

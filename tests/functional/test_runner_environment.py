@@ -79,7 +79,14 @@ def instance_files_with(instance: Any, needle: str) -> str:
 
 
 def test_the_token_is_nowhere(emulator, tmp_path, lxd_client: pylxd.Client):
-    """arrange: a token file. act: spawn, run a job, reconcile, flush. assert: no token leaked."""
+    """The token is nowhere but its file: not in runners, outputs or files.
+
+    arrange: the token in a token file, metrics, crash and job logs on.
+    act: reconcile, run a job that looks for the token in its environment, reconcile, check, flush,
+        all through the command line.
+    assert: the runner's files do not hold the token and the job did not see it; no command's
+        output and no file but the token file holds it; a metrics log was written.
+    """
     (tmp_path / "token").write_text(TEST_TOKEN + "\n")
     config = manager_config(emulator, tmp_path / "state", containers=1)
     config = config.model_copy(
@@ -129,7 +136,14 @@ def test_the_token_is_nowhere(emulator, tmp_path, lxd_client: pylxd.Client):
 
 
 def test_proxy_and_mirror_reach_the_runner(emulator, tmp_path, lxd_client: pylxd.Client):
-    """arrange: a model proxy and a mirror. act: spawn. assert: files inside; runner online."""
+    """The model proxy and the Docker Hub mirror reach the runner.
+
+    arrange: a proxy on loopback and a Docker Hub mirror in the manager's config.
+    act: reconcile one runner through the command line and read its files.
+    assert: /etc/environment holds the proxy; the runner's .env has NO_PROXY and the mirror;
+        Docker's daemon and client configs hold the mirror and the proxy, the client's owned by
+        ubuntu.
+    """
     config = manager_config(emulator, tmp_path / "state", containers=1)
     config = config.model_copy(
         update={
@@ -168,7 +182,12 @@ def test_proxy_and_mirror_reach_the_runner(emulator, tmp_path, lxd_client: pylxd
 
 
 def test_aproxy_rules_are_valid_nftables(emulator, tmp_path):
-    """arrange: aproxy on. act: render the runner's files. assert: `nft -c` accepts the rules."""
+    """The aproxy rules are valid nftables.
+
+    arrange: aproxy on.
+    act: render the runner's files.
+    assert: nft -c accepts the rules.
+    """
     nft = shutil.which("nft")
     assert nft, "nftables is missing: the test bed installs it"
     config = manager_config(emulator, tmp_path / "state", containers=1)
@@ -201,8 +220,10 @@ def test_aproxy_rules_are_valid_nftables(emulator, tmp_path):
 def test_tmate_server_reaches_new_runners_and_leaves_with_the_relation(
     emulator, tmp_path, lxd_client: pylxd.Client
 ):
-    """arrange: a tmate server (debug-ssh). act: spawn; then drop it and reconcile.
+    """A tmate server reaches new runners and leaves with the relation.
 
+    arrange: a tmate server (debug-ssh).
+    act: spawn; then drop it and reconcile.
     assert: the runner has the TMATE_* variables; its replacement has none.
     """
     config = manager_config(emulator, tmp_path / "state", containers=1)

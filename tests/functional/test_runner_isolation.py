@@ -217,8 +217,9 @@ def connect(client: Any, server: Any) -> str:
 def test_runners_cannot_reach_each_other(plain: Callable[[], Any], runner: Callable[[], Any]):
     """Runners cannot reach each other over the bridge.
 
-    arrange: two plain containers, two runners. act: TCP over link-local. assert: only the
-    plain ones talk.
+    arrange: two plain containers, two runners.
+    act: TCP over link-local.
+    assert: only the plain ones talk.
     """
     # The baseline, containers on the bridge as the profile makes them.
     first, second = plain(), plain()
@@ -242,8 +243,9 @@ def test_a_runner_cannot_forge_its_mac_address(
 ):
     """A runner's frames from a forged MAC address are dropped.
 
-    arrange: a plain container capturing raw frames, a runner. act: the runner sends frames
-    from its own and from a forged MAC. assert: only the genuine one arrives.
+    arrange: a plain container capturing raw frames, a runner.
+    act: the runner sends frames from its own and from a forged MAC.
+    assert: only the genuine one arrives.
     """
     # The plain container is not port-isolated, so a runner's frames may reach it.
     witness, sender = plain(), runner()
@@ -267,10 +269,13 @@ def test_a_runner_cannot_forge_its_mac_address(
 
 
 def test_br_netfilter_is_active_and_listed_for_boot(tmp_path: Any) -> None:
-    """The host step on this machine's kernel (which has the module built in: no modprobe).
+    """The br_netfilter host step filters bridged traffic now and at boot.
 
-    arrange: a modules-load directory of the test's own. act: the step, twice. assert: bridged
-    traffic is filtered now, the module is listed for boot, and the second run changes nothing.
+    arrange: a modules-load directory of the test's own, on this machine's kernel (which has the
+        module built in: no modprobe).
+    act: run the host step twice.
+    assert: bridged traffic is filtered now, the module is listed for boot, and the second run
+        changes nothing.
     """
     runner_host = host.Host(modules_load_dir=tmp_path / "modules-load.d")
 

@@ -29,8 +29,10 @@ CONFIGURED = ("gpu", "large-disk")
 def test_runners_carry_every_configured_label_and_take_only_matching_jobs(
     make_manager, emulator: Emulator, lxd_client: pylxd.Client
 ):
-    """arrange: runners with labels gpu and large-disk. act: queue a job lacking, one matching.
+    """Runners carry every configured label and take only matching jobs.
 
+    arrange: runners with labels gpu and large-disk.
+    act: queue a job lacking, one matching.
     assert: registered with every label; the matching job ran; the other is still queued.
     """
     manager = make_manager(containers=2, labels=list(CONFIGURED))

@@ -62,12 +62,13 @@ def scrape(tmp_path: Path) -> Iterator[Callable[[Path], dict[Sample, float]]]:
 def test_version_age_is_exported_and_survives_a_new_manager(
     make_manager, emulator, lxd_client, scrape, tmp_path
 ):
-    """arrange: 2 runners on 2.330.0, one of them busy; then the emulator lists 2.331.0.
+    """The runner version age is exported and survives a new manager.
 
+    arrange: 2 runners on 2.330.0, one of them busy; then the emulator lists 2.331.0.
     act: reconcile; scrape; reconcile again from a new manager on the same state directory.
-    assert: the idle runner is replaced by one on 2.331.0, the busy one stays on 2.330.0, and
-    the exporter shows 1 runner per version, 1 outdated, 2.331.0 as the newest, and the time
-    the manager first saw it (unchanged by the second manager).
+    assert: the idle runner is replaced by one on 2.331.0, the busy one stays on 2.330.0, and the
+        exporter shows 1 runner per version, 1 outdated, 2.331.0 as the newest, and the time the
+        manager first saw it (unchanged by the second manager).
     """
     manager = make_manager(containers=2)
     first = manager.reconcile()

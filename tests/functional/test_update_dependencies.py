@@ -139,11 +139,12 @@ def test_update_dependencies_rebuilds_the_image_and_replaces_idle_runners_busy_f
     adapter: PylxdClient,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    """arrange: 2 runners on a built image, one busy; GitHub lists a newer runner.
+    """update-dependencies rebuilds the image and replaces runners, busy ones after their job.
 
+    arrange: 2 runners on a built image, one busy; GitHub lists a newer runner.
     act: `update-dependencies` through the command line; the busy job ends; reconcile.
     assert: image rebuilt, new runner downloaded; the idle runner replaced at once on both; the
-    busy one kept until its job finished, then replaced too.
+        busy one kept until its job finished, then replaced too.
     """
     config = manager.config
     alias = stable_alias(config, InstanceType.CONTAINER)

@@ -289,7 +289,13 @@ def test_config_change_starts_a_reconcile(
 def test_replenisher_is_started_with_the_timer_and_restarted_on_config_change(
     ctx: testing.Context, manager: FakeManagerService
 ) -> None:
-    """arrange: nothing. act: config-changed, update-status, a new config. assert: restarts."""
+    """The replenisher starts with the timer and restarts on a config change only.
+
+    arrange: a valid config.
+    act: run config-changed, update-status, then config-changed with 4 containers.
+    assert: the replenisher is active after the first, not restarted by update-status, and
+        restarted once by the new config.
+    """
     ctx.run(ctx.on.config_changed(), testing.State(config=VALID))
     assert manager.replenisher_active
     assert manager.replenisher_restarts == 0
@@ -303,7 +309,12 @@ def test_replenisher_is_started_with_the_timer_and_restarted_on_config_change(
 
 
 def test_stop_stops_the_replenisher(ctx: testing.Context, manager: FakeManagerService) -> None:
-    """arrange: a running replenisher. act: stop. assert: it is stopped before the flush."""
+    """The stop hook stops the replenisher and flushes.
+
+    arrange: a config-changed that started the replenisher.
+    act: run stop.
+    assert: the replenisher is inactive and one busy flush without reconcile ran.
+    """
     ctx.run(ctx.on.config_changed(), testing.State(config=VALID))
 
     run(ctx, ctx.on.stop(), config=VALID)
