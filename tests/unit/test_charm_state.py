@@ -213,7 +213,7 @@ def test_naive_report_times_count_as_utc() -> None:
 
     arrange: a report started and finished two hours ago, in naive UTC times.
     act: derive the status from it.
-    assert: Waiting (the report is stale), so the times were not read as local times.
+    assert: Waiting (the report is two hours old): the naive times were compared as UTC.
     """
     now = datetime.datetime.now(datetime.timezone.utc)
     naive = now.replace(tzinfo=None) - datetime.timedelta(hours=2)
