@@ -94,7 +94,7 @@ def make_manager(tmp_path, lxd, github, clock):
             config,
             lxd,
             github,
-            binary=binary or FakeBinaryCache(tmp_path),  # type: ignore[arg-type]
+            binary=binary or FakeBinaryCache(tmp_path),  # type: ignore[arg-type]  # a fake, not a BinaryCache subclass
             clock=clock,
             sleep=clock.sleep,
             monotonic=clock.monotonic,

@@ -66,7 +66,7 @@ def fake_build(monkeypatch, tmp_path, lxd, github, clock):
             config,
             lxd,
             github,
-            binary=FakeBinaryCache(tmp_path),  # type: ignore[arg-type]
+            binary=FakeBinaryCache(tmp_path),  # type: ignore[arg-type]  # a fake, not a BinaryCache subclass
             clock=clock,
             sleep=clock.sleep,
             monotonic=clock.monotonic,

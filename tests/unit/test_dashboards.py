@@ -729,7 +729,7 @@ def _flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def test_json_labels_match_the_written_lines(event, tmp_path):
     """The model reading above agrees with the lines the metrics log really holds."""
     log = metrics.MetricsLog(tmp_path / "metrics.log")
-    log.issue(_sample(event_models()[event]))  # type: ignore[arg-type]
+    log.issue(_sample(event_models()[event]))  # type: ignore[arg-type]  # a sample event built from its model
     (line,) = (tmp_path / "metrics.log").read_text().splitlines()
     written = _flatten(json.loads(line))
     labels, prefixes = json_labels(event_models()[event])

@@ -555,7 +555,7 @@ def test_job_assignment_by_labels(emu: Emulator, control: EmulatorControl) -> No
     # An organisation runner takes jobs of the organisation's repositories only.
     org_job = control.queue_job(f"{ORG}/service", ["org-only"], "true")
     assert org_job["runner_name"] == "org-runner"
-    assert org_runner.poll()["job"]["repository"] == f"{ORG}/service"  # type: ignore[index]
+    assert org_runner.poll()["job"]["repository"] == f"{ORG}/service"  # type: ignore[index]  # poll returns an untyped JSON object
     assert control.queue_job(REPO, ["org-only"], "true")["status"] == "queued"
     with pytest.raises(EmulatorControlError) as error:
         control.queue_job("stranger/repo", [], "true")
@@ -719,7 +719,7 @@ def test_downloads_and_tarball(emu: Emulator, control: EmulatorControl) -> None:
     assert hashlib.sha256(data).hexdigest() == linux["sha256_checksum"]
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         members = {m.name: m for m in archive.getmembers()}
-        info = json.load(archive.extractfile("./bin/runner.json"))  # type: ignore[arg-type]
+        info = json.load(archive.extractfile("./bin/runner.json"))  # type: ignore[arg-type]  # the member exists (asserted below)
     assert {"./config.sh", "./run.sh", "./bin/Runner.Listener"} <= set(members)
     assert members["./run.sh"].mode & 0o111
     assert info == {"version": "2.330.0", "os": "linux", "arch": "x64"}

@@ -221,7 +221,7 @@ def test_script_runs_inside_the_builder_with_its_time_limit(
         calls.append((name, command, timeout))
         return original(name, command, env, timeout)
 
-    lxd.execute = execute  # type: ignore[method-assign]
+    lxd.execute = execute  # type: ignore[method-assign]  # wrapping the fake's method to record calls
     config = build_config(tmp_path, image={"timeout": 1234})
 
     make_builder(config, lxd, clock).build()
@@ -303,7 +303,7 @@ def test_failing_builder_deletion_does_not_hide_the_image(
             raise LxdError("LXD is busy")
         original(name)
 
-    lxd.delete_instance = delete  # type: ignore[method-assign]
+    lxd.delete_instance = delete  # type: ignore[method-assign]  # wrapping the fake's method to fail once
 
     record = make_builder(build_config(tmp_path), lxd, clock).build()
 
@@ -400,7 +400,7 @@ def test_one_type_failing_does_not_stop_the_other(tmp_path: Path, clock: FakeClo
             raise LxdError("VMs are not supported here")
         original(spec)
 
-    lxd.create_instance = create  # type: ignore[method-assign]
+    lxd.create_instance = create  # type: ignore[method-assign]  # wrapping the fake's method to refuse VMs
     config = build_config(tmp_path, runners={"containers": 1, "virtual_machines": 1})
 
     record = make_builder(config, lxd, clock).build()

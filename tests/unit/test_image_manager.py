@@ -268,7 +268,7 @@ def managed(
             config,
             image_lxd,
             github,
-            binary=FakeBinaryCache(tmp_path),  # type: ignore[arg-type]
+            binary=FakeBinaryCache(tmp_path),  # type: ignore[arg-type]  # a fake, not a BinaryCache subclass
             clock=clock,
             sleep=clock.sleep,
             monotonic=clock.monotonic,

@@ -210,7 +210,7 @@ def _metrics_manager(tmp_path, lxd, github, clock) -> RunnerManager:
         config,
         lxd,
         github,
-        binary=FakeBinaryCache(tmp_path),  # type: ignore[arg-type]
+        binary=FakeBinaryCache(tmp_path),  # type: ignore[arg-type]  # a fake, not a BinaryCache subclass
         exchange=exchange,
         clock=clock,
         sleep=clock.sleep,

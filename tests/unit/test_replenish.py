@@ -503,7 +503,7 @@ def test_an_unexpected_error_in_the_stream_does_not_end_following(running):
             raise TypeError("a bug in the adapter")
         original(on_event, on_connected)
 
-    stream.follow = follow  # type: ignore[method-assign]
+    stream.follow = follow  # type: ignore[method-assign]  # patching one method to fail once
     replenisher = running(fleet, stream)
 
     wait_for(lambda: replenisher.connections == 1 and fleet.batches == [0])
