@@ -25,6 +25,7 @@ from github_runner_manager.models import (
 )
 from github_runner_manager.planner import Reason, Removal, RunnerView
 
+from .builders import runner_instance
 from .conftest import PREFIX, UNIT
 
 UTC = datetime.timezone.utc
@@ -94,13 +95,8 @@ def removal(
     lxd_instance = None
     if instance:
         lxd.add(runner_name, UNIT, status="Running" if running else "Stopped", created_at=CREATED)
-        lxd_instance = RunnerInstance(
-            name=runner_name,
-            instance_type=InstanceType.CONTAINER,
-            status=InstanceStatus.RUNNING if running else InstanceStatus.STOPPED,
-            created_at=CREATED,
-            config_hash="hash",
-        )
+        status = InstanceStatus.RUNNING if running else InstanceStatus.STOPPED
+        lxd_instance = runner_instance(runner_name, CREATED, status=status)
     github_runner: GitHubRunner | None = None
     if registered:
         github_runner = github.add(runner_name, online=online, busy=state is RunnerState.BUSY)

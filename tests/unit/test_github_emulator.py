@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import json
@@ -25,7 +24,11 @@ from typing import Any
 import pytest
 
 from tests.github_emulator import Emulator, EmulatorControl, EmulatorControlError
-from tests.github_emulator.simulated_runner import RunnerProtocolError, SimulatedRunner
+from tests.github_emulator.simulated_runner import (
+    RunnerProtocolError,
+    SimulatedRunner,
+    decode_jit_config,
+)
 
 TOKEN = "ghp_unitTestToken"
 REPO = "owner/repo"
@@ -507,9 +510,9 @@ def test_jit_config(emu: Emulator, control: EmulatorControl) -> None:
         ("self-hosted", "read-only"),
         ("large", "custom"),
     ]
-    files = json.loads(base64.b64decode(answer.body["encoded_jit_config"]))
+    files = decode_jit_config(answer.body["encoded_jit_config"])
     assert set(files) == {".runner", ".credentials"}
-    settings = json.loads(base64.b64decode(files[".runner"]))
+    settings = files[".runner"]
     assert settings["serverUrl"] == emu.url and settings["gitHubUrl"] == f"{emu.url}/{ORG}"
     simulated = SimulatedRunner.from_jit_config(emu.url, answer.body["encoded_jit_config"])
     simulated.open_session()

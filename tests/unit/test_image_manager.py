@@ -16,8 +16,9 @@ from github_runner_manager.image import ImageBuilder, lock_path, stable_alias
 from github_runner_manager.manager import RunnerManager, manager_lock
 from github_runner_manager.models import GitHubRunner, InstanceType
 
+from .builders import manager_on_fakes
 from .conftest import PREFIX
-from .fakes import FakeBinaryCache, FakeGitHub, FakeLxd
+from .fakes import FakeGitHub, FakeLxd
 from .test_cli import write_config
 from .test_image import ScriptLxd
 
@@ -264,15 +265,7 @@ def managed(
     github: Any = FakeGitHub()  # the fake has what the manager calls, not the whole protocol
 
     def build(config: Any) -> RunnerManager:
-        manager = RunnerManager(
-            config,
-            image_lxd,
-            github,
-            binary=FakeBinaryCache(tmp_path),  # type: ignore[arg-type]  # a fake, not a BinaryCache subclass
-            clock=clock,
-            sleep=clock.sleep,
-            monotonic=clock.monotonic,
-        )
+        manager = manager_on_fakes(config, image_lxd, github, clock, tmp_path)
         built.append(manager)
         return manager
 

@@ -22,8 +22,8 @@ from github_runner_manager.job_logs import (
 )
 from github_runner_manager.manager import RunnerManager
 
+from .builders import manager_on_fakes
 from .conftest import make_config
-from .fakes import FakeBinaryCache
 
 NOW = 1_780_000_000.0
 DAY = 24 * 3600
@@ -206,16 +206,7 @@ def _metrics_manager(tmp_path, lxd, github, clock) -> RunnerManager:
         metrics={"enabled": True, "log_path": str(tmp_path / "metrics.log")},
     )
     exchange = RunnerExchange(tmp_path / "state" / "runners", tmp_path / "q", run=lambda c: None)
-    return RunnerManager(
-        config,
-        lxd,
-        github,
-        binary=FakeBinaryCache(tmp_path),  # type: ignore[arg-type]  # a fake, not a BinaryCache subclass
-        exchange=exchange,
-        clock=clock,
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
-    )
+    return manager_on_fakes(config, lxd, github, clock, tmp_path, exchange=exchange)
 
 
 def _finish(tmp_path, lxd, runner: str, exit_code: int) -> None:

@@ -18,6 +18,8 @@ from github_runner_manager.models import (
 )
 from github_runner_manager.planner import Reason
 
+from .builders import github_runner, runner_instance
+
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 TIMEOUT = datetime.timedelta(minutes=10)
@@ -38,13 +40,13 @@ def inst(
     runner_id: int | None = None,
     path: str | None = None,
 ) -> RunnerInstance:
-    return RunnerInstance(
-        name=name,
-        instance_type=kind,
+    return runner_instance(
+        name,
+        NOW - datetime.timedelta(minutes=age_min),
+        kind=kind,
         status=status,
-        created_at=NOW - datetime.timedelta(minutes=age_min),
         config_hash=config_hash if config_hash is not None else HASHES[kind],
-        registered_first=jit,
+        jit=jit,
         runner_id=runner_id,
         github_url=URL if path else None,
         github_path=path,
@@ -52,9 +54,7 @@ def inst(
 
 
 def gh(name: str, online: bool = True, busy: bool = False, runner_id: int = 0) -> GitHubRunner:
-    return GitHubRunner(
-        id=runner_id or abs(hash(name)) % 10_000 + 1, name=name, online=online, busy=busy
-    )
+    return github_runner(name, online, busy, runner_id)
 
 
 def run_plan(instances, runners, desired, alive=None, looked_up=None, target=None, **kwargs):

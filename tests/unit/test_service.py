@@ -17,6 +17,7 @@ from charmlibs import systemd
 import service
 from github_runner_manager.config import ManagerConfig
 
+from .builders import service_config, service_manager, service_paths
 from .charm_fakes import charm_dir, make_report
 
 TOKEN = "ghp_serviceUnitTestToken000000000000000000"
@@ -75,13 +76,7 @@ class FakeRun:
 
 @pytest.fixture
 def paths(tmp_path: Path) -> service.ManagerPaths:
-    return service.ManagerPaths.for_unit(
-        "github-runner",
-        3,
-        config_root=tmp_path / "etc",
-        state_root=tmp_path / "state",
-        systemd_dir=tmp_path / "systemd",
-    )
+    return service_paths(tmp_path)
 
 
 @pytest.fixture
@@ -91,22 +86,11 @@ def fake_systemd() -> FakeSystemd:
 
 @pytest.fixture
 def manager(paths: service.ManagerPaths, fake_systemd: FakeSystemd) -> service.ManagerService:
-    paths.systemd_dir.mkdir(parents=True)
-    return service.ManagerService(paths, charm_dir(), systemd_client=fake_systemd)
+    return service_manager(paths, fake_systemd)
 
 
 def manager_config(paths: service.ManagerPaths, **runners: Any) -> ManagerConfig:
-    return ManagerConfig.model_validate(
-        {
-            "unit": "github-runner/3",
-            "name_prefix": "github-runner-3",
-            "flavor": "github-runner",
-            "github": {"path": "test-owner/test-repo", "token_file": str(paths.token_file)},
-            "runners": {"containers": 1, **runners},
-            "state_dir": str(paths.state_dir),
-            "report_path": str(paths.report_file),
-        }
-    )
+    return service_config(paths, runners, report_path=str(paths.report_file))
 
 
 def directives(text: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ from github_runner_manager.config import ManagerConfig
 from github_runner_manager.image import BuildRecord, lock_path, recipe, record_path
 from github_runner_manager.manager import manager_lock
 
+from .builders import service_config, service_manager, service_paths
 from .charm_fakes import charm_dir
 from .test_service import FakeRun, FakeSystemd, directives
 
@@ -27,13 +28,7 @@ NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def paths(tmp_path: Path) -> service.ManagerPaths:
-    return service.ManagerPaths.for_unit(
-        "github-runner",
-        3,
-        config_root=tmp_path / "etc",
-        state_root=tmp_path / "state",
-        systemd_dir=tmp_path / "systemd",
-    )
+    return service_paths(tmp_path)
 
 
 @pytest.fixture
@@ -43,22 +38,11 @@ def fake_systemd() -> FakeSystemd:
 
 @pytest.fixture
 def manager(paths: service.ManagerPaths, fake_systemd: FakeSystemd) -> service.ManagerService:
-    paths.systemd_dir.mkdir(parents=True)
-    return service.ManagerService(paths, charm_dir(), systemd_client=fake_systemd)
+    return service_manager(paths, fake_systemd)
 
 
 def config(paths: service.ManagerPaths, build: bool = True, **runners: Any) -> ManagerConfig:
-    return ManagerConfig.model_validate(
-        {
-            "unit": "github-runner/3",
-            "name_prefix": "github-runner-3",
-            "flavor": "github-runner",
-            "github": {"path": "test-owner/test-repo", "token_file": str(paths.token_file)},
-            "runners": {"containers": 1, **runners},
-            "state_dir": str(paths.state_dir),
-            "image": {"build": build},
-        }
-    )
+    return service_config(paths, runners, image={"build": build})
 
 
 def test_image_unit_names_are_scoped_per_unit(paths: service.ManagerPaths) -> None:
