@@ -98,7 +98,7 @@ def load_rules(directory: Path, query_type: str, topology: JujuTopology) -> dict
     Returns:
         The rules as one rule-file document (`{"groups": [...]}`), or `{}`.
     """
-    rules = AlertRules(query_type=query_type, topology=topology)  # type: ignore[arg-type]
+    rules = AlertRules(query_type=query_type, topology=topology)  # type: ignore[arg-type]  # cosl wants a Literal; callers pass "promql" or "logql"
     rules.add_path(directory, recursive=True)
     if query_type == "promql":
         # The library adds the generic host-health group to every charm's metrics rules.

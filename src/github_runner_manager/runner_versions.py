@@ -130,10 +130,8 @@ class VersionLedger:
         for version in (offered, current_version):
             if version and version not in seen:
                 seen[version] = now
-        if offered:
-            latest = offered
-        if latest is None or (current_version and is_older(latest, current_version)):
-            latest = current_version
+        latest = _latest(latest, offered, current_version)
+        current_hashes = list(current_hashes)
         if current_version:
             for config_hash in current_hashes:
                 hashes[config_hash] = current_version
@@ -143,19 +141,12 @@ class VersionLedger:
             version = hashes.get(config_hash, UNKNOWN)
             runners[version] = runners.get(version, 0) + 1
         outdated_versions = [v for v in runners if latest and is_older(v, latest)]
-        newer_since = None
-        if outdated_versions and latest:
-            oldest = min(outdated_versions, key=lambda v: version_key(v) or ())
-            newer = [t for v, t in seen.items() if is_older(oldest, v)]
-            newer_since = min(newer) if newer else now
+        newer_since = _newer_since(outdated_versions, latest, seen, now)
         # Forget what no instance needs any more: hashes of deleted runners, versions older
         # than every version still running or offered.
         live = set(instance_hashes) | set(current_hashes)
         hashes = {h: v for h, v in hashes.items() if h in live}
-        floor = [v for v in (*runners, latest or "") if version_key(v)]
-        if floor:
-            oldest_kept = min(floor, key=lambda v: version_key(v) or ())
-            seen = {v: t for v, t in seen.items() if not is_older(v, oldest_kept)}
+        seen = _forget_older(seen, [*runners, latest or ""])
         document = {"latest": latest, "first_seen": seen, "hashes": hashes}
         try:
             atomic_write(self.path, json.dumps(document, sort_keys=True).encode(), mode=0o644)
@@ -167,3 +158,58 @@ class VersionLedger:
             outdated=sum(runners[v] for v in outdated_versions),
             newer_since=newer_since,
         )
+
+
+def _latest(recorded: str | None, offered: str | None, current: str | None) -> str | None:
+    """The latest version known: what GitHub offers, else the record, never below the cache.
+
+    Args:
+        recorded: the latest version recorded by an earlier run.
+        offered: the version GitHub lists now (None: GitHub could not be asked).
+        current: the version new runners are created with.
+
+    Returns:
+        The latest version, or None when none is known.
+    """
+    latest = offered or recorded
+    if latest is None or (current and is_older(latest, current)):
+        latest = current
+    return latest
+
+
+def _newer_since(
+    outdated: list[str], latest: str | None, seen: dict[str, float], now: float
+) -> float | None:
+    """Since when a version newer than the oldest outdated runner's has been seen.
+
+    Args:
+        outdated: the versions of the outdated runners.
+        latest: the latest version known.
+        seen: when each version was first seen.
+        now: the current unix time (when no newer version was recorded).
+
+    Returns:
+        The unix time, or None when no runner is outdated.
+    """
+    if not outdated or not latest:
+        return None
+    oldest = min(outdated, key=lambda v: version_key(v) or ())
+    newer = [t for v, t in seen.items() if is_older(oldest, v)]
+    return min(newer) if newer else now
+
+
+def _forget_older(seen: dict[str, float], kept: list[str]) -> dict[str, float]:
+    """Drop the sightings of versions older than every version still kept.
+
+    Args:
+        seen: when each version was first seen.
+        kept: the versions still running or offered (unparsable ones are ignored).
+
+    Returns:
+        The sightings worth keeping.
+    """
+    floor = [v for v in kept if version_key(v)]
+    if not floor:
+        return seen
+    oldest_kept = min(floor, key=lambda v: version_key(v) or ())
+    return {v: t for v, t in seen.items() if not is_older(v, oldest_kept)}

@@ -36,8 +36,8 @@ from ops import testing
 sys.path[:0] = [str(Path(__file__).resolve().parents[2] / "src")]
 
 import charm  # noqa: E402 - after the path is set
-import host  # noqa: E402
-import service  # noqa: E402
+import host  # noqa: E402 - after the path is set
+import service  # noqa: E402 - after the path is set
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 # The real classes, kept before charm.host.Host (the same attribute) is replaced below.
@@ -201,8 +201,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         make_host, make_manager = machine(Path(tmp), recorder)
-        charm.host.Host = make_host  # type: ignore[misc,assignment]
-        charm.service.ManagerService = make_manager  # type: ignore[misc,assignment]
+        charm.host.Host = make_host  # type: ignore[misc,assignment]  # swapping the class for a factory
+        charm.service.ManagerService = make_manager  # type: ignore[misc,assignment]  # swapping the class for a factory
         ctx = testing.Context(charm.GithubRunnerCharm, charm_root=None)
         # A unit that has converged once (the first config-changed of a deployment).
         first = testing.State(config=CONFIG, leader=True)

@@ -116,7 +116,7 @@ def cprofile_summary(profile: cProfile.Profile | str, top: int = 15) -> list[lis
         Rows of [function, calls, own seconds, cumulative seconds].
     """
     stats = pstats.Stats(profile, stream=io.StringIO())
-    entries = stats.stats  # type: ignore[attr-defined]
+    entries = stats.stats  # type: ignore[attr-defined]  # pstats keeps its table undeclared
     rows = []
     for (path, line, name), (_, calls, own, cumulative, _) in entries.items():
         label = f"{_short(path)}:{line}({name})" if line else name

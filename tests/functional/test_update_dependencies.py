@@ -90,9 +90,9 @@ def update_config(
 def manager(
     emulator: Emulator,
     tmp_path: Path,
-    source_image: str,  # noqa: F811
-    repo_proxy: RepositoryProxy,  # noqa: F811
-    adapter: PylxdClient,  # noqa: F811
+    source_image: str,  # noqa: F811 - a pytest fixture imported above
+    repo_proxy: RepositoryProxy,  # noqa: F811 - a pytest fixture imported above
+    adapter: PylxdClient,  # noqa: F811 - a pytest fixture imported above
 ) -> Iterator[RunnerManager]:
     config = update_config(emulator, tmp_path, source_image, repo_proxy)
     built = build_manager(config)
@@ -136,7 +136,7 @@ def test_update_dependencies_rebuilds_the_image_and_replaces_idle_runners_busy_f
     manager: RunnerManager,
     emulator: Emulator,
     lxd_client: pylxd.Client,
-    adapter: PylxdClient,  # noqa: F811
+    adapter: PylxdClient,  # noqa: F811 - a pytest fixture imported above
     tmp_path: Path,
 ) -> None:
     """update-dependencies rebuilds the image and replaces runners, busy ones after their job.

@@ -51,6 +51,20 @@ def _call(base_url: str, method: str, path: str, body: Any = None, timeout: floa
     return json.loads(raw) if raw else None
 
 
+def decode_jit_config(encoded_jit_config: str) -> dict[str, Any]:
+    """Open a just-in-time configuration: the runner's files, each decoded.
+
+    Args:
+        encoded_jit_config: what ``generate-jitconfig`` returned (base64 JSON of base64 JSON
+            files).
+
+    Returns:
+        Each file's name (``.runner``, ``.credentials``) and its decoded JSON content.
+    """
+    files = json.loads(base64.b64decode(encoded_jit_config))
+    return {name: json.loads(base64.b64decode(content)) for name, content in files.items()}
+
+
 class SimulatedRunner:
     """A runner process played by the test.
 
@@ -123,8 +137,7 @@ class SimulatedRunner:
         Returns:
             The runner.
         """
-        files = json.loads(base64.b64decode(encoded_jit_config))
-        credentials = json.loads(base64.b64decode(files[".credentials"]))["data"]
+        credentials = decode_jit_config(encoded_jit_config)[".credentials"]["data"]
         return cls(base_url, credentials["runnerId"], credentials["secret"])
 
     def open_session(self) -> dict[str, Any]:

@@ -13,35 +13,15 @@ from ops import testing
 
 import charm
 from charm import GithubRunnerCharm
-from github_runner_manager.config import ManagerConfig
 from github_runner_manager.manager import RunnerManager
 
+from .builders import PREFIX as PREFIX  # re-exported: the tests import it from here
+from .builders import UNIT as UNIT  # re-exported: the tests import it from here
+from .builders import make_config, manager_on_fakes
 from .charm_fakes import FakeHost, FakeManagerService
 from .fakes import FakeBinaryCache, FakeGitHub, FakeLxd
 
 UTC = datetime.timezone.utc
-UNIT = "github-runner/0"
-PREFIX = "github-runner-0"
-
-
-def make_config(tmp_path: Path, **overrides: Any) -> ManagerConfig:
-    """A valid manager configuration, with nested overrides merged in."""
-    data: dict[str, Any] = {
-        "unit": UNIT,
-        "name_prefix": PREFIX,
-        "flavor": "github-runner",
-        "github": {"path": "test-owner/test-repo", "token": "ghp_unit_test_token"},
-        "runners": {"containers": 2, "virtual_machines": 0, "labels": ["extra"]},
-        "state_dir": str(tmp_path / "state"),
-        "job_log_dir": str(tmp_path / "jobs"),
-        "timing": {"lock_timeout": 0},
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
-    return ManagerConfig.model_validate(data)
 
 
 class FakeClock:
@@ -90,15 +70,8 @@ def make_manager(tmp_path, lxd, github, clock):
         **overrides: Any,
     ) -> RunnerManager:
         config = make_config(tmp_path, **overrides)
-        return RunnerManager(
-            config,
-            lxd,
-            github,
-            binary=binary or FakeBinaryCache(tmp_path),  # type: ignore[arg-type]
-            clock=clock,
-            sleep=clock.sleep,
-            monotonic=clock.monotonic,
-            github_for_target=github_for_target,
+        return manager_on_fakes(
+            config, lxd, github, clock, tmp_path, binary, github_for_target=github_for_target
         )
 
     return _make

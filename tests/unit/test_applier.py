@@ -25,6 +25,7 @@ from github_runner_manager.models import (
 )
 from github_runner_manager.planner import Reason, Removal, RunnerView
 
+from .builders import runner_instance
 from .conftest import PREFIX, UNIT
 
 UTC = datetime.timezone.utc
@@ -94,13 +95,8 @@ def removal(
     lxd_instance = None
     if instance:
         lxd.add(runner_name, UNIT, status="Running" if running else "Stopped", created_at=CREATED)
-        lxd_instance = RunnerInstance(
-            name=runner_name,
-            instance_type=InstanceType.CONTAINER,
-            status=InstanceStatus.RUNNING if running else InstanceStatus.STOPPED,
-            created_at=CREATED,
-            config_hash="hash",
-        )
+        status = InstanceStatus.RUNNING if running else InstanceStatus.STOPPED
+        lxd_instance = runner_instance(runner_name, CREATED, status=status)
     github_runner: GitHubRunner | None = None
     if registered:
         github_runner = github.add(runner_name, online=online, busy=state is RunnerState.BUSY)
@@ -118,7 +114,7 @@ def test_idle_runner_goes_from_github_first(remover, lxd, github, recorder, hook
     outcome = remover.remove(target)
 
     assert outcome.removed is True and outcome.error is None
-    runner_id = target.runner.github.id  # type: ignore[union-attr]
+    runner_id = target.runner.github.id  # type: ignore[union-attr]  # a removal target built with a GitHub runner
     assert recorder.order == [("github", runner_id), ("hook", name(1)), ("lxd", name(1))]
     assert lxd.instances == {} and github.runners == {}
 
@@ -165,7 +161,7 @@ def test_dead_runner_loses_its_instance_first(remover, lxd, github, recorder, st
     outcome = remover.remove(target)
 
     assert outcome.removed is True and outcome.error is None
-    runner_id = target.runner.github.id  # type: ignore[union-attr]
+    runner_id = target.runner.github.id  # type: ignore[union-attr]  # a removal target built with a GitHub runner
     assert recorder.order == [("hook", name(1)), ("lxd", name(1)), ("github", runner_id)]
     assert lxd.instances == {} and github.runners == {}
 
@@ -177,7 +173,7 @@ def test_busy_runner_flushed_loses_its_instance_first(remover, lxd, github, reco
     (injected sleep); reported removed only then.
     """
     target = removal(lxd, github, 1, RunnerState.BUSY, reason=Reason.FLUSH)
-    runner_id = target.runner.github.id  # type: ignore[union-attr]
+    runner_id = target.runner.github.id  # type: ignore[union-attr]  # a removal target built with a GitHub runner
     # GitHub's answers: busy twice (scripted), then the cancelled job lets the runner go.
     github.runners[runner_id] = GitHubRunner(runner_id, name(1), online=False, busy=False)
     recorder.github_errors = [GitHubConflictError("runner is busy", 422)] * 2
@@ -207,7 +203,7 @@ def test_busy_runner_that_github_keeps_busy(lxd, github, recorder, clock):
         lxd, github, sleep=clock.sleep, monotonic=clock.monotonic, release_timeout=60.0
     )
     target = removal(lxd, github, 1, RunnerState.BUSY, reason=Reason.FLUSH)
-    runner_id = target.runner.github.id  # type: ignore[union-attr]
+    runner_id = target.runner.github.id  # type: ignore[union-attr]  # a removal target built with a GitHub runner
     recorder.github_errors = [GitHubConflictError("runner is busy", 422)] * 100
 
     [outcome] = remover.remove_all([target], workers=1)
@@ -307,7 +303,7 @@ def test_github_error_keeps_an_idle_runners_instance(remover, lxd, github, recor
 
     assert outcome.removed is False
     assert outcome.error is error
-    assert recorder.order == [("github", target.runner.github.id)]  # type: ignore[union-attr]
+    assert recorder.order == [("github", target.runner.github.id)]  # type: ignore[union-attr]  # a removal target built with a GitHub runner
     assert name(1) in lxd.instances
 
 
@@ -439,7 +435,7 @@ def test_stopped_runner_github_holds_busy_is_not_waited_for(remover, lxd, github
     instance is gone and the registration left for a later run.
     """
     target = removal(lxd, github, 1, RunnerState.STOPPED, online=False, reason=Reason.STOPPED)
-    runner_id = target.runner.github.id  # type: ignore[union-attr]
+    runner_id = target.runner.github.id  # type: ignore[union-attr]  # a removal target built with a GitHub runner
     github.runners[runner_id] = GitHubRunner(runner_id, name(1), online=False, busy=True)
     busy_view = RunnerView(
         name=name(1),

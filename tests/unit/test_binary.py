@@ -444,7 +444,7 @@ def test_download_is_bounded_in_total_time(cache_dir, github, opener):
 
     def slow(url: str, timeout: float) -> BinaryIO:
         opener.opened.append((url, timeout))
-        return trickle  # type: ignore[return-value]
+        return trickle  # type: ignore[return-value]  # a file-like stand-in for the response
 
     cache = RunnerBinaryCache(
         cache_dir,

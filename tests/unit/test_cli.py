@@ -27,30 +27,15 @@ from github_runner_manager.errors import (
 from github_runner_manager.manager import RunnerManager, manager_lock
 from github_runner_manager.report import ErrorEntry, Report, read_report
 
-from .conftest import PREFIX, UNIT
-from .fakes import FakeBinaryCache
+from .builders import PREFIX, UNIT, config_data, manager_on_fakes, merged
 
 TOKEN = "ghp_cli_secret_value_0123456789"
 STARTED = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.timezone.utc)
 
 
 def write_config(tmp_path: Path, **overrides: Any) -> Path:
-    data: dict[str, Any] = {
-        "unit": UNIT,
-        "name_prefix": PREFIX,
-        "flavor": "github-runner",
-        "github": {"path": "test-owner/test-repo", "token": TOKEN},
-        "runners": {"containers": 2, "labels": ["extra"]},
-        "state_dir": str(tmp_path / "state"),
-        "crash_log_dir": str(tmp_path / "crashed"),
-        "job_log_dir": str(tmp_path / "jobs"),
-        "timing": {"lock_timeout": 0},
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
+    data = config_data(tmp_path, github={"token": TOKEN}, crash_log_dir=str(tmp_path / "crashed"))
+    data = merged(data, overrides)
     path = tmp_path / "config.json"
     path.write_text(json.dumps(data))
     return path
@@ -62,15 +47,7 @@ def fake_build(monkeypatch, tmp_path, lxd, github, clock):
     built: list[RunnerManager] = []
 
     def build(config):
-        manager = RunnerManager(
-            config,
-            lxd,
-            github,
-            binary=FakeBinaryCache(tmp_path),  # type: ignore[arg-type]
-            clock=clock,
-            sleep=clock.sleep,
-            monotonic=clock.monotonic,
-        )
+        manager = manager_on_fakes(config, lxd, github, clock, tmp_path)
         built.append(manager)
         return manager
 

@@ -853,7 +853,7 @@ def test_json_labels_match_the_written_lines(event, tmp_path):
         kinds.
     """
     log = metrics.MetricsLog(tmp_path / "metrics.log")
-    log.issue(_sample(event_models()[event]))  # type: ignore[arg-type]
+    log.issue(_sample(event_models()[event]))  # type: ignore[arg-type]  # a sample event built from its model
     (line,) = (tmp_path / "metrics.log").read_text().splitlines()
     written = _flatten(json.loads(line))
     labels, prefixes = json_labels(event_models()[event])

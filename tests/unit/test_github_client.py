@@ -229,7 +229,7 @@ def test_spent_rate_limit_stops_all_calls(emulator):
 
     assert caught.value.reset_at is not None
     assert github.call_count() == calls, "no request is sent while the limit is spent"
-    assert github.rate_limit() is not None and github.rate_limit().remaining == 0  # type: ignore[union-attr]
+    assert github.rate_limit() is not None and github.rate_limit().remaining == 0  # type: ignore[union-attr]  # checked for None just before
 
 
 def test_secondary_rate_limit_honours_retry_after(emulator):

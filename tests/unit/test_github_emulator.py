@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import json
@@ -25,7 +24,11 @@ from typing import Any
 import pytest
 
 from tests.github_emulator import Emulator, EmulatorControl, EmulatorControlError
-from tests.github_emulator.simulated_runner import RunnerProtocolError, SimulatedRunner
+from tests.github_emulator.simulated_runner import (
+    RunnerProtocolError,
+    SimulatedRunner,
+    decode_jit_config,
+)
 
 TOKEN = "ghp_unitTestToken"
 REPO = "owner/repo"
@@ -642,9 +645,9 @@ def test_jit_config(emu: Emulator, control: EmulatorControl) -> None:
         ("self-hosted", "read-only"),
         ("large", "custom"),
     ]
-    files = json.loads(base64.b64decode(answer.body["encoded_jit_config"]))
+    files = decode_jit_config(answer.body["encoded_jit_config"])
     assert set(files) == {".runner", ".credentials"}
-    settings = json.loads(base64.b64decode(files[".runner"]))
+    settings = files[".runner"]
     assert settings["serverUrl"] == emu.url and settings["gitHubUrl"] == f"{emu.url}/{ORG}"
     simulated = SimulatedRunner.from_jit_config(emu.url, answer.body["encoded_jit_config"])
     simulated.open_session()
@@ -699,7 +702,7 @@ def test_job_assignment_by_labels(emu: Emulator, control: EmulatorControl) -> No
     # An organisation runner takes jobs of the organisation's repositories only.
     org_job = control.queue_job(f"{ORG}/service", ["org-only"], "true")
     assert org_job["runner_name"] == "org-runner"
-    assert org_runner.poll()["job"]["repository"] == f"{ORG}/service"  # type: ignore[index]
+    assert org_runner.poll()["job"]["repository"] == f"{ORG}/service"  # type: ignore[index]  # poll returns an untyped JSON object
     assert control.queue_job(REPO, ["org-only"], "true")["status"] == "queued"
     with pytest.raises(EmulatorControlError) as error:
         control.queue_job("stranger/repo", [], "true")
@@ -922,7 +925,7 @@ def test_downloads_and_tarball(emu: Emulator, control: EmulatorControl) -> None:
     assert hashlib.sha256(data).hexdigest() == linux["sha256_checksum"]
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         members = {m.name: m for m in archive.getmembers()}
-        info = json.load(archive.extractfile("./bin/runner.json"))  # type: ignore[arg-type]
+        info = json.load(archive.extractfile("./bin/runner.json"))  # type: ignore[arg-type]  # the member exists (asserted below)
     assert {"./config.sh", "./run.sh", "./bin/Runner.Listener"} <= set(members)
     assert members["./run.sh"].mode & 0o111
     assert info == {"version": "2.330.0", "os": "linux", "arch": "x64"}

@@ -70,6 +70,13 @@ def make_builder(config: ManagerConfig, lxd: FakeLxd, clock: FakeClock) -> Image
 
 
 def test_runners_use_the_base_image_unless_the_image_is_built(tmp_path: Path) -> None:
+    """Runners start from the base image, or from the stable alias when the charm builds the image.
+
+    arrange: one configuration with a base image and no build; one that builds for containers and
+        VMs.
+    act: ask the runner image of each type.
+    assert: the base image without a build; the stable alias, with -vm for VMs, with one.
+    """
     plain = make_config(tmp_path, runners={"base_image": "github-runner-test"})
     built = build_config(tmp_path, runners={"containers": 1, "virtual_machines": 1})
 
@@ -79,6 +86,12 @@ def test_runners_use_the_base_image_unless_the_image_is_built(tmp_path: Path) ->
 
 
 def test_stable_alias_is_scoped_and_safe(tmp_path: Path) -> None:
+    """The stable alias carries the unit's prefix and no slash.
+
+    arrange: a build configuration with base image ubuntu/24.04.
+    act: ask the stable alias for containers.
+    assert: the prefix followed by ubuntu-24.04.
+    """
     config = build_config(tmp_path, runners={"base_image": "ubuntu/24.04"})
 
     assert stable_alias(config, CONTAINER) == f"{PREFIX}-ubuntu-24.04"
@@ -97,6 +110,12 @@ def test_stable_alias_is_scoped_and_safe(tmp_path: Path) -> None:
 def test_source_resolution(
     tmp_path: Path, clock: FakeClock, source: str, alias: str, server: str | None
 ) -> None:
+    """An image source resolves to an alias and the remote server it comes from.
+
+    arrange: a source that is a local alias, a series, a version, or remote:alias.
+    act: resolve the source.
+    assert: the alias, and no server for a local alias or the remote's server otherwise.
+    """
     builder = make_builder(build_config(tmp_path, image={"source": source}), FakeLxd(), clock)
 
     resolved = builder.resolve_source()
@@ -108,6 +127,12 @@ def test_source_resolution(
 def test_unknown_source_fails_the_build_before_anything_is_made(
     tmp_path: Path, clock: FakeClock, source: str
 ) -> None:
+    """A source that names no known remote fails the build before any builder is made.
+
+    arrange: a source that is an unknown name, an unknown remote, or a remote without an alias.
+    act: build.
+    assert: an image-build error and no instance created.
+    """
     lxd = ScriptLxd()
     config = build_config(tmp_path, image={"source": source})
 
@@ -124,6 +149,13 @@ def test_unknown_source_fails_the_build_before_anything_is_made(
 def test_build_publishes_a_version_and_points_the_stable_alias_at_it(
     tmp_path: Path, clock: FakeClock
 ) -> None:
+    """A build publishes a dated version and points the stable alias at it.
+
+    arrange: an LXD whose builder script succeeds.
+    act: build.
+    assert: one image, aliased by version and stable, published from the builder with the unit tag;
+        the builder stopped, then deleted; the record written.
+    """
     lxd = ScriptLxd()
     config = build_config(tmp_path)
 
@@ -145,6 +177,13 @@ def test_build_publishes_a_version_and_points_the_stable_alias_at_it(
 
 
 def test_builder_request_shape_for_a_container(tmp_path: Path, clock: FakeClock) -> None:
+    """The container builder is a persistent, nested container tagged as a builder.
+
+    arrange: a build configuration with a 20GiB disk.
+    act: build.
+    assert: one builder from the local jammy image, not ephemeral, tagged as a builder and not as a
+        runner, nesting on, with a 20GiB root disk.
+    """
     lxd = ScriptLxd()
     config = build_config(tmp_path, runners={"disk": "20GiB"})
 
@@ -168,6 +207,13 @@ def test_builder_request_shape_for_a_container(tmp_path: Path, clock: FakeClock)
 
 
 def test_vm_runners_get_a_vm_image_from_a_vm_builder(tmp_path: Path, clock: FakeClock) -> None:
+    """VM runners get a VM image, built in a VM of the runners' limits.
+
+    arrange: 2 VM runners of 4 CPUs and 8GiB from ubuntu:noble.
+    act: build.
+    assert: a VM builder from the ubuntu remote with the runners' limits and no nesting; the image
+        is a VM image under the -vm stable alias.
+    """
     lxd = ScriptLxd()
     config = build_config(
         tmp_path,
@@ -190,6 +236,12 @@ def test_vm_runners_get_a_vm_image_from_a_vm_builder(tmp_path: Path, clock: Fake
 
 
 def test_loopback_urls_of_the_build_get_proxy_devices(tmp_path: Path, clock: FakeClock) -> None:
+    """Loopback URLs the build uses are reached through proxy devices in the builder.
+
+    arrange: a model proxy, an apt proxy and a yq URL on loopback, and one proxy elsewhere.
+    act: build.
+    assert: one proxy device per loopback port, bound inside the instance to the same host port.
+    """
     lxd = ScriptLxd()
     config = build_config(
         tmp_path,
@@ -213,6 +265,12 @@ def test_loopback_urls_of_the_build_get_proxy_devices(tmp_path: Path, clock: Fak
 def test_script_runs_inside_the_builder_with_its_time_limit(
     tmp_path: Path, clock: FakeClock
 ) -> None:
+    """The build script runs inside the builder with the configured time limit.
+
+    arrange: an image timeout of 1234 s; LXD's execute recorded.
+    act: build.
+    assert: bash ran the script in the builder with timeout 1234, and the script is strict.
+    """
     lxd = ScriptLxd()
     calls: list[tuple[str, list[str], float]] = []
     original = lxd.execute
@@ -221,7 +279,7 @@ def test_script_runs_inside_the_builder_with_its_time_limit(
         calls.append((name, command, timeout))
         return original(name, command, env, timeout)
 
-    lxd.execute = execute  # type: ignore[method-assign]
+    lxd.execute = execute  # type: ignore[method-assign]  # wrapping the fake's method to record calls
     config = build_config(tmp_path, image={"timeout": 1234})
 
     make_builder(config, lxd, clock).build()
@@ -244,6 +302,13 @@ def test_script_runs_inside_the_builder_with_its_time_limit(
 def test_failed_script_deletes_the_builder_and_keeps_the_image(
     tmp_path: Path, clock: FakeClock, result: ExecResult, message: str
 ) -> None:
+    """A failed or timed-out script deletes the builder and keeps the earlier image.
+
+    arrange: the stable image of an earlier build; the script fails in a step or times out.
+    act: build.
+    assert: an image-build error naming the step or the time limit; nothing published; the earlier
+        image and alias kept; the builder deleted; the build log kept private.
+    """
     lxd = ScriptLxd(result)
     lxd.images.add(STABLE)  # the image of an earlier build
     config = build_config(tmp_path, image={"timeout": 600})
@@ -268,6 +333,12 @@ def test_failed_script_deletes_the_builder_and_keeps_the_image(
 def test_lxd_failure_at_any_step_deletes_the_builder(
     tmp_path: Path, clock: FakeClock, method: str
 ) -> None:
+    """An LXD failure at any step of the build deletes the builder.
+
+    arrange: LXD fails on start, push, stop or publish.
+    act: build.
+    assert: one lxd error; no builder left and no stable image.
+    """
     lxd = ScriptLxd()
     lxd.fail[method] = LxdError(f"{method} broke")
 
@@ -281,6 +352,12 @@ def test_lxd_failure_at_any_step_deletes_the_builder(
 def test_a_builder_left_by_a_killed_build_is_deleted_first(
     tmp_path: Path, clock: FakeClock
 ) -> None:
+    """A builder left by a killed build is deleted before the new one is made.
+
+    arrange: a running builder instance left behind.
+    act: build.
+    assert: the build succeeds; the builder deleted twice (the leftover, then the new one).
+    """
     lxd = ScriptLxd()
     lxd.add(BUILDER, unit="nobody", status="Running")
 
@@ -293,6 +370,12 @@ def test_a_builder_left_by_a_killed_build_is_deleted_first(
 def test_failing_builder_deletion_does_not_hide_the_image(
     tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A builder that cannot be deleted after a good build is only logged.
+
+    arrange: LXD refuses the second deletion of the builder.
+    act: build.
+    assert: the build succeeds and the log says the builder cannot be deleted.
+    """
     lxd = ScriptLxd()
     original = lxd.delete_instance
     calls = []
@@ -303,7 +386,7 @@ def test_failing_builder_deletion_does_not_hide_the_image(
             raise LxdError("LXD is busy")
         original(name)
 
-    lxd.delete_instance = delete  # type: ignore[method-assign]
+    lxd.delete_instance = delete  # type: ignore[method-assign]  # wrapping the fake's method to fail once
 
     record = make_builder(build_config(tmp_path), lxd, clock).build()
 
@@ -312,6 +395,13 @@ def test_failing_builder_deletion_does_not_hide_the_image(
 
 
 def test_vm_that_boots_slowly_is_waited_for(tmp_path: Path, clock: FakeClock) -> None:
+    """A VM builder that boots slowly is waited for.
+
+    arrange: a VM build whose agent is not started at first, then systemd is starting, then
+        degraded.
+    act: build.
+    assert: the build succeeds after two 2 s waits.
+    """
     lxd = ScriptLxd()
     answers: list[Exception | ExecResult] = [
         LxdError("agent not started"),
@@ -336,6 +426,12 @@ def test_vm_that_boots_slowly_is_waited_for(tmp_path: Path, clock: FakeClock) ->
 
 
 def test_builder_that_never_boots_fails_the_build(tmp_path: Path, clock: FakeClock) -> None:
+    """A builder that never finishes booting fails the build, and is deleted.
+
+    arrange: systemd in the builder always says starting.
+    act: build.
+    assert: an error saying it did not finish booting within 300s; the builder deleted.
+    """
     lxd = ScriptLxd()
     lxd.exec_handler = lambda name, command, env: ExecResult(0, "starting\n", "")
 
@@ -351,6 +447,13 @@ def test_builder_that_never_boots_fails_the_build(tmp_path: Path, clock: FakeClo
 def test_rebuilds_rotate_the_alias_and_prune_all_but_the_newest_two(
     tmp_path: Path, clock: FakeClock
 ) -> None:
+    """Rebuilds move the stable alias and prune all but the newest two versions.
+
+    arrange: a builder and a clock moved 6 hours between builds.
+    act: build three times.
+    assert: nothing pruned at first, the oldest version pruned by the third; the alias on the
+        newest; two images left.
+    """
     lxd = ScriptLxd()
     builder = make_builder(build_config(tmp_path), lxd, clock)
     records = []
@@ -369,6 +472,12 @@ def test_rebuilds_rotate_the_alias_and_prune_all_but_the_newest_two(
 def test_prune_keeps_the_image_the_stable_alias_points_at(
     tmp_path: Path, clock: FakeClock
 ) -> None:
+    """Pruning never removes the image the stable alias points at.
+
+    arrange: two versions; an operator pointed the stable alias back at the first (a rollback).
+    act: prune keeping one.
+    assert: nothing pruned; both images kept.
+    """
     lxd = ScriptLxd()
     builder = make_builder(build_config(tmp_path), lxd, clock)
     first = builder.build().images[0]
@@ -383,6 +492,12 @@ def test_prune_keeps_the_image_the_stable_alias_points_at(
 
 
 def test_prune_failure_does_not_fail_the_build(tmp_path: Path, clock: FakeClock) -> None:
+    """A prune that cannot list images does not fail the build.
+
+    arrange: LXD cannot list images.
+    act: build.
+    assert: the build succeeds.
+    """
     lxd = ScriptLxd()
     lxd.fail["list_images"] = LxdError("cannot list")
 
@@ -392,6 +507,12 @@ def test_prune_failure_does_not_fail_the_build(tmp_path: Path, clock: FakeClock)
 
 
 def test_one_type_failing_does_not_stop_the_other(tmp_path: Path, clock: FakeClock) -> None:
+    """A failing VM build does not stop the container image.
+
+    arrange: containers and VMs wanted; LXD refuses VMs.
+    act: build.
+    assert: not ok; the container image built; one lxd error.
+    """
     lxd = ScriptLxd()
     original = lxd.create_instance
 
@@ -400,7 +521,7 @@ def test_one_type_failing_does_not_stop_the_other(tmp_path: Path, clock: FakeClo
             raise LxdError("VMs are not supported here")
         original(spec)
 
-    lxd.create_instance = create  # type: ignore[method-assign]
+    lxd.create_instance = create  # type: ignore[method-assign]  # wrapping the fake's method to refuse VMs
     config = build_config(tmp_path, runners={"containers": 1, "virtual_machines": 1})
 
     record = make_builder(config, lxd, clock).build()
@@ -411,6 +532,12 @@ def test_one_type_failing_does_not_stop_the_other(tmp_path: Path, clock: FakeClo
 
 
 def test_no_runners_configured_builds_nothing(tmp_path: Path, clock: FakeClock) -> None:
+    """With no runners configured nothing is built.
+
+    arrange: zero containers and zero VMs.
+    act: build.
+    assert: ok with a note; no instance created.
+    """
     lxd = ScriptLxd()
     config = build_config(tmp_path, runners={"containers": 0, "virtual_machines": 0})
 
@@ -422,6 +549,12 @@ def test_no_runners_configured_builds_nothing(tmp_path: Path, clock: FakeClock) 
 
 
 def test_remove_all_deletes_every_version_and_builder(tmp_path: Path, clock: FakeClock) -> None:
+    """Removing all deletes every version the unit built, and only those.
+
+    arrange: two builds for containers and VMs; an image of someone else.
+    act: remove all.
+    assert: four images removed; the base images and the other image left.
+    """
     lxd = ScriptLxd()
     config = build_config(tmp_path, runners={"containers": 1, "virtual_machines": 1})
     builder = make_builder(config, lxd, clock)
@@ -449,6 +582,12 @@ def render(tmp_path: Path, clock: FakeClock, **overrides: Any) -> str:
 
 
 def test_script_is_strict_and_hides_no_failure(tmp_path: Path, clock: FakeClock) -> None:
+    """The build script stops at the first failure and hides none.
+
+    arrange: the rendered build script.
+    act: read it and check its syntax with bash -n.
+    assert: a bash shebang; `set -Eeuo pipefail` first; no `|| true` or `set +e`; valid syntax.
+    """
     script = render(tmp_path, clock)
     lines = script.splitlines()
 
@@ -463,6 +602,13 @@ def test_script_is_strict_and_hides_no_failure(tmp_path: Path, clock: FakeClock)
 
 
 def test_script_writes_the_proxies_inside_the_builder(tmp_path: Path, clock: FakeClock) -> None:
+    """The script writes the model proxy for apt and the environment inside the builder.
+
+    arrange: http, https and no_proxy values.
+    act: render the script.
+    assert: apt proxy lines, the proxy variables with the loopback bypass added, no AddrConfig and
+        no lxc command.
+    """
     script = render(
         tmp_path,
         clock,
@@ -480,6 +626,13 @@ def test_script_writes_the_proxies_inside_the_builder(tmp_path: Path, clock: Fak
 
 
 def test_apt_proxy_overrides_the_model_proxy_for_apt(tmp_path: Path, clock: FakeClock) -> None:
+    """An apt proxy replaces the model proxy for apt.
+
+    arrange: a model proxy and an apt proxy on loopback.
+    act: render the script.
+    assert: apt's http and https proxies are the apt proxy, with AddrConfig off so loopback is
+        reached.
+    """
     script = render(
         tmp_path,
         clock,
@@ -496,6 +649,12 @@ def test_apt_proxy_overrides_the_model_proxy_for_apt(tmp_path: Path, clock: Fake
 def test_script_without_proxy_removes_stale_proxy_settings(
     tmp_path: Path, clock: FakeClock
 ) -> None:
+    """Without a proxy the script removes an earlier proxy setting and exports none.
+
+    arrange: no proxy.
+    act: render the script.
+    assert: the apt proxy file removed; no http_proxy exported.
+    """
     script = render(tmp_path, clock)
 
     assert "rm -f /etc/apt/apt.conf.d/90github-runner-proxy" in script
@@ -503,11 +662,24 @@ def test_script_without_proxy_removes_stale_proxy_settings(
 
 
 def test_unsafe_proxy_value_is_refused(tmp_path: Path, clock: FakeClock) -> None:
+    """A proxy value that would break the script's quoting is refused.
+
+    arrange: a proxy URL holding a quote and a command.
+    act: render the script.
+    assert: ImageBuildError about quoting.
+    """
     with pytest.raises(ImageBuildError, match="quote"):
         render(tmp_path, clock, proxy={"http": 'http://proxy:3128/"; rm -rf /'})
 
 
 def test_script_steps(tmp_path: Path, clock: FakeClock) -> None:
+    """The script holds the build's steps.
+
+    arrange: the default build configuration.
+    act: render the script.
+    assert: timers masked, unattended upgrades purged, strict apt update, the default packages, the
+        docker group, apt clean and a checksum check.
+    """
     script = render(tmp_path, clock)
 
     assert "systemctl mask apt-daily.timer apt-daily-upgrade.timer" in script
@@ -534,6 +706,12 @@ def test_packages_and_yq(
     packages: list[str],
     downloads_yq: bool,
 ) -> None:
+    """The package list and how yq is installed follow the image settings.
+
+    arrange: default settings, packages with yq from apt, or packages without yq.
+    act: render the script.
+    assert: the install line lists the expected packages; yq is downloaded only by default.
+    """
     script = render(tmp_path, clock, image=settings)
 
     assert "install \\\n        " + " ".join(packages) + "\n" in script
@@ -541,6 +719,12 @@ def test_packages_and_yq(
 
 
 def test_yq_download_is_pinned_per_architecture(tmp_path: Path, clock: FakeClock) -> None:
+    """The yq download is pinned by URL and digest for each architecture.
+
+    arrange: the default build configuration.
+    act: render the script.
+    assert: one case line per architecture with its URL and sha256; the pinned version.
+    """
     script = render(tmp_path, clock)
 
     for arch, digest in image.yq_downloads(build_config(tmp_path)).items():
@@ -562,6 +746,12 @@ def bash(script: str, tmp_path: Path, snippet: str) -> subprocess.CompletedProce
 
 
 def test_sourcing_the_script_runs_no_step(tmp_path: Path, clock: FakeClock) -> None:
+    """Sourcing the script defines its functions but runs no step.
+
+    arrange: the rendered script.
+    act: source it in bash and echo.
+    assert: exit 0 and only the echo's output.
+    """
     completed = bash(render(tmp_path, clock), tmp_path, "echo sourced")
 
     assert completed.returncode == 0, completed.stderr
@@ -569,7 +759,12 @@ def test_sourcing_the_script_runs_no_step(tmp_path: Path, clock: FakeClock) -> N
 
 
 def test_retry_fails_when_every_attempt_failed(tmp_path: Path, clock: FakeClock) -> None:
-    """The original script's retry returned success after its last attempt."""
+    """The original script's retry returned success after its last attempt.
+
+    arrange: the rendered script.
+    act: retry `false` 3 times, then echo.
+    assert: exit 1, the echo not reached, and stderr saying it failed 3 times.
+    """
     completed = bash(render(tmp_path, clock), tmp_path, "retry 3 10 false\necho not reached")
 
     assert completed.returncode == 1
@@ -578,6 +773,12 @@ def test_retry_fails_when_every_attempt_failed(tmp_path: Path, clock: FakeClock)
 
 
 def test_retry_returns_once_an_attempt_succeeds(tmp_path: Path, clock: FakeClock) -> None:
+    """The retry helper returns as soon as an attempt succeeds.
+
+    arrange: a command that succeeds on its second attempt.
+    act: retry it up to 5 times, then echo.
+    assert: exit 0, the echo reached, two attempts made.
+    """
     counter = tmp_path / "attempts"
     snippet = (
         f"attempt() {{ echo x >> {counter}; [ $(wc -l < {counter}) -ge 2 ]; }}\n"
@@ -594,6 +795,12 @@ def test_retry_returns_once_an_attempt_succeeds(tmp_path: Path, clock: FakeClock
 def test_a_failing_command_stops_the_script_naming_its_step(
     tmp_path: Path, clock: FakeClock
 ) -> None:
+    """A failing command stops the script and names its step.
+
+    arrange: a step "installing the packages" whose command fails.
+    act: run the snippet with the script sourced.
+    assert: exit 1, nothing after it run, and stderr naming the step and the exit code.
+    """
     snippet = 'step "installing the packages"\nfalse\necho not reached'
 
     completed = bash(render(tmp_path, clock), tmp_path, snippet)
@@ -604,6 +811,12 @@ def test_a_failing_command_stops_the_script_naming_its_step(
 
 
 def test_a_failing_pipeline_stage_stops_the_script(tmp_path: Path, clock: FakeClock) -> None:
+    """A failing stage of a pipeline stops the script.
+
+    arrange: `false | cat` followed by an echo.
+    act: run it with the script sourced.
+    assert: exit 1 and the echo not reached.
+    """
     completed = bash(render(tmp_path, clock), tmp_path, "false | cat\necho not reached")
 
     assert completed.returncode == 1
@@ -627,6 +840,12 @@ def test_a_failing_pipeline_stage_stops_the_script(tmp_path: Path, clock: FakeCl
 def test_recipe_changes_with_what_the_image_is_built_from(
     tmp_path: Path, change: dict[str, Any]
 ) -> None:
+    """The recipe changes with every setting that shapes the image.
+
+    arrange: a change of packages, source, proxy, apt proxy, VM need, or base image.
+    act: compute the recipe before and after.
+    assert: they differ.
+    """
     assert recipe(build_config(tmp_path)) != recipe(build_config(tmp_path, **change))
 
 
@@ -642,10 +861,22 @@ def test_recipe_changes_with_what_the_image_is_built_from(
 def test_recipe_ignores_what_does_not_shape_the_image(
     tmp_path: Path, change: dict[str, Any]
 ) -> None:
+    """The recipe ignores settings that do not shape the image.
+
+    arrange: a change of runner counts, timeout, container disk or GitHub path.
+    act: compute the recipe before and after.
+    assert: they are equal.
+    """
     assert recipe(build_config(tmp_path)) == recipe(build_config(tmp_path, **change))
 
 
 def test_recipe_changes_with_the_script_template(tmp_path: Path) -> None:
+    """The recipe changes when the build script's template changes.
+
+    arrange: a copy of the script template in a templates directory.
+    act: compute the recipe, then change the template.
+    assert: the recipe differs.
+    """
     templates = tmp_path / "templates"
     templates.mkdir()
     source = build_config(tmp_path).templates / image.SCRIPT_TEMPLATE
@@ -673,6 +904,13 @@ def record(config: ManagerConfig, ok: bool = True, age: float = 60, **fields: An
 
 
 def test_build_due(tmp_path: Path) -> None:
+    """A build is due when none was made, the recipe changed, or a failed build is an hour old.
+
+    arrange: a build configuration and records: none, current, another recipe, a fresh failure, an
+        old failure.
+    act: ask whether a build is due for each.
+    assert: due with a reason for none, another recipe and the old failure; not due otherwise.
+    """
     config = build_config(tmp_path)
 
     assert build_due(config, None, NOW) == "no runner image has been built yet"
@@ -683,12 +921,24 @@ def test_build_due(tmp_path: Path) -> None:
 
 
 def test_no_build_is_due_without_building_or_runners(tmp_path: Path) -> None:
+    """No build is due when the charm does not build or no runner is wanted.
+
+    arrange: a configuration without building; one building for zero runners.
+    act: ask whether a build is due with no record.
+    assert: not due for either.
+    """
     assert build_due(make_config(tmp_path), None, NOW) is None
     idle = build_config(tmp_path, runners={"containers": 0, "virtual_machines": 0})
     assert build_due(idle, None, NOW) is None
 
 
 def test_unreadable_record_is_none(tmp_path: Path) -> None:
+    """A missing or unreadable build record reads as none.
+
+    arrange: no record file, then one holding broken JSON.
+    act: read the record each time.
+    assert: None both times.
+    """
     path = tmp_path / "image.json"
     assert read_record(path) is None
     path.write_text("{not json")
@@ -696,6 +946,12 @@ def test_unreadable_record_is_none(tmp_path: Path) -> None:
 
 
 def test_script_installs_aproxy_only_when_runners_use_it(tmp_path: Path, clock: FakeClock) -> None:
+    """The script installs aproxy, and nftables for it, only when the runners use it.
+
+    arrange: a configuration without aproxy and one with aproxy on.
+    act: render the script for each.
+    assert: aproxy only in the second, with nftables, and valid bash syntax.
+    """
     plain = render(tmp_path, clock)
     with_aproxy = render(tmp_path, clock, proxy={"http": "http://squid:3128", "aproxy": True})
 
@@ -717,6 +973,13 @@ def render_vm(tmp_path: Path, clock: FakeClock, **overrides: Any) -> str:
 
 
 def test_script_prepares_the_original_runner_environment(tmp_path: Path, clock: FakeClock) -> None:
+    """The script prepares what the original image had: yarn, runner user, python, docker.
+
+    arrange: the default build configuration.
+    act: render the script.
+    assert: main runs the yarn, user, python and docker steps, the docker group first; no kernel
+        step for containers.
+    """
     script = render(tmp_path, clock)
     main = script[script.index("main() {") :]
 
@@ -733,6 +996,12 @@ def test_script_prepares_the_original_runner_environment(tmp_path: Path, clock: 
 def test_yarn_that_npm_cannot_install_does_not_stop_the_build(
     tmp_path: Path, clock: FakeClock
 ) -> None:
+    """A yarn that npm cannot install only warns.
+
+    arrange: an npm that fails and no yarn on the path.
+    act: run the yarn step with the script sourced.
+    assert: exit 0, the script goes on, and stderr says the image has no yarn.
+    """
     snippet = "npm() { return 1; }\ninstall_yarn\necho reached"
 
     completed = bash(render(tmp_path, clock), tmp_path, f"PATH=/nonexistent\n{snippet}")
@@ -743,13 +1012,25 @@ def test_yarn_that_npm_cannot_install_does_not_stop_the_build(
 
 
 def test_yarn_needs_npm(tmp_path: Path, clock: FakeClock) -> None:
+    """No yarn step without npm in the packages.
+
+    arrange: packages without npm.
+    act: render the script.
+    assert: no install_yarn.
+    """
     script = render(tmp_path, clock, image={"packages": ["git"]})
 
     assert "install_yarn" not in script
 
 
 def test_vm_image_gets_the_hwe_kernel(tmp_path: Path, clock: FakeClock) -> None:
-    """What renders for a VM image (VMs cannot run here), and the step run with a fake apt."""
+    """What renders for a VM image (VMs cannot run here), and the step run with a fake apt.
+
+    arrange: the VM build script and a fake apt that records its calls.
+    act: run the kernel step on Ubuntu 22.04, 24.04, then on Debian.
+    assert: the kernel step follows the packages; the HWE kernel of the release is installed on
+        Ubuntu; Debian keeps its kernel.
+    """
     script = render_vm(tmp_path, clock)
     os_release = tmp_path / "os-release"
     calls = tmp_path / "apt-calls"
@@ -776,7 +1057,12 @@ def test_vm_image_gets_the_hwe_kernel(tmp_path: Path, clock: FakeClock) -> None:
 
 
 def test_docker_user_rule_is_inserted_once_per_docker_start(tmp_path: Path) -> None:
-    """The drop-in's command, run twice against a fake iptables that keeps its rules."""
+    """The drop-in's command, run twice against a fake iptables that keeps its rules.
+
+    arrange: a fake iptables that checks and inserts rules in a file.
+    act: run the DOCKER-USER accept command twice.
+    assert: both runs succeed; the rule is there once.
+    """
     rules = tmp_path / "rules"
     rules.write_text("")
     fake = tmp_path / "iptables"
@@ -804,7 +1090,12 @@ def test_docker_user_rule_is_inserted_once_per_docker_start(tmp_path: Path) -> N
 
 
 def test_runner_dependency_check_names_what_is_missing(tmp_path: Path, clock: FakeClock) -> None:
-    """The .NET runner's libraries (installdependencies.sh): a root without ICU fails the check."""
+    """The .NET runner's libraries (installdependencies.sh): a root without ICU fails the check.
+
+    arrange: a root with every runner library but ICU.
+    act: check the dependencies, then again with ICU added.
+    assert: the first check fails naming libicuuc.so; the second passes.
+    """
     root = tmp_path / "root"
     libs = root / "usr/lib/x86_64-linux-gnu"
     libs.mkdir(parents=True)
@@ -824,7 +1115,12 @@ def test_runner_dependency_check_names_what_is_missing(tmp_path: Path, clock: Fa
 def test_runner_dependencies_take_the_first_package_apt_knows(
     tmp_path: Path, clock: FakeClock
 ) -> None:
-    """Each dependency group installs the first candidate apt has (names vary by release)."""
+    """Each dependency group installs the first candidate apt has (names vary by release).
+
+    arrange: a fake apt-cache knowing one package name per group, and one knowing no ICU.
+    act: install the runner dependencies with each.
+    assert: the known names installed; without ICU, exit 1 naming the ICU group.
+    """
     known = "libssl3 libicu74 liblttng-ust1t64 libkrb5-3 zlib1g"
     snippet = (
         f'apt-cache() {{ case " {known} " in *" $2 "*) return 0 ;; esac; return 100; }}\n'

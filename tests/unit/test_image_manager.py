@@ -16,8 +16,9 @@ from github_runner_manager.image import ImageBuilder, lock_path, stable_alias
 from github_runner_manager.manager import RunnerManager, manager_lock
 from github_runner_manager.models import GitHubRunner, InstanceType
 
+from .builders import manager_on_fakes
 from .conftest import PREFIX
-from .fakes import FakeBinaryCache, FakeGitHub, FakeLxd
+from .fakes import FakeGitHub, FakeLxd
 from .test_cli import write_config
 from .test_image import ScriptLxd
 
@@ -35,6 +36,12 @@ def set_online(github: FakeGitHub, name: str, busy: bool) -> None:
 
 
 def test_runners_start_from_the_built_image(make_manager: Any, lxd: FakeLxd) -> None:
+    """When the charm builds the image, runners start from its stable alias.
+
+    arrange: the stable image exists; building on, one container wanted.
+    act: reconcile.
+    assert: one runner created from the stable alias.
+    """
     lxd.images.add(STABLE)
     manager = make_manager(image={"build": True}, runners={"containers": 1})
 
@@ -46,6 +53,12 @@ def test_runners_start_from_the_built_image(make_manager: Any, lxd: FakeLxd) -> 
 
 
 def test_a_missing_built_image_is_an_image_error(make_manager: Any, lxd: FakeLxd) -> None:
+    """A built image that does not exist yet is an image error, and no runner is made.
+
+    arrange: building on, one container wanted, no stable image.
+    act: reconcile.
+    assert: one image error telling that the image is built by build-image; no instance.
+    """
     manager = make_manager(image={"build": True}, runners={"containers": 1})
 
     report = manager.reconcile()
@@ -58,6 +71,12 @@ def test_a_missing_built_image_is_an_image_error(make_manager: Any, lxd: FakeLxd
 def test_the_image_fingerprint_is_part_of_the_configuration_hash(
     make_manager: Any,
 ) -> None:
+    """The image's fingerprint is part of the runners' configuration hash.
+
+    arrange: a manager and its cached runner application.
+    act: compute the hashes with two fingerprints, then with none.
+    assert: the two hashes differ; no image gives no hash (nothing of that type counts as stale).
+    """
     manager = make_manager()
     cached = manager._binary.ensure()
 
@@ -72,7 +91,13 @@ def test_the_image_fingerprint_is_part_of_the_configuration_hash(
 def test_a_new_image_replaces_idle_runners_and_lets_busy_ones_finish(
     make_manager: Any, lxd: FakeLxd, github: FakeGitHub
 ) -> None:
-    # Arrange: two runners on the image the alias points at; one idle, one busy.
+    """A new image replaces idle runners and lets busy ones finish their job.
+
+    arrange: two runners on the image the alias points at, one idle and one busy; then a rebuild
+        moves the alias to a new image.
+    act: reconcile.
+    assert: the idle runner removed as stale and replaced by a new one; the busy one kept.
+    """
     manager = make_manager(runners={"containers": 2})
     idle, busy = manager.reconcile().created
     set_online(github, idle, busy=False)
@@ -80,10 +105,8 @@ def test_a_new_image_replaces_idle_runners_and_lets_busy_ones_finish(
     # A rebuild moved the alias to a new image.
     lxd.aliases["jammy"] = "fp-rebuilt"
 
-    # Act
     report = manager.reconcile()
 
-    # Assert: the idle runner was replaced as stale; the busy one keeps its job.
     assert {r.name: r.reason for r in report.removed} == {idle: "stale-config"}
     assert busy in lxd.instances
     assert len(report.created) == 1
@@ -93,6 +116,12 @@ def test_a_new_image_replaces_idle_runners_and_lets_busy_ones_finish(
 def test_runners_stay_when_their_image_disappears(
     make_manager: Any, lxd: FakeLxd, github: FakeGitHub
 ) -> None:
+    """Runners stay when their image disappears from LXD.
+
+    arrange: one idle runner; its image removed.
+    act: reconcile.
+    assert: nothing removed; the runner still there.
+    """
     manager = make_manager(runners={"containers": 1})
     (name,) = manager.reconcile().created
     set_online(github, name, busy=False)
@@ -130,6 +159,12 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
 def test_build_image_prints_the_record(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], image_lxd: ScriptLxd
 ) -> None:
+    """build-image builds and prints the build record.
+
+    arrange: a configuration with building on.
+    act: run build-image.
+    assert: exit 0; the record ok with one image under the stable alias, which LXD points at it.
+    """
     config = write_config(tmp_path, image={"build": True})
 
     code, document = run(capsys, "--config", str(config), "build-image")
@@ -143,6 +178,12 @@ def test_build_image_prints_the_record(
 def test_build_image_for_one_type(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], image_lxd: ScriptLxd
 ) -> None:
+    """build-image --type builds the image of one instance type only.
+
+    arrange: a configuration with building on.
+    act: run build-image --type virtual-machine.
+    assert: exit 0; only the VM image built.
+    """
     config = write_config(tmp_path, image={"build": True})
 
     code, document = run(
@@ -156,6 +197,12 @@ def test_build_image_for_one_type(
 def test_failed_build_is_exit_4(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], image_lxd: ScriptLxd
 ) -> None:
+    """A failed build exits with the transient code and says why.
+
+    arrange: LXD fails to publish (disk full).
+    act: run build-image.
+    assert: the transient exit code; not ok; the message "disk full".
+    """
     image_lxd.fail["publish_image"] = LxdError("disk full")
     config = write_config(tmp_path, image={"build": True})
 
@@ -172,6 +219,12 @@ def test_build_while_another_build_runs_is_exit_5(
     image_lxd: ScriptLxd,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """A build while another holds the image lock exits busy and makes nothing.
+
+    arrange: the image lock held; no wait for it.
+    act: run build-image.
+    assert: the busy exit code and error kind; no instance created.
+    """
     monkeypatch.setattr(cli, "IMAGE_LOCK_TIMEOUT", 0)
     config_file = write_config(tmp_path, image={"build": True})
     config = cli.load_config(config_file)
@@ -187,7 +240,12 @@ def test_build_while_another_build_runs_is_exit_5(
 def test_a_build_does_not_take_the_managers_lock(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], image_lxd: ScriptLxd
 ) -> None:
-    """Reconciliations keep running during a build: they hold another lock."""
+    """Reconciliations keep running during a build: they hold another lock.
+
+    arrange: the manager's lock held.
+    act: run build-image.
+    assert: exit 0.
+    """
     config_file = write_config(tmp_path, image={"build": True})
     config = cli.load_config(config_file)
 
@@ -200,6 +258,12 @@ def test_a_build_does_not_take_the_managers_lock(
 def test_build_image_refuses_when_building_is_off(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], image_lxd: ScriptLxd
 ) -> None:
+    """build-image refuses when image building is off.
+
+    arrange: a configuration without building.
+    act: run build-image.
+    assert: the configuration exit code, saying image.build is off.
+    """
     code, document = run(capsys, "--config", str(write_config(tmp_path)), "build-image")
 
     assert code == cli.EXIT_CONFIG
@@ -209,6 +273,13 @@ def test_build_image_refuses_when_building_is_off(
 def test_build_image_when_lxd_is_unreachable(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """build-image with LXD unreachable exits transient with an lxd error.
+
+    arrange: the image builder cannot reach LXD.
+    act: run build-image.
+    assert: the transient exit code and one lxd error.
+    """
+
     def unreachable(config: Any) -> ImageBuilder:
         raise LxdError("cannot reach LXD")
 
@@ -224,7 +295,12 @@ def test_build_image_when_lxd_is_unreachable(
 def test_sigterm_during_a_build_deletes_the_builder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], image_lxd: ScriptLxd
 ) -> None:
-    """A SIGTERM from systemd (its TimeoutStartSec) must not leave the builder running."""
+    """A SIGTERM from systemd (its TimeoutStartSec) must not leave the builder running.
+
+    arrange: the build script is interrupted by SIGTERM.
+    act: run build-image.
+    assert: the transient exit code naming SIGTERM; no instance left; the builder deleted last.
+    """
 
     def terminated(name: str, command: list[str], env: dict[str, str]) -> Any:
         if command[0] == "/bin/bash":
@@ -245,6 +321,12 @@ def test_sigterm_during_a_build_deletes_the_builder(
 def test_remove_images(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], image_lxd: ScriptLxd
 ) -> None:
+    """remove-images deletes the images the unit built.
+
+    arrange: one image built by build-image.
+    act: run remove-images.
+    assert: exit 0; one image removed; none left in the store.
+    """
     config = write_config(tmp_path, image={"build": True})
     run(capsys, "--config", str(config), "build-image")
 
@@ -264,15 +346,7 @@ def managed(
     github: Any = FakeGitHub()  # the fake has what the manager calls, not the whole protocol
 
     def build(config: Any) -> RunnerManager:
-        manager = RunnerManager(
-            config,
-            image_lxd,
-            github,
-            binary=FakeBinaryCache(tmp_path),  # type: ignore[arg-type]
-            clock=clock,
-            sleep=clock.sleep,
-            monotonic=clock.monotonic,
-        )
+        manager = manager_on_fakes(config, image_lxd, github, clock, tmp_path)
         built.append(manager)
         return manager
 
@@ -286,6 +360,12 @@ def test_update_dependencies_rebuilds_the_image_then_reconciles(
     image_lxd: ScriptLxd,
     managed: list[RunnerManager],
 ) -> None:
+    """update-dependencies rebuilds the image, then reconciles onto it.
+
+    arrange: building on; the manager on the same LXD as the builder.
+    act: run update-dependencies.
+    assert: exit 0; image_updated; two runners created from the new stable image.
+    """
     config = write_config(tmp_path, image={"build": True})
 
     code, document = run(capsys, "--config", str(config), "update-dependencies")
@@ -303,6 +383,12 @@ def test_update_dependencies_with_a_failed_build_still_reconciles(
     image_lxd: ScriptLxd,
     managed: list[RunnerManager],
 ) -> None:
+    """A failed rebuild in update-dependencies still reconciles on the earlier image.
+
+    arrange: an earlier build's image; publishing fails.
+    act: run update-dependencies.
+    assert: the transient exit code; image not updated; one lxd error; two runners created.
+    """
     image_lxd.images.add(STABLE)  # an earlier build's image
     image_lxd.fail["publish_image"] = LxdError("disk full")
     config = write_config(tmp_path, image={"build": True})
@@ -322,6 +408,12 @@ def test_update_dependencies_does_not_wait_for_a_running_build(
     managed: list[RunnerManager],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """update-dependencies does not wait for a build that is already running.
+
+    arrange: the image lock held by a running build; an earlier image.
+    act: run update-dependencies.
+    assert: exit 0; the image build "already running"; runners created but no builder.
+    """
     monkeypatch.setattr(cli, "IMAGE_LOCK_TIMEOUT", 0)
     image_lxd.images.add(STABLE)
     config_file = write_config(tmp_path, image={"build": True})
@@ -343,6 +435,12 @@ def test_update_dependencies_without_building_builds_nothing(
     image_lxd: ScriptLxd,
     managed: list[RunnerManager],
 ) -> None:
+    """update-dependencies without image building builds nothing.
+
+    arrange: a configuration without building.
+    act: run update-dependencies.
+    assert: exit 0; no image_updated timing; no stable image made.
+    """
     code, document = run(capsys, "--config", str(write_config(tmp_path)), "update-dependencies")
 
     assert code == cli.EXIT_OK

@@ -22,8 +22,8 @@ from github_runner_manager.job_logs import (
 )
 from github_runner_manager.manager import RunnerManager
 
+from .builders import manager_on_fakes
 from .conftest import make_config
-from .fakes import FakeBinaryCache
 
 NOW = 1_780_000_000.0
 DAY = 24 * 3600
@@ -44,7 +44,12 @@ def lines_of(path: Path) -> list[dict[str, str]]:
 
 
 def test_each_line_carries_the_sanitised_labels(tmp_path):
-    """arrange: a handed-over log. act: store. assert: JSON lines with labels and the text."""
+    """Each stored line is a JSON record with the job's sanitised labels and the text.
+
+    arrange: a handed-over log.
+    act: store.
+    assert: JSON lines with labels and the text.
+    """
     source = tmp_path / "runner-logs.txt"
     source.write_text("==> _diag/Runner_1.log <==\nListening for Jobs\nJob failed\n")
     keeper = JobLogs(tmp_path / "jobs", clock=lambda: NOW)
@@ -71,8 +76,10 @@ def test_each_line_carries_the_sanitised_labels(tmp_path):
 
 
 def test_hostile_text_cannot_add_or_change_a_label(tmp_path):
-    """arrange: a log holding JSON, quotes, control bytes, invalid UTF-8. act: store.
+    """Hostile log text cannot add or change a label.
 
+    arrange: a log holding JSON, quotes, control bytes, invalid UTF-8.
+    act: store.
     assert: every line parses to exactly the labels and the text; the text is kept escaped.
     """
     source = tmp_path / "runner-logs.txt"
@@ -91,7 +98,12 @@ def test_hostile_text_cannot_add_or_change_a_label(tmp_path):
 
 
 def test_label_values_are_sanitised_strictly():
-    """arrange: hostile label values. act: sanitise. assert: a small set, bounded length."""
+    """Label values are sanitised to a small character set and a bounded length.
+
+    arrange: hostile label values.
+    act: sanitise.
+    assert: a small set, bounded length.
+    """
     assert sanitise('a"b}\n{c=d') == "a_b___c_d"
     assert sanitise("x" * 500) == "x" * 100
     assert sanitise("") == "unknown"
@@ -100,8 +112,10 @@ def test_label_values_are_sanitised_strictly():
 
 
 def test_a_huge_log_is_cut_at_the_limit_with_a_marker(tmp_path):
-    """arrange: a long line, then 50 KiB, read with a limit 1 KiB past the line. act: store.
+    """A huge log is cut at the limit, with a marker.
 
+    arrange: a long line, then 50 KiB, read with a limit 1 KiB past the line.
+    act: store.
     assert: at most the limit of text, the marker, long lines cut.
     """
     source = tmp_path / "runner-logs.txt"
@@ -120,7 +134,12 @@ def test_a_huge_log_is_cut_at_the_limit_with_a_marker(tmp_path):
 
 
 def test_a_link_or_missing_file_stores_nothing(tmp_path):
-    """arrange: a symbolic link to a secret, then nothing. act: store. assert: None, no file."""
+    """A symbolic link or a missing file stores nothing.
+
+    arrange: a symbolic link to a secret, then nothing.
+    act: store.
+    assert: None, no file.
+    """
     secret = tmp_path / "secret"
     secret.write_text("token")
     source = tmp_path / "runner-logs.txt"
@@ -134,9 +153,11 @@ def test_a_link_or_missing_file_stores_nothing(tmp_path):
 
 
 def test_prune_drops_old_files_then_the_oldest_past_the_total(tmp_path):
-    """arrange: files aged 10, 3, 2, 1 days of 1 KiB each, a 2.5 KiB total.
+    """Pruning drops files past the retention, then the oldest past the total size.
 
-    act: prune. assert: the 10-day one (retention) and the 3-day one (total) go; others stay.
+    arrange: files aged 10, 3, 2, 1 days of 1 KiB each, a 2.5 KiB total.
+    act: prune.
+    assert: the 10-day one (retention) and the 3-day one (total) go; others stay.
     """
     directory = tmp_path / "jobs"
     directory.mkdir()
@@ -160,7 +181,12 @@ def test_prune_drops_old_files_then_the_oldest_past_the_total(tmp_path):
 
 
 def test_storing_prunes(tmp_path):
-    """arrange: a total limit of one file. act: store two. assert: only the newer is left."""
+    """Storing a log prunes the directory.
+
+    arrange: a total limit of one file.
+    act: store two.
+    assert: only the newer is left.
+    """
     source = tmp_path / "runner-logs.txt"
     source.write_text("line\n")
     clock = [NOW]
@@ -176,8 +202,10 @@ def test_storing_prunes(tmp_path):
 
 
 def test_gather_concatenates_oldest_first_and_keeps_head_and_tail(tmp_path):
-    """arrange: a small runner log, then a large worker log. act: gather with a 2000-byte limit.
+    """Gathering joins the runner's logs oldest first and keeps the head and tail of a long one.
 
+    arrange: a small runner log, then a large worker log.
+    act: gather with a 2000-byte limit.
     assert: at most the limit; the head, the marker and the tail are there.
     """
     diag = tmp_path / "_diag"
@@ -206,16 +234,7 @@ def _metrics_manager(tmp_path, lxd, github, clock) -> RunnerManager:
         metrics={"enabled": True, "log_path": str(tmp_path / "metrics.log")},
     )
     exchange = RunnerExchange(tmp_path / "state" / "runners", tmp_path / "q", run=lambda c: None)
-    return RunnerManager(
-        config,
-        lxd,
-        github,
-        binary=FakeBinaryCache(tmp_path),  # type: ignore[arg-type]
-        exchange=exchange,
-        clock=clock,
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
-    )
+    return manager_on_fakes(config, lxd, github, clock, tmp_path, exchange=exchange)
 
 
 def _finish(tmp_path, lxd, runner: str, exit_code: int) -> None:
@@ -249,9 +268,11 @@ def _finish(tmp_path, lxd, runner: str, exit_code: int) -> None:
 def test_a_finished_runner_leaves_one_labelled_job_log(
     tmp_path, lxd, github, clock, exit_code, github_conclusion, conclusion, crashed
 ):
-    """arrange: a runner that ran a job and handed its logs over; its instance is gone.
+    """A finished runner leaves one job log, labelled with its job.
 
-    act: reconcile. assert: one job file with the job's labels; a killed listener is crashed.
+    arrange: a runner that ran a job and handed its logs over; its instance is gone.
+    act: reconcile.
+    assert: one job file with the job's labels; a killed listener is crashed.
     """
     manager = _metrics_manager(tmp_path, lxd, github, clock)
     (runner,) = manager.reconcile().created
@@ -285,10 +306,11 @@ def test_a_finished_runner_leaves_one_labelled_job_log(
 
 
 def test_the_stored_file_is_bounded_whatever_the_lines(tmp_path):
-    """arrange: 64 KiB of empty lines, of control characters. act: store with a 64 KiB limit.
+    """The stored file stays bounded whatever the lines are.
 
-    Labels and escaping would grow them many times over.
-
+    arrange: 64 KiB of empty lines, then of control characters: labels and escaping would grow them
+        many times over.
+    act: store each with a 64 KiB limit.
     assert: the file holds at most twice the limit, with a marker, the first and last lines.
     """
     limit = 64 * 1024

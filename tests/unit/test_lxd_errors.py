@@ -25,10 +25,12 @@ UNPACK_FAILURE = (
 
 
 def test_huge_lxd_failure_is_cut_to_its_first_line_and_reason():
-    """arrange: a 170 KB unpack failure. act: lxd_error.
+    """A huge LXD failure is cut to its first line and its reason.
 
-    assert: a short one-line message keeping the first line and the out-of-space reason, saying
-    how much was left out; a StorageFullError.
+    arrange: a 170 KB unpack failure.
+    act: make an LXD error of it.
+    assert: a short one-line message keeping the first line and the out-of-space reason, saying how
+        much was left out; a StorageFullError.
     """
     assert len(UNPACK_FAILURE) > 150_000
 
@@ -44,6 +46,12 @@ def test_huge_lxd_failure_is_cut_to_its_first_line_and_reason():
 
 
 def test_short_error_is_kept_whole_on_one_line():
+    """A short LXD error is kept whole, on one line.
+
+    arrange: a two-line start failure.
+    act: make an LXD error of it.
+    assert: a plain LxdError with the lines joined by a bar.
+    """
     error = lxd_error("cannot start instance r-1", "Failed to start\nCommon start logic: oops")
 
     assert type(error) is LxdError
@@ -59,11 +67,22 @@ def test_short_error_is_kept_whole_on_one_line():
     ],
 )
 def test_out_of_space_is_told_apart(text):
+    """Out-of-space failures are told apart from other LXD errors.
+
+    arrange: a text saying no space left, quota exceeded, or ENOSPC.
+    act: make an LXD error of it.
+    assert: a StorageFullError.
+    """
     assert isinstance(lxd_error("cannot push", text), StorageFullError)
 
 
 def test_storage_full_stays_storage_full_when_wrapped():
-    """arrange: an inner StorageFullError (an LXD operation). act: wrap it. assert: same kind."""
+    """A storage-full error keeps its kind when wrapped.
+
+    arrange: an inner StorageFullError (an LXD operation).
+    act: wrap it in another LXD error.
+    assert: the outer one is a StorageFullError too.
+    """
     inner = lxd_error("LXD operation Creating instance", "write: no space left on device")
 
     outer = lxd_error("cannot create instance r-2", inner)
@@ -72,6 +91,12 @@ def test_storage_full_stays_storage_full_when_wrapped():
 
 
 def test_excerpt_of_one_enormous_line():
+    """One enormous line is cut too.
+
+    arrange: a single line of 100,000 characters.
+    act: take its excerpt.
+    assert: shorter than the excerpt limit plus a note that ends saying how much was left out.
+    """
     text = "x" * 100_000
 
     cut = excerpt(text)

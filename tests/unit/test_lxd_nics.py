@@ -14,7 +14,12 @@ def bridges(name: str) -> str | None:
 
 
 def test_the_profile_nic_is_made_explicit_with_the_options():
-    """arrange: eth0 from the default profile. act: isolate. assert: an instance eth0 with them."""
+    """The profile's bridged NIC is made an instance device with the isolation options.
+
+    arrange: eth0 from the default profile.
+    act: isolate.
+    assert: an instance eth0 with them.
+    """
     profile = {"eth0": {"type": "nic", "network": "lxdbr0", "name": "eth0"}, "root": ROOT}
 
     devices = isolated_nics([profile], {"root": ROOT}, bridges)
@@ -26,7 +31,12 @@ def test_the_profile_nic_is_made_explicit_with_the_options():
 
 
 def test_later_profiles_and_instance_devices_win():
-    """arrange: eth0 overridden by a later profile. act: isolate. assert: the later one is kept."""
+    """A later profile's device wins over an earlier one.
+
+    arrange: eth0 overridden by a later profile.
+    act: isolate.
+    assert: the later one is kept.
+    """
     first = {"eth0": {"type": "nic", "network": "lxdbr0", "name": "eth0"}}
     second = {"eth0": {"type": "nic", "nictype": "bridged", "parent": "br1", "name": "eth0"}}
 
@@ -37,7 +47,12 @@ def test_later_profiles_and_instance_devices_win():
 
 
 def test_an_operator_choice_is_kept():
-    """arrange: a profile turning port isolation off. act: isolate. assert: it stays off."""
+    """An isolation option the operator set is kept.
+
+    arrange: a profile turning port isolation off.
+    act: isolate.
+    assert: it stays off.
+    """
     profile = {
         "eth0": {"type": "nic", "network": "lxdbr0", "security.port_isolation": "false"},
     }
@@ -49,7 +64,12 @@ def test_an_operator_choice_is_kept():
 
 
 def test_non_bridged_nics_and_other_devices_are_left_alone():
-    """arrange: a macvlan NIC and a proxy device. act: isolate. assert: nothing added."""
+    """NICs that are not bridged and other devices are left alone.
+
+    arrange: a macvlan NIC and a proxy device.
+    act: isolate.
+    assert: nothing added.
+    """
     proxy = {"type": "proxy", "listen": "tcp:127.0.0.1:80", "connect": "tcp:127.0.0.1:80"}
     profile = {"eth0": {"type": "nic", "network": "macv"}}
 

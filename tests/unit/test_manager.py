@@ -36,7 +36,13 @@ def names(prefix: str, count: int) -> list[str]:
 
 
 def test_reconcile_from_zero_creates_runners(make_manager, lxd, github, tmp_path):
-    """arrange: containers=2, nothing exists. act: reconcile. assert: 2 tagged runners, report."""
+    """A first reconcile creates the wanted runners, tagged for the unit, and writes the report.
+
+    arrange: containers=2, nothing exists.
+    act: reconcile.
+    assert: 2 running runners tagged with the unit, registered with the default and extra labels,
+        counted as booting, and the report written.
+    """
     manager = make_manager()
 
     report = manager.reconcile()
@@ -58,7 +64,12 @@ def test_reconcile_from_zero_creates_runners(make_manager, lxd, github, tmp_path
 
 
 def test_reconcile_steady_state_changes_nothing(make_manager, lxd, github):
-    """arrange: two healthy runners from a first reconcile. act: reconcile. assert: no change."""
+    """A reconcile of a healthy fleet changes nothing.
+
+    arrange: two healthy runners from a first reconcile.
+    act: reconcile.
+    assert: no change.
+    """
     manager = make_manager()
     first = manager.reconcile()
     for name in first.created:
@@ -75,7 +86,12 @@ def test_reconcile_steady_state_changes_nothing(make_manager, lxd, github):
 
 
 def test_token_error_creates_nothing_deletes_nothing(make_manager, lxd, github):
-    """arrange: GitHub rejects the token; a stopped instance. act: reconcile. assert: no-op."""
+    """A rejected token stops the run before anything is created or deleted.
+
+    arrange: GitHub rejects the token; a stopped instance.
+    act: reconcile.
+    assert: a token error; nothing created or removed; the instance kept.
+    """
     lxd.add(names(PREFIX, 1)[0], UNIT, status="Stopped")
     github.fail["list_runners"] = TokenError(
         "GitHub rejected the token (401 Bad credentials)", 401
@@ -91,7 +107,12 @@ def test_token_error_creates_nothing_deletes_nothing(make_manager, lxd, github):
 
 
 def test_token_error_while_registering_stops_the_batch(make_manager, lxd, github):
-    """arrange: registration gets 401. act: reconcile 5. assert: one error, no instance made."""
+    """A token rejected while registering stops the whole batch.
+
+    arrange: registration gets 401.
+    act: reconcile 5.
+    assert: one error, no instance made.
+    """
     github.fail["register_runner"] = TokenError("GitHub rejected the token (401)", 401)
     manager = make_manager(runners={"containers": 5})
 
@@ -103,7 +124,12 @@ def test_token_error_while_registering_stops_the_batch(make_manager, lxd, github
 
 
 def test_failed_spawn_leaves_no_orphan(make_manager, lxd, github):
-    """arrange: LXD cannot start instances. act: reconcile. assert: no instance or registration."""
+    """A failed spawn leaves neither an instance nor a registration.
+
+    arrange: LXD cannot start instances.
+    act: reconcile.
+    assert: no instance or registration.
+    """
     lxd.fail["start_instance"] = LxdError("cannot start: out of memory")
     manager = make_manager()
 
@@ -116,7 +142,12 @@ def test_failed_spawn_leaves_no_orphan(make_manager, lxd, github):
 
 
 def test_one_failed_spawn_does_not_abort_the_others(make_manager, lxd, github):
-    """arrange: the second instance creation fails. act: reconcile 3. assert: 2 runners exist."""
+    """One failed spawn does not abort the others.
+
+    arrange: the second instance creation fails.
+    act: reconcile 3.
+    assert: 2 runners exist.
+    """
     real_create = lxd.create_instance
     calls = []
 
@@ -140,7 +171,12 @@ def test_one_failed_spawn_does_not_abort_the_others(make_manager, lxd, github):
 
 
 def test_scale_down_removes_oldest_idle_and_keeps_busy(make_manager, lxd, github, clock):
-    """arrange: 3 runners (oldest busy). act: reconcile with containers=1. assert: 2 idle go."""
+    """Scaling down removes idle runners and keeps the busy one, even the oldest.
+
+    arrange: 3 runners (oldest busy).
+    act: reconcile with containers=1.
+    assert: 2 idle go.
+    """
     manager = make_manager(runners={"containers": 1})
     hashes = manager._hashes(manager._binary.ensure())  # the current configuration hash
     old, mid, new = names(PREFIX, 3)
@@ -163,7 +199,12 @@ def test_scale_down_removes_oldest_idle_and_keeps_busy(make_manager, lxd, github
 
 
 def test_stale_idle_runner_is_replaced(make_manager, lxd, github):
-    """arrange: an idle runner with an old config hash. act: reconcile. assert: replaced."""
+    """An idle runner of an old configuration is replaced.
+
+    arrange: an idle runner with an old config hash.
+    act: reconcile.
+    assert: replaced.
+    """
     name = names(PREFIX, 1)[0]
     lxd.add(name, UNIT, config_hash="old-hash")
     github.add(name)
@@ -177,7 +218,12 @@ def test_stale_idle_runner_is_replaced(make_manager, lxd, github):
 
 
 def test_other_units_instances_are_never_touched(make_manager, lxd, github):
-    """arrange: another unit's instances and runners. act: reconcile with 0. assert: untouched."""
+    """Another unit's instances and runners are never touched.
+
+    arrange: another unit's instances and runners.
+    act: reconcile with 0.
+    assert: untouched.
+    """
     lxd.add("github-runner-1-0123456789ab", "github-runner/1", status="Stopped")
     github.add("github-runner-1-0123456789ab", online=False)
     manager = make_manager(runners={"containers": 0})
@@ -190,7 +236,12 @@ def test_other_units_instances_are_never_touched(make_manager, lxd, github):
 
 
 def test_github_orphan_is_deleted(make_manager, github):
-    """arrange: an offline GitHub runner without instance. act: reconcile. assert: deleted."""
+    """A GitHub registration without an instance is deleted.
+
+    arrange: an offline GitHub runner without instance.
+    act: reconcile.
+    assert: deleted.
+    """
     ghost = names(PREFIX, 1)[0]
     github.add(ghost, online=False)
     manager = make_manager(runners={"containers": 0})
@@ -202,7 +253,12 @@ def test_github_orphan_is_deleted(make_manager, github):
 
 
 def test_idle_runner_that_took_a_job_is_kept(make_manager, lxd, github):
-    """arrange: a scale-down target turns busy (GitHub 422). act: reconcile. assert: kept."""
+    """An idle runner that takes a job during its removal is kept.
+
+    arrange: a scale-down target turns busy (GitHub 422).
+    act: reconcile.
+    assert: kept.
+    """
     name = names(PREFIX, 1)[0]
     manager = make_manager(runners={"containers": 0})
     lxd.add(name, UNIT)
@@ -222,7 +278,12 @@ def test_idle_runner_that_took_a_job_is_kept(make_manager, lxd, github):
 
 
 def test_rate_limit_is_reported_without_changes(make_manager, lxd, github):
-    """arrange: the rate limit is spent. act: reconcile. assert: rate-limit error."""
+    """A spent rate limit is reported and nothing changes.
+
+    arrange: the rate limit is spent.
+    act: reconcile.
+    assert: rate-limit error.
+    """
     github.fail["list_runners"] = RateLimitError("rate limit spent", reset_at=0)
     manager = make_manager()
 
@@ -233,7 +294,12 @@ def test_rate_limit_is_reported_without_changes(make_manager, lxd, github):
 
 
 def test_binary_unavailable_still_cleans_up(make_manager, lxd, github, tmp_path):
-    """arrange: no runner application, a ghost. act: reconcile. assert: ghost gone, error."""
+    """Without the runner application the run still cleans up.
+
+    arrange: no runner application, a ghost.
+    act: reconcile.
+    assert: ghost gone, error.
+    """
     github.add(names(PREFIX, 1)[0], online=False)
     manager = make_manager(binary=FakeBinaryCache(tmp_path, fail=RunnerBinaryError("no download")))
 
@@ -245,7 +311,12 @@ def test_binary_unavailable_still_cleans_up(make_manager, lxd, github, tmp_path)
 
 
 def test_missing_image_is_reported(make_manager, lxd):
-    """arrange: the base image is missing. act: reconcile. assert: image error, nothing made."""
+    """A missing base image is reported and nothing is made.
+
+    arrange: the base image is missing.
+    act: reconcile.
+    assert: image error, nothing made.
+    """
     lxd.images.clear()
     manager = make_manager()
 
@@ -260,7 +331,13 @@ def test_missing_image_is_reported(make_manager, lxd):
     [pytest.param(False, {"busy"}, id="idle only"), pytest.param(True, set(), id="busy too")],
 )
 def test_flush(make_manager, lxd, github, busy, left):
-    """arrange: an idle and a busy runner. act: flush without reconcile. assert: what is left."""
+    """Flush removes idle runners, and busy ones only when asked.
+
+    arrange: an idle and a busy runner; GitHub lets go of the busy one once its instance is gone.
+    act: flush without reconcile, with or without busy.
+    assert: the idle runner gone; the busy one left only without busy; every removal for flush;
+        GitHub keeps only what is left.
+    """
     manager = make_manager(runners={"containers": 0})
     idle, busy_name = names(PREFIX, 2)
     lxd.add(idle, UNIT)
@@ -287,7 +364,12 @@ def test_flush(make_manager, lxd, github, busy, left):
 
 
 def test_flush_busy_waits_for_github_to_release_the_runner(make_manager, lxd, github, clock):
-    """arrange: GitHub keeps a killed runner busy twice. act: flush --busy. assert: deleted."""
+    """Flush --busy waits for GitHub to release a killed runner before deleting it.
+
+    arrange: GitHub keeps a killed runner busy twice.
+    act: flush --busy.
+    assert: deleted.
+    """
     manager = make_manager(runners={"containers": 0})
     name = names(PREFIX, 1)[0]
     lxd.add(name, UNIT)
@@ -311,7 +393,12 @@ def test_flush_busy_waits_for_github_to_release_the_runner(make_manager, lxd, gi
 
 
 def test_flush_then_reconcile_replaces_idle(make_manager, lxd, github):
-    """arrange: 2 idle runners. act: flush (with reconcile). assert: 2 new runners replace them."""
+    """Flush with reconcile replaces the idle runners.
+
+    arrange: 2 idle runners.
+    act: flush (with reconcile).
+    assert: 2 new runners replace them.
+    """
     manager = make_manager()
     first = manager.reconcile().created
     for name in first:
@@ -326,7 +413,12 @@ def test_flush_then_reconcile_replaces_idle(make_manager, lxd, github):
 
 
 def test_lock_busy_is_reported_and_keeps_the_last_report(make_manager, tmp_path):
-    """arrange: a report, then another run holds the lock. act: reconcile. assert: busy, kept."""
+    """A run that cannot take the lock is reported busy and keeps the last report.
+
+    arrange: a report, then another run holds the lock.
+    act: reconcile.
+    assert: a busy error, nothing created, and the report file still the first run's.
+    """
     manager = make_manager()
     first = manager.reconcile()
     with manager_lock(manager.config.state_dir / "manager.lock", timeout=0):
@@ -339,7 +431,12 @@ def test_lock_busy_is_reported_and_keeps_the_last_report(make_manager, tmp_path)
 
 
 def test_delta_counts_created_minus_removed_per_type(make_manager, lxd, github):
-    """arrange: a stale VM and no container. act: reconcile 2 containers, 1 VM. assert: delta."""
+    """The report's delta counts created minus removed runners per type.
+
+    arrange: a stale VM and no container.
+    act: reconcile 2 containers, 1 VM; then flush --busy.
+    assert: delta of 2 containers and 0 VMs (the VM replaced); the flush's delta of -2 and -1.
+    """
     vm = names(PREFIX, 1)[0]
     lxd.add(vm, UNIT, instance_type=InstanceType.VIRTUAL_MACHINE, config_hash="old")
     github.add(vm)
@@ -356,7 +453,12 @@ def test_delta_counts_created_minus_removed_per_type(make_manager, lxd, github):
 
 
 def test_check_counts_by_state(make_manager, lxd, github):
-    """arrange: idle, busy, offline and unknown runners. act: check. assert: counts and names."""
+    """The check command counts the runners by state.
+
+    arrange: idle, busy, offline and unknown runners.
+    act: check.
+    assert: counts and names.
+    """
     idle, busy, booting, ghost = names(PREFIX, 4)
     for name in (idle, busy, booting):
         lxd.add(name, UNIT, created_at=datetime.datetime(2026, 6, 1, 11, 59, tzinfo=UTC))
@@ -386,7 +488,12 @@ def test_check_counts_by_state(make_manager, lxd, github):
 
 
 def test_report_never_holds_the_token(make_manager, github):
-    """arrange: a failing GitHub. act: reconcile. assert: the token is nowhere in the report."""
+    """The report never holds the token.
+
+    arrange: a failing GitHub.
+    act: reconcile.
+    assert: the token is nowhere in the report.
+    """
     github.fail["list_runners"] = GitHubUnavailableError("GitHub kept failing")
     manager = make_manager()
 
@@ -396,7 +503,12 @@ def test_report_never_holds_the_token(make_manager, github):
 
 
 def test_lxd_failure_is_reported(make_manager, lxd):
-    """arrange: LXD cannot list. act: reconcile. assert: lxd error."""
+    """An LXD failure is reported.
+
+    arrange: LXD cannot list.
+    act: reconcile.
+    assert: lxd error.
+    """
     lxd.fail["list_instances"] = LxdError("cannot reach LXD")
     manager = make_manager()
 
@@ -406,7 +518,12 @@ def test_lxd_failure_is_reported(make_manager, lxd):
 
 
 def test_debug_ssh_change_replaces_idle_runners(make_manager, lxd, github):
-    """arrange: an idle runner, then a tmate server appears. act: reconcile. assert: replaced."""
+    """A debug-ssh change replaces the idle runners.
+
+    arrange: an idle runner, then a tmate server appears.
+    act: reconcile.
+    assert: replaced.
+    """
     manager = make_manager(runners={"containers": 1})
     name = manager.reconcile().created[0]
     runner = github.by_name(name)
@@ -465,10 +582,12 @@ def test_runner_version_age_is_reported_from_the_first_sighting(
 
 
 def test_full_pool_makes_what_fits_with_one_clear_error(make_manager, lxd, github):
-    """arrange: a pool with room for 2 runners; 4 wanted, created 4 at a time.
+    """A full pool makes what fits, with one clear error.
 
-    act: reconcile twice. assert: 2 runners each time (none lost, no orphan registration), and
-    each report holds one runner-create error saying the pool is full and how full.
+    arrange: a pool with room for 2 runners; 4 wanted, created 4 at a time.
+    act: reconcile twice.
+    assert: 2 runners each time (none lost, no orphan registration), and each report holds one
+        runner-create error saying the pool is full and how full.
     """
     lxd.capacity = 2
     manager = make_manager(
@@ -496,11 +615,13 @@ def test_full_pool_makes_what_fits_with_one_clear_error(make_manager, lxd, githu
 def test_parallel_creations_that_all_lose_the_race_for_space_are_made_one_at_a_time(
     make_manager, lxd, github
 ):
-    """arrange: a pool with room for 2, where parallel creations all fail for space.
+    """Parallel creations that all lose the race for space are made again one at a time.
 
-    (As when four unpacks fill the pool together; one made alone fails only when it is full.)
-    act: reconcile 4 wanted, 4 at a time. assert: 2 runners made one at a time, one error, no
-    orphan registration, and the next run starts one at a time.
+    arrange: a pool with room for 2, where parallel creations all fail for space. (As when four
+        unpacks fill the pool together; one made alone fails only when it is full.)
+    act: reconcile 4 wanted, 4 at a time.
+    assert: 2 runners made one at a time, one error, no orphan registration, and the next run
+        starts one at a time.
     """
     lxd.capacity = 2
     real_create = lxd.create_instance
@@ -528,10 +649,12 @@ def test_parallel_creations_that_all_lose_the_race_for_space_are_made_one_at_a_t
 def test_after_a_full_pool_runners_are_created_one_at_a_time_until_all_fit(
     make_manager, lxd, github
 ):
-    """arrange: a run found the pool full; then the pool gets room. act: reconcile.
+    """After a full pool, runners are created one at a time until all fit.
 
-    assert: the creations run one at a time (never two at once); once all fitted, the next
-    run creates in parallel again.
+    arrange: a run found the pool full; then the pool gets room.
+    act: reconcile.
+    assert: the creations run one at a time (never two at once); once all fitted, the next run
+        creates in parallel again.
     """
     lxd.capacity = 1
     manager = make_manager(
@@ -571,9 +694,11 @@ REPO_PATH = "test-owner/test-repo"
 
 
 def test_listing_that_lost_live_runners_deletes_nothing(make_manager, lxd, github, clock):
-    """arrange: 2 JIT runners, one busy, and then a listing that comes back empty.
+    """A listing that lost live runners deletes nothing.
 
-    act: reconcile. assert: both looked up by id, nothing removed, nothing created.
+    arrange: 2 JIT runners, one busy, and then a listing that comes back empty.
+    act: reconcile.
+    assert: both looked up by id, nothing removed, nothing created.
     """
     manager = make_manager()
     idle, busy = manager.reconcile().created
@@ -592,8 +717,10 @@ def test_listing_that_lost_live_runners_deletes_nothing(make_manager, lxd, githu
 
 
 def test_runner_gone_on_github_is_finished_and_replaced(make_manager, lxd, github):
-    """arrange: a running JIT runner GitHub no longer knows (404 by id). act: reconcile.
+    """A runner GitHub no longer knows is finished and replaced.
 
+    arrange: a running JIT runner GitHub no longer knows (404 by id).
+    act: reconcile.
     assert: removed as finished and replaced in the same run.
     """
     manager = make_manager(runners={"containers": 1})
@@ -608,7 +735,12 @@ def test_runner_gone_on_github_is_finished_and_replaced(make_manager, lxd, githu
 
 
 def test_unlisted_runner_that_cannot_be_looked_up_is_kept(make_manager, lxd, github):
-    """arrange: a JIT runner absent from the listing; GitHub fails the lookup. act: reconcile."""
+    """An unlisted runner that cannot be looked up is kept.
+
+    arrange: a JIT runner absent from the listing; GitHub fails the lookup.
+    act: reconcile.
+    assert: nothing removed or created; the instance kept and reported unlisted.
+    """
     manager = make_manager(runners={"containers": 1})
     name = names(PREFIX, 1)[0]
     lxd.add(name, UNIT, runner_id=4242, github_path=REPO_PATH)
@@ -622,10 +754,12 @@ def test_unlisted_runner_that_cannot_be_looked_up_is_kept(make_manager, lxd, git
 
 
 def test_path_change_removes_idle_runners_on_the_old_path(make_manager, lxd, github):
-    """arrange: an idle and a busy runner registered on the old path; `path` now names another.
+    """A path change removes the idle runners on the old path and fills the new one.
 
-    act: reconcile. assert: the idle one's registration is deleted on the old path, then its
-    instance; the busy one stays; the new path gets its full count.
+    arrange: an idle and a busy runner registered on the old path; `path` now names another.
+    act: reconcile.
+    assert: the idle one's registration is deleted on the old path, then its instance; the busy one
+        stays; the new path gets its full count.
     """
     old_github = FakeGitHub()
     asked: list[tuple[str, str]] = []
@@ -661,10 +795,12 @@ def test_path_change_removes_idle_runners_on_the_old_path(make_manager, lxd, git
 
 
 def test_flush_busy_with_a_registration_left_still_reconciles(make_manager, lxd, github):
-    """arrange: a busy runner GitHub never lets go. act: flush --busy with reconcile.
+    """Flush --busy with a registration GitHub keeps still reconciles.
 
-    assert: the registration left is reported with its id, the runner not listed as removed,
-    and the reconcile refills the fleet.
+    arrange: a busy runner GitHub never lets go.
+    act: flush --busy with reconcile.
+    assert: the registration left is reported with its id, the runner not listed as removed, and
+        the reconcile refills the fleet.
     """
     manager = make_manager(runners={"containers": 1})
     name = names(PREFIX, 1)[0]
@@ -682,9 +818,11 @@ def test_flush_busy_with_a_registration_left_still_reconciles(make_manager, lxd,
 
 
 def test_half_made_instance_goes_in_the_next_run(make_manager, lxd, github, clock):
-    """arrange: an instance created seconds ago, never started, with its offline registration.
+    """A half-made instance goes in the next run.
 
-    act: reconcile (holding the lock). assert: both go at once, and a runner replaces them.
+    arrange: an instance created seconds ago, never started, with its offline registration.
+    act: reconcile (holding the lock).
+    assert: both go at once, and a runner replaces them.
     """
     manager = make_manager(runners={"containers": 1})
     name = names(PREFIX, 1)[0]
@@ -706,9 +844,11 @@ def test_half_made_instance_goes_in_the_next_run(make_manager, lxd, github, cloc
 
 
 def test_name_search_that_finds_nothing_is_no_evidence(make_manager, lxd, github, clock):
-    """arrange: a token-flow runner (no id noted) absent from the listing, its process running.
+    """A name search that finds nothing is no evidence that a runner finished.
 
-    act: reconcile. assert: searched by name, not found, and still kept (not finished).
+    arrange: a token-flow runner (no id noted) absent from the listing, its process running.
+    act: reconcile.
+    assert: searched by name, not found, and still kept (not finished).
     """
     manager = make_manager(runners={"containers": 1})
     name = names(PREFIX, 1)[0]

@@ -18,6 +18,8 @@ from github_runner_manager.models import (
 )
 from github_runner_manager.planner import Reason
 
+from .builders import github_runner, runner_instance
+
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 TIMEOUT = datetime.timedelta(minutes=10)
@@ -38,13 +40,13 @@ def inst(
     runner_id: int | None = None,
     path: str | None = None,
 ) -> RunnerInstance:
-    return RunnerInstance(
-        name=name,
-        instance_type=kind,
+    return runner_instance(
+        name,
+        NOW - datetime.timedelta(minutes=age_min),
+        kind=kind,
         status=status,
-        created_at=NOW - datetime.timedelta(minutes=age_min),
         config_hash=config_hash if config_hash is not None else HASHES[kind],
-        registered_first=jit,
+        jit=jit,
         runner_id=runner_id,
         github_url=URL if path else None,
         github_path=path,
@@ -52,9 +54,7 @@ def inst(
 
 
 def gh(name: str, online: bool = True, busy: bool = False, runner_id: int = 0) -> GitHubRunner:
-    return GitHubRunner(
-        id=runner_id or abs(hash(name)) % 10_000 + 1, name=name, online=online, busy=busy
-    )
+    return github_runner(name, online, busy, runner_id)
 
 
 def run_plan(instances, runners, desired, alive=None, looked_up=None, target=None, **kwargs):
@@ -243,7 +243,12 @@ def removed(plan: planner.Plan) -> dict[str, Reason]:
     ],
 )
 def test_plan_rules(instances, runners, desired, want_removed, want_create):
-    """arrange: observed instances and GitHub runners. act: plan. assert: removals, creations."""
+    """The planner's rules, one table row each: what is removed and how many are created.
+
+    arrange: observed instances and GitHub runners, and the wanted count per type.
+    act: plan.
+    assert: the removals with their reasons, and the creations per type.
+    """
     plan = run_plan(instances, runners, desired)
 
     assert removed(plan) == want_removed
@@ -251,7 +256,12 @@ def test_plan_rules(instances, runners, desired, want_removed, want_create):
 
 
 def test_dead_process_is_unhealthy_before_the_grace_period():
-    """arrange: a young instance whose runner process is dead. act: plan. assert: replaced."""
+    """A runner whose process died is replaced even before its grace period ends.
+
+    arrange: a young instance whose runner process is dead.
+    act: plan.
+    assert: replaced.
+    """
     plan = run_plan([inst("r1", age_min=2)], [gh("r1", online=False)], {C: 1}, alive={"r1": False})
 
     assert removed(plan) == {"r1": Reason.UNHEALTHY}
@@ -259,7 +269,12 @@ def test_dead_process_is_unhealthy_before_the_grace_period():
 
 
 def test_unknown_probe_keeps_a_booting_runner():
-    """arrange: a young instance whose probe could not tell. act: plan. assert: kept as booting."""
+    """A probe that could not tell keeps a booting runner.
+
+    arrange: a young instance whose probe could not tell.
+    act: plan.
+    assert: kept as booting.
+    """
     plan = run_plan([inst("r1", age_min=2)], [], {C: 1}, alive={"r1": None})
 
     assert removed(plan) == {}
@@ -267,7 +282,12 @@ def test_unknown_probe_keeps_a_booting_runner():
 
 
 def test_missing_current_hash_marks_nothing_stale():
-    """arrange: no current hash (runner application unknown). act: classify. assert: not stale."""
+    """Without a current hash nothing counts as stale.
+
+    arrange: no current hash (runner application unknown).
+    act: classify.
+    assert: not stale.
+    """
     views = planner.classify(
         [inst("r1", config_hash="anything")],
         [gh("r1")],
@@ -281,7 +301,12 @@ def test_missing_current_hash_marks_nothing_stale():
 
 
 def test_instances_to_probe_only_old_enough_booting_ones():
-    """arrange: booting runners of several ages and an idle one. act: pick. assert: old booting."""
+    """Only booting runners old enough are probed.
+
+    arrange: booting runners of several ages and an idle one.
+    act: pick the instances to probe with a 30 s minimum age.
+    assert: only the old booting one.
+    """
     views = planner.classify(
         [inst("young", age_min=0.1), inst("late", age_min=5), inst("idle", age_min=5)],
         [gh("idle")],
@@ -305,7 +330,12 @@ def test_instances_to_probe_only_old_enough_booting_ones():
     ],
 )
 def test_plan_flush(busy, want):
-    """arrange: runners in every state. act: plan a flush. assert: what goes."""
+    """A flush removes every runner, busy ones only with busy.
+
+    arrange: runners in every state: idle, booting, stopped, busy, and a ghost registration.
+    act: plan a flush, with or without busy.
+    assert: all but the busy runner go, or all with busy; every reason is flush.
+    """
     views = planner.classify(
         [
             inst("idle"),
@@ -336,12 +366,22 @@ def test_plan_flush(busy, want):
     ],
 )
 def test_runner_name_pattern(name, matches):
-    """arrange: a prefix. act: match names. assert: only the manager's own runners match."""
+    """The runner name pattern matches only the manager's own runners.
+
+    arrange: a prefix.
+    act: match names.
+    assert: only the manager's own runners match.
+    """
     assert bool(planner.runner_name_pattern("app-1").match(name)) is matches
 
 
 def test_plan_of_a_thousand_runners_is_consistent():
-    """arrange: 1000 idle runners, want 900. act: plan. assert: the 100 oldest go, none created."""
+    """A plan of a thousand runners removes exactly the surplus, oldest first.
+
+    arrange: 1000 idle runners, want 900.
+    act: plan.
+    assert: the 100 oldest go, none created.
+    """
     instances = [inst(f"r{i:04d}", age_min=2000 - i) for i in range(1000)]
     runners = [gh(f"r{i:04d}", runner_id=i + 1) for i in range(1000)]
 
@@ -364,7 +404,14 @@ def test_plan_of_a_thousand_runners_is_consistent():
     ],
 )
 def test_finished_needs_positive_evidence(evidence, want_state):
-    """arrange: a JIT runner absent from GitHub's listing. act: plan. assert: evidence decides."""
+    """A runner counts as finished only on positive evidence, never on its absence alone.
+
+    arrange: a JIT runner absent from GitHub's listing, with no evidence, a live or exited process,
+        a 404, or a lookup saying busy.
+    act: plan.
+    assert: unlisted without evidence or with a live process; finished (removed and replaced) on an
+        exit or a 404; busy when looked up busy.
+    """
     plan = run_plan([inst("r1", age_min=3, jit=True, runner_id=7)], [], {C: 1}, **evidence)
 
     assert plan.runners[0].state is want_state
@@ -374,8 +421,10 @@ def test_finished_needs_positive_evidence(evidence, want_state):
 
 
 def test_empty_listing_deletes_no_live_instance():
-    """arrange: 3 live runners, 2 busy, and a listing that came back empty. act: plan.
+    """An empty listing deletes no live instance.
 
+    arrange: 3 live runners, 2 busy, and a listing that came back empty.
+    act: plan.
     assert: nothing removed, nothing created; all three are looked up.
     """
     instances = [inst(f"r{i}", jit=True, runner_id=i) for i in range(1, 4)]
@@ -392,7 +441,12 @@ def test_empty_listing_deletes_no_live_instance():
 
 
 def test_unlisted_runner_is_flushed_only_with_busy():
-    """arrange: an unlisted runner (busy or not, GitHub did not say). act: flush. assert."""
+    """An unlisted runner is flushed only with busy: it may be running a job.
+
+    arrange: an unlisted runner (busy or not, GitHub did not say).
+    act: plan a flush without, then with busy.
+    assert: kept without busy; removed with busy.
+    """
     views = planner.classify(
         [inst("r1", jit=True)], [], now=NOW, registration_timeout=TIMEOUT, current_hash=HASHES
     )
@@ -411,8 +465,10 @@ def test_unlisted_runner_is_flushed_only_with_busy():
     ],
 )
 def test_runner_of_the_old_path(old_runner, want_state, want_reason):
-    """arrange: a runner registered on the previous path, looked up there. act: plan.
+    """A runner of the previous path goes when idle and stays while busy.
 
+    arrange: a runner registered on the previous path, looked up there.
+    act: plan.
     assert: idle ones go (reason moved), busy ones stay; none counts for the new path.
     """
     age = 60 if want_state is not RunnerState.BOOTING else 1
@@ -432,7 +488,12 @@ def test_runner_of_the_old_path(old_runner, want_state, want_reason):
 
 
 def test_moved_runner_not_looked_up_is_kept():
-    """arrange: a runner of the old path GitHub was not asked about. act: plan. assert: kept."""
+    """A runner of the old path that GitHub was not asked about is kept.
+
+    arrange: a runner of the old path GitHub was not asked about.
+    act: plan.
+    assert: kept.
+    """
     plan = run_plan(
         [inst("m1", jit=True, runner_id=5, path="owner/old")], [], {C: 1}, target=TARGET
     )
@@ -452,7 +513,12 @@ def test_moved_runner_not_looked_up_is_kept():
     ],
 )
 def test_half_made_instance_goes_at_once_under_the_lock(grace, want_state, want_removed):
-    """arrange: a young, never started instance. act: plan with and without the lock."""
+    """A half-made instance goes at once under the lock, and waits its grace outside it.
+
+    arrange: a young, never started instance with its offline registration.
+    act: plan with the creation grace (outside the lock) and without it (under the lock).
+    assert: creating and kept outside the lock; stopped and removed under it.
+    """
     plan = run_plan(
         [inst("r1", age_min=0.2, status=InstanceStatus.STOPPED, jit=True)],
         [gh("r1", online=False)],

@@ -29,7 +29,12 @@ def name(index: int, prefix: str = PREFIX) -> str:
 
 
 def test_replenish_spawns_the_difference_with_one_github_call_each(make_manager, lxd, github):
-    """arrange: count 4, one live, one stopped. act: replenish. assert: 3 spawns, 3 calls."""
+    """Replenishing spawns the missing runners with one GitHub call each.
+
+    arrange: count 4, one live, one stopped.
+    act: replenish.
+    assert: 3 spawns, 3 calls.
+    """
     lxd.add(name(1), UNIT)
     lxd.add(name(2), UNIT, status="Stopped")
     lxd.add(name(3, "other-unit"), "other/0")  # another unit's runner does not count
@@ -47,7 +52,12 @@ def test_replenish_spawns_the_difference_with_one_github_call_each(make_manager,
 
 
 def test_replenish_at_the_count_does_nothing(make_manager, lxd, github):
-    """arrange: the configured two runners live. act: replenish. assert: no spawn, no call."""
+    """Replenishing a full fleet does nothing.
+
+    arrange: the configured two runners live.
+    act: replenish.
+    assert: no spawn, no call.
+    """
     lxd.add(name(1), UNIT)
     lxd.add(name(2), UNIT)
     manager = make_manager()
@@ -60,7 +70,12 @@ def test_replenish_at_the_count_does_nothing(make_manager, lxd, github):
 
 
 def test_replenish_never_goes_beyond_the_count(make_manager, lxd, github):
-    """arrange: more live runners than configured. act: replenish. assert: nothing removed/made."""
+    """Replenishing never goes beyond the count, nor removes.
+
+    arrange: more live runners than configured.
+    act: replenish.
+    assert: nothing removed/made.
+    """
     for index in range(5):
         lxd.add(name(index), UNIT)
     manager = make_manager()
@@ -71,7 +86,12 @@ def test_replenish_never_goes_beyond_the_count(make_manager, lxd, github):
 
 
 def test_replenish_waits_for_the_lock_and_counts_after_it(make_manager, lxd, github, tmp_path):
-    """arrange: a reconcile holds the lock. act: replenish. assert: LockBusyError, nothing made."""
+    """Replenishing takes the lock before counting, and reports it busy.
+
+    arrange: a reconcile holds the lock.
+    act: replenish.
+    assert: LockBusyError, nothing made.
+    """
     manager = make_manager()
     with (
         manager_lock(manager.config.state_dir / "manager.lock", 0),
@@ -84,7 +104,12 @@ def test_replenish_waits_for_the_lock_and_counts_after_it(make_manager, lxd, git
 def test_replenish_without_runner_application_downloads_it_or_reports(
     make_manager, lxd, github, tmp_path
 ):
-    """arrange: no cached runner application. act: replenish. assert: error, no GitHub call."""
+    """Replenishing without the runner application reports it and asks GitHub nothing.
+
+    arrange: no cached runner application.
+    act: replenish.
+    assert: error, no GitHub call.
+    """
     from .fakes import FakeBinaryCache
 
     manager = make_manager(binary=FakeBinaryCache(tmp_path, fail=TokenError("no", 401)))
@@ -96,7 +121,12 @@ def test_replenish_without_runner_application_downloads_it_or_reports(
 
 
 def test_replenish_token_refused_stops_the_batch(make_manager, lxd, github):
-    """arrange: GitHub refuses the token. act: replenish 2. assert: one error, nothing left."""
+    """A refused token stops the replenishing batch.
+
+    arrange: GitHub refuses the token.
+    act: replenish 2.
+    assert: one error, nothing left.
+    """
     github.fail["register_runner"] = TokenError("GitHub rejected the token", 401)
     manager = make_manager()
 
@@ -108,7 +138,12 @@ def test_replenish_token_refused_stops_the_batch(make_manager, lxd, github):
 
 
 def test_replenish_missing_image_is_reported(make_manager, lxd, github):
-    """arrange: the runner image is gone. act: replenish. assert: image error, no GitHub call."""
+    """A missing runner image is reported by replenishing.
+
+    arrange: the runner image is gone.
+    act: replenish.
+    assert: image error, no GitHub call.
+    """
     lxd.images.clear()
     manager = make_manager()
 
@@ -164,12 +199,22 @@ def test_replenish_missing_image_is_reported(make_manager, lxd, github):
     ],
 )
 def test_parse_lifecycle_event(document, expected):
-    """arrange: a message of the event stream. act: parse. assert: instance events only."""
+    """A lifecycle message of the event stream parses to an instance event.
+
+    arrange: a message of the event stream.
+    act: parse.
+    assert: instance events only.
+    """
     assert parse_lifecycle_event(document) == expected
 
 
 def test_only_stop_and_delete_count_as_ended():
-    """arrange: the lifecycle actions. act: ended. assert: stopped, shutdown, deleted only."""
+    """Only stop, shutdown and delete actions count as an instance ending.
+
+    arrange: the lifecycle actions.
+    act: ended.
+    assert: stopped, shutdown, deleted only.
+    """
     assert InstanceEvent("instance-stopped", "x").ended
     assert InstanceEvent("instance-shutdown", "x").ended
     assert InstanceEvent("instance-deleted", "x").ended
@@ -298,7 +343,12 @@ def running():
 
 
 def test_first_connection_counts_and_fills(running):
-    """arrange: 2 of 4 live. act: start. assert: one batch of 2 once connected."""
+    """The first connection counts the fleet and fills it.
+
+    arrange: 2 of 4 live.
+    act: start.
+    assert: one batch of 2 once connected.
+    """
     fleet, stream = FakeFleet(count=4, live=2), FakeStream()
 
     running(fleet, stream)
@@ -308,7 +358,12 @@ def test_first_connection_counts_and_fills(running):
 
 
 def test_a_burst_of_ten_endings_makes_one_batch_of_ten(running):
-    """arrange: a full fleet of 10. act: all ten end within 50 ms. assert: one batch of ten."""
+    """A burst of ten endings makes one batch of ten.
+
+    arrange: a full fleet of 10.
+    act: all ten end within 50 ms.
+    assert: one batch of ten.
+    """
     fleet, stream = FakeFleet(count=10, live=10), FakeStream()
     running(fleet, stream, debounce=0.1)
     wait_for(lambda: fleet.batches == [0])
@@ -325,7 +380,12 @@ def test_a_burst_of_ten_endings_makes_one_batch_of_ten(running):
 
 
 def test_events_of_other_instances_and_starts_are_ignored(running):
-    """arrange: full fleet. act: other units' deletions, own starts. assert: no new batch."""
+    """Events of other instances and starts are ignored.
+
+    arrange: full fleet.
+    act: other units' deletions, own starts.
+    assert: no new batch.
+    """
     fleet, stream = FakeFleet(count=2, live=2), FakeStream()
     running(fleet, stream)
     wait_for(lambda: fleet.batches == [0])
@@ -340,7 +400,12 @@ def test_events_of_other_instances_and_starts_are_ignored(running):
 
 
 def test_a_continuous_trickle_is_batched_within_max_delay(running):
-    """arrange: events every 30 ms with a 100 ms debounce. act: 1 s of them. assert: batches."""
+    """A continuous trickle of events is batched within the maximum delay.
+
+    arrange: events every 30 ms with a 100 ms debounce.
+    act: 1 s of them.
+    assert: batches.
+    """
     fleet, stream = FakeFleet(count=100, live=100), FakeStream()
     running(fleet, stream, debounce=0.1, max_delay=0.25)
     wait_for(lambda: fleet.batches == [0])
@@ -358,7 +423,12 @@ def test_a_continuous_trickle_is_batched_within_max_delay(running):
 
 
 def test_events_during_a_batch_make_one_more_batch(running):
-    """arrange: a batch held open. act: 3 runners end meanwhile. assert: one batch after it."""
+    """Events during a batch make one more batch after it.
+
+    arrange: a batch held open.
+    act: 3 runners end meanwhile.
+    assert: one batch after it.
+    """
     fleet, stream = FakeFleet(count=5, live=4), FakeStream()
     fleet.release.clear()
     running(fleet, stream)
@@ -376,7 +446,12 @@ def test_events_during_a_batch_make_one_more_batch(running):
 
 
 def test_a_busy_lock_is_waited_for_not_failed(running):
-    """arrange: a reconcile holds the lock. act: an event. assert: the batch runs after it."""
+    """A busy lock is waited for, not failed.
+
+    arrange: a reconcile holds the lock.
+    act: an event.
+    assert: the batch runs after it.
+    """
     fleet, stream = FakeFleet(count=3, live=3), FakeStream()
     running(fleet, stream)
     wait_for(lambda: fleet.batches == [0])
@@ -394,7 +469,12 @@ def test_a_busy_lock_is_waited_for_not_failed(running):
 
 
 def test_a_broken_stream_reconnects_and_counts_again(running):
-    """arrange: connected, then runners end while it is cut. act: cut. assert: reconnect, fill."""
+    """A broken stream reconnects and counts again.
+
+    arrange: connected, then runners end while it is cut.
+    act: cut.
+    assert: reconnect, fill.
+    """
     fleet, stream = FakeFleet(count=4, live=4), FakeStream()
     replenisher = running(fleet, stream)
     wait_for(lambda: fleet.batches == [0])
@@ -410,7 +490,12 @@ def test_a_broken_stream_reconnects_and_counts_again(running):
 
 
 def test_reconnection_backs_off(running, monkeypatch):
-    """arrange: LXD refuses connections. act: run. assert: growing waits up to the maximum."""
+    """Reconnection backs off.
+
+    arrange: LXD refuses connections.
+    act: run.
+    assert: growing waits up to the maximum.
+    """
     fleet, stream = FakeFleet(count=1, live=1), FakeStream()
     stream.fail_connects = 6
     waits: list[float] = []
@@ -430,7 +515,12 @@ def test_reconnection_backs_off(running, monkeypatch):
 
 
 def test_errors_back_off_then_retry(running):
-    """arrange: batches fail (GitHub refuses). act: one event. assert: retries, spaced out."""
+    """Failing batches back off, then retry.
+
+    arrange: batches fail (GitHub refuses).
+    act: one event.
+    assert: retries, spaced out.
+    """
     fleet, stream = FakeFleet(count=1, live=1), FakeStream()
     fleet.errors = ["refused"]
     running(fleet, stream, error_backoff=(0.1, 0.1))
@@ -443,7 +533,12 @@ def test_errors_back_off_then_retry(running):
 
 
 def test_stop_lets_the_batch_in_progress_finish(running):
-    """arrange: a batch in progress. act: stop. assert: it finishes, no later batch starts."""
+    """Stopping lets the batch in progress finish.
+
+    arrange: a batch in progress.
+    act: stop.
+    assert: it finishes, no later batch starts.
+    """
     fleet, stream = FakeFleet(count=3, live=1), FakeStream()
     fleet.release.clear()
     replenisher = Replenisher(fleet, stream, runner_name_pattern(PREFIX), debounce=0.01)
@@ -463,7 +558,12 @@ def test_stop_lets_the_batch_in_progress_finish(running):
 
 
 def test_real_manager_burst_makes_one_batch_with_one_call_per_runner(make_manager, lxd, github):
-    """arrange: a manager on fakes, 10 runners. act: all end. assert: 10 spawns, 10 calls."""
+    """With the real manager, a burst makes one batch with one GitHub call per runner.
+
+    arrange: a manager on fakes, 10 runners.
+    act: all end.
+    assert: 10 spawns, 10 calls.
+    """
     manager = make_manager(runners={"containers": 10}, timing={"lock_timeout": 0})
     stream = FakeStream()
     replenisher = Replenisher(
@@ -492,7 +592,12 @@ def test_real_manager_burst_makes_one_batch_with_one_call_per_runner(make_manage
 
 
 def test_an_unexpected_error_in_the_stream_does_not_end_following(running):
-    """arrange: the stream raises a non-LXD error once. act: run. assert: it reconnects."""
+    """An unexpected error in the stream does not end the following.
+
+    arrange: the stream raises a non-LXD error once.
+    act: run.
+    assert: it reconnects.
+    """
     fleet, stream = FakeFleet(count=2, live=2), FakeStream()
     original = stream.follow
     failed: list[bool] = []
@@ -503,7 +608,7 @@ def test_an_unexpected_error_in_the_stream_does_not_end_following(running):
             raise TypeError("a bug in the adapter")
         original(on_event, on_connected)
 
-    stream.follow = follow  # type: ignore[method-assign]
+    stream.follow = follow  # type: ignore[method-assign]  # patching one method to fail once
     replenisher = running(fleet, stream)
 
     wait_for(lambda: replenisher.connections == 1 and fleet.batches == [0])

@@ -53,7 +53,12 @@ def spawner_for(tmp_path, lxd, github, clock):
 
 
 def test_container_with_jit_gets_everything_before_start(spawner_for, lxd, github):
-    """arrange: JIT available. act: spawn a container. assert: files, enabled unit, no exec."""
+    """A JIT container gets its files and enabled unit before it starts, with no exec.
+
+    arrange: JIT available.
+    act: spawn a container.
+    assert: files, enabled unit, no exec.
+    """
     result = spawner_for().spawn(InstanceType.CONTAINER, "hash-1")
 
     instance = lxd.instances[result.name]
@@ -70,7 +75,12 @@ def test_container_with_jit_gets_everything_before_start(spawner_for, lxd, githu
 
 
 def test_virtual_machine_request_shape(spawner_for, lxd):
-    """arrange: VM settings. act: spawn a VM. assert: type, limits, root disk, profiles."""
+    """A VM runner is asked for with the VM settings.
+
+    arrange: VM settings.
+    act: spawn a VM.
+    assert: type, limits, root disk, profiles.
+    """
     spawner = spawner_for(
         runners={"cpu": 4, "memory": "8GiB", "disk": "20GiB"},
         lxd={"storage_pool": "runner", "profiles": ["default", "extra"]},
@@ -92,7 +102,12 @@ def test_virtual_machine_request_shape(spawner_for, lxd):
 
 
 def test_registration_token_flow_runs_config_sh(spawner_for, lxd, github):
-    """arrange: no JIT (old GHES). act: spawn. assert: config.sh run with the token in env only."""
+    """Without JIT the runner is configured by config.sh, the token passed in its environment.
+
+    arrange: no JIT (old GHES).
+    act: spawn.
+    assert: config.sh run with the token in env only.
+    """
     github.jit = False
     seen = []
 
@@ -117,7 +132,12 @@ def test_registration_token_flow_runs_config_sh(spawner_for, lxd, github):
 
 
 def test_failing_config_sh_cleans_up(spawner_for, lxd, github):
-    """arrange: config.sh exits 1. act: spawn. assert: RunnerCreateError, instance deleted."""
+    """A failing config.sh fails the spawn and deletes the instance.
+
+    arrange: config.sh exits 1.
+    act: spawn.
+    assert: RunnerCreateError, instance deleted.
+    """
     github.jit = False
 
     def handler(name, command, env):
@@ -138,7 +158,12 @@ def test_failing_config_sh_cleans_up(spawner_for, lxd, github):
     "method", ["create_instance", "push_file", "push_symlink", "start_instance"]
 )
 def test_lxd_failure_at_any_step_leaves_nothing(spawner_for, lxd, github, method):
-    """arrange: one LXD step fails. act: spawn. assert: no instance and no GitHub registration."""
+    """An LXD failure at any step leaves neither an instance nor a registration.
+
+    arrange: one LXD step fails.
+    act: spawn.
+    assert: no instance and no GitHub registration.
+    """
     lxd.fail[method] = LxdError(f"{method} failed")
 
     with pytest.raises(RunnerCreateError, match=f"{method} failed"):
@@ -149,7 +174,12 @@ def test_lxd_failure_at_any_step_leaves_nothing(spawner_for, lxd, github, method
 
 
 def test_loopback_github_gets_a_proxy_device(spawner_for, lxd):
-    """arrange: GitHub on loopback http. act: spawn. assert: proxy device bound in the instance."""
+    """A GitHub on the host's loopback is reached through a proxy device.
+
+    arrange: GitHub on loopback http.
+    act: spawn.
+    assert: proxy device bound in the instance.
+    """
     result = spawner_for(github={"url": "http://127.0.0.1:8123"}).spawn(
         InstanceType.CONTAINER, "h"
     )
@@ -164,14 +194,24 @@ def test_loopback_github_gets_a_proxy_device(spawner_for, lxd):
 
 
 def test_remote_github_gets_no_proxy_device(spawner_for, lxd):
-    """arrange: github.com. act: spawn. assert: no proxy device."""
+    """A remote GitHub needs no proxy device.
+
+    arrange: github.com.
+    act: spawn.
+    assert: no proxy device.
+    """
     result = spawner_for().spawn(InstanceType.CONTAINER, "h")
 
     assert not any(d.startswith("loopback-") for d in lxd.instances[result.name].spec.devices)
 
 
 def test_loopback_proxy_gets_a_proxy_device(spawner_for, lxd):
-    """arrange: a model proxy on the host's loopback. act: spawn. assert: reachable inside."""
+    """A model proxy on the host's loopback is reached through a proxy device.
+
+    arrange: a model proxy on the host's loopback.
+    act: spawn.
+    assert: reachable inside.
+    """
     result = spawner_for(proxy={"http": "http://127.0.0.1:3128"}).spawn(
         InstanceType.CONTAINER, "h"
     )
@@ -181,7 +221,12 @@ def test_loopback_proxy_gets_a_proxy_device(spawner_for, lxd):
 
 
 def test_labels_and_environment(tmp_path):
-    """arrange: labels, proxies, mirror, tmate. act: compute. assert: labels and variables."""
+    """The runner's labels and environment follow the configuration.
+
+    arrange: labels, proxies, mirror, tmate.
+    act: compute.
+    assert: labels and variables.
+    """
     config = make_config(
         tmp_path,
         runners={"labels": ["gpu", "Container"], "base_image": "noble"},
@@ -211,7 +256,12 @@ def test_labels_and_environment(tmp_path):
 
 
 def test_rendered_files_hold_no_github_token(spawner_for, lxd):
-    """arrange: a spawned runner. act: read every file pushed. assert: the PAT is in none."""
+    """No file pushed into a runner holds the GitHub token.
+
+    arrange: a spawned runner.
+    act: read every file pushed.
+    assert: the PAT is in none.
+    """
     result = spawner_for().spawn(InstanceType.CONTAINER, "h")
 
     for path, (content, _) in lxd.instances[result.name].files.items():
@@ -219,7 +269,12 @@ def test_rendered_files_hold_no_github_token(spawner_for, lxd):
 
 
 def test_docker_gets_mirror_and_proxies(spawner_for, lxd):
-    """arrange: a mirror and a model proxy. act: spawn. assert: daemon.json, drop-in, client."""
+    """Docker in the runner gets the registry mirror and the proxies.
+
+    arrange: a mirror and a model proxy.
+    act: spawn.
+    assert: daemon.json, drop-in, client.
+    """
     spawner = spawner_for(
         dockerhub_mirror="https://mirror.example",
         proxy={"http": "http://proxy:3128", "https": "http://proxy:3128", "no_proxy": "corp"},
@@ -240,7 +295,12 @@ def test_docker_gets_mirror_and_proxies(spawner_for, lxd):
 
 
 def test_aproxy_replaces_proxy_variables(spawner_for, lxd):
-    """arrange: aproxy on. act: spawn. assert: nftables redirect, no proxy variables anywhere."""
+    """With aproxy, traffic is redirected and no proxy variable is set.
+
+    arrange: aproxy on.
+    act: spawn.
+    assert: nftables redirect, no proxy variables anywhere.
+    """
     spawner = spawner_for(proxy={"http": "http://10.1.2.3:3128", "aproxy": True})
 
     result = spawner.spawn(InstanceType.CONTAINER, "h")
@@ -256,7 +316,12 @@ def test_aproxy_replaces_proxy_variables(spawner_for, lxd):
 
 
 def test_no_proxy_does_not_grow_between_runners(spawner_for, lxd):
-    """arrange: a proxy. act: spawn three runners. assert: every runner gets the same no_proxy."""
+    """The no_proxy list does not grow from one runner to the next.
+
+    arrange: a proxy.
+    act: spawn three runners.
+    assert: every runner gets the same no_proxy.
+    """
     spawner = spawner_for(proxy={"http": "http://proxy:3128", "no_proxy": "a,b"})
 
     names = [spawner.spawn(InstanceType.CONTAINER, "h").name for _ in range(3)]
@@ -267,13 +332,23 @@ def test_no_proxy_does_not_grow_between_runners(spawner_for, lxd):
 
 
 def test_aproxy_needs_a_proxy_with_a_port(tmp_path):
-    """arrange: aproxy without a proxy. act: validate. assert: the config is refused."""
+    """The aproxy option needs a proxy with a port.
+
+    arrange: aproxy without a proxy.
+    act: validate.
+    assert: the config is refused.
+    """
     with pytest.raises(ValueError, match="aproxy"):
         make_config(tmp_path, proxy={"aproxy": True})
 
 
 def test_insecure_test_mode_makes_containers_privileged(spawner_for, lxd):
-    """arrange: privileged runners. act: spawn a container and a VM. assert: only the container."""
+    """The insecure test mode makes containers privileged, never VMs.
+
+    arrange: privileged runners.
+    act: spawn a container and a VM.
+    assert: only the container.
+    """
     spawner = spawner_for(runners={"privileged": True})
 
     container = spawner.spawn(InstanceType.CONTAINER, "h").name
@@ -284,10 +359,12 @@ def test_insecure_test_mode_makes_containers_privileged(spawner_for, lxd):
 
 
 def test_a_tarball_file_is_streamed_not_read_whole(tmp_path, lxd, github, clock):
-    """arrange: the cached tarball as a file. act: spawn. assert: LXD got a file object.
+    """The runner tarball is streamed to LXD, not read whole.
 
-    The real runner archive is well over 100 MB: reading it whole for each spawn (in parallel)
-    costs that much memory per spawn.
+    arrange: the cached tarball as a file.
+    act: spawn.
+    assert: LXD got a file object. The real runner archive is well over 100 MB: reading it whole
+        for each spawn (in parallel) costs that much memory per spawn.
     """
     config = make_config(tmp_path)
     tarball = tmp_path / "actions-runner.tar.gz"
@@ -320,7 +397,14 @@ def test_a_tarball_file_is_streamed_not_read_whole(tmp_path, lxd, github, clock)
 
 
 def test_start_script_runs_the_listener_itself_and_keeps_its_exit_code(spawner_for, lxd):
-    """run.sh would turn exit codes 1, 5 and unknown ones into 0 (run-helper.sh.template)."""
+    """The start script runs the listener itself, keeping its exit code (run.sh would not).
+
+    arrange: a JIT spawner.
+    act: spawn a container and read its start.sh.
+    assert: the listener run directly, not run.sh (which turns exit codes 1, 5 and unknown ones
+        into 0), with the deprecated-version exit code on, and the JIT configuration taken from the
+        environment, never from the command line.
+    """
     result = spawner_for().spawn(InstanceType.CONTAINER, "hash-1")
 
     start = lxd.instances[result.name].files[f"{DIST_DIR}/start.sh"][0].decode()
@@ -333,7 +417,12 @@ def test_start_script_runs_the_listener_itself_and_keeps_its_exit_code(spawner_f
 
 
 def test_instance_notes_where_its_runner_is_registered(spawner_for, lxd, github):
-    """arrange: a JIT spawner. act: spawn. assert: path, url and runner id on the instance."""
+    """The instance notes where its runner is registered.
+
+    arrange: a JIT spawner.
+    act: spawn.
+    assert: path, url and runner id on the instance.
+    """
     result = spawner_for().spawn(InstanceType.CONTAINER, "hash")
 
     config = lxd.instances[result.name].spec.config
@@ -347,8 +436,10 @@ def test_instance_notes_where_its_runner_is_registered(spawner_for, lxd, github)
     [GitHubUnavailableError("502 after retries"), GitHubConflictError("409 name taken", 409)],
 )
 def test_registration_lost_after_github_made_the_runner(spawner_for, lxd, github, error):
-    """arrange: GitHub makes the runner, then the answer is lost. act: spawn.
+    """A registration answer lost after GitHub made the runner leaves no ghost.
 
+    arrange: GitHub makes the runner, then the answer is lost.
+    act: spawn.
     assert: the error is raised, and the runner GitHub made is deleted (no ghost).
     """
     real_register = github.register_runner
@@ -367,7 +458,12 @@ def test_registration_lost_after_github_made_the_runner(spawner_for, lxd, github
 
 
 def test_refused_registration_makes_no_further_call(spawner_for, lxd, github):
-    """arrange: GitHub rejects the token. act: spawn. assert: no lookup after the refusal."""
+    """A refused registration makes no further GitHub call.
+
+    arrange: GitHub rejects the token.
+    act: spawn.
+    assert: no lookup after the refusal.
+    """
     github.fail["register_runner"] = TokenError("bad token", 401)
 
     with pytest.raises(TokenError):

@@ -91,8 +91,10 @@ def job(
 
 
 def test_installed_without_boot_or_online():
-    """arrange: only the manager's record. act: installed_event.
+    """Without boot or online times, the installed event has the creation stages only.
 
+    arrange: only the manager's record.
+    act: installed_event.
     assert: creation stages only, duration from started to finished.
     """
     event = installed_event(data(), FLAVOR)
@@ -107,8 +109,10 @@ def test_installed_without_boot_or_online():
 
 
 def test_installed_with_boot_and_online():
-    """arrange: boot 10 s after the start request, online 20 s after boot. act: installed_event.
+    """With boot and online times, the installed event has those stages and lasts until online.
 
+    arrange: boot 10 s after the start request, online 20 s after boot.
+    act: installed_event.
     assert: boot and online stages; duration until online.
     """
     event = installed_event(data(boot=T0 + 15.5, online=T0 + 35.5), FLAVOR)
@@ -121,8 +125,10 @@ def test_installed_with_boot_and_online():
 
 
 def test_installed_boot_measured_from_finished_without_a_start_request():
-    """arrange: an older record without start_requested. act: installed_event.
+    """Without a start request time, boot is measured from the end of creation.
 
+    arrange: an older record without start_requested.
+    act: installed_event.
     assert: boot is measured from the end of creation.
     """
     record = installed(start_requested=None)
@@ -135,8 +141,10 @@ def test_installed_boot_measured_from_finished_without_a_start_request():
 
 
 def test_installed_ignores_a_boot_before_the_start_request_and_online_before_boot():
-    """arrange: boot before the start request, online before boot. act: installed_event.
+    """Boot before the start request and online before boot are left out.
 
+    arrange: boot before the start request, online before boot.
+    act: installed_event.
     assert: neither boot nor online stage; duration of the creation.
     """
     event = installed_event(data(boot=T0 + 1.0, online=T0 + 0.5), FLAVOR)
@@ -147,8 +155,10 @@ def test_installed_ignores_a_boot_before_the_start_request_and_online_before_boo
 
 
 def test_installed_online_before_boot_is_left_out():
-    """arrange: a valid boot, but online earlier than boot. act: installed_event.
+    """An online time earlier than boot is left out.
 
+    arrange: a valid boot, but online earlier than boot.
+    act: installed_event.
     assert: the boot stage only; duration until boot.
     """
     event = installed_event(data(boot=T0 + 20.0, online=T0 + 19.0), FLAVOR)
@@ -160,10 +170,12 @@ def test_installed_online_before_boot_is_left_out():
 
 
 def test_installed_duration_is_never_shorter_than_the_creation():
-    """arrange: boot before the creation finished, no online. act: installed_event.
+    """The installed duration is never shorter than the creation.
 
-    assert: the duration covers at least the creation (started to finished). The runner service
-    may start (after the start request) before LXD's start call returns.
+    arrange: boot before the creation finished, no online.
+    act: installed_event.
+    assert: the duration covers at least the creation (started to finished). The runner service may
+        start (after the start request) before LXD's start call returns.
     """
     # BUG (src/github_runner_manager/runner_metrics.py, installed_event): right after
     # `end = max(end, data.boot)` comes `end = data.boot`, which throws the max away. When the
@@ -179,15 +191,22 @@ def test_installed_duration_is_never_shorter_than_the_creation():
 
 
 def test_installed_without_a_record_is_none():
-    """arrange: no manager record (created by an older manager). act: installed_event.
+    """Without the manager's record there is no installed event.
 
+    arrange: no manager record (created by an older manager).
+    act: installed_event.
     assert: None.
     """
     assert installed_event(data(installed=None, boot=T0, online=T0 + 1), FLAVOR) is None
 
 
 def test_installed_keeps_only_known_stages():
-    """arrange: a record with an unknown stage. act: installed_event. assert: it is dropped."""
+    """The installed event keeps only the stages it knows.
+
+    arrange: a record with an unknown stage.
+    act: installed_event.
+    assert: it is dropped.
+    """
     record = installed(stages={**STAGES, "mystery": 99.0})
 
     event = installed_event(data(installed=record), FLAVOR)
@@ -200,7 +219,12 @@ def test_installed_keeps_only_known_stages():
 
 
 def test_no_pre_job_no_events():
-    """arrange: a runner that never took a job. act: job_events. assert: none, no lookup."""
+    """A runner that took no job gives no job events.
+
+    arrange: a runner that never took a job.
+    act: job_events.
+    assert: none, no lookup.
+    """
     lookup = FakeJobLookup(job())
 
     assert job_events(data(online=T0 + 30.0), FLAVOR, lookup) == []
@@ -208,8 +232,10 @@ def test_no_pre_job_no_events():
 
 
 def test_normal_job():
-    """arrange: a job that ran 60 s after 70 s idle; GitHub says it queued 42 s. act: job_events.
+    """A normal job gives start and stop events with every field.
 
+    arrange: a job that ran 60 s after 70 s idle; GitHub says it queued 42 s.
+    act: job_events.
     assert: start and stop events with every field.
     """
     post = PostJob(timestamp=PRE.timestamp + 60.0, status="normal", exit_code=0)
@@ -237,8 +263,10 @@ def test_normal_job():
 
 @pytest.mark.parametrize("conclusion", ["failure", "cancelled", None])
 def test_conclusion_is_passed_through(conclusion):
-    """arrange: GitHub reports a conclusion (or none yet). act: job_events.
+    """The job's conclusion from GitHub is passed through to runner_stop.
 
+    arrange: GitHub reports a conclusion (or none yet).
+    act: job_events.
     assert: runner_stop carries it.
     """
     post = PostJob(timestamp=PRE.timestamp + 1, status="normal", exit_code=0)
@@ -252,8 +280,10 @@ def test_conclusion_is_passed_through(conclusion):
 
 
 def test_abnormal_exit_reports_the_exit_code():
-    """arrange: the runner exited with code 2. act: job_events.
+    """An abnormal exit reports the exit code.
 
+    arrange: the runner exited with code 2.
+    act: job_events.
     assert: status abnormal, status_info holds the code.
     """
     post = PostJob(timestamp=PRE.timestamp + 5, status="abnormal", exit_code=2)
@@ -267,8 +297,10 @@ def test_abnormal_exit_reports_the_exit_code():
 
 
 def test_job_without_post_job_crashed():
-    """arrange: the runner took a job and never reported its exit. act: job_events.
+    """A job without a post-job report crashed.
 
+    arrange: the runner took a job and never reported its exit.
+    act: job_events.
     assert: status crashed, stop at the job's start, no duration.
     """
     _, stop = job_events(data(pre_job=PRE), FLAVOR, None)
@@ -282,8 +314,10 @@ def test_job_without_post_job_crashed():
 
 
 def test_post_job_before_pre_job_has_zero_duration():
-    """arrange: post-job timestamp earlier than pre-job (clock skew). act: job_events.
+    """A post-job before the pre-job (clock skew) gives a zero duration.
 
+    arrange: post-job timestamp earlier than pre-job (clock skew).
+    act: job_events.
     assert: job_duration 0, never negative.
     """
     post = PostJob(timestamp=PRE.timestamp - 3, status="normal", exit_code=0)
@@ -303,8 +337,10 @@ def test_post_job_before_pre_job_has_zero_duration():
     ],
 )
 def test_idle_time(online, finished, expected_idle):
-    """arrange: online or only the creation's end known. act: job_events.
+    """Idle time runs from online, else from the end of creation, and is never negative.
 
+    arrange: online or only the creation's end known.
+    act: job_events.
     assert: idle measured from online, else from the end of creation, never negative.
     """
     runner = data(installed=installed(finished=finished), online=online, pre_job=PRE)
@@ -316,7 +352,12 @@ def test_idle_time(online, finished, expected_idle):
 
 
 def test_idle_is_zero_without_any_reference():
-    """arrange: neither an installed record nor online. act: job_events. assert: idle 0."""
+    """Idle time is zero without anything to measure it from.
+
+    arrange: neither an installed record nor online.
+    act: job_events.
+    assert: idle 0.
+    """
     start, _ = job_events(data(installed=None, pre_job=PRE), FLAVOR, None)
 
     assert isinstance(start, RunnerStart)
@@ -337,8 +378,10 @@ def test_idle_is_zero_without_any_reference():
     ids=["Z-suffix", "offset", "negative", "not-started", "bad-created", "empty", "not-found"],
 )
 def test_queue_duration(found, expected):
-    """arrange: GitHub's created_at/started_at (or no job). act: job_events.
+    """The queue duration is GitHub's start minus creation, never negative.
 
+    arrange: GitHub's created_at/started_at (or no job).
+    act: job_events.
     assert: started - created, never negative; None when unknown.
     """
     start, _ = job_events(data(pre_job=PRE), FLAVOR, FakeJobLookup(found))
@@ -352,8 +395,10 @@ def test_queue_duration(found, expected):
     [GitHubUnavailableError("GitHub answered 502"), RateLimitError("spent", reset_at=0.0)],
 )
 def test_lookup_github_error_is_tolerated(error):
-    """arrange: the job lookup fails with a GitHub error. act: job_events.
+    """A GitHub error in the job lookup is tolerated.
 
+    arrange: the job lookup fails with a GitHub error.
+    act: job_events.
     assert: both events, without queue duration or conclusion.
     """
     post = PostJob(timestamp=PRE.timestamp + 1, status="normal", exit_code=0)
@@ -367,7 +412,12 @@ def test_lookup_github_error_is_tolerated(error):
 
 
 def test_no_lookup_without_a_workflow_run_id():
-    """arrange: pre-job with workflow_run_id 0. act: job_events. assert: GitHub not asked."""
+    """GitHub is not asked without a workflow run id.
+
+    arrange: pre-job with workflow_run_id 0.
+    act: job_events.
+    assert: GitHub not asked.
+    """
     lookup = FakeJobLookup(job())
     pre = PRE.model_copy(update={"workflow_run_id": 0})
 
@@ -379,8 +429,10 @@ def test_no_lookup_without_a_workflow_run_id():
 
 
 def test_events_serialise_without_unknown_fields():
-    """arrange: a crashed job, no lookup. act: dump both events as the metrics log does.
+    """Events are written without fields nobody knows.
 
+    arrange: a crashed job, no lookup.
+    act: dump both events as the metrics log does.
     assert: the event names, no null fields.
     """
     events = job_events(data(pre_job=PRE), FLAVOR, None)
@@ -403,11 +455,24 @@ def test_events_serialise_without_unknown_fields():
     ids=["deprecated", "terminated", "clean", "deleted-while-idle", "after-a-job"],
 )
 def test_failed_at_start_up(online, pre_job, status, code, failed):
+    """A runner failed at start-up when it exited abnormally before it ever came online.
+
+    arrange: an exit report of a runner that never listened (deprecated or terminated), exited
+        cleanly, was online when deleted, or took a job.
+    act: ask whether it failed at start-up.
+    assert: only the runners that never came online and exited abnormally failed at start-up.
+    """
     post = PostJob(timestamp=T0 + 30.0, status=status, exit_code=code)
     assert failed_at_start_up(data(online=online, pre_job=pre_job, post_job=post)) is failed
 
 
 def test_no_exit_report_is_not_a_start_up_failure():
+    """Without an exit report nothing failed at start-up.
+
+    arrange: runner data without an exit report.
+    act: ask whether it failed at start-up.
+    assert: no.
+    """
     assert failed_at_start_up(data()) is False
 
 
@@ -417,11 +482,22 @@ def test_no_exit_report_is_not_a_start_up_failure():
     ids=["sigkill", "sigterm", "128", "clean", "terminated", "deprecated"],
 )
 def test_killed_listener(code, expected):
-    """A listener that died of a signal (128 + signal) is a crash, whatever it was doing."""
+    """A listener that died of a signal (128 + signal) is a crash, whatever it was doing.
+
+    arrange: an online runner that took a job and exited with 137, 143, 128, 0, 1 or 7.
+    act: ask whether the listener was killed.
+    assert: killed only for codes of 128 and above.
+    """
     status = "normal" if code == 0 else "abnormal"
     post = PostJob(timestamp=T0 + 30.0, status=status, exit_code=code)
     assert killed(data(online=T0 + 10.0, pre_job=PRE, post_job=post)) is expected
 
 
 def test_no_exit_report_is_not_killed():
+    """Without an exit report the listener was not killed.
+
+    arrange: runner data without an exit report.
+    act: ask whether the listener was killed.
+    assert: no.
+    """
     assert killed(data()) is False

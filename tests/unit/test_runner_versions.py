@@ -25,13 +25,23 @@ DAY = 86400.0
     ],
 )
 def test_is_older(version, than, older):
-    """arrange: two versions. act: compare. assert: numeric order, unknown never older."""
+    """Versions compare numerically, and an unknown version is never older.
+
+    arrange: two versions.
+    act: compare.
+    assert: numeric order, unknown never older.
+    """
     assert is_older(version, than) is older
     assert version_key("2.330.1") == (2, 330, 1)
 
 
 def test_all_current_runners_are_not_outdated(tmp_path):
-    """arrange: GitHub offers the cached version. act: update. assert: nothing outdated."""
+    """Runners on the version GitHub offers are not outdated.
+
+    arrange: GitHub offers the cached version.
+    act: update.
+    assert: nothing outdated.
+    """
     ledger = VersionLedger(tmp_path / "v.json")
 
     age = ledger.update(
@@ -83,9 +93,11 @@ def test_newer_version_age_survives_restarts_and_counts_from_first_sighting(tmp_
 
 
 def test_oldest_running_version_decides_the_age(tmp_path):
-    """arrange: 2.331.0 seen on day 1, 2.332.0 on day 10; a busy runner still on 2.330.0.
+    """The oldest running version decides how long runners have been outdated.
 
-    act: update. assert: the age runs from day 1 (the first version newer than 2.330.0).
+    arrange: 2.331.0 seen on day 1, 2.332.0 on day 10; a busy runner still on 2.330.0.
+    act: update.
+    assert: the age runs from day 1 (the first version newer than 2.330.0).
     """
     path = tmp_path / "v.json"
     ledger = VersionLedger(path)
@@ -118,7 +130,12 @@ def test_oldest_running_version_decides_the_age(tmp_path):
 
 
 def test_runners_of_unknown_hash_are_unknown_not_outdated(tmp_path):
-    """arrange: an instance whose hash the ledger never saw. act: update. assert: unknown."""
+    """Runners of a hash the ledger never saw are unknown, not outdated.
+
+    arrange: an instance whose hash the ledger never saw.
+    act: update.
+    assert: unknown.
+    """
     age = VersionLedger(tmp_path / "v.json").update(
         offered="2.331.0",
         current_version="2.331.0",
@@ -132,7 +149,12 @@ def test_runners_of_unknown_hash_are_unknown_not_outdated(tmp_path):
 
 
 def test_github_unreachable_keeps_the_last_offered_version(tmp_path):
-    """arrange: GitHub offered 2.331.0 once. act: update without an answer. assert: kept."""
+    """With GitHub unreachable, the last offered version is kept.
+
+    arrange: GitHub offered 2.331.0 once.
+    act: update without an answer.
+    assert: kept.
+    """
     ledger = VersionLedger(tmp_path / "v.json")
     ledger.update(
         offered="2.331.0",
@@ -156,7 +178,12 @@ def test_github_unreachable_keeps_the_last_offered_version(tmp_path):
 
 
 def test_ledger_forgets_deleted_runners_and_old_versions(tmp_path):
-    """arrange: runners on two versions, then only the new one. act: update. assert: pruned."""
+    """The ledger forgets deleted runners and versions older than any still in use.
+
+    arrange: runners on two versions, then only the new one.
+    act: update.
+    assert: pruned.
+    """
     path = tmp_path / "v.json"
     ledger = VersionLedger(path)
     ledger.update(
@@ -189,7 +216,12 @@ def test_ledger_forgets_deleted_runners_and_old_versions(tmp_path):
 
 @pytest.mark.parametrize("content", ["{not json", '{"first_seen": [1, 2]}', '"a string"'])
 def test_corrupt_ledger_starts_afresh(tmp_path, content):
-    """arrange: a corrupt ledger file. act: update. assert: no exception, fresh sightings."""
+    """A corrupt ledger starts afresh.
+
+    arrange: a corrupt ledger file.
+    act: update.
+    assert: no exception, fresh sightings.
+    """
     path = tmp_path / "v.json"
     path.write_text(content)
 

@@ -17,6 +17,7 @@ from charmlibs import systemd
 import service
 from github_runner_manager.config import ManagerConfig
 
+from .builders import service_config, service_manager, service_paths
 from .charm_fakes import charm_dir, make_report
 
 TOKEN = "ghp_serviceUnitTestToken000000000000000000"
@@ -75,13 +76,7 @@ class FakeRun:
 
 @pytest.fixture
 def paths(tmp_path: Path) -> service.ManagerPaths:
-    return service.ManagerPaths.for_unit(
-        "github-runner",
-        3,
-        config_root=tmp_path / "etc",
-        state_root=tmp_path / "state",
-        systemd_dir=tmp_path / "systemd",
-    )
+    return service_paths(tmp_path)
 
 
 @pytest.fixture
@@ -91,22 +86,11 @@ def fake_systemd() -> FakeSystemd:
 
 @pytest.fixture
 def manager(paths: service.ManagerPaths, fake_systemd: FakeSystemd) -> service.ManagerService:
-    paths.systemd_dir.mkdir(parents=True)
-    return service.ManagerService(paths, charm_dir(), systemd_client=fake_systemd)
+    return service_manager(paths, fake_systemd)
 
 
 def manager_config(paths: service.ManagerPaths, **runners: Any) -> ManagerConfig:
-    return ManagerConfig.model_validate(
-        {
-            "unit": "github-runner/3",
-            "name_prefix": "github-runner-3",
-            "flavor": "github-runner",
-            "github": {"path": "test-owner/test-repo", "token_file": str(paths.token_file)},
-            "runners": {"containers": 1, **runners},
-            "state_dir": str(paths.state_dir),
-            "report_path": str(paths.report_file),
-        }
-    )
+    return service_config(paths, runners, report_path=str(paths.report_file))
 
 
 def directives(text: str) -> dict[str, str]:
@@ -123,6 +107,13 @@ def directives(text: str) -> dict[str, str]:
 
 
 def test_paths_are_scoped_per_application_and_unit() -> None:
+    """The manager's unit names and files are scoped by application and unit.
+
+    arrange: two applications' unit 0.
+    act: make their paths.
+    assert: the first's unit names, config, token, state and report paths; none shared with the
+        other.
+    """
     one = service.ManagerPaths.for_unit("github-runner", 0)
     other = service.ManagerPaths.for_unit("github-runner-large", 0)
 
@@ -144,6 +135,13 @@ def test_paths_are_scoped_per_application_and_unit() -> None:
 
 
 def test_service_runs_the_manager_with_absolute_paths(manager: service.ManagerService) -> None:
+    """The service unit runs the manager by absolute paths, with the charm's code on its path.
+
+    arrange: a unit's manager service.
+    act: render the service unit.
+    assert: a oneshot running this python's github_runner_manager reconcile on the config file,
+        both absolute; PYTHONPATH is the charm's venv, lib and src.
+    """
     unit = manager.render_service(10)
 
     values = directives(unit)
@@ -164,6 +162,12 @@ def test_service_runs_the_manager_with_absolute_paths(manager: service.ManagerSe
 
 @pytest.mark.parametrize("interval", [1, 2, 10, 60, 1440])
 def test_timeout_is_below_the_interval(manager: service.ManagerService, interval: int) -> None:
+    """The service's time limit is shorter than the timer's interval.
+
+    arrange: intervals from 1 minute to a day.
+    act: render the service unit.
+    assert: a positive TimeoutStartSec below the interval.
+    """
     values = directives(manager.render_service(interval))
 
     timeout = int(values["TimeoutStartSec"])
@@ -174,6 +178,13 @@ def test_timeout_is_below_the_interval(manager: service.ManagerService, interval
 def test_timer_interval_and_random_delay(
     manager: service.ManagerService, interval: int, delay: int
 ) -> None:
+    """The timer fires at the interval with a random delay of a quarter of it.
+
+    arrange: intervals of 1, 10 and 60 minutes.
+    act: render the timer.
+    assert: the interval, the delay, one minute after boot and activation, the service unit, and
+        wanted by timers.target.
+    """
     values = directives(manager.render_timer(interval))
 
     assert values["OnUnitActiveSec"] == f"{interval}min"
@@ -185,6 +196,12 @@ def test_timer_interval_and_random_delay(
 
 
 def test_units_quote_paths_with_spaces(tmp_path: Path, fake_systemd: FakeSystemd) -> None:
+    """Paths with spaces are quoted in the units.
+
+    arrange: a config root and a python path with spaces.
+    act: render the service unit and split its command line.
+    assert: the python path and the config file come back whole.
+    """
     paths = service.ManagerPaths.for_unit("app", 0, config_root=tmp_path / "my config")
     manager = service.ManagerService(
         paths, charm_dir(), python="/opt/my python/bin/python3", systemd_client=fake_systemd
@@ -208,6 +225,12 @@ def test_units_quote_paths_with_spaces(tmp_path: Path, fake_systemd: FakeSystemd
     ],
 )
 def test_systemd_quote(value: str, quoted: str) -> None:
+    """Values are quoted the way systemd reads them.
+
+    arrange: plain, spaced, quoted, backslashed, percent and empty values.
+    act: quote each.
+    assert: quotes and escapes only where systemd needs them; % doubled.
+    """
     assert service.systemd_quote(value) == quoted
 
 
@@ -215,6 +238,13 @@ def test_systemd_quote(value: str, quoted: str) -> None:
 
 
 def test_config_and_token_files_are_root_only(manager: service.ManagerService) -> None:
+    """The config and the token are written for root only, the token apart from the config.
+
+    arrange: a unit's manager service and a configuration.
+    act: ensure the config with a token.
+    assert: changed; directory 0700, files 0600; the token in its file only; the config names the
+        token file and reads back the same.
+    """
     paths = manager.paths
 
     changed = manager.ensure_config(manager_config(paths), TOKEN)
@@ -236,6 +266,12 @@ def test_config_and_token_files_are_root_only(manager: service.ManagerService) -
 
 
 def test_config_unchanged_is_not_rewritten(manager: service.ManagerService) -> None:
+    """An unchanged config is not rewritten, only its mode is put right.
+
+    arrange: the config written once; its mode changed to 0644.
+    act: ensure the same config again.
+    assert: not changed; the same file, unmodified, back to 0600.
+    """
     paths = manager.paths
     manager.ensure_config(manager_config(paths), TOKEN)
     before = paths.config_file.stat().st_mtime_ns, paths.config_file.stat().st_ino
@@ -256,12 +292,24 @@ def test_config_unchanged_is_not_rewritten(manager: service.ManagerService) -> N
 def test_config_or_token_change_is_reported(
     manager: service.ManagerService, config_change: dict[str, Any], token: str
 ) -> None:
+    """A change of the config or of the token is reported.
+
+    arrange: the config written once.
+    act: ensure it with another runner count, or with another token.
+    assert: changed.
+    """
     manager.ensure_config(manager_config(manager.paths), TOKEN)
 
     assert manager.ensure_config(manager_config(manager.paths, **config_change), token)
 
 
 def test_configured_once_the_config_is_written(manager: service.ManagerService) -> None:
+    """The service counts as configured once its config is written.
+
+    arrange: a unit's manager service with nothing written.
+    act: ask whether configured, write the config, ask again.
+    assert: not configured before; configured after.
+    """
     assert not manager.configured()
 
     manager.ensure_config(manager_config(manager.paths), TOKEN)
@@ -275,6 +323,13 @@ def test_configured_once_the_config_is_written(manager: service.ManagerService) 
 def test_first_units_are_written_and_timer_enabled(
     manager: service.ManagerService, fake_systemd: FakeSystemd
 ) -> None:
+    """The first units are written, systemd reloaded and the timer enabled.
+
+    arrange: no unit written.
+    act: ensure the units with a 10-minute interval.
+    assert: changed; service and timer files as rendered, the timer 0644; a reload then enable
+        --now of the timer.
+    """
     changed = manager.ensure_units(10)
 
     assert changed
@@ -287,6 +342,12 @@ def test_first_units_are_written_and_timer_enabled(
 def test_unchanged_units_touch_nothing(
     manager: service.ManagerService, fake_systemd: FakeSystemd
 ) -> None:
+    """Unchanged units touch neither the files nor systemd.
+
+    arrange: the units written and the timer active.
+    act: ensure the same units again.
+    assert: not changed; no systemd call.
+    """
     manager.ensure_units(10)
     fake_systemd.calls.clear()
 
@@ -299,6 +360,12 @@ def test_unchanged_units_touch_nothing(
 def test_new_interval_reloads_and_restarts_the_timer(
     manager: service.ManagerService, fake_systemd: FakeSystemd
 ) -> None:
+    """A new interval rewrites the timer, reloads systemd and restarts the timer.
+
+    arrange: the units written with 10 minutes.
+    act: ensure them with 5 minutes.
+    assert: changed; the timer holds 5min; a reload then a restart of the timer.
+    """
     manager.ensure_units(10)
     fake_systemd.calls.clear()
 
@@ -312,6 +379,12 @@ def test_new_interval_reloads_and_restarts_the_timer(
 def test_inactive_timer_is_started_again(
     manager: service.ManagerService, fake_systemd: FakeSystemd
 ) -> None:
+    """A timer that is not active is started again.
+
+    arrange: the units written; the timer no longer active.
+    act: ensure the same units.
+    assert: changed; only enable --now of the timer.
+    """
     manager.ensure_units(10)
     fake_systemd.active.clear()
     fake_systemd.calls.clear()
@@ -325,6 +398,12 @@ def test_inactive_timer_is_started_again(
 def test_systemd_failure_is_a_service_error(
     manager: service.ManagerService, fake_systemd: FakeSystemd
 ) -> None:
+    """A systemd that refuses the units is a ServiceError.
+
+    arrange: systemd fails to enable.
+    act: ensure the units.
+    assert: ServiceError saying systemd refused to set up.
+    """
     fake_systemd.fail.add("enable --now")
 
     with pytest.raises(service.ServiceError, match="refused to set up"):
@@ -334,6 +413,12 @@ def test_systemd_failure_is_a_service_error(
 def test_start_reconcile_does_not_wait(
     manager: service.ManagerService, fake_systemd: FakeSystemd
 ) -> None:
+    """Starting a reconcile does not wait for it to finish.
+
+    arrange: a unit's manager service.
+    act: start a reconcile.
+    assert: one start --no-block of the service.
+    """
     manager.start_reconcile()
 
     assert fake_systemd.calls == [("start --no-block", manager.paths.service)]
@@ -342,6 +427,12 @@ def test_start_reconcile_does_not_wait(
 def test_start_reconcile_failure_is_a_service_error(
     manager: service.ManagerService, fake_systemd: FakeSystemd
 ) -> None:
+    """A systemd that refuses to start a reconcile is a ServiceError.
+
+    arrange: systemd fails start --no-block.
+    act: start a reconcile.
+    assert: ServiceError saying systemd refused to start.
+    """
     fake_systemd.fail.add("start --no-block")
 
     with pytest.raises(service.ServiceError, match="refused to start"):
@@ -351,6 +442,12 @@ def test_start_reconcile_failure_is_a_service_error(
 def test_stop_disables_timer_then_stops_a_running_reconcile(
     manager: service.ManagerService, fake_systemd: FakeSystemd
 ) -> None:
+    """Stopping disables the timer first, then stops a running reconcile.
+
+    arrange: the units written.
+    act: stop.
+    assert: disable --now of the timer, then stop of the service.
+    """
     manager.ensure_units(10)
     fake_systemd.calls.clear()
 
@@ -365,6 +462,12 @@ def test_stop_disables_timer_then_stops_a_running_reconcile(
 def test_stop_without_units_does_nothing(
     manager: service.ManagerService, fake_systemd: FakeSystemd
 ) -> None:
+    """Stopping with no units written calls nothing.
+
+    arrange: no unit written.
+    act: stop.
+    assert: no systemd call.
+    """
     manager.stop()
 
     assert fake_systemd.calls == []
@@ -373,6 +476,12 @@ def test_stop_without_units_does_nothing(
 def test_stop_carries_on_after_systemd_errors(
     manager: service.ManagerService, fake_systemd: FakeSystemd
 ) -> None:
+    """Stopping carries on after a systemd error.
+
+    arrange: the units written; disabling fails.
+    act: stop.
+    assert: the service is stopped all the same.
+    """
     manager.ensure_units(10)
     fake_systemd.calls.clear()
     fake_systemd.fail.add("disable --now")
@@ -385,6 +494,12 @@ def test_stop_carries_on_after_systemd_errors(
 def test_remove_files_deletes_units_config_token_and_state(
     manager: service.ManagerService, fake_systemd: FakeSystemd
 ) -> None:
+    """Removing files deletes the units, config, token and state, even when systemd fails.
+
+    arrange: units, config and a report written; daemon-reload fails.
+    act: remove the files.
+    assert: unit files, config directory and state directory gone; the systemd directory kept.
+    """
     paths = manager.paths
     manager.ensure_units(10)
     manager.ensure_config(manager_config(paths), TOKEN)
@@ -401,7 +516,13 @@ def test_remove_files_deletes_units_config_token_and_state(
 
 
 def test_replenisher_unit_runs_the_manager_long_running(manager: service.ManagerService) -> None:
-    """arrange: a unit's manager. act: render the replenisher. assert: restarts on failure."""
+    """The replenisher unit runs the manager's replenish command as a long-running service.
+
+    arrange: a unit's manager.
+    act: render the replenisher.
+    assert: a simple unit restarting on failure, running replenish on the config with time to stop,
+        wanted by multi-user.target and named after the manager's unit.
+    """
     values = directives(manager.render_replenish())
 
     assert values["Type"] == "simple"
@@ -419,7 +540,12 @@ def test_replenisher_unit_runs_the_manager_long_running(manager: service.Manager
 def test_replenisher_first_install_enables_it(
     manager: service.ManagerService, fake_systemd: FakeSystemd
 ) -> None:
-    """arrange: nothing installed. act: ensure. assert: written, reloaded, enabled and started."""
+    """The first replenisher install writes the unit and starts it.
+
+    arrange: nothing installed.
+    act: ensure the replenisher.
+    assert: written as rendered with mode 0644, systemd reloaded, and the unit enabled and started.
+    """
     assert manager.ensure_replenisher()
 
     assert manager.paths.replenish_file.read_text() == manager.render_replenish()
@@ -433,7 +559,12 @@ def test_replenisher_first_install_enables_it(
 def test_replenisher_unchanged_is_left_alone_and_restarted_on_config_change(
     manager: service.ManagerService, fake_systemd: FakeSystemd
 ) -> None:
-    """arrange: installed and running. act: ensure twice. assert: restart only on a change."""
+    """An unchanged replenisher is left alone, and restarted when the config changed.
+
+    arrange: installed and running.
+    act: ensure it, then ensure it with the config changed.
+    assert: no call the first time; a restart the second.
+    """
     manager.ensure_replenisher()
     fake_systemd.active.add(manager.paths.replenish_service)
     fake_systemd.calls.clear()
@@ -448,6 +579,12 @@ def test_replenisher_unchanged_is_left_alone_and_restarted_on_config_change(
 def test_replenisher_systemd_failure_is_a_service_error(
     manager: service.ManagerService, fake_systemd: FakeSystemd
 ) -> None:
+    """A systemd that refuses the replenisher is a ServiceError.
+
+    arrange: systemd fails to enable.
+    act: ensure the replenisher.
+    assert: ServiceError naming the replenisher.
+    """
     fake_systemd.fail.add("enable --now")
 
     with pytest.raises(service.ServiceError, match="replenish"):
@@ -457,7 +594,12 @@ def test_replenisher_systemd_failure_is_a_service_error(
 def test_stop_stops_the_replenisher_first(
     manager: service.ManagerService, fake_systemd: FakeSystemd
 ) -> None:
-    """arrange: timer and replenisher installed. act: stop. assert: replenisher goes first."""
+    """Stopping stops the replenisher before the timer and the service.
+
+    arrange: timer and replenisher installed.
+    act: stop.
+    assert: the replenisher disabled first, then the timer, then the service stopped.
+    """
     manager.ensure_units(10)
     manager.ensure_replenisher()
     fake_systemd.calls.clear()
@@ -474,6 +616,12 @@ def test_stop_stops_the_replenisher_first(
 def test_remove_files_removes_the_replenisher(
     manager: service.ManagerService, fake_systemd: FakeSystemd
 ) -> None:
+    """Removing files disables and removes the replenisher too.
+
+    arrange: the replenisher installed.
+    act: remove the files.
+    assert: its unit file gone and the unit disabled.
+    """
     manager.ensure_replenisher()
     fake_systemd.calls.clear()
 
@@ -484,6 +632,12 @@ def test_remove_files_removes_the_replenisher(
 
 
 def test_remove_files_when_nothing_was_written(manager: service.ManagerService) -> None:
+    """Removing files when nothing was written succeeds.
+
+    arrange: a unit's manager service with nothing written.
+    act: remove the files.
+    assert: no error, and no config directory.
+    """
     manager.remove_files()
 
     assert not manager.paths.config_dir.exists()
@@ -492,6 +646,13 @@ def test_remove_files_when_nothing_was_written(manager: service.ManagerService) 
 def test_charmlibs_adapter_calls_systemctl_through_the_library(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The systemd adapter calls the charm library's functions with the right arguments.
+
+    arrange: the library's functions replaced by recorders.
+    act: call each adapter method.
+    assert: each library function called once, in order, with --now or --no-block where needed;
+        is_active gives the library's answer.
+    """
     calls: list[tuple[str, tuple[str, ...]]] = []
 
     def recorder(name: str, result: Any = True) -> Any:
@@ -541,6 +702,13 @@ def completed(returncode: int, stdout: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_run_passes_argv_environment_and_timeout(paths: service.ManagerPaths) -> None:
+    """Running the manager passes its command line, environment and time limit.
+
+    arrange: a run that succeeds and prints a document.
+    act: run flush --busy --no-reconcile with a 60 s limit.
+    assert: exit 0 with the document; this python runs the manager on the config file with the
+        arguments, checked and captured, the timeout and the charm's PYTHONPATH.
+    """
     fake = FakeRun(completed(0, json.dumps({"online": 1})))
     manager = service.ManagerService(paths, charm_dir(), run=fake, systemd_client=FakeSystemd())
 
@@ -566,6 +734,12 @@ def test_run_passes_argv_environment_and_timeout(paths: service.ManagerPaths) ->
 
 
 def test_run_returns_exit_code_and_document_of_a_failure(paths: service.ManagerPaths) -> None:
+    """A failed run returns its exit code and the document it printed.
+
+    arrange: a run that exits 3 printing a failure document with one junk error.
+    act: run check.
+    assert: exit code 3, not ok, the token error kind, and no report.
+    """
     document = {"ok": False, "errors": [{"kind": "token", "message": "401"}, "junk"]}
     error = subprocess.CalledProcessError(3, ["python3"], json.dumps(document), "bad token")
     manager = service.ManagerService(paths, charm_dir(), run=FakeRun(error))
@@ -588,6 +762,12 @@ def test_run_returns_exit_code_and_document_of_a_failure(paths: service.ManagerP
 def test_run_that_cannot_finish_raises(
     paths: service.ManagerPaths, error: Exception, match: str
 ) -> None:
+    """A run that times out or cannot start is a ServiceError.
+
+    arrange: a run that times out, or one whose python is missing.
+    act: run reconcile.
+    assert: ServiceError saying it did not finish within 5s, or that it cannot run.
+    """
     manager = service.ManagerService(paths, charm_dir(), run=FakeRun(error))
 
     with pytest.raises(service.ServiceError, match=match):
@@ -598,6 +778,12 @@ def test_run_that_cannot_finish_raises(
 def test_run_with_unreadable_output_has_empty_document(
     paths: service.ManagerPaths, stdout: str
 ) -> None:
+    """A run whose output is not a JSON object gives an empty document.
+
+    arrange: a run printing non-JSON, a JSON list, or nothing.
+    act: run reconcile.
+    assert: the exit code with an empty document and no error.
+    """
     manager = service.ManagerService(paths, charm_dir(), run=FakeRun(completed(1, stdout)))
 
     outcome = manager.run(["reconcile"], timeout=5)
@@ -607,6 +793,12 @@ def test_run_with_unreadable_output_has_empty_document(
 
 
 def test_result_report_parses_a_report_document() -> None:
+    """A result holding a report document parses into that report.
+
+    arrange: a report, and a document that is not a report.
+    act: parse each result's report.
+    assert: the same report; None for the other.
+    """
     report = make_report(created=["a"])
 
     parsed = service.ManagerResult(0, report.model_dump(mode="json")).report()
@@ -616,6 +808,12 @@ def test_result_report_parses_a_report_document() -> None:
 
 
 def test_read_report(manager: service.ManagerService) -> None:
+    """The report is read from the manager's report file.
+
+    arrange: no report, then one written to the report file.
+    act: read the report each time.
+    assert: None, then the report written.
+    """
     assert manager.read_report() is None
     report = make_report()
     report.write(manager.paths.report_file)
@@ -626,6 +824,12 @@ def test_read_report(manager: service.ManagerService) -> None:
 def test_environment_has_a_path_without_one(
     manager: service.ManagerService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The manager's environment gets a default PATH when the hook has none.
+
+    arrange: no PATH in the environment.
+    act: build the manager's environment.
+    assert: the default PATH.
+    """
     monkeypatch.delenv("PATH")
 
     assert manager.environment()["PATH"] == service.DEFAULT_PATH

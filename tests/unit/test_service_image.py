@@ -18,6 +18,7 @@ from github_runner_manager.config import ManagerConfig
 from github_runner_manager.image import BuildRecord, lock_path, recipe, record_path
 from github_runner_manager.manager import manager_lock
 
+from .builders import service_config, service_manager, service_paths
 from .charm_fakes import charm_dir
 from .test_service import FakeRun, FakeSystemd, directives
 
@@ -27,13 +28,7 @@ NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def paths(tmp_path: Path) -> service.ManagerPaths:
-    return service.ManagerPaths.for_unit(
-        "github-runner",
-        3,
-        config_root=tmp_path / "etc",
-        state_root=tmp_path / "state",
-        systemd_dir=tmp_path / "systemd",
-    )
+    return service_paths(tmp_path)
 
 
 @pytest.fixture
@@ -43,25 +38,20 @@ def fake_systemd() -> FakeSystemd:
 
 @pytest.fixture
 def manager(paths: service.ManagerPaths, fake_systemd: FakeSystemd) -> service.ManagerService:
-    paths.systemd_dir.mkdir(parents=True)
-    return service.ManagerService(paths, charm_dir(), systemd_client=fake_systemd)
+    return service_manager(paths, fake_systemd)
 
 
 def config(paths: service.ManagerPaths, build: bool = True, **runners: Any) -> ManagerConfig:
-    return ManagerConfig.model_validate(
-        {
-            "unit": "github-runner/3",
-            "name_prefix": "github-runner-3",
-            "flavor": "github-runner",
-            "github": {"path": "test-owner/test-repo", "token_file": str(paths.token_file)},
-            "runners": {"containers": 1, **runners},
-            "state_dir": str(paths.state_dir),
-            "image": {"build": build},
-        }
-    )
+    return service_config(paths, runners, image={"build": build})
 
 
 def test_image_unit_names_are_scoped_per_unit(paths: service.ManagerPaths) -> None:
+    """The image build's unit names are scoped by application and unit.
+
+    arrange: the paths of unit github-runner/3.
+    act: read the image service, timer and timer file.
+    assert: both names carry github-runner-3; the timer file is in the systemd directory.
+    """
     assert paths.image_service == "github-runner-image-github-runner-3.service"
     assert paths.image_timer == "github-runner-image-github-runner-3.timer"
     assert paths.image_timer_file.parent == paths.systemd_dir
@@ -70,6 +60,13 @@ def test_image_unit_names_are_scoped_per_unit(paths: service.ManagerPaths) -> No
 def test_image_service_runs_build_image_with_absolute_paths(
     manager: service.ManagerService, paths: service.ManagerPaths
 ) -> None:
+    """The image service runs build-image by absolute paths, with room for the build.
+
+    arrange: a unit's manager service and a building configuration.
+    act: render the image service.
+    assert: a oneshot running this python's manager build-image on the config file, the charm's
+        PYTHONPATH, and the build timeout plus overhead.
+    """
     unit = directives(manager.render_image_service(config(paths)))
 
     argv = shlex.split(unit["ExecStart"])
@@ -87,6 +84,12 @@ def test_image_service_runs_build_image_with_absolute_paths(
 
 
 def test_image_build_time_limit_covers_each_image_type(paths: service.ManagerPaths) -> None:
+    """The image build's time limit covers one build per instance type.
+
+    arrange: a configuration with containers and VMs.
+    act: compute the build's time limit.
+    assert: twice the build timeout plus overhead.
+    """
     both = config(paths, containers=1, virtual_machines=1)
 
     assert service.image_timeout_seconds(both) == 2 * (3600 + service.IMAGE_BUILD_OVERHEAD)
@@ -95,6 +98,13 @@ def test_image_build_time_limit_covers_each_image_type(paths: service.ManagerPat
 def test_image_timer_runs_every_six_hours_and_catches_up(
     manager: service.ManagerService,
 ) -> None:
+    """The image timer runs every six hours, spread, and catches up after downtime.
+
+    arrange: a unit's manager service.
+    act: render the image timer.
+    assert: it starts the image service on 00/6:00 with a fixed random delay of 6h, persistent; the
+        file ends with a newline.
+    """
     timer = directives(manager.render_image_timer())
 
     assert timer["Unit"] == manager.paths.image_service
@@ -109,6 +119,12 @@ def test_image_timer_runs_every_six_hours_and_catches_up(
 def test_first_image_units_are_written_and_the_timer_enabled(
     manager: service.ManagerService, paths: service.ManagerPaths, fake_systemd: FakeSystemd
 ) -> None:
+    """The first image units are written, systemd reloaded and the timer enabled.
+
+    arrange: no image unit written; building on.
+    act: ensure the image units.
+    assert: changed; both files as rendered; a reload then enable --now of the image timer.
+    """
     assert manager.ensure_image_units(config(paths))
 
     assert paths.image_service_file.read_text() == manager.render_image_service(config(paths))
@@ -119,6 +135,12 @@ def test_first_image_units_are_written_and_the_timer_enabled(
 def test_unchanged_image_units_touch_nothing(
     manager: service.ManagerService, paths: service.ManagerPaths, fake_systemd: FakeSystemd
 ) -> None:
+    """Unchanged image units touch nothing.
+
+    arrange: the image units written.
+    act: ensure them again.
+    assert: not changed; no systemd call.
+    """
     manager.ensure_image_units(config(paths))
     fake_systemd.calls.clear()
 
@@ -129,6 +151,12 @@ def test_unchanged_image_units_touch_nothing(
 def test_a_new_time_limit_restarts_the_timer(
     manager: service.ManagerService, paths: service.ManagerPaths, fake_systemd: FakeSystemd
 ) -> None:
+    """A new build time limit rewrites the units and restarts the timer.
+
+    arrange: the image units written for containers.
+    act: ensure them with a VM runner added (a longer limit).
+    assert: changed; a reload then a restart of the image timer.
+    """
     manager.ensure_image_units(config(paths))
     fake_systemd.calls.clear()
 
@@ -139,6 +167,13 @@ def test_a_new_time_limit_restarts_the_timer(
 def test_image_units_are_removed_when_building_is_off(
     manager: service.ManagerService, paths: service.ManagerPaths, fake_systemd: FakeSystemd
 ) -> None:
+    """Turning building off removes the image units, once.
+
+    arrange: the image units written.
+    act: ensure the image units with building off, twice.
+    assert: changed the first time: timer disabled, service stopped, files gone, reload; not
+        changed the second.
+    """
     manager.ensure_image_units(config(paths))
     fake_systemd.calls.clear()
 
@@ -156,6 +191,12 @@ def test_image_units_are_removed_when_building_is_off(
 def test_systemd_refusing_the_image_units_is_a_service_error(
     manager: service.ManagerService, paths: service.ManagerPaths, fake_systemd: FakeSystemd
 ) -> None:
+    """A systemd that refuses the image units is a ServiceError.
+
+    arrange: systemd fails to enable.
+    act: ensure the image units.
+    assert: ServiceError naming the image.
+    """
     fake_systemd.fail.add("enable --now")
 
     with pytest.raises(service.ServiceError, match="image"):
@@ -165,6 +206,12 @@ def test_systemd_refusing_the_image_units_is_a_service_error(
 def test_a_build_holding_its_lock_is_in_progress(
     manager: service.ManagerService, paths: service.ManagerPaths
 ) -> None:
+    """A build is in progress exactly while its lock is held.
+
+    arrange: no lock file, then the image lock held, then released.
+    act: ask whether a build is in progress at each step.
+    assert: no, yes, no.
+    """
     assert not manager.image_build_in_progress()  # no lock file yet
     with manager_lock(lock_path(config(paths)), 0):
         assert manager.image_build_in_progress()
@@ -174,6 +221,12 @@ def test_a_build_holding_its_lock_is_in_progress(
 def test_the_lock_test_does_not_keep_a_build_from_starting(
     manager: service.ManagerService, paths: service.ManagerPaths
 ) -> None:
+    """Testing the lock does not hold it.
+
+    arrange: an image lock file that is not held.
+    act: ask whether a build is in progress, then take the lock without waiting.
+    assert: the lock is taken.
+    """
     lock = lock_path(config(paths))
     lock.parent.mkdir(parents=True)
     lock.touch()
@@ -196,6 +249,12 @@ def write_record(cfg: ManagerConfig, **fields: Any) -> None:
 def test_the_first_build_starts_at_once(
     manager: service.ManagerService, paths: service.ManagerPaths, fake_systemd: FakeSystemd
 ) -> None:
+    """The first build starts at once.
+
+    arrange: no build record.
+    act: start an image build if due.
+    assert: the reason says no image was built yet; the image service started without waiting.
+    """
     reason = manager.start_image_build_if_due(config(paths), NOW)
 
     assert reason == "no runner image has been built yet"
@@ -205,6 +264,12 @@ def test_the_first_build_starts_at_once(
 def test_a_changed_recipe_starts_a_build(
     manager: service.ManagerService, paths: service.ManagerPaths, fake_systemd: FakeSystemd
 ) -> None:
+    """A changed recipe starts a build.
+
+    arrange: a record of another recipe.
+    act: start an image build if due.
+    assert: a reason; the image service started.
+    """
     write_record(config(paths), recipe="old")
 
     assert manager.start_image_build_if_due(config(paths), NOW)
@@ -214,6 +279,12 @@ def test_a_changed_recipe_starts_a_build(
 def test_no_build_starts_when_the_image_is_current(
     manager: service.ManagerService, paths: service.ManagerPaths, fake_systemd: FakeSystemd
 ) -> None:
+    """No build starts when the image is current.
+
+    arrange: a record of the current recipe.
+    act: start an image build if due.
+    assert: None; no systemd call.
+    """
     write_record(config(paths))
 
     assert manager.start_image_build_if_due(config(paths), NOW) is None
@@ -223,6 +294,12 @@ def test_no_build_starts_when_the_image_is_current(
 def test_no_build_starts_while_one_runs(
     manager: service.ManagerService, paths: service.ManagerPaths, fake_systemd: FakeSystemd
 ) -> None:
+    """No build starts while one runs.
+
+    arrange: the image lock held.
+    act: start an image build if due.
+    assert: None; no systemd call.
+    """
     with manager_lock(lock_path(config(paths)), 0):
         assert manager.start_image_build_if_due(config(paths), NOW) is None
     assert fake_systemd.calls == []
@@ -231,6 +308,12 @@ def test_no_build_starts_while_one_runs(
 def test_no_build_starts_when_building_is_off(
     manager: service.ManagerService, paths: service.ManagerPaths, fake_systemd: FakeSystemd
 ) -> None:
+    """No build starts when building is off.
+
+    arrange: a configuration with building off.
+    act: start an image build if due.
+    assert: None; no systemd call.
+    """
     assert manager.start_image_build_if_due(config(paths, build=False), NOW) is None
     assert fake_systemd.calls == []
 
@@ -238,6 +321,12 @@ def test_no_build_starts_when_building_is_off(
 def test_systemd_refusing_to_start_a_build_is_a_service_error(
     manager: service.ManagerService, paths: service.ManagerPaths, fake_systemd: FakeSystemd
 ) -> None:
+    """A systemd that refuses to start a build is a ServiceError.
+
+    arrange: systemd fails start --no-block; a build is due.
+    act: start an image build if due.
+    assert: ServiceError saying systemd refused to start.
+    """
     fake_systemd.fail.add("start --no-block")
 
     with pytest.raises(service.ServiceError, match="refused to start"):
@@ -247,6 +336,13 @@ def test_systemd_refusing_to_start_a_build_is_a_service_error(
 def test_stop_stops_a_build_in_progress_too(
     manager: service.ManagerService, paths: service.ManagerPaths, fake_systemd: FakeSystemd
 ) -> None:
+    """Stopping stops the image timer and a build in progress too, first.
+
+    arrange: the manager's units and the image units written.
+    act: stop.
+    assert: the image timer disabled and the image service stopped, then the manager's timer and
+        service.
+    """
     manager.ensure_units(10)
     manager.ensure_image_units(config(paths))
     fake_systemd.calls.clear()
@@ -264,6 +360,12 @@ def test_stop_stops_a_build_in_progress_too(
 def test_remove_files_deletes_the_image_units(
     manager: service.ManagerService, paths: service.ManagerPaths
 ) -> None:
+    """Removing files deletes the image units.
+
+    arrange: the image units written.
+    act: remove the files.
+    assert: both image unit files gone.
+    """
     manager.ensure_image_units(config(paths))
 
     manager.remove_files()
@@ -275,6 +377,12 @@ def test_remove_files_deletes_the_image_units(
 def test_remove_images_runs_the_command_line(
     paths: service.ManagerPaths, fake_systemd: FakeSystemd
 ) -> None:
+    """Removing images runs the manager's remove-images command.
+
+    arrange: a configured manager service whose run succeeds.
+    act: remove the images with a 60 s limit.
+    assert: one run of remove-images with that timeout.
+    """
     run = FakeRun(subprocess.CompletedProcess([], 0, '{"ok": true, "removed": []}', ""))
     manager = service.ManagerService(paths, charm_dir(), systemd_client=fake_systemd, run=run)
     manager.ensure_config(config(paths), "token")
@@ -289,6 +397,12 @@ def test_remove_images_runs_the_command_line(
 def test_remove_images_failures_are_logged(
     paths: service.ManagerPaths, fake_systemd: FakeSystemd, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A failure to remove the images is logged with its exit code and message.
+
+    arrange: a configured manager service whose run exits 4 with an error message.
+    act: remove the images.
+    assert: the log names the exit code and the message.
+    """
     failure = subprocess.CalledProcessError(4, [], '{"ok": false, "errors": [{"message": "x"}]}')
     manager = service.ManagerService(
         paths, charm_dir(), systemd_client=fake_systemd, run=FakeRun(failure)
@@ -303,6 +417,12 @@ def test_remove_images_failures_are_logged(
 def test_remove_images_before_any_configuration_runs_nothing(
     paths: service.ManagerPaths, fake_systemd: FakeSystemd
 ) -> None:
+    """Removing images before any configuration runs nothing.
+
+    arrange: a manager service with no config written.
+    act: remove the images.
+    assert: nothing run.
+    """
     run = FakeRun()
     manager = service.ManagerService(paths, charm_dir(), systemd_client=fake_systemd, run=run)
 

@@ -49,14 +49,24 @@ def _module_doc_names() -> set[str]:
 
 
 def test_every_module_has_committed_docs():
-    """Arrange: the modules under src/. Act: list src-docs/. Assert: none is missing."""
+    """Every module under src/ has its page in src-docs/.
+
+    arrange: the modules under src/.
+    act: list src-docs/.
+    assert: none is missing.
+    """
     missing = sorted(_module_doc_names() - _docs(COMMITTED).keys())
 
     assert not missing, f"src-docs/ lacks {', '.join(missing)}: {FIX}"
 
 
 def test_committed_docs_hold_nothing_of_the_machine_that_made_them():
-    """The docs must not depend on where they were generated, or the comparison is noise."""
+    """The docs must not depend on where they were generated, or the comparison is noise.
+
+    arrange: the committed pages of src-docs/.
+    act: look for the repository path, /tmp/, object addresses and .tox/ in them.
+    assert: none is there.
+    """
     leaks = {
         name: marker
         for name, text in _docs(COMMITTED).items()
@@ -68,7 +78,12 @@ def test_committed_docs_hold_nothing_of_the_machine_that_made_them():
 
 
 def test_src_docs_are_up_to_date(tmp_path: Path):
-    """Arrange: lazydocs. Act: regenerate into a temporary directory. Assert: same files."""
+    """The committed src-docs/ are what the generator makes from the code now.
+
+    arrange: lazydocs installed.
+    act: regenerate the docs into a temporary directory.
+    assert: the generator succeeds and gives the same files, none stale, missing or extra.
+    """
     if importlib.util.find_spec("lazydocs") is None:
         pytest.fail(
             "lazydocs is not installed in this environment, so src-docs/ cannot be checked: "
