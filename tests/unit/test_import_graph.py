@@ -102,3 +102,23 @@ def test_a_circle_through_a_lazy_import_is_found(tmp_path):
     found = circles(import_graph(tmp_path))
 
     assert found == [["firewall", "host", "firewall"], ["pkg.a", "pkg.b", "pkg.a"]]
+
+
+def test_the_runner_manager_imports_no_charm_side_module():
+    """The runner manager stands below every module of the charm, the host side included.
+
+    arrange: the source tree.
+    act: list what the runner manager's modules import from src/.
+    assert: only modules of its own package.
+    """
+    graph = import_graph(SRC)
+
+    upward = {
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if module.startswith("github_runner_manager")
+        for target in targets
+        if not target.startswith("github_runner_manager")
+    }
+
+    assert upward == set()
