@@ -163,9 +163,10 @@ def machine(
             # Under the temporary directory, never the machine's /etc/logrotate.d.
             return super().ensure_logrotate(root / "metrics.log", config_file)
 
-    def make_host() -> host.Host:
+    def make_host(app: str | None = None) -> host.Host:
         return BenchHost(
             Runner(recorder, storage),
+            app=app,
             binary_dirs=(tools,),
             tool_dirs=(tools,),
             juju_storage_dir=storage,
