@@ -454,6 +454,29 @@ def test_replenisher_systemd_failure_is_a_service_error(
         manager.ensure_replenisher()
 
 
+def test_replenisher_unit_file_that_cannot_be_written_is_a_service_error(
+    manager: service.ManagerService, fake_systemd: FakeSystemd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full or read-only file system gives a ServiceError naming the file, not a traceback.
+
+    arrange: a file system refusing every write.
+    act: install the replenisher.
+    assert: a ServiceError naming the unit file and the reason; systemd untouched.
+    """
+
+    def refuse(path: Path, data: bytes, mode: int = 0o600) -> None:
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(service, "atomic_write", refuse)
+
+    with pytest.raises(service.ServiceError) as caught:
+        manager.ensure_replenisher()
+
+    assert str(manager.paths.replenish.file) in str(caught.value)
+    assert "No space left on device" in str(caught.value)
+    assert fake_systemd.calls == []
+
+
 def test_stop_stops_the_replenisher_first(
     manager: service.ManagerService, fake_systemd: FakeSystemd
 ) -> None:
