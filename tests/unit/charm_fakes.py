@@ -48,6 +48,7 @@ class FakeHost:
         self.app = app
         self.storage_pool = command.scoped_name(app) if app else storage.LEGACY_STORAGE_POOL
         self.lxd_proxy: tuple[str | None, str | None, str | None] = (None, None, None)
+        self.rotated_log: Path | None = None
 
     def for_app(self, app: str | None = None) -> FakeHost:
         """Stand in for `host.Host(app=...)`: the pool is the application's own."""
@@ -81,6 +82,7 @@ class FakeHost:
 
     def ensure_logrotate(self, log_path: Path) -> bool:
         self.calls.append("ensure_logrotate")
+        self.rotated_log = log_path
         return False
 
     def firewall_for(self, app: str | None) -> FakeFirewall:

@@ -1175,3 +1175,18 @@ def test_test_mode_insecure_makes_container_runners_privileged(
     # Assert
     assert manager.config is not None
     assert manager.config.runners.privileged is privileged
+
+
+def test_logrotate_rotates_the_metrics_log_the_manager_writes(
+    ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
+) -> None:
+    """The rotated log is the one the manager's configuration names.
+
+    arrange: a valid configuration.
+    act: config-changed.
+    assert: logrotate is set up for the metrics log of the manager's configuration.
+    """
+    run(ctx, ctx.on.config_changed(), config=VALID)
+
+    assert manager.config is not None
+    assert fake_host.rotated_log == manager.config.metrics.log_path
