@@ -23,9 +23,12 @@ from typing import Any
 
 import ops
 
+import command
 import cos_agent
+import firewall
 import host
 import service
+import storage
 from charm_state import (
     COS_AGENT_RELATION,
     DEBUG_SSH_RELATION,
@@ -241,9 +244,9 @@ class GithubRunnerCharm(ops.CharmBase):
             self._converge(outcome)
         except InvalidConfigError as exc:
             outcome.blocked = exc.message
-        except host.StorageError as exc:
+        except storage.StorageError as exc:
             outcome.blocked = str(exc)
-        except (host.HostError, service.ServiceError) as exc:
+        except (command.HostError, service.ServiceError) as exc:
             logger.error("preparing the host failed; the next event retries: %s", exc)
             outcome.host_error = str(exc)
         if outcome.state is not None and not (outcome.blocked or outcome.host_error):
@@ -285,7 +288,7 @@ class GithubRunnerCharm(ops.CharmBase):
         if self._manager.ensure_replenisher(config_changed):
             logger.info("the runner replenisher was started or restarted")
         self._ensure_image_build(manager_config)
-        if self._host.ensure_logrotate():
+        if self._host.ensure_logrotate(manager_config.metrics.log_path):
             logger.info("logrotate configuration of the metrics log written")
         if self._manager.ensure_exporter(state.metrics_enabled):
             logger.info("the runner manager's Prometheus endpoint was started or stopped")
@@ -297,7 +300,7 @@ class GithubRunnerCharm(ops.CharmBase):
         """Apply the denylist and prepare the runner storage this configuration needs."""
         # Before the storage steps: a storage problem must not hold back a denylist change from
         # the runners already running. A failure is a host error (firewall.FirewallError).
-        if self._host.ensure_firewall(state.config.denylist):
+        if firewall.Firewall.for_app(self.app.name).ensure(state.config.denylist):
             logger.info("the runners' egress firewall (denylist) was applied or changed")
         storage = state.config.runner_storage.value
         self._host.check_storage(storage, state.required_storage)
@@ -349,7 +352,7 @@ class GithubRunnerCharm(ops.CharmBase):
         except InvalidConfigError as exc:
             event.fail(f"the configuration is invalid: {exc.message}")
             return False
-        except host.HostError as exc:
+        except command.HostError as exc:
             event.fail(f"cannot inspect the host: {exc}")
             return False
         if not self._manager.configured():

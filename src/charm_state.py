@@ -11,7 +11,6 @@ operator can fix becomes one `InvalidConfigError` whose message names the option
 from __future__ import annotations
 
 import dataclasses
-import enum
 import ipaddress
 import logging
 import os
@@ -44,6 +43,7 @@ from github_runner_manager.config import (
 )
 from github_runner_manager.errors import ConfigError, RunnerBinaryError
 from github_runner_manager.models import GitHubPath, parse_github_path
+from storage import RunnerStorage
 
 logger = logging.getLogger(__name__)
 
@@ -86,13 +86,6 @@ class InvalidConfigError(Exception):
         """
         super().__init__(message)
         self.message = message
-
-
-class RunnerStorage(str, enum.Enum):
-    """Where the runners' root disks live."""
-
-    JUJU_STORAGE = "juju-storage"
-    MEMORY = "memory"
 
 
 def _split_list(value: Any) -> Any:

@@ -32,9 +32,10 @@ import ops
 from cosl import DashboardPath40UID, JujuTopology, LZMABase64
 from cosl.rules import AlertRules, generic_alert_groups
 
+from charm_state import COS_AGENT_RELATION
+
 logger = logging.getLogger(__name__)
 
-RELATION = "cos-agent"
 DATABAG_KEY = "config"
 SCRAPE_JOB = "github_runner_manager"
 # The files the runner manager writes for Loki (globs as the agents read them: `**` crosses
@@ -172,7 +173,7 @@ def publish(charm: ops.CharmBase, exporter_port: int) -> bool:
     Returns:
         Whether a relation exists (and so metrics are on).
     """
-    relations = charm.model.relations.get(RELATION, [])
+    relations = charm.model.relations.get(COS_AGENT_RELATION, [])
     if not relations:
         return False
     document = json.dumps(databag(charm, exporter_port), sort_keys=True)

@@ -34,12 +34,25 @@ from typing import Any
 
 import yaml
 
-import host
+from command import (
+    BINARY_DIRS,
+    TOOL_DIRS,
+    CommandError,
+    CommandRunner,
+    HostError,
+    find_tool,
+    parse_output,
+    run_command,
+    scoped_name,
+)
 
 logger = logging.getLogger(__name__)
 
-NETWORK = host.FIREWALL_NETWORK
-ACL = host.LEGACY_FIREWALL_ACL
+# The bridge `host.PRESEED` creates; the runners' egress ACLs are attached to it.
+NETWORK = "lxdbr0"
+# The fixed name of the runners' ACL before it was scoped by application: a host prepared by an
+# earlier version still has it (see `Firewall.ensure`).
+ACL = "github-runner"
 ACL_DESCRIPTION = "github-runner: the runners' egress firewall (managed by the charm)"
 ACLS_KEY = "security.acls"
 DEFAULT_EGRESS_KEY = "security.acls.default.egress.action"
@@ -48,7 +61,7 @@ HOST_RULE = "github-runner: the host (LXD's baseline keeps DHCP and DNS open)"
 IPV6_RULE = "github-runner: all IPv6 (the denylist is IPv4 only)"
 
 
-class FirewallError(host.HostError):
+class FirewallError(HostError):
     """The firewall could not be applied; the next reconciliation retries."""
 
 
@@ -99,10 +112,10 @@ class Firewall:
         self,
         network: str = NETWORK,
         acl: str = ACL,
-        run: host.CommandRunner = host.run_command,
+        run: CommandRunner = run_command,
         *,
-        binary_dirs: Sequence[Path] = host.BINARY_DIRS,
-        tool_dirs: Sequence[Path] = host.TOOL_DIRS,
+        binary_dirs: Sequence[Path] = BINARY_DIRS,
+        tool_dirs: Sequence[Path] = TOOL_DIRS,
     ):
         """Describe the firewall; every system access can be replaced for tests.
 
@@ -119,6 +132,29 @@ class Firewall:
         self._binary_dirs = tuple(binary_dirs)
         self._tool_dirs = tuple(tool_dirs)
 
+    @classmethod
+    def for_app(
+        cls,
+        app: str | None,
+        run: CommandRunner = run_command,
+        *,
+        binary_dirs: Sequence[Path] = BINARY_DIRS,
+        tool_dirs: Sequence[Path] = TOOL_DIRS,
+    ) -> Firewall:
+        """The firewall of an application's runners: its own ACL on the runners' bridge.
+
+        Args:
+            app: the Juju application name; None keeps the fixed ACL name of earlier versions.
+            run: the command runner.
+            binary_dirs: where to look for `lxc`, in order.
+            tool_dirs: where to look for `ip`, in order.
+
+        Returns:
+            The firewall.
+        """
+        acl = scoped_name(app) if app else ACL
+        return cls(NETWORK, acl, run, binary_dirs=binary_dirs, tool_dirs=tool_dirs)
+
     def _lxc(self) -> str:
         for directory in self._binary_dirs:
             lxc = directory / "lxc"
@@ -130,11 +166,11 @@ class Firewall:
         argv = [lxc, "network", "show", self.network]
         try:
             output = self._run(argv, timeout=60)
-        except host.CommandError as exc:
+        except CommandError as exc:
             raise FirewallError(
                 f"cannot read the LXD network {self.network} the runners use: {exc.stderr}"
             ) from None
-        data: Any = host.parse_output(output, argv)
+        data: Any = parse_output(output, argv)
         return {str(key): str(value) for key, value in (data.get("config") or {}).items()}
 
     def host_addresses(self, network_config: dict[str, str]) -> set[ipaddress.IPv4Address]:
@@ -153,14 +189,14 @@ class Firewall:
         # `none`, or not set: the bridge has no IPv4 address.
         with contextlib.suppress(ValueError):
             addresses.add(ipaddress.IPv4Interface(network_config.get("ipv4.address", "")).ip)
-        ip = host.find_tool("ip", self._tool_dirs)
+        ip = find_tool("ip", self._tool_dirs)
         if ip is None:
             raise FirewallError("cannot list the host's addresses: the ip command is missing")
         try:
             output = self._run([ip, "-4", "-json", "address", "show"], timeout=60)
-        except host.CommandError as exc:
+        except CommandError as exc:
             raise FirewallError(f"cannot list the host's addresses: {exc}") from None
-        for interface in host.parse_output(output, [ip, "-4", "-json"], list):
+        for interface in parse_output(output, [ip, "-4", "-json"], list):
             for info in interface.get("addr_info") or []:
                 if info.get("family") == "inet" and info.get("local"):
                     address = ipaddress.IPv4Address(info["local"])
@@ -173,14 +209,14 @@ class Firewall:
         changed = False
         try:
             output = self._run([lxc, "network", "acl", "show", self.acl], timeout=60)
-        except host.CommandError as exc:
+        except CommandError as exc:
             if "not found" not in exc.stderr.lower():
                 raise FirewallError(f"cannot read the LXD network ACL {self.acl}: {exc}") from None
             logger.info("creating the LXD network ACL %s", self.acl)
             self._run([lxc, "network", "acl", "create", self.acl], timeout=60)
             output = ""
             changed = True
-        current: Any = host.parse_output(output, [lxc, "network", "acl", "show"])
+        current: Any = parse_output(output, [lxc, "network", "acl", "show"])
         if (
             _normalise_rules(current.get("egress")) == rules
             and not current.get("ingress")
@@ -232,7 +268,7 @@ class Firewall:
                 ],
                 timeout=120,
             )
-        except host.CommandError as exc:
+        except CommandError as exc:
             raise FirewallError(
                 f"cannot attach the ACL {self.acl} to the LXD network {self.network}: {exc}"
             ) from None
@@ -260,8 +296,8 @@ class Firewall:
             return False
         argv = [lxc, "network", "acl", "show", acl]
         try:
-            current: Any = host.parse_output(self._run(argv, timeout=60), argv)
-        except host.HostError:
+            current: Any = parse_output(self._run(argv, timeout=60), argv)
+        except HostError:
             return False
         if (current or {}).get("description") != ACL_DESCRIPTION:
             return False
@@ -271,13 +307,13 @@ class Firewall:
             self._run(
                 [lxc, "network", "set", self.network, f"{ACLS_KEY}={remaining}"], timeout=120
             )
-        except host.CommandError as exc:
+        except CommandError as exc:
             raise FirewallError(
                 f"cannot detach the ACL {acl} from the LXD network {self.network}: {exc}"
             ) from None
         try:
             self._run([lxc, "network", "acl", "delete", acl], timeout=60)
-        except host.CommandError as exc:
+        except CommandError as exc:
             logger.info("the ACL %s stays: %s", acl, exc.stderr.strip())
         return True
 
@@ -301,7 +337,28 @@ class Firewall:
         rules = egress_rules(denylist, self.host_addresses(network_config))
         try:
             changed = self._ensure_acl(lxc, rules)
-        except host.CommandError as exc:
+        except CommandError as exc:
             raise FirewallError(f"cannot write the LXD network ACL {self.acl}: {exc}") from None
         # Attach after the rules are written: the bridge never runs with a stale ACL.
         return self._attach(lxc, network_config) or changed
+
+    def ensure(self, denylist: Iterable[ipaddress.IPv4Network]) -> bool:
+        """Apply the rules (`apply`), then retire the ACL of earlier versions (`retire`).
+
+        The ACL an earlier version attached under the fixed name `github-runner` is detached
+        from the bridge and deleted once this firewall's own holds the rules, so that a
+        denylist entry removed since does not stay enforced.
+
+        Args:
+            denylist: networks the runners must not reach; empty still protects the host.
+
+        Returns:
+            Whether the ACL or the bridge changed.
+
+        Raises:
+            FirewallError: if LXD refuses a change or a command cannot run.
+        """
+        changed = self.apply(denylist)
+        if self.acl != ACL:
+            changed = self.retire(ACL) or changed
+        return changed

@@ -10,6 +10,7 @@ changed something, and nothing is rewritten, reloaded or restarted when nothing 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import fcntl
@@ -19,7 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -57,21 +58,59 @@ class ServiceError(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
-class ManagerPaths:
-    """Where one unit's runner manager keeps its files, and the names of its systemd units.
+class Unit:
+    """A systemd unit of the manager's.
 
     Attributes:
-        name: the systemd unit name without suffix, `github-runner-manager-<app>-<n>`, so two
-            applications on one machine do not collide.
-        config_dir: the root-only directory of the configuration and token files.
-        state_dir: the manager's state directory (lock, caches, report).
-        systemd_dir: where the unit files go.
+        name: the unit's name, e.g. `github-runner-manager-<app>-<n>.timer`.
+        file: its unit file.
     """
 
     name: str
+    file: Path
+
+    @property
+    def stem(self) -> str:
+        """The name without its type suffix (the journal's identifier of a service)."""
+        return self.name.rpartition(".")[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class ManagerPaths:
+    """Where one unit's runner manager keeps its files, and its systemd units.
+
+    Every unit's name ends with `<app>-<n>`, so that two applications on one machine do not
+    collide.
+
+    Attributes:
+        unit: the Juju unit's scope, `<app>-<n>`.
+        config_dir: the root-only directory of the configuration and token files.
+        state_dir: the manager's state directory (lock, caches, report).
+        systemd_dir: where the unit files go.
+        service: the oneshot reconciliation.
+        timer: the timer starting `service` every interval.
+        exporter: the Prometheus endpoint.
+        replenish: the event-driven replenisher.
+        image_service: the oneshot image build.
+        image_timer: the timer starting `image_service` every six hours.
+        config_file: the manager's configuration file (JSON, root-only, without the token).
+        token_file: the root-only file holding the GitHub token.
+        report_file: the JSON report the manager writes after each run.
+    """
+
+    unit: str
     config_dir: Path
     state_dir: Path
-    systemd_dir: Path = SYSTEMD_DIR
+    systemd_dir: Path
+    service: Unit
+    timer: Unit
+    exporter: Unit
+    replenish: Unit
+    image_service: Unit
+    image_timer: Unit
+    config_file: Path
+    token_file: Path
+    report_file: Path
 
     @classmethod
     def for_unit(
@@ -96,97 +135,27 @@ class ManagerPaths:
             The paths.
         """
         scoped = f"{app}-{unit_number}"
+        config_dir, state_dir = config_root / scoped, state_root / scoped
+
+        def named(role: str, kind: str) -> Unit:
+            name = f"github-runner-{role}-{scoped}.{kind}"
+            return Unit(name, systemd_dir / name)
+
         return cls(
-            name=f"github-runner-manager-{scoped}",
-            config_dir=config_root / scoped,
-            state_dir=state_root / scoped,
+            unit=scoped,
+            config_dir=config_dir,
+            state_dir=state_dir,
             systemd_dir=systemd_dir,
+            service=named("manager", "service"),
+            timer=named("manager", "timer"),
+            exporter=named("exporter", "service"),
+            replenish=named("replenish", "service"),
+            image_service=named("image", "service"),
+            image_timer=named("image", "timer"),
+            config_file=config_dir / "config.json",
+            token_file=config_dir / "token",
+            report_file=state_dir / "report.json",
         )
-
-    @property
-    def config_file(self) -> Path:
-        """The manager's configuration file (JSON, root-only, without the token)."""
-        return self.config_dir / "config.json"
-
-    @property
-    def token_file(self) -> Path:
-        """The root-only file holding the GitHub token."""
-        return self.config_dir / "token"
-
-    @property
-    def report_file(self) -> Path:
-        """The JSON report the manager writes after each run."""
-        return self.state_dir / "report.json"
-
-    @property
-    def service(self) -> str:
-        """The service unit's name."""
-        return f"{self.name}.service"
-
-    @property
-    def timer(self) -> str:
-        """The timer unit's name."""
-        return f"{self.name}.timer"
-
-    @property
-    def service_file(self) -> Path:
-        """The service unit file."""
-        return self.systemd_dir / self.service
-
-    @property
-    def timer_file(self) -> Path:
-        """The timer unit file."""
-        return self.systemd_dir / self.timer
-
-    @property
-    def exporter(self) -> str:
-        """The Prometheus endpoint's service unit name."""
-        return f"{self.name.replace('-manager-', '-exporter-', 1)}.service"
-
-    @property
-    def exporter_file(self) -> Path:
-        """The Prometheus endpoint's service unit file."""
-        return self.systemd_dir / self.exporter
-
-    @property
-    def image_name(self) -> str:
-        """The image build's unit name without suffix, `github-runner-image-<app>-<n>`."""
-        return self.name.replace("-manager-", "-image-", 1)
-
-    @property
-    def image_service(self) -> str:
-        """The image build's service unit name."""
-        return f"{self.image_name}.service"
-
-    @property
-    def image_timer(self) -> str:
-        """The image build's timer unit name."""
-        return f"{self.image_name}.timer"
-
-    @property
-    def image_service_file(self) -> Path:
-        """The image build's service unit file."""
-        return self.systemd_dir / self.image_service
-
-    @property
-    def image_timer_file(self) -> Path:
-        """The image build's timer unit file."""
-        return self.systemd_dir / self.image_timer
-
-    @property
-    def replenish_name(self) -> str:
-        """The replenisher's unit name without suffix, `github-runner-replenish-<app>-<n>`."""
-        return self.name.replace("-manager-", "-replenish-", 1)
-
-    @property
-    def replenish_service(self) -> str:
-        """The replenisher's (long-running) service unit name."""
-        return f"{self.replenish_name}.service"
-
-    @property
-    def replenish_file(self) -> Path:
-        """The replenisher's service unit file."""
-        return self.systemd_dir / self.replenish_service
 
 
 @dataclasses.dataclass(frozen=True)
@@ -421,6 +390,17 @@ def _write_if_changed(path: Path, content: str, mode: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _setting_up(unit: Unit, what: str) -> Iterator[None]:
+    """Turn systemd's and the file system's refusals to set up a unit into `ServiceError`."""
+    try:
+        yield
+    except systemd.SystemdError as exc:
+        raise ServiceError(f"systemd refused to set up {unit.name}: {exc}") from None
+    except OSError as exc:
+        raise _file_error(what, exc) from None
+
+
 class ManagerService:
     """One unit's runner manager on the host."""
 
@@ -505,8 +485,8 @@ class ManagerService:
         """
         return self._render(
             SERVICE_TEMPLATE,
-            unit=self.paths.name.removeprefix("github-runner-manager-"),
-            name=self.paths.name,
+            unit=self.paths.unit,
+            name=self.paths.service.stem,
             python=self._python,
             pythonpath=self.python_path,
             config_file=self.paths.config_file,
@@ -524,8 +504,8 @@ class ManagerService:
         """
         return self._render(
             TIMER_TEMPLATE,
-            unit=self.paths.name.removeprefix("github-runner-manager-"),
-            name=self.paths.name,
+            unit=self.paths.unit,
+            name=self.paths.service.stem,
             interval_minutes=interval_minutes,
             random_delay_seconds=random_delay_seconds(interval_minutes),
         )
@@ -565,7 +545,7 @@ class ManagerService:
             Whether it is active; False when systemd cannot tell.
         """
         try:
-            return self._systemd.is_active(self.paths.timer)
+            return self._systemd.is_active(self.paths.timer.name)
         except systemd.SystemdError:
             return False
 
@@ -589,29 +569,43 @@ class ManagerService:
         Raises:
             ServiceError: if systemd refuses to reload, enable or restart.
         """
-        try:
-            return self._ensure_units(interval_minutes)
-        except systemd.SystemdError as exc:
-            raise ServiceError(f"systemd refused to set up {self.paths.timer}: {exc}") from None
-        except OSError as exc:
-            raise _file_error("the runner manager's systemd units", exc) from None
+        with _setting_up(self.paths.timer, "the runner manager's systemd units"):
+            return self._ensure_unit_files(
+                {
+                    self.paths.service: self.render_service(interval_minutes),
+                    self.paths.timer: self.render_timer(interval_minutes),
+                },
+                keep_active=self.paths.timer,
+            )
 
-    def _ensure_units(self, interval_minutes: int) -> bool:
-        changed = _write_if_changed(
-            self.paths.service_file, self.render_service(interval_minutes), 0o644
-        )
-        changed = (
-            _write_if_changed(self.paths.timer_file, self.render_timer(interval_minutes), 0o644)
-            or changed
-        )
+    def _ensure_unit_files(self, files: Mapping[Unit, str], keep_active: Unit) -> bool:
+        """Write the unit files that differ, reload systemd, and keep one unit running.
+
+        A unit that was not active is enabled and started; one that was is restarted when a
+        file changed (a timer's new interval, a service's new command line apply only then).
+
+        Args:
+            files: each unit and its file's content.
+            keep_active: the unit to keep enabled and running (a timer, or a long-running
+                service).
+
+        Returns:
+            Whether a file changed or the unit had to be started.
+
+        Raises:
+            SystemdError: if systemd refuses (from charmlibs-systemd).
+            OSError: if a file cannot be written.
+        """
+        changed = False
+        for unit, content in files.items():
+            changed = _write_if_changed(unit.file, content, 0o644) or changed
         if changed:
             self._systemd.daemon_reload()
-        if not self._systemd.is_active(self.paths.timer):
-            self._systemd.enable_now(self.paths.timer)
+        if not self._systemd.is_active(keep_active.name):
+            self._systemd.enable_now(keep_active.name)
             return True
         if changed:
-            # A new interval only applies once the timer is restarted.
-            self._systemd.restart(self.paths.timer)
+            self._systemd.restart(keep_active.name)
         return changed
 
     def render_exporter(self) -> str:
@@ -622,7 +616,7 @@ class ManagerService:
         """
         return self._render(
             EXPORTER_TEMPLATE,
-            unit=self.paths.name.removeprefix("github-runner-manager-"),
+            unit=self.paths.unit,
             python=self._python,
             pythonpath=self.python_path,
             config_file=self.paths.config_file,
@@ -640,27 +634,18 @@ class ManagerService:
         Raises:
             ServiceError: if systemd refuses.
         """
-        try:
-            if not enabled:
-                if not self.paths.exporter_file.exists():
-                    return False
-                self._systemd.disable_now(self.paths.exporter)
-                self.paths.exporter_file.unlink()
-                self._systemd.daemon_reload()
-                return True
-            changed = _write_if_changed(self.paths.exporter_file, self.render_exporter(), 0o644)
-            if changed:
-                self._systemd.daemon_reload()
-            if not self._systemd.is_active(self.paths.exporter):
-                self._systemd.enable_now(self.paths.exporter)
-                return True
-            if changed:
-                self._systemd.restart(self.paths.exporter)
-            return changed
-        except systemd.SystemdError as exc:
-            raise ServiceError(f"systemd refused to set up {self.paths.exporter}: {exc}") from None
-        except OSError as exc:
-            raise _file_error("the Prometheus endpoint's systemd unit", exc) from None
+        exporter = self.paths.exporter
+        with _setting_up(exporter, "the Prometheus endpoint's systemd unit"):
+            if enabled:
+                return self._ensure_unit_files(
+                    {exporter: self.render_exporter()}, keep_active=exporter
+                )
+            if not exporter.file.exists():
+                return False
+            self._systemd.disable_now(exporter.name)
+            exporter.file.unlink()
+            self._systemd.daemon_reload()
+            return True
 
     # ----- the event-driven replenisher ---------------------------------------------------
 
@@ -670,10 +655,11 @@ class ManagerService:
         Returns:
             The unit file's content.
         """
-        return self._templates.get_template(REPLENISH_TEMPLATE).render(
-            unit=self.paths.name.removeprefix("github-runner-manager-"),
-            name=self.paths.name,
-            replenish_name=self.paths.replenish_name,
+        return self._render(
+            REPLENISH_TEMPLATE,
+            unit=self.paths.unit,
+            name=self.paths.service.stem,
+            replenish_name=self.paths.replenish.stem,
             python=self._python,
             pythonpath=self.python_path,
             config_file=self.paths.config_file,
@@ -695,21 +681,14 @@ class ManagerService:
         Raises:
             ServiceError: if systemd refuses.
         """
-        try:
-            changed = _write_if_changed(self.paths.replenish_file, self.render_replenish(), 0o644)
-            if changed:
-                self._systemd.daemon_reload()
-            if not self._systemd.is_active(self.paths.replenish_service):
-                self._systemd.enable_now(self.paths.replenish_service)
+        replenish = self.paths.replenish
+        with _setting_up(replenish, "the replenisher's systemd unit"):
+            if self._ensure_unit_files({replenish: self.render_replenish()}, replenish):
                 return True
-            if changed or config_changed:
-                self._systemd.restart(self.paths.replenish_service)
+            if config_changed:
+                self._systemd.restart(replenish.name)
                 return True
             return False
-        except systemd.SystemdError as exc:
-            raise ServiceError(
-                f"systemd refused to set up {self.paths.replenish_service}: {exc}"
-            ) from None
 
     # ----- the runner image build ----------------------------------------------------------
 
@@ -724,8 +703,8 @@ class ManagerService:
         """
         return self._render(
             IMAGE_SERVICE_TEMPLATE,
-            unit=self.paths.name.removeprefix("github-runner-manager-"),
-            name=self.paths.image_name,
+            unit=self.paths.unit,
+            name=self.paths.image_service.stem,
             python=self._python,
             pythonpath=self.python_path,
             config_file=self.paths.config_file,
@@ -740,8 +719,8 @@ class ManagerService:
         """
         return self._render(
             IMAGE_TIMER_TEMPLATE,
-            unit=self.paths.name.removeprefix("github-runner-manager-"),
-            name=self.paths.image_name,
+            unit=self.paths.unit,
+            name=self.paths.image_service.stem,
         )
 
     def ensure_image_units(self, config: ManagerConfig) -> bool:
@@ -756,38 +735,25 @@ class ManagerService:
         Raises:
             ServiceError: if systemd refuses.
         """
-        try:
+        with _setting_up(self.paths.image_timer, "the runner image build's systemd units"):
             if not config.image.build:
                 return self._remove_image_units()
-            changed = _write_if_changed(
-                self.paths.image_service_file, self.render_image_service(config), 0o644
+            return self._ensure_unit_files(
+                {
+                    self.paths.image_service: self.render_image_service(config),
+                    self.paths.image_timer: self.render_image_timer(),
+                },
+                keep_active=self.paths.image_timer,
             )
-            changed = (
-                _write_if_changed(self.paths.image_timer_file, self.render_image_timer(), 0o644)
-                or changed
-            )
-            if changed:
-                self._systemd.daemon_reload()
-            if not self._systemd.is_active(self.paths.image_timer):
-                self._systemd.enable_now(self.paths.image_timer)
-                return True
-            if changed:
-                self._systemd.restart(self.paths.image_timer)
-            return changed
-        except systemd.SystemdError as exc:
-            raise ServiceError(
-                f"systemd refused to set up {self.paths.image_timer}: {exc}"
-            ) from None
-        except OSError as exc:
-            raise _file_error("the runner image build's systemd units", exc) from None
 
     def _remove_image_units(self) -> bool:
-        if not self.paths.image_timer_file.exists() and not self.paths.image_service_file.exists():
+        units = (self.paths.image_timer, self.paths.image_service)
+        if not any(unit.file.exists() for unit in units):
             return False
-        self._systemd.disable_now(self.paths.image_timer)
-        self._systemd.stop(self.paths.image_service)
-        for path in (self.paths.image_timer_file, self.paths.image_service_file):
-            path.unlink(missing_ok=True)
+        self._systemd.disable_now(self.paths.image_timer.name)
+        self._systemd.stop(self.paths.image_service.name)
+        for unit in units:
+            unit.file.unlink(missing_ok=True)
         self._systemd.daemon_reload()
         return True
 
@@ -845,10 +811,10 @@ class ManagerService:
         if reason is None:
             return None
         try:
-            self._systemd.start_no_block(self.paths.image_service)
+            self._systemd.start_no_block(self.paths.image_service.name)
         except systemd.SystemdError as exc:
             raise ServiceError(
-                f"systemd refused to start {self.paths.image_service}: {exc}"
+                f"systemd refused to start {self.paths.image_service.name}: {exc}"
             ) from None
         return reason
 
@@ -879,9 +845,11 @@ class ManagerService:
             ServiceError: if systemd refuses to start it.
         """
         try:
-            self._systemd.start_no_block(self.paths.service)
+            self._systemd.start_no_block(self.paths.service.name)
         except systemd.SystemdError as exc:
-            raise ServiceError(f"systemd refused to start {self.paths.service}: {exc}") from None
+            raise ServiceError(
+                f"systemd refused to start {self.paths.service.name}: {exc}"
+            ) from None
 
     def stop(self) -> None:
         """Stop the replenisher, disable the timer and stop a run in progress: no new runner.
@@ -889,47 +857,44 @@ class ManagerService:
         An image build in progress is stopped too (it deletes its builder as it stops).
         Failures are logged, not raised: the flush that follows must still run.
         """
+        paths = self.paths
         steps = []
-        if self.paths.replenish_file.exists():
-            steps.append((self._systemd.disable_now, self.paths.replenish_service))
-        if self.paths.image_timer_file.exists():
+        if paths.replenish.file.exists():
+            steps.append((self._systemd.disable_now, paths.replenish))
+        if paths.image_timer.file.exists():
+            steps += [(self._systemd.disable_now, paths.image_timer)]
+            steps += [(self._systemd.stop, paths.image_service)]
+        if paths.timer.file.exists():
             steps += [
-                (self._systemd.disable_now, self.paths.image_timer),
-                (self._systemd.stop, self.paths.image_service),
-            ]
-        if self.paths.timer_file.exists():
-            steps += [
-                (self._systemd.disable_now, self.paths.timer),
-                (self._systemd.stop, self.paths.service),
+                (self._systemd.disable_now, paths.timer),
+                (self._systemd.stop, paths.service),
             ]
         for operation, unit in steps:
             try:
-                operation(unit)
+                operation(unit.name)
             except systemd.SystemdError as exc:
-                logger.warning("cannot stop %s: %s", unit, exc)
+                logger.warning("cannot stop %s: %s", unit.name, exc)
 
     def remove_files(self) -> None:
         """Delete the unit files, the configuration, the token and the manager's state."""
-        removed = False
-        for unit, unit_file in (
-            (self.paths.exporter, self.paths.exporter_file),
-            (self.paths.replenish_service, self.paths.replenish_file),
-        ):
-            if unit_file.exists():
+        paths = self.paths
+        for unit in (paths.exporter, paths.replenish):
+            if unit.file.exists():
                 try:
-                    self._systemd.disable_now(unit)
+                    self._systemd.disable_now(unit.name)
                 except systemd.SystemdError as exc:
-                    logger.warning("cannot stop %s: %s", unit, exc)
-        for path in (
-            self.paths.replenish_file,
-            self.paths.timer_file,
-            self.paths.service_file,
-            self.paths.exporter_file,
-            self.paths.image_timer_file,
-            self.paths.image_service_file,
+                    logger.warning("cannot stop %s: %s", unit.name, exc)
+        removed = False
+        for unit in (
+            paths.replenish,
+            paths.timer,
+            paths.service,
+            paths.exporter,
+            paths.image_timer,
+            paths.image_service,
         ):
-            if path.exists():
-                path.unlink()
+            if unit.file.exists():
+                unit.file.unlink()
                 removed = True
         if removed:
             try:

@@ -36,12 +36,16 @@ from ops import testing
 sys.path[:0] = [str(Path(__file__).resolve().parents[2] / "src")]
 
 import charm  # noqa: E402 - after the path is set
+import command  # noqa: E402 - after the path is set
+import firewall  # noqa: E402 - after the path is set
 import host  # noqa: E402 - after the path is set
 import service  # noqa: E402 - after the path is set
+from storage import POOL_LAYOUT_DIR  # noqa: E402 - after the path is set
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 # The real classes, kept before charm.host.Host (the same attribute) is replaced below.
 REAL_HOST = host.Host
+REAL_FIREWALL = firewall.Firewall
 CONFIG = {"path": "test-owner/test-repo", "token": "ghp_hookTimingToken000000000000000000000"}
 RUNS = 15
 # A systemctl call on a quiet machine (daemon-reload is slower; is-active faster).
@@ -63,7 +67,7 @@ class Recorder:
 
 
 class Runner:
-    """host.CommandRunner answering like a prepared host (pool, network, ACL in place)."""
+    """command.CommandRunner answering like a prepared host (pool, network, ACL in place)."""
 
     def __init__(self, recorder: Recorder, storage: Path):
         self.recorder = recorder
@@ -123,10 +127,12 @@ class Systemd:
         self.recorder.systemctl.append(f"stop {unit}")
 
 
-def machine(root: Path, recorder: Recorder) -> tuple[Callable[[], Any], Callable[..., Any]]:
+def machine(
+    root: Path, recorder: Recorder
+) -> tuple[Callable[[], Any], Callable[..., Any], Callable[..., Any]]:
     """Factories for the charm's host and manager on a prepared machine under `root`."""
     storage = root / "storage"
-    (storage / host.POOL_LAYOUT_DIR).mkdir(parents=True)
+    (storage / POOL_LAYOUT_DIR).mkdir(parents=True)
     tools = root / "bin"
     tools.mkdir()
     for name in ("lxc", "lxd", "ip"):
@@ -153,15 +159,14 @@ def machine(root: Path, recorder: Recorder) -> tuple[Callable[[], Any], Callable
     )
 
     class BenchHost(REAL_HOST):
-        def ensure_logrotate(
-            self, config_file: Path = root / "logrotate", log_path: Path = root / "metrics.log"
-        ) -> bool:
+        def ensure_logrotate(self, log_path: Path, config_file: Path = root / "logrotate") -> bool:
             # Under the temporary directory, never the machine's /etc/logrotate.d.
-            return super().ensure_logrotate(config_file, log_path)
+            return super().ensure_logrotate(root / "metrics.log", config_file)
 
-    def make_host() -> host.Host:
+    def make_host(app: str | None = None) -> host.Host:
         return BenchHost(
             Runner(recorder, storage),
+            app=app,
             binary_dirs=(tools,),
             tool_dirs=(tools,),
             juju_storage_dir=storage,
@@ -174,7 +179,16 @@ def machine(root: Path, recorder: Recorder) -> tuple[Callable[[], Any], Callable
     def make_manager(paths: Any, charm_dir: Any) -> service.ManagerService:
         return manager
 
-    return make_host, make_manager
+    def make_firewall(app: str | None) -> firewall.Firewall:
+        return REAL_FIREWALL(
+            firewall.NETWORK,
+            command.scoped_name(app) if app else firewall.ACL,
+            Runner(recorder, storage),
+            binary_dirs=(tools,),
+            tool_dirs=(tools,),
+        )
+
+    return make_host, make_manager, make_firewall
 
 
 def lxc_latency() -> float | None:
@@ -200,8 +214,9 @@ def main() -> None:
     recorder = Recorder()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        make_host, make_manager = machine(Path(tmp), recorder)
+        make_host, make_manager, make_firewall = machine(Path(tmp), recorder)
         charm.host.Host = make_host  # type: ignore[misc,assignment]  # swapping the class for a factory
+        charm.firewall.Firewall.for_app = make_firewall  # type: ignore[method-assign]  # recorded
         charm.service.ManagerService = make_manager  # type: ignore[misc,assignment]  # swapping the class for a factory
         ctx = testing.Context(charm.GithubRunnerCharm, charm_root=None)
         # A unit that has converged once (the first config-changed of a deployment).

@@ -21,8 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
+import command
 import firewall
 import host
+import storage
 
 pytestmark = pytest.mark.lxd
 
@@ -32,7 +34,7 @@ NET = ipaddress.IPv4Network
 
 
 def lxc(*args: str) -> str:
-    return host.run_command([LXC, *args], timeout=120)
+    return command.run_command([LXC, *args], timeout=120)
 
 
 @pytest.fixture
@@ -49,11 +51,11 @@ def bridge(apps: tuple[str, str]) -> Iterator[str]:
     try:
         yield name
     finally:
-        with contextlib.suppress(host.CommandError):
+        with contextlib.suppress(command.CommandError):
             lxc("network", "delete", name)
         for app in apps:
-            with contextlib.suppress(host.CommandError):
-                lxc("network", "acl", "delete", host.Host(app=app).firewall_acl)
+            with contextlib.suppress(command.CommandError):
+                lxc("network", "acl", "delete", command.scoped_name(app))
 
 
 def egress(acl: str) -> list[str]:
@@ -62,7 +64,7 @@ def egress(acl: str) -> list[str]:
 
 
 def bridge_rejects(bridge: str) -> list[str]:
-    ruleset = host.run_command([NFT, "list", "ruleset"], timeout=60)
+    ruleset = command.run_command([NFT, "list", "ruleset"], timeout=60)
     match = re.search(rf"chain acl\.{bridge} \{{\n(.*?)\n\t\}}", ruleset, re.DOTALL)
     assert match, f"no chain acl.{bridge}"
     return re.findall(rf'iifname "{bridge}" ip daddr (\S+) reject', match.group(1))
@@ -75,22 +77,22 @@ def test_two_applications_keep_their_own_denylists(apps: tuple[str, str], bridge
     act: each applies its denylist, the first twice (its next hook).
     assert: two ACLs, each with its own rules, both enforced.
     """
-    first, second = host.Host(app=apps[0]), host.Host(app=apps[1])
+    first, second = (firewall.Firewall(bridge, command.scoped_name(app)) for app in apps)
 
-    first.ensure_firewall([NET("198.51.100.0/24")], network=bridge)
-    second.ensure_firewall([NET("203.0.113.0/24")], network=bridge)
-    first.ensure_firewall([NET("198.51.100.0/24")], network=bridge)
-    unchanged = second.ensure_firewall([NET("203.0.113.0/24")], network=bridge)
+    first.ensure([NET("198.51.100.0/24")])
+    second.ensure([NET("203.0.113.0/24")])
+    first.ensure([NET("198.51.100.0/24")])
+    unchanged = second.ensure([NET("203.0.113.0/24")])
 
     # Nothing was overwritten.
-    assert first.firewall_acl != second.firewall_acl
+    assert first.acl != second.acl
     assert not unchanged
-    assert egress(first.firewall_acl)[-1] == "198.51.100.0/24"
-    assert "203.0.113.0/24" not in egress(first.firewall_acl)
-    assert egress(second.firewall_acl)[-1] == "203.0.113.0/24"
-    assert "198.51.100.0/24" not in egress(second.firewall_acl)
+    assert egress(first.acl)[-1] == "198.51.100.0/24"
+    assert "203.0.113.0/24" not in egress(first.acl)
+    assert egress(second.acl)[-1] == "203.0.113.0/24"
+    assert "198.51.100.0/24" not in egress(second.acl)
     config: Any = yaml.safe_load(lxc("network", "show", bridge))["config"]
-    assert config["security.acls"].split(",") == [first.firewall_acl, second.firewall_acl]
+    assert config["security.acls"].split(",") == [first.acl, second.acl]
     # LXD enforces both on the bridge (every ACL of a bridge holds for all its instances).
     assert {"198.51.100.0/24", "203.0.113.0/24"} <= set(bridge_rejects(bridge))
 
@@ -102,25 +104,25 @@ def test_the_acl_of_an_earlier_version_is_retired(apps: tuple[str, str], bridge:
     act: the application applies its own.
     assert: the old one is detached, its stale rule gone.
     """
-    legacy = host.Host(firewall_acl=f"grt-legacy-{secrets.token_hex(3)}")
-    legacy.ensure_firewall([NET("192.0.2.0/24")], network=bridge)
-    app = host.Host(app=apps[0])
-    wall = firewall.Firewall(bridge, app.firewall_acl)
+    legacy = firewall.Firewall(bridge, f"grt-legacy-{secrets.token_hex(3)}")
+    legacy.ensure([NET("192.0.2.0/24")])
+    app = firewall.Firewall(bridge, command.scoped_name(apps[0]))
+    wall = firewall.Firewall(bridge, app.acl)
     try:
-        # What ensure_firewall does, with the test's stand-in for the fixed name.
+        # What Firewall.ensure does, with the test's stand-in for the fixed name.
         wall.apply([NET("198.51.100.0/24")])
-        retired = wall.retire(legacy.firewall_acl)
+        retired = wall.retire(legacy.acl)
 
         assert retired
         config: Any = yaml.safe_load(lxc("network", "show", bridge))["config"]
-        assert config["security.acls"] == app.firewall_acl
+        assert config["security.acls"] == app.acl
         assert "192.0.2.0/24" not in bridge_rejects(bridge)
-        assert legacy.firewall_acl not in lxc("network", "acl", "list", "--format", "csv")
+        assert legacy.acl not in lxc("network", "acl", "list", "--format", "csv")
     finally:
-        with contextlib.suppress(host.CommandError):
+        with contextlib.suppress(command.CommandError):
             lxc("network", "set", bridge, "security.acls=")
-        with contextlib.suppress(host.CommandError):
-            lxc("network", "acl", "delete", legacy.firewall_acl)
+        with contextlib.suppress(command.CommandError):
+            lxc("network", "acl", "delete", legacy.acl)
 
 
 def test_two_applications_get_their_own_storage_pools(
@@ -139,16 +141,16 @@ def test_two_applications_get_their_own_storage_pools(
     ]
     try:
         for runner_host in hosts:
-            runner_host.ensure_runner_storage(host.JUJU_STORAGE, 1024**3)
+            runner_host.ensure_runner_storage(storage.JUJU_STORAGE, 1024**3)
 
         pools = {runner_host.storage_pool for runner_host in hosts}
-        assert pools == {host.scoped_name(app) for app in apps}
+        assert pools == {command.scoped_name(app) for app in apps}
         for runner_host, app in zip(hosts, apps, strict=True):
             shown: Any = yaml.safe_load(lxc("storage", "show", runner_host.storage_pool))
             assert shown["config"]["source"] == str(juju / app)
-            assert runner_host.runner_storage_in_use() == host.JUJU_STORAGE
-            assert not runner_host.ensure_runner_storage(host.JUJU_STORAGE, 1024**3)
+            assert runner_host.runner_storage_in_use() == storage.JUJU_STORAGE
+            assert not runner_host.ensure_runner_storage(storage.JUJU_STORAGE, 1024**3)
     finally:
         for runner_host in hosts:
-            with contextlib.suppress(host.CommandError):
+            with contextlib.suppress(command.CommandError):
                 lxc("storage", "delete", runner_host.storage_pool)

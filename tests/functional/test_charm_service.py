@@ -161,7 +161,7 @@ def test_rendered_units_pass_systemd_analyze_verify(manager: service.ManagerServ
     paths = manager.paths
 
     completed = subprocess.run(
-        [SYSTEMD_ANALYZE, "verify", str(paths.service_file), str(paths.timer_file)],
+        [SYSTEMD_ANALYZE, "verify", str(paths.service.file), str(paths.timer.file)],
         capture_output=True,
         text=True,
         check=False,
@@ -169,13 +169,13 @@ def test_rendered_units_pass_systemd_analyze_verify(manager: service.ManagerServ
     )
 
     # Verify prints warnings about the units it checks on stderr; ours has none.
-    ours = [line for line in completed.stderr.splitlines() if paths.name in line]
+    ours = [line for line in completed.stderr.splitlines() if paths.service.stem in line]
     assert completed.returncode == 0, completed.stderr
     assert ours == []
-    timer = unit_directives(paths.timer_file)
+    timer = unit_directives(paths.timer.file)
     assert timer["OnUnitActiveSec"] == ["10min"]
     assert timer["RandomizedDelaySec"] == ["150s"]
-    assert int(unit_directives(paths.service_file)["TimeoutStartSec"][0]) < 600
+    assert int(unit_directives(paths.service.file)["TimeoutStartSec"][0]) < 600
 
 
 def test_verify_rejects_a_missing_executable(manager: service.ManagerService) -> None:
@@ -191,7 +191,7 @@ def test_verify_rejects_a_missing_executable(manager: service.ManagerService) ->
     broken.ensure_units(10)
 
     completed = subprocess.run(
-        [SYSTEMD_ANALYZE, "verify", str(manager.paths.service_file)],
+        [SYSTEMD_ANALYZE, "verify", str(manager.paths.service.file)],
         capture_output=True,
         text=True,
         check=False,
@@ -218,7 +218,7 @@ def test_exec_start_reconciles_for_real(
     assert manager.ensure_config(manager_config(emulator, paths), TEST_TOKEN)
     assert TEST_TOKEN not in paths.config_file.read_text()
     manager.ensure_units(10)
-    argv, env = exec_start(paths.service_file)
+    argv, env = exec_start(paths.service.file)
     assert argv[0] == sys.executable
     assert argv[-1] == "reconcile"
     assert env["PYTHONPATH"].split(":") == [
@@ -265,17 +265,17 @@ def test_replenisher_unit_passes_systemd_analyze_verify(manager: service.Manager
     paths = manager.paths
 
     completed = subprocess.run(
-        [SYSTEMD_ANALYZE, "verify", str(paths.replenish_file)],
+        [SYSTEMD_ANALYZE, "verify", str(paths.replenish.file)],
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
     )
 
-    ours = [line for line in completed.stderr.splitlines() if paths.replenish_name in line]
+    ours = [line for line in completed.stderr.splitlines() if paths.replenish.stem in line]
     assert completed.returncode == 0, completed.stderr
     assert ours == []
-    directives = unit_directives(paths.replenish_file)
+    directives = unit_directives(paths.replenish.file)
     assert directives["Restart"] == ["on-failure"]
     assert directives["Type"] == ["simple"]
 
@@ -295,7 +295,7 @@ def test_replenisher_exec_start_fills_the_fleet_and_stops_on_sigterm(
     paths = manager.paths
     manager.ensure_config(manager_config(emulator, paths), TEST_TOKEN)
     manager.ensure_replenisher()
-    argv, env = exec_start(paths.replenish_file)
+    argv, env = exec_start(paths.replenish.file)
     assert argv[-1] == "replenish"
 
     # The command systemd runs; then systemd's stop (SIGTERM).
@@ -325,7 +325,7 @@ def test_replenisher_exec_start_fills_the_fleet_and_stops_on_sigterm(
         if process.poll() is None:
             process.kill()
             process.wait(30)
-        reconcile_argv, _ = exec_start(paths.replenish_file)
+        reconcile_argv, _ = exec_start(paths.replenish.file)
         flush = [*reconcile_argv[:-1], "flush", "--busy", "--no-reconcile"]
         code, document, stderr = run(flush, env)
     assert code == 0, (document, stderr[-3000:])

@@ -24,8 +24,8 @@ import pylxd.exceptions
 import pytest
 import yaml
 
+import command
 import firewall
-import host
 
 from .conftest import IMAGE, wait_for_boot
 
@@ -38,13 +38,13 @@ IP = shutil.which("ip") or "/usr/sbin/ip"
 
 
 def lxc(*args: str) -> str:
-    return host.run_command([LXC, *args], timeout=120)
+    return command.run_command([LXC, *args], timeout=120)
 
 
 def _remove_bridge_and_acl() -> None:
-    with contextlib.suppress(host.CommandError):
+    with contextlib.suppress(command.CommandError):
         lxc("network", "delete", BRIDGE)
-    with contextlib.suppress(host.CommandError):
+    with contextlib.suppress(command.CommandError):
         lxc("network", "acl", "delete", ACL)
 
 
@@ -88,7 +88,7 @@ def fw(bridge: str) -> firewall.Firewall:
 
 def acl_chain(bridge: str, prefix: str = "acl") -> list[str]:
     """The rules of one of LXD's chains for the bridge, from `nft list ruleset`."""
-    ruleset = host.run_command([NFT, "list", "ruleset"], timeout=60)
+    ruleset = command.run_command([NFT, "list", "ruleset"], timeout=60)
     match = re.search(rf"chain {prefix}\.{bridge} \{{\n(.*?)\n\t\}}", ruleset, re.DOTALL)
     assert match, f"no chain {prefix}.{bridge} in the nftables ruleset:\n{ruleset}"
     return [line.strip() for line in match.group(1).splitlines() if line.strip()]
@@ -105,7 +105,7 @@ def rejects(chain: list[str], bridge: str) -> list[str]:
 
 
 def host_addresses() -> list[str]:
-    output = host.run_command([IP, "-4", "-o", "address", "show"], timeout=30)
+    output = command.run_command([IP, "-4", "-o", "address", "show"], timeout=30)
     addresses = {line.split()[3].split("/")[0] for line in output.splitlines()}
     return sorted(
         (a for a in addresses if not ipaddress.IPv4Address(a).is_loopback),
@@ -227,5 +227,5 @@ def test_denylist_change_keeps_running_instances(
     instance.sync()
     assert instance.status == "Running"
     assert pid_start(instance) == before
-    links = host.run_command([IP, "-o", "link", "show", "master", bridge], timeout=30)
+    links = command.run_command([IP, "-o", "link", "show", "master", bridge], timeout=30)
     assert f" {veth}@" in links

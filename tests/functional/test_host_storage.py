@@ -23,7 +23,9 @@ import pylxd.exceptions
 import pytest
 import yaml
 
+import command
 import host
+import storage
 
 from .conftest import IMAGE, PROJECT, wait_for_boot
 
@@ -33,7 +35,7 @@ BTRFS = shutil.which("btrfs") or "/usr/bin/btrfs"
 
 
 def lxc(*args: str) -> str:
-    return host.run_command([LXC, *args], timeout=300)
+    return command.run_command([LXC, *args], timeout=300)
 
 
 def mounts() -> list[tuple[str, str, str, str]]:
@@ -76,7 +78,7 @@ def storage_host(tmp_path: Path) -> Iterator[host.Host]:
     try:
         yield runner_host
     finally:
-        with contextlib.suppress(host.HostError):
+        with contextlib.suppress(command.HostError):
             lxc("storage", "delete", pool)
         for path in lxd_pool_mounts(pool):
             with contextlib.suppress(subprocess.CalledProcessError):
@@ -86,10 +88,12 @@ def storage_host(tmp_path: Path) -> Iterator[host.Host]:
                 with contextlib.suppress(subprocess.CalledProcessError):
                     unmount(path)
         for image in root.glob("*/lxd-pool.img"):
-            loops = host.run_command(["/usr/sbin/losetup", "-j", str(image)], timeout=30)
+            loops = command.run_command(["/usr/sbin/losetup", "-j", str(image)], timeout=30)
             for line in loops.splitlines():
-                with contextlib.suppress(host.HostError):
-                    host.run_command(["/usr/sbin/losetup", "-d", line.split(":")[0]], timeout=30)
+                with contextlib.suppress(command.HostError):
+                    command.run_command(
+                        ["/usr/sbin/losetup", "-d", line.split(":")[0]], timeout=30
+                    )
         assert pool not in lxc("storage", "list", "--format", "csv"), f"pool {pool} left over"
 
 
@@ -151,7 +155,7 @@ def test_memory_pool_is_btrfs_in_the_tmpfs_and_survives_resize_and_reboot(
     image, mount = ram / "lxd-pool.img", ram / "lxd-pool"
 
     # A first reconciliation makes the tmpfs, the loop file and the pool.
-    assert storage_host.ensure_runner_storage(host.MEMORY, 2 * GIB)
+    assert storage_host.ensure_runner_storage(storage.MEMORY, 2 * GIB)
 
     info = pool_info(pool)
     assert (info["driver"], info["config"]["source"]) == ("btrfs", str(mount))
@@ -159,19 +163,19 @@ def test_memory_pool_is_btrfs_in_the_tmpfs_and_survives_resize_and_reboot(
     assert tmpfs is not None and tmpfs[2] == "tmpfs" and "size=2097152k" in tmpfs[3]
     assert btrfs is not None and btrfs[2] == "btrfs" and btrfs[0].startswith("/dev/loop")
     assert image.stat().st_size == 2 * GIB
-    assert storage_host.runner_storage_in_use() == host.MEMORY
-    assert not storage_host.ensure_runner_storage(host.MEMORY, 2 * GIB)
+    assert storage_host.runner_storage_in_use() == storage.MEMORY
+    assert not storage_host.ensure_runner_storage(storage.MEMORY, 2 * GIB)
 
     # A runner's root is a copy-on-write snapshot of the image volume, not a copy.
     instance = launch_on(pool)
     assert instance.status == "Running"
     subvolume = mount / "containers" / f"{PROJECT}_{instance.name}"
-    shown = host.run_command([BTRFS, "subvolume", "show", str(subvolume)], timeout=60)
+    shown = command.run_command([BTRFS, "subvolume", "show", str(subvolume)], timeout=60)
     parent = next(line for line in shown.splitlines() if "Parent UUID:" in line)
     assert parent.split(":", 1)[1].strip() not in ("", "-"), shown
 
     # More runners: the tmpfs, the loop file and the file system grow under the running runner.
-    assert storage_host.ensure_runner_storage(host.MEMORY, 3 * GIB)
+    assert storage_host.ensure_runner_storage(storage.MEMORY, 3 * GIB)
 
     assert image.stat().st_size == 3 * GIB
     stats = os.statvfs(mount)
@@ -185,7 +189,7 @@ def test_memory_pool_is_btrfs_in_the_tmpfs_and_survives_resize_and_reboot(
     simulate_reboot(pool, ram.parent)
     assert mount_at(ram) is None
 
-    assert storage_host.ensure_runner_storage(host.MEMORY, 2 * GIB)
+    assert storage_host.ensure_runner_storage(storage.MEMORY, 2 * GIB)
 
     info = pool_info(pool)
     assert (info["driver"], info["config"]["source"]) == ("btrfs", str(mount))
@@ -208,19 +212,19 @@ def test_juju_storage_pool_is_remounted_after_a_reboot(
     juju = tmp_path / "storage" / "juju"
     mount = juju / "lxd-pool"
 
-    assert storage_host.ensure_runner_storage(host.JUJU_STORAGE, 2 * GIB)
+    assert storage_host.ensure_runner_storage(storage.JUJU_STORAGE, 2 * GIB)
 
     info = pool_info(pool)
     assert (info["driver"], info["config"]["source"]) == ("btrfs", str(mount))
     assert (juju / "lxd-pool.img").stat().st_size == 2 * GIB
-    assert storage_host.runner_storage_in_use() == host.JUJU_STORAGE
+    assert storage_host.runner_storage_in_use() == storage.JUJU_STORAGE
     filesystem = os.statvfs(mount).f_fsid
 
     # A reboot unmounts the loop file, which stays on the Juju storage.
     simulate_reboot(pool, juju.parent)
     assert mount_at(mount) is None
 
-    assert storage_host.ensure_runner_storage(host.JUJU_STORAGE, 2 * GIB)
+    assert storage_host.ensure_runner_storage(storage.JUJU_STORAGE, 2 * GIB)
 
     # The same file system is back (no new one was made), and the pool was kept.
     assert os.statvfs(mount).f_fsid == filesystem

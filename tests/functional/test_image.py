@@ -607,7 +607,7 @@ def test_image_units_pass_systemd_analyze_verify(tmp_path: Path, config: Manager
 
     assert manager.ensure_image_units(config)
     completed = subprocess.run(
-        [SYSTEMD_ANALYZE, "verify", str(paths.image_service_file), str(paths.image_timer_file)],
+        [SYSTEMD_ANALYZE, "verify", str(paths.image_service.file), str(paths.image_timer.file)],
         capture_output=True,
         text=True,
         check=False,
@@ -615,11 +615,13 @@ def test_image_units_pass_systemd_analyze_verify(tmp_path: Path, config: Manager
     )
 
     assert completed.returncode == 0, completed.stderr
-    assert [line for line in completed.stderr.splitlines() if paths.image_name in line] == []
-    timer = unit_directives(paths.image_timer_file)
+    assert [
+        line for line in completed.stderr.splitlines() if paths.image_service.stem in line
+    ] == []
+    timer = unit_directives(paths.image_timer.file)
     assert timer["OnCalendar"] == ["00/6:00"]
     assert timer["Persistent"] == ["true"]
-    service_directives = unit_directives(paths.image_service_file)
+    service_directives = unit_directives(paths.image_service.file)
     assert service_directives["ExecStart"][0].endswith(" build-image")
     assert service_directives["ExecStart"][0].startswith(sys.executable)
     assert int(service_directives["TimeoutStartSec"][0]) > config.image.timeout

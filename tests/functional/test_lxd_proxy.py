@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+import command
 import host
 from github_runner_manager.errors import LxdError
 from github_runner_manager.lxd import InstanceSpec, PylxdClient
@@ -76,7 +77,7 @@ class RefusingProxy:
 
 
 def lxd_config() -> dict[str, Any]:
-    return json.loads(host.run_command([LXC, "query", "/1.0"], timeout=60))["config"]
+    return json.loads(command.run_command([LXC, "query", "/1.0"], timeout=60))["config"]
 
 
 @pytest.fixture
@@ -88,9 +89,9 @@ def saved_lxd_proxy() -> Iterator[None]:
     finally:
         for key, value in saved.items():
             if value:
-                host.run_command([LXC, "config", "set", key, value], timeout=60)
+                command.run_command([LXC, "config", "set", key, value], timeout=60)
             elif lxd_config().get(key):
-                host.run_command([LXC, "config", "unset", key], timeout=60)
+                command.run_command([LXC, "config", "unset", key], timeout=60)
 
 
 def test_the_daemon_pulls_images_through_the_model_proxy(

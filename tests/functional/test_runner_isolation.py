@@ -23,6 +23,7 @@ import pylxd
 import pylxd.exceptions
 import pytest
 
+import command
 import host
 from github_runner_manager.lxd import NIC_ISOLATION, InstanceSpec, PylxdClient
 from github_runner_manager.models import InstanceType
@@ -89,7 +90,7 @@ print("sent")
 
 
 def lxc(*args: str) -> str:
-    return host.run_command([LXC, *args], timeout=120)
+    return command.run_command([LXC, *args], timeout=120)
 
 
 @pytest.fixture
@@ -110,7 +111,7 @@ def bridge_profile(lxd_client: pylxd.Client) -> Iterator[str]:
             with contextlib.suppress(pylxd.exceptions.LXDAPIException):
                 lxd_client.profiles.get(profile).delete()
     finally:
-        with contextlib.suppress(host.CommandError):
+        with contextlib.suppress(command.CommandError):
             lxc("network", "delete", bridge)
 
 

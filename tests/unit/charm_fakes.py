@@ -17,8 +17,9 @@ from typing import Any
 import yaml
 from ops import testing
 
-import host
+import command
 import service
+import storage
 from charm import GithubRunnerCharm
 from github_runner_manager.config import ManagerConfig
 from github_runner_manager.report import Report
@@ -45,13 +46,14 @@ class FakeHost:
         # The host's calls when the firewall was first applied: the host is prepared first.
         self.calls_before_firewall: list[str] | None = None
         self.app = app
-        self.storage_pool = host.scoped_name(app) if app else host.LEGACY_STORAGE_POOL
+        self.storage_pool = command.scoped_name(app) if app else storage.LEGACY_STORAGE_POOL
         self.lxd_proxy: tuple[str | None, str | None, str | None] = (None, None, None)
+        self.rotated_log: Path | None = None
 
     def for_app(self, app: str | None = None) -> FakeHost:
         """Stand in for `host.Host(app=...)`: the pool is the application's own."""
         self.app = app
-        self.storage_pool = host.scoped_name(app) if app else host.LEGACY_STORAGE_POOL
+        self.storage_pool = command.scoped_name(app) if app else storage.LEGACY_STORAGE_POOL
         return self
 
     def machine(self) -> str:
@@ -72,15 +74,20 @@ class FakeHost:
         return self.storage_in_use
 
     def check_storage(self, kind: str, required: int) -> None:
-        total = self.memory if kind == host.MEMORY else self.juju_storage
+        total = self.memory if kind == storage.MEMORY else self.juju_storage
         if required > total:
-            raise host.StorageTooSmallError(
+            raise storage.StorageTooSmallError(
                 f"runner-storage: the runners need {required} bytes but {kind} has {total}"
             )
 
-    def ensure_logrotate(self) -> bool:
+    def ensure_logrotate(self, log_path: Path) -> bool:
         self.calls.append("ensure_logrotate")
+        self.rotated_log = log_path
         return False
+
+    def firewall_for(self, app: str | None) -> FakeFirewall:
+        """Stand in for `firewall.Firewall.for_app(app)`: this fake records what it applies."""
+        return FakeFirewall(self)
 
     def ensure_firewall(self, denylist: Iterable[ipaddress.IPv4Network]) -> bool:
         if self.calls_before_firewall is None:
@@ -103,6 +110,16 @@ class FakeHost:
         self.storage = (kind, required)
         self.storage_in_use = kind
         return changed
+
+
+class FakeFirewall:
+    """The charm's `firewall.Firewall`, recording into the host fake."""
+
+    def __init__(self, host: FakeHost) -> None:
+        self._host = host
+
+    def ensure(self, denylist: Iterable[ipaddress.IPv4Network]) -> bool:
+        return self._host.ensure_firewall(denylist)
 
 
 class FakeManagerService:

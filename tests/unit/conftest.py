@@ -101,6 +101,7 @@ def fake_host(monkeypatch: pytest.MonkeyPatch) -> FakeHost:
     """The charm's host layer, in memory."""
     fake = FakeHost()
     monkeypatch.setattr(charm.host, "Host", fake.for_app)
+    monkeypatch.setattr(charm.firewall.Firewall, "for_app", fake.firewall_for)
     return fake
 
 

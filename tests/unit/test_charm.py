@@ -14,8 +14,9 @@ import pytest
 from ops import testing
 
 import charm
+import command
 import firewall
-import host
+import storage
 
 from .charm_fakes import FakeHost, FakeManagerService, make_report, report_result, result
 
@@ -237,7 +238,7 @@ def test_install_prepares_host_and_writes_manager_config(
     assert cfg.github.token is None
     assert cfg.github.token_file == manager.paths.token_file
     assert cfg.report_file == manager.paths.report_file
-    assert cfg.lxd.storage_pool == host.scoped_name("github-runner") == fake_host.storage_pool
+    assert cfg.lxd.storage_pool == command.scoped_name("github-runner") == fake_host.storage_pool
     assert cfg.runners.labels == ("gpu", "large")
     assert (cfg.runners.containers, cfg.runners.virtual_machines) == (2, 1)
     assert cfg.dockerhub_mirror == "https://mirror.example.com"
@@ -659,7 +660,9 @@ def test_foreign_runner_pool_blocks(
     """
 
     def conflict(kind: str, required: int) -> bool:
-        raise host.StorageError("the LXD storage pool runner exists on /srv, not on /storage/juju")
+        raise storage.StorageError(
+            "the LXD storage pool runner exists on /srv, not on /storage/juju"
+        )
 
     monkeypatch.setattr(fake_host, "ensure_runner_storage", conflict)
 
@@ -680,7 +683,7 @@ def test_host_failure_is_maintenance_and_retried(
     assert: Maintenance "preparing the host failed, retrying:" with the reason; no manager config.
     """
     fake_host.installed = False
-    fake_host.ensure_error = host.HostError("cannot install LXD: store unreachable")
+    fake_host.ensure_error = command.HostError("cannot install LXD: store unreachable")
 
     out = run(ctx, ctx.on.install(), config=VALID)
 
@@ -700,7 +703,7 @@ def test_invalid_config_wins_over_a_host_failure(
     assert: Blocked naming vm-cpu.
     """
     fake_host.installed = False
-    fake_host.ensure_error = host.HostError("cannot install LXD: store unreachable")
+    fake_host.ensure_error = command.HostError("cannot install LXD: store unreachable")
 
     out = run(ctx, ctx.on.install(), config={**VALID, "vm-cpu": 0})
 
@@ -1398,7 +1401,7 @@ def test_action_fails_when_the_host_cannot_be_inspected(
     """
 
     def timeout() -> None:
-        raise host.HostError("`/snap/bin/lxc storage show` did not finish within 60s")
+        raise command.HostError("`/snap/bin/lxc storage show` did not finish within 60s")
 
     monkeypatch.setattr(FakeHost, "runner_storage_in_use", lambda self: timeout())
 
@@ -1589,3 +1592,18 @@ def test_test_mode_insecure_makes_container_runners_privileged(
 
     assert manager.config is not None
     assert manager.config.runners.privileged is privileged
+
+
+def test_logrotate_rotates_the_metrics_log_the_manager_writes(
+    ctx: testing.Context, fake_host: FakeHost, manager: FakeManagerService
+) -> None:
+    """The rotated log is the one the manager's configuration names.
+
+    arrange: a valid configuration.
+    act: config-changed.
+    assert: logrotate is set up for the metrics log of the manager's configuration.
+    """
+    run(ctx, ctx.on.config_changed(), config=VALID)
+
+    assert manager.config is not None
+    assert fake_host.rotated_log == manager.config.metrics.log_path

@@ -21,6 +21,7 @@ import pytest
 from ops import testing
 
 import charm
+import command
 import host
 import service
 
@@ -48,7 +49,7 @@ class RecordingRunner:
         for prefix, answer in self.answers.items():
             if key.startswith(prefix):
                 return answer
-        raise host.CommandError(f"`{key}` is not expected", 1, "not expected")
+        raise command.CommandError(f"`{key}` is not expected", 1, "not expected")
 
 
 def real_host(tmp_path: Path, runner: RecordingRunner, app: str | None = None) -> host.Host:
@@ -160,7 +161,7 @@ def test_update_status_retries_after_a_host_failure(
     assert: the manager is configured with its timer active, and the status is no longer
         Maintenance.
     """
-    fake_host.ensure_error = host.HostError("lxd waitready timed out")
+    fake_host.ensure_error = command.HostError("lxd waitready timed out")
     failed = run(ctx, ctx.on.config_changed(), testing.State(config=VALID))
     assert isinstance(failed.unit_status, ops.MaintenanceStatus)
     fake_host.ensure_error = None

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+import command
 import firewall
-import host
 
 NET = ipaddress.IPv4Network
 
@@ -29,7 +29,7 @@ class FakeLxd:
         self.addresses = [("lo", "127.0.0.1", "host"), ("eth0", "192.0.2.2", "global")]
         self.commands: list[tuple[str, ...]] = []
         self.inputs: list[str | None] = []
-        self.failures: dict[tuple[str, ...], host.CommandError] = {}
+        self.failures: dict[tuple[str, ...], command.CommandError] = {}
 
     def __call__(self, argv: Any, *, input_text: str | None = None, timeout: float = 0.0) -> str:
         assert Path(argv[0]).is_absolute()
@@ -61,7 +61,7 @@ class FakeLxd:
         match args:
             case ("network", "show", name):
                 if name not in self.networks:
-                    raise host.CommandError("no network", 1, "Error: Network not found")
+                    raise command.CommandError("no network", 1, "Error: Network not found")
                 return yaml.safe_dump({"name": name, "config": self.networks[name]})
             case ("network", "set", name, *pairs):
                 for pair in pairs:
@@ -70,7 +70,7 @@ class FakeLxd:
                 return ""
             case ("network", "acl", "show", name):
                 if name not in self.acls:
-                    raise host.CommandError("no acl", 1, "Error: Network ACL not found")
+                    raise command.CommandError("no acl", 1, "Error: Network ACL not found")
                 return yaml.safe_dump({"name": name, **self.acls[name], "used_by": []})
             case ("network", "acl", "create", name):
                 self.acls[name] = {"description": "", "egress": [], "ingress": [], "config": {}}
@@ -383,7 +383,7 @@ def test_missing_bridge_is_a_host_error(fw: firewall.Firewall, lxd: FakeLxd) -> 
     """
     del lxd.networks["lxdbr0"]
 
-    with pytest.raises(host.HostError, match="cannot read the LXD network lxdbr0"):
+    with pytest.raises(command.HostError, match="cannot read the LXD network lxdbr0"):
         fw.apply([])
 
 
@@ -394,7 +394,7 @@ def test_acl_that_cannot_be_read_is_not_created(fw: firewall.Firewall, lxd: Fake
     act: apply an empty denylist.
     assert: a FirewallError says it cannot read the ACL, and nothing was written.
     """
-    lxd.failures[("network", "acl", "show")] = host.CommandError(
+    lxd.failures[("network", "acl", "show")] = command.CommandError(
         "timeout", 1, "Error: Get http://unix.socket/1.0: EOF"
     )
 
@@ -411,7 +411,7 @@ def test_rules_lxd_refuses_are_a_firewall_error(fw: firewall.Firewall, lxd: Fake
     act: apply an empty denylist.
     assert: a FirewallError says it cannot write the LXD network ACL.
     """
-    lxd.failures[("network", "acl", "edit")] = host.CommandError(
+    lxd.failures[("network", "acl", "edit")] = command.CommandError(
         "bad", 1, "Error: Invalid egress rule 2"
     )
 
@@ -428,7 +428,7 @@ def test_bridge_that_refuses_the_acl_is_a_firewall_error(
     act: apply an empty denylist.
     assert: a FirewallError says it cannot attach the ACL github-runner.
     """
-    lxd.failures[("network", "set")] = host.CommandError("bad", 1, "Error: not supported")
+    lxd.failures[("network", "set")] = command.CommandError("bad", 1, "Error: not supported")
 
     with pytest.raises(firewall.FirewallError, match="cannot attach the ACL github-runner"):
         fw.apply([])
@@ -468,7 +468,7 @@ def test_failing_ip_is_a_firewall_error(fw: firewall.Firewall, lxd: FakeLxd) -> 
     act: apply an empty denylist.
     assert: a FirewallError says it cannot list the host's addresses.
     """
-    lxd.failures[("-4",)] = host.CommandError("bad", 1, "boom")
+    lxd.failures[("-4",)] = command.CommandError("bad", 1, "boom")
 
     with pytest.raises(firewall.FirewallError, match="cannot list the host's addresses"):
         fw.apply([])

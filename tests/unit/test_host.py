@@ -15,7 +15,10 @@ import pytest
 import yaml
 from charmlibs import snap
 
+import command
+import firewall
 import host
+import storage
 
 GIB = 1024**3
 
@@ -67,7 +70,7 @@ class Machine:
         self.install_error: Exception | None = None
         self.commands.answers[("query", "/1.0/storage-pools")] = '["/1.0/storage-pools/default"]'
         self.commands.answers[("query", "/1.0/networks?recursion=1")] = "[]"
-        self.commands.answers[("storage", "show", "runner")] = host.CommandError(
+        self.commands.answers[("storage", "show", "runner")] = command.CommandError(
             "no pool", 1, "Error: Storage pool not found"
         )
         self.host = host.Host(
@@ -84,6 +87,9 @@ class Machine:
             install_debs=self.install_debs,
             modules_load_dir=root / "modules-load.d",
             lxd_proxy_record=root / "lxd-proxy.json",
+        )
+        self.firewall = firewall.Firewall.for_app(
+            None, self.commands, binary_dirs=(self.bin, root / "usr-bin"), tool_dirs=(self.sbin,)
         )
 
     def install_lxd(self) -> None:
@@ -266,7 +272,7 @@ def test_snap_failure_is_a_host_error(machine: Machine) -> None:
         "snap not found", kind="snap-not-found", value=None, status_code=404
     )
 
-    with pytest.raises(host.HostError, match="cannot install LXD"):
+    with pytest.raises(command.HostError, match="cannot install LXD"):
         machine.host.ensure_lxd()
 
 
@@ -284,7 +290,7 @@ def test_installed_lxd_without_commands_is_a_host_error(machine: Machine) -> Non
         install_snap=lambda name, channel: None,
     )
 
-    with pytest.raises(host.HostError, match="commands are missing"):
+    with pytest.raises(command.HostError, match="commands are missing"):
         machine.host.ensure_lxd()
 
 
@@ -343,7 +349,7 @@ def test_memory_storage_fits_in_memory(machine: Machine) -> None:
     act: check memory storage of 64GiB.
     assert: no error is raised.
     """
-    machine.host.check_storage(host.MEMORY, 64 * GIB)
+    machine.host.check_storage(storage.MEMORY, 64 * GIB)
 
 
 def test_memory_storage_bigger_than_memory_is_refused(machine: Machine) -> None:
@@ -355,8 +361,8 @@ def test_memory_storage_bigger_than_memory_is_refused(machine: Machine) -> None:
     """
     machine.meminfo(16 * GIB)
 
-    with pytest.raises(host.StorageTooSmallError) as error:
-        machine.host.check_storage(host.MEMORY, 40 * GIB)
+    with pytest.raises(storage.StorageTooSmallError) as error:
+        machine.host.check_storage(storage.MEMORY, 40 * GIB)
 
     assert str(error.value) == (
         "runner-storage: memory needs a 40GiB tmpfs for the runners' disks but the machine "
@@ -373,8 +379,8 @@ def test_meminfo_without_total_is_a_host_error(machine: Machine) -> None:
     """
     (machine.proc / "meminfo").write_text("MemFree: 1 kB\n")
 
-    with pytest.raises(host.HostError):
-        machine.host.check_storage(host.MEMORY, GIB)
+    with pytest.raises(command.HostError):
+        machine.host.check_storage(storage.MEMORY, GIB)
 
 
 def test_juju_storage_must_exist(machine: Machine) -> None:
@@ -384,8 +390,8 @@ def test_juju_storage_must_exist(machine: Machine) -> None:
     act: check juju-storage of 1GiB.
     assert: StorageTooSmallError saying the runner storage is needed.
     """
-    with pytest.raises(host.StorageTooSmallError, match="needs the runner storage"):
-        machine.host.check_storage(host.JUJU_STORAGE, GIB)
+    with pytest.raises(storage.StorageTooSmallError, match="needs the runner storage"):
+        machine.host.check_storage(storage.JUJU_STORAGE, GIB)
 
 
 def test_juju_storage_too_small_is_refused(machine: Machine) -> None:
@@ -398,8 +404,8 @@ def test_juju_storage_too_small_is_refused(machine: Machine) -> None:
     machine.juju.mkdir(parents=True)
     machine.disk = 25 * GIB
 
-    with pytest.raises(host.StorageTooSmallError) as error:
-        machine.host.check_storage(host.JUJU_STORAGE, 30 * GIB)
+    with pytest.raises(storage.StorageTooSmallError) as error:
+        machine.host.check_storage(storage.JUJU_STORAGE, 30 * GIB)
 
     assert "need 30GiB" in str(error.value)
     assert "holds 25GiB" in str(error.value)
@@ -415,7 +421,7 @@ def test_juju_storage_that_fits(machine: Machine) -> None:
     """
     machine.juju.mkdir(parents=True)
 
-    machine.host.check_storage(host.JUJU_STORAGE, 100 * GIB)
+    machine.host.check_storage(storage.JUJU_STORAGE, 100 * GIB)
 
 
 def test_memory_storage_mounts_tmpfs_and_creates_pool(machine: Machine) -> None:
@@ -428,7 +434,7 @@ def test_memory_storage_mounts_tmpfs_and_creates_pool(machine: Machine) -> None:
     """
     machine.install_lxd()
 
-    changed = machine.host.ensure_runner_storage(host.MEMORY, 20 * GIB)
+    changed = machine.host.ensure_runner_storage(storage.MEMORY, 20 * GIB)
 
     assert changed
     assert machine.ram.is_dir()
@@ -450,7 +456,7 @@ def test_memory_storage_already_right_changes_nothing(machine: Machine) -> None:
     machine.mounts(f"tmpfs {machine.ram} tmpfs rw,relatime,size=20971520k 0 0\n")
     machine.pool(machine.ram)
 
-    changed = machine.host.ensure_runner_storage(host.MEMORY, 20 * GIB)
+    changed = machine.host.ensure_runner_storage(storage.MEMORY, 20 * GIB)
 
     assert not changed
     assert machine.commands.names() == [("lxc", "storage", "show", "runner")]
@@ -467,7 +473,7 @@ def test_memory_storage_is_resized_by_remount(machine: Machine) -> None:
     machine.mounts(f"tmpfs {machine.ram} tmpfs rw,size=10485760k,mode=755 0 0\n")
     machine.pool(machine.ram)
 
-    changed = machine.host.ensure_runner_storage(host.MEMORY, 30 * GIB)
+    changed = machine.host.ensure_runner_storage(storage.MEMORY, 30 * GIB)
 
     assert changed
     assert machine.commands.names()[1] == (
@@ -489,10 +495,10 @@ def test_tmpfs_that_cannot_shrink_yet_is_left_bigger(machine: Machine) -> None:
     machine.mounts(f"tmpfs {machine.ram} tmpfs rw,size=31457280k 0 0\n")
     machine.pool(machine.ram)
     machine.commands.answers[("-o", "remount,size=10485760k", str(machine.ram))] = (
-        host.CommandError("busy", 32, "mount: /storage/ram: mount point is busy")
+        command.CommandError("busy", 32, "mount: /storage/ram: mount point is busy")
     )
 
-    changed = machine.host.ensure_runner_storage(host.MEMORY, 10 * GIB)
+    changed = machine.host.ensure_runner_storage(storage.MEMORY, 10 * GIB)
 
     assert not changed
 
@@ -507,11 +513,11 @@ def test_tmpfs_that_cannot_grow_is_a_host_error(machine: Machine) -> None:
     machine.install_lxd()
     machine.mounts(f"tmpfs {machine.ram} tmpfs rw,size=10485760k 0 0\n")
     machine.commands.answers[("-o", "remount,size=31457280k", str(machine.ram))] = (
-        host.CommandError("no", 32, "mount: no memory")
+        command.CommandError("no", 32, "mount: no memory")
     )
 
-    with pytest.raises(host.CommandError):
-        machine.host.ensure_runner_storage(host.MEMORY, 30 * GIB)
+    with pytest.raises(command.CommandError):
+        machine.host.ensure_runner_storage(storage.MEMORY, 30 * GIB)
 
 
 def test_tmpfs_without_size_is_resized(machine: Machine) -> None:
@@ -525,7 +531,7 @@ def test_tmpfs_without_size_is_resized(machine: Machine) -> None:
     machine.mounts(f"tmpfs {machine.ram} tmpfs rw,relatime 0 0\n")
     machine.pool(machine.ram)
 
-    assert machine.host.ensure_runner_storage(host.MEMORY, GIB)
+    assert machine.host.ensure_runner_storage(storage.MEMORY, GIB)
 
 
 def test_juju_storage_pool(machine: Machine) -> None:
@@ -537,7 +543,7 @@ def test_juju_storage_pool(machine: Machine) -> None:
     """
     machine.install_lxd()
 
-    changed = machine.host.ensure_runner_storage(host.JUJU_STORAGE, 20 * GIB)
+    changed = machine.host.ensure_runner_storage(storage.JUJU_STORAGE, 20 * GIB)
 
     assert changed
     assert machine.juju.is_dir()
@@ -561,8 +567,8 @@ def test_pool_on_another_source_is_a_host_error(machine: Machine) -> None:
     machine.install_lxd()
     machine.pool(machine.ram)
 
-    with pytest.raises(host.StorageError, match=r"exists on .*ram, not on .*juju"):
-        machine.host.ensure_runner_storage(host.JUJU_STORAGE, GIB)
+    with pytest.raises(storage.StorageError, match=r"exists on .*ram, not on .*juju"):
+        machine.host.ensure_runner_storage(storage.JUJU_STORAGE, GIB)
 
 
 def test_storage_pool_without_lxd_is_a_host_error(machine: Machine) -> None:
@@ -572,8 +578,8 @@ def test_storage_pool_without_lxd_is_a_host_error(machine: Machine) -> None:
     act: ensure juju-storage.
     assert: HostError saying LXD is not installed.
     """
-    with pytest.raises(host.HostError, match="LXD is not installed"):
-        machine.host.ensure_runner_storage(host.JUJU_STORAGE, GIB)
+    with pytest.raises(command.HostError, match="LXD is not installed"):
+        machine.host.ensure_runner_storage(storage.JUJU_STORAGE, GIB)
 
 
 def test_dir_pool_that_lost_its_content_is_recreated(machine: Machine) -> None:
@@ -588,7 +594,7 @@ def test_dir_pool_that_lost_its_content_is_recreated(machine: Machine) -> None:
     machine.pool(machine.ram)
     (machine.ram / "containers").rmdir()
 
-    changed = machine.host.ensure_runner_storage(host.MEMORY, 20 * GIB)
+    changed = machine.host.ensure_runner_storage(storage.MEMORY, 20 * GIB)
 
     assert changed
     assert machine.commands.names()[-2:] == [
@@ -632,7 +638,7 @@ def test_memory_storage_gets_a_btrfs_pool_on_a_loop_file(machine: Machine) -> No
     machine.enable_btrfs()
     image, mount = machine.ram / "lxd-pool.img", machine.ram / "lxd-pool"
 
-    changed = machine.host.ensure_runner_storage(host.MEMORY, 20 * GIB)
+    changed = machine.host.ensure_runner_storage(storage.MEMORY, 20 * GIB)
 
     assert changed
     assert machine.commands.names() == [
@@ -660,7 +666,7 @@ def test_juju_storage_gets_a_btrfs_pool_on_a_loop_file(machine: Machine) -> None
     machine.enable_btrfs()
     image, mount = machine.juju / "lxd-pool.img", machine.juju / "lxd-pool"
 
-    machine.host.ensure_runner_storage(host.JUJU_STORAGE, 30 * GIB)
+    machine.host.ensure_runner_storage(storage.JUJU_STORAGE, 30 * GIB)
 
     assert machine.commands.names()[1:] == [
         ("mkfs.btrfs", "-q", "-m", "single", str(image)),
@@ -679,7 +685,7 @@ def test_pool_name_is_injectable(tmp_path: Path) -> None:
     """
     machine = Machine(tmp_path)
     machine.install_lxd()
-    machine.commands.answers[("storage", "show", "grt-test")] = host.CommandError(
+    machine.commands.answers[("storage", "show", "grt-test")] = command.CommandError(
         "no pool", 1, "Error: Storage pool not found"
     )
     machine.host = host.Host(
@@ -691,7 +697,7 @@ def test_pool_name_is_injectable(tmp_path: Path) -> None:
         proc_dir=machine.proc,
     )
 
-    machine.host.ensure_runner_storage(host.MEMORY, GIB)
+    machine.host.ensure_runner_storage(storage.MEMORY, GIB)
 
     assert machine.commands.names()[-1] == (
         "lxc",
@@ -715,10 +721,10 @@ def test_btrfs_that_cannot_be_made_falls_back_to_dir(machine: Machine) -> None:
     machine.enable_btrfs()
     image, mount = machine.ram / "lxd-pool.img", machine.ram / "lxd-pool"
     machine.commands.answers[("-o", "loop,discard=async", str(image), str(mount))] = (
-        host.CommandError("no loop", 32, "mount: failed to setup loop device")
+        command.CommandError("no loop", 32, "mount: failed to setup loop device")
     )
 
-    changed = machine.host.ensure_runner_storage(host.MEMORY, 20 * GIB)
+    changed = machine.host.ensure_runner_storage(storage.MEMORY, 20 * GIB)
 
     assert changed
     assert machine.commands.names()[-1] == (
@@ -756,7 +762,7 @@ def test_btrfs_pool_already_right_changes_nothing(machine: Machine) -> None:
     machine.add_mount(f"tmpfs {machine.ram} tmpfs rw,size=20971520k 0 0\n")
     btrfs_pool(machine, machine.ram, 20 * GIB)
 
-    changed = machine.host.ensure_runner_storage(host.MEMORY, 20 * GIB)
+    changed = machine.host.ensure_runner_storage(storage.MEMORY, 20 * GIB)
 
     assert not changed
     assert machine.commands.names() == [("lxc", "storage", "show", "runner")]
@@ -776,7 +782,7 @@ def test_btrfs_pool_grows_with_the_runners(machine: Machine) -> None:
     image = btrfs_pool(machine, machine.ram, 20 * GIB)
     mount = machine.ram / "lxd-pool"
 
-    changed = machine.host.ensure_runner_storage(host.MEMORY, 30 * GIB)
+    changed = machine.host.ensure_runner_storage(storage.MEMORY, 30 * GIB)
 
     assert changed
     assert machine.commands.names()[1:] == [
@@ -800,8 +806,8 @@ def test_growing_without_losetup_is_a_host_error(machine: Machine) -> None:
     machine.juju.mkdir(parents=True)
     btrfs_pool(machine, machine.juju, 20 * GIB)
 
-    with pytest.raises(host.HostError, match="the losetup command is missing"):
-        machine.host.ensure_runner_storage(host.JUJU_STORAGE, 30 * GIB)
+    with pytest.raises(command.HostError, match="the losetup command is missing"):
+        machine.host.ensure_runner_storage(storage.JUJU_STORAGE, 30 * GIB)
 
 
 def test_btrfs_pool_never_shrinks_and_keeps_its_tmpfs(machine: Machine) -> None:
@@ -817,7 +823,7 @@ def test_btrfs_pool_never_shrinks_and_keeps_its_tmpfs(machine: Machine) -> None:
     machine.add_mount(f"tmpfs {machine.ram} tmpfs rw,size=31457280k 0 0\n")
     image = btrfs_pool(machine, machine.ram, 30 * GIB)
 
-    changed = machine.host.ensure_runner_storage(host.MEMORY, 10 * GIB)
+    changed = machine.host.ensure_runner_storage(storage.MEMORY, 10 * GIB)
 
     assert not changed
     assert machine.commands.names() == [("lxc", "storage", "show", "runner")]
@@ -838,7 +844,7 @@ def test_memory_btrfs_pool_is_recreated_after_a_reboot(machine: Machine) -> None
     machine.pool(mount, driver="btrfs")
     (mount / "containers").rmdir()
 
-    changed = machine.host.ensure_runner_storage(host.MEMORY, 20 * GIB)
+    changed = machine.host.ensure_runner_storage(storage.MEMORY, 20 * GIB)
 
     assert changed
     assert machine.commands.names() == [
@@ -867,7 +873,7 @@ def test_juju_storage_btrfs_pool_is_remounted_after_a_reboot(machine: Machine) -
         machine.mounting(f"/dev/loop2 {mount} btrfs rw 0 0\n")
     )
 
-    changed = machine.host.ensure_runner_storage(host.JUJU_STORAGE, 20 * GIB)
+    changed = machine.host.ensure_runner_storage(storage.JUJU_STORAGE, 20 * GIB)
 
     assert changed
     assert machine.commands.names() == [
@@ -891,7 +897,7 @@ def test_remounted_btrfs_pool_grows_when_runners_were_added(machine: Machine) ->
         machine.mounting(f"/dev/loop2 {mount} btrfs rw 0 0\n")
     )
 
-    machine.host.ensure_runner_storage(host.JUJU_STORAGE, 40 * GIB)
+    machine.host.ensure_runner_storage(storage.JUJU_STORAGE, 40 * GIB)
 
     assert machine.commands.names()[-2:] == [
         ("losetup", "--set-capacity", "/dev/loop2"),
@@ -914,7 +920,7 @@ def test_loop_file_that_cannot_be_mounted_is_made_again(machine: Machine) -> Non
     mount = machine.juju / "lxd-pool"
     (mount / "containers").rmdir()
     mounts: Iterator[str | Exception] = iter(
-        [host.CommandError("bad fs", 32, "mount: wrong fs type"), ""]
+        [command.CommandError("bad fs", 32, "mount: wrong fs type"), ""]
     )
 
     def mount_once() -> str:
@@ -925,7 +931,7 @@ def test_loop_file_that_cannot_be_mounted_is_made_again(machine: Machine) -> Non
 
     machine.commands.answers[("-o", "loop,discard=async", str(image), str(mount))] = mount_once
 
-    machine.host.ensure_runner_storage(host.JUJU_STORAGE, 20 * GIB)
+    machine.host.ensure_runner_storage(storage.JUJU_STORAGE, 20 * GIB)
 
     assert ("mkfs.btrfs", "-q", "-m", "single", str(image)) in machine.commands.names()
     assert machine.commands.names()[-2:] == [
@@ -946,12 +952,12 @@ def test_lost_pool_that_lxd_will_not_delete_is_a_host_error(machine: Machine) ->
     mount = machine.ram / "lxd-pool"
     machine.pool(mount, driver="btrfs")
     (mount / "containers").rmdir()
-    machine.commands.answers[("storage", "delete", "runner")] = host.CommandError(
+    machine.commands.answers[("storage", "delete", "runner")] = command.CommandError(
         "in use", 1, "Error: The storage pool is currently in use"
     )
 
-    with pytest.raises(host.HostError, match=r"delete the instances left on it"):
-        machine.host.ensure_runner_storage(host.MEMORY, 20 * GIB)
+    with pytest.raises(command.HostError, match=r"delete the instances left on it"):
+        machine.host.ensure_runner_storage(storage.MEMORY, 20 * GIB)
 
 
 @pytest.mark.parametrize(
@@ -995,8 +1001,8 @@ def test_btrfs_pool_on_the_other_storage_is_refused(machine: Machine) -> None:
     machine.enable_btrfs()
     machine.pool(machine.ram / "lxd-pool", driver="btrfs")
 
-    with pytest.raises(host.StorageError, match=r"exists on .*ram/lxd-pool, not on .*juju"):
-        machine.host.ensure_runner_storage(host.JUJU_STORAGE, GIB)
+    with pytest.raises(storage.StorageError, match=r"exists on .*ram/lxd-pool, not on .*juju"):
+        machine.host.ensure_runner_storage(storage.JUJU_STORAGE, GIB)
 
 
 def test_existing_dir_pool_keeps_its_driver(machine: Machine) -> None:
@@ -1011,7 +1017,7 @@ def test_existing_dir_pool_keeps_its_driver(machine: Machine) -> None:
     machine.juju.mkdir(parents=True)
     machine.pool(machine.juju)
 
-    changed = machine.host.ensure_runner_storage(host.JUJU_STORAGE, 20 * GIB)
+    changed = machine.host.ensure_runner_storage(storage.JUJU_STORAGE, 20 * GIB)
 
     assert not changed
     assert machine.commands.names() == [("lxc", "storage", "show", "runner")]
@@ -1031,11 +1037,11 @@ def test_firewall_runs_through_the_host(machine: Machine) -> None:
     machine.commands.answers[("network", "show", "lxdbr0")] = (
         "config:\n  ipv4.address: 10.1.2.1/24\nname: lxdbr0\n"
     )
-    machine.commands.answers[("network", "acl", "show", "github-runner")] = host.CommandError(
+    machine.commands.answers[("network", "acl", "show", "github-runner")] = command.CommandError(
         "no acl", 1, "Error: Network ACL not found"
     )
 
-    changed = machine.host.ensure_firewall([ipaddress.IPv4Network("10.0.0.0/8")])
+    changed = machine.firewall.ensure([ipaddress.IPv4Network("10.0.0.0/8")])
 
     assert changed
     assert machine.commands.names() == [
@@ -1066,8 +1072,8 @@ def test_find_tool(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "ip").write_text("")
 
-    assert host.find_tool("ip", (tmp_path / "a", tmp_path / "b")) == str(tmp_path / "b" / "ip")
-    assert host.find_tool("nft", (tmp_path / "a", tmp_path / "b")) is None
+    assert command.find_tool("ip", (tmp_path / "a", tmp_path / "b")) == str(tmp_path / "b" / "ip")
+    assert command.find_tool("nft", (tmp_path / "a", tmp_path / "b")) is None
 
 
 # ----- helpers ------------------------------------------------------------------------------
@@ -1084,7 +1090,7 @@ def test_format_size(size: int, text: str) -> None:
     act: format each.
     assert: 512B, 7GiB, 1.5TiB, 3EiB.
     """
-    assert host.format_size(size) == text
+    assert storage.format_size(size) == text
 
 
 def test_run_command_returns_stdout() -> None:
@@ -1094,7 +1100,7 @@ def test_run_command_returns_stdout() -> None:
     act: run it.
     assert: "hello" and a newline.
     """
-    assert host.run_command(["/bin/echo", "hello"], timeout=10) == "hello\n"
+    assert command.run_command(["/bin/echo", "hello"], timeout=10) == "hello\n"
 
 
 def test_run_command_passes_input() -> None:
@@ -1104,7 +1110,7 @@ def test_run_command_passes_input() -> None:
     act: run it.
     assert: "preseed" comes back.
     """
-    assert host.run_command(["/bin/cat"], input_text="preseed", timeout=10) == "preseed"
+    assert command.run_command(["/bin/cat"], input_text="preseed", timeout=10) == "preseed"
 
 
 def test_run_command_failure_is_a_command_error() -> None:
@@ -1114,8 +1120,8 @@ def test_run_command_failure_is_a_command_error() -> None:
     act: run it.
     assert: CommandError with return code 3 and stderr "nope".
     """
-    with pytest.raises(host.CommandError) as error:
-        host.run_command(["/bin/sh", "-c", "echo nope >&2; exit 3"], timeout=10)
+    with pytest.raises(command.CommandError) as error:
+        command.run_command(["/bin/sh", "-c", "echo nope >&2; exit 3"], timeout=10)
 
     assert error.value.returncode == 3
     assert error.value.stderr == "nope"
@@ -1128,8 +1134,8 @@ def test_run_command_timeout_is_a_host_error() -> None:
     act: run it.
     assert: HostError saying it did not finish within 1s.
     """
-    with pytest.raises(host.HostError, match="did not finish within 1s"):
-        host.run_command(["/bin/sleep", "5"], timeout=1)
+    with pytest.raises(command.HostError, match="did not finish within 1s"):
+        command.run_command(["/bin/sleep", "5"], timeout=1)
 
 
 def test_run_command_missing_binary_is_a_host_error(tmp_path: Path) -> None:
@@ -1139,8 +1145,8 @@ def test_run_command_missing_binary_is_a_host_error(tmp_path: Path) -> None:
     act: run it.
     assert: HostError saying it cannot run.
     """
-    with pytest.raises(host.HostError, match="cannot run"):
-        host.run_command([str(tmp_path / "missing")], timeout=1)
+    with pytest.raises(command.HostError, match="cannot run"):
+        command.run_command([str(tmp_path / "missing")], timeout=1)
 
 
 # ----- per-application names, br_netfilter, the LXD daemon's proxy --------------------------
@@ -1161,7 +1167,7 @@ def test_scoped_name(app: str, expected: str) -> None:
     act: scope each.
     assert: github-runner- followed by the application name.
     """
-    assert host.scoped_name(app) == expected
+    assert command.scoped_name(app) == expected
 
 
 def test_scoped_name_of_a_long_application_stays_within_lxd_limits() -> None:
@@ -1171,9 +1177,9 @@ def test_scoped_name_of_a_long_application_stays_within_lxd_limits() -> None:
     act: scope both.
     assert: both of LXD's maximum length, different, and only letters, digits and hyphens.
     """
-    first, second = host.scoped_name("a" * 80 + "-one"), host.scoped_name("a" * 80 + "-two")
+    first, second = command.scoped_name("a" * 80 + "-one"), command.scoped_name("a" * 80 + "-two")
 
-    assert len(first) == len(second) == host.LXD_NAME_MAX
+    assert len(first) == len(second) == command.LXD_NAME_MAX
     assert first != second
     assert all(char.isalnum() or char == "-" for char in first)
 
@@ -1193,7 +1199,10 @@ def app_machine(root: Path, app: str = "repo-a") -> Machine:
         modules_load_dir=root / "modules-load.d",
         lxd_proxy_record=root / "lxd-proxy.json",
     )
-    missing = host.CommandError("no pool", 1, "Error: Storage pool not found")
+    machine.firewall = firewall.Firewall.for_app(
+        app, machine.commands, binary_dirs=(machine.bin,), tool_dirs=(machine.sbin,)
+    )
+    missing = command.CommandError("no pool", 1, "Error: Storage pool not found")
     machine.commands.answers[("storage", "show", "github-runner-repo-a")] = missing
     return machine
 
@@ -1208,10 +1217,10 @@ def test_an_application_gets_its_own_pool_and_memory_storage(tmp_path: Path) -> 
     """
     machine = app_machine(tmp_path)
 
-    machine.host.ensure_runner_storage(host.MEMORY, GIB)
+    machine.host.ensure_runner_storage(storage.MEMORY, GIB)
 
     assert machine.host.storage_pool == "github-runner-repo-a"
-    assert machine.host.firewall_acl == "github-runner-repo-a"
+    assert machine.firewall.acl == "github-runner-repo-a"
     assert machine.commands.names()[-1] == (
         "lxc",
         "storage",
@@ -1245,8 +1254,8 @@ def test_the_legacy_pool_of_this_application_keeps_serving_it(tmp_path: Path) ->
     machine.pool(machine.juju, name="runner")
     legacy_pool_users(machine, "repo-a/0")
 
-    assert machine.host.runner_storage_in_use() == host.JUJU_STORAGE
-    assert not machine.host.ensure_runner_storage(host.JUJU_STORAGE, GIB)
+    assert machine.host.runner_storage_in_use() == storage.JUJU_STORAGE
+    assert not machine.host.ensure_runner_storage(storage.JUJU_STORAGE, GIB)
     assert machine.host.storage_pool == "runner"
     assert not [c for c in machine.commands.names() if c[1:3] == ("storage", "create")]
 
@@ -1267,7 +1276,7 @@ def test_an_empty_legacy_pool_on_this_storage_is_adopted_once_the_storage_is_kno
     legacy_pool_users(machine)
 
     assert machine.host.runner_storage_in_use() is None  # no evidence yet: fresh for the charm
-    machine.host.ensure_runner_storage(host.MEMORY, GIB)
+    machine.host.ensure_runner_storage(storage.MEMORY, GIB)
 
     assert machine.host.storage_pool == "runner"
     assert not [c for c in machine.commands.names() if c[1:3] == ("storage", "create")]
@@ -1285,7 +1294,7 @@ def test_the_legacy_pool_of_another_application_is_left_to_it(tmp_path: Path) ->
     legacy_pool_users(machine, "repo-b/0")
 
     assert machine.host.runner_storage_in_use() is None
-    machine.host.ensure_runner_storage(host.MEMORY, GIB)
+    machine.host.ensure_runner_storage(storage.MEMORY, GIB)
 
     assert machine.host.storage_pool == "github-runner-repo-a"
     assert machine.commands.names()[-1][:4] == ("lxc", "storage", "create", "github-runner-repo-a")
@@ -1302,7 +1311,7 @@ def test_a_legacy_pool_on_the_other_storage_is_not_adopted(tmp_path: Path) -> No
     machine.pool(machine.juju, name="runner")
     legacy_pool_users(machine)
 
-    machine.host.ensure_runner_storage(host.MEMORY, GIB)
+    machine.host.ensure_runner_storage(storage.MEMORY, GIB)
 
     assert machine.host.storage_pool == "github-runner-repo-a"
 
@@ -1315,7 +1324,7 @@ def firewall_answers(machine: Machine, acls: str, legacy_description: str) -> No
         {"description": legacy_description, "egress": []}
     )
     machine.commands.answers[("network", "acl", "show", "github-runner-repo-a")] = (
-        host.CommandError("missing", 1, "Error: Network ACL not found")
+        command.CommandError("missing", 1, "Error: Network ACL not found")
     )
     (machine.sbin / "ip").write_text("")
     machine.commands.answers[("-4", "-json", "address", "show")] = "[]"
@@ -1335,7 +1344,7 @@ def test_the_legacy_acl_is_detached_and_deleted(tmp_path: Path) -> None:
     machine = app_machine(tmp_path)
     firewall_answers(machine, "github-runner", firewall.ACL_DESCRIPTION)
 
-    assert machine.host.ensure_firewall([])
+    assert machine.firewall.ensure([])
 
     commands = machine.commands.names()
     assert ("lxc", "network", "acl", "create", "github-runner-repo-a") in commands
@@ -1353,7 +1362,7 @@ def test_an_acl_of_someone_else_with_the_old_name_is_kept(tmp_path: Path) -> Non
     machine = app_machine(tmp_path)
     firewall_answers(machine, "github-runner", "the operator's own")
 
-    machine.host.ensure_firewall([])
+    machine.firewall.ensure([])
 
     assert ("lxc", "network", "acl", "delete", "github-runner") not in machine.commands.names()
 
@@ -1401,7 +1410,7 @@ def test_br_netfilter_that_cannot_load_is_a_warning(
     """
     machine = app_machine(tmp_path)
     (machine.sbin / "modprobe").write_text("")
-    machine.commands.answers[("br_netfilter",)] = host.CommandError("no", 1, "not found")
+    machine.commands.answers[("br_netfilter",)] = command.CommandError("no", 1, "not found")
 
     machine.host.ensure_br_netfilter()
 

@@ -117,17 +117,17 @@ def test_paths_are_scoped_per_application_and_unit() -> None:
     one = service.ManagerPaths.for_unit("github-runner", 0)
     other = service.ManagerPaths.for_unit("github-runner-large", 0)
 
-    assert one.service == "github-runner-manager-github-runner-0.service"
-    assert one.timer == "github-runner-manager-github-runner-0.timer"
-    assert one.service_file == Path(
+    assert one.service.name == "github-runner-manager-github-runner-0.service"
+    assert one.timer.name == "github-runner-manager-github-runner-0.timer"
+    assert one.service.file == Path(
         "/etc/systemd/system/github-runner-manager-github-runner-0.service"
     )
     assert one.config_file == Path("/etc/github-runner/github-runner-0/config.json")
     assert one.token_file == Path("/etc/github-runner/github-runner-0/token")
     assert one.state_dir == Path("/var/lib/github-runner/github-runner-0")
     assert one.report_file == one.state_dir / "report.json"
-    assert {one.service, one.config_dir, one.state_dir}.isdisjoint(
-        {other.service, other.config_dir, other.state_dir}
+    assert {one.service.name, one.config_dir, one.state_dir}.isdisjoint(
+        {other.service.name, other.config_dir, other.state_dir}
     )
 
 
@@ -191,7 +191,7 @@ def test_timer_interval_and_random_delay(
     assert values["RandomizedDelaySec"] == f"{delay}s"
     assert values["OnBootSec"] == "1min"
     assert values["OnActiveSec"] == "1min"
-    assert values["Unit"] == manager.paths.service
+    assert values["Unit"] == manager.paths.service.name
     assert values["WantedBy"] == "timers.target"
 
 
@@ -333,10 +333,10 @@ def test_first_units_are_written_and_timer_enabled(
     changed = manager.ensure_units(10)
 
     assert changed
-    assert manager.paths.service_file.read_text() == manager.render_service(10)
-    assert manager.paths.timer_file.read_text() == manager.render_timer(10)
-    assert manager.paths.timer_file.stat().st_mode & 0o777 == 0o644
-    assert fake_systemd.calls == [("daemon-reload",), ("enable --now", manager.paths.timer)]
+    assert manager.paths.service.file.read_text() == manager.render_service(10)
+    assert manager.paths.timer.file.read_text() == manager.render_timer(10)
+    assert manager.paths.timer.file.stat().st_mode & 0o777 == 0o644
+    assert fake_systemd.calls == [("daemon-reload",), ("enable --now", manager.paths.timer.name)]
 
 
 def test_unchanged_units_touch_nothing(
@@ -372,8 +372,8 @@ def test_new_interval_reloads_and_restarts_the_timer(
     changed = manager.ensure_units(5)
 
     assert changed
-    assert "OnUnitActiveSec=5min" in manager.paths.timer_file.read_text()
-    assert fake_systemd.calls == [("daemon-reload",), ("restart", manager.paths.timer)]
+    assert "OnUnitActiveSec=5min" in manager.paths.timer.file.read_text()
+    assert fake_systemd.calls == [("daemon-reload",), ("restart", manager.paths.timer.name)]
 
 
 def test_inactive_timer_is_started_again(
@@ -392,7 +392,7 @@ def test_inactive_timer_is_started_again(
     changed = manager.ensure_units(10)
 
     assert changed
-    assert fake_systemd.calls == [("enable --now", manager.paths.timer)]
+    assert fake_systemd.calls == [("enable --now", manager.paths.timer.name)]
 
 
 def test_systemd_failure_is_a_service_error(
@@ -421,7 +421,7 @@ def test_start_reconcile_does_not_wait(
     """
     manager.start_reconcile()
 
-    assert fake_systemd.calls == [("start --no-block", manager.paths.service)]
+    assert fake_systemd.calls == [("start --no-block", manager.paths.service.name)]
 
 
 def test_start_reconcile_failure_is_a_service_error(
@@ -454,8 +454,8 @@ def test_stop_disables_timer_then_stops_a_running_reconcile(
     manager.stop()
 
     assert fake_systemd.calls == [
-        ("disable --now", manager.paths.timer),
-        ("stop", manager.paths.service),
+        ("disable --now", manager.paths.timer.name),
+        ("stop", manager.paths.service.name),
     ]
 
 
@@ -488,7 +488,7 @@ def test_stop_carries_on_after_systemd_errors(
 
     manager.stop()
 
-    assert fake_systemd.calls == [("stop", manager.paths.service)]
+    assert fake_systemd.calls == [("stop", manager.paths.service.name)]
 
 
 def test_remove_files_deletes_units_config_token_and_state(
@@ -510,7 +510,7 @@ def test_remove_files_deletes_units_config_token_and_state(
 
     manager.remove_files()
 
-    for path in (paths.service_file, paths.timer_file, paths.config_dir, paths.state_dir):
+    for path in (paths.service.file, paths.timer.file, paths.config_dir, paths.state_dir):
         assert not path.exists()
     assert manager.paths.systemd_dir.exists()
 
@@ -531,10 +531,10 @@ def test_replenisher_unit_runs_the_manager_long_running(manager: service.Manager
     assert values["ExecStart"].startswith(f"{manager._python} -m github_runner_manager ")
     assert int(values["TimeoutStopSec"]) >= 60
     assert values["WantedBy"] == "multi-user.target"
-    assert manager.paths.replenish_service == manager.paths.service.replace(
+    assert manager.paths.replenish.name == manager.paths.service.name.replace(
         "-manager-", "-replenish-"
     )
-    assert manager.paths.replenish_service.startswith("github-runner-replenish-")
+    assert manager.paths.replenish.name.startswith("github-runner-replenish-")
 
 
 def test_replenisher_first_install_enables_it(
@@ -548,11 +548,11 @@ def test_replenisher_first_install_enables_it(
     """
     assert manager.ensure_replenisher()
 
-    assert manager.paths.replenish_file.read_text() == manager.render_replenish()
-    assert manager.paths.replenish_file.stat().st_mode & 0o777 == 0o644
+    assert manager.paths.replenish.file.read_text() == manager.render_replenish()
+    assert manager.paths.replenish.file.stat().st_mode & 0o777 == 0o644
     assert fake_systemd.calls == [
         ("daemon-reload",),
-        ("enable --now", manager.paths.replenish_service),
+        ("enable --now", manager.paths.replenish.name),
     ]
 
 
@@ -566,14 +566,14 @@ def test_replenisher_unchanged_is_left_alone_and_restarted_on_config_change(
     assert: no call the first time; a restart the second.
     """
     manager.ensure_replenisher()
-    fake_systemd.active.add(manager.paths.replenish_service)
+    fake_systemd.active.add(manager.paths.replenish.name)
     fake_systemd.calls.clear()
 
     assert not manager.ensure_replenisher()
     assert fake_systemd.calls == []
 
     assert manager.ensure_replenisher(config_changed=True)
-    assert fake_systemd.calls == [("restart", manager.paths.replenish_service)]
+    assert fake_systemd.calls == [("restart", manager.paths.replenish.name)]
 
 
 def test_replenisher_systemd_failure_is_a_service_error(
@@ -589,6 +589,29 @@ def test_replenisher_systemd_failure_is_a_service_error(
 
     with pytest.raises(service.ServiceError, match="replenish"):
         manager.ensure_replenisher()
+
+
+def test_replenisher_unit_file_that_cannot_be_written_is_a_service_error(
+    manager: service.ManagerService, fake_systemd: FakeSystemd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full or read-only file system gives a ServiceError naming the file, not a traceback.
+
+    arrange: a file system refusing every write.
+    act: install the replenisher.
+    assert: a ServiceError naming the unit file and the reason; systemd untouched.
+    """
+
+    def refuse(path: Path, data: bytes, mode: int = 0o600) -> None:
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(service, "atomic_write", refuse)
+
+    with pytest.raises(service.ServiceError) as caught:
+        manager.ensure_replenisher()
+
+    assert str(manager.paths.replenish.file) in str(caught.value)
+    assert "No space left on device" in str(caught.value)
+    assert fake_systemd.calls == []
 
 
 def test_stop_stops_the_replenisher_first(
@@ -607,9 +630,9 @@ def test_stop_stops_the_replenisher_first(
     manager.stop()
 
     assert fake_systemd.calls == [
-        ("disable --now", manager.paths.replenish_service),
-        ("disable --now", manager.paths.timer),
-        ("stop", manager.paths.service),
+        ("disable --now", manager.paths.replenish.name),
+        ("disable --now", manager.paths.timer.name),
+        ("stop", manager.paths.service.name),
     ]
 
 
@@ -627,8 +650,8 @@ def test_remove_files_removes_the_replenisher(
 
     manager.remove_files()
 
-    assert not manager.paths.replenish_file.exists()
-    assert ("disable --now", manager.paths.replenish_service) in fake_systemd.calls
+    assert not manager.paths.replenish.file.exists()
+    assert ("disable --now", manager.paths.replenish.name) in fake_systemd.calls
 
 
 def test_remove_files_when_nothing_was_written(manager: service.ManagerService) -> None:

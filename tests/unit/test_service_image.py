@@ -52,9 +52,9 @@ def test_image_unit_names_are_scoped_per_unit(paths: service.ManagerPaths) -> No
     act: read the image service, timer and timer file.
     assert: both names carry github-runner-3; the timer file is in the systemd directory.
     """
-    assert paths.image_service == "github-runner-image-github-runner-3.service"
-    assert paths.image_timer == "github-runner-image-github-runner-3.timer"
-    assert paths.image_timer_file.parent == paths.systemd_dir
+    assert paths.image_service.name == "github-runner-image-github-runner-3.service"
+    assert paths.image_timer.name == "github-runner-image-github-runner-3.timer"
+    assert paths.image_timer.file.parent == paths.systemd_dir
 
 
 def test_image_service_runs_build_image_with_absolute_paths(
@@ -107,7 +107,7 @@ def test_image_timer_runs_every_six_hours_and_catches_up(
     """
     timer = directives(manager.render_image_timer())
 
-    assert timer["Unit"] == manager.paths.image_service
+    assert timer["Unit"] == manager.paths.image_service.name
     assert timer["OnCalendar"] == "00/6:00"
     assert timer["RandomizedDelaySec"] == "6h"
     assert timer["FixedRandomDelay"] == "true"
@@ -127,9 +127,9 @@ def test_first_image_units_are_written_and_the_timer_enabled(
     """
     assert manager.ensure_image_units(config(paths))
 
-    assert paths.image_service_file.read_text() == manager.render_image_service(config(paths))
-    assert paths.image_timer_file.read_text() == manager.render_image_timer()
-    assert fake_systemd.calls == [("daemon-reload",), ("enable --now", paths.image_timer)]
+    assert paths.image_service.file.read_text() == manager.render_image_service(config(paths))
+    assert paths.image_timer.file.read_text() == manager.render_image_timer()
+    assert fake_systemd.calls == [("daemon-reload",), ("enable --now", paths.image_timer.name)]
 
 
 def test_unchanged_image_units_touch_nothing(
@@ -161,7 +161,7 @@ def test_a_new_time_limit_restarts_the_timer(
     fake_systemd.calls.clear()
 
     assert manager.ensure_image_units(config(paths, virtual_machines=1))
-    assert fake_systemd.calls == [("daemon-reload",), ("restart", paths.image_timer)]
+    assert fake_systemd.calls == [("daemon-reload",), ("restart", paths.image_timer.name)]
 
 
 def test_image_units_are_removed_when_building_is_off(
@@ -178,11 +178,11 @@ def test_image_units_are_removed_when_building_is_off(
     fake_systemd.calls.clear()
 
     assert manager.ensure_image_units(config(paths, build=False))
-    assert not paths.image_timer_file.exists()
-    assert not paths.image_service_file.exists()
+    assert not paths.image_timer.file.exists()
+    assert not paths.image_service.file.exists()
     assert fake_systemd.calls == [
-        ("disable --now", paths.image_timer),
-        ("stop", paths.image_service),
+        ("disable --now", paths.image_timer.name),
+        ("stop", paths.image_service.name),
         ("daemon-reload",),
     ]
     assert not manager.ensure_image_units(config(paths, build=False))
@@ -258,7 +258,7 @@ def test_the_first_build_starts_at_once(
     reason = manager.start_image_build_if_due(config(paths), NOW)
 
     assert reason == "no runner image has been built yet"
-    assert fake_systemd.calls == [("start --no-block", paths.image_service)]
+    assert fake_systemd.calls == [("start --no-block", paths.image_service.name)]
 
 
 def test_a_changed_recipe_starts_a_build(
@@ -273,7 +273,7 @@ def test_a_changed_recipe_starts_a_build(
     write_record(config(paths), recipe="old")
 
     assert manager.start_image_build_if_due(config(paths), NOW)
-    assert fake_systemd.calls == [("start --no-block", paths.image_service)]
+    assert fake_systemd.calls == [("start --no-block", paths.image_service.name)]
 
 
 def test_no_build_starts_when_the_image_is_current(
@@ -350,10 +350,10 @@ def test_stop_stops_a_build_in_progress_too(
     manager.stop()
 
     assert fake_systemd.calls == [
-        ("disable --now", paths.image_timer),
-        ("stop", paths.image_service),
-        ("disable --now", paths.timer),
-        ("stop", paths.service),
+        ("disable --now", paths.image_timer.name),
+        ("stop", paths.image_service.name),
+        ("disable --now", paths.timer.name),
+        ("stop", paths.service.name),
     ]
 
 
@@ -370,8 +370,8 @@ def test_remove_files_deletes_the_image_units(
 
     manager.remove_files()
 
-    assert not paths.image_service_file.exists()
-    assert not paths.image_timer_file.exists()
+    assert not paths.image_service.file.exists()
+    assert not paths.image_timer.file.exists()
 
 
 def test_remove_images_runs_the_command_line(
