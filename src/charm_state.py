@@ -112,28 +112,10 @@ def _split_list(value: Any) -> Any:
 class CharmConfig(pydantic.BaseModel):
     """The charm's config options (charmcraft.yaml), as Juju gives them.
 
-    Strings are stripped and comma-separated lists split. Only the options the runner manager
-    never sees are checked here (token, denylist, runner-storage, test-mode); the manager's
-    settings models check the others when `CharmState` builds the manager's configuration.
-
-    Attributes:
-        path: `org` or `owner/repo` (empty when unset).
-        token: the token or a Juju secret URI (empty when unset).
-        github_url: the GitHub server URL.
-        group: the organisation runner group.
-        labels: extra runner labels.
-        containers: container runners to keep.
-        virtual_machines: virtual-machine runners to keep.
-        vm_cpu: CPUs per runner.
-        vm_memory: memory per runner (e.g. 7GiB).
-        vm_disk: root disk per runner (e.g. 10GiB).
-        check_interval: minutes between reconciliations.
-        base_image: the runner base image.
-        denylist: networks the runners must not reach.
-        dockerhub_mirror: an https registry mirror, or None.
-        runner_storage: where the runners' disks live.
-        experimental_use_aproxy: whether runners use a transparent proxy.
-        test_mode: `insecure` or empty.
+    One attribute per option, named as in charmcraft.yaml (which documents them) with
+    underscores for dashes. Strings are stripped and comma-separated lists split. Only the
+    options the runner manager never sees are checked here (token, denylist, runner-storage,
+    test-mode); the manager's settings models check the others, in `manager_settings`.
     """
 
     model_config = pydantic.ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
@@ -191,14 +173,6 @@ class CharmConfig(pydantic.BaseModel):
                     "use, for example, 10.0.0.0/8,192.168.0.0/16"
                 ) from None
         return tuple(networks)
-
-    @pydantic.field_validator("dockerhub_mirror", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: Any) -> Any:
-        # Juju has no null: an empty string is an unset option.
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
 
     @pydantic.field_validator("runner_storage", mode="before")
     @classmethod
@@ -329,18 +303,6 @@ class CharmState:
             manager=manager,
         )
 
-    @property
-    def exporter_port(self) -> int:
-        """The loopback port of this unit's Prometheus endpoint.
-
-        Derived from the unit name, so two applications on one machine get different ports
-        without any coordination (a collision would need two names hashing alike).
-
-        Returns:
-            A port in 20000-29999.
-        """
-        return exporter_port(self.unit_name)
-
     def manager_config(
         self, *, state_dir: Path, token_file: Path, report_file: Path, storage_pool: str
     ) -> ManagerConfig:
@@ -441,7 +403,7 @@ def manager_settings(
                     "privileged": config.test_mode == "insecure",
                 },
                 "proxy": {**proxy, "aproxy": config.experimental_use_aproxy},
-                "dockerhub_mirror": config.dockerhub_mirror,
+                "dockerhub_mirror": config.dockerhub_mirror,  # empty: unset
                 "ssh_debug": (ssh_debug,) if ssh_debug else (),
                 "metrics": {
                     "enabled": metrics_enabled,
@@ -498,7 +460,10 @@ def _check_host(wanted: RunnerStorage, existing: RunnerStorage | None, machine: 
 
 
 def exporter_port(unit_name: str) -> int:
-    """The loopback port of a unit's Prometheus endpoint (see `CharmState.exporter_port`).
+    """The loopback port of a unit's Prometheus endpoint.
+
+    Derived from the unit name, so two applications on one machine get different ports without
+    any coordination (a collision would need two names hashing alike).
 
     Args:
         unit_name: the unit name, e.g. `github-runner/0`.

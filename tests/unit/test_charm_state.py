@@ -61,7 +61,10 @@ def test_mirror_with_bad_port_or_quote_is_refused(mirror: str) -> None:
 
 
 def test_empty_mirror_is_none() -> None:
-    assert CharmConfig(dockerhub_mirror="  ").dockerhub_mirror is None
+    manager, _ = settings(dockerhub_mirror="  ")
+
+    assert manager is not None
+    assert manager.dockerhub_mirror is None
 
 
 @pytest.mark.parametrize(
