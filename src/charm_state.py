@@ -280,7 +280,7 @@ class CharmState:
             )
         unit_number = int(charm.unit.name.rsplit("/", 1)[1])
         manager = None
-        if not missing:
+        if config.path:  # the token is not needed: the manager reads it from its own file
             manager, refused = manager_settings(
                 config,
                 app_name=charm.app.name,

@@ -330,3 +330,20 @@ def test_too_many_runners_or_cpus_name_the_charm_option(
     assert out.unit_status.message.startswith(f"{option}:"), out.unit_status.message
     assert "at most" in out.unit_status.message
     assert "runners." not in out.unit_status.message
+
+
+def test_a_refused_token_does_not_hide_the_other_bad_values(ctx: testing.Context) -> None:
+    """A malformed token and a bad manager value are both named.
+
+    arrange: a token option that is no secret URI, and vm-cpu=0.
+    act: run config-changed.
+    assert: Blocked naming token and vm-cpu, and not claiming the token is missing.
+    """
+    config = {**VALID, "token": "secret:not a uri", "vm-cpu": 0}
+
+    out = ctx.run(ctx.on.config_changed(), testing.State(config=config))
+
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+    assert out.unit_status.message.startswith("token:"), out.unit_status.message
+    assert "; vm-cpu: " in out.unit_status.message
+    assert "missing" not in out.unit_status.message
