@@ -339,7 +339,7 @@ def test_a_refused_token_does_not_hide_the_other_bad_values(ctx: testing.Context
     act: run config-changed.
     assert: Blocked naming token and vm-cpu, and not claiming the token is missing.
     """
-    config = {**VALID, "token": "secret:not a uri", "vm-cpu": 0}
+    config: dict[str, Any] = {**VALID, "token": "secret:not a uri", "vm-cpu": 0}
 
     out = ctx.run(ctx.on.config_changed(), testing.State(config=config))
 
