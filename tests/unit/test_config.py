@@ -217,6 +217,7 @@ def test_invalid_token_type_does_not_echo_the_value(tmp_path):
         ({"runners": {"labels": ["has space"]}}, "runners.labels"),
         ({"proxy": {"http": "http://user:hunter2@proxy:x", "aproxy": True}}, "proxy.http"),
         ({"proxy": {"https": "ftp://proxy.example.com:21"}}, "proxy.https"),
+        ({"proxy": {"https": "http://[::1:3128"}}, "proxy.https"),
         ({"proxy": {"no_proxy": "a, b"}}, "proxy.no_proxy"),
         ({"proxy": {"http": "http://proxy.example.com", "aproxy": True}}, "proxy.aproxy"),
         ({"dockerhub_mirror": "https://mirror.example.com:99999"}, "dockerhub_mirror"),
