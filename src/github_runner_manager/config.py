@@ -14,9 +14,10 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import pydantic
 import yaml
@@ -45,12 +46,61 @@ _Seconds = Annotated[
     pydantic.Field(allow_inf_nan=False, le=MAX_SECONDS),
 ]
 
+
+def _bounded(low: int, high: int, unit: str) -> Callable[[int], int]:
+    """Return a check of a whole number from `low` to `high`, worded for an operator.
+
+    Args:
+        low: the smallest value accepted.
+        high: the largest value one machine can hold.
+        unit: what is counted, for the messages (e.g. `runners`).
+
+    Returns:
+        The check, for a `pydantic.AfterValidator`.
+    """
+
+    def check(value: int) -> int:
+        if value < low:
+            raise ValueError(f"{value} is too small: use {low} or more {unit}")
+        if value > high:
+            raise ValueError(f"{value} is more than one machine holds: use at most {high} {unit}")
+        return value
+
+    return check
+
+
+def _check_interval(value: float) -> float:
+    # No number in the message: the charm's option counts minutes, this setting seconds.
+    if not 0 < value <= MAX_SECONDS:
+        raise ValueError(
+            "must be more than zero and at most a week: use, for example, 10 minutes (600 seconds)"
+        )
+    return value
+
+
+_Runners = Annotated[
+    int, pydantic.Strict(), pydantic.AfterValidator(_bounded(0, MAX_RUNNERS, "runners"))
+]
+_Cpus = Annotated[
+    int, pydantic.Strict(), pydantic.AfterValidator(_bounded(1, MAX_CPU, "CPUs per runner"))
+]
+# Seconds between reconciliations: what `_Seconds` accepts, worded for the charm's operator too.
+_Interval = Annotated[
+    float,
+    pydantic.BeforeValidator(lambda value: _not_bool(value, "a number of seconds")),
+    pydantic.Field(allow_inf_nan=False),
+    pydantic.AfterValidator(_check_interval),
+]
+
 # LXD instance names are hostnames: at most 63 characters. A runner name is the prefix, a dash
 # and 12 hex characters.
 RUNNER_SUFFIX_HEX = 12
 MAX_PREFIX_LENGTH = 63 - 1 - RUNNER_SUFFIX_HEX
 _PREFIX_RE = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9._:/+-]{1,100}$")
+# An LXD image alias or an Ubuntu series: no spaces, commas or control characters.
+_IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}$")
+_MAX_GROUP_LENGTH = 100
 
 
 def _not_bool(value: Any, what: str) -> Any:
@@ -79,7 +129,9 @@ def parse_size(value: str) -> int:
         )
     number = int(match.group(1))
     if number <= 0:
-        raise ValueError(f"{value!r} must be greater than zero")
+        raise ValueError(
+            f"{value!r} must be greater than zero: use a positive size (for example 7GiB)"
+        )
     return number * 1024 ** _SIZE_FACTORS[match.group(2)]
 
 
@@ -188,17 +240,55 @@ def validate_github_url(url: str) -> str:
         The URL without a trailing slash.
 
     Raises:
-        ValueError: if it is not https (or http to a loopback host), or has a path or query.
+        ValueError: if it is not https (or http to a loopback host), has a path or query, or
+            an invalid port.
     """
     url = url.strip().rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{url!r} is not an https URL such as https://github.com")
+        raise ValueError(f"{url!r} is not an https URL: use, for example, https://github.com")
+    if not _valid_port(parts):
+        raise ValueError(
+            f"{url!r} has an invalid port: use a port from 1 to 65535, or none (for example "
+            "https://github.com)"
+        )
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ValueError(f"{url!r} must use https (plain http is accepted for loopback only)")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise ValueError(f"{url!r} must be a bare server URL without a path, query or user")
+        raise ValueError(
+            f"{url!r} must be a bare server URL without a path, query or user: use, for "
+            "example, https://github.com"
+        )
     return url
+
+
+def _valid_port(parts: SplitResult) -> bool:
+    """Tell whether a URL's port, if it has one, is a port (1 to 65535)."""
+    try:
+        return parts.port != 0
+    except ValueError:  # not a number, or beyond 65535
+        return False
+
+
+def _is_url(value: str, schemes: tuple[str, ...], forbidden: str = "\"'") -> bool:
+    """Tell whether a value is a URL of a scheme with a host (and a valid port, if any)."""
+    if any(char.isspace() or char in forbidden for char in value):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # an unclosed IPv6 bracket, say
+        return False
+    return parts.scheme in schemes and bool(parts.hostname) and _valid_port(parts)
+
+
+def _proxy_target(*urls: str | None) -> str | None:
+    """`host:port` of the first proxy URL with a host and a port."""
+    for url in urls:
+        if url:
+            parts = urlsplit(url if "://" in url else f"http://{url}")
+            if parts.hostname and _valid_port(parts) and parts.port:
+                return f"{parts.hostname}:{parts.port}"
+    return None
 
 
 def api_base_url(github_url: str) -> str:
@@ -242,14 +332,36 @@ class GitHubSettings(_Model):
     def _check_url(cls, value: str) -> str:
         return validate_github_url(value)
 
+    @pydantic.field_validator("path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        try:
+            parse_github_path(value)
+        except ConfigError:
+            raise ValueError(
+                f"{value!r} is not an organisation or owner/repo: set it to, for example, "
+                "my-org or my-org/my-repo"
+            ) from None
+        return value
+
+    @pydantic.field_validator("group")
+    @classmethod
+    def _check_group(cls, value: str) -> str:
+        if (
+            not value.strip()
+            or len(value) > _MAX_GROUP_LENGTH
+            or not all(char.isprintable() for char in value)
+        ):
+            raise ValueError(
+                f"must be the name of an organisation runner group (at most {_MAX_GROUP_LENGTH} "
+                "printable characters): set it to, for example, default"
+            )
+        return value
+
     @pydantic.model_validator(mode="after")
     def _check_token(self) -> GitHubSettings:
         if (self.token is None) == (self.token_file is None):
             raise ValueError("set exactly one of github.token and github.token_file")
-        try:
-            parse_github_path(self.path, self.group)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
         return self
 
     @property
@@ -305,10 +417,10 @@ class RunnerSettings(_Model):
             root on the host: never in production.
     """
 
-    containers: _StrictInt = pydantic.Field(0, ge=0, le=MAX_RUNNERS)
-    virtual_machines: _StrictInt = pydantic.Field(0, ge=0, le=MAX_RUNNERS)
+    containers: _Runners = 0
+    virtual_machines: _Runners = 0
     labels: tuple[str, ...] = ()
-    cpu: _StrictInt = pydantic.Field(2, ge=1, le=MAX_CPU)
+    cpu: _Cpus = 2
     memory: str = "7GiB"
     disk: str = "10GiB"
     base_image: str = "jammy"
@@ -329,7 +441,20 @@ class RunnerSettings(_Model):
     def _check_labels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for label in value:
             if not _LABEL_RE.match(label):
-                raise ValueError(f"label {label!r} has characters GitHub does not accept")
+                raise ValueError(
+                    f"label {label!r} has characters GitHub does not accept: use at most 100 "
+                    "letters, digits and . _ : / + - in each label"
+                )
+        return value
+
+    @pydantic.field_validator("base_image")
+    @classmethod
+    def _check_image(cls, value: str) -> str:
+        if not _IMAGE_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not an Ubuntu series or LXD image alias: set it to, for "
+                "example, jammy or noble"
+            )
         return value
 
     def count(self, instance_type: InstanceType) -> int:
@@ -380,11 +505,38 @@ class ProxySettings(_Model):
     no_proxy: str | None = None
     aproxy: bool = False
 
-    @pydantic.model_validator(mode="after")
-    def _check_aproxy(self) -> ProxySettings:
-        if self.aproxy and not self.aproxy_target:
-            raise ValueError("aproxy needs an http or https proxy with a host and a port")
-        return self
+    @pydantic.field_validator("http", "https")
+    @classmethod
+    def _check_proxy(cls, value: str | None) -> str | None:
+        # Never quote the value: a proxy URL may carry a password.
+        if value is not None and not _is_url(value, ("http", "https")):
+            raise ValueError(
+                "not a proxy URL with a host (and a port from 1 to 65535, if any): use, for "
+                "example, http://proxy.example.com:3128"
+            )
+        return value
+
+    @pydantic.field_validator("no_proxy")
+    @classmethod
+    def _check_no_proxy(cls, value: str | None) -> str | None:
+        if value is not None and any(char.isspace() or char in "\"'" for char in value):
+            raise ValueError(
+                "must be comma-separated hosts without spaces or quotes: use, for example, "
+                "localhost,.internal"
+            )
+        return value
+
+    @pydantic.field_validator("aproxy")
+    @classmethod
+    def _check_aproxy(cls, value: bool, info: pydantic.ValidationInfo) -> bool:
+        if "http" not in info.data or "https" not in info.data:
+            return value  # a proxy URL was refused already: that is the problem to fix
+        if value and not _proxy_target(info.data["http"], info.data["https"]):
+            raise ValueError(
+                "aproxy needs an http or https proxy with a host and a port: set one such as "
+                "http://proxy.example.com:3128, or turn aproxy off"
+            )
+        return value
 
     @property
     def configured(self) -> bool:
@@ -408,12 +560,7 @@ class ProxySettings(_Model):
     @property
     def aproxy_target(self) -> str | None:
         """`host:port` of the proxy aproxy forwards to (the HTTP proxy, else the HTTPS one)."""
-        for url in (self.http, self.https):
-            if url:
-                parts = urlsplit(url if "://" in url else f"http://{url}")
-                if parts.hostname and parts.port:
-                    return f"{parts.hostname}:{parts.port}"
-        return None
+        return _proxy_target(self.http, self.https)
 
 
 class SshDebugSettings(_Model):
@@ -445,7 +592,7 @@ class MetricsSettings(_Model):
     enabled: bool = False
     log_path: Path = Path("/var/log/github-runner-metrics.log")
     exporter_port: _StrictInt = pydantic.Field(9464, ge=1, le=65535)
-    check_interval: _Seconds = pydantic.Field(600.0, gt=0)
+    check_interval: _Interval = 600.0
 
 
 class TimingSettings(_Model):
@@ -620,9 +767,13 @@ class ManagerConfig(_Model):
     @pydantic.field_validator("dockerhub_mirror")
     @classmethod
     def _check_mirror(cls, value: str | None) -> str | None:
-        if value and urlsplit(value).scheme != "https":
-            raise ValueError("dockerhub_mirror must be an https URL")
-        return value or None
+        if not value:
+            return None
+        if not _is_url(value, ("https",), forbidden='"'):
+            raise ValueError(
+                f"{value!r} is not an https URL: use, for example, https://mirror.example.com"
+            )
+        return value
 
     @property
     def report_file(self) -> Path:

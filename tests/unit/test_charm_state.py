@@ -6,24 +6,38 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any
 
 import ops
-import pydantic
 import pytest
+import yaml
 from ops import testing
 
 import charm
 import charm_state
 import host
 from charm import GithubRunnerCharm
-from charm_state import CharmConfig, InvalidConfigError, ProxyConfig
+from charm_state import CharmConfig, manager_settings, proxy_from_juju_environment
+from github_runner_manager.config import ManagerConfig, ProxySettings
 
 from .charm_fakes import FakeHost, FakeManagerService, make_report
 
 TOKEN = "ghp_charmStateTestToken00000000000000000"
 VALID = {"path": "test-org", "token": TOKEN}
+
+
+def settings(
+    proxy: dict[str, str | None] | None = None, **config: Any
+) -> tuple[ManagerConfig | None, list[str]]:
+    return manager_settings(
+        CharmConfig(**{**VALID, **config}),
+        app_name="github-runner",
+        unit_name="github-runner/0",
+        unit_number=0,
+        proxy=proxy or {},
+    )
 
 
 def test_config_accepts_parsed_values() -> None:
@@ -50,21 +64,25 @@ def test_mirror_with_bad_port_or_quote_is_refused(mirror: str) -> None:
     """A dockerhub mirror with a bad port or a quote is refused.
 
     arrange: a mirror URL with port 99999 or a quote in its path.
-    act: build a CharmConfig with it.
-    assert: a validation error names dockerhub_mirror.
+    act: build the manager's settings from the charm's config with it.
+    assert: the first problem names the option dockerhub-mirror.
     """
-    with pytest.raises(pydantic.ValidationError, match="dockerhub_mirror"):
-        CharmConfig(dockerhub_mirror=mirror)
+    _, problems = settings(dockerhub_mirror=mirror)
+
+    assert problems[0].startswith("dockerhub-mirror:")
 
 
 def test_empty_mirror_is_none() -> None:
     """A blank dockerhub mirror means no mirror.
 
     arrange: a mirror of blanks.
-    act: build a CharmConfig with it.
-    assert: the mirror is None.
+    act: build the manager's settings from the charm's config with it.
+    assert: the manager's config has no mirror.
     """
-    assert CharmConfig(dockerhub_mirror="  ").dockerhub_mirror is None
+    manager, _ = settings(dockerhub_mirror="  ")
+
+    assert manager is not None
+    assert manager.dockerhub_mirror is None
 
 
 @pytest.mark.parametrize(
@@ -97,11 +115,13 @@ def test_proxy_from_lowercase_environment() -> None:
     act: read the proxy config from that environment.
     assert: it holds the https proxy and no_proxy and counts as configured.
     """
-    proxy = ProxyConfig.from_environment(
-        {"juju_charm_https_proxy": "https://proxy:3128", "juju_charm_no_proxy": "localhost"}
+    proxy = ProxySettings(
+        **proxy_from_juju_environment(
+            {"juju_charm_https_proxy": "https://proxy:3128", "juju_charm_no_proxy": "localhost"}
+        )
     )
 
-    assert proxy == ProxyConfig(https="https://proxy:3128", no_proxy="localhost")
+    assert proxy == ProxySettings(https="https://proxy:3128", no_proxy="localhost")
     assert proxy.configured
 
 
@@ -112,21 +132,24 @@ def test_no_proxy_alone_is_not_a_proxy() -> None:
     act: read the proxy config from it.
     assert: it is not configured.
     """
-    assert not ProxyConfig.from_environment({"JUJU_CHARM_NO_PROXY": "localhost"}).configured
+    proxy = proxy_from_juju_environment({"JUJU_CHARM_NO_PROXY": "localhost"})
+
+    assert not ProxySettings(**proxy).configured
 
 
 def test_proxy_error_never_shows_credentials() -> None:
     """An invalid model proxy's error names the setting without its credentials.
 
     arrange: an HTTP proxy URL with a password and an invalid port.
-    act: read the proxy config from it.
-    assert: an InvalidConfigError names juju-http-proxy and does not show the password.
+    act: read the model's proxy and build the manager's settings with it.
+    assert: the problems name juju-http-proxy and do not show the password.
     """
-    with pytest.raises(InvalidConfigError) as error:
-        ProxyConfig.from_environment({"JUJU_CHARM_HTTP_PROXY": "http://user:hunter2@proxy:x"})
+    proxy = proxy_from_juju_environment({"JUJU_CHARM_HTTP_PROXY": "http://user:hunter2@proxy:x"})
 
-    assert "hunter2" not in error.value.message
-    assert "juju-http-proxy" in error.value.message
+    _, problems = settings(proxy)
+
+    assert "hunter2" not in "; ".join(problems)
+    assert "juju-http-proxy" in "; ".join(problems)
 
 
 def test_application_name_too_long_for_runner_names(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,17 +174,15 @@ def test_application_name_too_long_for_runner_names(monkeypatch: pytest.MonkeyPa
 
 
 def make_state(**config: Any) -> charm_state.CharmState:
+    manager, problems = settings(**config)
+    assert manager is not None, problems
     return charm_state.CharmState(
         app_name="github-runner",
         unit_name="github-runner/0",
         unit_number=0,
         config=CharmConfig(**{**VALID, **config}),
-        github_path=charm_state.parse_github_path("test-org"),
         token=TOKEN,
-        proxy=ProxyConfig(),
-        architecture="x64",
-        ssh_debug=None,
-        metrics_enabled=False,
+        manager=manager,
     )
 
 
@@ -258,3 +279,162 @@ def test_default_host_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         ((["lxd"],), {"update_cache": True}),
     ]
     assert host._disk_total(tmp_path) > 0
+
+
+# ----- every bad value names its option -----------------------------------------------------
+
+CHARMCRAFT = Path(__file__).resolve().parents[2] / "charmcraft.yaml"
+# The model-config keys whose values reach the charm as JUJU_CHARM_* environment variables.
+MODEL_PROXY_VARIABLE = {
+    "juju-http-proxy": "JUJU_CHARM_HTTP_PROXY",
+    "juju-https-proxy": "JUJU_CHARM_HTTPS_PROXY",
+    "juju-no-proxy": "JUJU_CHARM_NO_PROXY",
+}
+# (option, bad value, the model's proxy environment): at least one row per option.
+BAD_OPTION_VALUES: list[tuple[str, Any, dict[str, str]]] = [
+    ("path", "a/b/c", {}),
+    ("token", "ghp_with whitespace", {}),
+    ("token", "secret:not a uri", {}),
+    ("github-url", "http://github.example.com", {}),
+    ("github-url", "https://github.com:99999", {}),
+    ("group", " ", {}),
+    ("labels", "good,bad label", {}),
+    ("containers", -1, {}),
+    ("containers", 1001, {}),
+    ("virtual-machines", 1001, {}),
+    ("vm-cpu", 0, {}),
+    ("vm-cpu", 2000, {}),
+    ("vm-memory", "9EiB", {}),
+    ("vm-memory", "0GiB", {}),
+    ("vm-disk", "10gb", {}),
+    ("check-interval", 0, {}),
+    ("check-interval", 100_000, {}),
+    ("base-image", "two words", {}),
+    ("denylist", "garbage", {}),
+    ("dockerhub-mirror", "http://mirror.example.com", {}),
+    ("runner-storage", "disk", {}),
+    ("experimental-use-aproxy", True, {}),
+    ("experimental-use-aproxy", True, {"JUJU_CHARM_HTTP_PROXY": "http://proxy.example.com"}),
+    ("test-mode", "secure", {}),
+    ("juju-http-proxy", "not a url", {}),
+    ("juju-https-proxy", "ftp://user:hunter2@proxy:21", {}),
+    ("juju-no-proxy", "a, b", {}),
+]
+# A fix the operator can apply follows the problem: one of these verbs says what to do.
+_FIX = re.compile(r"\b(set|use|leave|turn|grant)\b")
+
+
+def _charm_options() -> set[str]:
+    return set(yaml.safe_load(CHARMCRAFT.read_text(encoding="utf-8"))["config"]["options"])
+
+
+def test_the_bad_value_table_covers_every_option() -> None:
+    """Every charm option and model proxy key has a row in the bad-value table.
+
+    arrange: the options charmcraft.yaml declares and the model's proxy keys.
+    act: collect the options the bad-value table drives.
+    assert: none is missing, so a new option cannot skip the naming check.
+    """
+    covered = {option for option, _, _ in BAD_OPTION_VALUES}
+
+    assert _charm_options() | set(MODEL_PROXY_VARIABLE) <= covered
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "environ"),
+    [
+        pytest.param(o, v, e, id=f"{o}={v!r}{'+proxy' if e else ''}")
+        for o, v, e in BAD_OPTION_VALUES
+    ],
+)
+def test_every_bad_value_blocks_naming_its_option_and_the_fix(
+    ctx: testing.Context,
+    manager: FakeManagerService,
+    monkeypatch: pytest.MonkeyPatch,
+    option: str,
+    value: Any,
+    environ: dict[str, str],
+) -> None:
+    """A bad value of any option blocks the unit with a message that starts with the option.
+
+    arrange: a valid config with one bad option value (or one bad model proxy setting).
+    act: run config-changed.
+    assert: Blocked, the message starts with the option's name and says what to set; the
+        token and the proxy's password are not in it; the manager got no configuration.
+    """
+    config = dict(VALID)
+    if option in MODEL_PROXY_VARIABLE:
+        monkeypatch.setenv(MODEL_PROXY_VARIABLE[option], value)
+    else:
+        config[option] = value
+    for variable, setting in environ.items():
+        monkeypatch.setenv(variable, setting)
+
+    out = ctx.run(ctx.on.config_changed(), testing.State(config=config))
+
+    assert isinstance(out.unit_status, ops.BlockedStatus), out.unit_status
+    message = out.unit_status.message
+    assert message.startswith(option), message
+    assert _FIX.search(message), message
+    assert TOKEN not in message
+    assert "hunter2" not in message
+    assert manager.config is None
+
+
+def test_aproxy_with_a_proxy_without_port_names_the_option(
+    ctx: testing.Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model proxy without a port blocks experimental-use-aproxy, naming the option.
+
+    arrange: the model's juju-http-proxy without a port; experimental-use-aproxy=true.
+    act: run config-changed.
+    assert: Blocked naming experimental-use-aproxy and the model's proxy key, not `config`.
+    """
+    monkeypatch.setenv("JUJU_CHARM_HTTP_PROXY", "http://proxy.example.com")
+
+    out = ctx.run(
+        ctx.on.config_changed(),
+        testing.State(config={**VALID, "experimental-use-aproxy": True}),
+    )
+
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+    assert out.unit_status.message.startswith("experimental-use-aproxy"), out.unit_status
+    assert "juju-http-proxy" in out.unit_status.message
+    assert "config:" not in out.unit_status.message
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("containers", 1001), ("virtual-machines", 5000), ("vm-cpu", 4096)]
+)
+def test_too_many_runners_or_cpus_name_the_charm_option(
+    ctx: testing.Context, option: str, value: int
+) -> None:
+    """A count or CPU number beyond one machine names the charm option, not the manager's key.
+
+    arrange: a valid config with containers, virtual-machines or vm-cpu far too large.
+    act: run config-changed.
+    assert: Blocked, starting with the option, with the largest accepted value; no `runners.`.
+    """
+    out = ctx.run(ctx.on.config_changed(), testing.State(config={**VALID, option: value}))
+
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+    assert out.unit_status.message.startswith(f"{option}:"), out.unit_status.message
+    assert "at most" in out.unit_status.message
+    assert "runners." not in out.unit_status.message
+
+
+def test_a_refused_token_does_not_hide_the_other_bad_values(ctx: testing.Context) -> None:
+    """A malformed token and a bad manager value are both named.
+
+    arrange: a token option that is no secret URI, and vm-cpu=0.
+    act: run config-changed.
+    assert: Blocked naming token and vm-cpu, and not claiming the token is missing.
+    """
+    config: dict[str, Any] = {**VALID, "token": "secret:not a uri", "vm-cpu": 0}
+
+    out = ctx.run(ctx.on.config_changed(), testing.State(config=config))
+
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+    assert out.unit_status.message.startswith("token:"), out.unit_status.message
+    assert "; vm-cpu: " in out.unit_status.message
+    assert "missing" not in out.unit_status.message

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,39 @@ def test_invalid_token_type_does_not_echo_the_value(tmp_path):
 
     assert "github.token" in message
     assert TOKEN not in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"github": {"url": "https://github.com:0"}}, "github.url"),
+        ({"github": {"group": ""}}, "github.group"),
+        ({"runners": {"containers": 1001}}, "runners.containers"),
+        ({"runners": {"cpu": 0}}, "runners.cpu"),
+        ({"runners": {"base_image": "two words"}}, "runners.base_image"),
+        ({"runners": {"labels": ["has space"]}}, "runners.labels"),
+        ({"proxy": {"http": "http://user:hunter2@proxy:x", "aproxy": True}}, "proxy.http"),
+        ({"proxy": {"https": "ftp://proxy.example.com:21"}}, "proxy.https"),
+        ({"proxy": {"https": "http://[::1:3128"}}, "proxy.https"),
+        ({"proxy": {"no_proxy": "a, b"}}, "proxy.no_proxy"),
+        ({"proxy": {"http": "http://proxy.example.com", "aproxy": True}}, "proxy.aproxy"),
+        ({"dockerhub_mirror": "https://mirror.example.com:99999"}, "dockerhub_mirror"),
+        ({"metrics": {"check_interval": 0}}, "metrics.check_interval"),
+    ],
+)
+def test_value_rules_name_the_key_and_the_fix(tmp_path, overrides, field):
+    """Each value rule the charm relies on names its key and says what to use instead.
+
+    arrange: one value a settings model refuses.
+    act: load_config.
+    assert: exactly one problem, naming the key, with a fix; no proxy password in it.
+    """
+    message = config_error(tmp_path, **overrides)
+
+    assert message.startswith(f"{field}: "), message
+    assert "; " not in message, message
+    assert re.search(r"\b(use|set|turn)\b", message), message
+    assert "hunter2" not in message
 
 
 def test_missing_required_fields_are_all_named(tmp_path):
