@@ -431,7 +431,7 @@ def test_github_only_registration_error_is_not_removed(remover, lxd, github, rec
 
 
 def test_remove_all_keeps_order_and_wraps_unexpected_errors(lxd, github, recorder, clock):
-    """remove_all answers in order and wraps an unexpected error without stopping the others.
+    """Removing several answers in order and wraps an unexpected error, sparing the others.
 
     arrange: 3 stopped runners; the 2nd instance deletion raises RuntimeError.
     act: remove_all with two workers.
@@ -463,7 +463,7 @@ def test_remove_all_keeps_order_and_wraps_unexpected_errors(lxd, github, recorde
 
 
 def test_remove_all_with_nothing_to_remove(remover):
-    """remove_all with no removals answers nothing.
+    """Removing nothing answers no outcome.
 
     arrange: no removals.
     act: remove_all with four workers.

@@ -264,7 +264,7 @@ def test_real_build_with_a_missing_token_file_is_exit_2(tmp_path, capsys, monkey
 
 
 def test_check_prints_counts(tmp_path, capsys, fake_build, github, lxd):
-    """check prints runner counts per state and changes nothing.
+    """The check command prints runner counts per state and changes nothing.
 
     arrange: two idle runners and an offline GitHub-only one.
     act: check.
@@ -300,7 +300,7 @@ def test_check_prints_counts(tmp_path, capsys, fake_build, github, lxd):
     ],
 )
 def test_check_failure(tmp_path, capsys, fake_build, github, error, expected):
-    """check exits 3 when GitHub rejects the token and 4 for other failures.
+    """The check command exits 3 when GitHub rejects the token and 4 for other failures.
 
     arrange: GitHub cannot be listed (token or other error).
     act: check.
@@ -315,7 +315,7 @@ def test_check_failure(tmp_path, capsys, fake_build, github, error, expected):
 
 
 def test_flush_busy_no_reconcile_removes_every_runner(tmp_path, capsys, fake_build, lxd, github):
-    """flush --busy --no-reconcile removes busy and idle runners and creates none.
+    """A busy flush without reconcile removes busy and idle runners and creates none.
 
     arrange: one busy and one idle runner; GitHub releases the busy one once its instance is gone.
     act: flush --busy --no-reconcile.
@@ -372,7 +372,7 @@ def test_flush_keeps_busy_runners_and_reconciles(tmp_path, capsys, fake_build, l
 
 
 def test_update_dependencies(tmp_path, capsys, fake_build):
-    """update-dependencies reports the command and the runner version.
+    """The update-dependencies command reports the command and the runner version.
 
     arrange: a valid config.
     act: update-dependencies.
@@ -387,7 +387,7 @@ def test_update_dependencies(tmp_path, capsys, fake_build):
 
 
 def test_serve_metrics_serves_the_report_on_loopback(tmp_path, capsys, monkeypatch):
-    """serve-metrics serves the report's gauges on loopback at the given port.
+    """The serve-metrics command serves the report's gauges on loopback at the given port.
 
     arrange: a report; make_server binds a free port instead.
     act: serve-metrics --port 9999.
@@ -523,7 +523,7 @@ class _OneShotStream:
 def test_replenish_fills_the_fleet_and_stops_on_sigterm(
     tmp_path, caplog, fake_build, lxd, github, monkeypatch
 ):
-    """replenish fills the fleet from JIT registrations and stops cleanly on SIGTERM.
+    """The replenish command fills the fleet by JIT registration and stops on SIGTERM.
 
     arrange: nothing exists; a stream that connects then gets SIGTERM once two instances exist.
     act: replenish.
@@ -547,7 +547,7 @@ def test_replenish_fills_the_fleet_and_stops_on_sigterm(
 
 
 def test_replenish_without_lxd_is_exit_4(tmp_path, capsys, monkeypatch):
-    """replenish without LXD exits 4 so that it is restarted.
+    """The replenish command without LXD exits 4 so that it is restarted.
 
     arrange: the manager cannot be built (no LXD).
     act: replenish.

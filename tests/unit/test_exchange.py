@@ -410,7 +410,7 @@ def test_delete_of_an_unknown_runner_is_a_no_op(store, run):
 
 
 def test_runners_lists_only_valid_runner_directories(store, root):
-    """runners lists only directories with valid runner names.
+    """Listing runners finds only directories with valid runner names.
 
     arrange: two runners, a stray file and a directory with an invalid name.
     act: runners.
@@ -426,7 +426,7 @@ def test_runners_lists_only_valid_runner_directories(store, root):
 
 
 def test_runners_without_a_root(store):
-    """runners without a root directory is empty.
+    """Listing runners without a root directory finds none.
 
     arrange: no runner ever created.
     act: runners.
