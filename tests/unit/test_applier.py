@@ -105,9 +105,12 @@ def removal(
 
 
 def test_idle_runner_goes_from_github_first(remover, lxd, github, recorder, hooked):
-    """arrange: an idle runner. act: remove.
+    """An idle runner loses its GitHub registration before its instance.
 
-    assert: GitHub registration deleted before the instance; removed.
+    arrange: an idle runner.
+    act: remove it.
+    assert: the registration is deleted first, then the logs hook runs and the instance goes; it
+        counts as removed.
     """
     target = removal(lxd, github, 1, RunnerState.IDLE)
 
@@ -120,9 +123,11 @@ def test_idle_runner_goes_from_github_first(remover, lxd, github, recorder, hook
 
 
 def test_booting_registered_runner_goes_from_github_first(remover, lxd, github, recorder):
-    """arrange: a booting runner already registered (offline). act: remove.
+    """A booting runner that is already registered loses its registration first.
 
-    assert: GitHub first, then the instance.
+    arrange: a booting runner already registered (offline).
+    act: remove it.
+    assert: GitHub first, then the hook, then the instance.
     """
     target = removal(lxd, github, 1, RunnerState.BOOTING, online=False)
 
@@ -135,9 +140,11 @@ def test_booting_registered_runner_goes_from_github_first(remover, lxd, github, 
 def test_booting_runner_without_registration_loses_only_its_instance(
     remover, lxd, github, recorder
 ):
-    """arrange: a booting runner GitHub does not list yet. act: remove.
+    """A booting runner GitHub does not list yet loses only its instance.
 
-    assert: only the instance is deleted; no GitHub call.
+    arrange: a booting runner GitHub does not list yet.
+    act: remove it.
+    assert: only the hook and the instance deletion run; no GitHub call.
     """
     target = removal(lxd, github, 1, RunnerState.BOOTING, registered=False)
 
@@ -152,9 +159,11 @@ def test_booting_runner_without_registration_loses_only_its_instance(
     [(RunnerState.STOPPED, False), (RunnerState.UNHEALTHY, False), (RunnerState.STOPPED, True)],
 )
 def test_dead_runner_loses_its_instance_first(remover, lxd, github, recorder, state, online):
-    """arrange: a stopped or unhealthy runner still registered. act: remove.
+    """A stopped or unhealthy runner loses its instance before its registration.
 
-    assert: the logs hook, then the instance, then the registration; removed.
+    arrange: a stopped or unhealthy runner still registered.
+    act: remove it.
+    assert: the logs hook, then the instance, then the registration; removed on both sides.
     """
     target = removal(lxd, github, 1, state, online=online, reason=Reason(state.value))
 
@@ -167,10 +176,12 @@ def test_dead_runner_loses_its_instance_first(remover, lxd, github, recorder, st
 
 
 def test_busy_runner_flushed_loses_its_instance_first(remover, lxd, github, recorder, clock):
-    """arrange: a flushed busy runner; GitHub keeps it busy twice more. act: remove.
+    """A flushed busy runner's registration is retried with backoff until GitHub lets it go.
 
-    assert: instance first; registration deleted on the third attempt after waiting 2 s and 4 s
-    (injected sleep); reported removed only then.
+    arrange: a flushed busy runner; GitHub refuses its deletion as busy twice more.
+    act: remove it with one worker.
+    assert: instance first; the registration is deleted on the third attempt after waiting 2 s and
+        4 s (injected sleep); reported removed only then.
     """
     target = removal(lxd, github, 1, RunnerState.BUSY, reason=Reason.FLUSH)
     runner_id = target.runner.github.id  # type: ignore[union-attr]  # a removal target built with a GitHub runner
@@ -194,10 +205,12 @@ def test_busy_runner_flushed_loses_its_instance_first(remover, lxd, github, reco
 
 
 def test_busy_runner_that_github_keeps_busy(lxd, github, recorder, clock):
-    """arrange: a busy runner GitHub holds longer than the release timeout (60 s). act: remove.
+    """A registration GitHub holds beyond the release timeout is reported, not counted as removed.
 
-    assert: retried for 60 s (longer than a few seconds), then reported with its id and not
-    as removed; the instance is gone.
+    arrange: a flushed busy runner GitHub holds longer than the release timeout (60 s).
+    act: remove it with one worker.
+    assert: retried with growing waits for 60 s in total, then reported with its GitHub id and not
+        as removed; the instance is gone and the registration left.
     """
     remover = RunnerRemover(
         lxd, github, sleep=clock.sleep, monotonic=clock.monotonic, release_timeout=60.0
@@ -219,9 +232,11 @@ def test_busy_runner_that_github_keeps_busy(lxd, github, recorder, clock):
 
 
 def test_busy_runners_are_released_together(lxd, github, recorder, clock):
-    """arrange: 3 flushed busy runners GitHub holds 20 s. act: remove with one worker.
+    """Several busy runners wait for GitHub's release in one shared period.
 
-    assert: all removed within one release period, not one period per runner.
+    arrange: 3 flushed busy runners that GitHub holds for 20 s.
+    act: remove them with one worker.
+    assert: all removed within one release period (under 40 s slept), not one period per runner.
     """
     remover = RunnerRemover(
         lxd, github, sleep=clock.sleep, monotonic=clock.monotonic, release_timeout=600.0
@@ -244,7 +259,12 @@ def test_busy_runners_are_released_together(lxd, github, recorder, clock):
 
 
 def test_busy_orphan_registration_is_left_for_a_later_run(remover, lxd, github, recorder, clock):
-    """arrange: a busy registration without an instance. act: remove. assert: one try, a note."""
+    """A busy registration without an instance is tried once and left with a note.
+
+    arrange: a busy GitHub registration without an instance.
+    act: remove it.
+    assert: one try, no wait, no error, a note; the registration is left for a later run.
+    """
     runner = github.add(name(1), online=False, busy=True)
     view = RunnerView(name=name(1), state=RunnerState.GITHUB_ONLY, instance=None, github=runner)
 
@@ -256,9 +276,11 @@ def test_busy_orphan_registration_is_left_for_a_later_run(remover, lxd, github, 
 
 
 def test_conflict_on_a_dead_runner_is_not_retried(remover, lxd, github, recorder, clock):
-    """arrange: a stopped runner whose registration GitHub refuses (409). act: remove.
+    """A conflict deleting a stopped runner's registration is reported without retrying.
 
-    assert: one attempt, no sleep, the conflict reported.
+    arrange: a stopped runner whose registration GitHub refuses (409).
+    act: remove it.
+    assert: one attempt after the hook and the instance, no sleep, the conflict reported.
     """
     target = removal(lxd, github, 1, RunnerState.STOPPED, online=False, reason=Reason.STOPPED)
     recorder.github_errors = [GitHubConflictError("conflict", 409)]
@@ -271,8 +293,10 @@ def test_conflict_on_a_dead_runner_is_not_retried(remover, lxd, github, recorder
 
 
 def test_idle_runner_that_took_a_job_meanwhile_is_kept(remover, lxd, github, recorder, hooked):
-    """arrange: an idle runner that GitHub says is busy when deleted (422). act: remove.
+    """An idle runner that took a job before its deletion is kept.
 
+    arrange: an idle runner that GitHub says is busy when deleted (422).
+    act: remove it.
     assert: not removed, no error, a note; the instance untouched, no hook.
     """
     target = removal(lxd, github, 1, RunnerState.IDLE)
@@ -292,9 +316,12 @@ def test_idle_runner_that_took_a_job_meanwhile_is_kept(remover, lxd, github, rec
     [GitHubUnavailableError("GitHub answered 503"), TokenError("bad credentials", 401)],
 )
 def test_github_error_keeps_an_idle_runners_instance(remover, lxd, github, recorder, error):
-    """arrange: an idle runner; GitHub fails to delete it. act: remove.
+    """A GitHub error deleting an idle runner keeps its instance.
 
-    assert: the error reported, not removed, the instance kept (it may be healthy).
+    arrange: an idle runner; GitHub fails to delete its registration.
+    act: remove it.
+    assert: the error reported, not removed, only GitHub was called and the instance kept (it may
+        be healthy).
     """
     target = removal(lxd, github, 1, RunnerState.IDLE)
     recorder.github_errors = [error]
@@ -308,9 +335,11 @@ def test_github_error_keeps_an_idle_runners_instance(remover, lxd, github, recor
 
 
 def test_lxd_error_is_reported_and_keeps_the_registration(remover, lxd, github, recorder):
-    """arrange: a stopped runner; LXD fails to delete it. act: remove.
+    """An LXD error deleting a stopped runner keeps its registration for the next run.
 
-    assert: the LXD error, not removed, the registration left for the next run.
+    arrange: a stopped runner; LXD fails to delete its instance.
+    act: remove it.
+    assert: the LXD error, not removed, no GitHub call, the registration left for the next run.
     """
     target = removal(lxd, github, 1, RunnerState.STOPPED, online=False, reason=Reason.STOPPED)
     lxd.fail["delete_instance"] = LxdError("LXD did not answer")
@@ -324,9 +353,11 @@ def test_lxd_error_is_reported_and_keeps_the_registration(remover, lxd, github, 
 
 
 def test_lxd_error_after_github_deletion_of_an_idle_runner(remover, lxd, github, recorder):
-    """arrange: an idle runner; LXD fails to delete its instance. act: remove.
+    """An LXD error after an idle runner's registration is gone is reported as not removed.
 
-    assert: the LXD error, not removed (the instance is still there).
+    arrange: an idle runner; LXD fails to delete its instance.
+    act: remove it.
+    assert: the LXD error, not removed; the registration is gone and the instance still there.
     """
     target = removal(lxd, github, 1, RunnerState.IDLE)
     lxd.fail["delete_instance"] = LxdError("LXD did not answer")
@@ -340,9 +371,11 @@ def test_lxd_error_after_github_deletion_of_an_idle_runner(remover, lxd, github,
 
 
 def test_failing_before_delete_hook_never_blocks_deletion(lxd, github, recorder, clock):
-    """arrange: a before_delete hook that raises. act: remove an unhealthy runner.
+    """A before_delete hook that raises never blocks the deletion.
 
-    assert: removed anyway, on both sides.
+    arrange: a before_delete hook that raises.
+    act: remove an unhealthy runner.
+    assert: removed anyway, on both sides, without an error.
     """
 
     def broken_hook(_: Removal) -> None:
@@ -358,8 +391,10 @@ def test_failing_before_delete_hook_never_blocks_deletion(lxd, github, recorder,
 
 
 def test_github_only_runner_loses_its_registration(remover, lxd, github, recorder, hooked):
-    """arrange: an offline GitHub runner without an instance. act: remove.
+    """An offline registration without an instance loses only its registration.
 
+    arrange: an offline GitHub runner without an instance.
+    act: remove it.
     assert: only the registration is deleted, no hook.
     """
     target = removal(
@@ -380,8 +415,10 @@ def test_github_only_runner_loses_its_registration(remover, lxd, github, recorde
 
 
 def test_github_only_registration_error_is_not_removed(remover, lxd, github, recorder):
-    """arrange: an orphan registration GitHub fails to delete. act: remove.
+    """An orphan registration GitHub fails to delete is not counted as removed.
 
+    arrange: an orphan registration GitHub fails to delete (502).
+    act: remove it.
     assert: the error, and not counted as removed (there was no instance).
     """
     target = removal(lxd, github, 1, RunnerState.GITHUB_ONLY, instance=False, online=False)
@@ -394,10 +431,12 @@ def test_github_only_registration_error_is_not_removed(remover, lxd, github, rec
 
 
 def test_remove_all_keeps_order_and_wraps_unexpected_errors(lxd, github, recorder, clock):
-    """arrange: 3 removals; the 2nd instance deletion raises RuntimeError. act: remove_all.
+    """Removing several answers in order and wraps an unexpected error, sparing the others.
 
+    arrange: 3 stopped runners; the 2nd instance deletion raises RuntimeError.
+    act: remove_all with two workers.
     assert: one outcome per removal in order; the unexpected error is wrapped in a
-    RunnerManagerError; the others are removed.
+        RunnerManagerError; the others are removed.
     """
     remover = RunnerRemover(lxd, github, sleep=clock.sleep)
     removals = [
@@ -424,15 +463,22 @@ def test_remove_all_keeps_order_and_wraps_unexpected_errors(lxd, github, recorde
 
 
 def test_remove_all_with_nothing_to_remove(remover):
-    """arrange: no removals. act: remove_all. assert: no outcome."""
+    """Removing nothing answers no outcome.
+
+    arrange: no removals.
+    act: remove_all with four workers.
+    assert: no outcome.
+    """
     assert remover.remove_all([], workers=4) == []
 
 
 def test_stopped_runner_github_holds_busy_is_not_waited_for(remover, lxd, github, recorder, clock):
-    """arrange: a stopped instance whose runner GitHub still lists busy (its job died with it).
+    """A stopped runner GitHub still lists busy is not waited for outside a flush.
 
-    act: remove (a reconciliation, not a flush). assert: one try, no wait, a note; the
-    instance is gone and the registration left for a later run.
+    arrange: a stopped instance whose runner GitHub still lists busy (its job died with it).
+    act: remove it (a reconciliation, not a flush).
+    assert: one try, no wait, no error, a note; the instance is gone and the registration left for
+        a later run.
     """
     target = removal(lxd, github, 1, RunnerState.STOPPED, online=False, reason=Reason.STOPPED)
     runner_id = target.runner.github.id  # type: ignore[union-attr]  # a removal target built with a GitHub runner
@@ -455,9 +501,11 @@ def test_stopped_runner_github_holds_busy_is_not_waited_for(remover, lxd, github
 def test_unlisted_runner_flushed_loses_its_registration_by_noted_id(
     remover, lxd, github, recorder
 ):
-    """arrange: an unlisted runner (GitHub's listing lacked it) with its id noted on the instance.
+    """A flushed unlisted runner loses its registration by the id noted on its instance.
 
-    act: flush it. assert: instance first, then the registration by the noted id.
+    arrange: an unlisted runner (GitHub's listing lacked it) with its id noted on the instance.
+    act: flush it.
+    assert: the hook, the instance, then the registration by the noted id; both sides empty.
     """
     runner = github.add(name(1), online=True)
     lxd.add(name(1), UNIT, created_at=CREATED, runner_id=runner.id)
@@ -480,9 +528,12 @@ def test_unlisted_runner_flushed_loses_its_registration_by_noted_id(
 
 
 def test_moved_runner_is_deleted_with_the_old_paths_client(lxd, github, recorder, clock):
-    """arrange: an idle runner registered on the old path. act: remove (moved).
+    """A runner moved off its old GitHub path is deleted with the old path's client.
 
-    assert: its registration is deleted with the old path's client, then its instance.
+    arrange: an idle runner registered on the old path, with a client for that path.
+    act: remove it (moved).
+    assert: its registration is deleted with the old path's client, then its instance; nothing is
+        deleted on the new path.
     """
     from .fakes import FakeGitHub
 

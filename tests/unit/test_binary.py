@@ -98,7 +98,13 @@ def leftovers(directory: Path) -> list[str]:
 
 
 def test_downloads_and_verifies_the_listed_runner(cache, cache_dir, github, opener):
-    """arrange: GitHub lists a runner, nothing cached. act: ensure. assert: verified tarball."""
+    """The listed runner is downloaded, verified and cached with its metadata.
+
+    arrange: GitHub lists a runner, nothing cached.
+    act: ensure.
+    assert: the verified tarball is cached (mode 0644) beside its metadata, downloaded once with
+        the timeout, and reported as updated; cached() then finds it, not updated.
+    """
     app, payload = offer(github, opener, "2.330.0")
 
     cached = cache.ensure()
@@ -115,7 +121,12 @@ def test_downloads_and_verifies_the_listed_runner(cache, cache_dir, github, open
 
 
 def test_cached_runner_is_not_downloaded_again(cache, github, opener):
-    """arrange: the listed runner is cached. act: ensure again. assert: no download, not new."""
+    """A runner already cached is not downloaded again.
+
+    arrange: the listed runner is cached.
+    act: ensure again.
+    assert: no second download, not updated.
+    """
     app, _ = offer(github, opener, "2.330.0")
     cache.ensure()
 
@@ -127,7 +138,12 @@ def test_cached_runner_is_not_downloaded_again(cache, github, opener):
 
 
 def test_checksum_listed_in_upper_case_is_accepted(cache, github, opener):
-    """arrange: GitHub lists the SHA-256 in upper case. act: ensure. assert: downloaded."""
+    """A SHA-256 listed in upper case still matches.
+
+    arrange: GitHub lists the SHA-256 in upper case.
+    act: ensure.
+    assert: the tarball is downloaded and cached.
+    """
     payload = runner_tarball("2.330.0")
     app = application("2.330.0", payload, checksum=hashlib.sha256(payload).hexdigest().upper())
     github.applications = [app]
@@ -137,8 +153,10 @@ def test_checksum_listed_in_upper_case_is_accepted(cache, github, opener):
 
 
 def test_wrong_checksum_is_refused_and_nothing_is_kept(cache, cache_dir, github, opener):
-    """arrange: the download differs from the listed SHA-256. act: ensure.
+    """A download that does not match the listed checksum is refused and nothing is kept.
 
+    arrange: the download differs from the listed SHA-256.
+    act: ensure.
     assert: RunnerBinaryError, no tarball, no temporary file, nothing cached.
     """
     offer(github, opener, "2.330.0", body=runner_tarball("tampered"))
@@ -151,7 +169,12 @@ def test_wrong_checksum_is_refused_and_nothing_is_kept(cache, cache_dir, github,
 
 
 def test_file_that_is_not_a_tar_archive_is_refused(cache, cache_dir, github):
-    """arrange: the listed file (checksum right) is not a tar. act: ensure. assert: refused."""
+    """A listed file that is not a tar archive is refused even with the right checksum.
+
+    arrange: the listed file (checksum right) is not a tar archive.
+    act: ensure.
+    assert: RunnerBinaryError, nothing left, nothing cached.
+    """
     body = b"<html>not a runner</html>"
     app = application("2.330.0", body)
     github.applications = [app]
@@ -174,7 +197,12 @@ def test_file_that_is_not_a_tar_archive_is_refused(cache, cache_dir, github):
     ],
 )
 def test_github_error_keeps_using_the_cached_runner(cache, github, opener, error):
-    """arrange: a cached runner; GitHub fails to list. act: ensure. assert: the cached one."""
+    """A GitHub error while listing keeps the cached runner in use.
+
+    arrange: a cached runner; GitHub fails to list the runner applications.
+    act: ensure.
+    assert: the cached one, not updated, not downloaded again.
+    """
     app, payload = offer(github, opener, "2.330.0")
     cache.ensure()
     github.fail["runner_applications"] = error
@@ -188,7 +216,12 @@ def test_github_error_keeps_using_the_cached_runner(cache, github, opener, error
 
 
 def test_github_error_without_a_cached_runner_is_an_error(cache, github):
-    """arrange: nothing cached; GitHub fails to list. act: ensure. assert: RunnerBinaryError."""
+    """A GitHub error while listing with nothing cached is a RunnerBinaryError.
+
+    arrange: nothing cached; GitHub fails to list (502).
+    act: ensure.
+    assert: RunnerBinaryError caused by the GitHub error.
+    """
     github.fail["runner_applications"] = GitHubUnavailableError("GitHub answered 502")
 
     with pytest.raises(RunnerBinaryError, match="cannot list runner applications") as caught:
@@ -198,9 +231,11 @@ def test_github_error_without_a_cached_runner_is_an_error(cache, github):
 
 
 def test_new_version_replaces_the_cached_one(cache, cache_dir, github, opener):
-    """arrange: 2.330.0 cached; GitHub now lists 2.331.0. act: ensure.
+    """A newly listed version replaces the cached one.
 
-    assert: the new tarball is downloaded and cached, the old tarball deleted.
+    arrange: 2.330.0 cached; GitHub now lists 2.331.0.
+    act: ensure.
+    assert: the new tarball is downloaded and cached with its metadata, the old tarball deleted.
     """
     old_app, _ = offer(github, opener, "2.330.0")
     cache.ensure()
@@ -219,9 +254,11 @@ def test_new_version_replaces_the_cached_one(cache, cache_dir, github, opener):
 
 
 def test_failed_update_keeps_the_old_runner_cached(cache, cache_dir, github, opener):
-    """arrange: 2.330.0 cached; 2.331.0 listed but its download is tampered. act: ensure.
+    """A failed update keeps the old runner cached.
 
-    assert: RunnerBinaryError; the old runner is still the cached one.
+    arrange: 2.330.0 cached; 2.331.0 listed but its download is tampered.
+    act: ensure.
+    assert: RunnerBinaryError; the old runner is still the cached one, nothing else left.
     """
     old_app, old_payload = offer(github, opener, "2.330.0")
     cache.ensure()
@@ -237,7 +274,12 @@ def test_failed_update_keeps_the_old_runner_cached(cache, cache_dir, github, ope
 
 
 def test_no_checksum_listed_is_refused_without_downloading(cache, github, opener):
-    """arrange: the linux/x64 entry has no SHA-256. act: ensure. assert: error, no download."""
+    """A listed runner without a checksum is refused before any download.
+
+    arrange: the linux/x64 entry has no SHA-256.
+    act: ensure.
+    assert: RunnerBinaryError, no download.
+    """
     payload = runner_tarball("2.330.0")
     app = application("2.330.0", payload, checksum="")
     github.applications = [app]
@@ -250,7 +292,12 @@ def test_no_checksum_listed_is_refused_without_downloading(cache, github, opener
 
 
 def test_no_entry_for_the_architecture_is_an_error(cache_dir, github, opener):
-    """arrange: GitHub lists osx and linux/x64 only. act: ensure for arm64. assert: error."""
+    """A missing entry for the host's architecture is an error.
+
+    arrange: GitHub lists osx and linux/x64 only.
+    act: ensure for arm64.
+    assert: RunnerBinaryError naming linux arm64, no download.
+    """
     cache = RunnerBinaryCache(cache_dir, github, "arm64", opener=opener)
 
     with pytest.raises(RunnerBinaryError, match="no runner application for linux arm64"):
@@ -268,7 +315,12 @@ def test_no_entry_for_the_architecture_is_an_error(cache_dir, github, opener):
     ],
 )
 def test_download_failure_is_a_runner_binary_error(cache, cache_dir, github, opener, failure):
-    """arrange: the download fails. act: ensure. assert: RunnerBinaryError, nothing left."""
+    """A failed download is a RunnerBinaryError and leaves nothing behind.
+
+    arrange: the download fails.
+    act: ensure.
+    assert: RunnerBinaryError, nothing left.
+    """
     offer(github, opener, "2.330.0")
     opener.fail = failure
 
@@ -286,8 +338,10 @@ class _TruncatedChunkedBody(io.BytesIO):
 
 
 def test_cut_chunked_download_is_a_runner_binary_error(cache, cache_dir, github, opener):
-    """arrange: the download's chunked body is cut (http.client.IncompleteRead). act: ensure.
+    """A cut chunked download is a RunnerBinaryError, not a raw HTTP exception.
 
+    arrange: the download's chunked body is cut (http.client.IncompleteRead).
+    act: ensure.
     assert: RunnerBinaryError (so the manager falls back to the cached runner), nothing left.
     """
     # BUG (src/github_runner_manager/binary.py, RunnerBinaryCache._download): only OSError and
@@ -315,7 +369,12 @@ def test_cut_chunked_download_is_a_runner_binary_error(cache, cache_dir, github,
     "url", ["file:///etc/passwd", "ftp://example.invalid/runner.tar.gz", "/tmp/runner.tar.gz"]
 )
 def test_download_url_that_is_not_http_is_refused(cache, github, opener, url):
-    """arrange: the listed URL is not http(s). act: ensure. assert: refused, never opened."""
+    """A download URL that is not http(s) is refused.
+
+    arrange: the listed URL is not http(s).
+    act: ensure.
+    assert: RunnerBinaryError, the URL never opened.
+    """
     payload = runner_tarball("2.330.0")
     app = application("2.330.0", payload)
     github.applications = [
@@ -332,8 +391,10 @@ def test_download_url_that_is_not_http_is_refused(cache, github, opener, url):
     "filename", ["../actions-runner-linux-x64-2.330.0.tar.gz", "actions-runner-linux-x64.zip"]
 )
 def test_unexpected_file_name_is_refused(cache, cache_dir, github, opener, filename):
-    """arrange: the listed file name escapes the cache or is no .tar.gz. act: ensure.
+    """A listed file name that escapes the cache or is no .tar.gz is refused.
 
+    arrange: the listed file name escapes the cache or is no .tar.gz.
+    act: ensure.
     assert: refused before anything is downloaded or written.
     """
     payload = runner_tarball("2.330.0")
@@ -360,7 +421,12 @@ def test_unexpected_file_name_is_refused(cache, cache_dir, github, opener, filen
     ids=["no-metadata", "invalid-json", "missing-fields", "not-a-mapping"],
 )
 def test_cached_is_none_without_usable_metadata(cache, cache_dir, meta):
-    """arrange: missing or broken metadata beside a tarball. act: cached. assert: None."""
+    """A tarball without usable metadata is not taken as cached.
+
+    arrange: missing or broken metadata beside a tarball.
+    act: cached.
+    assert: None.
+    """
     cache_dir.mkdir()
     (cache_dir / "actions-runner-linux-x64-2.330.0.tar.gz").write_bytes(b"x")
     if meta is not None:
@@ -370,8 +436,10 @@ def test_cached_is_none_without_usable_metadata(cache, cache_dir, meta):
 
 
 def test_cached_is_none_when_the_tarball_is_gone(cache, cache_dir, github, opener):
-    """arrange: a cached runner whose tarball was deleted. act: cached, ensure.
+    """A cached runner whose tarball was deleted is downloaded again.
 
+    arrange: a cached runner whose tarball was deleted.
+    act: cached, then ensure.
     assert: cached is None; ensure downloads it again.
     """
     app, _ = offer(github, opener, "2.330.0")
@@ -394,13 +462,23 @@ def test_cached_is_none_when_the_tarball_is_gone(cache, cache_dir, github, opene
     ],
 )
 def test_runner_architecture_mapping(machine, expected):
-    """arrange: a platform.machine() value. act: map it. assert: GitHub's architecture name."""
+    """A machine name maps to GitHub's runner architecture name.
+
+    arrange: a platform.machine() value.
+    act: map it.
+    assert: GitHub's architecture name.
+    """
     assert runner_architecture(machine) == expected
 
 
 @pytest.mark.parametrize("machine", ["s390x", "ppc64le", "armv7l", "i686"])
 def test_runner_architecture_without_a_linux_runner_is_refused(machine):
-    """arrange: an architecture GitHub has no runner for. act: map it. assert: error."""
+    """An architecture GitHub has no Linux runner for is refused.
+
+    arrange: an architecture GitHub has no runner for.
+    act: map it.
+    assert: RunnerBinaryError naming it.
+    """
     with pytest.raises(RunnerBinaryError, match=f"unsupported architecture {machine}"):
         runner_architecture(machine)
 
@@ -425,10 +503,12 @@ class _Trickle(io.RawIOBase):
 
 
 def test_download_is_bounded_in_total_time(cache_dir, github, opener):
-    """arrange: a download that never stalls long enough for the socket timeout, but trickles.
+    """A download that trickles is given up at its total deadline.
 
-    act: ensure with a 60 s deadline. assert: RunnerBinaryError saying so, nothing kept, and the
-    download was given up soon after the deadline (not after the whole body).
+    arrange: a download that never stalls long enough for the socket timeout, but trickles.
+    act: ensure with a 60 s deadline.
+    assert: RunnerBinaryError saying so, nothing kept, and the download was given up soon after the
+        deadline (not after the whole body).
     """
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:

@@ -69,9 +69,12 @@ def online_runners(github, names):
 
 
 def test_reconcile_success_prints_the_report(tmp_path, capsys, fake_build, lxd):
-    """arrange: a valid config, nothing exists. act: reconcile.
+    """A successful reconcile prints its report as JSON and writes it to the report file.
 
-    assert: exit 0, the report as one JSON document on stdout, also written to the report file.
+    arrange: a valid config, nothing exists.
+    act: reconcile.
+    assert: exit 0, the report as one JSON document on stdout naming the two created runners, also
+        written to the report file.
     """
     config = write_config(tmp_path)
 
@@ -87,7 +90,12 @@ def test_reconcile_success_prints_the_report(tmp_path, capsys, fake_build, lxd):
 
 
 def test_missing_config_file_is_exit_2(tmp_path, capsys, fake_build):
-    """arrange: no config file. act: reconcile. assert: exit 2, config error JSON, no manager."""
+    """A missing config file is a config error with exit 2.
+
+    arrange: no config file.
+    act: reconcile.
+    assert: exit 2, a config error naming the file in the JSON, no manager built.
+    """
     code, document, _ = run(capsys, "--config", str(tmp_path / "absent.json"), "reconcile")
 
     assert code == cli.EXIT_CONFIG
@@ -100,9 +108,12 @@ def test_missing_config_file_is_exit_2(tmp_path, capsys, fake_build):
 def test_invalid_field_is_exit_2_naming_the_field_without_the_token(
     tmp_path, capsys, caplog, fake_build
 ):
-    """arrange: runners.cpu is 0. act: reconcile.
+    """An invalid field is exit 2 naming the field, without the token anywhere.
 
-    assert: exit 2, the message names runners.cpu, the token is nowhere in the output or logs.
+    arrange: runners.cpu is 0.
+    act: reconcile.
+    assert: exit 2, the message names runners.cpu, the token is nowhere in the output or logs; no
+        manager built.
     """
     config = write_config(tmp_path, runners={"cpu": 0})
 
@@ -120,9 +131,11 @@ def test_invalid_field_is_exit_2_naming_the_field_without_the_token(
 def test_yaml_syntax_error_on_the_token_line_does_not_print_the_token(
     tmp_path, capsys, caplog, fake_build
 ):
-    """arrange: a YAML syntax error on the token's line. act: reconcile.
+    """A YAML syntax error on the token's line does not print the token.
 
-    assert: exit 2, the token is nowhere in stdout, stderr or the logs.
+    arrange: a YAML syntax error on the token's line.
+    act: reconcile.
+    assert: exit 2 with a config error, the token is nowhere in stdout, stderr or the logs.
     """
     # BUG (src/github_runner_manager/config.py, load_config): see
     # test_config.py::test_yaml_syntax_error_message_does_not_hold_the_token. PyYAML's error
@@ -142,7 +155,12 @@ def test_yaml_syntax_error_on_the_token_line_does_not_print_the_token(
 
 
 def test_token_error_is_exit_3(tmp_path, capsys, fake_build, github):
-    """arrange: GitHub rejects the token. act: reconcile. assert: exit 3, token error in JSON."""
+    """A token GitHub rejects is exit 3.
+
+    arrange: GitHub rejects the token.
+    act: reconcile.
+    assert: exit 3, a token error in the JSON.
+    """
     github.fail["list_runners"] = TokenError("GitHub rejected the token (401)", 401)
 
     code, document, _ = run(capsys, "--config", str(write_config(tmp_path)), "reconcile")
@@ -153,7 +171,12 @@ def test_token_error_is_exit_3(tmp_path, capsys, fake_build, github):
 
 
 def test_transient_failure_is_exit_4(tmp_path, capsys, fake_build, lxd):
-    """arrange: LXD cannot list instances. act: reconcile. assert: exit 4, lxd error."""
+    """A transient LXD failure is exit 4.
+
+    arrange: LXD cannot list instances.
+    act: reconcile.
+    assert: exit 4, an lxd error in the JSON.
+    """
     lxd.fail["list_instances"] = LxdError("LXD did not answer within 120s")
 
     code, document, _ = run(capsys, "--config", str(write_config(tmp_path)), "reconcile")
@@ -163,9 +186,11 @@ def test_transient_failure_is_exit_4(tmp_path, capsys, fake_build, lxd):
 
 
 def test_lock_held_by_another_run_is_exit_5(tmp_path, capsys, fake_build, lxd):
-    """arrange: another run holds the manager lock. act: reconcile.
+    """A manager lock held by another run is exit 5 and changes nothing.
 
-    assert: exit 5, busy error, nothing created, no report written.
+    arrange: another run holds the manager lock.
+    act: reconcile.
+    assert: exit 5, a busy error, nothing created, no report written.
     """
     config = write_config(tmp_path)
     state = tmp_path / "state"
@@ -187,8 +212,10 @@ def test_lock_held_by_another_run_is_exit_5(tmp_path, capsys, fake_build, lxd):
     ],
 )
 def test_manager_that_cannot_be_built(tmp_path, capsys, monkeypatch, error, expected):
-    """arrange: building the manager fails. act: reconcile.
+    """A manager that cannot be built is exit 2 for a config error and 4 otherwise.
 
+    arrange: building the manager fails with a config or another error.
+    act: reconcile.
     assert: exit 2 for a config error, 4 otherwise; the error in the JSON document.
     """
 
@@ -204,9 +231,12 @@ def test_manager_that_cannot_be_built(tmp_path, capsys, monkeypatch, error, expe
 
 
 def test_real_build_with_a_missing_token_file_is_exit_2(tmp_path, capsys, monkeypatch):
-    """arrange: the token file is missing; a proxy is configured. act: reconcile (real build).
+    """A missing token file is exit 2 from the real build, which still exports the proxy.
 
-    assert: exit 2 naming the token file; the proxy is exported with loopback bypassed.
+    arrange: the token file is missing; a proxy is configured.
+    act: reconcile (real build).
+    assert: exit 2 naming the token file; the proxy is exported with loopback added to no_proxy and
+        https_proxy left unset.
     """
     for name in ("http_proxy", "https_proxy", "no_proxy"):
         # setenv first, so that monkeypatch also removes what build_manager sets.
@@ -234,9 +264,12 @@ def test_real_build_with_a_missing_token_file_is_exit_2(tmp_path, capsys, monkey
 
 
 def test_check_prints_counts(tmp_path, capsys, fake_build, github, lxd):
-    """arrange: two idle runners and an offline GitHub-only one. act: check.
+    """The check command prints runner counts per state and changes nothing.
 
-    assert: exit 0, counts per state on stdout, nothing changed.
+    arrange: two idle runners and an offline GitHub-only one.
+    act: check.
+    assert: exit 0, counts per state and type, the desired numbers and the rate limit on stdout;
+        nothing changed.
     """
     config = write_config(tmp_path)
     cli.main(["--config", str(config), "reconcile"])
@@ -267,7 +300,12 @@ def test_check_prints_counts(tmp_path, capsys, fake_build, github, lxd):
     ],
 )
 def test_check_failure(tmp_path, capsys, fake_build, github, error, expected):
-    """arrange: GitHub cannot be listed. act: check. assert: exit 3 for auth, 4 otherwise."""
+    """The check command exits 3 when GitHub rejects the token and 4 for other failures.
+
+    arrange: GitHub cannot be listed (token or other error).
+    act: check.
+    assert: exit 3 for auth, 4 otherwise; the error in the JSON document.
+    """
     github.fail["list_runners"] = error
 
     code, document, _ = run(capsys, "--config", str(write_config(tmp_path)), "check")
@@ -277,9 +315,11 @@ def test_check_failure(tmp_path, capsys, fake_build, github, error, expected):
 
 
 def test_flush_busy_no_reconcile_removes_every_runner(tmp_path, capsys, fake_build, lxd, github):
-    """arrange: one busy and one idle runner. act: flush --busy --no-reconcile.
+    """A busy flush without reconcile removes busy and idle runners and creates none.
 
-    assert: both removed, none created.
+    arrange: one busy and one idle runner; GitHub releases the busy one once its instance is gone.
+    act: flush --busy --no-reconcile.
+    assert: exit 0, both removed on both sides, none created.
     """
     config = write_config(tmp_path)
     cli.main(["--config", str(config), "reconcile"])
@@ -309,8 +349,10 @@ def test_flush_busy_no_reconcile_removes_every_runner(tmp_path, capsys, fake_bui
 
 
 def test_flush_keeps_busy_runners_and_reconciles(tmp_path, capsys, fake_build, lxd, github):
-    """arrange: one busy and one idle runner. act: flush (no flags).
+    """A plain flush keeps busy runners and replaces the idle ones.
 
+    arrange: one busy and one idle runner.
+    act: flush (no flags).
     assert: the idle one removed and replaced, the busy one kept.
     """
     config = write_config(tmp_path)
@@ -330,9 +372,11 @@ def test_flush_keeps_busy_runners_and_reconciles(tmp_path, capsys, fake_build, l
 
 
 def test_update_dependencies(tmp_path, capsys, fake_build):
-    """arrange: a valid config. act: update-dependencies.
+    """The update-dependencies command reports the command and the runner version.
 
-    assert: exit 0, the report names the command and the runner version.
+    arrange: a valid config.
+    act: update-dependencies.
+    assert: exit 0, the report names the command and the runner version, not updated.
     """
     code, document, _ = run(capsys, "--config", str(write_config(tmp_path)), "update-dependencies")
 
@@ -343,10 +387,12 @@ def test_update_dependencies(tmp_path, capsys, fake_build):
 
 
 def test_serve_metrics_serves_the_report_on_loopback(tmp_path, capsys, monkeypatch):
-    """arrange: a report; make_server binds a free port. act: serve-metrics --port 9999.
+    """The serve-metrics command serves the report's gauges on loopback at the given port.
 
-    assert: the port reached make_server; one scrape of /metrics on 127.0.0.1 returned the
-    report's gauges, then the server was stopped and main exited 0.
+    arrange: a report; make_server binds a free port instead.
+    act: serve-metrics --port 9999.
+    assert: the port reached make_server; one scrape of /metrics on 127.0.0.1 returned the report's
+        gauges, then the server was stopped and main exited 0.
     """
     config = write_config(tmp_path)
     Report(command="reconcile", unit=UNIT, started_at=STARTED).write(
@@ -407,7 +453,12 @@ def test_serve_metrics_serves_the_report_on_loopback(tmp_path, capsys, monkeypat
     ],
 )
 def test_exit_code(kinds, expected):
-    """arrange: a report with errors of some kinds. act: exit_code. assert: the exit code."""
+    """A report's error kinds map to the CLI's exit code.
+
+    arrange: a report with errors of some kinds.
+    act: exit_code.
+    assert: the expected exit code.
+    """
     report = Report(
         command="reconcile",
         unit=UNIT,
@@ -419,7 +470,12 @@ def test_exit_code(kinds, expected):
 
 
 def test_missing_command_is_a_usage_error(tmp_path, capsys):
-    """arrange: no command. act: main. assert: argparse exits with 2."""
+    """A missing command is a usage error.
+
+    arrange: no command.
+    act: main.
+    assert: argparse exits with 2.
+    """
     with pytest.raises(SystemExit) as caught:
         cli.main(["--config", str(write_config(tmp_path))])
 
@@ -428,9 +484,11 @@ def test_missing_command_is_a_usage_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("command", ["reconcile", "remove-images"])
 def test_state_dir_that_cannot_be_created_is_exit_2(tmp_path, capsys, command):
-    """arrange: state_dir where no directory can be made (under /proc), past the file checks.
+    """A state_dir that cannot be created is exit 2 naming it, without a traceback.
 
-    act: a command that builds the real clients. assert: exit 2 naming state_dir, no traceback.
+    arrange: state_dir where no directory can be made (under /proc), past the file checks.
+    act: a command that builds the real clients.
+    assert: exit 2 with a config error naming state_dir, no traceback.
     """
     config = write_config(tmp_path, state_dir=f"/proc/grt-no-such-{os.getpid()}/state")
 
@@ -465,9 +523,12 @@ class _OneShotStream:
 def test_replenish_fills_the_fleet_and_stops_on_sigterm(
     tmp_path, caplog, fake_build, lxd, github, monkeypatch
 ):
-    """arrange: nothing exists; a stream that connects then gets SIGTERM. act: replenish.
+    """The replenish command fills the fleet by JIT registration and stops on SIGTERM.
 
-    assert: the fleet is filled (one JIT call per runner, no listing), exit 0, no report file.
+    arrange: nothing exists; a stream that connects then gets SIGTERM once two instances exist.
+    act: replenish.
+    assert: the fleet is filled (one JIT call per runner, no listing), the stop is logged, exit 0,
+        no report file.
     """
     monkeypatch.setattr(cli, "LxdEventStream", _OneShotStream)
     monkeypatch.setattr(_OneShotStream, "until", staticmethod(lambda: len(lxd.instances) == 2))
@@ -486,7 +547,12 @@ def test_replenish_fills_the_fleet_and_stops_on_sigterm(
 
 
 def test_replenish_without_lxd_is_exit_4(tmp_path, capsys, monkeypatch):
-    """arrange: the manager cannot be built (no LXD). act: replenish. assert: exit 4 (restart)."""
+    """The replenish command without LXD exits 4 so that it is restarted.
+
+    arrange: the manager cannot be built (no LXD).
+    act: replenish.
+    assert: exit 4 (restart).
+    """
 
     def build(config):
         raise LxdError("cannot reach the LXD socket")

@@ -61,7 +61,12 @@ def config_error(tmp_path: Path, **overrides: Any) -> str:
 
 
 def test_load_json(tmp_path):
-    """arrange: a JSON file. act: load_config. assert: values and defaults."""
+    """A JSON configuration file loads with its values and defaults.
+
+    arrange: a JSON file for a repository.
+    act: load_config.
+    assert: the values given, and the defaults for the VM count, the report file and the API URL.
+    """
     path = write(tmp_path, json.dumps(settings(tmp_path)), "config.json")
 
     config = load_config(path)
@@ -76,7 +81,13 @@ def test_load_json(tmp_path):
 
 
 def test_load_yaml(tmp_path):
-    """arrange: a YAML file for an organisation. act: load_config. assert: values parsed."""
+    """A YAML configuration file for an organisation on GHES loads with its values.
+
+    arrange: a YAML file for an organisation on a GitHub Enterprise Server.
+    act: load_config.
+    assert: the organisation and group, the normalised URL and its API URL, labels, VM count and
+        report path are parsed.
+    """
     path = write(
         tmp_path,
         f"""
@@ -108,7 +119,12 @@ report_path: {tmp_path / "report.json"}
 
 
 def test_missing_file_is_a_config_error(tmp_path):
-    """arrange: no file. act: load_config. assert: ConfigError naming the file."""
+    """A missing configuration file is a ConfigError naming it.
+
+    arrange: no file.
+    act: load_config.
+    assert: ConfigError of kind config naming the file.
+    """
     path = tmp_path / "absent.yaml"
 
     with pytest.raises(ConfigError, match="cannot read the configuration file") as caught:
@@ -120,20 +136,32 @@ def test_missing_file_is_a_config_error(tmp_path):
 
 @pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "42\n", ""])
 def test_file_that_is_not_a_mapping_is_refused(tmp_path, text):
-    """arrange: a YAML list, scalar or empty file. act: load_config. assert: ConfigError."""
+    """A configuration file that does not hold a mapping is refused.
+
+    arrange: a YAML list, scalar or empty file.
+    act: load_config.
+    assert: ConfigError saying it must hold a mapping.
+    """
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_config(write(tmp_path, text))
 
 
 def test_file_that_is_not_yaml_is_refused(tmp_path):
-    """arrange: text that no YAML parser reads. act: load_config. assert: ConfigError."""
+    """A configuration file neither JSON nor YAML can read is refused.
+
+    arrange: text that no YAML parser reads.
+    act: load_config.
+    assert: ConfigError saying it is neither JSON nor YAML.
+    """
     with pytest.raises(ConfigError, match="neither JSON nor YAML"):
         load_config(write(tmp_path, "unit: [unclosed\n"))
 
 
 def test_yaml_syntax_error_message_does_not_hold_the_token(tmp_path):
-    """arrange: a YAML syntax error on the token's line. act: load_config.
+    """A YAML syntax error on the token's line does not quote the token.
 
+    arrange: a YAML syntax error on the token's line.
+    act: load_config.
     assert: ConfigError whose message does not hold the token.
     """
     # BUG (src/github_runner_manager/config.py, load_config): the message embeds str() of the
@@ -151,8 +179,10 @@ def test_yaml_syntax_error_message_does_not_hold_the_token(tmp_path):
 
 
 def test_file_that_is_not_utf8_is_a_config_error(tmp_path):
-    """arrange: a configuration file with bytes that are not UTF-8. act: load_config.
+    """A configuration file that is not UTF-8 is a ConfigError.
 
+    arrange: a configuration file with bytes that are not UTF-8.
+    act: load_config.
     assert: ConfigError (not a raw UnicodeDecodeError).
     """
     # BUG (src/github_runner_manager/config.py, load_config): read_text(encoding="utf-8")
@@ -185,8 +215,10 @@ def test_file_that_is_not_utf8_is_a_config_error(tmp_path):
     ],
 )
 def test_invalid_value_names_the_field_and_hides_the_token(tmp_path, overrides, field):
-    """arrange: one invalid value. act: load_config.
+    """An invalid value is named by its dotted field, without the token.
 
+    arrange: one invalid value.
+    act: load_config.
     assert: the message names the dotted field and never holds the token.
     """
     message = config_error(tmp_path, **overrides)
@@ -196,8 +228,10 @@ def test_invalid_value_names_the_field_and_hides_the_token(tmp_path, overrides, 
 
 
 def test_invalid_token_type_does_not_echo_the_value(tmp_path):
-    """arrange: the token given as a mapping holding the secret. act: load_config.
+    """A token of the wrong type is named without echoing its value.
 
+    arrange: the token given as a mapping holding the secret.
+    act: load_config.
     assert: github.token named, the secret not shown.
     """
     message = config_error(tmp_path, github={"token": {"value": TOKEN}})
@@ -240,7 +274,12 @@ def test_value_rules_name_the_key_and_the_fix(tmp_path, overrides, field):
 
 
 def test_missing_required_fields_are_all_named(tmp_path):
-    """arrange: no unit, flavor or state_dir. act: load_config. assert: each is named."""
+    """Every missing required field is named in one error.
+
+    arrange: no unit, flavor or state_dir.
+    act: load_config.
+    assert: each is named, one per part of the message.
+    """
     data = settings(tmp_path)
     for key in ("unit", "flavor", "state_dir"):
         del data[key]
@@ -262,7 +301,12 @@ def test_missing_required_fields_are_all_named(tmp_path):
     ids=["both", "neither"],
 )
 def test_exactly_one_of_token_and_token_file(tmp_path, github):
-    """arrange: both or neither of token and token_file. act: load_config. assert: refused."""
+    """Exactly one of token and token_file must be set.
+
+    arrange: both or neither of token and token_file.
+    act: load_config.
+    assert: refused, saying to set exactly one.
+    """
     data = settings(tmp_path)
     data["github"] = github
     path = write(tmp_path, json.dumps(data), "config.json")
@@ -274,7 +318,12 @@ def test_exactly_one_of_token_and_token_file(tmp_path, github):
 
 
 def test_read_token_from_file(tmp_path):
-    """arrange: token_file holding the token and a newline. act: read_token. assert: stripped."""
+    """A token read from token_file is stripped of its newline.
+
+    arrange: token_file holding the token and a newline.
+    act: read_token.
+    assert: the token, stripped.
+    """
     token_file = tmp_path / "token"
     token_file.write_text(f"{TOKEN}\n")
     config = ManagerConfig.model_validate(
@@ -285,7 +334,12 @@ def test_read_token_from_file(tmp_path):
 
 
 def test_read_token_from_missing_file_is_a_config_error(tmp_path):
-    """arrange: token_file does not exist. act: read_token. assert: ConfigError naming it."""
+    """A missing token_file is a ConfigError when the token is read.
+
+    arrange: token_file does not exist.
+    act: read_token.
+    assert: ConfigError saying the token file cannot be read.
+    """
     token_file = tmp_path / "absent-token"
     config = ManagerConfig.model_validate(
         settings(tmp_path, github={"token": None, "token_file": str(token_file)})
@@ -297,7 +351,12 @@ def test_read_token_from_missing_file_is_a_config_error(tmp_path):
 
 @pytest.mark.parametrize("content", ["", "  \n\n"])
 def test_read_token_from_empty_file_is_a_config_error(tmp_path, content):
-    """arrange: token_file is empty or blank. act: read_token. assert: ConfigError."""
+    """An empty or blank token_file is a ConfigError.
+
+    arrange: token_file is empty or blank.
+    act: read_token.
+    assert: ConfigError saying the token is empty.
+    """
     token_file = tmp_path / "token"
     token_file.write_text(content)
     config = ManagerConfig.model_validate(
@@ -309,7 +368,12 @@ def test_read_token_from_empty_file_is_a_config_error(tmp_path, content):
 
 
 def test_blank_inline_token_is_a_config_error(tmp_path):
-    """arrange: an inline token of spaces. act: read_token. assert: ConfigError."""
+    """A blank inline token is a ConfigError.
+
+    arrange: an inline token of spaces.
+    act: read_token.
+    assert: ConfigError saying the token is empty.
+    """
     config = ManagerConfig.model_validate(settings(tmp_path, github={"token": "   "}))
 
     with pytest.raises(ConfigError, match="token is empty"):
@@ -317,7 +381,12 @@ def test_blank_inline_token_is_a_config_error(tmp_path):
 
 
 def test_token_is_hidden_in_the_model_representation(tmp_path):
-    """arrange: an inline token. act: repr and dump the config. assert: the token is hidden."""
+    """The token is hidden in the config's repr and JSON dump.
+
+    arrange: an inline token.
+    act: repr and dump the config.
+    assert: the token is in neither.
+    """
     config = ManagerConfig.model_validate(settings(tmp_path))
 
     assert TOKEN not in repr(config)
@@ -337,7 +406,12 @@ def test_token_is_hidden_in_the_model_representation(tmp_path):
     ],
 )
 def test_parse_size(value, expected):
-    """arrange: a size string. act: parse_size. assert: bytes."""
+    """A size string parses to bytes.
+
+    arrange: a size string.
+    act: parse_size.
+    assert: the expected bytes.
+    """
     assert parse_size(value) == expected
 
 
@@ -354,7 +428,12 @@ def test_parse_size(value, expected):
     ],
 )
 def test_parse_size_refuses(value, message):
-    """arrange: a malformed or zero size. act: parse_size. assert: ValueError."""
+    """A malformed or zero size is refused.
+
+    arrange: a malformed or zero size.
+    act: parse_size.
+    assert: ValueError saying why.
+    """
     with pytest.raises(ValueError, match=message):
         parse_size(value)
 
@@ -369,8 +448,10 @@ def test_parse_size_refuses(value, message):
     ],
 )
 def test_sizes_are_normalised_to_what_lxd_reads(tmp_path, field, value, expected):
-    """arrange: a size with spaces or leading zeros. act: load_config.
+    """Sizes are normalised to the form LXD reads.
 
+    arrange: a size with spaces or leading zeros.
+    act: load_config.
     assert: the runners get the size in the form LXD accepts (`7GiB`, never `7 GiB`).
     """
     path = write(tmp_path, json.dumps(settings(tmp_path, runners={field: value})), "c.json")
@@ -405,9 +486,11 @@ def test_sizes_are_normalised_to_what_lxd_reads(tmp_path, field, value, expected
     ],
 )
 def test_counts_limits_and_timeouts_beyond_one_machine_are_refused(tmp_path, overrides, field):
-    """arrange: a count, limit or timeout no machine can hold (or a boolean for a number).
+    """Counts, limits and timeouts beyond what one machine holds are refused.
 
-    act: load_config. assert: refused, naming the field.
+    arrange: a count, limit or timeout no machine can hold (or a boolean for a number).
+    act: load_config.
+    assert: refused, naming the field.
     """
     message = config_error(tmp_path, **overrides)
 
@@ -427,7 +510,12 @@ def test_counts_limits_and_timeouts_beyond_one_machine_are_refused(tmp_path, ove
     ],
 )
 def test_validate_github_url_accepts(url, expected):
-    """arrange: https, or http to loopback. act: validate. assert: normalised URL."""
+    """A GitHub URL over https, or http to loopback, is accepted and normalised.
+
+    arrange: https, or http to loopback.
+    act: validate_github_url.
+    assert: the normalised URL.
+    """
     assert validate_github_url(url) == expected
 
 
@@ -447,8 +535,10 @@ def test_validate_github_url_accepts(url, expected):
     ],
 )
 def test_validate_github_url_refuses(url, message):
-    """arrange: plain http to a remote host, a path, another scheme. act: validate.
+    """A GitHub URL over plain http to a remote host, with a path or another scheme is refused.
 
+    arrange: plain http to a remote host, a path, another scheme.
+    act: validate_github_url.
     assert: ValueError saying why.
     """
     with pytest.raises(ValueError, match=message):
@@ -466,7 +556,12 @@ def test_validate_github_url_refuses(url, message):
     ],
 )
 def test_api_base_url(url, expected):
-    """arrange: a GitHub web URL. act: api_base_url. assert: the REST API base."""
+    """A GitHub web URL maps to its REST API base.
+
+    arrange: a GitHub web URL.
+    act: api_base_url.
+    assert: the REST API base.
+    """
     assert api_base_url(url) == expected
 
 
@@ -475,7 +570,12 @@ def test_api_base_url(url, expected):
     ["github-runner-0", "a", "a1", "x-y-z-9", "a" * MAX_PREFIX_LENGTH],
 )
 def test_name_prefix_accepted(tmp_path, prefix):
-    """arrange: a valid prefix. act: validate the config. assert: kept as given."""
+    """A valid name prefix is kept as given.
+
+    arrange: a valid prefix.
+    act: validate the config.
+    assert: kept as given.
+    """
     config = ManagerConfig.model_validate(settings(tmp_path, name_prefix=prefix))
 
     assert config.name_prefix == prefix
@@ -495,20 +595,32 @@ def test_name_prefix_accepted(tmp_path, prefix):
     ],
 )
 def test_name_prefix_refused(tmp_path, prefix):
-    """arrange: an invalid prefix (case, start, end, characters, length). act: load.
+    """An invalid name prefix is refused naming name_prefix.
 
+    arrange: an invalid prefix (case, start, end, characters, length).
+    act: load the config.
     assert: the error names name_prefix.
     """
     assert config_error(tmp_path, name_prefix=prefix).startswith("name_prefix:")
 
 
 def test_name_prefix_leaves_room_for_the_runner_suffix():
-    """arrange: the longest prefix. act: build a runner name. assert: a valid LXD hostname."""
+    """The longest name prefix leaves room for the runner suffix in an LXD hostname.
+
+    arrange: the longest prefix.
+    act: build a runner name from it and a 12-digit suffix.
+    assert: 63 characters, the longest valid LXD hostname.
+    """
     assert len("a" * MAX_PREFIX_LENGTH + "-" + "0" * 12) == 63
 
 
 def test_config_hash_is_stable_and_short():
-    """arrange: the same data in two key orders. act: hash. assert: equal, 16 hex chars."""
+    """The config hash ignores key order and is 16 hex characters.
+
+    arrange: the same data in two key orders.
+    act: hash both.
+    assert: equal, 16 hex characters.
+    """
     first = config_hash({"a": 1, "b": [1, 2], "c": {"x": "y", "z": None}}, "extra")
     second = config_hash({"c": {"z": None, "x": "y"}, "b": [1, 2], "a": 1}, "extra")
 
@@ -528,7 +640,12 @@ def test_config_hash_is_stable_and_short():
     ],
 )
 def test_config_hash_changes_with_any_input(data, extra):
-    """arrange: data or extra text differing from a reference. act: hash. assert: differs."""
+    """The config hash changes with any change to its data or extra text.
+
+    arrange: data or extra text differing from a reference.
+    act: hash.
+    assert: differs from the reference's hash.
+    """
     assert config_hash(data, extra) != config_hash({"a": 1, "b": [1, 2]}, "extra")
 
 
@@ -538,7 +655,12 @@ def runner_hash(tmp_path: Path, **overrides: Any) -> str:
 
 
 def test_runner_hash_ignores_token_and_counts(tmp_path):
-    """arrange: configs differing only in token and counts. act: hash. assert: equal."""
+    """The runner hash ignores the token and the counts.
+
+    arrange: configs differing only in token and counts.
+    act: hash.
+    assert: equal.
+    """
     assert runner_hash(tmp_path) == runner_hash(
         tmp_path,
         github={"token": "ghp_another_token"},
@@ -560,12 +682,22 @@ def test_runner_hash_ignores_token_and_counts(tmp_path):
     ],
 )
 def test_runner_hash_changes_with_what_shapes_a_runner(tmp_path, overrides):
-    """arrange: one setting that shapes a runner changed. act: hash. assert: differs."""
+    """The runner hash changes with any setting that shapes a runner.
+
+    arrange: one setting that shapes a runner changed.
+    act: hash.
+    assert: differs.
+    """
     assert runner_hash(tmp_path, **overrides) != runner_hash(tmp_path)
 
 
 def test_runner_hash_differs_per_instance_type(tmp_path):
-    """arrange: one config. act: hash for container and VM. assert: different."""
+    """The runner hash differs between containers and VMs.
+
+    arrange: one config.
+    act: hash for container and VM.
+    assert: different.
+    """
     config = ManagerConfig.model_validate(settings(tmp_path))
 
     assert config_hash(config.runner_hash_input(InstanceType.CONTAINER)) != config_hash(
@@ -574,9 +706,12 @@ def test_runner_hash_differs_per_instance_type(tmp_path):
 
 
 def test_templates_directory_resolution(tmp_path, monkeypatch):
-    """arrange: templates_dir, GITHUB_RUNNER_TEMPLATES, or neither. act: read templates.
+    """The templates directory comes from the setting, then the environment, then the project.
 
-    assert: the setting wins, then the environment, then the project's.
+    arrange: templates_dir, GITHUB_RUNNER_TEMPLATES, or neither.
+    act: read templates.
+    assert: the setting wins, then the environment, then the project's own (holding
+        runner-start.sh.j2).
     """
     monkeypatch.setenv("GITHUB_RUNNER_TEMPLATES", str(tmp_path / "from-env"))
     explicit = ManagerConfig.model_validate(
@@ -591,8 +726,10 @@ def test_templates_directory_resolution(tmp_path, monkeypatch):
 
 
 def test_fifo_is_refused_without_waiting(tmp_path):
-    """arrange: a named pipe no one writes to. act: load_config.
+    """A named pipe given as the configuration is refused without waiting.
 
+    arrange: a named pipe no one writes to.
+    act: load_config.
     assert: refused at once as not a regular file (reading it would wait forever).
     """
     path = tmp_path / "config.fifo"
@@ -604,7 +741,12 @@ def test_fifo_is_refused_without_waiting(tmp_path):
 
 @pytest.mark.parametrize("target", ["/dev/zero", "/dev/null"])
 def test_device_is_refused(tmp_path, target):
-    """arrange: a device, directly and through a symlink. act: load_config. assert: refused."""
+    """A device given as the configuration is refused, directly and through a symlink.
+
+    arrange: a device, directly and through a symlink.
+    act: load_config.
+    assert: refused as not a regular file.
+    """
     link = tmp_path / "config.yaml"
     link.symlink_to(target)
 
@@ -614,8 +756,10 @@ def test_device_is_refused(tmp_path, target):
 
 
 def test_oversized_file_is_refused_without_reading_it_all(tmp_path):
-    """arrange: a valid configuration padded past the size limit. act: load_config.
+    """A configuration file past the size limit is refused.
 
+    arrange: a valid configuration padded past the size limit.
+    act: load_config.
     assert: refused, saying the limit.
     """
     path = write(tmp_path, json.dumps(settings(tmp_path)) + "\n#" + "x" * MAX_CONFIG_BYTES)
@@ -625,9 +769,11 @@ def test_oversized_file_is_refused_without_reading_it_all(tmp_path):
 
 
 def test_deeply_nested_yaml_is_a_config_error(tmp_path):
-    """arrange: a small file nested deeper than the parser's recursion. act: load_config.
+    """Deeply nested YAML is a ConfigError, not a RecursionError.
 
-    assert: ConfigError, not a RecursionError.
+    arrange: a small file nested deeper than the parser's recursion.
+    act: load_config.
+    assert: ConfigError saying it is nested, not a RecursionError.
     """
     path = write(tmp_path, "runners:\n  labels: " + "[" * 50_000 + "]" * 50_000 + "\n")
 
@@ -637,8 +783,10 @@ def test_deeply_nested_yaml_is_a_config_error(tmp_path):
 
 @pytest.mark.parametrize("field", ["state_dir", "crash_log_dir", "report_path"])
 def test_directory_under_a_regular_file_is_refused(tmp_path, field):
-    """arrange: a directory setting below a regular file. act: load_config.
+    """A directory setting below a regular file is refused naming the field.
 
+    arrange: a directory setting below a regular file.
+    act: load_config.
     assert: refused naming the field (creating it later would fail with an OSError).
     """
     blocker = tmp_path / "a-file"
@@ -651,8 +799,10 @@ def test_directory_under_a_regular_file_is_refused(tmp_path, field):
 
 @pytest.mark.parametrize("kind", ["fifo", "device"])
 def test_token_file_that_is_not_a_regular_file_is_refused(tmp_path, kind):
-    """arrange: token_file is a FIFO or /dev/zero. act: read_token.
+    """A token_file that is not a regular file is refused at once.
 
+    arrange: token_file is a FIFO or /dev/zero.
+    act: read_token.
     assert: ConfigError naming github.token_file, at once.
     """
     if kind == "fifo":

@@ -62,7 +62,13 @@ def panel_titles(dashboard: dict[str, Any]) -> set[str]:
 
 
 def test_databag_carries_dashboards_rules_and_scrape_job(ctx):
-    """arrange: a cos-agent relation. act: relation-changed. assert: the whole databag."""
+    """The cos-agent databag carries the dashboards, alert rules, scrape job and log files.
+
+    arrange: a cos-agent relation.
+    act: relation-changed.
+    assert: the whole databag: both dashboards, alert rules labelled with the topology, the unit's
+        scrape job, no log slots and the declared log files.
+    """
     document = published(ctx, VALID)
 
     assert set(document) == {
@@ -102,10 +108,12 @@ def test_databag_carries_dashboards_rules_and_scrape_job(ctx):
 
 
 def test_scrape_job_targets_the_loopback_address_under_a_scoped_name(ctx):
-    """arrange: a cos-agent relation. act: relation-changed.
+    """The scrape job targets 127.0.0.1 under a name scoped to model, application and unit.
 
+    arrange: a cos-agent relation.
+    act: relation-changed.
     assert: the job scrapes 127.0.0.1 (where the exporter binds; `localhost` may be ::1) at the
-    unit's port, under a name carrying the model, application and unit.
+        unit's port, under a name carrying the model, application and unit.
     """
     [job] = published(ctx, VALID)["metrics_scrape_jobs"]
 
@@ -117,8 +125,10 @@ def test_scrape_job_targets_the_loopback_address_under_a_scoped_name(ctx):
 
 
 def test_two_applications_on_one_model_get_distinct_job_names():
-    """arrange: units 0 of two applications in one model. act: build their scrape jobs.
+    """Two applications on one model get distinct scrape job names.
 
+    arrange: units 0 of two applications in one model.
+    act: build their scrape jobs.
     assert: the job names differ (the agent would otherwise merge or drop one).
     """
     names = set()
@@ -136,10 +146,12 @@ def test_two_applications_on_one_model_get_distinct_job_names():
 
 
 def test_metrics_rules_include_the_generic_host_health_group(ctx):
-    """arrange: a relation. act: relation-changed.
+    """The metrics rules include cosl's generic host health group.
 
-    assert: as with the cos-agent library, cosl's HostDown and HostMetricsMissing rules come
-    with the charm's own, in a group named after the topology, with the topology labels.
+    arrange: a relation.
+    act: relation-changed.
+    assert: as with the cos-agent library, cosl's HostDown and HostMetricsMissing rules come with
+        the charm's own, in a group named after the topology, with the topology labels.
     """
     groups = published(ctx, VALID)["metrics_alert_rules"]["groups"]
 
@@ -152,9 +164,12 @@ def test_metrics_rules_include_the_generic_host_health_group(ctx):
 
 
 def test_log_files_are_declared_and_exist_where_the_manager_writes():
-    """arrange: the declared log globs. act: compare with the manager's defaults.
+    """The declared log globs cover the files the manager writes.
 
-    assert: the metrics log and the crash-log directory the manager writes are covered.
+    arrange: the declared log globs.
+    act: compare with the manager's default paths.
+    assert: the metrics log (not its rotations), the crash-log directory and the job logs the
+        manager writes are covered.
     """
     from fnmatch import fnmatch
 
@@ -173,17 +188,24 @@ def test_log_files_are_declared_and_exist_where_the_manager_writes():
 
 
 def test_databag_is_published_with_an_invalid_config(ctx):
-    """arrange: no path or token. act: relation-changed. assert: dashboards still published."""
+    """The dashboards are published even with an invalid config.
+
+    arrange: no path or token.
+    act: relation-changed.
+    assert: both dashboards still published.
+    """
     document = published(ctx, {})
 
     assert len(document["dashboards"]) == 2
 
 
 def test_dashboards_round_trip_with_the_charm_identity():
-    """arrange: the dashboard files. act: load them as the charm publishes them.
+    """The published dashboards equal the files but for the charm's uid and tag.
 
-    assert: identical to the files but for the library's uid (from the charm name and the
-    file's path) and an added `charm: github-runner` tag.
+    arrange: the dashboard files.
+    act: load them as the charm publishes them.
+    assert: identical to the files but for the library's uid (from the charm name and the file's
+        path) and an added `charm: github-runner` tag.
     """
     compressed = load_dashboards(ROOT, "github-runner")
     originals = sorted((ROOT / "grafana_dashboards").glob("*.json"))
@@ -206,10 +228,12 @@ def test_dashboards_round_trip_with_the_charm_identity():
 
 
 def test_two_applications_share_dashboards_but_not_scrape_jobs(ctx, other_app_ctx):
-    """arrange: two applications of the charm on one model. act: publish from both.
+    """Two applications share dashboard uids but not scrape job names.
 
-    assert: the same dashboard uids (COS keys dashboards by uid: the copies collapse into one),
-    but distinct scrape job names (the agent would otherwise merge or drop one job).
+    arrange: two applications of the charm on one model.
+    act: publish from both.
+    assert: the same dashboard uids (COS keys dashboards by uid: the copies collapse into one), but
+        distinct scrape job names (the agent would otherwise merge or drop one job).
     """
     first = published(ctx, VALID)
     second = published(other_app_ctx, VALID)
@@ -243,9 +267,12 @@ class LibraryUnitData(pydantic.BaseModel):
 
 
 def test_document_has_the_library_fields_and_types(ctx):
-    """arrange: a relation. act: relation-changed.
+    """The published document matches the library's unit databag model.
 
-    assert: the document validates against the library's unit databag fields, with none extra.
+    arrange: a relation.
+    act: relation-changed.
+    assert: the document validates against the library's unit databag fields, with none extra; a
+        wrong type is refused.
     """
     document = published(ctx, VALID)
 

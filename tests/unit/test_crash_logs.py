@@ -87,9 +87,12 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 def test_collect_copies_diag_files_and_the_journal(staged, logs, tmp_path):
-    """arrange: a runner with _diag logs. act: collect.
+    """A crashed runner's _diag files and journal are copied into its own directory.
 
-    assert: _diag files and journal.log in the runner's directory; one shell command ran.
+    arrange: a runner with _diag logs and a journal.
+    act: collect.
+    assert: the _diag files and journal.log are in the runner's directory; one shell command ran to
+        read both.
     """
     commands = staged(
         tar_bytes(
@@ -141,9 +144,12 @@ def test_collect_copies_diag_files_and_the_journal(staged, logs, tmp_path):
     ],
 )
 def test_collect_ignores_path_tricks(staged, logs, tmp_path, entry):
-    """arrange: an archive with one hostile member beside a good one. act: collect.
+    """Archive members that try to escape the target are not written.
 
-    assert: only the good _diag file and the journal are written, nothing outside the target.
+    arrange: an archive with one hostile member beside a good one.
+    act: collect.
+    assert: only the good _diag file and the journal are written, nothing outside the target, no
+        symlink.
     """
     staged(tar_bytes([entry, ("_diag/good.log", b"good")]))
 
@@ -158,7 +164,12 @@ def test_collect_ignores_path_tricks(staged, logs, tmp_path, entry):
 
 
 def test_collect_with_an_empty_archive_keeps_the_journal(staged, logs):
-    """arrange: no _diag (tar produced nothing). act: collect. assert: only journal.log."""
+    """A runner without _diag files still gets its journal copied.
+
+    arrange: no _diag (tar produced nothing).
+    act: collect.
+    assert: only journal.log.
+    """
     staged(b"", journal=b"the journal")
 
     target = logs.collect(RUNNER)
@@ -168,7 +179,12 @@ def test_collect_with_an_empty_archive_keeps_the_journal(staged, logs):
 
 
 def test_collect_keeps_only_the_tail_of_a_huge_journal(staged, logs):
-    """arrange: a journal over the size limit. act: collect. assert: its last SIZE_LIMIT bytes."""
+    """A journal over the size limit is cut to its tail.
+
+    arrange: a journal over the size limit.
+    act: collect.
+    assert: its last SIZE_LIMIT bytes.
+    """
     journal = b"a" * 10 + b"b" * SIZE_LIMIT
     staged(b"", journal=journal)
 
@@ -179,8 +195,10 @@ def test_collect_keeps_only_the_tail_of_a_huge_journal(staged, logs):
 
 
 def test_collect_stops_at_the_size_limit(staged, logs):
-    """arrange: _diag files totalling more than the size limit. act: collect.
+    """Copying _diag files stops at the size limit.
 
+    arrange: _diag files totalling more than the size limit.
+    act: collect.
     assert: the files within the limit are written, the one crossing it is not.
     """
     first = b"\0" * (SIZE_LIMIT - 100)
@@ -203,8 +221,10 @@ def test_collect_stops_at_the_size_limit(staged, logs):
     ids=["garbage", "truncated", "uncompressed"],
 )
 def test_collect_tolerates_an_unreadable_archive(staged, logs, archive):
-    """arrange: an archive that is garbage, truncated or not gzip. act: collect.
+    """An unreadable archive does not stop the journal from being kept.
 
+    arrange: an archive that is garbage, truncated or not gzip.
+    act: collect.
     assert: no exception; the journal is kept.
     """
     staged(archive)
@@ -216,8 +236,10 @@ def test_collect_tolerates_an_unreadable_archive(staged, logs, archive):
 
 
 def test_collect_keeps_what_was_readable_of_a_truncated_archive(staged, logs):
-    """arrange: an archive cut in its second file (as `head -c` does). act: collect.
+    """A truncated archive keeps the files read before the cut.
 
+    arrange: an archive cut in its second file (as `head -c` does).
+    act: collect.
     assert: the first file is kept.
     """
     archive = tar_bytes(
@@ -232,8 +254,10 @@ def test_collect_keeps_what_was_readable_of_a_truncated_archive(staged, logs):
 
 
 def test_collect_tolerates_a_corrupt_compressed_stream(staged, logs):
-    """arrange: an archive whose deflate stream turns invalid inside a _diag file. act: collect.
+    """A compressed stream that turns corrupt inside a file does not raise.
 
+    arrange: an archive whose deflate stream turns invalid inside a _diag file.
+    act: collect.
     assert: no exception; the directory with the journal is returned.
     """
     # BUG (src/github_runner_manager/crash_logs.py, CrashLogs._extract): reading a member of
@@ -256,8 +280,10 @@ def test_collect_tolerates_a_corrupt_compressed_stream(staged, logs):
 
 @pytest.mark.parametrize("method", ["execute", "pull_file"])
 def test_collect_returns_none_on_lxd_errors(staged, logs, lxd, tmp_path, method):
-    """arrange: LXD fails to run the command or to pull a file. act: collect.
+    """An LXD error while collecting answers None and writes nothing.
 
+    arrange: LXD fails to run the command or to pull a file.
+    act: collect.
     assert: None, nothing written.
     """
     staged(tar_bytes([("_diag/a.log", b"a")]))
@@ -268,7 +294,12 @@ def test_collect_returns_none_on_lxd_errors(staged, logs, lxd, tmp_path, method)
 
 
 def test_collect_from_a_stopped_instance_returns_none(lxd, logs):
-    """arrange: the runner's instance is stopped. act: collect. assert: None."""
+    """Nothing is collected from a stopped instance.
+
+    arrange: the runner's instance is stopped.
+    act: collect.
+    assert: None.
+    """
     lxd.add(RUNNER, UNIT, status="Stopped")
 
     assert logs.collect(RUNNER) is None
@@ -280,9 +311,11 @@ def age(path: Path, days: float) -> None:
 
 
 def test_prune_deletes_only_copies_older_than_a_week(logs, tmp_path):
-    """arrange: copies 8 days, 6 days and a moment old, and an old stray file. act: prune.
+    """Pruning deletes only crash copies older than a week.
 
-    assert: only the 8-day-old copy is deleted.
+    arrange: copies 8 days, 6 days and a moment old, and an old stray file.
+    act: prune.
+    assert: only the 8-day-old copy is deleted; the stray file is kept.
     """
     root = tmp_path / "crashed"
     for name, days in [("old-runner", 8), ("recent-runner", 6), ("new-runner", 0)]:
@@ -299,7 +332,12 @@ def test_prune_deletes_only_copies_older_than_a_week(logs, tmp_path):
 
 
 def test_prune_boundary_is_seven_days(logs, tmp_path):
-    """arrange: copies one second either side of 7 days. act: prune. assert: only the older."""
+    """The pruning boundary is exactly seven days.
+
+    arrange: copies one second either side of 7 days.
+    act: prune.
+    assert: only the older is deleted.
+    """
     root = tmp_path / "crashed"
     for name, seconds in [("just-older", MAX_AGE + 1), ("just-younger", MAX_AGE - 1)]:
         (root / name).mkdir(parents=True)
@@ -310,5 +348,10 @@ def test_prune_boundary_is_seven_days(logs, tmp_path):
 
 
 def test_prune_without_a_directory(logs):
-    """arrange: no copies were ever made. act: prune. assert: nothing pruned, no error."""
+    """Pruning without a crash directory is a no-op.
+
+    arrange: no copies were ever made.
+    act: prune.
+    assert: nothing pruned, no error.
+    """
     assert logs.prune() == []

@@ -46,12 +46,22 @@ def importers(library: str) -> list[str]:
     ],
 )
 def test_each_library_has_one_adapter(library, allowed):
-    """arrange: the source tree. act: find the importers. assert: only the adapter."""
+    """Each third-party library is imported only by its adapter module.
+
+    arrange: the source tree.
+    act: find the importers of the library.
+    assert: only the allowed adapter.
+    """
     assert importers(library) == allowed
 
 
 def test_the_runner_manager_never_imports_ops():
-    """arrange: the runner manager package. act: read its imports. assert: no ops, no charm."""
+    """The runner manager package never imports ops or the charm's modules.
+
+    arrange: the runner manager package.
+    act: read its imports.
+    assert: no ops, no charm module.
+    """
     offenders = [
         str(path.relative_to(SRC))
         for path in MANAGER.rglob("*.py")

@@ -82,10 +82,12 @@ def write_valid(exchange: Path) -> None:
 
 
 def test_create_mounts_a_capped_tmpfs_and_returns_the_device(store, root, run):
-    """arrange: a store with a 64 KiB cap. act: create.
+    """Creating an exchange mounts a capped tmpfs and returns the disk device for it.
 
+    arrange: a store with a 64 KiB cap.
+    act: create.
     assert: the directory, one tmpfs mount with size and mode options, and the disk device putting
-    it at /metrics-exchange.
+        it at /metrics-exchange.
     """
     store = RunnerExchange(root, root.parent / "q", size=64 * 1024, run=run)
 
@@ -108,7 +110,12 @@ def test_create_mounts_a_capped_tmpfs_and_returns_the_device(store, root, run):
 
 
 def test_create_uses_the_default_cap(store, run):
-    """arrange: the default store. act: create. assert: the mount is capped at EXCHANGE_SIZE."""
+    """An exchange is capped at EXCHANGE_SIZE by default.
+
+    arrange: the default store.
+    act: create.
+    assert: the mount is capped at EXCHANGE_SIZE.
+    """
     store.create(RUNNER)
 
     assert f"size={EXCHANGE_SIZE}," in run.commands[0][4]
@@ -119,7 +126,12 @@ def test_create_uses_the_default_cap(store, run):
     [subprocess.CalledProcessError(32, ["mount"]), FileNotFoundError("/usr/bin/mount")],
 )
 def test_failed_mount_removes_the_directory(store, root, run, failure):
-    """arrange: mount fails. act: create. assert: RunnerManagerError, no directory left."""
+    """A failed mount leaves no exchange directory behind.
+
+    arrange: mount fails.
+    act: create.
+    assert: RunnerManagerError naming the runner, no directory left.
+    """
     run.fail = failure
 
     with pytest.raises(
@@ -131,7 +143,12 @@ def test_failed_mount_removes_the_directory(store, root, run, failure):
 
 
 def test_read_valid_data(store, exchange):
-    """arrange: installed record and every runner report, valid. act: read. assert: parsed."""
+    """Valid runner reports and the installed record are read back.
+
+    arrange: an installed record and every runner report, valid.
+    act: read.
+    assert: each parsed; the installed event not yet reported.
+    """
     installed = Installed(
         started=NOW - 400,
         finished=NOW - 350,
@@ -154,7 +171,12 @@ def test_read_valid_data(store, exchange):
 
 
 def test_read_a_new_runner_has_nothing_yet(store, exchange):
-    """arrange: a runner just created, nothing reported. act: read. assert: all None."""
+    """A runner that has reported nothing reads as all None.
+
+    arrange: a runner just created, nothing reported.
+    act: read.
+    assert: all None, the installed event not reported.
+    """
     data = store.read(RUNNER)
 
     assert (data.installed, data.boot, data.online, data.pre_job, data.post_job) == (None,) * 5
@@ -162,21 +184,36 @@ def test_read_a_new_runner_has_nothing_yet(store, exchange):
 
 
 def test_installed_reported_is_remembered(store, exchange):
-    """arrange: a runner. act: mark its runner_installed event reported. assert: read says so."""
+    """A reported runner_installed event is remembered.
+
+    arrange: a runner.
+    act: mark its runner_installed event reported.
+    assert: read says so.
+    """
     store.mark_installed_reported(RUNNER)
 
     assert store.read(RUNNER).installed_reported is True
 
 
 def test_unreadable_installed_record_is_ignored(store, exchange, root):
-    """arrange: a broken installed.json (written by no runner). act: read. assert: None."""
+    """A broken installed record is ignored.
+
+    arrange: a broken installed.json (written by no runner).
+    act: read.
+    assert: installed is None.
+    """
     (root / RUNNER / "installed.json").write_text('{"started": 1}')
 
     assert store.read(RUNNER).installed is None
 
 
 def test_extra_fields_in_runner_reports_are_ignored(store, exchange):
-    """arrange: pre-job.json with an unknown field. act: read. assert: parsed anyway."""
+    """Unknown fields in a runner report are ignored.
+
+    arrange: pre-job.json with an unknown field.
+    act: read.
+    assert: parsed anyway.
+    """
     (exchange / "pre-job.json").write_text(json.dumps({**PRE_JOB, "note": "extra"}))
 
     data = store.read(RUNNER)
@@ -214,8 +251,10 @@ def corrupt_cases() -> list[tuple[str, str, bytes]]:
     ids=[case[0] for case in corrupt_cases()],
 )
 def test_corrupt_runner_data_is_refused(store, exchange, filename, content):
-    """arrange: one runner-written file oversized, malformed, out of range or not UTF-8. act: read.
+    """Corrupt runner-written data is refused.
 
+    arrange: one runner-written file oversized, malformed, out of range or not UTF-8.
+    act: read.
     assert: CorruptDataError.
     """
     write_valid(exchange)
@@ -226,7 +265,12 @@ def test_corrupt_runner_data_is_refused(store, exchange, filename, content):
 
 
 def test_timestamp_just_inside_the_future_margin_is_accepted(store, exchange):
-    """arrange: a boot timestamp within an hour ahead (clock skew). act: read. assert: kept."""
+    """A timestamp just within the future margin for clock skew is kept.
+
+    arrange: a boot timestamp within an hour ahead (clock skew).
+    act: read.
+    assert: kept.
+    """
     (exchange / "boot.timestamp").write_text(str(NOW + 3599))
 
     assert store.read(RUNNER).boot == NOW + 3599
@@ -234,8 +278,10 @@ def test_timestamp_just_inside_the_future_margin_is_accepted(store, exchange):
 
 @pytest.mark.parametrize("target", ["/etc/hostname", "other.txt"])
 def test_symlink_is_refused(store, exchange, target):
-    """arrange: a runner report that is a symlink (to a host file or a sibling). act: read.
+    """A runner report that is a symlink is refused without reading its target.
 
+    arrange: a runner report that is a symlink (to a host file or a sibling).
+    act: read.
     assert: CorruptDataError; the link target is never read.
     """
     (exchange / "other.txt").write_text("1780000000")
@@ -246,7 +292,12 @@ def test_symlink_is_refused(store, exchange, target):
 
 
 def test_directory_in_place_of_a_report_is_refused(store, exchange):
-    """arrange: pre-job.json is a directory. act: read. assert: CorruptDataError."""
+    """A directory in place of a runner report is refused.
+
+    arrange: pre-job.json is a directory.
+    act: read.
+    assert: CorruptDataError saying it is not a regular file.
+    """
     (exchange / "pre-job.json").mkdir()
 
     with pytest.raises(CorruptDataError, match="not a regular file"):
@@ -254,7 +305,12 @@ def test_directory_in_place_of_a_report_is_refused(store, exchange):
 
 
 def test_oversized_exchange_directory_is_refused(tmp_path, root, run, exchange):
-    """arrange: small files totalling more than the cap. act: read. assert: CorruptDataError."""
+    """An exchange directory holding more than its cap is refused.
+
+    arrange: small files totalling more than the cap.
+    act: read.
+    assert: CorruptDataError saying how many bytes it holds.
+    """
     store = RunnerExchange(root, tmp_path / "q", size=2048, run=run, clock=lambda: NOW)
     for index in range(3):
         (exchange / f"junk-{index}").write_bytes(b"x" * 1000)
@@ -264,7 +320,12 @@ def test_oversized_exchange_directory_is_refused(tmp_path, root, run, exchange):
 
 
 def test_the_handed_over_log_does_not_count_as_metadata(tmp_path, root, run, exchange):
-    """arrange: a 2 MiB runner log next to valid metadata. act: read. assert: no quarantine."""
+    """The runner log handed over for collection does not count towards the metadata cap.
+
+    arrange: a 2 MiB runner log next to valid metadata.
+    act: read.
+    assert: the metadata is read, no quarantine.
+    """
     store = RunnerExchange(root, tmp_path / "q", run=run, clock=lambda: NOW)
     (exchange / "boot.timestamp").write_text(f"{NOW - 5}")
     store.log_file(RUNNER).write_bytes(b"x" * 2 * 1024 * 1024)
@@ -275,10 +336,12 @@ def test_the_handed_over_log_does_not_count_as_metadata(tmp_path, root, run, exc
 def test_quarantine_archives_regular_files_and_deletes_the_directory(
     store, exchange, root, tmp_path, run
 ):
-    """arrange: a runner with corrupt data, a symlink and a subdirectory. act: quarantine.
+    """Quarantine archives the regular files and deletes the runner's directory.
 
+    arrange: a runner with corrupt data, a symlink and a subdirectory.
+    act: quarantine.
     assert: a tar.gz of the regular files only; the runner's directory is gone; no umount (the
-    directory is not a mount point).
+        directory is not a mount point).
     """
     write_valid(exchange)
     (exchange / "pre-job.json").write_text("{corrupt")
@@ -305,8 +368,10 @@ def test_quarantine_archives_regular_files_and_deletes_the_directory(
 
 
 def test_quarantine_that_cannot_write_still_deletes(store, exchange, root, tmp_path):
-    """arrange: the quarantine path is a file, so no archive can be written. act: quarantine.
+    """A quarantine that cannot write its archive still deletes the directory.
 
+    arrange: the quarantine path is a file, so no archive can be written.
+    act: quarantine.
     assert: None, and the runner's directory is deleted anyway.
     """
     (tmp_path / "quarantine").write_text("in the way")
@@ -316,9 +381,11 @@ def test_quarantine_that_cannot_write_still_deletes(store, exchange, root, tmp_p
 
 
 def test_delete_of_a_plain_directory_does_not_unmount(store, exchange, root, run):
-    """arrange: a runner directory that is not a mount point. act: delete.
+    """Deleting a runner directory that is not a mount point does not unmount.
 
-    assert: no umount command, the directory is gone.
+    arrange: a runner directory that is not a mount point.
+    act: delete.
+    assert: no umount command, the directory is gone and no runner listed.
     """
     write_valid(exchange)
     run.commands.clear()
@@ -331,15 +398,22 @@ def test_delete_of_a_plain_directory_does_not_unmount(store, exchange, root, run
 
 
 def test_delete_of_an_unknown_runner_is_a_no_op(store, run):
-    """arrange: nothing created. act: delete. assert: no command, no error."""
+    """Deleting an unknown runner is a no-op.
+
+    arrange: nothing created.
+    act: delete.
+    assert: no command, no error.
+    """
     store.delete(RUNNER)
 
     assert run.commands == []
 
 
 def test_runners_lists_only_valid_runner_directories(store, root):
-    """arrange: two runners, a stray file and a directory with an invalid name. act: runners.
+    """Listing runners finds only directories with valid runner names.
 
+    arrange: two runners, a stray file and a directory with an invalid name.
+    act: runners.
     assert: the two runners, sorted.
     """
     other = f"{PREFIX}-00000000aaaa"
@@ -352,7 +426,12 @@ def test_runners_lists_only_valid_runner_directories(store, root):
 
 
 def test_runners_without_a_root(store):
-    """arrange: no runner ever created. act: runners. assert: empty."""
+    """Listing runners without a root directory finds none.
+
+    arrange: no runner ever created.
+    act: runners.
+    assert: empty.
+    """
     assert store.runners() == []
 
 
@@ -361,8 +440,10 @@ def test_runners_without_a_root(store):
     ["../etc", "Runner", "runner/../../x", "", "-runner", "a" * 64, "runner name", "1runner"],
 )
 def test_invalid_runner_names_are_refused(store, run, tmp_path, name):
-    """arrange: a name that is no runner name (path tricks, case, length). act: every method.
+    """Every method refuses a name that is no runner name.
 
+    arrange: a name that is no runner name (path tricks, case, length).
+    act: every method.
     assert: ValueError each time, no command run, nothing written.
     """
     calls = [
@@ -383,7 +464,12 @@ def test_invalid_runner_names_are_refused(store, run, tmp_path, name):
 
 
 def test_dangling_symlink_is_refused(store, exchange):
-    """arrange: a report that is a dangling symlink. act: read. assert: CorruptDataError."""
+    """A runner report that is a dangling symlink is refused.
+
+    arrange: a report that is a dangling symlink.
+    act: read.
+    assert: CorruptDataError saying it is a symbolic link.
+    """
     (exchange / "pre-job.json").symlink_to(exchange / "missing")
 
     with pytest.raises(CorruptDataError, match="symbolic link"):
@@ -391,7 +477,12 @@ def test_dangling_symlink_is_refused(store, exchange):
 
 
 def test_empty_timestamp_is_not_written_yet(store, exchange):
-    """arrange: an empty timestamp file (a write in progress). act: read. assert: no value."""
+    """An empty timestamp file is taken as not written yet.
+
+    arrange: an empty timestamp file (a write in progress).
+    act: read.
+    assert: no value.
+    """
     (exchange / "online.timestamp").write_bytes(b"")
 
     assert store.read(RUNNER).online is None
@@ -408,10 +499,12 @@ def test_empty_timestamp_is_not_written_yet(store, exchange):
     ids=["long", "non-ascii", "astral", "undecodable"],
 )
 def test_the_job_started_hook_stays_within_the_file_limit(tmp_path, root, run, workflow):
-    """arrange: a long or non-ASCII workflow name. act: the hook's writer, then read.
+    """The pre-job hook's report stays within the file limit for long workflow names.
 
-    assert: the report is under the 1 KiB limit and accepted (not quarantined), with the name
-    cut, not replaced.
+    arrange: a long or non-ASCII workflow name.
+    act: run the hook's writer, then read.
+    assert: the report is under the 1 KiB limit and accepted (not quarantined), with the name cut,
+        not replaced.
     """
     store = RunnerExchange(root, tmp_path / "quarantine", run=run, clock=time.time)
     store.create(RUNNER)

@@ -45,7 +45,13 @@ def samples(text: str) -> dict[str, float]:
 
 
 def test_render_a_healthy_report():
-    """arrange: a report. act: render 60 s after it. assert: every gauge and value."""
+    """A healthy report renders every gauge with its value.
+
+    arrange: a report.
+    act: render 60 s after it.
+    assert: every gauge and value, including the report's age and zero for absent states and error
+        kinds.
+    """
     values = samples(exporter.render(report(), 600, FINISHED.timestamp() + 60))
 
     assert values["github_runner_report_age_seconds"] == 60
@@ -62,7 +68,12 @@ def test_render_a_healthy_report():
 
 
 def test_render_errors_by_kind():
-    """arrange: a failed run with two runner-creation errors. act: render. assert: counted."""
+    """A failed run's errors are counted by kind.
+
+    arrange: a failed run with two runner-creation errors and a token error.
+    act: render.
+    assert: success is 0 and the errors are counted per kind.
+    """
     failed = report(
         ok=False,
         errors=[
@@ -80,7 +91,12 @@ def test_render_errors_by_kind():
 
 
 def test_render_without_a_report():
-    """arrange: no report yet. act: render. assert: only the presence and interval gauges."""
+    """Without a report only the presence and interval gauges are rendered.
+
+    arrange: no report yet.
+    act: render.
+    assert: only the presence (0) and interval gauges.
+    """
     values = samples(exporter.render(None, 300, 0))
 
     assert values == {
@@ -90,7 +106,12 @@ def test_render_without_a_report():
 
 
 def test_server_serves_metrics_on_loopback(tmp_path):
-    """arrange: a report file and the server on a free port. act: GET. assert: text, 404."""
+    """The exporter serves /metrics as text on loopback and 404 elsewhere.
+
+    arrange: a report file and the server on a free port.
+    act: GET /metrics and another path.
+    assert: the text exposition with the runner gauges, and 404 for the other path.
+    """
     report().write(tmp_path / "report.json")
     server = exporter.make_server(tmp_path / "report.json", 600, 0, clock=lambda: 0.0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -111,9 +132,12 @@ def test_server_serves_metrics_on_loopback(tmp_path):
 
 
 def test_render_runner_version_age():
-    """arrange: 2 runners on 2.330.0, 2.331.0 offered since a known time. act: render later.
+    """The runner version gauges show the outdated count and how long a newer version has been out.
 
-    assert: the versions, the outdated count and the seconds since the newer one appeared.
+    arrange: 2 runners on 2.330.0 and one unknown, 2.331.0 offered since a known time.
+    act: render later.
+    assert: the versions, the outdated count and the seconds since the newer one appeared, with its
+        first-seen timestamp.
     """
     seen = FINISHED.timestamp() - 15 * 86400
     aged = report(
@@ -134,7 +158,12 @@ def test_render_runner_version_age():
 
 
 def test_render_current_runners_have_no_version_age():
-    """arrange: every runner on the newest version. act: render. assert: age 0, no timestamp."""
+    """Runners on the newest version have no version age.
+
+    arrange: every runner on the newest version.
+    act: render.
+    assert: no outdated runner, age 0, no first-seen timestamp.
+    """
     current = report(
         latest_runner_version="2.330.0", runner_versions={"2.330.0": 3}, outdated_runners=0
     )
@@ -147,15 +176,22 @@ def test_render_current_runners_have_no_version_age():
 
 
 def test_render_a_run_that_did_not_count_versions():
-    """arrange: a report without version counts (a flush). act: render. assert: no age gauges."""
+    """A run that did not count versions renders no version age gauges.
+
+    arrange: a report without version counts (a flush).
+    act: render.
+    assert: no outdated or by-version gauges.
+    """
     values = samples(exporter.render(report(), 600, FINISHED.timestamp()))
 
     assert not [name for name in values if "outdated" in name or "by_version" in name]
 
 
 def test_label_values_are_escaped():
-    """arrange: a version label holding a quote, a backslash and a newline. act: render.
+    """Label values are escaped so that a sample stays on one line.
 
+    arrange: a version label holding a quote, a backslash and a newline.
+    act: render.
     assert: the exposition escapes them, so the line stays one parseable sample.
     """
     odd = report(runner_versions={'a"b\\c\nd': 1}, outdated_runners=0, latest_runner_version="x")
@@ -188,13 +224,20 @@ def served(tmp_path):
 
 
 def test_server_binds_loopback_only(served):
-    """arrange: the server with its default host. act: read its address. assert: 127.0.0.1."""
+    """The exporter binds to loopback only by default.
+
+    arrange: the server with its default host.
+    act: read its address.
+    assert: 127.0.0.1.
+    """
     assert served.server_address[0] == "127.0.0.1"
 
 
 def test_server_negotiates_openmetrics(served):
-    """arrange: the server. act: scrape asking for OpenMetrics, as Prometheus does.
+    """The exporter answers OpenMetrics when the scraper asks for it.
 
+    arrange: the server.
+    act: scrape asking for OpenMetrics, as Prometheus does.
     assert: OpenMetrics content type, typed info and gauge families, the `# EOF` terminator.
     """
     url = f"http://127.0.0.1:{served.server_address[1]}/metrics"
@@ -211,7 +254,12 @@ def test_server_negotiates_openmetrics(served):
 
 
 def test_server_serves_text_format_by_default(served):
-    """arrange: the server. act: scrape without Accept. assert: the text format, no EOF."""
+    """The exporter serves the text format by default.
+
+    arrange: the server.
+    act: scrape without Accept.
+    assert: the text format, no EOF.
+    """
     url = f"http://127.0.0.1:{served.server_address[1]}/metrics"
 
     content_type, body = scrape(url)
@@ -222,8 +270,10 @@ def test_server_serves_text_format_by_default(served):
 
 
 def test_exported_names_are_the_dashboards_contract():
-    """arrange: a report with every field set. act: render.
+    """The exported metric families and labels are exactly those the dashboards rely on.
 
+    arrange: a report with every field set.
+    act: render.
     assert: the families and labels are exactly those the dashboards and rules are checked with.
     """
     from tests.unit.test_dashboards import EXPORTER_METRICS

@@ -67,7 +67,12 @@ def client(emulator, path=REPO, token=TOKEN, cache=None, sleeps=None, retries=3)
 
 @pytest.mark.parametrize("path", [REPO, ORG], ids=["repo", "org"])
 def test_register_list_delete(emulator, path):
-    """arrange: a client. act: JIT-register, list, delete. assert: the emulator agrees."""
+    """A JIT registration can be listed and deleted, and a second deletion is fine.
+
+    arrange: a client for a repository or an organisation.
+    act: JIT-register, list, delete twice.
+    assert: the emulator agrees: a JIT config and id, listed offline with its labels, then gone.
+    """
     github = client(emulator, path)
 
     registration = github.register_runner("unit-0-0123456789ab", ["unit", "container"])
@@ -85,10 +90,12 @@ def test_register_list_delete(emulator, path):
     ("machine", "arch"), [("x86_64", "X64"), ("aarch64", "ARM64")], ids=["x64", "arm64"]
 )
 def test_jit_runner_gets_the_default_labels(emulator, machine, arch):
-    """arrange: a client for a given host architecture. act: JIT-register.
+    """A JIT-registered runner gets the default labels config.sh would add.
 
-    assert: GitHub (which adds nothing to a JIT registration) lists the labels config.sh would
-    have added, before the configured ones, once each.
+    arrange: a client for a given host architecture.
+    act: JIT-register.
+    assert: GitHub (which adds nothing to a JIT registration) lists the labels config.sh would have
+        added, before the configured ones, once each.
     """
     github = GhApiClient(REPO, TOKEN, emulator.api_url, timeout=5, sleep=Sleeps(), machine=machine)
 
@@ -107,7 +114,12 @@ def test_jit_runner_gets_the_default_labels(emulator, machine, arch):
 
 
 def test_full_pagination(emulator):
-    """arrange: 230 runners. act: list. assert: all 230 from 3 pages."""
+    """Listing runners follows every page.
+
+    arrange: 230 runners.
+    act: list.
+    assert: all 230 from 3 requests.
+    """
     for index in range(230):
         emulator.control.add_runner(str(REPO), f"page-{index:03d}")
     emulator.control.reset_stats()
@@ -119,7 +131,12 @@ def test_full_pagination(emulator):
 
 
 def test_etag_makes_the_second_listing_free(emulator, tmp_path: Path):
-    """arrange: a listing cached on disk. act: list anew. assert: a 304, no rate limit used."""
+    """A listing cached on disk with its ETag costs no rate limit the next time.
+
+    arrange: a listing cached on disk.
+    act: list anew with a new client on the same cache.
+    assert: the same runners from a 304, no rate limit used, the token not in the cache file.
+    """
     emulator.control.add_runner(str(REPO), "cached-runner", status="online")
     cache_file = tmp_path / "cache.json"
     first = client(emulator, cache=ResponseCache(cache_file))
@@ -138,7 +155,12 @@ def test_etag_makes_the_second_listing_free(emulator, tmp_path: Path):
 
 
 def test_jit_falls_back_to_registration_token(emulator):
-    """arrange: no JIT endpoint (old GHES). act: register twice. assert: tokens, one 404 only."""
+    """Without a JIT endpoint the client falls back to registration tokens and remembers it.
+
+    arrange: no JIT endpoint (old GHES).
+    act: register twice.
+    assert: registration tokens, no JIT config, one 404 only.
+    """
     emulator.control.settings(jit_enabled=False)
     github = client(emulator)
 
@@ -151,7 +173,12 @@ def test_jit_falls_back_to_registration_token(emulator):
 
 
 def test_unknown_token_is_a_token_error(emulator):
-    """arrange: a wrong token. act: list. assert: TokenError without the token in the message."""
+    """A token GitHub does not know is a TokenError that does not hold it.
+
+    arrange: a wrong token.
+    act: list.
+    assert: TokenError (401) without the token in the message.
+    """
     with pytest.raises(TokenError) as caught:
         client(emulator, token="ghp_wrong").list_runners()
 
@@ -160,7 +187,12 @@ def test_unknown_token_is_a_token_error(emulator):
 
 
 def test_missing_scope_is_a_permission_error(emulator):
-    """arrange: a token without admin:org. act: list org runners. assert: scopes named."""
+    """A token without the needed scope is a PermissionDeniedError naming it.
+
+    arrange: a token without admin:org.
+    act: list org runners.
+    assert: PermissionDeniedError naming admin:org.
+    """
     emulator.control.set_token(TOKEN, ["repo"])
 
     with pytest.raises(PermissionDeniedError, match="admin:org"):
@@ -168,13 +200,23 @@ def test_missing_scope_is_a_permission_error(emulator):
 
 
 def test_unknown_repository_is_a_path_error(emulator):
-    """arrange: a repository the server does not know. act: list. assert: PathNotFoundError."""
+    """A repository the server does not know is a PathNotFoundError.
+
+    arrange: a repository the server does not know.
+    act: list.
+    assert: PathNotFoundError naming it.
+    """
     with pytest.raises(PathNotFoundError, match="acme/nope"):
         client(emulator, GitHubRepo("acme", "nope")).list_runners()
 
 
 def test_unknown_runner_group_is_a_path_error(emulator):
-    """arrange: an org group that does not exist. act: register. assert: the group is named."""
+    """An organisation runner group that does not exist is a PathNotFoundError.
+
+    arrange: an org group that does not exist.
+    act: register.
+    assert: PathNotFoundError naming the group.
+    """
     with pytest.raises(PathNotFoundError, match="gpu-runners"):
         client(emulator, GitHubOrg(ORG.org, "gpu-runners")).register_runner(
             "x-0-0123456789ab", ["x"]
@@ -182,7 +224,12 @@ def test_unknown_runner_group_is_a_path_error(emulator):
 
 
 def test_named_runner_group_is_used(emulator):
-    """arrange: an org group. act: register. assert: the runner joined that group."""
+    """A runner registers into the named organisation group, whatever its case.
+
+    arrange: an org group, named in another case.
+    act: register.
+    assert: the runner joined that group.
+    """
     group = emulator.control.add_runner_group(ORG.org, "builders")
 
     registration = client(emulator, GitHubOrg(ORG.org, "Builders")).register_runner(
@@ -194,7 +241,12 @@ def test_named_runner_group_is_used(emulator):
 
 
 def test_server_errors_are_retried_with_backoff(emulator):
-    """arrange: two 502s then success. act: list. assert: 3 requests, backoff sleeps, a result."""
+    """Server errors are retried with backoff.
+
+    arrange: two 502s then success.
+    act: list.
+    assert: backoff sleeps of 1 s and 2 s, then the (empty) result.
+    """
     emulator.control.add_fault(status=502, count=2)
     sleeps = Sleeps()
 
@@ -205,7 +257,12 @@ def test_server_errors_are_retried_with_backoff(emulator):
 
 
 def test_server_errors_give_up_after_the_retries(emulator):
-    """arrange: 503 forever. act: list. assert: GitHubUnavailableError after exactly 3 calls."""
+    """Server errors give up after the retries.
+
+    arrange: 503 forever.
+    act: list.
+    assert: GitHubUnavailableError after exactly 3 calls.
+    """
     emulator.control.add_fault(status=503, count=-1)
     github = client(emulator)
 
@@ -216,7 +273,13 @@ def test_server_errors_give_up_after_the_retries(emulator):
 
 
 def test_spent_rate_limit_stops_all_calls(emulator):
-    """arrange: 1 call left. act: list 3 times. assert: 2nd raises, 3rd raises with no request."""
+    """A spent rate limit stops all calls until it resets.
+
+    arrange: 1 call left.
+    act: list 3 times.
+    assert: the 2nd raises RateLimitError with its reset time, the 3rd raises with no request; the
+        remaining limit is 0.
+    """
     emulator.control.set_rate_limit(remaining=1, reset_in=600)
     github = client(emulator)
     github.list_runners()
@@ -233,7 +296,12 @@ def test_spent_rate_limit_stops_all_calls(emulator):
 
 
 def test_secondary_rate_limit_honours_retry_after(emulator):
-    """arrange: a 429 with Retry-After. act: list. assert: RateLimitError, then no more calls."""
+    """A secondary rate limit honours Retry-After.
+
+    arrange: a 429 with Retry-After.
+    act: list twice.
+    assert: RateLimitError naming the secondary limit, then no more calls.
+    """
     emulator.control.add_fault(status=429, retry_after=120)
     github = client(emulator)
 
@@ -246,7 +314,12 @@ def test_secondary_rate_limit_honours_retry_after(emulator):
 
 
 def test_busy_runner_deletion_is_a_conflict(emulator):
-    """arrange: a busy runner. act: delete it. assert: GitHubConflictError (422)."""
+    """Deleting a busy runner is a conflict.
+
+    arrange: a busy runner.
+    act: delete it.
+    assert: GitHubConflictError (422).
+    """
     runner = emulator.control.add_runner(str(REPO), "busy-one", status="online", busy=True)
 
     with pytest.raises(GitHubConflictError):
@@ -254,7 +327,12 @@ def test_busy_runner_deletion_is_a_conflict(emulator):
 
 
 def test_runner_applications_and_job_lookup(emulator):
-    """arrange: the emulator. act: list downloads. assert: linux x64 with a checksum."""
+    """The runner downloads list one linux x64 entry with a checksum.
+
+    arrange: the emulator.
+    act: list the runner downloads.
+    assert: one linux x64 entry with a SHA-256 checksum and the emulator's runner version.
+    """
     apps = client(emulator).runner_applications()
 
     linux = [a for a in apps if a.os == "linux" and a.architecture == "x64"]
@@ -265,9 +343,11 @@ def test_runner_applications_and_job_lookup(emulator):
 
 @pytest.mark.parametrize("path", [REPO, ORG], ids=["repo", "org"])
 def test_lowercase_header_names_decode_the_same(emulator, path):
-    """arrange: the server sends lower-case header names (as HTTP/2 front ends do).
+    """Lower-case response header names are decoded the same.
 
-    act: register, list, look up, download list, delete. assert: every answer is decoded.
+    arrange: the server sends lower-case header names (as HTTP/2 front ends do).
+    act: register, list, look up, download list, delete.
+    assert: every answer is decoded, including the rate limit.
     """
     emulator.control.settings(lowercase_headers=True)
     github = client(emulator, path)
@@ -290,7 +370,12 @@ def test_lowercase_header_names_decode_the_same(emulator, path):
 
 
 def test_json_bodies_are_sent_as_json(emulator):
-    """arrange: a client. act: JIT-register. assert: the body is labelled application/json."""
+    """Request bodies are sent labelled as JSON.
+
+    arrange: a client.
+    act: JIT-register.
+    assert: the body is labelled application/json.
+    """
     before = len(emulator.control.recent_requests())
     client(emulator).register_runner("unit-0-0000000000aa", ["unit"])
 
@@ -302,7 +387,12 @@ def test_json_bodies_are_sent_as_json(emulator):
 
 
 def test_runner_lookup_by_id_and_name(emulator):
-    """arrange: one runner. act: look it up, and an unknown id and name. assert: None for those."""
+    """A runner is found by id and by name, and unknown ones are None.
+
+    arrange: one runner.
+    act: look it up by id and name, and an unknown id and name.
+    assert: the runner for the known ones, None for the others.
+    """
     github = client(emulator)
     runner_id = github.register_runner("unit-0-0000000000bb", ["unit"]).runner_id or 0
 
