@@ -19,6 +19,7 @@ import charm_state
 import host
 from charm import GithubRunnerCharm
 from charm_state import CharmConfig, InvalidConfigError, ProxyConfig
+from status import report_status
 
 from .charm_fakes import FakeHost, FakeManagerService, make_report
 
@@ -141,7 +142,7 @@ def test_naive_report_times_count_as_utc() -> None:
     naive = now.replace(tzinfo=None) - datetime.timedelta(hours=2)
     report = make_report(started_at=naive, finished_at=naive)
 
-    status = charm._report_status(report, make_state(), now=now)
+    status = report_status(report, make_state(), now=now)
 
     assert isinstance(status, ops.WaitingStatus)
 
@@ -149,7 +150,7 @@ def test_naive_report_times_count_as_utc() -> None:
 def test_report_without_finish_uses_its_start() -> None:
     report = make_report(finished_at=None)
 
-    status = charm._report_status(report, make_state())
+    status = report_status(report, make_state())
 
     assert isinstance(status, ops.ActiveStatus)
 
