@@ -7,9 +7,10 @@ manager's enums (`RunnerState`, `InstanceType`, `Reason`, `ErrorKind`), so the c
 same types the manager wrote.
 
 Across an upgrade the charm may read a report the previous version wrote: a version 1 report
-kept `runner_updated`, `image_updated` and `image_build` among its timings, and loads with them
-moved to their fields. A report that does not validate (a newer kind, a damaged file) reads as
-no report: the charm then waits for the next run, which writes a report of its own.
+kept `runner_updated`, `image_updated` and `image_build` among its timings, and the created
+runners' stage timings under `timings["runners"]`; it loads with them moved to their fields. A
+report that does not validate (a newer kind, a damaged file) reads as no report: the charm then
+waits for the next run, which writes a report of its own.
 """
 
 from __future__ import annotations
@@ -30,9 +31,6 @@ REPORT_VERSION = 2
 # Keys a version 1 report kept among its timings, although they are not durations.
 _V1_TIMINGS_FIELDS = ("runner_updated", "image_updated")
 _V1_IMAGE_BUILD_RUNNING = "already running"
-
-# Seconds per phase (`observe`, `plan`, ...), and under `runners` per created runner per stage.
-Timings = dict[str, float | dict[str, dict[str, float]]]
 
 
 class RunnerEntry(pydantic.BaseModel):
@@ -122,7 +120,8 @@ class Report(pydantic.BaseModel):
         runner_updated: whether the run downloaded a new runner application.
         image_updated: whether the run built a new runner image (None: it did not build one).
         image_build_running: whether the run left the image to a build already running.
-        timings: seconds per phase, and per created runner per stage (under `runners`).
+        timings: seconds per phase (`observe`, `runner_binary`, `plan`, `remove`, `spawn`, ...).
+        runner_timings: per created runner, seconds per stage.
     """
 
     version: int = REPORT_VERSION
@@ -153,7 +152,8 @@ class Report(pydantic.BaseModel):
     runner_updated: bool = False
     image_updated: bool | None = None
     image_build_running: bool = False
-    timings: Timings = {}
+    timings: dict[str, float] = {}
+    runner_timings: dict[str, dict[str, float]] = {}
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -168,19 +168,18 @@ class Report(pydantic.BaseModel):
                 upgraded[key] = timings.pop(key)
         if timings.pop("image_build", None) == _V1_IMAGE_BUILD_RUNNING:
             upgraded["image_build_running"] = True
+        if "runners" in timings:
+            upgraded["runner_timings"] = timings.pop("runners")
         upgraded["timings"] = timings
         return upgraded
 
     def add_runner_timings(self, runners: dict[str, dict[str, float]]) -> None:
-        """Add the seconds per stage of created runners, under `timings["runners"]`.
+        """Add the seconds per stage of created runners.
 
         Args:
             runners: per runner name, seconds per stage.
         """
-        existing = self.timings.get("runners")
-        merged = dict(existing) if isinstance(existing, dict) else {}
-        merged.update(runners)
-        self.timings["runners"] = merged
+        self.runner_timings.update(runners)
 
     def error_kinds(self) -> set[ErrorKind]:
         """The kinds of the run's errors.

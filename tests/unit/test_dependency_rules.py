@@ -69,8 +69,7 @@ def manager_imports(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names if a.name.startswith("github_runner_manager"))
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module.startswith("github_runner_manager"):
-                names.add(node.module)
+            names.update({node.module} if node.module.startswith("github_runner_manager") else ())
     return names
 
 

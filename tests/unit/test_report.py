@@ -67,10 +67,8 @@ def test_a_version_1_report_loads_with_its_flags_out_of_the_timings(tmp_path):
         False,
         True,
     )
-    assert report.timings == {
-        "observe": 0.5,
-        "runners": {"github-runner-0-1a2b3c": {"start": 1.5}},
-    }
+    assert report.timings == {"observe": 0.5}
+    assert report.runner_timings == {"github-runner-0-1a2b3c": {"start": 1.5}}
     assert report.runners[0].state is RunnerState.IDLE
     assert report.runners[0].instance_type is InstanceType.CONTAINER
     assert report.removed[0].reason is Reason.STALE_CONFIG
