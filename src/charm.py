@@ -3,31 +3,30 @@
 # See LICENSE file for licensing details.
 """The github-runner charm: keeps ephemeral GitHub Actions runners in LXD on each unit.
 
-The charm is a configurator. It validates its inputs into a `CharmState`, prepares the host
-(`host`), writes the runner manager's configuration and systemd timer (`service`), and maps the
-manager's last report to the unit status. The runners themselves are reconciled outside Juju
-hooks, by the timer's runs of `python3 -m github_runner_manager`.
+The charm is a configurator, and this module only wires it: it validates its inputs into a
+`CharmState`, prepares the host (`host`), writes the runner manager's configuration and systemd
+timer (`service`), and sets the status and action results `status` makes of the manager's
+report. The runners themselves are reconciled outside Juju hooks, by the timer's runs of
+`python3 -m github_runner_manager`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
 import hashlib
 import json
 import logging
 import os
-import time
 from pathlib import Path
-from typing import Any
 
 import ops
 
+import actions
 import command
 import cos_agent
 import firewall
 import host
 import service
+import status
 import storage
 from charm_state import (
     COS_AGENT_RELATION,
@@ -38,48 +37,13 @@ from charm_state import (
     RunnerStorage,
     exporter_port,
 )
-from github_runner_manager.config import ManagerConfig
-from github_runner_manager.models import InstanceType
-from github_runner_manager.report import Report
+from github_runner_manager import ManagerConfig
+from status import Outcome
 
 logger = logging.getLogger(__name__)
 
-# How long the actions and the final flush may run (creating VMs takes minutes).
-ACTION_TIMEOUT = 1800.0
-CHECK_TIMEOUT = 300.0
+# How long the final flush may run.
 FLUSH_TIMEOUT = 1200.0
-# update-dependencies rebuilds the runner image first, which takes minutes (an hour at worst).
-UPDATE_TIMEOUT = 3 * 3600.0
-# A report older than this many intervals (plus the margin) says the timer no longer runs.
-STALE_INTERVALS = 3
-STALE_MARGIN = datetime.timedelta(minutes=5)
-
-# Short notes for transient problems, added to the Active status.
-_TRANSIENT_NOTES = {
-    "lxd": "LXD error",
-    "github-unavailable": "GitHub unavailable",
-    "github-conflict": "GitHub refused a change",
-    "runner-binary": "runner application unavailable",
-    "image-build": "the runner image build failed, see the unit's journal",
-    "unexpected": "unexpected error, see the unit's journal",
-}
-_CHECK_KEYS = ("online", "offline", "unknown", "busy", "idle")
-_ALIVE_STATES = ("idle", "busy", "booting")
-
-
-@dataclasses.dataclass
-class _Outcome:
-    """What one reconciliation of the charm found, for collect-status.
-
-    Attributes:
-        blocked: a problem the operator must fix (invalid config, storage too small).
-        host_error: a failure preparing the host; the next event retries.
-        state: the validated state, when it was valid.
-    """
-
-    blocked: str | None = None
-    host_error: str | None = None
-    state: CharmState | None = None
 
 
 class GithubRunnerCharm(ops.CharmBase):
@@ -96,12 +60,14 @@ class GithubRunnerCharm(ops.CharmBase):
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
         self._stored.set_default(converged="", flushed=False)
+        # The unit's identity, parsed once: `<app>/<number>`.
         unit_number = int(self.unit.name.rsplit("/", 1)[1])
+        self._exporter_port = exporter_port(self.unit.name)
         self._host = host.Host(app=self.app.name)
         self._manager = service.ManagerService(
             service.ManagerPaths.for_unit(self.app.name, unit_number), Path(self.charm_dir)
         )
-        self._outcome: _Outcome | None = None
+        self._outcome: Outcome | None = None
         self._state_cache: CharmState | InvalidConfigError | None = None
 
         # Never return early from here: stop and remove must clean up whatever the config.
@@ -121,10 +87,7 @@ class GithubRunnerCharm(ops.CharmBase):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.stop, self._on_stop)
         framework.observe(self.on.remove, self._on_remove)
-        framework.observe(self.on.check_runners_action, self._on_check_runners)
-        framework.observe(self.on.reconcile_runners_action, self._on_reconcile_runners)
-        framework.observe(self.on.flush_runners_action, self._on_flush_runners)
-        framework.observe(self.on.update_dependencies_action, self._on_update_dependencies)
+        self._actions = actions.Actions(self, self._manager, self._state)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
 
     # ----- lifecycle end --------------------------------------------------------------------
@@ -162,12 +125,7 @@ class GithubRunnerCharm(ops.CharmBase):
         self._stored.flushed = result.ok
         if not result.ok:
             # Log rather than fail: an error here would block the removal of the unit.
-            logger.error(
-                "removing the runners failed (exit code %d): %s; remove what is left with "
-                "lxc and in the repository or organisation settings",
-                result.exit_code,
-                _error_messages(result),
-            )
+            logger.error("%s", status.teardown_failure(result.exit_code, result.document))
 
     # ----- reconciliation -------------------------------------------------------------------
 
@@ -206,7 +164,7 @@ class GithubRunnerCharm(ops.CharmBase):
         }
         return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
-    def _steady(self, outcome: _Outcome) -> bool:
+    def _steady(self, outcome: Outcome) -> bool:
         """Tell whether update-status can skip the host preparation, and fill the outcome.
 
         Steady state: the last full reconciliation succeeded with the same inputs, the
@@ -235,7 +193,7 @@ class GithubRunnerCharm(ops.CharmBase):
         update-status in steady state only reads the state; collect-status then reads the
         manager's report.
         """
-        outcome = _Outcome()
+        outcome = Outcome()
         self._outcome = outcome
         if isinstance(event, ops.UpdateStatusEvent) and self._steady(outcome):
             return
@@ -254,9 +212,9 @@ class GithubRunnerCharm(ops.CharmBase):
             # The timer runs again: a later stop must flush.
             self._stored.flushed = False
 
-    def _converge(self, outcome: _Outcome) -> None:
+    def _converge(self, outcome: Outcome) -> None:
         # Dashboards and rules do not depend on the config: publish them whatever it is.
-        cos_agent.publish(self, exporter_port(self.unit.name))
+        cos_agent.publish(self, self._exporter_port)
         try:
             state: CharmState | None = self._state()
         except InvalidConfigError as exc:
@@ -272,6 +230,10 @@ class GithubRunnerCharm(ops.CharmBase):
             return
         outcome.state = state
         self._prepare_host_for(state)
+        self._configure_manager(state)
+
+    def _configure_manager(self, state: CharmState) -> None:
+        """Write the manager's configuration and keep its timer, services and image build."""
         paths = self._manager.paths
         manager_config = state.manager_config(
             state_dir=paths.state_dir,
@@ -327,269 +289,12 @@ class GithubRunnerCharm(ops.CharmBase):
             return
         if outcome.blocked:
             event.add_status(ops.BlockedStatus(outcome.blocked))
-            return
-        if outcome.host_error or outcome.state is None:
-            event.add_status(
-                ops.MaintenanceStatus(
-                    f"preparing the host failed, retrying: {_shorten(outcome.host_error or '')}"
-                )
-            )
-            return
-        event.add_status(
-            _report_status(
-                self._manager.read_report(),
-                outcome.state,
-                image_building=self._manager.image_build_in_progress(),
-            )
-        )
-
-    # ----- actions --------------------------------------------------------------------------
-
-    def _action_ready(self, event: ops.ActionEvent) -> bool:
-        """Fail the action when the manager cannot run; return whether it can."""
-        try:
-            self._state()
-        except InvalidConfigError as exc:
-            event.fail(f"the configuration is invalid: {exc.message}")
-            return False
-        except command.HostError as exc:
-            event.fail(f"cannot inspect the host: {exc}")
-            return False
-        if not self._manager.configured():
-            event.fail(
-                "the runner manager is not configured yet: wait until the unit is active, "
-                "then try again"
-            )
-            return False
-        return True
-
-    def _run(
-        self, event: ops.ActionEvent, args: list[str], timeout: float
-    ) -> service.ManagerResult | None:
-        """Run the manager for an action; fail the action and return None when it cannot."""
-        try:
-            return self._manager.run(args, timeout)
-        except service.ServiceError as exc:
-            event.fail(str(exc))
-            return None
-
-    def _check_results(self, event: ops.ActionEvent) -> dict[str, Any] | None:
-        result = self._run(event, ["check"], CHECK_TIMEOUT)
-        if result is None:
-            return None
-        if not result.ok:
-            event.fail(self._failure_message("check", result))
-            return None
-        document = result.document
-        names = document.get("runners") or {}
-        results: dict[str, Any] = {key: int(document.get(key) or 0) for key in _CHECK_KEYS}
-        # `runners` (the online ones) as the original charm had it, then every state's names.
-        results["runners"] = ",".join(str(name) for name in names.get("online") or [])
-        for key in _CHECK_KEYS:
-            results[f"{key}-runners"] = ",".join(str(name) for name in names.get(key) or [])
-        if document.get("runner_version"):
-            results["runner-version"] = str(document["runner_version"])
-        return results
-
-    def _on_check_runners(self, event: ops.ActionEvent) -> None:
-        """Count this unit's runners by state."""
-        if not self._action_ready(event):
-            return
-        results = self._check_results(event)
-        if results is not None:
-            event.set_results(results)
-
-    def _changing_action(self, event: ops.ActionEvent, runs: list[list[str]]) -> None:
-        """Run manager commands one after the other, then report the delta and the counts.
-
-        A command that fails stops the sequence; the delta so far is still returned.
-        """
-        delta = {instance_type.value: 0 for instance_type in InstanceType}
-        for args in runs:
-            result = self._run(event, args, ACTION_TIMEOUT)
-            if result is None:
-                return
-            report = result.report()
-            if report is not None:
-                for key, value in report.delta.items():
-                    delta[key] = delta.get(key, 0) + value
-            if not result.ok:
-                event.set_results({"delta": delta})
-                event.fail(self._failure_message(args[0], result))
-                return
-        results: dict[str, Any] = {"delta": delta}
-        counts = self._check_results(event)
-        if counts is not None:
-            results.update(counts)
-        event.set_results(results)
-
-    def _on_reconcile_runners(self, event: ops.ActionEvent) -> None:
-        """Reconcile now and report what changed."""
-        if self._action_ready(event):
-            self._changing_action(event, [["reconcile"]])
-
-    def _on_flush_runners(self, event: ops.ActionEvent) -> None:
-        """Remove the idle runners (busy ones too with busy=true), then reconcile."""
-        if not self._action_ready(event):
-            return
-        flush = ["flush"]
-        if event.params.get("busy", False):
-            flush.append("--busy")
-        self._changing_action(event, [flush])
-
-    def _on_update_dependencies(self, event: ops.ActionEvent) -> None:
-        """Refresh the runner application; say whether outdated runners were replaced."""
-        if not self._action_ready(event):
-            return
-        result = self._run(event, ["update-dependencies"], UPDATE_TIMEOUT)
-        if result is None:
-            return
-        report = result.report()
-        if not result.ok or report is None:
-            event.fail(self._failure_message("update-dependencies", result))
-            return
-        updated = bool(report.timings.get("runner_updated") or report.timings.get("image_updated"))
-        replaced = any(removal.reason == "stale-config" for removal in report.removed)
-        event.set_results(
-            {
-                "flush": updated and replaced,
-                "runner-version": report.runner_version or "unknown",
-                "delta": dict(report.delta),
-            }
-        )
-
-    def _failure_message(self, command: str, result: service.ManagerResult) -> str:
-        """Explain a failed manager run to the operator, without any secret."""
-        kinds = result.error_kinds
-        if result.exit_code == 5 or kinds == {"busy"}:
-            return "another run of the runner manager is in progress: try again in a minute"
-        if "token" in kinds:
-            return _token_message(self.app.name)
-        for kind in ("permission", "path"):
-            if kind in kinds:
-                return _error_messages(result, kind)
-        if "config" in kinds:
-            return f"the runner manager refused its configuration: {_error_messages(result)}"
-        details = _error_messages(result) or "see the unit's log"
-        return f"{command} failed (exit code {result.exit_code}): {details}"
-
-
-# ----- helpers -------------------------------------------------------------------------------
-
-
-def _shorten(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _token_message(app: str) -> str:
-    return (
-        "GitHub rejected the token: set a valid token with "
-        f"`juju config {app} token=<token or secret URI>`"
-    )
-
-
-def _error_messages(result: service.ManagerResult, kind: str | None = None) -> str:
-    messages = [
-        str(error.get("message", ""))
-        for error in result.errors
-        if kind is None or error.get("kind") == kind
-    ]
-    return _shorten("; ".join(dict.fromkeys(message for message in messages if message)))
-
-
-def runner_summary(report: Report) -> str:
-    """Summarise a report's runners, e.g. `3/3 container, 1/1 virtual-machine runners`.
-
-    A type with no desired runner is left out unless it has runners.
-
-    Args:
-        report: the report.
-
-    Returns:
-        The summary.
-    """
-    parts = []
-    for instance_type in InstanceType:
-        desired = report.desired.get(instance_type.value, 0)
-        counts = report.counts.get(instance_type.value, {})
-        alive = sum(counts.get(state, 0) for state in _ALIVE_STATES)
-        if desired or alive:
-            parts.append(f"{alive}/{desired} {instance_type.value}")
-    if not parts:
-        return "no runners configured: set containers or virtual-machines"
-    return ", ".join(parts) + " runners"
-
-
-def _transient_notes(report: Report, state: CharmState) -> list[str]:
-    notes = []
-    kinds = report.error_kinds()
-    if "rate-limit" in kinds:
-        if report.rate_limit_reset_at:
-            until = time.strftime("%H:%M", time.gmtime(report.rate_limit_reset_at))
-            notes.append(f"rate limited until {until} UTC")
+        elif outcome.host_error or outcome.state is None:
+            event.add_status(status.host_error_status(outcome.host_error or ""))
         else:
-            notes.append("rate limited by GitHub")
-    if "image" in kinds:
-        notes.append(f"image {state.config.base_image} missing")
-    failures = sum(1 for error in report.errors if error.kind == "runner-create")
-    if failures:
-        notes.append(f"{failures} runner creation failure{'s' if failures > 1 else ''}")
-    notes.extend(note for kind, note in _TRANSIENT_NOTES.items() if kind in kinds)
-    return notes
-
-
-def _report_status(
-    report: Report | None,
-    state: CharmState,
-    now: datetime.datetime | None = None,
-    *,
-    image_building: bool = False,
-) -> ops.StatusBase:
-    """Map the manager's last report to a unit status.
-
-    Args:
-        report: the last report, or None.
-        state: the charm state.
-        now: the current time (UTC).
-        image_building: whether a runner image build runs now.
-
-    Returns:
-        The status.
-    """
-    # The first build (no image yet) is maintenance; a rebuild while runners serve is a note.
-    first_build = image_building and (report is None or "image" in report.error_kinds())
-    if report is None:
-        if first_build:
-            return ops.MaintenanceStatus("building the runner image")
-        return ops.WaitingStatus("waiting for the first reconciliation")
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    finished = report.finished_at or report.started_at
-    if finished.tzinfo is None:
-        finished = finished.replace(tzinfo=datetime.timezone.utc)
-    interval = datetime.timedelta(minutes=state.config.check_interval)
-    if now - finished > STALE_INTERVALS * interval + STALE_MARGIN:
-        minutes = int((now - finished).total_seconds() // 60)
-        return ops.WaitingStatus(
-            f"the last reconciliation was {minutes} minutes ago: waiting for the next one"
-        )
-    kinds = report.error_kinds()
-    if "token" in kinds:
-        return ops.BlockedStatus(_token_message(state.app_name))
-    for kind in ("permission", "path", "config"):
-        messages = [error.message for error in report.errors if error.kind == kind]
-        if messages:
-            prefix = "the runner manager refused its configuration: " if kind == "config" else ""
-            return ops.BlockedStatus(_shorten(prefix + messages[0]))
-    if kinds == {"busy"} and not report.counts:
-        return ops.WaitingStatus("another run of the runner manager held the lock: waiting")
-    if first_build:
-        return ops.MaintenanceStatus("building the runner image")
-    summary = runner_summary(report)
-    notes = _transient_notes(report, state)
-    if image_building:
-        notes.append("building a new runner image")
-    return ops.ActiveStatus(f"{summary} ({'; '.join(notes)})" if notes else summary)
+            building = self._manager.image_build_in_progress()
+            report = self._manager.read_report()
+            event.add_status(status.report_status(report, outcome.state, image_building=building))
 
 
 if __name__ == "__main__":  # pragma: nocover

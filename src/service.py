@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import fcntl
 import json
 import logging
 import os
@@ -27,11 +26,16 @@ from typing import Any, Protocol
 import jinja2
 from charmlibs import systemd
 
-from github_runner_manager import image
-from github_runner_manager.config import ManagerConfig
-from github_runner_manager.errors import ImageBuildError
-from github_runner_manager.report import Report, read_report
-from github_runner_manager.utils import atomic_write
+from github_runner_manager import (
+    ImageBuildError,
+    ManagerConfig,
+    Report,
+    atomic_write,
+    image_building,
+    image_status,
+    image_types,
+    read_report,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -245,7 +249,7 @@ def image_timeout_seconds(config: ManagerConfig) -> int:
         Seconds: the script's limit and the overhead, twice for two image types.
     """
     per_image = int(config.image.timeout) + IMAGE_BUILD_OVERHEAD
-    return max(1, len(image.needed_types(config))) * per_image
+    return max(1, len(image_types(config))) * per_image
 
 
 def systemd_quote(value: object) -> str:
@@ -767,20 +771,7 @@ class ManagerService:
         Returns:
             Whether a build holds the lock.
         """
-        path = self.paths.state_dir / image.LOCK_FILE
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
-        finally:
-            os.close(fd)
+        return image_building(self.paths.state_dir)
 
     def start_image_build_if_due(
         self, config: ManagerConfig, now: datetime.datetime | None = None
@@ -801,11 +792,8 @@ class ManagerService:
         Raises:
             ServiceError: if systemd refuses to start it, or the build cannot be described.
         """
-        if not config.image.build or self.image_build_in_progress():
-            return None
-        now = now or datetime.datetime.now(datetime.timezone.utc)
         try:
-            reason = image.build_due(config, image.read_record(image.record_path(config)), now)
+            reason = image_status(config, now).due_reason
         except ImageBuildError as exc:
             raise ServiceError(str(exc)) from None
         if reason is None:

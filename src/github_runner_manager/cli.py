@@ -13,10 +13,11 @@
 
 Each command but serve-metrics (a long-running Prometheus endpoint on loopback) and replenish (a
 long-running process replacing finished runners as LXD reports them gone, see replenish.py)
-prints one JSON document on stdout; logs go to stderr. Exit codes:
-0 success, 1 unexpected error, 2 configuration error, 3 GitHub refused the token, its
-permissions or the path, 4 transient failure (GitHub unavailable or rate limited, LXD failure,
-a runner that could not be created, an image build that failed), 5 another run holds the lock.
+prints one JSON document on stdout; logs go to stderr. Exit codes (each error kind's code is
+in the table of `errors.KINDS`): 0 success, 1 unexpected error, 2 configuration error, 3 GitHub
+refused the token, its permissions or the path, 4 transient failure (GitHub unavailable or rate
+limited, LXD failure, a runner that could not be created, an image build that failed), 5 another
+run holds the lock.
 
 `build-image` holds a lock of its own rather than the manager's: a build takes minutes, and the
 timer's reconciliations keep replacing runners meanwhile. Two builds never overlap.
@@ -39,7 +40,19 @@ from . import exporter
 from .applier import BUSY_RELEASE_TIMEOUT
 from .binary import runner_architecture
 from .config import ManagerConfig, api_base_url, load_config
-from .errors import ConfigError, LockBusyError, RunnerManagerError
+from .errors import (
+    EXIT_BUSY,
+    EXIT_CONFIG,
+    EXIT_GITHUB_AUTH,
+    EXIT_OK,
+    EXIT_TRANSIENT,
+    EXIT_UNEXPECTED,
+    ConfigError,
+    ImageBuildError,
+    LockBusyError,
+    RunnerManagerError,
+    exit_code_of,
+)
 from .github import GhApiClient, ResponseCache
 from .image import ImageBuilder, lock_path
 from .lxd import LxdEventStream, PylxdClient
@@ -49,18 +62,23 @@ from .planner import runner_name_pattern
 from .replenish import Replenisher
 from .report import ErrorEntry, Report
 
-EXIT_OK = 0
-EXIT_UNEXPECTED = 1
-EXIT_CONFIG = 2
-EXIT_GITHUB_AUTH = 3
-EXIT_TRANSIENT = 4
-EXIT_BUSY = 5
+__all__ = [
+    "EXIT_BUSY",
+    "EXIT_CONFIG",
+    "EXIT_GITHUB_AUTH",
+    "EXIT_OK",
+    "EXIT_TRANSIENT",
+    "EXIT_UNEXPECTED",
+    "build_manager",
+    "exit_code",
+    "image_builder",
+    "image_refresher",
+    "main",
+]
 
 # Seconds a build waits for the image lock: long enough to ride out the charm's instant test of
 # the lock (is a build running?), short enough to give up at once on a build in progress.
 IMAGE_LOCK_TIMEOUT = 5.0
-
-_AUTH_KINDS = {"token", "permission", "path"}
 
 logger = logging.getLogger("github_runner_manager")
 
@@ -74,18 +92,7 @@ def exit_code(report: Report) -> int:
     Returns:
         The exit code (see the module docstring).
     """
-    kinds = report.error_kinds()
-    if not kinds:
-        return EXIT_OK
-    if "config" in kinds:
-        return EXIT_CONFIG
-    if kinds & _AUTH_KINDS:
-        return EXIT_GITHUB_AUTH
-    if kinds == {"busy"}:
-        return EXIT_BUSY
-    if "unexpected" in kinds:
-        return EXIT_UNEXPECTED
-    return EXIT_TRANSIENT
+    return exit_code_of(report.error_kinds())
 
 
 def _apply_proxy_environment(config: ManagerConfig) -> None:
@@ -217,7 +224,7 @@ def _replenish(config: ManagerConfig) -> int:
         manager = build_manager(config)
     except RunnerManagerError as exc:
         logger.error("%s", exc)
-        return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_TRANSIENT
+        return exc.kind.info.exit_code
     events = LxdEventStream(project=config.lxd.project, socket=config.lxd.socket)
     replenisher = Replenisher(manager, events, runner_name_pattern(config.name_prefix))
 
@@ -236,6 +243,21 @@ def _replenish(config: ManagerConfig) -> int:
 def _print(document: object) -> None:
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+def _fail(exc: RunnerManagerError, context: str = "") -> int:
+    """Log an error that ended a command, print it as the command's document, return its code.
+
+    Args:
+        exc: the error.
+        context: what failed, to start the log line with.
+
+    Returns:
+        The exit code of the error's kind (see `errors.KINDS`).
+    """
+    logger.error("%s%s", f"{context}: " if context else "", exc)
+    _print({"ok": False, "errors": [{"kind": exc.kind.value, "message": str(exc)}]})
+    return exc.kind.info.exit_code
 
 
 def _serve_metrics(config: ManagerConfig, port: int | None) -> int:
@@ -285,10 +307,9 @@ def image_builder(config: ManagerConfig) -> ImageBuilder:
 def _build_image(config: ManagerConfig, types: list[str] | None) -> int:
     """Run `build-image`: build, print the record, map it to an exit code."""
     if not config.image.build:
-        message = "image.build is off in the configuration: runners use runners.base_image"
-        logger.error("%s", message)
-        _print({"ok": False, "errors": [{"kind": "config", "message": message}]})
-        return EXIT_CONFIG
+        return _fail(
+            ConfigError("image.build is off in the configuration: runners use runners.base_image")
+        )
     # A build runs for minutes; when systemd stops it (its timeout, a shutdown), unwind so that
     # the builder instance is deleted rather than left running.
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
@@ -297,18 +318,11 @@ def _build_image(config: ManagerConfig, types: list[str] | None) -> int:
         with manager_lock(lock_path(config), IMAGE_LOCK_TIMEOUT):
             record = builder.build([InstanceType(t) for t in types] if types else None)
     except _Terminated:
-        message = "stopped (SIGTERM) before the build finished; the builder was deleted"
-        logger.error("%s", message)
-        _print({"ok": False, "errors": [{"kind": "image-build", "message": message}]})
-        return EXIT_TRANSIENT
-    except LockBusyError as exc:
-        logger.error("%s", exc)
-        _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
-        return EXIT_BUSY
+        return _fail(
+            ImageBuildError("stopped (SIGTERM) before the build finished; the builder was deleted")
+        )
     except RunnerManagerError as exc:
-        logger.error("%s", exc)
-        _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
-        return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_TRANSIENT
+        return _fail(exc)
     finally:
         signal.signal(signal.SIGTERM, previous)
     _print(record.model_dump(mode="json"))
@@ -322,11 +336,7 @@ def _remove_images(config: ManagerConfig) -> int:
         with manager_lock(lock_path(config), config.timing.lock_timeout):
             removed = builder.remove_all()
     except RunnerManagerError as exc:
-        logger.error("%s", exc)
-        _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
-        if isinstance(exc, ConfigError):
-            return EXIT_CONFIG
-        return EXIT_BUSY if isinstance(exc, LockBusyError) else EXIT_TRANSIENT
+        return _fail(exc)
     _print({"ok": True, "removed": removed})
     return EXIT_OK
 
@@ -345,19 +355,19 @@ def image_refresher(config: ManagerConfig) -> Callable[[Report], None]:
     """
 
     def refresh(report: Report) -> None:
-        report.timings["image_updated"] = False
+        report.image_updated = False
         try:
             builder = image_builder(config)
             with manager_lock(lock_path(config), IMAGE_LOCK_TIMEOUT):
                 record = builder.build()
         except LockBusyError:
             logger.info("an image build is already running: not starting another")
-            report.timings["image_build"] = "already running"
+            report.image_build_running = True
             return
         except RunnerManagerError as exc:
             report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
             return
-        report.timings["image_updated"] = bool(record.images)
+        report.image_updated = bool(record.images)
         report.errors.extend(record.errors)
 
     return refresh
@@ -398,27 +408,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        logger.error("invalid configuration: %s", exc)
-        _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
-        return EXIT_CONFIG
+        return _fail(exc, "invalid configuration")
     standalone = _standalone(args, config)
     if standalone is not None:
         return standalone
     try:
         manager = build_manager(config)
     except RunnerManagerError as exc:
-        logger.error("%s", exc)
-        _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
-        return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_TRANSIENT
+        return _fail(exc)
 
     if args.command == "check":
         try:
             result = manager.check()
         except RunnerManagerError as exc:
-            logger.error("%s", exc)
-            _print({"ok": False, "errors": [{"kind": exc.kind, "message": str(exc)}]})
-            return EXIT_GITHUB_AUTH if exc.kind in _AUTH_KINDS else EXIT_TRANSIENT
-        _print(result)
+            return _fail(exc)
+        _print(result.model_dump(mode="json"))
         return EXIT_OK
 
     if args.command == "reconcile":

@@ -32,7 +32,7 @@ from typing import Any
 
 import pydantic
 
-from .errors import RunnerManagerError
+from .errors import ErrorKind, RunnerManagerError
 from .job_logs import LOG_FILE, LOG_LIMIT
 from .utils import atomic_write
 
@@ -49,7 +49,7 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 class CorruptDataError(RunnerManagerError):
     """A runner's exchange data is oversized or malformed: it is quarantined."""
 
-    kind = "corrupt-runner-data"
+    kind = ErrorKind.CORRUPT_RUNNER_DATA
 
 
 class PreJob(pydantic.BaseModel):

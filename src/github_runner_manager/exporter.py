@@ -25,26 +25,15 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from .errors import KINDS
 from .models import InstanceType, RunnerState
 from .report import Report, read_report
 
 logger = logging.getLogger(__name__)
 
 METRICS_PATH = "/metrics"
-ERROR_KINDS = (
-    "token",
-    "permission",
-    "path",
-    "rate-limit",
-    "github-unavailable",
-    "github-conflict",
-    "lxd",
-    "runner-create",
-    "runner-binary",
-    "image",
-    "config",
-    "unexpected",
-)
+# One series per kind of the error table, so that a new kind is exported without a change here.
+ERROR_KINDS = tuple(KINDS)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
@@ -118,7 +107,7 @@ def collect(report: Report | None, check_interval: float, now: float) -> Iterato
     )
     kinds = [error.kind for error in report.errors]
     for kind in ERROR_KINDS:
-        errors.add_metric([kind], kinds.count(kind))
+        errors.add_metric([kind.value], kinds.count(kind))
     yield errors
     yield _gauge(
         "github_runner_crashed_runners", "Runners found dead in the last run.", len(report.crashed)

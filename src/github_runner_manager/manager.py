@@ -18,7 +18,6 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from . import planner, runner_metrics
 from .applier import BUSY_RELEASE_TIMEOUT, RemovalOutcome, RunnerRemover
@@ -26,6 +25,7 @@ from .binary import CachedRunner, RunnerBinaryCache
 from .config import ManagerConfig, config_hash
 from .crash_logs import CrashLogs
 from .errors import (
+    ErrorKind,
     GitHubError,
     LockBusyError,
     LxdError,
@@ -50,7 +50,7 @@ from .models import (
     RunnerState,
     github_target,
 )
-from .report import ErrorEntry, RemovedEntry, Report, RunnerEntry
+from .report import CheckResult, ErrorEntry, RemovedEntry, Report, RunnerEntry
 from .runner import RunnerSpawner, SpawnResult
 from .runner_versions import VersionLedger
 from .templates import TemplateRenderer
@@ -448,7 +448,7 @@ class RunnerManager:
                 reconciliations must not wait for it.
 
         Returns:
-            The report; `timings["runner_updated"]` says whether a new runner was downloaded.
+            The report; `runner_updated` says whether a new runner was downloaded.
         """
         return self._locked_run(
             "update-dependencies", lambda report: self._reconcile(report), before=refresh_image
@@ -476,9 +476,9 @@ class RunnerManager:
             report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
         except Exception as exc:
             logger.exception("unexpected error during %s", command)
-            report.errors.append(ErrorEntry(kind="unexpected", message=repr(exc)))
+            report.errors.append(ErrorEntry(kind=ErrorKind.UNEXPECTED, message=repr(exc)))
         self._finish(report, started, counters)
-        if report.error_kinds() == {"busy"}:
+        if report.error_kinds() == {ErrorKind.BUSY}:
             # Nothing ran: keep the last real report for the charm's status.
             return report
         self._issue(self._reconciliation_event(report))
@@ -605,7 +605,7 @@ class RunnerManager:
             report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
             return self._binary.cached()
         report.runner_version = cached.application.version
-        report.timings["runner_updated"] = cached.updated
+        report.runner_updated = cached.updated
         return cached
 
     def _reconcile(self, report: Report) -> None:
@@ -637,7 +637,8 @@ class RunnerManager:
         if wanted and cached is None:
             report.errors.append(
                 ErrorEntry(
-                    kind="runner-binary", message="no runner application to create runners with"
+                    kind=ErrorKind.RUNNER_BINARY,
+                    message="no runner application to create runners with",
                 )
             )
         elif wanted and cached is not None:
@@ -645,7 +646,7 @@ class RunnerManager:
                 {t for t in wanted if not fingerprints.get(t)}, key=lambda t: t.value
             ):
                 report.errors.append(
-                    ErrorEntry(kind="image", message=self._missing_image(instance_type))
+                    ErrorEntry(kind=ErrorKind.IMAGE, message=self._missing_image(instance_type))
                 )
             wanted = [t for t in wanted if fingerprints.get(t)]
             if wanted:
@@ -654,9 +655,7 @@ class RunnerManager:
         report.created.extend(result.name for result in created)
         for result in created:
             report.delta[result.instance_type.value] += 1
-        report.timings.setdefault("runners", {}).update(
-            {result.name: dict(result.timings) for result in created}
-        )
+        report.add_runner_timings({result.name: dict(result.timings) for result in created})
         report.counts = _counts(views, outcomes, created)
         self._record_versions(report, cached, hashes, views, outcomes, created)
 
@@ -748,7 +747,9 @@ class RunnerManager:
             created += self._spawn_one_at_a_time(report, spawner, not_made, hashes)
         if full:
             report.errors.append(
-                ErrorEntry(kind="runner-create", message=self._pool_full(full[0], created, wanted))
+                ErrorEntry(
+                    kind=ErrorKind.RUNNER_CREATE, message=self._pool_full(full[0], created, wanted)
+                )
             )
             self._mark_space_limited(True)
         elif cautious and len(created) == len(wanted):
@@ -772,7 +773,7 @@ class RunnerManager:
                     break
                 if not isinstance(exc, RunnerManagerError):
                     logger.error("unexpected error creating a runner", exc_info=exc)
-                    report.errors.append(ErrorEntry(kind="unexpected", message=repr(exc)))
+                    report.errors.append(ErrorEntry(kind=ErrorKind.UNEXPECTED, message=repr(exc)))
                     break
                 report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
                 if isinstance(exc, _FATAL_GITHUB_ERRORS):
@@ -843,7 +844,7 @@ class RunnerManager:
                 report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
             except Exception as exc:
                 logger.exception("unexpected error during replenish")
-                report.errors.append(ErrorEntry(kind="unexpected", message=repr(exc)))
+                report.errors.append(ErrorEntry(kind=ErrorKind.UNEXPECTED, message=repr(exc)))
         report.finished_at = self._clock()
         report.duration = round(self._monotonic() - started, 3)
         report.ok = not report.errors
@@ -871,7 +872,7 @@ class RunnerManager:
             if not report.errors:
                 report.errors.append(
                     ErrorEntry(
-                        kind="runner-binary",
+                        kind=ErrorKind.RUNNER_BINARY,
                         message="no runner application to create runners with",
                     )
                 )
@@ -883,7 +884,7 @@ class RunnerManager:
             {t for t in wanted if not fingerprints.get(t)}, key=lambda t: t.value
         ):
             report.errors.append(
-                ErrorEntry(kind="image", message=self._missing_image(instance_type))
+                ErrorEntry(kind=ErrorKind.IMAGE, message=self._missing_image(instance_type))
             )
         wanted = [t for t in wanted if fingerprints.get(t)]
         if not wanted:
@@ -928,7 +929,7 @@ class RunnerManager:
             elif outcome.note:
                 logger.info("kept runner %s: %s", outcome.removal.name, outcome.note)
 
-    def check(self) -> dict[str, Any]:
+    def check(self) -> CheckResult:
         """Count the unit's runners by state, without changing anything (no lock needed).
 
         Returns:
@@ -952,18 +953,18 @@ class RunnerManager:
             by_type.setdefault(type_name, collections.Counter())[view.state.value] += 1
         rate = self._github.rate_limit()
         cached = self._binary.cached()
-        return {
-            "online": len(names["online"]),
-            "offline": len(names["offline"]),
-            "busy": len(names["busy"]),
-            "idle": len(names["idle"]),
-            "unknown": len(names["unknown"]),
-            "runners": {state: sorted(found) for state, found in names.items()},
-            "by_type": {key: dict(value) for key, value in by_type.items()},
-            "desired": {t.value: self.config.runners.count(t) for t in InstanceType},
-            "rate_limit_remaining": rate.remaining if rate else None,
-            "runner_version": cached.application.version if cached else None,
-        }
+        return CheckResult(
+            online=len(names["online"]),
+            offline=len(names["offline"]),
+            busy=len(names["busy"]),
+            idle=len(names["idle"]),
+            unknown=len(names["unknown"]),
+            runners={state: sorted(found) for state, found in names.items()},
+            by_type={key: dict(value) for key, value in by_type.items()},
+            desired={t.value: self.config.runners.count(t) for t in InstanceType},
+            rate_limit_remaining=rate.remaining if rate else None,
+            runner_version=cached.application.version if cached else None,
+        )
 
 
 def _collect_spawns(
@@ -983,7 +984,7 @@ def _collect_spawns(
         elif exc is None or _storage_full(exc):
             not_made.append(instance_type)  # skipped, or lost the race for space
         else:
-            kind = exc.kind if isinstance(exc, RunnerManagerError) else "unexpected"
+            kind = exc.kind if isinstance(exc, RunnerManagerError) else ErrorKind.UNEXPECTED
             message = str(exc) if isinstance(exc, RunnerManagerError) else repr(exc)
             if isinstance(exc, _FATAL_GITHUB_ERRORS) and message in errors_seen:
                 continue  # one token error is enough, not one per runner

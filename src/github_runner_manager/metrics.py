@@ -15,7 +15,7 @@ from typing import Literal
 
 import pydantic
 
-from .errors import RunnerManagerError
+from .errors import ErrorKind, RunnerManagerError
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 class MetricsError(RunnerManagerError):
     """A metric event could not be written."""
 
-    kind = "metrics"
+    kind = ErrorKind.METRICS
 
 
 class Event(pydantic.BaseModel):

@@ -494,13 +494,13 @@ def test_new_runner_version_replaces_idle_runners(make_manager, emulator, lxd_cl
 
     assert report.ok, report.errors
     assert report.runner_version == "2.331.0"
-    assert report.timings["runner_updated"] is True
+    assert report.runner_updated is True
     assert [(r.name, r.reason) for r in report.removed] == [(idle, "stale-config")]
     assert len(report.created) == 1
     assert lxd_client.instances.exists(busy), "the busy runner finishes its job first"
     cached = list((manager.config.state_dir / "runner-binary").glob("*.tar.gz"))
     assert [path.name for path in cached] == ["actions-runner-linux-x64-2.331.0.tar.gz"]
-    assert manager.check()["runner_version"] == "2.331.0"
+    assert manager.check().runner_version == "2.331.0"
 
 
 # ----- the real runner application's behaviour (issue 17) ----------------------------------

@@ -164,8 +164,8 @@ def test_update_dependencies_rebuilds_the_image_and_replaces_idle_runners_busy_f
     code, report = run_cli(config, tmp_path, "update-dependencies")
 
     assert code == 0, report
-    assert report["timings"]["image_updated"] is True
-    assert report["timings"]["runner_updated"] is True
+    assert report["image_updated"] is True
+    assert report["runner_updated"] is True
     assert report["runner_version"] == "2.331.0"
     new_image = adapter.image_fingerprint(alias)
     assert new_image not in (None, old_image)

@@ -1282,7 +1282,7 @@ def test_update_dependencies_results(
         removed=[{"name": "r1", "reason": reason}],
         created=["r2"],
         runner_version="2.330.0",
-        timings={"runner_updated": updated},
+        runner_updated=updated,
     )
     configured.results["update-dependencies"] = [report_result(report)]
 

@@ -195,7 +195,8 @@ def test_update_dependencies_reports_runners_replaced_for_a_new_image(
         removed=[{"name": "r1", "reason": "stale-config"}],
         created=["r2"],
         runner_version="2.330.0",
-        timings={"runner_updated": False, "image_updated": True},
+        runner_updated=False,
+        image_updated=True,
     )
     manager.results["update-dependencies"] = [report_result(report)]
 

@@ -21,6 +21,7 @@ import host
 from charm import GithubRunnerCharm
 from charm_state import CharmConfig, manager_settings, proxy_from_juju_environment
 from github_runner_manager.config import ManagerConfig, ProxySettings
+from status import report_status
 
 from .charm_fakes import FakeHost, FakeManagerService, make_report
 
@@ -240,7 +241,7 @@ def test_naive_report_times_count_as_utc() -> None:
     naive = now.replace(tzinfo=None) - datetime.timedelta(hours=2)
     report = make_report(started_at=naive, finished_at=naive)
 
-    status = charm._report_status(report, make_state(), now=now)
+    status = report_status(report, make_state(), now=now)
 
     assert isinstance(status, ops.WaitingStatus)
 
@@ -254,7 +255,7 @@ def test_report_without_finish_uses_its_start() -> None:
     """
     report = make_report(finished_at=None)
 
-    status = charm._report_status(report, make_state())
+    status = report_status(report, make_state())
 
     assert isinstance(status, ops.ActiveStatus)
 

@@ -69,3 +69,76 @@ def test_the_runner_manager_never_imports_ops():
     ]
 
     assert offenders == []
+
+
+def manager_imports(path: Path) -> set[str]:
+    """The runner manager modules a file imports (`github_runner_manager` for the root)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.startswith("github_runner_manager"))
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.update({node.module} if node.module.startswith("github_runner_manager") else ())
+    return names
+
+
+# charm_state.py still imports the manager's submodules (binary.py among them): helper 14b
+# rewrites it this round. Strict: this fails as soon as it imports the root only, so the
+# exception cannot outlive the fix.
+_PENDING = {"charm_state.py": "charm_state.py imports config, errors, models and binary directly"}
+CHARM_MODULES = sorted(path.name for path in SRC.glob("*.py"))
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        pytest.param(
+            name,
+            id=name,
+            marks=[pytest.mark.xfail(strict=True, reason=_PENDING[name])]
+            if name in _PENDING
+            else [],
+        )
+        for name in CHARM_MODULES
+    ],
+)
+def test_charm_modules_import_only_the_runner_manager_root(module):
+    """A charm-side module uses the runner manager only through the package's face.
+
+    arrange: one charm-side module (src/*.py).
+    act: list the runner manager modules it imports.
+    assert: the package root at most, never a submodule.
+    """
+    assert manager_imports(SRC / module) <= {"github_runner_manager"}
+
+
+@pytest.mark.xfail(
+    strict=True, reason="helper 14b removes this import from charm_state.py this round"
+)
+def test_charm_state_never_imports_the_runner_binary():
+    """The charm's state never reaches into the runner application's download code.
+
+    arrange: src/charm_state.py.
+    act: list the runner manager modules it imports.
+    assert: `github_runner_manager.binary` is not among them.
+    """
+    assert "github_runner_manager.binary" not in manager_imports(SRC / "charm_state.py")
+
+
+def test_the_root_exports_only_names_it_has():
+    """Every name the package root promises exists, so the charm's imports cannot break.
+
+    arrange: the package root.
+    act: look up each name of `__all__`.
+    assert: each one is there, and the root lists at least the report, the check result, the
+        error kind and the image status.
+    """
+    import github_runner_manager
+
+    missing = [n for n in github_runner_manager.__all__ if not hasattr(github_runner_manager, n)]
+
+    assert missing == []
+    assert {"Report", "read_report", "CheckResult", "ErrorKind", "image_status"} <= set(
+        github_runner_manager.__all__
+    )

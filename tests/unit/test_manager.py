@@ -470,11 +470,11 @@ def test_check_counts_by_state(make_manager, lxd, github):
     result = manager.check()
 
     assert (
-        result["online"],
-        result["offline"],
-        result["busy"],
-        result["idle"],
-        result["unknown"],
+        result.online,
+        result.offline,
+        result.busy,
+        result.idle,
+        result.unknown,
     ) == (
         2,
         1,
@@ -482,9 +482,9 @@ def test_check_counts_by_state(make_manager, lxd, github):
         1,
         1,
     )
-    assert result["runners"]["unknown"] == [booting]
-    assert result["runners"]["offline"] == [ghost]
-    json.dumps(result)
+    assert result.runners["unknown"] == [booting]
+    assert result.runners["offline"] == [ghost]
+    json.dumps(result.model_dump(mode="json"))
 
 
 def test_report_never_holds_the_token(make_manager, github):
