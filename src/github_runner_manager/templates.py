@@ -33,8 +33,6 @@ RUNNER_TEMPLATES = (
 )
 
 
-
-
 def package_templates() -> Traversable:
     """The templates directory shipped inside the package.
 
