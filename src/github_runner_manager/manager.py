@@ -9,6 +9,7 @@ hold a file lock, so the systemd timer's run and an action never overlap.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import datetime
 import errno
@@ -225,16 +226,11 @@ class RunnerManager:
             LxdError: if LXD cannot be listed.
             GitHubError: if GitHub cannot be listed.
         """
-        results = run_parallel(
-            lambda source: source(),
-            [lambda: self._lxd.list_instances(self.config.unit), self._github.list_runners],
-            workers=2,
-        )
-        for _, _, exc in results:
-            if exc is not None:
-                raise exc
-        instances: list[RunnerInstance] = results[0][1]  # type: ignore[assignment]
-        runners: list[GitHubRunner] = results[1][1]  # type: ignore[assignment]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            listing = pool.submit(self._lxd.list_instances, self.config.unit)
+            github = pool.submit(self._github.list_runners)
+            # Both finish before either error is raised (LXD's first), as the pool is left.
+            instances, runners = listing.result(), github.result()
         ours = [runner for runner in runners if self._name_pattern.match(runner.name)]
         return instances, ours
 
