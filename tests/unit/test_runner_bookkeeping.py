@@ -37,7 +37,7 @@ def write_runner(exchange: RunnerExchange, runner: str, files: dict[str, str]) -
 
 
 def test_bookkeeping_sorts_live_finished_and_corrupt_runners(tmp_path, caplog):
-    """A live runner is reported once, a runner that failed at start-up crashed, corrupt data set aside.
+    """Live runners reported once, a start-up failure crashed, corrupt data set aside.
 
     arrange: a live runner that came online, a finished runner whose listener exited with 1
         before it came online, and a runner whose pre-job report is not JSON.
