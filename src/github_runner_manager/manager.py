@@ -2,6 +2,9 @@
 # See LICENSE file for licensing details.
 """The RunnerManager: observe LXD and GitHub, plan, apply, report.
 
+A reconciliation reads in that order: `observe` lists both sides, the planner classifies and
+plans (pure rules), the applier carries the plan out (removals, then creations), and the report
+notes what was done; the runner metrics bookkeeping then goes through the runners' host data.
 One manager owns the runners of one unit. Runs that change anything (reconcile, flush, update)
 hold a file lock, so the systemd timer's run and an action never overlap.
 """
