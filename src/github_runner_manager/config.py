@@ -16,14 +16,18 @@ import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import SplitResult, urlsplit
 
 import pydantic
 import yaml
 
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
+
 from .errors import ConfigError
 from .models import GitHubPath, InstanceType, parse_github_path
+from .templates import package_templates
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(KiB|MiB|GiB|TiB|PiB|EiB)\s*$")
 _SIZE_FACTORS = {"KiB": 1, "MiB": 2, "GiB": 3, "TiB": 4, "PiB": 5, "EiB": 6}
@@ -733,7 +737,7 @@ class ManagerConfig(_Model):
         job_log_dir: where every job's runner logs are kept for Loki (metrics on).
         state_dir: where the manager keeps its lock, caches and the runner application.
         report_path: where the last run's JSON report is written (default in state_dir).
-        templates_dir: the jinja2 templates (default: the project's `templates/`).
+        templates_dir: the jinja2 templates (default: the package's own `templates/`).
     """
 
     unit: str = pydantic.Field(min_length=1, max_length=200)
@@ -781,14 +785,11 @@ class ManagerConfig(_Model):
         return self.report_path or self.state_dir / "report.json"
 
     @property
-    def templates(self) -> Path:
-        """The templates directory, defaulting to the project's `templates/`."""
+    def templates(self) -> Traversable:
+        """The templates directory, defaulting to the package's own (package data)."""
         if self.templates_dir is not None:
             return self.templates_dir
-        env_dir = os.environ.get("GITHUB_RUNNER_TEMPLATES")
-        if env_dir:
-            return Path(env_dir)
-        return Path(__file__).resolve().parents[2] / "templates"
+        return package_templates()
 
     def runner_hash_input(self, instance_type: InstanceType) -> dict[str, Any]:
         """Everything that shapes a runner of a type, for the configuration hash.

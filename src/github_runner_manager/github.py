@@ -129,6 +129,14 @@ class GitHubClient(Protocol):
         """How many HTTP requests this client has sent."""
         ...  # pragma: no cover
 
+    def not_modified_count(self) -> int:
+        """How many requests GitHub answered with 304 Not Modified (from the cache)."""
+        ...  # pragma: no cover
+
+    def save_cache(self) -> None:
+        """Persist what the client caches (ETags, the rate limit) for the next run."""
+        ...  # pragma: no cover
+
 
 # GitHub's architecture labels by `platform.machine()`.
 _ARCH_LABELS = {"x86_64": "X64", "amd64": "X64", "aarch64": "ARM64", "arm64": "ARM64"}

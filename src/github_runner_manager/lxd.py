@@ -190,8 +190,8 @@ class ExecResult:
     stderr: str
 
 
-class LxdClient(Protocol):
-    """What the runner manager needs from LXD."""
+class InstanceClient(Protocol):
+    """What the runner manager needs from LXD's instances (and their storage pool)."""
 
     def list_instances(self, unit: str) -> list[RunnerInstance]:
         """List the instances tagged with a unit."""
@@ -235,12 +235,20 @@ class LxdClient(Protocol):
         """Stop and delete an instance; a missing instance counts as deleted."""
         ...  # pragma: no cover
 
-    def image_exists(self, alias: str) -> bool:
-        """Tell whether an image alias exists."""
-        ...  # pragma: no cover
-
     def stop_instance(self, name: str, timeout: float = 120.0) -> None:
         """Shut an instance down cleanly (forcefully when it does not stop in time)."""
+        ...  # pragma: no cover
+
+    def storage_pool_usage(self, pool: str) -> tuple[int, int] | None:
+        """Return a storage pool's bytes used and bytes in all (None: LXD cannot tell)."""
+        ...  # pragma: no cover
+
+
+class ImageStore(Protocol):
+    """What the runner manager needs from LXD's image store."""
+
+    def image_exists(self, alias: str) -> bool:
+        """Tell whether an image alias exists."""
         ...  # pragma: no cover
 
     def publish_image(
@@ -265,9 +273,9 @@ class LxdClient(Protocol):
         """Delete an image and its aliases; a missing image counts as deleted."""
         ...  # pragma: no cover
 
-    def storage_pool_usage(self, pool: str) -> tuple[int, int] | None:
-        """Return a storage pool's bytes used and bytes in all (None: LXD cannot tell)."""
-        ...  # pragma: no cover
+
+class LxdClient(InstanceClient, ImageStore, Protocol):
+    """Both: what the image builder and the manager need from LXD (`PylxdClient` is one)."""
 
 
 def loopback_proxy_devices(urls: Sequence[str | None]) -> dict[str, dict[str, str]]:
@@ -345,7 +353,7 @@ def isolated_nics(
 
 
 def wait_until_booted(
-    lxd: LxdClient,
+    lxd: InstanceClient,
     name: str,
     timeout: float,
     *,
@@ -404,7 +412,7 @@ def _parse_created_at(value: str | None) -> datetime.datetime:
 
 
 class PylxdClient:
-    """LxdClient backed by pylxd, on one LXD project."""
+    """InstanceClient and ImageStore (LxdClient) backed by pylxd, on one LXD project."""
 
     def __init__(
         self, project: str = "default", socket: Path | None = None, timeout: float = 120.0

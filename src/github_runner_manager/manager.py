@@ -2,6 +2,9 @@
 # See LICENSE file for licensing details.
 """The RunnerManager: observe LXD and GitHub, plan, apply, report.
 
+A reconciliation reads in that order: `observe` lists both sides, the planner classifies and
+plans (pure rules), the applier carries the plan out (removals, then creations), and the report
+notes what was done; the runner metrics bookkeeping then goes through the runners' host data.
 One manager owns the runners of one unit. Runs that change anything (reconcile, flush, update)
 hold a file lock, so the systemd timer's run and an action never overlap.
 """
@@ -9,6 +12,7 @@ hold a file lock, so the systemd timer's run and an action never overlap.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import datetime
 import errno
@@ -20,28 +24,17 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from . import planner, runner_metrics
-from .applier import BUSY_RELEASE_TIMEOUT, RemovalOutcome, RunnerRemover
+from .applier import BUSY_RELEASE_TIMEOUT, Applier, ApplyOutcome, RemovalOutcome, RunnerRemover
 from .binary import CachedRunner, RunnerBinaryCache
 from .config import ManagerConfig, config_hash
 from .crash_logs import CrashLogs
-from .errors import (
-    ErrorKind,
-    GitHubError,
-    LockBusyError,
-    LxdError,
-    PathNotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    RunnerManagerError,
-    StorageFullError,
-    TokenError,
-)
-from .exchange import CorruptDataError, RunnerData, RunnerExchange
-from .github import GitHubClient, JobInfo
+from .errors import ErrorKind, GitHubError, LockBusyError, LxdError, RunnerManagerError
+from .exchange import RunnerExchange
+from .github import GitHubClient
 from .image import runner_image
-from .job_logs import JobLabels, JobLogs, gather
+from .job_logs import JobLogs, gather
 from .lxd import LxdClient
-from .metrics import Event, MetricsLog, Reconciliation, RunnerStop
+from .metrics import MetricsLog
 from .models import (
     GitHubRunner,
     InstanceStatus,
@@ -57,9 +50,6 @@ from .templates import TemplateRenderer
 from .utils import atomic_write, run_parallel
 
 logger = logging.getLogger(__name__)
-
-# Errors after which no further GitHub call in this run can succeed: stop spawning.
-_FATAL_GITHUB_ERRORS = (TokenError, PermissionDeniedError, PathNotFoundError, RateLimitError)
 
 
 @contextlib.contextmanager
@@ -164,7 +154,7 @@ class RunnerManager:
         self._github_for_target = github_for_target
         self._other_clients: dict[tuple[str, str], GitHubClient | None] = {}
         self._target = github_target(config.github.url, str(config.github.github_path))
-        self._remover = RunnerRemover(
+        remover = RunnerRemover(
             lxd,
             github,
             github_for=self._github_for_view,
@@ -172,6 +162,15 @@ class RunnerManager:
             sleep=sleep,
             monotonic=monotonic,
             release_timeout=busy_release_timeout,
+        )
+        self._applier = Applier(config, lxd, remover, clock=self._clock, monotonic=monotonic)
+        self._bookkeeping = runner_metrics.RunnerBookkeeping(
+            self._exchange,
+            self._job_logs,
+            self._metrics,
+            name_pattern=self._name_pattern,
+            flavor=config.flavor,
+            lookup=github.job_for_runner if config.metrics.enabled else None,
         )
 
     def _client_for(self, instance: RunnerInstance) -> GitHubClient | None:
@@ -229,16 +228,11 @@ class RunnerManager:
             LxdError: if LXD cannot be listed.
             GitHubError: if GitHub cannot be listed.
         """
-        results = run_parallel(
-            lambda source: source(),
-            [lambda: self._lxd.list_instances(self.config.unit), self._github.list_runners],
-            workers=2,
-        )
-        for _, _, exc in results:
-            if exc is not None:
-                raise exc
-        instances: list[RunnerInstance] = results[0][1]  # type: ignore[assignment]
-        runners: list[GitHubRunner] = results[1][1]  # type: ignore[assignment]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            listing = pool.submit(self._lxd.list_instances, self.config.unit)
+            github = pool.submit(self._github.list_runners)
+            # Both finish before either error is raised (LXD's first), as the pool is left.
+            instances, runners = listing.result(), github.result()
         ours = [runner for runner in runners if self._name_pattern.match(runner.name)]
         return instances, ours
 
@@ -389,8 +383,7 @@ class RunnerManager:
         )
 
     def _github_counters(self) -> tuple[int, int]:
-        not_modified = getattr(self._github, "not_modified_count", None)
-        return self._github.call_count(), not_modified() if not_modified else 0
+        return self._github.call_count(), self._github.not_modified_count()
 
     def _finish(self, report: Report, started: float, counters: tuple[int, int]) -> Report:
         report.finished_at = self._clock()
@@ -403,12 +396,10 @@ class RunnerManager:
         calls, not_modified = self._github_counters()
         report.github_calls = calls - counters[0]
         report.github_not_modified = not_modified - counters[1]
-        save = getattr(self._github, "save_cache", None)
-        if save is not None:
-            try:
-                save()
-            except OSError as exc:
-                logger.warning("cannot save the GitHub response cache: %s", exc)
+        try:
+            self._github.save_cache()
+        except OSError as exc:
+            logger.warning("cannot save the GitHub response cache: %s", exc)
         return report
 
     def reconcile(self) -> Report:
@@ -481,122 +472,10 @@ class RunnerManager:
         if report.error_kinds() == {ErrorKind.BUSY}:
             # Nothing ran: keep the last real report for the charm's status.
             return report
-        self._issue(self._reconciliation_event(report))
+        event = runner_metrics.reconciliation_event(report, self.config.flavor, self._clock)
+        self._bookkeeping.issue(event)
         report.write(self.config.report_file)
         return report
-
-    def _issue(self, event: Event | None) -> None:
-        if event is not None:
-            self._metrics.issue(event)
-
-    def _reconciliation_event(self, report: Report) -> Reconciliation:
-        def total(state: str) -> int:
-            return sum(counts.get(state, 0) for counts in report.counts.values())
-
-        return Reconciliation(
-            timestamp=(report.finished_at or self._clock()).timestamp(),
-            flavor=self.config.flavor,
-            crashed_runners=len(report.crashed),
-            idle_runners=total(RunnerState.IDLE.value),
-            busy_runners=total(RunnerState.BUSY.value),
-            expected_runners=sum(report.desired.values()),
-            created=len(report.created),
-            removed=len(report.removed),
-            duration=report.duration,
-            rate_limit_remaining=report.rate_limit_remaining,
-            errors=len(report.errors),
-            runner_version=report.runner_version,
-        )
-
-    def _process_runner_data(
-        self,
-        report: Report,
-        views: Sequence[planner.RunnerView],
-        outcomes: Sequence[RemovalOutcome],
-        created: Sequence[SpawnResult],
-    ) -> None:
-        """Issue the metric events of the runners' host data, and clean up finished runners.
-
-        A runner still alive only gets its runner_installed event (once it is online); a
-        finished one (its instance gone) gets its job events, then its host data is deleted.
-        """
-        removed = {o.removal.name for o in outcomes if o.removed or o.instance_deleted}
-        live = {v.name for v in views if v.instance is not None and v.name not in removed}
-        live |= {result.name for result in created}
-        crashed = {
-            o.removal.name
-            for o in outcomes
-            if o.removed and o.removal.runner.state is RunnerState.UNHEALTHY
-        }
-        lookup = self._github.job_for_runner if self.config.metrics.enabled else None
-        flavor = self.config.flavor
-        for runner in self._exchange.runners():
-            if not self._name_pattern.match(runner):
-                continue
-            try:
-                data = self._exchange.read(runner)
-            except CorruptDataError as exc:
-                logger.warning("runner %s reported corrupt data (%s); quarantined", runner, exc)
-                self._exchange.quarantine(runner)
-                report.quarantined.append(runner)
-                continue
-            if runner in live:
-                if data.online is not None and not data.installed_reported:
-                    self._issue(runner_metrics.installed_event(data, flavor))
-                    self._exchange.mark_installed_reported(runner)
-                continue
-            if not data.installed_reported:
-                self._issue(runner_metrics.installed_event(data, flavor))
-            jobs: list[JobInfo | None] = []
-            remember = _remembering(lookup, jobs) if lookup is not None else None
-            for event in runner_metrics.job_events(data, flavor, remember):
-                self._issue(event)
-                if isinstance(event, RunnerStop) and event.status == "crashed":
-                    crashed.add(runner)
-            if runner_metrics.killed(data):
-                logger.warning(
-                    "the listener of runner %s was killed (exit code %s)",
-                    runner,
-                    data.post_job.exit_code if data.post_job else None,
-                )
-                crashed.add(runner)
-            if runner_metrics.failed_at_start_up(data):
-                # No job event says so: the crash count does.
-                logger.warning(
-                    "runner %s failed before it came online; its listener exited with %s",
-                    runner,
-                    data.post_job.exit_code if data.post_job else None,
-                )
-                crashed.add(runner)
-            self._keep_job_logs(data, jobs[0] if jobs else None, runner in crashed)
-            self._exchange.delete(runner)
-        report.crashed = sorted(crashed)
-
-    def _keep_job_logs(self, data: RunnerData, job: JobInfo | None, crashed: bool) -> None:
-        """Keep the runner logs a finished runner handed over, labelled with its job."""
-        pre, post = data.pre_job, data.post_job
-        if crashed:
-            conclusion = "crashed"
-        elif job is not None and job.conclusion:
-            conclusion = job.conclusion
-        elif post is not None:
-            conclusion = "no-job" if pre is None else post.status
-        else:
-            conclusion = "unknown"
-        labels = JobLabels(
-            runner=data.name,
-            instance_type=data.installed.instance_type if data.installed else None,
-            flavor=self.config.flavor,
-            repository=pre.repository if pre else None,
-            workflow=pre.workflow if pre else None,
-            job_id=job.id if job is not None else None,
-            run_id=pre.workflow_run_id if pre else None,
-            conclusion=conclusion,
-        )
-        try:
-            self._job_logs.store(self._exchange.log_file(data.name), labels)
-        except OSError as exc:
-            logger.error("cannot keep the runner logs of %s: %s", data.name, exc)
 
     def _ensure_binary(self, report: Report) -> CachedRunner | None:
         try:
@@ -608,62 +487,77 @@ class RunnerManager:
         report.runner_updated = cached.updated
         return cached
 
+    @contextlib.contextmanager
+    def _phase(self, report: Report, name: str) -> Iterator[None]:
+        """Time a phase of a run into the report's timings (in seconds, to the millisecond)."""
+        started = self._monotonic()
+        yield
+        report.timings[name] = round(self._monotonic() - started, 3)
+
     def _reconcile(self, report: Report) -> None:
-        phase = self._monotonic()
-        instances, github_runners = self.observe()
-        report.timings["observe"] = round(self._monotonic() - phase, 3)
+        with self._phase(report, "observe"):
+            instances, github_runners = self.observe()
+        with self._phase(report, "runner_binary"):
+            cached = self._ensure_binary(report)
+        with self._phase(report, "plan"):
+            hashes = self._hashes(cached, self._image_fingerprints())
+            views = self.classify(instances, github_runners, hashes, locked=True)
+            plan = planner.plan(views, {t: self.config.runners.count(t) for t in InstanceType})
+            report.runners = [_entry(view) for view in views]
+        outcome = self._applier.apply(plan, self._spawner(cached), hashes)
+        self._record_outcome(report, outcome)
+        report.counts = _counts(views, outcome.removals, outcome.created)
+        self._record_versions(report, cached, hashes, views, outcome.removals, outcome.created)
+        with self._phase(report, "metrics"):
+            self._process_runner_data(report, views, outcome.removals, outcome.created)
+            self._crash_logs.prune()
+            self._job_logs.prune()
 
-        phase = self._monotonic()
-        cached = self._ensure_binary(report)
-        report.timings["runner_binary"] = round(self._monotonic() - phase, 3)
+    def _spawner(self, cached: CachedRunner | None) -> RunnerSpawner | None:
+        """The spawner of this run's runners (None: no runner application to make them with)."""
+        if cached is None:
+            return None
+        return RunnerSpawner(
+            self.config,
+            self._lxd,
+            self._github,
+            self._renderer,
+            runner_tarball=cached.path,
+            monotonic=self._monotonic,
+            sleep=self._sleep,
+            wall_clock=self._clock,
+            exchange=self._exchange if self.config.metrics.enabled else None,
+        )
 
-        phase = self._monotonic()
-        fingerprints = self._image_fingerprints()
-        hashes = self._hashes(cached, fingerprints)
-        views = self.classify(instances, github_runners, hashes, locked=True)
-        desired = {t: self.config.runners.count(t) for t in InstanceType}
-        plan = planner.plan(views, desired)
-        report.runners = [_entry(view) for view in views]
-        report.timings["plan"] = round(self._monotonic() - phase, 3)
+    def _record_outcome(self, report: Report, outcome: ApplyOutcome) -> None:
+        """Note what applying the plan did in the report: removals, creations, errors, times."""
+        self._record_removals(report, outcome.removals)
+        report.errors.extend(outcome.errors)
+        report.timings.update(outcome.timings)
+        _record_created(report, outcome.created)
+        report.add_runner_timings(
+            {result.name: dict(result.timings) for result in outcome.created}
+        )
 
-        phase = self._monotonic()
-        outcomes = self._remover.remove_all(plan.removals, self.config.timing.spawn_concurrency)
-        self._record_removals(report, outcomes)
-        report.timings["remove"] = round(self._monotonic() - phase, 3)
-
-        phase = self._monotonic()
-        created: list[SpawnResult] = []
-        wanted = [t for t, count in plan.create.items() for _ in range(count)]
-        if wanted and cached is None:
-            report.errors.append(
-                ErrorEntry(
-                    kind=ErrorKind.RUNNER_BINARY,
-                    message="no runner application to create runners with",
-                )
-            )
-        elif wanted and cached is not None:
-            for instance_type in sorted(
-                {t for t in wanted if not fingerprints.get(t)}, key=lambda t: t.value
-            ):
-                report.errors.append(
-                    ErrorEntry(kind=ErrorKind.IMAGE, message=self._missing_image(instance_type))
-                )
-            wanted = [t for t in wanted if fingerprints.get(t)]
-            if wanted:
-                created = self._spawn(report, wanted, cached, hashes)
-        report.timings["spawn"] = round(self._monotonic() - phase, 3)
-        report.created.extend(result.name for result in created)
-        for result in created:
-            report.delta[result.instance_type.value] += 1
-        report.add_runner_timings({result.name: dict(result.timings) for result in created})
-        report.counts = _counts(views, outcomes, created)
-        self._record_versions(report, cached, hashes, views, outcomes, created)
-
-        phase = self._monotonic()
-        self._process_runner_data(report, views, outcomes, created)
-        self._crash_logs.prune()
-        self._job_logs.prune()
-        report.timings["metrics"] = round(self._monotonic() - phase, 3)
+    def _process_runner_data(
+        self,
+        report: Report,
+        views: Sequence[planner.RunnerView],
+        outcomes: Sequence[RemovalOutcome],
+        created: Sequence[SpawnResult],
+    ) -> None:
+        """Hand the runners still alive and those known to have crashed to the bookkeeping."""
+        removed = {o.removal.name for o in outcomes if o.removed or o.instance_deleted}
+        live = {v.name for v in views if v.instance is not None and v.name not in removed}
+        live |= {result.name for result in created}
+        crashed = {
+            o.removal.name
+            for o in outcomes
+            if o.removed and o.removal.runner.state is RunnerState.UNHEALTHY
+        }
+        done = self._bookkeeping.process(live, crashed)
+        report.quarantined.extend(done.quarantined)
+        report.crashed = done.crashed
 
     def _record_versions(
         self,
@@ -694,124 +588,6 @@ class RunnerManager:
         report.runner_versions = age.runners
         report.outdated_runners = age.outdated
         report.newer_version_since = age.newer_since
-
-    def _missing_image(self, instance_type: InstanceType) -> str:
-        image = runner_image(self.config, instance_type)
-        if self.config.image.build:
-            return f"the LXD image {image!r} does not exist yet: it is built by build-image"
-        return f"the LXD image {image!r} does not exist yet"
-
-    def _spawn(
-        self,
-        report: Report,
-        wanted: list[InstanceType],
-        cached: CachedRunner,
-        hashes: dict[InstanceType, str],
-    ) -> list[SpawnResult]:
-        spawner = RunnerSpawner(
-            self.config,
-            self._lxd,
-            self._github,
-            self._renderer,
-            runner_tarball=cached.path,
-            monotonic=self._monotonic,
-            sleep=self._sleep,
-            wall_clock=self._clock,
-            exchange=self._exchange if self.config.metrics.enabled else None,
-        )
-        fatal: list[GitHubError] = []
-        full: list[BaseException] = []
-        # After the pool ran out of space, one at a time: parallel creations in a nearly full
-        # pool race for the last space, and all of them can lose.
-        cautious = self._space_marker().exists()
-
-        def spawn_one(instance_type: InstanceType) -> SpawnResult | None:
-            if fatal or full:
-                # GitHub refuses us, or the pool is full: do not go on with the rest
-                return None
-            try:
-                return spawner.spawn(instance_type, hashes[instance_type])
-            except _FATAL_GITHUB_ERRORS as exc:
-                fatal.append(exc)
-                raise
-            except RunnerManagerError as exc:
-                if _storage_full(exc):
-                    full.append(exc)
-                raise
-
-        concurrency = 1 if cautious else self.config.timing.spawn_concurrency
-        created, not_made = _collect_spawns(report, run_parallel(spawn_one, wanted, concurrency))
-        if full and not fatal and not cautious:
-            # The failed creations have been cleaned up: make what fits, one at a time, until
-            # the pool is full again.
-            created += self._spawn_one_at_a_time(report, spawner, not_made, hashes)
-        if full:
-            report.errors.append(
-                ErrorEntry(
-                    kind=ErrorKind.RUNNER_CREATE, message=self._pool_full(full[0], created, wanted)
-                )
-            )
-            self._mark_space_limited(True)
-        elif cautious and len(created) == len(wanted):
-            self._mark_space_limited(False)  # everything fitted: back to parallel creation
-        return created
-
-    def _spawn_one_at_a_time(
-        self,
-        report: Report,
-        spawner: RunnerSpawner,
-        wanted: Sequence[InstanceType],
-        hashes: dict[InstanceType, str],
-    ) -> list[SpawnResult]:
-        """Create runners one after the other; stop when the pool is full or GitHub says no."""
-        created = []
-        for instance_type in wanted:
-            try:
-                created.append(spawner.spawn(instance_type, hashes[instance_type]))
-            except Exception as exc:
-                if _storage_full(exc):
-                    break
-                if not isinstance(exc, RunnerManagerError):
-                    logger.error("unexpected error creating a runner", exc_info=exc)
-                    report.errors.append(ErrorEntry(kind=ErrorKind.UNEXPECTED, message=repr(exc)))
-                    break
-                report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
-                if isinstance(exc, _FATAL_GITHUB_ERRORS):
-                    break
-        return created
-
-    def _space_marker(self) -> Path:
-        return self.config.state_dir / "storage-full"
-
-    def _mark_space_limited(self, limited: bool) -> None:
-        """Remember (in the state directory) that the pool was full, for the next runs."""
-        marker = self._space_marker()
-        try:
-            if limited:
-                marker.write_text(self._clock().isoformat() + "\n", encoding="utf-8")
-            else:
-                marker.unlink(missing_ok=True)
-        except OSError as exc:
-            logger.warning("cannot update %s: %s", marker, exc)
-
-    def _pool_full(
-        self, first: BaseException, created: Sequence[SpawnResult], wanted: Sequence[InstanceType]
-    ) -> str:
-        """One message for every creation that found the storage pool full."""
-        pool = self.config.lxd.storage_pool
-        usage = None
-        with contextlib.suppress(Exception):  # a courtesy: never let it hide the real error
-            usage = self._lxd.storage_pool_usage(pool)
-        how_full = ""
-        if usage is not None and usage[1] > 0:
-            used, total = usage
-            how_full = f" ({_gib(used)} of {_gib(total)} used, {100 * used / total:.0f}%)"
-        return (
-            f"the LXD storage pool {pool!r} is full{how_full}: created {len(created)} of the "
-            f"{len(wanted)} runners wanted; the other {len(wanted) - len(created)} are created "
-            "once there is room (free space in the pool, give it more, or lower the runner "
-            f"count or the disk size). LXD said: {first}"
-        )
 
     def replenish(self, lock_timeout: float | None = None) -> Report:
         """Spawn the runners the fleet misses, counting its instances in LXD only.
@@ -880,27 +656,17 @@ class RunnerManager:
         fingerprints = {
             t: self._lxd.image_fingerprint(runner_image(self.config, t)) for t in set(wanted)
         }
-        for instance_type in sorted(
-            {t for t in wanted if not fingerprints.get(t)}, key=lambda t: t.value
-        ):
-            report.errors.append(
-                ErrorEntry(kind=ErrorKind.IMAGE, message=self._missing_image(instance_type))
-            )
-        wanted = [t for t in wanted if fingerprints.get(t)]
-        if not wanted:
-            return
         hashes = self._hashes(cached, fingerprints)
-        created = self._spawn(report, wanted, cached, hashes)
-        report.created.extend(result.name for result in created)
-        for result in created:
-            report.delta[result.instance_type.value] += 1
+        created, errors = self._applier.create(wanted, self._spawner(cached), hashes)
+        report.errors.extend(errors)
+        _record_created(report, created)
 
     def _flush(self, report: Report, busy: bool) -> None:
         instances, github_runners = self.observe()
         views = self.classify(instances, github_runners, {}, locked=True)
         report.runners = [_entry(view) for view in views]
         removals = planner.plan_flush(views, busy=busy)
-        outcomes = self._remover.remove_all(removals, self.config.timing.spawn_concurrency)
+        outcomes = self._applier.remove(removals)
         self._record_removals(report, outcomes)
         report.counts = _counts(views, outcomes, [])
         self._process_runner_data(report, views, outcomes, [])
@@ -967,46 +733,10 @@ class RunnerManager:
         )
 
 
-def _collect_spawns(
-    report: Report,
-    results: Sequence[tuple[InstanceType, SpawnResult | None, BaseException | None]],
-) -> tuple[list[SpawnResult], list[InstanceType]]:
-    """Sort a batch's outcomes: runners made, errors reported, types not made for lack of space.
-
-    A space failure is not reported here: the caller reports the full pool once.
-    """
-    created: list[SpawnResult] = []
-    not_made: list[InstanceType] = []
-    errors_seen: set[str] = set()
-    for instance_type, result, exc in results:
-        if result is not None:
-            created.append(result)
-        elif exc is None or _storage_full(exc):
-            not_made.append(instance_type)  # skipped, or lost the race for space
-        else:
-            kind = exc.kind if isinstance(exc, RunnerManagerError) else ErrorKind.UNEXPECTED
-            message = str(exc) if isinstance(exc, RunnerManagerError) else repr(exc)
-            if isinstance(exc, _FATAL_GITHUB_ERRORS) and message in errors_seen:
-                continue  # one token error is enough, not one per runner
-            errors_seen.add(message)
-            if not isinstance(exc, RunnerManagerError):
-                logger.error("unexpected error creating a runner", exc_info=exc)
-            report.errors.append(ErrorEntry(kind=kind, message=message))
-    return created, not_made
-
-
-def _storage_full(exc: BaseException) -> bool:
-    """Whether an error (or one it was raised from) says LXD ran out of space."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, StorageFullError):
-            return True
-        seen = seen.__cause__
-    return False
-
-
-def _gib(size: int) -> str:
-    return f"{size / 1024**3:.1f}GiB"
+def _record_created(report: Report, created: Sequence[SpawnResult]) -> None:
+    report.created.extend(result.name for result in created)
+    for result in created:
+        report.delta[result.instance_type.value] += 1
 
 
 def _runner_id(view: planner.RunnerView) -> int | None:
@@ -1043,16 +773,3 @@ def _counts(
         bucket = counts[result.instance_type.value]
         bucket[RunnerState.BOOTING.value] = bucket.get(RunnerState.BOOTING.value, 0) + 1
     return counts
-
-
-def _remembering(
-    lookup: runner_metrics.JobLookup, found: list[JobInfo | None]
-) -> runner_metrics.JobLookup:
-    """A job lookup that also keeps what it found."""
-
-    def _lookup(repository: str, run_id: int, runner: str) -> JobInfo | None:
-        job = lookup(repository, run_id, runner)
-        found.append(job)
-        return job
-
-    return _lookup

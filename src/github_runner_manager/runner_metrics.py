@@ -1,17 +1,35 @@
 # Copyright 2026 github-runner contributors
 # See LICENSE file for licensing details.
-"""Turning a runner's host data into metric events, once, after the fact."""
+"""Turning a runner's host data into metric events, once, after the fact.
+
+`RunnerBookkeeping` goes through the runners' host data after a run: a live runner gets its
+runner_installed event once it is online; a finished one gets its job events, its logs are kept
+with its job's labels, and its host data is deleted. `reconciliation_event` sums a run up.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Collection
 
 from .errors import GitHubError
-from .exchange import RunnerData
+from .exchange import CorruptDataError, RunnerData, RunnerExchange
 from .github import JobInfo
-from .metrics import Event, RunnerInstalled, RunnerStart, RunnerStop, SpawnStages
+from .job_logs import JobLabels, JobLogs
+from .metrics import (
+    Event,
+    MetricsLog,
+    Reconciliation,
+    RunnerInstalled,
+    RunnerStart,
+    RunnerStop,
+    SpawnStages,
+)
+from .models import RunnerState
+from .report import Report
 
 logger = logging.getLogger(__name__)
 
@@ -148,3 +166,184 @@ def job_events(data: RunnerData, flavor: str, lookup: JobLookup | None) -> list[
         job_conclusion=job.conclusion if job is not None else None,
     )
     return [start, stop]
+
+
+# How a finished runner's exit report tells it crashed, though no job event says so.
+_CRASH_SIGNS: tuple[tuple[Callable[[RunnerData], bool], str], ...] = (
+    (killed, "the listener of runner %s was killed (exit code %s)"),
+    (failed_at_start_up, "runner %s failed before it came online; its listener exited with %s"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Bookkeeping:
+    """What going through the runners' host data found.
+
+    Attributes:
+        crashed: the runners that crashed (sorted).
+        quarantined: the runners whose data was corrupt and was set aside.
+    """
+
+    crashed: list[str]
+    quarantined: list[str]
+
+
+class RunnerBookkeeping:
+    """Issues the metric events of the runners' host data, and cleans up finished runners."""
+
+    def __init__(
+        self,
+        exchange: RunnerExchange,
+        job_logs: JobLogs,
+        metrics: MetricsLog,
+        *,
+        name_pattern: re.Pattern[str],
+        flavor: str,
+        lookup: JobLookup | None,
+    ):
+        """Create the bookkeeping.
+
+        Args:
+            exchange: the runners' host directories.
+            job_logs: keeps the finished runners' logs.
+            metrics: the metrics log events are issued to.
+            name_pattern: the names of the manager's runners.
+            flavor: the runner flavor.
+            lookup: finds a runner's job on GitHub; None (metrics off) skips it.
+        """
+        self._exchange = exchange
+        self._job_logs = job_logs
+        self._metrics = metrics
+        self._name_pattern = name_pattern
+        self._flavor = flavor
+        self._lookup = lookup
+
+    def issue(self, event: Event | None) -> None:
+        """Issue a metric event (None: nothing to issue).
+
+        Args:
+            event: the event.
+        """
+        if event is not None:
+            self._metrics.issue(event)
+
+    def process(self, live: Collection[str], crashed: Collection[str]) -> Bookkeeping:
+        """Go through the host data of every runner of the manager.
+
+        A runner still alive only gets its runner_installed event (once it is online); a
+        finished one (its instance gone) gets its job events, then its host data is deleted.
+
+        Args:
+            live: the runners whose instances remain.
+            crashed: the runners already known to have crashed (removed as unhealthy).
+
+        Returns:
+            The crashed and the quarantined runners.
+        """
+        found = set(crashed)
+        quarantined = []
+        for runner in self._exchange.runners():
+            if not self._name_pattern.match(runner):
+                continue
+            try:
+                data = self._exchange.read(runner)
+            except CorruptDataError as exc:
+                logger.warning("runner %s reported corrupt data (%s); quarantined", runner, exc)
+                self._exchange.quarantine(runner)
+                quarantined.append(runner)
+                continue
+            if runner in live:
+                if data.online is not None and not data.installed_reported:
+                    self.issue(installed_event(data, self._flavor))
+                    self._exchange.mark_installed_reported(runner)
+            elif self._finish(data, runner in found):
+                found.add(runner)
+        return Bookkeeping(crashed=sorted(found), quarantined=quarantined)
+
+    def _finish(self, data: RunnerData, crashed: bool) -> bool:
+        """Issue a finished runner's events, keep its logs, delete its data; whether it crashed."""
+        if not data.installed_reported:
+            self.issue(installed_event(data, self._flavor))
+        jobs: list[JobInfo | None] = []
+        lookup = _remembering(self._lookup, jobs) if self._lookup is not None else None
+        for event in job_events(data, self._flavor, lookup):
+            self.issue(event)
+            crashed |= isinstance(event, RunnerStop) and event.status == "crashed"
+        exit_code = data.post_job.exit_code if data.post_job else None
+        for sign, message in _CRASH_SIGNS:
+            if sign(data):
+                logger.warning(message, data.name, exit_code)
+                crashed = True
+        self._keep_job_logs(data, jobs[0] if jobs else None, crashed)
+        self._exchange.delete(data.name)
+        return crashed
+
+    def _keep_job_logs(self, data: RunnerData, job: JobInfo | None, crashed: bool) -> None:
+        """Keep the runner logs a finished runner handed over, labelled with its job."""
+        pre, post = data.pre_job, data.post_job
+        if crashed:
+            conclusion = "crashed"
+        elif job is not None and job.conclusion:
+            conclusion = job.conclusion
+        elif post is not None:
+            conclusion = "no-job" if pre is None else post.status
+        else:
+            conclusion = "unknown"
+        labels = JobLabels(
+            runner=data.name,
+            instance_type=data.installed.instance_type if data.installed else None,
+            flavor=self._flavor,
+            repository=pre.repository if pre else None,
+            workflow=pre.workflow if pre else None,
+            job_id=job.id if job is not None else None,
+            run_id=pre.workflow_run_id if pre else None,
+            conclusion=conclusion,
+        )
+        try:
+            self._job_logs.store(self._exchange.log_file(data.name), labels)
+        except OSError as exc:
+            logger.error("cannot keep the runner logs of %s: %s", data.name, exc)
+
+
+def _remembering(lookup: JobLookup, found: list[JobInfo | None]) -> JobLookup:
+    """A job lookup that also keeps what it found."""
+
+    def _lookup(repository: str, run_id: int, runner: str) -> JobInfo | None:
+        job = lookup(repository, run_id, runner)
+        found.append(job)
+        return job
+
+    return _lookup
+
+
+def reconciliation_event(
+    report: Report, flavor: str, now: Callable[[], datetime.datetime]
+) -> Reconciliation:
+    """The reconciliation event summing up a run's report.
+
+    Args:
+        report: the run's report.
+        flavor: the runner flavor.
+        now: the current time, for a report that has no finishing time.
+
+    Returns:
+        The event.
+    """
+
+    def total(state: str) -> int:
+        return sum(counts.get(state, 0) for counts in report.counts.values())
+
+    return Reconciliation(
+        timestamp=(report.finished_at or now()).timestamp(),
+        flavor=flavor,
+        crashed_runners=len(report.crashed),
+        idle_runners=total(RunnerState.IDLE.value),
+        busy_runners=total(RunnerState.BUSY.value),
+        expected_runners=sum(report.desired.values()),
+        created=len(report.created),
+        removed=len(report.removed),
+        duration=report.duration,
+        rate_limit_remaining=report.rate_limit_remaining,
+        errors=len(report.errors),
+        runner_version=report.runner_version,
+    )

@@ -288,7 +288,8 @@ def _missing(paths: set[PurePosixPath], project: Path) -> list[str]:
     """What the charm reads at run time and the artifact lacks."""
     problems = [f"missing {name}" for name in REQUIRED_FILES if PurePosixPath(name) not in paths]
     sources = [path for directory in RUNTIME_DIRS for path in (project / directory).rglob("*")]
-    sources += list((project / "src").rglob("*.py"))
+    # The package's code and its package data (the runner and image templates).
+    sources += [path for path in (project / "src").rglob("*") if path.suffix in (".py", ".j2")]
     for source in sorted(sources):
         relative = PurePosixPath(source.relative_to(project).as_posix())
         if source.is_file() and "__pycache__" not in relative.parts and relative not in paths:

@@ -368,6 +368,12 @@ class FakeGitHub:
     def call_count(self) -> int:
         return len(self.calls)
 
+    def not_modified_count(self) -> int:
+        return 0
+
+    def save_cache(self) -> None:
+        """Nothing to persist: the fake keeps no cache."""
+
 
 class FakeBinaryCache:
     """A runner application cache that needs no download."""

@@ -706,23 +706,21 @@ def test_runner_hash_differs_per_instance_type(tmp_path):
 
 
 def test_templates_directory_resolution(tmp_path, monkeypatch):
-    """The templates directory comes from the setting, then the environment, then the project.
+    """The templates directory comes from the setting, else the package's own templates.
 
-    arrange: templates_dir, GITHUB_RUNNER_TEMPLATES, or neither.
+    arrange: templates_dir, or not (with the dropped GITHUB_RUNNER_TEMPLATES set).
     act: read templates.
-    assert: the setting wins, then the environment, then the project's own (holding
-        runner-start.sh.j2).
+    assert: the setting wins, then the package's own templates (the environment is ignored).
     """
     monkeypatch.setenv("GITHUB_RUNNER_TEMPLATES", str(tmp_path / "from-env"))
     explicit = ManagerConfig.model_validate(
         settings(tmp_path, templates_dir=str(tmp_path / "explicit"))
     )
-    from_env = ManagerConfig.model_validate(settings(tmp_path))
+    default = ManagerConfig.model_validate(settings(tmp_path))
 
     assert explicit.templates == tmp_path / "explicit"
-    assert from_env.templates == tmp_path / "from-env"
-    monkeypatch.delenv("GITHUB_RUNNER_TEMPLATES")
-    assert (from_env.templates / "runner-start.sh.j2").is_file()
+    assert (default.templates / "runner-start.sh.j2").is_file()
+    assert (default.templates / "build-image.sh.j2").is_file()
 
 
 def test_fifo_is_refused_without_waiting(tmp_path):

@@ -23,7 +23,7 @@ from github_runner_manager.exchange import (
     PreJob,
     RunnerExchange,
 )
-from github_runner_manager.templates import TemplateRenderer
+from github_runner_manager.templates import TemplateRenderer, package_templates
 
 from .conftest import PREFIX
 
@@ -509,8 +509,7 @@ def test_the_job_started_hook_stays_within_the_file_limit(tmp_path, root, run, w
     store = RunnerExchange(root, tmp_path / "quarantine", run=run, clock=time.time)
     store.create(RUNNER)
     exchange = store.exchange_dir(RUNNER)
-    templates = Path(__file__).resolve().parents[2] / "templates"
-    script = TemplateRenderer(templates).render("pre-job.sh.j2", dockerhub_mirror="")
+    script = TemplateRenderer(package_templates()).render("pre-job.sh.j2", dockerhub_mirror="")
     writer = script.split("<<'PYTHON'", 1)[1].split("\n", 1)[1].split("\nPYTHON\n", 1)[0]
     environment = {
         "PATH": "/usr/bin:/bin",
