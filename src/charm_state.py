@@ -26,15 +26,15 @@ from typing import Any
 import ops
 import pydantic
 
-from github_runner_manager.binary import runner_architecture
-from github_runner_manager.config import (
+from github_runner_manager import (
     ImageSettings,
     ManagerConfig,
     ProxySettings,
+    RunnerBinaryError,
     SshDebugSettings,
     parse_size,
+    runner_architecture,
 )
-from github_runner_manager.errors import RunnerBinaryError
 from storage import RunnerStorage
 
 logger = logging.getLogger(__name__)

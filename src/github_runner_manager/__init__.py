@@ -12,6 +12,7 @@ and check result it reads back, the error table it maps to statuses and messages
 may ask about the runner image.
 """
 
+from .binary import runner_architecture
 from .config import (
     MAX_DISK,
     MAX_MEMORY,
@@ -96,5 +97,6 @@ __all__ = [
     "parse_github_path",
     "parse_size",
     "read_report",
+    "runner_architecture",
     "validate_github_url",
 ]

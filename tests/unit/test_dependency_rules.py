@@ -83,26 +83,10 @@ def manager_imports(path: Path) -> set[str]:
     return names
 
 
-# charm_state.py still imports the manager's submodules (binary.py among them): helper 14b
-# rewrites it this round. Strict: this fails as soon as it imports the root only, so the
-# exception cannot outlive the fix.
-_PENDING = {"charm_state.py": "charm_state.py imports config, errors, models and binary directly"}
 CHARM_MODULES = sorted(path.name for path in SRC.glob("*.py"))
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        pytest.param(
-            name,
-            id=name,
-            marks=[pytest.mark.xfail(strict=True, reason=_PENDING[name])]
-            if name in _PENDING
-            else [],
-        )
-        for name in CHARM_MODULES
-    ],
-)
+@pytest.mark.parametrize("module", CHARM_MODULES)
 def test_charm_modules_import_only_the_runner_manager_root(module):
     """A charm-side module uses the runner manager only through the package's face.
 
@@ -113,9 +97,6 @@ def test_charm_modules_import_only_the_runner_manager_root(module):
     assert manager_imports(SRC / module) <= {"github_runner_manager"}
 
 
-@pytest.mark.xfail(
-    strict=True, reason="helper 14b removes this import from charm_state.py this round"
-)
 def test_charm_state_never_imports_the_runner_binary():
     """The charm's state never reaches into the runner application's download code.
 

@@ -27,7 +27,7 @@ import host
 import service
 from github_runner_manager.binary import RunnerBinaryCache
 from github_runner_manager.github import GitHubClient
-from github_runner_manager.lxd import LxdClient
+from github_runner_manager.lxd import ImageStore, InstanceClient, LxdClient
 from github_runner_manager.replenish import EventSource, Replenishing
 from github_runner_manager.runner_metrics import JobLookup
 
@@ -44,8 +44,10 @@ from .test_service import FakeSystemd
 # (what is faked, the fake). A Protocol is checked member by member; a concrete class (the
 # charm-side fakes replace classes at the module boundary) on the methods the fake defines.
 SEAMS: list[tuple[type, type]] = [
-    (LxdClient, FakeLxd),
-    (LxdClient, ScriptLxd),
+    (InstanceClient, FakeLxd),
+    (ImageStore, FakeLxd),
+    (InstanceClient, ScriptLxd),
+    (ImageStore, ScriptLxd),
     (GitHubClient, FakeGitHub),
     (EventSource, FakeStream),
     (Replenishing, FakeFleet),
