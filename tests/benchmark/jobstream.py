@@ -127,7 +127,9 @@ def replenisher_phases(log_path: Path, online: dict[str, float]) -> dict[str, An
             continue
         batch = _BATCH.search(message)
         if batch:
-            batches.append({"requests": int(batch[1]), "live": int(batch[4]), "created": int(batch[5])})
+            batches.append(
+                {"requests": int(batch[1]), "live": int(batch[4]), "created": int(batch[5])}
+            )
             if int(batch[5]):
                 phases["coalesce"].append(float(batch[2]))
                 phases["lock_wait"].append(float(batch[3]))

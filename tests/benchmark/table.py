@@ -293,11 +293,15 @@ def _phase_lines(run: dict[str, Any]) -> list[str]:
     replenisher = run.get("replenisher")
     if replenisher:
         phases = replenisher["phases"]
-        rows = [[name, *[_cell(spread[k]) for k in ("median", "p95", "max")], spread["n"]]
-                for name, spread in phases.items()]
+        rows = [
+            [name, *[_cell(spread[k]) for k in ("median", "p95", "max")], spread["n"]]
+            for name, spread in phases.items()
+        ]
         lines += [
             f"  service: {replenisher['batches']} batches ({replenisher['empty_batches']} "
-            f"spawned nothing), sizes {replenisher['batch_sizes']}; per replacement runner:",
+            f"spawned nothing), sizes {replenisher['batch_sizes']}; coalesce (first request ->"
+            " batch start) and lock wait per batch that spawned, the rest per replacement runner"
+            " (started_to_online: LXD start returned -> the benchmark saw the runner online):",
             grid(["phase", "median s", "p95 s", "max s", "n"], rows),
         ]
     return lines
