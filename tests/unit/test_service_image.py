@@ -16,7 +16,7 @@ import pytest
 import service
 from github_runner_manager.config import ManagerConfig
 from github_runner_manager.image import BuildRecord, lock_path, recipe, record_path
-from github_runner_manager.manager import manager_lock
+from github_runner_manager.utils import manager_lock
 
 from .charm_fakes import charm_dir
 from .test_service import FakeRun, FakeSystemd, directives
