@@ -588,3 +588,35 @@ def test_an_unexpected_error_in_the_stream_does_not_end_following(running):
     fleet.end(1)
     stream.emit(InstanceEvent("instance-deleted", name(1)))
     wait_for(lambda: fleet.live == 2 and len(fleet.batches) == 2)
+
+
+def test_endings_during_a_batch_make_one_next_batch_logged_with_its_requests(running, caplog):
+    """Runners ending while a batch spawns are answered by one next batch, logged per batch.
+
+    arrange: a full fleet of 4; a batch held in progress after one runner ended.
+    act: two more runners end while it runs; the batch is let go.
+    assert: batches of 1 then 2 (never beyond the count); each batch's log line says how many
+        requests it answered and what it created.
+    """
+    caplog.set_level("INFO", logger="github_runner_manager.replenish")
+    fleet, stream = FakeFleet(count=4, live=4), FakeStream()
+    running(fleet, stream)
+    wait_for(lambda: fleet.batches == [0])
+    fleet.batch_started.clear()
+    fleet.release.clear()
+
+    fleet.end(1)
+    stream.emit(InstanceEvent("instance-deleted", name(1)))
+    assert fleet.batch_started.wait(5)
+    for index in (2, 3):
+        fleet.end(1)
+        stream.emit(InstanceEvent("instance-deleted", name(index)))
+    fleet.release.set()
+
+    wait_for(lambda: len(fleet.batches) == 3)
+    time.sleep(0.2)
+    assert fleet.batches == [0, 1, 2]
+    assert fleet.live == 4
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("batch of")]
+    assert lines[1].startswith("batch of 1 request(s)") and "1 created" in lines[1]
+    assert lines[2].startswith("batch of 2 request(s)") and "2 created" in lines[2]
