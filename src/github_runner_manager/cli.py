@@ -56,11 +56,12 @@ from .errors import (
 from .github import GhApiClient, ResponseCache
 from .image import ImageBuilder, lock_path
 from .lxd import LxdEventStream, PylxdClient
-from .manager import RunnerManager, manager_lock
+from .manager import RunnerManager
 from .models import InstanceType, parse_github_path
 from .planner import runner_name_pattern
 from .replenish import Replenisher
 from .report import ErrorEntry, Report
+from .utils import manager_lock
 
 __all__ = [
     "EXIT_BUSY",

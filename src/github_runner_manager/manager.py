@@ -15,10 +15,7 @@ import collections
 import concurrent.futures
 import contextlib
 import datetime
-import errno
-import fcntl
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -28,7 +25,7 @@ from .applier import BUSY_RELEASE_TIMEOUT, Applier, ApplyOutcome, RemovalOutcome
 from .binary import CachedRunner, RunnerBinaryCache
 from .config import ManagerConfig, config_hash
 from .crash_logs import CrashLogs
-from .errors import ErrorKind, GitHubError, LockBusyError, LxdError, RunnerManagerError
+from .errors import ErrorKind, GitHubError, LxdError, RunnerManagerError
 from .exchange import RunnerExchange
 from .github import GitHubClient
 from .image import runner_image
@@ -47,47 +44,9 @@ from .report import CheckResult, ErrorEntry, RemovedEntry, Report, RunnerEntry
 from .runner import RunnerSpawner, SpawnResult
 from .runner_versions import VersionLedger
 from .templates import TemplateRenderer
-from .utils import atomic_write, run_parallel
+from .utils import atomic_write, manager_lock, run_parallel
 
 logger = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def manager_lock(
-    path: Path, timeout: float, sleep: Callable[[float], None] = time.sleep
-) -> Iterator[None]:
-    """Hold the manager's file lock.
-
-    Args:
-        path: the lock file.
-        timeout: seconds to wait for another run to finish.
-        sleep: the sleep function.
-
-    Yields:
-        Nothing; the lock is held inside the block.
-
-    Raises:
-        LockBusyError: if another run held the lock for the whole timeout.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise LockBusyError(
-                        f"another run of the runner manager holds {path}; try again later"
-                    ) from None
-                sleep(0.2)
-        yield
-    finally:
-        os.close(fd)
 
 
 class RunnerManager:
@@ -614,6 +573,7 @@ class RunnerManager:
         report = self._new_report("replenish")
         timeout = self.config.timing.lock_timeout if lock_timeout is None else lock_timeout
         with manager_lock(self.config.state_dir / "manager.lock", timeout, self._sleep):
+            report.timings["lock_wait"] = round(self._monotonic() - started, 3)
             try:
                 self._replenish(report)
             except RunnerManagerError as exc:

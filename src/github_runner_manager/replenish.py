@@ -112,6 +112,7 @@ class Replenisher:
         self._pending = False
         self._first_pending: float | None = None
         self._last_event = 0.0
+        self._events_pending = 0
         self._stopping = threading.Event()
         self._errors_in_a_row = 0
         self.batches: list[Report] = []
@@ -126,6 +127,7 @@ class Replenisher:
                 self._pending = True
                 self._first_pending = now
             self._last_event = now
+            self._events_pending += 1
             self._wake.notify_all()
 
     def _on_event(self, event: InstanceEvent) -> None:
@@ -161,8 +163,13 @@ class Replenisher:
 
     # ----- batches (the main thread) ---------------------------------------------------------
 
-    def _next_batch(self) -> bool:
-        """Wait for a request, then for the burst to settle; False once stopping."""
+    def _next_batch(self) -> tuple[int, float] | None:
+        """Wait for a request, then for the burst to settle.
+
+        Returns:
+            How many requests the batch answers and how long the first waited for it (the
+            coalescing delay); None once stopping.
+        """
         with self._wake:
             while not self._pending and not self._stopping.is_set():
                 self._wake.wait(1.0)
@@ -174,10 +181,13 @@ class Replenisher:
                     break
                 self._wake.wait(due - now)
             if self._stopping.is_set():
-                return False
+                return None
+            first = self._first_pending if self._first_pending is not None else self._monotonic()
+            batch = (self._events_pending, self._monotonic() - first)
             self._pending = False
             self._first_pending = None
-            return True
+            self._events_pending = 0
+            return batch
 
     def _run_batch(self) -> Report | None:
         while not self._stopping.is_set():
@@ -187,17 +197,23 @@ class Replenisher:
                 continue  # a reconcile runs: wait for it (and count after it)
         return None
 
-    def _after(self, report: Report) -> None:
+    def _after(self, report: Report, batch: tuple[int, float]) -> None:
         self.batches.append(report)
-        if report.created or report.errors:
-            logger.info(
-                "replenished: %d created (%s) in %.1fs, %d GitHub calls%s",
-                len(report.created),
-                ", ".join(report.created),
-                report.duration or 0.0,
-                report.github_calls,
-                "".join(f"; {e.kind}: {e.message}" for e in report.errors),
-            )
+        requests, coalesced = batch
+        # One line per batch, with where its time went (the job-stream benchmark reads it).
+        logger.info(
+            "batch of %d request(s): coalesced %.3fs, lock wait %.3fs, %d live, %d created (%s) "
+            "in %.3fs, %d GitHub calls%s",
+            requests,
+            coalesced,
+            report.timings.get("lock_wait", 0.0),
+            sum(count.get("live", 0) for count in report.counts.values()),
+            len(report.created),
+            ", ".join(report.created),
+            report.duration or 0.0,
+            report.github_calls,
+            "".join(f"; {e.kind}: {e.message}" for e in report.errors),
+        )
         if not report.errors:
             self._errors_in_a_row = 0
             return
@@ -213,10 +229,10 @@ class Replenisher:
         follower = threading.Thread(target=self._follow, name="lxd-events", daemon=True)
         follower.start()
         try:
-            while self._next_batch():
+            while (batch := self._next_batch()) is not None:
                 report = self._run_batch()
                 if report is not None:
-                    self._after(report)
+                    self._after(report, batch)
         finally:
             self._stopping.set()
             self._events.close()

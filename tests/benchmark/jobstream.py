@@ -25,9 +25,12 @@ time). The timer is simulated without its random delay (its best case).
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import datetime
 import math
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -68,6 +71,73 @@ def _spread(values: list[float]) -> dict[str, float | None]:
         "p95": _percentile(values, 0.95),
         "max": round(max(values), 2) if values else None,
         "n": len(values),
+    }
+
+
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ [\w.]+: (.*)$")
+_BATCH = re.compile(
+    r"batch of (\d+) request\(s\): coalesced ([\d.]+)s, lock wait ([\d.]+)s, (\d+) live, "
+    r"(\d+) created \(([^)]*)\) in ([\d.]+)s"
+)
+_CREATED = re.compile(r"runner (\S+) \(\w+\) created: (\{.*\})")
+
+
+def _log_entries(log_path: Path) -> list[tuple[float, str]]:
+    entries = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        match = _LOG_LINE.match(line)
+        if match:
+            stamp = datetime.datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            entries.append((stamp, match[2]))
+    return entries
+
+
+def replenisher_phases(log_path: Path, online: dict[str, float]) -> dict[str, Any]:
+    """Where a replacement's time goes, per replacement runner, from the replenisher's log.
+
+    The replenisher logs one line per batch (requests, coalescing delay, lock wait, live count,
+    runners created, duration) and the spawner one per runner (its stages); the benchmark saw
+    each runner online.
+
+    Args:
+        log_path: the replenisher's log.
+        online: when the benchmark first saw each runner online (unix seconds).
+
+    Returns:
+        Per phase: median, p95, max over the replacement runners; and the batches.
+    """
+    phases: dict[str, list[float]] = {
+        "coalesce": [],
+        "lock_wait": [],
+        "register": [],
+        "create": [],
+        "push": [],
+        "start": [],
+        "started_to_online": [],
+    }
+    batches = []
+    for stamp, message in _log_entries(log_path):
+        created = _CREATED.search(message)
+        if created:
+            stages = ast.literal_eval(created[2])
+            for stage in ("register", "create", "push", "start"):
+                phases[stage].append(float(stages.get(stage, 0.0)))
+            if created[1] in online:
+                phases["started_to_online"].append(online[created[1]] - stamp)
+            continue
+        batch = _BATCH.search(message)
+        if batch:
+            batches.append(
+                {"requests": int(batch[1]), "live": int(batch[4]), "created": int(batch[5])}
+            )
+            if int(batch[5]):
+                phases["coalesce"].append(float(batch[2]))
+                phases["lock_wait"].append(float(batch[3]))
+    return {
+        "phases": {name: _spread(values) for name, values in phases.items()},
+        "batches": len(batches),
+        "empty_batches": sum(1 for b in batches if not b["created"]),
+        "batch_sizes": [b["created"] for b in batches if b["created"]],
     }
 
 
@@ -121,6 +191,7 @@ class EndWatcher:
     def __init__(self) -> None:
         self._stream = LxdEventStream(project=harness.PROJECT)
         self.ended: dict[str, float] = {}
+        self.by_action: dict[str, dict[str, float]] = {}
         self._thread = threading.Thread(target=self._run, name="bench-events", daemon=True)
         self._connected = threading.Event()
 
@@ -136,7 +207,9 @@ class EndWatcher:
     def _run(self) -> None:
         def on_event(event: InstanceEvent) -> None:
             if event.ended:
-                self.ended.setdefault(event.name, time.time())
+                now = time.time()
+                self.ended.setdefault(event.name, now)
+                self.by_action.setdefault(event.action, {}).setdefault(event.name, now)
 
         with contextlib.suppress(LxdError):
             self._stream.follow(on_event, self._connected.set)
@@ -250,8 +323,9 @@ def run(
         0.2,
     )
     replenisher = None
+    log_path = bench.work / f"replenish-{mode}.log"
     if mode == "service":
-        replenisher = _start_replenisher(config_path, bench.work / f"replenish-{mode}.log")
+        replenisher = _start_replenisher(config_path, log_path)
     timer = Timer(config_path, interval, first_at=time.time() + interval)
     timer.start()
     labels = [harness.FLAVOR]
@@ -290,6 +364,13 @@ def run(
             gone = sorted(lxd_events.ended[workers[i]] for i in seen_gone)
             shutdown = [lxd_events.ended[workers[i]] - watcher.job_ended[i] for i in seen_gone]
             respawn = [f - g for g, f in zip(gone, fresh, strict=False) if f >= g]
+            lxd_actions = {
+                action: _spread(
+                    [seen[workers[i]] - watcher.job_ended[i] for i in ids if workers[i] in seen]
+                )
+                for action, seen in lxd_events.by_action.items()
+            }
+            online = dict(watcher.runner_online)
     finally:
         timer.stop()
         exit_code = _stop_replenisher(replenisher) if replenisher is not None else None
@@ -316,6 +397,8 @@ def run(
         "recovery_pairs": len(recovery),
         "recovery_shutdown": _spread(shutdown),
         "recovery_respawn": _spread(respawn),
+        "lxd_events_after_job_end": lxd_actions,
+        "replenisher": replenisher_phases(log_path, online) if replenisher is not None else None,
         "api_calls": sum(manager_calls.values()),
         "api_calls_per_job": round(sum(manager_calls.values()) / jobs, 2),
         "rate_limit_used": stats["rate_limit_used"],

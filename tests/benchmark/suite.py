@@ -148,6 +148,34 @@ def summarise_floor(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _spawn_row(spawn: dict[str, Any], floor: dict[str, Any] | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"manager": spawn}
+    if floor is not None:
+        row["floor"] = floor
+        row["ratio"] = _ratio(spawn["total"], floor["total"])
+    return row
+
+
+def _summarise_size(summary: dict[str, Any], key: str, raw: dict[str, Any]) -> None:
+    """Add one runner count's spawn, replacement and API rows to the summary."""
+    spawn = summarise_spawn(raw["spawn"]) if raw.get("spawn") else None
+    rows = summary["spawn"].setdefault(key, {})
+    if spawn is not None:
+        rows[key] = _spawn_row(spawn, summarise_floor(raw["floor"]) if raw.get("floor") else None)
+    if raw.get("spawn_c4"):
+        floor4 = summarise_floor(raw["floor_c4"]) if raw.get("floor_c4") else None
+        rows["4"] = _spawn_row(summarise_spawn(raw["spawn_c4"]), floor4)
+    if raw.get("replacement"):
+        summary["replacement"][key] = summarise_replacement(raw["replacement"])
+    if raw.get("steady_api"):
+        summary["api"][key] = {
+            "steady": raw["steady_api"],
+            "spawn_calls_per_runner": spawn["calls_per_runner"] if spawn else None,
+            "spawn_rate_per_runner": spawn["rate_per_runner"] if spawn else None,
+            "spawn_by_route": spawn["by_route"] if spawn else None,
+        }
+
+
 def summarise_replacement(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "runs": len(runs),
@@ -305,33 +333,8 @@ class Suite:
     def summarise(self) -> None:
         summary: dict[str, Any] = {"spawn": {}, "replacement": {}, "api": {}, "overhead": {}}
         for key, raw in self.raw.items():
-            if not key.isdigit():
-                continue
-            count = int(key)
-            spawn = summarise_spawn(raw["spawn"]) if raw.get("spawn") else None
-            floor = summarise_floor(raw["floor"]) if raw.get("floor") else None
-            rows = summary["spawn"].setdefault(key, {})
-            if spawn is not None:
-                rows[str(count)] = {"manager": spawn}
-                if floor is not None:
-                    rows[str(count)]["floor"] = floor
-                    rows[str(count)]["ratio"] = _ratio(spawn["total"], floor["total"])
-            if raw.get("spawn_c4"):
-                spawn4 = summarise_spawn(raw["spawn_c4"])
-                floor4 = summarise_floor(raw["floor_c4"]) if raw.get("floor_c4") else None
-                rows["4"] = {"manager": spawn4}
-                if floor4 is not None:
-                    rows["4"]["floor"] = floor4
-                    rows["4"]["ratio"] = _ratio(spawn4["total"], floor4["total"])
-            if raw.get("replacement"):
-                summary["replacement"][key] = summarise_replacement(raw["replacement"])
-            if raw.get("steady_api"):
-                summary["api"][key] = {
-                    "steady": raw["steady_api"],
-                    "spawn_calls_per_runner": spawn["calls_per_runner"] if spawn else None,
-                    "spawn_rate_per_runner": spawn["rate_per_runner"] if spawn else None,
-                    "spawn_by_route": spawn["by_route"] if spawn else None,
-                }
+            if key.isdigit():
+                _summarise_size(summary, key, raw)
         for entry in self.raw.get("overhead", []):
             summary["overhead"][str(entry["n"])] = {
                 "cli_wall": entry["cli"]["wall"],

@@ -112,7 +112,9 @@ def replacement_section(summary: dict[str, Any]) -> list[str]:
         for count, entry in sorted(summary.items(), key=lambda item: int(item[0]))
     ]
     return [
-        "2. Replacement: job completed -> a fresh runner online and idle (s, median)",
+        "2. Replacement by a reconcile the benchmark calls the moment the job completes (no "
+        "production path does that; the job stream, section 5, measures the real one): job "
+        "completed -> a fresh runner online and idle (s, median)",
         grid(
             [
                 "N",
@@ -264,6 +266,7 @@ def jobstream_section(stream: dict[str, Any]) -> list[str]:
                 f"{_cell(down['max'])} s) + that -> fresh runner online "
                 f"({_cell(up['median'])}/{_cell(up['p95'])}/{_cell(up['max'])} s)"
             )
+    lines += _phase_lines(stream.get("service") or {})
     estimate = stream.get("timer_at_default_interval")
     if estimate:
         lines.append(
@@ -271,6 +274,36 @@ def jobstream_section(stream: dict[str, Any]) -> list[str]:
             f"the timer run): makespan ~{estimate['makespan']:.0f} s ({estimate['ratio']} x "
             f"ideal), a finished runner waits ~{estimate['recovery_median']:.0f} s on average"
         )
+    return lines
+
+
+def _spread_cell(spread: dict[str, Any]) -> str:
+    return f"{_cell(spread['median'])}/{_cell(spread['p95'])}/{_cell(spread['max'])}"
+
+
+def _phase_lines(run: dict[str, Any]) -> list[str]:
+    """Where the replenisher's recovery goes: LXD's events, then each replacement's phases."""
+    lines = []
+    events = run.get("lxd_events_after_job_end") or {}
+    if events:
+        lines.append(
+            "  service: job end -> LXD event (med/p95/max s): "
+            + "; ".join(f"{action} {_spread_cell(events[action])}" for action in sorted(events))
+        )
+    replenisher = run.get("replenisher")
+    if replenisher:
+        phases = replenisher["phases"]
+        rows = [
+            [name, *[_cell(spread[k]) for k in ("median", "p95", "max")], spread["n"]]
+            for name, spread in phases.items()
+        ]
+        lines += [
+            f"  service: {replenisher['batches']} batches ({replenisher['empty_batches']} "
+            f"spawned nothing), sizes {replenisher['batch_sizes']}; coalesce (first request ->"
+            " batch start) and lock wait per batch that spawned, the rest per replacement runner"
+            " (started_to_online: LXD start returned -> the benchmark saw the runner online):",
+            grid(["phase", "median s", "p95 s", "max s", "n"], rows),
+        ]
     return lines
 
 
@@ -319,12 +352,12 @@ def _archive(info: dict[str, Any] | None) -> str:
     )
 
 
-def render(results: dict[str, Any]) -> str:
+def _header(results: dict[str, Any]) -> list[str]:
     env = results.get("environment", {})
     git = env.get("git", {})
     dirty = f" + {len(git.get('dirty', []))} uncommitted files" if git.get("dirty") else ""
     shape = env.get("runner_shape", {})
-    lines = [
+    return [
         f"github-runner benchmark - {env.get('started_at')} - {env.get('cpus')} CPUs, "
         f"LXD {env.get('lxd')}, project {env.get('project')}, pool {env.get('pool')}, "
         f"image {env.get('image')}",
@@ -336,6 +369,22 @@ def render(results: dict[str, Any]) -> str:
         _archive(env.get("runner_archive")),
         "",
     ]
+
+
+def _failures(results: dict[str, Any]) -> list[str]:
+    failures = [
+        f"  N={key} {failure['measurement']}: {failure['error']}"
+        for key, raw in results.get("raw", {}).items()
+        if isinstance(raw, dict)
+        for failure in raw.get("failures", [])
+    ]
+    if not failures:
+        return []
+    return ["Failed measurements (left out of the medians):", *failures, ""]
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = _header(results)
     summary = results["summary"]
     if summary["spawn"]:
         lines += [*spawn_section(summary["spawn"]), ""]
@@ -349,14 +398,7 @@ def render(results: dict[str, Any]) -> str:
         lines += [*jobstream_section(summary["jobstream"]), ""]
     if results.get("goals"):
         lines += [*goals_section(results["goals"]), ""]
-    failures = [
-        f"  N={key} {failure['measurement']}: {failure['error']}"
-        for key, raw in results.get("raw", {}).items()
-        if isinstance(raw, dict)
-        for failure in raw.get("failures", [])
-    ]
-    if failures:
-        lines += ["Failed measurements (left out of the medians):", *failures, ""]
+    lines += _failures(results)
     if results.get("flush_errors"):
         lines.append("Errors the manager reported while the benchmark flushed its runners:")
         lines += [f"  {n} x {message}" for message, n in results["flush_errors"].items()]

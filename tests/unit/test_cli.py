@@ -24,8 +24,9 @@ from github_runner_manager.errors import (
     PermissionDeniedError,
     TokenError,
 )
-from github_runner_manager.manager import RunnerManager, manager_lock
+from github_runner_manager.manager import RunnerManager
 from github_runner_manager.report import ErrorEntry, Report, read_report
+from github_runner_manager.utils import manager_lock
 
 from .builders import PREFIX, UNIT, config_data, manager_on_fakes, merged
 

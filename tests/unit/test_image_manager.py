@@ -13,8 +13,9 @@ import pytest
 from github_runner_manager import cli
 from github_runner_manager.errors import LxdError
 from github_runner_manager.image import ImageBuilder, lock_path, stable_alias
-from github_runner_manager.manager import RunnerManager, manager_lock
+from github_runner_manager.manager import RunnerManager
 from github_runner_manager.models import GitHubRunner, InstanceType
+from github_runner_manager.utils import manager_lock
 
 from .builders import manager_on_fakes
 from .conftest import PREFIX

@@ -21,9 +21,9 @@ from github_runner_manager.errors import (
     TokenError,
 )
 from github_runner_manager.lxd import TAG_UNIT
-from github_runner_manager.manager import manager_lock
 from github_runner_manager.models import InstanceType, RunnerApplication
 from github_runner_manager.report import read_report
+from github_runner_manager.utils import manager_lock
 
 from .conftest import PREFIX, UNIT
 from .fakes import FakeBinaryCache, FakeGitHub

@@ -12,11 +12,11 @@ import pytest
 
 from github_runner_manager.errors import LockBusyError, LxdError, TokenError
 from github_runner_manager.lxd import InstanceEvent, parse_lifecycle_event
-from github_runner_manager.manager import manager_lock
 from github_runner_manager.models import InstanceType
 from github_runner_manager.planner import runner_name_pattern
 from github_runner_manager.replenish import Replenisher
 from github_runner_manager.report import Report
+from github_runner_manager.utils import manager_lock
 
 from .conftest import PREFIX, UNIT
 
@@ -99,6 +99,84 @@ def test_replenish_waits_for_the_lock_and_counts_after_it(make_manager, lxd, git
     ):
         manager.replenish(lock_timeout=0)
     assert lxd.created == [] and github.calls == []
+
+
+class TightLoop:
+    """A reconcile in a tight loop: takes the lock, holds it a moment, releases, at once again."""
+
+    def __init__(self, path, hold: float = 0.05):
+        self.path = path
+        self.hold = hold
+        self.runs = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            with manager_lock(self.path, 60):
+                self.runs += 1
+                time.sleep(self.hold)
+
+    def __enter__(self) -> TightLoop:
+        self.thread.start()
+        while self.runs == 0:
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def test_lock_waiter_gets_it_after_a_release_under_a_tight_loop(tmp_path):
+    """A run waiting for the lock gets it after a release although the holder retakes it at once.
+
+    arrange: a reconcile loop retaking the lock the instant it releases it.
+    act: wait for the lock (5 s, about a hundred of the loop's runs).
+    assert: the lock is held by the waiter, and the loop ran while it waited and after.
+    """
+    path = tmp_path / "manager.lock"
+    with TightLoop(path) as loop:
+        with manager_lock(path, timeout=5):
+            runs_while_held = loop.runs
+            time.sleep(0.2)
+            assert loop.runs == runs_while_held  # the loop waits while the waiter holds it
+        assert runs_while_held >= 1
+        deadline = time.monotonic() + 5
+        while loop.runs == runs_while_held and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert loop.runs > runs_while_held  # the loop goes on afterwards
+
+
+def test_replenish_under_a_tight_reconcile_loop_spawns_to_the_count(make_manager, lxd, github):
+    """The replenisher's batch gets the lock from a reconcile loop and spawns no more than needed.
+
+    arrange: count 2, none live; a reconcile loop retaking the manager's lock at once.
+    act: replenish (waiting up to 5 s for the lock), then again.
+    assert: the first batch spawns 2, the second none: never beyond the count.
+    """
+    manager = make_manager()
+    with TightLoop(manager.config.state_dir / "manager.lock"):
+        first = manager.replenish(lock_timeout=5)
+        second = manager.replenish(lock_timeout=5)
+    assert first.ok, first.errors
+    assert len(first.created) == 2
+    assert second.created == []
+    assert len(lxd.created) == 2
+
+
+def test_lock_timeout_zero_fails_while_held_and_succeeds_after(tmp_path):
+    """A run that cannot wait fails while another holds the lock, and gets it once released.
+
+    arrange: the lock held.
+    act: take it with timeout 0 while held, then after the release.
+    assert: LockBusyError first; the second time it is held.
+    """
+    path = tmp_path / "manager.lock"
+    with manager_lock(path, 0), pytest.raises(LockBusyError), manager_lock(path, 0):
+        pass
+    with manager_lock(path, 0):
+        assert (tmp_path / "manager.lock.queue").exists()
 
 
 def test_replenish_without_runner_application_downloads_it_or_reports(
@@ -615,3 +693,35 @@ def test_an_unexpected_error_in_the_stream_does_not_end_following(running):
     fleet.end(1)
     stream.emit(InstanceEvent("instance-deleted", name(1)))
     wait_for(lambda: fleet.live == 2 and len(fleet.batches) == 2)
+
+
+def test_endings_during_a_batch_make_one_next_batch_logged_with_its_requests(running, caplog):
+    """Runners ending while a batch spawns are answered by one next batch, logged per batch.
+
+    arrange: a full fleet of 4; a batch held in progress after one runner ended.
+    act: two more runners end while it runs; the batch is let go.
+    assert: batches of 1 then 2 (never beyond the count); each batch's log line says how many
+        requests it answered and what it created.
+    """
+    caplog.set_level("INFO", logger="github_runner_manager.replenish")
+    fleet, stream = FakeFleet(count=4, live=4), FakeStream()
+    running(fleet, stream)
+    wait_for(lambda: fleet.batches == [0])
+    fleet.batch_started.clear()
+    fleet.release.clear()
+
+    fleet.end(1)
+    stream.emit(InstanceEvent("instance-deleted", name(1)))
+    assert fleet.batch_started.wait(5)
+    for index in (2, 3):
+        fleet.end(1)
+        stream.emit(InstanceEvent("instance-deleted", name(index)))
+    fleet.release.set()
+
+    wait_for(lambda: len(fleet.batches) == 3)
+    time.sleep(0.2)
+    assert fleet.batches == [0, 1, 2]
+    assert fleet.live == 4
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("batch of")]
+    assert lines[1].startswith("batch of 1 request(s)") and "1 created" in lines[1]
+    assert lines[2].startswith("batch of 2 request(s)") and "2 created" in lines[2]

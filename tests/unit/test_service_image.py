@@ -16,7 +16,7 @@ import pytest
 import service
 from github_runner_manager.config import ManagerConfig
 from github_runner_manager.image import BuildRecord, lock_path, recipe, record_path
-from github_runner_manager.manager import manager_lock
+from github_runner_manager.utils import manager_lock
 
 from .builders import service_config, service_manager, service_paths
 from .charm_fakes import charm_dir
