@@ -450,8 +450,15 @@ class RunnerManager:
         Returns:
             The report; `timings["runner_updated"]` says whether a new runner was downloaded.
         """
+
+        def before(report: Report) -> None:
+            if refresh_image is not None:
+                # The image bakes in the runner application: fetch a new one first.
+                self._ensure_binary(report)
+                refresh_image(report)
+
         return self._locked_run(
-            "update-dependencies", lambda report: self._reconcile(report), before=refresh_image
+            "update-dependencies", lambda report: self._reconcile(report), before=before
         )
 
     def _locked_run(
@@ -715,6 +722,7 @@ class RunnerManager:
             self._github,
             self._renderer,
             runner_tarball=cached.path,
+            runner_sha256=cached.application.sha256_checksum,
             monotonic=self._monotonic,
             sleep=self._sleep,
             wall_clock=self._clock,
