@@ -612,7 +612,10 @@ class RunnerManager:
             report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
             return self._binary.cached()
         report.runner_version = cached.application.version
-        report.timings["runner_updated"] = cached.updated
+        # update-dependencies asks twice (before its image build, then in the reconcile).
+        report.timings["runner_updated"] = bool(
+            cached.updated or report.timings.get("runner_updated")
+        )
         return cached
 
     def _reconcile(self, report: Report) -> None:
