@@ -216,3 +216,28 @@ def test_an_image_without_a_baked_runner_falls_back_to_pushing(
     wait_online(emulator, 1, prefix=f"{manager.config.name_prefix}-")
     job = emulator.control.queue_job(TEST_REPO, LABELS, "echo pushed")
     assert wait_job(emulator, job["id"], "completed")["conclusion"] == "success"
+
+
+def test_the_registration_token_flow_works_from_a_baked_image(
+    baked: Callable[..., RunnerManager], emulator: Emulator, lxd_client: pylxd.Client
+) -> None:
+    """Without JIT, a runner from a baked image (its unit enabled) is configured, then runs.
+
+    arrange: a current baked image; the emulator has no JIT endpoint.
+    act: reconcile 1 runner; queue a job.
+    assert: the runner registered through config.sh comes online (the unit that started at
+        boot waited for it) and runs the job.
+    """
+    manager = baked(1)
+    emulator.control.settings(jit_enabled=False)
+    try:
+        report = manager.reconcile()
+
+        assert report.ok, report.errors
+        (name,) = report.created
+        assert "configure" in report.timings["runners"][name]
+        wait_online(emulator, 1, prefix=f"{manager.config.name_prefix}-")
+        job = emulator.control.queue_job(TEST_REPO, LABELS, "echo via config.sh")
+        assert wait_job(emulator, job["id"], "completed")["conclusion"] == "success"
+    finally:
+        emulator.control.settings(jit_enabled=True)
