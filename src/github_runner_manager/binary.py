@@ -73,6 +73,29 @@ class CachedRunner:
     updated: bool = False
 
 
+META_FILE = "runner-application.json"
+
+
+def read_cache(directory: Path) -> CachedRunner | None:
+    """Read the runner application cached in a directory, without asking GitHub.
+
+    Args:
+        directory: the cache directory (see `RunnerBinaryCache`).
+
+    Returns:
+        The cached tarball, or None when there is none (or its metadata cannot be read).
+    """
+    try:
+        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+        application = RunnerApplication(**meta)
+    except (OSError, ValueError, TypeError):
+        return None
+    path = directory / application.filename
+    if not path.is_file():
+        return None
+    return CachedRunner(path=path, application=application)
+
+
 def _urlopen(url: str, timeout: float) -> BinaryIO:
     # Only http(s) URLs that GitHub listed reach here; see _check_url.
     return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - only http(s) URLs GitHub listed, see _check_url
@@ -116,7 +139,7 @@ class RunnerBinaryCache:
         self._opener = opener
         self._deadline = deadline
         self._monotonic = monotonic
-        self._meta_path = directory / "runner-application.json"
+        self._meta_path = directory / META_FILE
         # What GitHub listed in the last `ensure` (None: not asked, or it could not answer).
         self.offered: RunnerApplication | None = None
 
@@ -126,15 +149,7 @@ class RunnerBinaryCache:
         Returns:
             The cached tarball, or None.
         """
-        try:
-            meta = json.loads(self._meta_path.read_text(encoding="utf-8"))
-            application = RunnerApplication(**meta)
-        except (OSError, ValueError, TypeError):
-            return None
-        path = self._dir / application.filename
-        if not path.is_file():
-            return None
-        return CachedRunner(path=path, application=application)
+        return read_cache(self._dir)
 
     def _select(self, applications: list[RunnerApplication]) -> RunnerApplication:
         for application in applications:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pydantic
 
+from .binary import CachedRunner, read_cache
 from .config import ManagerConfig, config_hash
 from .errors import ImageBuildError, LxdError, RunnerManagerError
 from .lxd import (
@@ -73,12 +74,26 @@ REMOTES = {
     "ubuntu-daily": "https://cloud-images.ubuntu.com/daily",
 }
 SCRIPT_TEMPLATE = "build-image.sh.j2"
+# The baked runner's boot program: reads the runner's configuration from /dev/lxd, then runs it.
+RUNNER_BOOT = "/opt/github-runner/boot"
+# The instance configuration keys a runner from a baked image reads at boot through /dev/lxd
+# (only the instance itself can read its own keys there).
+BOOT_KEYS = {
+    "files_key": "user.github-runner.files",
+    "jit_key": "user.github-runner.jitconfig",
+}
 SCRIPT_PATH = "/root/github-runner-build-image.sh"
 RECORD_FILE = "image.json"
+RUNNER_CACHE_DIR = "runner-binary"
 LOCK_FILE = "image.lock"
 # Image properties naming the manager that built an image.
 PROPERTY_UNIT = "github-runner.unit"
 PROPERTY_ALIAS = "github-runner.alias"
+# Image properties naming the runner application baked into an image (absent: none is).
+PROPERTY_RUNNER_VERSION = "github-runner.runner-version"
+PROPERTY_RUNNER_SHA256 = "github-runner.runner-sha256"
+# Where the build gets the runner application (pushed into the running builder, then unpacked).
+RUNNER_ARCHIVE_PATH = "/root/github-runner-runner.tar.gz"
 # Attempts and delay (seconds) of the script's network steps (apt, the yq download).
 ATTEMPTS = 5
 RETRY_DELAY = 10
@@ -187,6 +202,30 @@ def lock_path(config: ManagerConfig) -> Path:
     return config.state_dir / LOCK_FILE
 
 
+def runner_cache_dir(config: ManagerConfig) -> Path:
+    """The manager's verified runner application cache (see `binary.RunnerBinaryCache`)."""
+    return config.state_dir / RUNNER_CACHE_DIR
+
+
+def root_disk(config: ManagerConfig) -> dict[str, str]:
+    """The root disk device of runners and builders: the configured pool and size.
+
+    A VM image's disk is as large as its builder's, so the builder's must not exceed the runners'.
+
+    Args:
+        config: the manager configuration.
+
+    Returns:
+        The LXD disk device.
+    """
+    return {
+        "type": "disk",
+        "path": "/",
+        "pool": config.lxd.storage_pool,
+        "size": config.runners.disk,
+    }
+
+
 def stable_alias(config: ManagerConfig, instance_type: InstanceType) -> str:
     """The alias runners of a type start from when the image is built.
 
@@ -282,9 +321,7 @@ def builder_environment(config: ManagerConfig) -> dict[str, str]:
     if proxy.https:
         env["https_proxy"] = env["HTTPS_PROXY"] = proxy.https
     if env:
-        hosts = [h.strip() for h in (proxy.no_proxy or "").split(",") if h.strip()]
-        hosts += ["localhost", "127.0.0.1", "::1"]
-        env["no_proxy"] = env["NO_PROXY"] = ",".join(dict.fromkeys(hosts))
+        env["no_proxy"] = env["NO_PROXY"] = proxy.bypass
     return env
 
 
@@ -318,6 +355,7 @@ def recipe(config: ManagerConfig) -> str:
         ImageBuildError: if the build script template cannot be read.
     """
     types = needed_types(config)
+    runner = read_cache(runner_cache_dir(config))
     data = {
         "source": config.image.source or config.runners.base_image,
         "server": config.image.server,
@@ -330,6 +368,8 @@ def recipe(config: ManagerConfig) -> str:
         "profiles": list(config.lxd.profiles),
         # A VM image's root disk is as large as the builder's: it must fit the runners' disk.
         "vm_disk": config.runners.disk if InstanceType.VIRTUAL_MACHINE in types else None,
+        # The runner application baked in: a new one (update-dependencies) means a new image.
+        "runner": runner.application.sha256_checksum if runner else None,
     }
     try:
         template = (config.templates / SCRIPT_TEMPLATE).read_bytes()
@@ -365,6 +405,29 @@ def build_due(
     return None
 
 
+def image_properties(
+    config: ManagerConfig, alias: str, description: str, runner: CachedRunner | None
+) -> dict[str, str]:
+    """The properties a built image is published with.
+
+    Args:
+        config: the manager configuration.
+        alias: the image's stable alias.
+        description: its description.
+        runner: the runner application baked into it, if any.
+
+    Returns:
+        The properties: the manager's unit and alias, and the baked runner's version and
+        SHA-256 (the spawner compares it with the cached runner's to tell whether the image is
+        current; an image without it gets the runner pushed).
+    """
+    properties = {"description": description, PROPERTY_UNIT: config.unit, PROPERTY_ALIAS: alias}
+    if runner is not None:
+        properties[PROPERTY_RUNNER_VERSION] = runner.application.version
+        properties[PROPERTY_RUNNER_SHA256] = runner.application.sha256_checksum
+    return properties
+
+
 def _tail(text: str, lines: int = 5) -> str:
     return " | ".join(line for line in text.strip().splitlines()[-lines:] if line.strip())
 
@@ -381,6 +444,7 @@ class ImageBuilder:
         clock: Callable[[], datetime.datetime] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        runner: Callable[[], CachedRunner | None] | None = None,
     ):
         """Create the builder.
 
@@ -391,7 +455,10 @@ class ImageBuilder:
             clock: the current time (tests pass a fake).
             monotonic: a monotonic clock for durations and deadlines.
             sleep: the sleep function (tests pass a fake).
+            runner: returns the verified runner application to bake into the image (by default
+                the manager's cache, read when a build starts); None from it: none is baked.
         """
+        self._runner = runner or (lambda: read_cache(runner_cache_dir(config)))
         self._config = config
         self._lxd = lxd
         self._renderer = renderer or TemplateRenderer(config.templates)
@@ -469,15 +536,7 @@ class ImageBuilder:
         else:
             instance_config["limits.cpu"] = str(config.runners.cpu)
             instance_config["limits.memory"] = config.runners.memory
-        devices: dict[str, dict[str, str]] = {
-            "root": {
-                "type": "disk",
-                "path": "/",
-                "pool": config.lxd.storage_pool,
-                # A VM image's disk is as large as this: it must not exceed the runners' disk.
-                "size": config.runners.disk,
-            }
-        }
+        devices: dict[str, dict[str, str]] = {"root": root_disk(config)}
         http_proxy, https_proxy = apt_proxies(config)
         urls = [http_proxy, https_proxy, config.proxy.http or "", config.proxy.https or ""]
         urls += [download["url"] for download in yq_downloads(config).values()]
@@ -494,7 +553,13 @@ class ImageBuilder:
         )
 
     def render_script(
-        self, name: str, instance_type: InstanceType, source: ImageSource, version: str
+        self,
+        name: str,
+        instance_type: InstanceType,
+        source: ImageSource,
+        version: str,
+        runner: CachedRunner | None = None,
+        bake_only: bool = False,
     ) -> str:
         """Render the build script.
 
@@ -503,6 +568,10 @@ class ImageBuilder:
             instance_type: container or virtual machine.
             source: what the builder started from.
             version: the versioned alias the image gets.
+            runner: the runner application baked in (pushed to `RUNNER_ARCHIVE_PATH`); None:
+                the image gets no runner application, and runners get theirs pushed.
+            bake_only: only bake the runner application and scripts into the source image
+                (no packages: the source is an image this build script made before).
 
         Returns:
             The script.
@@ -540,7 +609,23 @@ class ImageBuilder:
             docker_user_accept=DOCKER_USER_ACCEPT,
             attempts=ATTEMPTS,
             retry_delay=RETRY_DELAY,
+            runner_archive=RUNNER_ARCHIVE_PATH if runner else "",
+            runner_version=runner.application.version if runner else "",
+            runner_boot=RUNNER_BOOT,
+            bake_only=bake_only,
+            **BOOT_KEYS,
         )
+
+    def _push_runner(self, name: str, runner: CachedRunner | None) -> None:
+        """Stream the runner application into the (running) builder, for the script to unpack."""
+        if runner is None:
+            logger.info("no runner application is cached yet: the image gets none baked in")
+            return
+        try:
+            with runner.path.open("rb") as stream:
+                self._lxd.push_file(name, RUNNER_ARCHIVE_PATH, stream, 0o600)
+        except OSError as exc:
+            raise ImageBuildError(f"cannot read the runner application: {exc}") from exc
 
     def _wait_ready(self, name: str) -> None:
         """Wait until commands run in the builder and systemd has finished booting."""
@@ -581,11 +666,12 @@ class ImageBuilder:
 
     # ----- building -------------------------------------------------------------------------
 
-    def build_one(self, instance_type: InstanceType) -> BuiltImage:
+    def build_one(self, instance_type: InstanceType, bake_only: bool = False) -> BuiltImage:
         """Build, publish and alias the image of one instance type.
 
         Args:
             instance_type: container or virtual machine.
+            bake_only: only bake the runner application and scripts into the source image.
 
         Returns:
             The published image.
@@ -600,7 +686,8 @@ class ImageBuilder:
         source = self.resolve_source()
         name = self.builder_name(instance_type)
         version = f"{alias}-{self._clock():%Y%m%d%H%M%S}"
-        script = self.render_script(name, instance_type, source, version)
+        runner = self._runner()
+        script = self.render_script(name, instance_type, source, version, runner, bake_only)
         logger.info("building %s (%s) from %s in %s", version, instance_type.value, source, name)
         # A builder left by a build that was killed (systemd's timeout, a reboot) goes first.
         self._lxd.delete_instance(name)
@@ -608,16 +695,15 @@ class ImageBuilder:
             self._lxd.create_instance(self.builder_spec(name, instance_type, source))
             self._lxd.start_instance(name)
             self._wait_ready(name)
+            self._push_runner(name, runner)
             self._run_script(name, script, instance_type)
             self._lxd.stop_instance(name, STOP_TIMEOUT)
             fingerprint = self._lxd.publish_image(
                 name,
                 version,
-                {
-                    "description": f"GitHub runner image {version} ({source})",
-                    PROPERTY_UNIT: config.unit,
-                    PROPERTY_ALIAS: alias,
-                },
+                image_properties(
+                    config, alias, f"GitHub runner image {version} ({source})", runner
+                ),
                 timeout=config.image.timeout,
             )
             self._lxd.set_image_alias(alias, fingerprint, f"GitHub runner image ({version})")
@@ -677,13 +763,16 @@ class ImageBuilder:
             deleted.append(name)
         return deleted
 
-    def build(self, types: Sequence[InstanceType] | None = None) -> BuildRecord:
+    def build(
+        self, types: Sequence[InstanceType] | None = None, bake_only: bool = False
+    ) -> BuildRecord:
         """Build the images of the given types (those with runners by default); write the record.
 
         A failure of one type does not stop the other's build.
 
         Args:
             types: the instance types to build images for.
+            bake_only: only bake the runner application and scripts into the source image.
 
         Returns:
             The record (also written to `image.json` in the state directory).
@@ -695,7 +784,7 @@ class ImageBuilder:
             record.note = "no runners are configured: no image to build"
         for instance_type in chosen:
             try:
-                record.images.append(self.build_one(instance_type))
+                record.images.append(self.build_one(instance_type, bake_only))
             except RunnerManagerError as exc:
                 logger.error("the %s image build failed: %s", instance_type.value, exc)
                 record.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))

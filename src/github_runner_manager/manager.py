@@ -400,8 +400,15 @@ class RunnerManager:
         Returns:
             The report; `runner_updated` says whether a new runner was downloaded.
         """
+
+        def before(report: Report) -> None:
+            if refresh_image is not None:
+                # The image bakes in the runner application: fetch a new one first.
+                self._ensure_binary(report)
+                refresh_image(report)
+
         return self._locked_run(
-            "update-dependencies", lambda report: self._reconcile(report), before=refresh_image
+            "update-dependencies", lambda report: self._reconcile(report), before=before
         )
 
     def _locked_run(
@@ -443,7 +450,8 @@ class RunnerManager:
             report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
             return self._binary.cached()
         report.runner_version = cached.application.version
-        report.runner_updated = cached.updated
+        # update-dependencies asks twice (before its image build, then in the reconcile).
+        report.runner_updated = cached.updated or report.runner_updated
         return cached
 
     @contextlib.contextmanager
@@ -482,6 +490,7 @@ class RunnerManager:
             self._github,
             self._renderer,
             runner_tarball=cached.path,
+            runner_sha256=cached.application.sha256_checksum,
             monotonic=self._monotonic,
             sleep=self._sleep,
             wall_clock=self._clock,

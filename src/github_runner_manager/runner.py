@@ -2,11 +2,23 @@
 # See LICENSE file for licensing details.
 """Creating one runner: an LXD instance with the runner application, registered with GitHub.
 
-For a container the files go in before it starts (LXD writes into a stopped container), with the
-runner's systemd unit already enabled, so the runner starts as the container boots: no exec round
-trip and no wait for boot. A virtual machine can only take files once its LXD agent runs, so it
-is started first. With a just-in-time configuration the runner needs no token at all; with the
-registration-token fallback, `config.sh` runs inside the instance and its exit code is checked.
+From an image with the current runner application baked in (see `image.py`), a runner with a
+just-in-time configuration is one LXD create request and a start: its files (the scripts
+rendered with its name, labels, environment and proxies) and its JIT configuration are
+instance configuration keys of the create request, which the image's boot program reads from
+LXD's guest API, /dev/lxd, where an instance reads only its own configuration. Nothing is
+written into the stopped container (any write makes LXD's start about a second slower). The
+keys stay in the instance's configuration until the instance goes: the job runs as a user with
+passwordless sudo, who could read the runner's process environment anyway, and an ephemeral
+runner's configuration serves one job.
+
+Otherwise (an image without a baked runner application, or with another version of it, the
+registration-token flow, or a virtual machine) the files are pushed. For a container they go in
+before it starts (LXD writes into a stopped container), with the runner's systemd unit already
+enabled, so the runner starts as the container boots: no exec round trip and no wait for boot.
+A virtual machine can only take files once its LXD agent runs, so it is started first. With a
+just-in-time configuration the runner needs no token at all; with the registration-token
+fallback, `config.sh` runs inside the instance and its exit code is checked.
 
 Whatever fails, nothing is left behind: the instance is deleted and the GitHub registration
 removed.
@@ -14,12 +26,15 @@ removed.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import datetime
+import gzip
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -35,7 +50,13 @@ from .errors import (
 )
 from .exchange import Installed, RunnerExchange
 from .github import GitHubClient
-from .image import RUNNER_USER, runner_image
+from .image import (
+    BOOT_KEYS,
+    PROPERTY_RUNNER_SHA256,
+    RUNNER_USER,
+    root_disk,
+    runner_image,
+)
 from .job_logs import LOG_LIMIT
 from .lxd import (
     TAG_CONFIG_HASH,
@@ -156,6 +177,25 @@ def runner_environment(config: ManagerConfig) -> dict[str, str]:
     return env
 
 
+def boot_config(files: Mapping[str, tuple[bytes, int]], jit_config: str) -> dict[str, str]:
+    """The instance configuration keys a runner from a baked image boots from.
+
+    Args:
+        files: path inside the instance → (content, mode), written by the boot program.
+        jit_config: the runner's just-in-time configuration.
+
+    Returns:
+        The keys (read through /dev/lxd, which must be on), the files compressed.
+    """
+    document = {path: [mode, content.decode()] for path, (content, mode) in files.items()}
+    packed = gzip.compress(json.dumps(document, sort_keys=True).encode(), mtime=0)
+    return {
+        BOOT_KEYS["files_key"]: base64.b64encode(packed).decode(),
+        BOOT_KEYS["jit_key"]: jit_config,
+        "security.devlxd": "true",
+    }
+
+
 def docker_files(config: ManagerConfig) -> dict[str, tuple[bytes, int]]:
     """Docker's configuration in a runner: registry mirror and proxies.
 
@@ -197,6 +237,30 @@ def docker_files(config: ManagerConfig) -> dict[str, tuple[bytes, int]]:
     return files
 
 
+def _boot_files(files: Mapping[str, tuple[bytes, int]]) -> dict[str, tuple[bytes, int]]:
+    """The files a runner from a baked image gets at boot: its unit is in the image already."""
+    return {path: value for path, value in files.items() if path != UNIT_PATH}
+
+
+class _Stages:
+    """Seconds per stage of a spawn, and the wall-clock time each stage ended."""
+
+    def __init__(
+        self, monotonic: Callable[[], float], now: Callable[[], datetime.datetime]
+    ) -> None:
+        self._monotonic = monotonic
+        self._now = now
+        self._start = monotonic()
+        self.timings: dict[str, float] = {}
+        self.marks: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = self._monotonic()
+        self.timings[stage] = round(now - self._start, 3)
+        self._start = now
+        self.marks[stage] = self._now().timestamp()
+
+
 class RunnerSpawner:
     """Creates runners of one manager."""
 
@@ -212,6 +276,7 @@ class RunnerSpawner:
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], datetime.datetime] | None = None,
         exchange: RunnerExchange | None = None,
+        runner_sha256: str | None = None,
     ):
         """Create the spawner.
 
@@ -227,6 +292,8 @@ class RunnerSpawner:
             sleep: the sleep function (tests pass a fake).
             wall_clock: the current time (tests pass a fake).
             exchange: per-runner host directories for metrics (None: no metrics).
+            runner_sha256: the SHA-256 of the runner application: an image with this one baked
+                in gets no files pushed (None: unknown, always push).
         """
         self._config = config
         self._lxd = lxd
@@ -237,6 +304,47 @@ class RunnerSpawner:
         self._sleep = sleep
         self._now = wall_clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
         self._exchange = exchange
+        self._runner_sha256 = runner_sha256
+        # Instance type → the SHA-256 of the runner baked into its image ("" for none).
+        self._baked: dict[InstanceType, str] = {}
+        self._baked_lock = threading.Lock()
+
+    def baked_runner(self, instance_type: InstanceType) -> str:
+        """The SHA-256 of the runner application baked into the image of a type (once per spawner).
+
+        Args:
+            instance_type: container or virtual machine.
+
+        Returns:
+            The image's recorded SHA-256; empty when the image records none (it predates baking,
+            or was built before a runner application was cached) or cannot be looked up.
+        """
+        with self._baked_lock:
+            if instance_type not in self._baked:
+                self._baked[instance_type] = self._image_runner(instance_type)
+            return self._baked[instance_type]
+
+    def _image_runner(self, instance_type: InstanceType) -> str:
+        alias = runner_image(self._config, instance_type)
+        try:
+            fingerprint = self._lxd.image_fingerprint(alias)
+            images = self._lxd.list_images() if fingerprint else []
+        except RunnerManagerError as exc:
+            logger.warning("cannot look up image %s (%s): pushing the runner", alias, exc)
+            return ""
+        for image in images:
+            if image.fingerprint == fingerprint:
+                return image.properties.get(PROPERTY_RUNNER_SHA256, "")
+        return ""
+
+    def _use_baked(self, instance_type: InstanceType, registration: Registration) -> bool:
+        """Whether a runner boots from its image's baked runner with no file pushed."""
+        return (
+            instance_type is InstanceType.CONTAINER
+            and registration.jit_config is not None
+            and bool(self._runner_sha256)
+            and self.baked_runner(instance_type) == self._runner_sha256
+        )
 
     def _push_tarball(self, name: str) -> None:
         destination = f"{DIST_DIR}/runner.tar.gz"
@@ -259,6 +367,7 @@ class RunnerSpawner:
         extra_devices: Mapping[str, dict[str, str]] | None = None,
         jit: bool = True,
         runner_id: int | None = None,
+        boot: Mapping[str, str] | None = None,
     ) -> InstanceSpec:
         """Describe the LXD instance of a new runner.
 
@@ -269,6 +378,7 @@ class RunnerSpawner:
             extra_devices: more devices (the metrics exchange directory).
             jit: whether the runner was registered (just in time) before its instance exists.
             runner_id: GitHub's id of the runner, when registered before its instance.
+            boot: the configuration keys a runner from a baked image boots from (`boot_config`).
 
         Returns:
             The instance specification.
@@ -288,19 +398,13 @@ class RunnerSpawner:
         }
         if runner_id is not None:
             instance_config[TAG_RUNNER_ID] = str(runner_id)
+        instance_config.update(boot or {})
         if instance_type is InstanceType.CONTAINER:
             # Jobs run docker; nesting lets an unprivileged container do so.
             instance_config["security.nesting"] = "true"
             if config.runners.privileged:
                 instance_config["security.privileged"] = "true"
-        devices: dict[str, dict[str, str]] = {
-            "root": {
-                "type": "disk",
-                "path": "/",
-                "pool": config.lxd.storage_pool,
-                "size": config.runners.disk,
-            }
-        }
+        devices: dict[str, dict[str, str]] = {"root": root_disk(config)}
         # A GitHub server or a proxy on the host's loopback is reached at the same address.
         devices.update(
             loopback_proxy_devices([config.github.url, config.proxy.http, config.proxy.https])
@@ -377,86 +481,118 @@ class RunnerSpawner:
         """
         name = new_runner_name(self._config.name_prefix)
         labels = runner_labels(self._config, instance_type)
-        timings: dict[str, float] = {}
-        start = self._monotonic()
+        stages = _Stages(self._monotonic, self._now)
         started_at = self._now().timestamp()
-
-        marks: dict[str, float] = {}
-
-        def lap(stage: str) -> None:
-            nonlocal start
-            now = self._monotonic()
-            timings[stage] = round(now - start, 3)
-            start = now
-            marks[stage] = self._now().timestamp()
-
         registration = self._register(name, labels)
-        lap("register")
+        stages.lap("register")
         created = False
         try:
             files = self.render_files(name, instance_type, labels)
-            devices = {}
-            if self._exchange is not None:
-                try:
-                    devices["metrics-exchange"] = self._exchange.create(name)
-                except RunnerManagerError as exc:
-                    logger.warning("runner %s gets no metrics exchange: %s", name, exc)
+            baked = self._use_baked(instance_type, registration)
             spec = self.instance_spec(
                 name,
                 instance_type,
                 config_hash,
-                devices,
+                self._exchange_devices(name),
                 jit=registration.jit_config is not None,
                 runner_id=registration.runner_id,
+                boot=boot_config(_boot_files(files), registration.jit_config or "")
+                if baked
+                else None,
             )
             self._lxd.create_instance(spec)
             created = True
-            lap("create")
-            if instance_type is InstanceType.CONTAINER:
-                self._push(name, files, registration, enable=registration.jit_config is not None)
-                lap("push")
+            stages.lap("create")
+            if baked:
                 self._lxd.start_instance(name)
-                lap("start")
-                if registration.registration_token:
-                    self._wait_for_agent(name)
-                    self._configure(name, registration.registration_token)
-                    self._start_unit(name)
-                    lap("configure")
+                stages.lap("start")
+            elif instance_type is InstanceType.CONTAINER:
+                self._bring_up_container(name, files, registration, stages)
             else:
-                self._lxd.start_instance(name)
-                lap("start")
-                self._wait_for_agent(name)
-                self._push(name, files, registration, enable=False)
-                lap("push")
-                if registration.registration_token:
-                    self._configure(name, registration.registration_token)
-                self._start_unit(name)
-                lap("configure")
+                self._bring_up_vm(name, files, registration, stages)
         except RunnerManagerError as exc:
             self._cleanup(name, created, registration)
             raise RunnerCreateError(f"cannot create runner {name}: {exc}") from exc
         except BaseException:
             self._cleanup(name, created, registration)
             raise
-        if self._exchange is not None:
-            try:
-                self._exchange.record_installed(
-                    name,
-                    Installed(
-                        started=started_at,
-                        finished=self._now().timestamp(),
-                        instance_type=instance_type.value,
-                        stages=dict(timings),
-                        # Containers start right after the push, VMs right after creation.
-                        start_requested=marks.get(
-                            "push" if instance_type is InstanceType.CONTAINER else "create"
-                        ),
-                    ),
-                )
-            except (OSError, ValueError) as exc:
-                logger.warning("cannot record the creation of runner %s: %s", name, exc)
-        logger.info("runner %s (%s) created: %s", name, instance_type.value, timings)
-        return SpawnResult(name=name, instance_type=instance_type, timings=timings)
+        self._record_installed(name, instance_type, started_at, stages)
+        logger.info("runner %s (%s) created: %s", name, instance_type.value, stages.timings)
+        return SpawnResult(name=name, instance_type=instance_type, timings=stages.timings)
+
+    def _exchange_devices(self, name: str) -> dict[str, dict[str, str]]:
+        """The metrics exchange directory of a runner, as a device (none without metrics)."""
+        if self._exchange is None:
+            return {}
+        try:
+            return {"metrics-exchange": self._exchange.create(name)}
+        except RunnerManagerError as exc:
+            logger.warning("runner %s gets no metrics exchange: %s", name, exc)
+            return {}
+
+    def _bring_up_container(
+        self,
+        name: str,
+        files: Mapping[str, tuple[bytes, int]],
+        registration: Registration,
+        stages: _Stages,
+    ) -> None:
+        """Push the files into the stopped container, start it, configure it (token flow)."""
+        # An image with a runner baked in has the unit enabled already.
+        enable = registration.jit_config is not None and not self.baked_runner(
+            InstanceType.CONTAINER
+        )
+        self._push(name, files, registration, enable=enable)
+        stages.lap("push")
+        self._lxd.start_instance(name)
+        stages.lap("start")
+        if registration.registration_token:
+            self._wait_for_agent(name)
+            self._configure(name, registration.registration_token)
+            self._start_unit(name)
+            stages.lap("configure")
+
+    def _bring_up_vm(
+        self,
+        name: str,
+        files: Mapping[str, tuple[bytes, int]],
+        registration: Registration,
+        stages: _Stages,
+    ) -> None:
+        """Start the VM, push the files once its agent answers, configure, start the unit."""
+        self._lxd.start_instance(name)
+        stages.lap("start")
+        self._wait_for_agent(name)
+        self._push(name, files, registration, enable=False)
+        stages.lap("push")
+        if registration.registration_token:
+            self._configure(name, registration.registration_token)
+        self._start_unit(name)
+        stages.lap("configure")
+
+    def _record_installed(
+        self, name: str, instance_type: InstanceType, started_at: float, stages: _Stages
+    ) -> None:
+        if self._exchange is None:
+            return
+        # Containers start right after the push (or the creation, from a baked image), VMs
+        # right after creation.
+        start_requested = stages.marks.get("create")
+        if instance_type is InstanceType.CONTAINER and "push" in stages.marks:
+            start_requested = stages.marks["push"]
+        try:
+            self._exchange.record_installed(
+                name,
+                Installed(
+                    started=started_at,
+                    finished=self._now().timestamp(),
+                    instance_type=instance_type.value,
+                    stages=dict(stages.timings),
+                    start_requested=start_requested,
+                ),
+            )
+        except (OSError, ValueError) as exc:
+            logger.warning("cannot record the creation of runner %s: %s", name, exc)
 
     def _push(
         self,

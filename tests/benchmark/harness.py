@@ -133,7 +133,12 @@ class EmulatorProcess:
 
 
 def manager_config_data(
-    url: str, work: Path, containers: int, concurrency: int, metrics: bool = True
+    url: str,
+    work: Path,
+    containers: int,
+    concurrency: int,
+    metrics: bool = True,
+    baked_from: str | None = None,
 ) -> dict[str, Any]:
     """The manager configuration the benchmark runs with (JSON-serialisable).
 
@@ -145,11 +150,15 @@ def manager_config_data(
         containers: container runners to keep.
         concurrency: `timing.spawn_concurrency`.
         metrics: whether metrics are on (they give the runners' own boot and online times).
+        baked_from: runners start from the manager's image baked (runner application and
+            scripts) from this image; None: from the test bed's image, with everything pushed.
 
     Returns:
         The configuration.
     """
+    image = {"build": True, "source": baked_from, "timeout": 900} if baked_from else {}
     return {
+        "image": image,
         "unit": UNIT,
         "name_prefix": PREFIX,
         "flavor": FLAVOR,

@@ -26,6 +26,7 @@ import pylxd
 from github_runner_manager.cli import build_manager
 from github_runner_manager.config import ManagerConfig
 from github_runner_manager.exchange import RunnerExchange
+from github_runner_manager.image import ImageBuilder
 from github_runner_manager.lxd import TAG_UNIT, PylxdClient
 from github_runner_manager.manager import RunnerManager
 from github_runner_manager.models import InstanceType
@@ -59,9 +60,21 @@ class Bench:
         self.lxd = PylxdClient(project=harness.PROJECT, timeout=120)
         self.managers: list[RunnerManager] = []
         self.flush_errors: dict[str, int] = {}
+        # The image the manager's runner image is baked from (None: no baked image).
+        self.baked_from: str | None = None
 
     def config_data(self, containers: int, concurrency: int) -> dict[str, Any]:
-        return harness.manager_config_data(self.emulator.url, self.work, containers, concurrency)
+        return harness.manager_config_data(
+            self.emulator.url, self.work, containers, concurrency, baked_from=self.baked_from
+        )
+
+    def bake(self) -> None:
+        """Bake the cached runner application and scripts into the runners' image (not timed)."""
+        record = ImageBuilder(self.config(0, 1), self.lxd).build(
+            [InstanceType.CONTAINER], bake_only=True
+        )
+        if not record.ok or not record.images:
+            raise RuntimeError(f"baking the runner image failed: {record.errors}")
 
     def config(self, containers: int, concurrency: int) -> ManagerConfig:
         return ManagerConfig.model_validate(self.config_data(containers, concurrency))
@@ -109,6 +122,9 @@ class Bench:
             ]
         with contextlib.suppress(Exception):
             harness.unmount_exchanges(self.work)
+        if self.baked_from:
+            with contextlib.suppress(Exception):
+                ImageBuilder(self.config(0, 1), self.lxd).remove_all()
         return left
 
 

@@ -79,6 +79,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "bare stand-in",
     )
     parser.add_argument(
+        "--image",
+        choices=("baked", "base"),
+        default="baked",
+        help="runners start from an image with the runner application and scripts baked in "
+        "(default), or from the test bed's image with everything pushed",
+    )
+    parser.add_argument(
         "--stream-interval",
         type=float,
         default=jobstream.TIMER_ONLY_INTERVAL,
@@ -214,9 +221,14 @@ class Suite:
     def warm_up(self) -> None:
         """Download the runner application and prime the ETag cache (not measured)."""
         self.bench.to_zero()
+        if self.args.image == "baked":
+            self.bench.baked_from = harness.IMAGE
         report = scenarios.settle(self.bench.manager(0, 1))
         if report.errors:
             raise RuntimeError(f"the warm-up reconcile failed: {report.errors}")
+        if self.args.image == "baked":
+            self.log("baking the runner application into the runner image")
+            self.bench.bake()
 
     def run(self) -> None:
         self.warm_up()
@@ -502,6 +514,7 @@ def environment(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
         "lxd": harness.lxd_version(bench.client),
         "project": harness.PROJECT,
         "image": harness.IMAGE,
+        "runner_image": args.image,
         "pool": "default",
         "runner_shape": harness.RUNNER_SHAPE,
         "metrics": True,

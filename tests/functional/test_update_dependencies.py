@@ -25,7 +25,12 @@ import pytest
 
 from github_runner_manager.cli import build_manager
 from github_runner_manager.config import ManagerConfig
-from github_runner_manager.image import ImageBuilder, stable_alias
+from github_runner_manager.image import (
+    BOOT_KEYS,
+    PROPERTY_RUNNER_VERSION,
+    ImageBuilder,
+    stable_alias,
+)
 from github_runner_manager.lxd import TAG_UNIT, PylxdClient
 from github_runner_manager.manager import RunnerManager
 from github_runner_manager.models import InstanceType
@@ -171,6 +176,12 @@ def test_update_dependencies_rebuilds_the_image_and_replaces_idle_runners_busy_f
     assert new_image not in (None, old_image)
     assert [(r["name"], r["reason"]) for r in report["removed"]] == [(idle, "stale-config")]
     (replacement,) = report["created"]
+    # The first image predates any cached runner: its runners got theirs pushed. The new one
+    # bakes in the new runner, so the replacement boots from its configuration keys.
+    assert BOOT_KEYS["jit_key"] not in lxd_client.instances.get(busy).config
+    assert lxd_client.images.get(new_image).properties[PROPERTY_RUNNER_VERSION] == "2.331.0"
+    assert BOOT_KEYS["jit_key"] in lxd_client.instances.get(replacement).config
+    assert "push" not in report["timings"]["runners"][replacement]
     assert not lxd_client.instances.exists(idle)
     assert base_fingerprint(lxd_client, replacement) == new_image
     assert base_fingerprint(lxd_client, busy) == old_image, "the busy runner is kept"

@@ -1,0 +1,243 @@
+# Copyright 2026 github-runner contributors
+# See LICENSE file for licensing details.
+"""Runners from an image with the runner application baked in, on real LXD and the emulator.
+
+The image is made by the real build script in its bake-only mode from the test bed's image
+(no packages: no mirror is reachable here), with the runner application the manager cached and
+verified. A spawn is then one create request (the runner's files and JIT configuration as
+`user.*` keys) and a start: the tests count the LXD file API calls the manager makes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pylxd
+import pytest
+
+from github_runner_manager.cli import build_manager
+from github_runner_manager.config import ManagerConfig
+from github_runner_manager.image import (
+    BOOT_KEYS,
+    PROPERTY_RUNNER_SHA256,
+    PROPERTY_RUNNER_VERSION,
+    ImageBuilder,
+    stable_alias,
+)
+from github_runner_manager.lxd import PylxdClient
+from github_runner_manager.manager import RunnerManager
+from github_runner_manager.models import InstanceType
+from tests.github_emulator import Emulator
+
+from .conftest import IMAGE, PROJECT, TEST_REPO, TEST_TOKEN, run_in
+from .test_manager import LABELS, ours, wait_job, wait_online
+
+pytestmark = pytest.mark.lxd
+
+JIT_KEY = BOOT_KEYS["jit_key"]
+FILES_KEY = BOOT_KEYS["files_key"]
+# What a runner reads from LXD's guest API: the list of its configuration keys, then its JIT key.
+DEVLXD_QUERY = f"""
+import http.client, socket
+class C(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect("/dev/lxd/sock")
+for path in ("/1.0/config", "/1.0/config/{JIT_KEY}"):
+    c = C("lxd")
+    c.request("GET", path)
+    r = c.getresponse()
+    print(r.status, r.read().decode())
+"""
+
+
+def baked_config(emulator: Emulator, state_dir: Path, app: str, containers: int) -> ManagerConfig:
+    return ManagerConfig.model_validate(
+        {
+            "unit": f"{app}/0",
+            "name_prefix": f"{app}-0",
+            "flavor": "functional",
+            "github": {"url": emulator.url, "path": TEST_REPO, "token": TEST_TOKEN},
+            "runners": {
+                "containers": containers,
+                "base_image": IMAGE,
+                "cpu": 1,
+                "memory": "512MiB",
+                "disk": "2GiB",
+            },
+            "lxd": {"project": PROJECT, "storage_pool": "default"},
+            "image": {"build": True, "source": IMAGE, "timeout": 600},
+            "timing": {"registration_timeout": 120, "probe_after": 1, "api_timeout": 5},
+            "state_dir": str(state_dir),
+        }
+    )
+
+
+@pytest.fixture
+def file_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
+    """Every LXD file API call (push, symlink, directory) made in this process."""
+    calls: list[tuple[str, str, str]] = []
+    for method in ("push_file", "push_symlink", "make_directory"):
+        original = getattr(PylxdClient, method)
+
+        def counting(self: Any, name: str, path: str, *args: Any, _o=original, _m=method) -> Any:
+            calls.append((_m, name, path))
+            return _o(self, name, path, *args)
+
+        monkeypatch.setattr(PylxdClient, method, counting)
+    return calls
+
+
+@pytest.fixture
+def baked(
+    emulator: Emulator, tmp_path: Path, lxd_client: pylxd.Client
+) -> Iterator[Callable[[int, bool], RunnerManager]]:
+    """Make a manager whose runner image is baked from the test bed's image (or not)."""
+    app = f"grt-bake-{secrets.token_hex(3)}"
+    adapter = PylxdClient(project=PROJECT, timeout=120)
+    made: list[tuple[RunnerManager, ManagerConfig]] = []
+
+    def _make(containers: int, with_runner: bool = True) -> RunnerManager:
+        config = baked_config(emulator, tmp_path / "state", app, 0)
+        manager = build_manager(config)
+        # A reconcile with no runners caches (and verifies) the runner application.
+        assert manager.reconcile().ok
+        builder = ImageBuilder(config, adapter, runner=None if with_runner else lambda: None)
+        record = builder.build([InstanceType.CONTAINER], bake_only=True)
+        assert record.ok and record.images, record
+        manager = build_manager(baked_config(emulator, tmp_path / "state", app, containers))
+        made.append((manager, config))
+        return manager
+
+    yield _make
+    for manager, config in made:
+        manager.flush(busy=True, reconcile=False)
+        ImageBuilder(config, adapter).remove_all()
+
+
+def image_properties(lxd_client: pylxd.Client, config: ManagerConfig) -> dict[str, str]:
+    alias = stable_alias(config, InstanceType.CONTAINER)
+    return dict(lxd_client.images.get_by_alias(alias).properties)
+
+
+def test_a_baked_runner_comes_online_and_runs_a_job_with_no_file_push(
+    baked: Callable[..., RunnerManager],
+    emulator: Emulator,
+    lxd_client: pylxd.Client,
+    file_calls: list[tuple[str, str, str]],
+) -> None:
+    """A JIT runner from a baked image is created and started with no file written into it.
+
+    arrange: an image baked with the cached runner application; no file API call made yet.
+    act: reconcile 2 runners; queue a job.
+    assert: the image records the runner's version and SHA-256; no LXD file API call was made
+        for the runners; both come online with the boot keys in their configuration; the job
+        runs on one of them and succeeds.
+    """
+    manager = baked(2)
+    cached = manager._binary.cached()
+    assert cached is not None
+    properties = image_properties(lxd_client, manager.config)
+    assert properties[PROPERTY_RUNNER_SHA256] == cached.application.sha256_checksum
+    assert properties[PROPERTY_RUNNER_VERSION] == cached.application.version
+    builder_calls = list(file_calls)  # the build pushed the archive into its builder
+
+    report = manager.reconcile()
+
+    assert report.ok, report.errors
+    assert len(report.created) == 2
+    assert file_calls == builder_calls, "a runner got a file pushed"
+    for name in report.created:
+        assert set(report.runner_timings[name]) == {"register", "create", "start"}
+    for instance in ours(lxd_client, manager.config.unit):
+        assert instance.config["security.devlxd"] == "true"
+        assert instance.config[JIT_KEY] and instance.config[FILES_KEY]
+    prefix = f"{manager.config.name_prefix}-"
+    wait_online(emulator, 2, prefix=prefix)
+    job = emulator.control.queue_job(TEST_REPO, LABELS, "echo baked")
+    done = wait_job(emulator, job["id"], "completed")
+    assert done["conclusion"] == "success"
+    assert done["runner_name"] in report.created
+
+
+def test_a_runner_reads_only_its_own_jit_config_through_devlxd(
+    baked: Callable[..., RunnerManager], emulator: Emulator, lxd_client: pylxd.Client
+) -> None:
+    """No instance reads another runner's JIT configuration through /dev/lxd.
+
+    arrange: two runners from a baked image, online.
+    act: in each runner, list its configuration keys and read the JIT key through /dev/lxd.
+    assert: each reads its own JIT configuration; the other runner's value appears nowhere in
+        what it can read.
+    """
+    manager = baked(2)
+    report = manager.reconcile()
+    assert report.ok, report.errors
+    wait_online(emulator, 2, prefix=f"{manager.config.name_prefix}-")
+    first, second = (lxd_client.instances.get(name) for name in report.created)
+    values = {i.name: i.config[JIT_KEY] for i in (first, second)}
+    assert values[first.name] != values[second.name]
+
+    for reader, other in ((first, second), (second, first)):
+        result = run_in(reader, ["python3", "-c", DEVLXD_QUERY])
+
+        assert result.exit_code == 0, result.stderr
+        assert f"200 {values[reader.name]}" in result.stdout
+        assert values[other.name] not in result.stdout
+
+
+def test_an_image_without_a_baked_runner_falls_back_to_pushing(
+    baked: Callable[..., RunnerManager],
+    emulator: Emulator,
+    lxd_client: pylxd.Client,
+    file_calls: list[tuple[str, str, str]],
+) -> None:
+    """An image that records no baked runner application gets the runner pushed, as before.
+
+    arrange: an image built (bake-only) when no runner application was cached.
+    act: reconcile 1 runner; queue a job.
+    assert: the image has no runner property; the runner got the archive pushed, has no boot
+        keys, comes online and runs the job.
+    """
+    manager = baked(1, with_runner=False)
+    assert PROPERTY_RUNNER_SHA256 not in image_properties(lxd_client, manager.config)
+    before = len(file_calls)
+
+    report = manager.reconcile()
+
+    assert report.ok, report.errors
+    (name,) = report.created
+    pushed = [path for _, instance, path in file_calls[before:] if instance == name]
+    assert "/opt/github-runner/runner.tar.gz" in pushed
+    assert JIT_KEY not in lxd_client.instances.get(name).config
+    wait_online(emulator, 1, prefix=f"{manager.config.name_prefix}-")
+    job = emulator.control.queue_job(TEST_REPO, LABELS, "echo pushed")
+    assert wait_job(emulator, job["id"], "completed")["conclusion"] == "success"
+
+
+def test_the_registration_token_flow_works_from_a_baked_image(
+    baked: Callable[..., RunnerManager], emulator: Emulator, lxd_client: pylxd.Client
+) -> None:
+    """Without JIT, a runner from a baked image (its unit enabled) is configured, then runs.
+
+    arrange: a current baked image; the emulator has no JIT endpoint.
+    act: reconcile 1 runner; queue a job.
+    assert: the runner registered through config.sh comes online (the unit that started at
+        boot waited for it) and runs the job.
+    """
+    manager = baked(1)
+    emulator.control.settings(jit_enabled=False)
+    try:
+        report = manager.reconcile()
+
+        assert report.ok, report.errors
+        (name,) = report.created
+        assert "configure" in report.runner_timings[name]
+        wait_online(emulator, 1, prefix=f"{manager.config.name_prefix}-")
+        job = emulator.control.queue_job(TEST_REPO, LABELS, "echo via config.sh")
+        assert wait_job(emulator, job["id"], "completed")["conclusion"] == "success"
+    finally:
+        emulator.control.settings(jit_enabled=True)
