@@ -4,7 +4,7 @@
 """The github-runner charm: keeps ephemeral GitHub Actions runners in LXD on each unit.
 
 The charm is a configurator, and this module only wires it: it validates its inputs into a
-`CharmState`, prepares the host (`host`), writes the runner manager's configuration and systemd
+`CharmState`, prepares the host (`host`, `storage`, `firewall`), writes the runner manager's configuration and systemd
 timer (`service`), and sets the status and action results `status` makes of the manager's
 report. The runners themselves are reconciled outside Juju hooks, by the timer's runs of
 `python3 -m github_runner_manager`.
@@ -35,7 +35,7 @@ from charm_state import (
     CharmState,
     InvalidConfigError,
     RunnerStorage,
-    exporter_port,
+    UnitIdentity,
 )
 from github_runner_manager import ManagerConfig
 from status import Outcome
@@ -60,13 +60,11 @@ class GithubRunnerCharm(ops.CharmBase):
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
         self._stored.set_default(converged="", flushed=False)
-        # The unit's identity, parsed once: `<app>/<number>`.
-        unit_number = int(self.unit.name.rsplit("/", 1)[1])
-        self._exporter_port = exporter_port(self.unit.name)
-        self._host = host.Host(app=self.app.name)
-        self._manager = service.ManagerService(
-            service.ManagerPaths.for_unit(self.app.name, unit_number), Path(self.charm_dir)
-        )
+        self._unit = UnitIdentity.of(self)
+        self._host = host.Host()
+        self._storage = storage.StoragePool(app=self.app.name)
+        paths = service.ManagerPaths.for_unit(self.app.name, self._unit.unit_number)
+        self._manager = service.ManagerService(paths, Path(self.charm_dir))
         self._outcome: Outcome | None = None
         self._state_cache: CharmState | InvalidConfigError | None = None
 
@@ -136,10 +134,11 @@ class GithubRunnerCharm(ops.CharmBase):
             InvalidConfigError: if the inputs are invalid.
         """
         if self._state_cache is None:
-            existing = self._host.runner_storage_in_use()
+            existing = self._storage.runner_storage_in_use()
             try:
                 self._state_cache = CharmState.from_charm(
                     self,
+                    unit=self._unit,
                     machine=self._host.machine(),
                     existing_storage=RunnerStorage(existing) if existing else None,
                 )
@@ -175,7 +174,7 @@ class GithubRunnerCharm(ops.CharmBase):
             return False
         try:
             state = CharmState.from_charm(
-                self, machine=self._host.machine(), existing_storage=None
+                self, unit=self._unit, machine=self._host.machine(), existing_storage=None
             )
         except InvalidConfigError:
             # e.g. the token secret was revoked: the full reconciliation says so.
@@ -214,7 +213,7 @@ class GithubRunnerCharm(ops.CharmBase):
 
     def _converge(self, outcome: Outcome) -> None:
         # Dashboards and rules do not depend on the config: publish them whatever it is.
-        cos_agent.publish(self, self._exporter_port)
+        cos_agent.publish(self, self._unit.exporter_port)
         try:
             state: CharmState | None = self._state()
         except InvalidConfigError as exc:
@@ -239,7 +238,7 @@ class GithubRunnerCharm(ops.CharmBase):
             state_dir=paths.state_dir,
             token_file=paths.token_file,
             report_file=paths.report_file,
-            storage_pool=self._host.storage_pool,
+            storage_pool=self._storage.storage_pool,
         )
         config_changed = self._manager.ensure_config(manager_config, state.token)
         if self._manager.ensure_units(state.config.check_interval):
@@ -264,10 +263,10 @@ class GithubRunnerCharm(ops.CharmBase):
         # the runners already running. A failure is a host error (firewall.FirewallError).
         if firewall.Firewall.for_app(self.app.name).ensure(state.config.denylist):
             logger.info("the runners' egress firewall (denylist) was applied or changed")
-        storage = state.config.runner_storage.value
-        self._host.check_storage(storage, state.required_storage)
-        if self._host.ensure_runner_storage(storage, state.required_storage):
-            logger.info("runner storage (%s) prepared", storage)
+        kind = state.config.runner_storage.value
+        self._storage.check_storage(kind, state.required_storage)
+        if self._storage.ensure_runner_storage(kind, state.required_storage):
+            logger.info("runner storage (%s) prepared", kind)
 
     def _ensure_image_build(self, manager_config: ManagerConfig) -> None:
         """Keep the image build's timer, and build at once when no image is there yet."""

@@ -200,22 +200,52 @@ def proxy_from_juju_environment(environ: Mapping[str, str]) -> dict[str, str | N
 
 
 @dataclasses.dataclass(frozen=True)
-class CharmState:
-    """Everything the charm needs to converge, validated.
+class UnitIdentity:
+    """Who the unit is, parsed once from Juju's `<application>/<number>`.
 
     Attributes:
         app_name: the application name (the runners' flavor and first label).
         unit_name: the unit name, e.g. `github-runner/0`.
         unit_number: the unit number.
+    """
+
+    app_name: str
+    unit_name: str
+    unit_number: int
+
+    @classmethod
+    def of(cls, charm: ops.CharmBase) -> UnitIdentity:
+        """Parse the charm's unit.
+
+        Args:
+            charm: the charm.
+
+        Returns:
+            The identity.
+        """
+        return cls(
+            app_name=charm.app.name,
+            unit_name=charm.unit.name,
+            unit_number=int(charm.unit.name.rsplit("/", 1)[1]),
+        )
+
+    @property
+    def exporter_port(self) -> int:
+        """The loopback port of the unit's Prometheus endpoint (`exporter_port`)."""
+        return exporter_port(self.unit_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class CharmState(UnitIdentity):
+    """Everything the charm needs to converge, validated: the unit's identity and its inputs.
+
+    Attributes:
         config: the config options.
         token: the GitHub token itself (resolved from the secret when a URI was given).
         manager: the runner manager's configuration, validated, with stand-in file places
             (`manager_config` gives the real ones).
     """
 
-    app_name: str
-    unit_name: str
-    unit_number: int
     config: CharmConfig
     token: str = dataclasses.field(repr=False)
     manager: ManagerConfig
@@ -245,6 +275,7 @@ class CharmState:
         cls,
         charm: ops.CharmBase,
         *,
+        unit: UnitIdentity,
         machine: str,
         existing_storage: RunnerStorage | None,
         environ: Mapping[str, str] | None = None,
@@ -253,6 +284,7 @@ class CharmState:
 
         Args:
             charm: the charm.
+            unit: the unit's identity (`UnitIdentity.of(charm)`).
             machine: the host's machine architecture (`platform.machine()`).
             existing_storage: the runner storage the host already has, None on a fresh host.
             environ: the environment with the model's proxy settings (os.environ by default).
@@ -269,16 +301,15 @@ class CharmState:
             raise InvalidConfigError(
                 f"missing {' and '.join(missing)}: set "
                 f"{' '.join(f'{name}=<{_PLACEHOLDER[name]}>' for name in missing)} with "
-                f"`juju config {charm.app.name}`"
+                f"`juju config {unit.app_name}`"
             )
-        unit_number = int(charm.unit.name.rsplit("/", 1)[1])
         manager = None
         if config.path:  # the token is not needed: the manager reads it from its own file
             manager, refused = manager_settings(
                 config,
-                app_name=charm.app.name,
-                unit_name=charm.unit.name,
-                unit_number=unit_number,
+                app_name=unit.app_name,
+                unit_name=unit.unit_name,
+                unit_number=unit.unit_number,
                 proxy=proxy_from_juju_environment(os.environ if environ is None else environ),
                 ssh_debug=_ssh_debug(charm),
                 metrics_enabled=bool(charm.model.relations.get(COS_AGENT_RELATION)),
@@ -288,9 +319,9 @@ class CharmState:
             raise InvalidConfigError("; ".join(problems))
         _check_host(config.runner_storage, existing_storage, machine)
         return cls(
-            app_name=charm.app.name,
-            unit_name=charm.unit.name,
-            unit_number=unit_number,
+            app_name=unit.app_name,
+            unit_name=unit.unit_name,
+            unit_number=unit.unit_number,
             config=config,
             token=_resolve_token(charm, config.token),
             manager=manager,

@@ -5,8 +5,8 @@
 Nothing here knows about Juju. Every step is idempotent and says whether it changed anything.
 LXD is driven through its `lxc` and `lxd` commands (the charm never imports pylxd), run through a
 command runner that tests replace with a fake (`command`). The runner storage and the runners'
-storage pool are `storage`'s; `Host` holds the application's `StoragePool` so that the charm has
-one seam to the machine. The runners' egress firewall is `firewall`'s.
+storage pool are `storage`'s (`StoragePool`, which the charm holds beside its `Host`); the
+runners' egress firewall is `firewall`'s.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from command import (
     parse_output,
     run_command,
 )
-from storage import JUJU_STORAGE_DIR, RAM_DIR, RunnerStorage, StoragePool, _disk_total
 
 logger = logging.getLogger(__name__)
 
@@ -132,15 +131,10 @@ class Host:
         self,
         run: CommandRunner = run_command,
         *,
-        app: str | None = None,
         binary_dirs: Sequence[Path] = BINARY_DIRS,
         tool_dirs: Sequence[Path] = TOOL_DIRS,
-        storage_pool: str | None = None,
-        ram_dir: Path = RAM_DIR,
-        juju_storage_dir: Path = JUJU_STORAGE_DIR,
         proc_dir: Path = Path("/proc"),
         os_release: Path = Path("/etc/os-release"),
-        disk_total: Callable[[Path], int] = _disk_total,
         machine: Callable[[], str] = platform.machine,
         install_snap: Callable[[str, str], None] = _install_snap,
         install_debs: Callable[[list[str]], None] = _install_debs,
@@ -151,15 +145,10 @@ class Host:
 
         Args:
             run: the command runner.
-            app: the Juju application name (see `storage.StoragePool`).
             binary_dirs: where to look for `lxc` and `lxd`, in order.
-            tool_dirs: where to look for system tools (`modprobe`, `mkfs.btrfs`...).
-            storage_pool: the name of the runners' LXD storage pool (see `storage.StoragePool`).
-            ram_dir: where memory runner storage is mounted.
-            juju_storage_dir: where Juju mounts the `runner` storage.
-            proc_dir: /proc (for mounts, meminfo and the bridge's netfilter switch).
+            tool_dirs: where to look for system tools (`modprobe`).
+            proc_dir: /proc (for the bridge's netfilter switch).
             os_release: /etc/os-release.
-            disk_total: returns a filesystem's size in bytes.
             machine: returns the machine architecture.
             install_snap: installs a snap from a channel.
             install_debs: installs Debian packages.
@@ -176,17 +165,6 @@ class Host:
         self._machine = machine
         self._install_snap = install_snap
         self._install_debs = install_debs
-        self.storage = StoragePool(
-            run,
-            app=app,
-            binary_dirs=binary_dirs,
-            tool_dirs=tool_dirs,
-            storage_pool=storage_pool,
-            ram_dir=ram_dir,
-            juju_storage_dir=juju_storage_dir,
-            proc_dir=proc_dir,
-            disk_total=disk_total,
-        )
 
     # ----- facts ----------------------------------------------------------------------------
 
@@ -205,50 +183,6 @@ class Host:
             True when both `lxc` and `lxd` are found.
         """
         return lxd_binaries(self._binary_dirs) is not None
-
-    # ----- the runner storage, through the application's pool ------------------------------
-
-    @property
-    def storage_pool(self) -> str:
-        """The name of the runners' LXD storage pool."""
-        return self.storage.storage_pool
-
-    def runner_storage_in_use(self) -> RunnerStorage | None:
-        """See `storage.StoragePool.runner_storage_in_use`.
-
-        Returns:
-            The runner storage the host already has, or None.
-        """
-        return self.storage.runner_storage_in_use()
-
-    def btrfs_usable(self) -> bool:
-        """See `storage.StoragePool.btrfs_usable`.
-
-        Returns:
-            True when a btrfs pool can be made here.
-        """
-        return self.storage.btrfs_usable()
-
-    def check_storage(self, kind: str, required: int) -> None:
-        """See `storage.StoragePool.check_storage`.
-
-        Args:
-            kind: `memory` or `juju-storage`.
-            required: bytes the runners need.
-        """
-        self.storage.check_storage(kind, required)
-
-    def ensure_runner_storage(self, kind: str, required: int) -> bool:
-        """See `storage.StoragePool.ensure_runner_storage`.
-
-        Args:
-            kind: `memory` or `juju-storage`.
-            required: bytes the runners need.
-
-        Returns:
-            Whether anything was mounted, resized or created.
-        """
-        return self.storage.ensure_runner_storage(kind, required)
 
     # ----- LXD ------------------------------------------------------------------------------
 

@@ -40,11 +40,13 @@ import command  # noqa: E402 - after the path is set
 import firewall  # noqa: E402 - after the path is set
 import host  # noqa: E402 - after the path is set
 import service  # noqa: E402 - after the path is set
+import storage  # noqa: E402 - after the path is set
 from storage import POOL_LAYOUT_DIR  # noqa: E402 - after the path is set
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 # The real classes, kept before charm.host.Host (the same attribute) is replaced below.
 REAL_HOST = host.Host
+REAL_STORAGE_POOL = storage.StoragePool
 REAL_FIREWALL = firewall.Firewall
 CONFIG = {"path": "test-owner/test-repo", "token": "ghp_hookTimingToken000000000000000000000"}
 RUNS = 15
@@ -129,10 +131,10 @@ class Systemd:
 
 def machine(
     root: Path, recorder: Recorder
-) -> tuple[Callable[[], Any], Callable[..., Any], Callable[..., Any]]:
-    """Factories for the charm's host and manager on a prepared machine under `root`."""
-    storage = root / "storage"
-    (storage / POOL_LAYOUT_DIR).mkdir(parents=True)
+) -> tuple[Callable[[], Any], Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
+    """Factories for the charm's host, storage pool, manager and firewall under `root`."""
+    storage_dir = root / "storage"
+    (storage_dir / POOL_LAYOUT_DIR).mkdir(parents=True)
     tools = root / "bin"
     tools.mkdir()
     for name in ("lxc", "lxd", "ip"):
@@ -163,17 +165,25 @@ def machine(
             # Under the temporary directory, never the machine's /etc/logrotate.d.
             return super().ensure_logrotate(root / "metrics.log", config_file)
 
-    def make_host(app: str | None = None) -> host.Host:
+    def make_host() -> host.Host:
         return BenchHost(
-            Runner(recorder, storage),
+            Runner(recorder, storage_dir),
+            binary_dirs=(tools,),
+            tool_dirs=(tools,),
+            proc_dir=root / "proc",
+            os_release=root / "os-release",
+            machine=lambda: "x86_64",
+        )
+
+    def make_storage(app: str | None = None) -> storage.StoragePool:
+        return REAL_STORAGE_POOL(
+            Runner(recorder, storage_dir),
             app=app,
             binary_dirs=(tools,),
             tool_dirs=(tools,),
-            juju_storage_dir=storage,
+            juju_storage_dir=storage_dir,
             proc_dir=root / "proc",
-            os_release=root / "os-release",
             disk_total=lambda path: 1 << 40,
-            machine=lambda: "x86_64",
         )
 
     def make_manager(paths: Any, charm_dir: Any) -> service.ManagerService:
@@ -183,12 +193,12 @@ def machine(
         return REAL_FIREWALL(
             firewall.NETWORK,
             command.scoped_name(app) if app else firewall.ACL,
-            Runner(recorder, storage),
+            Runner(recorder, storage_dir),
             binary_dirs=(tools,),
             tool_dirs=(tools,),
         )
 
-    return make_host, make_manager, make_firewall
+    return make_host, make_storage, make_manager, make_firewall
 
 
 def lxc_latency() -> float | None:
@@ -214,8 +224,9 @@ def main() -> None:
     recorder = Recorder()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        make_host, make_manager, make_firewall = machine(Path(tmp), recorder)
+        make_host, make_storage, make_manager, make_firewall = machine(Path(tmp), recorder)
         charm.host.Host = make_host  # type: ignore[misc,assignment]  # swapping the class for a factory
+        charm.storage.StoragePool = make_storage  # type: ignore[misc,assignment]  # swapping the class for a factory
         charm.firewall.Firewall.for_app = make_firewall  # type: ignore[method-assign]  # recorded
         charm.service.ManagerService = make_manager  # type: ignore[misc,assignment]  # swapping the class for a factory
         ctx = testing.Context(charm.GithubRunnerCharm, charm_root=None)

@@ -2,8 +2,8 @@
 # See LICENSE file for licensing details.
 """Two applications on one machine keep their own LXD objects: ACLs and storage pools.
 
-Each "application" is a `host.Host` with its own application name, as the charm makes it, on the
-real LXD. The firewall test uses an address-less bridge of its own; the storage test a pool
+Each "application" has its own application name, as the charm gives its `storage.StoragePool` and
+`firewall.Firewall`, on the real LXD. The firewall test uses an address-less bridge of its own; the storage test a pool
 source under the test's temporary directory.
 """
 
@@ -23,7 +23,6 @@ import yaml
 
 import command
 import firewall
-import host
 import storage
 
 pytestmark = pytest.mark.lxd
@@ -136,7 +135,9 @@ def test_two_applications_get_their_own_storage_pools(
     """
     juju = tmp_path / "juju"
     hosts = [
-        host.Host(app=app, juju_storage_dir=juju / app, ram_dir=tmp_path / "ram", tool_dirs=())
+        storage.StoragePool(
+            app=app, juju_storage_dir=juju / app, ram_dir=tmp_path / "ram", tool_dirs=()
+        )
         for app in apps
     ]
     try:

@@ -2,7 +2,7 @@
 # See LICENSE file for licensing details.
 """The runners' storage pool made for real: btrfs on a loop file, on the real LXD.
 
-Each test gives `host.Host` a pool name and runner storage directories of its own under a
+Each test gives `storage.StoragePool` a pool name and runner storage directories of its own under a
 temporary directory (never /storage or the `runner` pool), lets it mount the tmpfs of memory
 storage there, and removes the pool, the mounts and the loop devices afterwards, also on failure.
 """
@@ -24,7 +24,6 @@ import pytest
 import yaml
 
 import command
-import host
 import storage
 
 from .conftest import IMAGE, PROJECT, wait_for_boot
@@ -68,11 +67,11 @@ def simulate_reboot(pool: str, root: Path, keep_tmpfs: bool = False) -> None:
 
 
 @pytest.fixture
-def storage_host(tmp_path: Path) -> Iterator[host.Host]:
-    """A Host whose pool and runner storage (under tmp_path/storage) are the test's own."""
+def storage_host(tmp_path: Path) -> Iterator[storage.StoragePool]:
+    """A StoragePool whose pool and runner storage (under tmp_path/storage) are the test's own."""
     pool = f"grtfw-st-{secrets.token_hex(3)}"
     root = tmp_path / "storage"
-    runner_host = host.Host(
+    runner_host = storage.StoragePool(
         storage_pool=pool, ram_dir=root / "ram", juju_storage_dir=root / "juju"
     )
     try:
@@ -138,7 +137,7 @@ def pool_info(pool: str) -> Any:
 
 
 def test_memory_pool_is_btrfs_in_the_tmpfs_and_survives_resize_and_reboot(
-    storage_host: host.Host, launch_on: Callable[[str], Any], tmp_path: Path
+    storage_host: storage.StoragePool, launch_on: Callable[[str], Any], tmp_path: Path
 ) -> None:
     """The memory pool is btrfs in a tmpfs; it grows under a runner and comes back after a reboot.
 
@@ -198,7 +197,7 @@ def test_memory_pool_is_btrfs_in_the_tmpfs_and_survives_resize_and_reboot(
 
 
 def test_juju_storage_pool_is_remounted_after_a_reboot(
-    storage_host: host.Host, tmp_path: Path
+    storage_host: storage.StoragePool, tmp_path: Path
 ) -> None:
     """The Juju storage pool's file system is mounted again after a reboot, not made anew.
 

@@ -103,7 +103,7 @@ def test_the_daemon_pulls_images_through_the_model_proxy(
     act: set it as the model's proxy, pull an image from a remote server, drop the model's proxy.
     assert: the pull went to the proxy, and the settings came and went with the model's.
     """
-    runner_host = host.Host(app="grt-proxy", lxd_proxy_record=tmp_path / "lxd-proxy.json")
+    runner_host = host.Host(lxd_proxy_record=tmp_path / "lxd-proxy.json")
     adapter = PylxdClient(project=PROJECT, timeout=60)
     spec = InstanceSpec(
         name="grt-proxy-pull",

@@ -1,8 +1,11 @@
 # Copyright 2026 github-runner contributors
 # See LICENSE file for licensing details.
-"""In-memory fakes of the charm's host layer (`host.Host`) and manager (`service.ManagerService`).
+"""In-memory fakes of the charm's host layer and manager (`service.ManagerService`).
 
-The charm tests swap them in at the charm's module boundary; nothing here runs a command.
+The host layer is one fake machine (`FakeHost`) seen as the charm's `host.Host`, its
+`storage.StoragePool` (`FakeStoragePool`) and its `firewall.Firewall` (`FakeFirewall`). The
+charm tests swap them in at the charm's module boundary (`use_fake_host`); nothing here runs a
+command.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from ops import testing
 
+import charm
 import command
 import service
 import storage
@@ -50,11 +55,15 @@ class FakeHost:
         self.lxd_proxy: tuple[str | None, str | None, str | None] = (None, None, None)
         self.rotated_log: Path | None = None
 
-    def for_app(self, app: str | None = None) -> FakeHost:
-        """Stand in for `host.Host(app=...)`: the pool is the application's own."""
+    def as_host(self) -> FakeHost:
+        """Stand in for `host.Host()`."""
+        return self
+
+    def storage_for(self, app: str | None = None) -> FakeStoragePool:
+        """Stand in for `storage.StoragePool(app=...)`: the pool is the application's own."""
         self.app = app
         self.storage_pool = command.scoped_name(app) if app else storage.LEGACY_STORAGE_POOL
-        return self
+        return FakeStoragePool(self)
 
     def machine(self) -> str:
         return self.machine_name
@@ -112,6 +121,26 @@ class FakeHost:
         return changed
 
 
+class FakeStoragePool:
+    """The charm's `storage.StoragePool`, recording into the host fake."""
+
+    def __init__(self, host: FakeHost) -> None:
+        self._host = host
+
+    @property
+    def storage_pool(self) -> str:
+        return self._host.storage_pool
+
+    def runner_storage_in_use(self) -> str | None:
+        return self._host.runner_storage_in_use()
+
+    def check_storage(self, kind: str, required: int) -> None:
+        self._host.check_storage(kind, required)
+
+    def ensure_runner_storage(self, kind: str, required: int) -> bool:
+        return self._host.ensure_runner_storage(kind, required)
+
+
 class FakeFirewall:
     """The charm's `firewall.Firewall`, recording into the host fake."""
 
@@ -120,6 +149,22 @@ class FakeFirewall:
 
     def ensure(self, denylist: Iterable[ipaddress.IPv4Network]) -> bool:
         return self._host.ensure_firewall(denylist)
+
+
+def use_fake_host(monkeypatch: pytest.MonkeyPatch, fake: FakeHost) -> FakeHost:
+    """Make the charm's host, storage pool and firewall the fake machine's.
+
+    Args:
+        monkeypatch: the test's monkeypatch.
+        fake: the fake machine.
+
+    Returns:
+        The fake machine.
+    """
+    monkeypatch.setattr(charm.host, "Host", fake.as_host)
+    monkeypatch.setattr(charm.storage, "StoragePool", fake.storage_for)
+    monkeypatch.setattr(charm.firewall.Firewall, "for_app", fake.firewall_for)
+    return fake
 
 
 class FakeManagerService:

@@ -18,7 +18,7 @@ from github_runner_manager.manager import RunnerManager
 from .builders import PREFIX as PREFIX  # re-exported: the tests import it from here
 from .builders import UNIT as UNIT  # re-exported: the tests import it from here
 from .builders import make_config, manager_on_fakes
-from .charm_fakes import FakeHost, FakeManagerService
+from .charm_fakes import FakeHost, FakeManagerService, use_fake_host
 from .fakes import FakeBinaryCache, FakeGitHub, FakeLxd
 
 UTC = datetime.timezone.utc
@@ -98,11 +98,8 @@ def no_model_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def fake_host(monkeypatch: pytest.MonkeyPatch) -> FakeHost:
-    """The charm's host layer, in memory."""
-    fake = FakeHost()
-    monkeypatch.setattr(charm.host, "Host", fake.for_app)
-    monkeypatch.setattr(charm.firewall.Firewall, "for_app", fake.firewall_for)
-    return fake
+    """The charm's host layer (host, storage pool, firewall), in memory."""
+    return use_fake_host(monkeypatch, FakeHost())
 
 
 @pytest.fixture

@@ -24,12 +24,15 @@ import charm
 import command
 import host
 import service
+import storage
 
 from .charm_fakes import FakeHost, FakeManagerService, charm_dir, make_report
 from .test_service import FakeSystemd
 
-# The real class, kept before any test replaces `charm.host.Host` (the same module attribute).
+# The real classes, kept before any test replaces `charm.host.Host` or
+# `charm.storage.StoragePool` (the same module attributes).
 REAL_HOST = host.Host
+REAL_STORAGE_POOL = storage.StoragePool
 TOKEN = "ghp_charmHookTestToken00000000000000000000"
 VALID = {"path": "test-owner/test-repo", "token": TOKEN}
 
@@ -52,7 +55,7 @@ class RecordingRunner:
         raise command.CommandError(f"`{key}` is not expected", 1, "not expected")
 
 
-def real_host(tmp_path: Path, runner: RecordingRunner, app: str | None = None) -> host.Host:
+def real_host(tmp_path: Path, runner: RecordingRunner) -> host.Host:
     """A `host.Host` with LXD "installed" under tmp_path and every command recorded."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -60,16 +63,36 @@ def real_host(tmp_path: Path, runner: RecordingRunner, app: str | None = None) -
         (bin_dir / name).touch()
     return REAL_HOST(
         runner,
-        app=app,
         binary_dirs=(bin_dir,),
         tool_dirs=(bin_dir,),
-        ram_dir=tmp_path / "ram",
-        juju_storage_dir=tmp_path / "juju-storage",
         proc_dir=tmp_path / "proc",
         os_release=tmp_path / "os-release",
         machine=lambda: "x86_64",
         modules_load_dir=tmp_path / "modules-load.d",
         lxd_proxy_record=tmp_path / "lxd-proxy.json",
+    )
+
+
+def real_storage(
+    tmp_path: Path, runner: RecordingRunner, app: str | None = None
+) -> storage.StoragePool:
+    """A `storage.StoragePool` beside `real_host`, every command recorded."""
+    return REAL_STORAGE_POOL(
+        runner,
+        app=app,
+        binary_dirs=(tmp_path / "bin",),
+        tool_dirs=(tmp_path / "bin",),
+        ram_dir=tmp_path / "ram",
+        juju_storage_dir=tmp_path / "juju-storage",
+        proc_dir=tmp_path / "proc",
+    )
+
+
+def use_real_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, runner: RecordingRunner) -> None:
+    """Make the charm's host and storage pool the real ones, on the recording runner."""
+    monkeypatch.setattr(charm.host, "Host", lambda: real_host(tmp_path, runner))
+    monkeypatch.setattr(
+        charm.storage, "StoragePool", lambda app=None: real_storage(tmp_path, runner, app)
     )
 
 
@@ -99,7 +122,7 @@ def test_steady_update_status_runs_no_lxd_command(
     assert manager.timer_active
     manager.report = make_report()
     runner = RecordingRunner()
-    monkeypatch.setattr(charm.host, "Host", lambda app=None: real_host(tmp_path, runner, app))
+    use_real_host(monkeypatch, tmp_path, runner)
 
     out = run(ctx, ctx.on.update_status(), converged)
 
@@ -380,7 +403,7 @@ def test_lxc_output_that_is_not_json_gives_a_status(
     assert: Maintenance naming lxc, and the manager is not configured.
     """
     runner = RecordingRunner({"lxc": output, "lxd waitready": ""})
-    monkeypatch.setattr(charm.host, "Host", lambda app=None: real_host(tmp_path, runner, app))
+    use_real_host(monkeypatch, tmp_path, runner)
     ctx = testing.Context(charm.GithubRunnerCharm)
 
     out = run(ctx, ctx.on.config_changed(), testing.State(config=VALID))

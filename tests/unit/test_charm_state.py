@@ -18,12 +18,13 @@ from ops import testing
 import charm
 import charm_state
 import host
+import storage
 from charm import GithubRunnerCharm
 from charm_state import CharmConfig, manager_settings, proxy_from_juju_environment
 from github_runner_manager.config import ManagerConfig, ProxySettings
 from status import report_status
 
-from .charm_fakes import FakeHost, FakeManagerService, make_report
+from .charm_fakes import FakeHost, FakeManagerService, make_report, use_fake_host
 
 TOKEN = "ghp_charmStateTestToken00000000000000000"
 VALID = {"path": "test-org", "token": TOKEN}
@@ -160,7 +161,7 @@ def test_application_name_too_long_for_runner_names(monkeypatch: pytest.MonkeyPa
     act: run config-changed.
     assert: Blocked, the manager refusing the configuration for name_prefix.
     """
-    monkeypatch.setattr(charm.host, "Host", FakeHost)
+    use_fake_host(monkeypatch, FakeHost())
     monkeypatch.setattr(
         charm.service, "ManagerService", lambda paths, charm_dir: FakeManagerService(paths)
     )
@@ -279,7 +280,7 @@ def test_default_host_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         (("lxd",), {"channel": "5.21/stable", "update": False}),
         ((["lxd"],), {"update_cache": True}),
     ]
-    assert host._disk_total(tmp_path) > 0
+    assert storage._disk_total(tmp_path) > 0
 
 
 # ----- every bad value names its option -----------------------------------------------------

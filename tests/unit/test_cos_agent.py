@@ -17,7 +17,7 @@ import charm
 from charm_state import exporter_port
 from cos_agent import DATABAG_KEY, LOG_FILES, load_dashboards, scrape_jobs
 
-from .charm_fakes import FakeHost, FakeManagerService, charm_context
+from .charm_fakes import FakeHost, FakeManagerService, charm_context, use_fake_host
 
 ROOT = Path(__file__).resolve().parents[2]
 VALID = {"path": "test-owner/test-repo", "token": "ghp_cosAgentUnitTestToken00000000000000"}
@@ -26,7 +26,7 @@ VALID = {"path": "test-owner/test-repo", "token": "ghp_cosAgentUnitTestToken0000
 @pytest.fixture
 def ctx(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> testing.Context:
     fake_host, fake_manager = FakeHost(), FakeManagerService()
-    monkeypatch.setattr(charm.host, "Host", fake_host.for_app)
+    use_fake_host(monkeypatch, fake_host)
     monkeypatch.setattr(charm.service, "ManagerService", lambda paths, charm_dir: fake_manager)
     return charm_context(tmp_path)
 

@@ -10,8 +10,8 @@ Two guards, both driven by the one table `SEAMS` below:
 - `_typed_seams` assigns each fake to its protocol; mypy (run by `tox -e lint` over tests/)
   fails on a missing method or a wrong signature;
 - `test_fake_matches_its_seam` compares method names and parameters at run time, which also
-  covers the charm-side fakes that replace concrete classes (`host.Host`, `ManagerService`,
-  the runner binary cache) and so cannot be checked structurally by mypy.
+  covers the charm-side fakes that replace concrete classes (`host.Host`,
+  `storage.StoragePool`, `ManagerService`, the runner binary cache) and so cannot be checked structurally by mypy.
 
 When a protocol is split or renamed (for example `LxdClient` into an instance client and an
 image store), change its rows in `SEAMS` and the matching lines of `_typed_seams`.
@@ -25,13 +25,14 @@ import pytest
 
 import host
 import service
+import storage
 from github_runner_manager.binary import RunnerBinaryCache
 from github_runner_manager.github import GitHubClient
 from github_runner_manager.lxd import ImageStore, InstanceClient, LxdClient
 from github_runner_manager.replenish import EventSource, Replenishing
 from github_runner_manager.runner_metrics import JobLookup
 
-from .charm_fakes import FakeHost, FakeManagerService
+from .charm_fakes import FakeHost, FakeManagerService, FakeStoragePool
 from .fakes import FakeBinaryCache, FakeGitHub, FakeLxd
 from .test_charm_hooks import RecordingRunner
 from .test_firewall import FakeLxd as FakeFirewallCommands
@@ -57,6 +58,7 @@ SEAMS: list[tuple[type, type]] = [
     (service.Systemd, service.CharmlibsSystemd),
     (service.Systemd, FakeSystemd),
     (host.Host, FakeHost),
+    (storage.StoragePool, FakeStoragePool),
     (service.ManagerService, FakeManagerService),
     (RunnerBinaryCache, FakeBinaryCache),
 ]

@@ -47,7 +47,7 @@ class FakeCommands:
 
 
 class Machine:
-    """A fake machine in a temporary directory, and a Host on it."""
+    """A fake machine in a temporary directory, and a Host and a StoragePool on it."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -77,16 +77,22 @@ class Machine:
             self.commands,
             binary_dirs=(self.bin, root / "usr-bin"),
             tool_dirs=(self.sbin,),
-            ram_dir=self.ram,
-            juju_storage_dir=self.juju,
             proc_dir=self.proc,
             os_release=self.os_release,
-            disk_total=lambda path: self.disk,
             machine=lambda: "aarch64",
             install_snap=self.install_snap,
             install_debs=self.install_debs,
             modules_load_dir=root / "modules-load.d",
             lxd_proxy_record=root / "lxd-proxy.json",
+        )
+        self.storage = storage.StoragePool(
+            self.commands,
+            binary_dirs=(self.bin, root / "usr-bin"),
+            tool_dirs=(self.sbin,),
+            ram_dir=self.ram,
+            juju_storage_dir=self.juju,
+            proc_dir=self.proc,
+            disk_total=lambda path: self.disk,
         )
         self.firewall = firewall.Firewall.for_app(
             None, self.commands, binary_dirs=(self.bin, root / "usr-bin"), tool_dirs=(self.sbin,)
@@ -304,7 +310,7 @@ def test_no_storage_in_use_without_lxd(machine: Machine) -> None:
     act: ask which runner storage is in use.
     assert: None, and no command was run.
     """
-    assert machine.host.runner_storage_in_use() is None
+    assert machine.storage.runner_storage_in_use() is None
     assert machine.commands.names() == []
 
 
@@ -326,7 +332,7 @@ def test_storage_in_use_from_the_pool_source(
     if source is not None:
         machine.pool({"ram": machine.ram, "juju": machine.juju}.get(source, "/srv/other"))
 
-    assert machine.host.runner_storage_in_use() == kind
+    assert machine.storage.runner_storage_in_use() == kind
 
 
 def test_pool_without_source_is_not_ours(machine: Machine) -> None:
@@ -339,7 +345,7 @@ def test_pool_without_source_is_not_ours(machine: Machine) -> None:
     machine.install_lxd()
     machine.commands.answers[("storage", "show", "runner")] = "name: runner\nconfig: {}\n"
 
-    assert machine.host.runner_storage_in_use() is None
+    assert machine.storage.runner_storage_in_use() is None
 
 
 def test_memory_storage_fits_in_memory(machine: Machine) -> None:
@@ -349,7 +355,7 @@ def test_memory_storage_fits_in_memory(machine: Machine) -> None:
     act: check memory storage of 64GiB.
     assert: no error is raised.
     """
-    machine.host.check_storage(storage.MEMORY, 64 * GIB)
+    machine.storage.check_storage(storage.MEMORY, 64 * GIB)
 
 
 def test_memory_storage_bigger_than_memory_is_refused(machine: Machine) -> None:
@@ -362,7 +368,7 @@ def test_memory_storage_bigger_than_memory_is_refused(machine: Machine) -> None:
     machine.meminfo(16 * GIB)
 
     with pytest.raises(storage.StorageTooSmallError) as error:
-        machine.host.check_storage(storage.MEMORY, 40 * GIB)
+        machine.storage.check_storage(storage.MEMORY, 40 * GIB)
 
     assert str(error.value) == (
         "runner-storage: memory needs a 40GiB tmpfs for the runners' disks but the machine "
@@ -380,7 +386,7 @@ def test_meminfo_without_total_is_a_host_error(machine: Machine) -> None:
     (machine.proc / "meminfo").write_text("MemFree: 1 kB\n")
 
     with pytest.raises(command.HostError):
-        machine.host.check_storage(storage.MEMORY, GIB)
+        machine.storage.check_storage(storage.MEMORY, GIB)
 
 
 def test_juju_storage_must_exist(machine: Machine) -> None:
@@ -391,7 +397,7 @@ def test_juju_storage_must_exist(machine: Machine) -> None:
     assert: StorageTooSmallError saying the runner storage is needed.
     """
     with pytest.raises(storage.StorageTooSmallError, match="needs the runner storage"):
-        machine.host.check_storage(storage.JUJU_STORAGE, GIB)
+        machine.storage.check_storage(storage.JUJU_STORAGE, GIB)
 
 
 def test_juju_storage_too_small_is_refused(machine: Machine) -> None:
@@ -405,7 +411,7 @@ def test_juju_storage_too_small_is_refused(machine: Machine) -> None:
     machine.disk = 25 * GIB
 
     with pytest.raises(storage.StorageTooSmallError) as error:
-        machine.host.check_storage(storage.JUJU_STORAGE, 30 * GIB)
+        machine.storage.check_storage(storage.JUJU_STORAGE, 30 * GIB)
 
     assert "need 30GiB" in str(error.value)
     assert "holds 25GiB" in str(error.value)
@@ -421,7 +427,7 @@ def test_juju_storage_that_fits(machine: Machine) -> None:
     """
     machine.juju.mkdir(parents=True)
 
-    machine.host.check_storage(storage.JUJU_STORAGE, 100 * GIB)
+    machine.storage.check_storage(storage.JUJU_STORAGE, 100 * GIB)
 
 
 def test_memory_storage_mounts_tmpfs_and_creates_pool(machine: Machine) -> None:
@@ -434,7 +440,7 @@ def test_memory_storage_mounts_tmpfs_and_creates_pool(machine: Machine) -> None:
     """
     machine.install_lxd()
 
-    changed = machine.host.ensure_runner_storage(storage.MEMORY, 20 * GIB)
+    changed = machine.storage.ensure_runner_storage(storage.MEMORY, 20 * GIB)
 
     assert changed
     assert machine.ram.is_dir()
@@ -456,7 +462,7 @@ def test_memory_storage_already_right_changes_nothing(machine: Machine) -> None:
     machine.mounts(f"tmpfs {machine.ram} tmpfs rw,relatime,size=20971520k 0 0\n")
     machine.pool(machine.ram)
 
-    changed = machine.host.ensure_runner_storage(storage.MEMORY, 20 * GIB)
+    changed = machine.storage.ensure_runner_storage(storage.MEMORY, 20 * GIB)
 
     assert not changed
     assert machine.commands.names() == [("lxc", "storage", "show", "runner")]
@@ -473,7 +479,7 @@ def test_memory_storage_is_resized_by_remount(machine: Machine) -> None:
     machine.mounts(f"tmpfs {machine.ram} tmpfs rw,size=10485760k,mode=755 0 0\n")
     machine.pool(machine.ram)
 
-    changed = machine.host.ensure_runner_storage(storage.MEMORY, 30 * GIB)
+    changed = machine.storage.ensure_runner_storage(storage.MEMORY, 30 * GIB)
 
     assert changed
     assert machine.commands.names()[1] == (
@@ -498,7 +504,7 @@ def test_tmpfs_that_cannot_shrink_yet_is_left_bigger(machine: Machine) -> None:
         command.CommandError("busy", 32, "mount: /storage/ram: mount point is busy")
     )
 
-    changed = machine.host.ensure_runner_storage(storage.MEMORY, 10 * GIB)
+    changed = machine.storage.ensure_runner_storage(storage.MEMORY, 10 * GIB)
 
     assert not changed
 
@@ -517,7 +523,7 @@ def test_tmpfs_that_cannot_grow_is_a_host_error(machine: Machine) -> None:
     )
 
     with pytest.raises(command.CommandError):
-        machine.host.ensure_runner_storage(storage.MEMORY, 30 * GIB)
+        machine.storage.ensure_runner_storage(storage.MEMORY, 30 * GIB)
 
 
 def test_tmpfs_without_size_is_resized(machine: Machine) -> None:
@@ -531,7 +537,7 @@ def test_tmpfs_without_size_is_resized(machine: Machine) -> None:
     machine.mounts(f"tmpfs {machine.ram} tmpfs rw,relatime 0 0\n")
     machine.pool(machine.ram)
 
-    assert machine.host.ensure_runner_storage(storage.MEMORY, GIB)
+    assert machine.storage.ensure_runner_storage(storage.MEMORY, GIB)
 
 
 def test_juju_storage_pool(machine: Machine) -> None:
@@ -543,7 +549,7 @@ def test_juju_storage_pool(machine: Machine) -> None:
     """
     machine.install_lxd()
 
-    changed = machine.host.ensure_runner_storage(storage.JUJU_STORAGE, 20 * GIB)
+    changed = machine.storage.ensure_runner_storage(storage.JUJU_STORAGE, 20 * GIB)
 
     assert changed
     assert machine.juju.is_dir()
@@ -568,7 +574,7 @@ def test_pool_on_another_source_is_a_host_error(machine: Machine) -> None:
     machine.pool(machine.ram)
 
     with pytest.raises(storage.StorageError, match=r"exists on .*ram, not on .*juju"):
-        machine.host.ensure_runner_storage(storage.JUJU_STORAGE, GIB)
+        machine.storage.ensure_runner_storage(storage.JUJU_STORAGE, GIB)
 
 
 def test_storage_pool_without_lxd_is_a_host_error(machine: Machine) -> None:
@@ -579,7 +585,7 @@ def test_storage_pool_without_lxd_is_a_host_error(machine: Machine) -> None:
     assert: HostError saying LXD is not installed.
     """
     with pytest.raises(command.HostError, match="LXD is not installed"):
-        machine.host.ensure_runner_storage(storage.JUJU_STORAGE, GIB)
+        machine.storage.ensure_runner_storage(storage.JUJU_STORAGE, GIB)
 
 
 def test_dir_pool_that_lost_its_content_is_recreated(machine: Machine) -> None:
@@ -594,7 +600,7 @@ def test_dir_pool_that_lost_its_content_is_recreated(machine: Machine) -> None:
     machine.pool(machine.ram)
     (machine.ram / "containers").rmdir()
 
-    changed = machine.host.ensure_runner_storage(storage.MEMORY, 20 * GIB)
+    changed = machine.storage.ensure_runner_storage(storage.MEMORY, 20 * GIB)
 
     assert changed
     assert machine.commands.names()[-2:] == [
@@ -614,16 +620,16 @@ def test_btrfs_usable_needs_the_tool_and_the_kernel(machine: Machine) -> None:
     act: ask whether btrfs is usable after each step.
     assert: usable only with both the tools and btrfs in /proc/filesystems.
     """
-    assert not machine.host.btrfs_usable()
+    assert not machine.storage.btrfs_usable()
 
     machine.enable_btrfs()
-    assert machine.host.btrfs_usable()
+    assert machine.storage.btrfs_usable()
 
     (machine.proc / "filesystems").write_text("nodev\ttmpfs\n\text4\n")
-    assert not machine.host.btrfs_usable()
+    assert not machine.storage.btrfs_usable()
 
     (machine.proc / "filesystems").unlink()
-    assert not machine.host.btrfs_usable()
+    assert not machine.storage.btrfs_usable()
 
 
 def test_memory_storage_gets_a_btrfs_pool_on_a_loop_file(machine: Machine) -> None:
@@ -638,7 +644,7 @@ def test_memory_storage_gets_a_btrfs_pool_on_a_loop_file(machine: Machine) -> No
     machine.enable_btrfs()
     image, mount = machine.ram / "lxd-pool.img", machine.ram / "lxd-pool"
 
-    changed = machine.host.ensure_runner_storage(storage.MEMORY, 20 * GIB)
+    changed = machine.storage.ensure_runner_storage(storage.MEMORY, 20 * GIB)
 
     assert changed
     assert machine.commands.names() == [
@@ -666,7 +672,7 @@ def test_juju_storage_gets_a_btrfs_pool_on_a_loop_file(machine: Machine) -> None
     machine.enable_btrfs()
     image, mount = machine.juju / "lxd-pool.img", machine.juju / "lxd-pool"
 
-    machine.host.ensure_runner_storage(storage.JUJU_STORAGE, 30 * GIB)
+    machine.storage.ensure_runner_storage(storage.JUJU_STORAGE, 30 * GIB)
 
     assert machine.commands.names()[1:] == [
         ("mkfs.btrfs", "-q", "-m", "single", str(image)),
@@ -688,7 +694,7 @@ def test_pool_name_is_injectable(tmp_path: Path) -> None:
     machine.commands.answers[("storage", "show", "grt-test")] = command.CommandError(
         "no pool", 1, "Error: Storage pool not found"
     )
-    machine.host = host.Host(
+    machine.storage = storage.StoragePool(
         machine.commands,
         binary_dirs=(machine.bin,),
         tool_dirs=(machine.sbin,),
@@ -697,7 +703,7 @@ def test_pool_name_is_injectable(tmp_path: Path) -> None:
         proc_dir=machine.proc,
     )
 
-    machine.host.ensure_runner_storage(storage.MEMORY, GIB)
+    machine.storage.ensure_runner_storage(storage.MEMORY, GIB)
 
     assert machine.commands.names()[-1] == (
         "lxc",
@@ -724,7 +730,7 @@ def test_btrfs_that_cannot_be_made_falls_back_to_dir(machine: Machine) -> None:
         command.CommandError("no loop", 32, "mount: failed to setup loop device")
     )
 
-    changed = machine.host.ensure_runner_storage(storage.MEMORY, 20 * GIB)
+    changed = machine.storage.ensure_runner_storage(storage.MEMORY, 20 * GIB)
 
     assert changed
     assert machine.commands.names()[-1] == (
@@ -762,7 +768,7 @@ def test_btrfs_pool_already_right_changes_nothing(machine: Machine) -> None:
     machine.add_mount(f"tmpfs {machine.ram} tmpfs rw,size=20971520k 0 0\n")
     btrfs_pool(machine, machine.ram, 20 * GIB)
 
-    changed = machine.host.ensure_runner_storage(storage.MEMORY, 20 * GIB)
+    changed = machine.storage.ensure_runner_storage(storage.MEMORY, 20 * GIB)
 
     assert not changed
     assert machine.commands.names() == [("lxc", "storage", "show", "runner")]
@@ -782,7 +788,7 @@ def test_btrfs_pool_grows_with_the_runners(machine: Machine) -> None:
     image = btrfs_pool(machine, machine.ram, 20 * GIB)
     mount = machine.ram / "lxd-pool"
 
-    changed = machine.host.ensure_runner_storage(storage.MEMORY, 30 * GIB)
+    changed = machine.storage.ensure_runner_storage(storage.MEMORY, 30 * GIB)
 
     assert changed
     assert machine.commands.names()[1:] == [
@@ -807,7 +813,7 @@ def test_growing_without_losetup_is_a_host_error(machine: Machine) -> None:
     btrfs_pool(machine, machine.juju, 20 * GIB)
 
     with pytest.raises(command.HostError, match="the losetup command is missing"):
-        machine.host.ensure_runner_storage(storage.JUJU_STORAGE, 30 * GIB)
+        machine.storage.ensure_runner_storage(storage.JUJU_STORAGE, 30 * GIB)
 
 
 def test_btrfs_pool_never_shrinks_and_keeps_its_tmpfs(machine: Machine) -> None:
@@ -823,7 +829,7 @@ def test_btrfs_pool_never_shrinks_and_keeps_its_tmpfs(machine: Machine) -> None:
     machine.add_mount(f"tmpfs {machine.ram} tmpfs rw,size=31457280k 0 0\n")
     image = btrfs_pool(machine, machine.ram, 30 * GIB)
 
-    changed = machine.host.ensure_runner_storage(storage.MEMORY, 10 * GIB)
+    changed = machine.storage.ensure_runner_storage(storage.MEMORY, 10 * GIB)
 
     assert not changed
     assert machine.commands.names() == [("lxc", "storage", "show", "runner")]
@@ -844,7 +850,7 @@ def test_memory_btrfs_pool_is_recreated_after_a_reboot(machine: Machine) -> None
     machine.pool(mount, driver="btrfs")
     (mount / "containers").rmdir()
 
-    changed = machine.host.ensure_runner_storage(storage.MEMORY, 20 * GIB)
+    changed = machine.storage.ensure_runner_storage(storage.MEMORY, 20 * GIB)
 
     assert changed
     assert machine.commands.names() == [
@@ -873,7 +879,7 @@ def test_juju_storage_btrfs_pool_is_remounted_after_a_reboot(machine: Machine) -
         machine.mounting(f"/dev/loop2 {mount} btrfs rw 0 0\n")
     )
 
-    changed = machine.host.ensure_runner_storage(storage.JUJU_STORAGE, 20 * GIB)
+    changed = machine.storage.ensure_runner_storage(storage.JUJU_STORAGE, 20 * GIB)
 
     assert changed
     assert machine.commands.names() == [
@@ -897,7 +903,7 @@ def test_remounted_btrfs_pool_grows_when_runners_were_added(machine: Machine) ->
         machine.mounting(f"/dev/loop2 {mount} btrfs rw 0 0\n")
     )
 
-    machine.host.ensure_runner_storage(storage.JUJU_STORAGE, 40 * GIB)
+    machine.storage.ensure_runner_storage(storage.JUJU_STORAGE, 40 * GIB)
 
     assert machine.commands.names()[-2:] == [
         ("losetup", "--set-capacity", "/dev/loop2"),
@@ -931,7 +937,7 @@ def test_loop_file_that_cannot_be_mounted_is_made_again(machine: Machine) -> Non
 
     machine.commands.answers[("-o", "loop,discard=async", str(image), str(mount))] = mount_once
 
-    machine.host.ensure_runner_storage(storage.JUJU_STORAGE, 20 * GIB)
+    machine.storage.ensure_runner_storage(storage.JUJU_STORAGE, 20 * GIB)
 
     assert ("mkfs.btrfs", "-q", "-m", "single", str(image)) in machine.commands.names()
     assert machine.commands.names()[-2:] == [
@@ -957,7 +963,7 @@ def test_lost_pool_that_lxd_will_not_delete_is_a_host_error(machine: Machine) ->
     )
 
     with pytest.raises(command.HostError, match=r"delete the instances left on it"):
-        machine.host.ensure_runner_storage(storage.MEMORY, 20 * GIB)
+        machine.storage.ensure_runner_storage(storage.MEMORY, 20 * GIB)
 
 
 @pytest.mark.parametrize(
@@ -974,7 +980,7 @@ def test_storage_in_use_from_a_btrfs_pool(machine: Machine, root: str, kind: str
     base = {"ram": machine.ram, "juju": machine.juju}.get(root, machine.root / "srv")
     machine.pool(base / "lxd-pool", driver="btrfs")
 
-    assert machine.host.runner_storage_in_use() == kind
+    assert machine.storage.runner_storage_in_use() == kind
 
 
 def test_btrfs_pool_on_the_storage_directory_itself_is_not_ours(machine: Machine) -> None:
@@ -987,7 +993,7 @@ def test_btrfs_pool_on_the_storage_directory_itself_is_not_ours(machine: Machine
     machine.install_lxd()
     machine.pool(machine.ram, driver="btrfs")
 
-    assert machine.host.runner_storage_in_use() is None
+    assert machine.storage.runner_storage_in_use() is None
 
 
 def test_btrfs_pool_on_the_other_storage_is_refused(machine: Machine) -> None:
@@ -1002,7 +1008,7 @@ def test_btrfs_pool_on_the_other_storage_is_refused(machine: Machine) -> None:
     machine.pool(machine.ram / "lxd-pool", driver="btrfs")
 
     with pytest.raises(storage.StorageError, match=r"exists on .*ram/lxd-pool, not on .*juju"):
-        machine.host.ensure_runner_storage(storage.JUJU_STORAGE, GIB)
+        machine.storage.ensure_runner_storage(storage.JUJU_STORAGE, GIB)
 
 
 def test_existing_dir_pool_keeps_its_driver(machine: Machine) -> None:
@@ -1017,7 +1023,7 @@ def test_existing_dir_pool_keeps_its_driver(machine: Machine) -> None:
     machine.juju.mkdir(parents=True)
     machine.pool(machine.juju)
 
-    changed = machine.host.ensure_runner_storage(storage.JUJU_STORAGE, 20 * GIB)
+    changed = machine.storage.ensure_runner_storage(storage.JUJU_STORAGE, 20 * GIB)
 
     assert not changed
     assert machine.commands.names() == [("lxc", "storage", "show", "runner")]
@@ -1187,7 +1193,7 @@ def test_scoped_name_of_a_long_application_stays_within_lxd_limits() -> None:
 def app_machine(root: Path, app: str = "repo-a") -> Machine:
     machine = Machine(root)
     machine.install_lxd()
-    machine.host = host.Host(
+    machine.storage = storage.StoragePool(
         machine.commands,
         app=app,
         binary_dirs=(machine.bin,),
@@ -1196,8 +1202,6 @@ def app_machine(root: Path, app: str = "repo-a") -> Machine:
         juju_storage_dir=machine.juju,
         proc_dir=machine.proc,
         disk_total=lambda path: machine.disk,
-        modules_load_dir=root / "modules-load.d",
-        lxd_proxy_record=root / "lxd-proxy.json",
     )
     machine.firewall = firewall.Firewall.for_app(
         app, machine.commands, binary_dirs=(machine.bin,), tool_dirs=(machine.sbin,)
@@ -1217,9 +1221,9 @@ def test_an_application_gets_its_own_pool_and_memory_storage(tmp_path: Path) -> 
     """
     machine = app_machine(tmp_path)
 
-    machine.host.ensure_runner_storage(storage.MEMORY, GIB)
+    machine.storage.ensure_runner_storage(storage.MEMORY, GIB)
 
-    assert machine.host.storage_pool == "github-runner-repo-a"
+    assert machine.storage.storage_pool == "github-runner-repo-a"
     assert machine.firewall.acl == "github-runner-repo-a"
     assert machine.commands.names()[-1] == (
         "lxc",
@@ -1254,9 +1258,9 @@ def test_the_legacy_pool_of_this_application_keeps_serving_it(tmp_path: Path) ->
     machine.pool(machine.juju, name="runner")
     legacy_pool_users(machine, "repo-a/0")
 
-    assert machine.host.runner_storage_in_use() == storage.JUJU_STORAGE
-    assert not machine.host.ensure_runner_storage(storage.JUJU_STORAGE, GIB)
-    assert machine.host.storage_pool == "runner"
+    assert machine.storage.runner_storage_in_use() == storage.JUJU_STORAGE
+    assert not machine.storage.ensure_runner_storage(storage.JUJU_STORAGE, GIB)
+    assert machine.storage.storage_pool == "runner"
     assert not [c for c in machine.commands.names() if c[1:3] == ("storage", "create")]
 
 
@@ -1275,10 +1279,10 @@ def test_an_empty_legacy_pool_on_this_storage_is_adopted_once_the_storage_is_kno
     machine.pool(machine.ram, name="runner")
     legacy_pool_users(machine)
 
-    assert machine.host.runner_storage_in_use() is None  # no evidence yet: fresh for the charm
-    machine.host.ensure_runner_storage(storage.MEMORY, GIB)
+    assert machine.storage.runner_storage_in_use() is None  # no evidence yet: fresh for the charm
+    machine.storage.ensure_runner_storage(storage.MEMORY, GIB)
 
-    assert machine.host.storage_pool == "runner"
+    assert machine.storage.storage_pool == "runner"
     assert not [c for c in machine.commands.names() if c[1:3] == ("storage", "create")]
 
 
@@ -1293,10 +1297,10 @@ def test_the_legacy_pool_of_another_application_is_left_to_it(tmp_path: Path) ->
     machine.pool(machine.juju, name="runner")
     legacy_pool_users(machine, "repo-b/0")
 
-    assert machine.host.runner_storage_in_use() is None
-    machine.host.ensure_runner_storage(storage.MEMORY, GIB)
+    assert machine.storage.runner_storage_in_use() is None
+    machine.storage.ensure_runner_storage(storage.MEMORY, GIB)
 
-    assert machine.host.storage_pool == "github-runner-repo-a"
+    assert machine.storage.storage_pool == "github-runner-repo-a"
     assert machine.commands.names()[-1][:4] == ("lxc", "storage", "create", "github-runner-repo-a")
 
 
@@ -1311,9 +1315,9 @@ def test_a_legacy_pool_on_the_other_storage_is_not_adopted(tmp_path: Path) -> No
     machine.pool(machine.juju, name="runner")
     legacy_pool_users(machine)
 
-    machine.host.ensure_runner_storage(storage.MEMORY, GIB)
+    machine.storage.ensure_runner_storage(storage.MEMORY, GIB)
 
-    assert machine.host.storage_pool == "github-runner-repo-a"
+    assert machine.storage.storage_pool == "github-runner-repo-a"
 
 
 def firewall_answers(machine: Machine, acls: str, legacy_description: str) -> None:
