@@ -33,18 +33,20 @@ from cosl import DashboardPath40UID, JujuTopology, LZMABase64
 from cosl.rules import AlertRules, generic_alert_groups
 
 from charm_state import COS_AGENT_RELATION
+from github_runner_manager import ManagerConfig, MetricsSettings
 
 logger = logging.getLogger(__name__)
 
 DATABAG_KEY = "config"
 SCRAPE_JOB = "github_runner_manager"
-# The files the runner manager writes for Loki (globs as the agents read them: `**` crosses
-# directories). The metrics log is rotated by renaming it to `.1`, which no pattern here matches,
-# so each line is shipped once.
+# The files the runner manager writes for Loki, where its configuration puts them by default (the
+# charm keeps the defaults); globs as the agents read them: `**` crosses directories. The metrics
+# log is rotated by renaming it to `.1`, which no pattern here matches, so each line is shipped
+# once.
 LOG_FILES = (
-    "/var/log/github-runner-metrics.log",
-    "/var/log/github-runner-crashed/**/*.log",
-    "/var/log/github-runner-jobs/*.log",
+    str(MetricsSettings.model_fields["log_path"].default),
+    f"{ManagerConfig.model_fields['crash_log_dir'].default}/**/*.log",
+    f"{ManagerConfig.model_fields['job_log_dir'].default}/*.log",
 )
 
 

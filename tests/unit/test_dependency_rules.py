@@ -55,6 +55,21 @@ def test_each_library_has_one_adapter(library, allowed):
     assert importers(library) == allowed
 
 
+# The charm's own modules (src/*.py), which the runner manager must never reach into.
+CHARM_SIDE = {
+    "charm",
+    "charm_state",
+    "host",
+    "service",
+    "command",
+    "storage",
+    "firewall",
+    "cos_agent",
+    "status",
+    "actions",
+}
+
+
 def test_the_runner_manager_never_imports_ops():
     """The runner manager package never imports ops or the charm's modules.
 
@@ -65,10 +80,20 @@ def test_the_runner_manager_never_imports_ops():
     offenders = [
         str(path.relative_to(SRC))
         for path in MANAGER.rglob("*.py")
-        if imported_modules(path) & {"ops", "charm", "charm_state", "host", "service"}
+        if imported_modules(path) & {"ops", *CHARM_SIDE}
     ]
 
     assert offenders == []
+
+
+def test_the_charm_side_list_names_every_charm_module():
+    """The list the runner manager may not import names every module of the charm.
+
+    arrange: the charm's modules (src/*.py).
+    act: compare their names with the charm-side list.
+    assert: the same names, so a new charm module is held to the rule too.
+    """
+    assert {path.stem for path in SRC.glob("*.py")} == CHARM_SIDE
 
 
 def manager_imports(path: Path) -> set[str]:
