@@ -4,10 +4,10 @@
 """The github-runner charm: keeps ephemeral GitHub Actions runners in LXD on each unit.
 
 The charm is a configurator, and this module only wires it: it validates its inputs into a
-`CharmState`, prepares the host (`host`, `storage`, `firewall`), writes the runner manager's configuration and systemd
-timer (`service`), and sets the status and action results `status` makes of the manager's
-report. The runners themselves are reconciled outside Juju hooks, by the timer's runs of
-`python3 -m github_runner_manager`.
+`CharmState`, prepares the host (`host`, `storage`, `firewall`), writes the runner manager's
+configuration and systemd timer (`service`), and sets the status and action results `status`
+makes of the manager's report. The runners themselves are reconciled outside Juju hooks, by
+the timer's runs of `python3 -m github_runner_manager`.
 """
 
 from __future__ import annotations

@@ -186,11 +186,6 @@ class ManagerResult:
         errors = self.document.get("errors")
         return [error for error in errors if isinstance(error, dict)] if errors else []
 
-    @property
-    def error_kinds(self) -> set[str]:
-        """The kinds of the errors."""
-        return {str(error.get("kind")) for error in self.errors}
-
     def report(self) -> Report | None:
         """Return the document as a run report, or None when it is not one."""
         if "command" not in self.document:

@@ -4,7 +4,8 @@
 
 A reconciliation reads in that order: `observe` lists both sides, the planner classifies and
 plans (pure rules), the applier carries the plan out (removals, then creations), and the report
-notes what was done; the runner metrics bookkeeping then goes through the runners' host data.
+notes what was done (`report_assembly`); the runner metrics bookkeeping then goes through the
+runners' host data.
 One manager owns the runners of one unit. Runs that change anything (reconcile, flush, update)
 hold a file lock, so the systemd timer's run and an action never overlap.
 """
@@ -20,8 +21,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from . import planner, runner_metrics
-from .applier import BUSY_RELEASE_TIMEOUT, Applier, ApplyOutcome, RemovalOutcome, RunnerRemover
+from . import planner, report_assembly, runner_metrics
+from .applier import BUSY_RELEASE_TIMEOUT, Applier, RemovalOutcome, RunnerRemover
 from .binary import CachedRunner, RunnerBinaryCache
 from .config import ManagerConfig, config_hash
 from .crash_logs import CrashLogs
@@ -40,7 +41,7 @@ from .models import (
     RunnerState,
     github_target,
 )
-from .report import CheckResult, ErrorEntry, RemovedEntry, Report, RunnerEntry
+from .report import CheckResult, ErrorEntry, Report
 from .runner import RunnerSpawner, SpawnResult
 from .runner_versions import VersionLedger
 from .templates import TemplateRenderer
@@ -332,29 +333,22 @@ class RunnerManager:
 
     # ----- commands -------------------------------------------------------------------------
 
-    def _new_report(self, command: str) -> Report:
-        return Report(
-            command=command,
-            unit=self.config.unit,
-            started_at=self._clock(),
-            desired={t.value: self.config.runners.count(t) for t in InstanceType},
-            delta={t.value: 0 for t in InstanceType},
-        )
-
     def _github_counters(self) -> tuple[int, int]:
         return self._github.call_count(), self._github.not_modified_count()
 
+    def _calls_since(self, counters: tuple[int, int]) -> tuple[int, int]:
+        """The GitHub requests (and 304 answers) since `_github_counters` gave `counters`."""
+        calls, not_modified = self._github_counters()
+        return calls - counters[0], not_modified - counters[1]
+
     def _finish(self, report: Report, started: float, counters: tuple[int, int]) -> Report:
-        report.finished_at = self._clock()
-        report.duration = round(self._monotonic() - started, 3)
-        report.ok = not report.errors
+        report_assembly.finish(
+            report, self._clock(), self._monotonic() - started, self._calls_since(counters)
+        )
         rate = self._github.rate_limit()
         if rate is not None:
             report.rate_limit_remaining = rate.remaining
             report.rate_limit_reset_at = rate.reset_at
-        calls, not_modified = self._github_counters()
-        report.github_calls = calls - counters[0]
-        report.github_not_modified = not_modified - counters[1]
         try:
             self._github.save_cache()
         except OSError as exc:
@@ -419,7 +413,7 @@ class RunnerManager:
     ) -> Report:
         started = self._monotonic()
         counters = self._github_counters()
-        report = self._new_report(command)
+        report = report_assembly.new_report(command, self.config, self._clock())
         try:
             if before is not None:
                 before(report)
@@ -430,10 +424,10 @@ class RunnerManager:
             ):
                 body(report)
         except RunnerManagerError as exc:
-            report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
+            report_assembly.record_error(report, exc)
         except Exception as exc:
             logger.exception("unexpected error during %s", command)
-            report.errors.append(ErrorEntry(kind=ErrorKind.UNEXPECTED, message=repr(exc)))
+            report_assembly.record_error(report, exc)
         self._finish(report, started, counters)
         if report.error_kinds() == {ErrorKind.BUSY}:
             # Nothing ran: keep the last real report for the charm's status.
@@ -447,7 +441,7 @@ class RunnerManager:
         try:
             cached = self._binary.ensure()
         except RunnerManagerError as exc:
-            report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
+            report_assembly.record_error(report, exc)
             return self._binary.cached()
         report.runner_version = cached.application.version
         # update-dependencies asks twice (before its image build, then in the reconcile).
@@ -470,10 +464,10 @@ class RunnerManager:
             hashes = self._hashes(cached, self._image_fingerprints())
             views = self.classify(instances, github_runners, hashes, locked=True)
             plan = planner.plan(views, {t: self.config.runners.count(t) for t in InstanceType})
-            report.runners = [_entry(view) for view in views]
+            report.runners = [report_assembly.runner_entry(view) for view in views]
         outcome = self._applier.apply(plan, self._spawner(cached), hashes)
-        self._record_outcome(report, outcome)
-        report.counts = _counts(views, outcome.removals, outcome.created)
+        report_assembly.record_outcome(report, outcome)
+        report.counts = report_assembly.counts(views, outcome.removals, outcome.created)
         self._record_versions(report, cached, hashes, views, outcome.removals, outcome.created)
         with self._phase(report, "metrics"):
             self._process_runner_data(report, views, outcome.removals, outcome.created)
@@ -497,16 +491,6 @@ class RunnerManager:
             exchange=self._exchange if self.config.metrics.enabled else None,
         )
 
-    def _record_outcome(self, report: Report, outcome: ApplyOutcome) -> None:
-        """Note what applying the plan did in the report: removals, creations, errors, times."""
-        self._record_removals(report, outcome.removals)
-        report.errors.extend(outcome.errors)
-        report.timings.update(outcome.timings)
-        _record_created(report, outcome.created)
-        report.add_runner_timings(
-            {result.name: dict(result.timings) for result in outcome.created}
-        )
-
     def _process_runner_data(
         self,
         report: Report,
@@ -515,14 +499,7 @@ class RunnerManager:
         created: Sequence[SpawnResult],
     ) -> None:
         """Hand the runners still alive and those known to have crashed to the bookkeeping."""
-        removed = {o.removal.name for o in outcomes if o.removed or o.instance_deleted}
-        live = {v.name for v in views if v.instance is not None and v.name not in removed}
-        live |= {result.name for result in created}
-        crashed = {
-            o.removal.name
-            for o in outcomes
-            if o.removed and o.removal.runner.state is RunnerState.UNHEALTHY
-        }
+        live, crashed = report_assembly.live_and_crashed(views, outcomes, created)
         done = self._bookkeeping.process(live, crashed)
         report.quarantined.extend(done.quarantined)
         report.crashed = done.crashed
@@ -537,13 +514,7 @@ class RunnerManager:
         created: Sequence[SpawnResult],
     ) -> None:
         """Note which runner version each remaining runner runs, against the newest offered."""
-        removed = {outcome.removal.name for outcome in outcomes if outcome.removed}
-        instance_hashes = [
-            view.instance.config_hash
-            for view in views
-            if view.instance is not None and view.name not in removed
-        ]
-        instance_hashes += [hashes[result.instance_type] for result in created]
+        instance_hashes = report_assembly.remaining_hashes(views, outcomes, created, hashes)
         offered = self._binary.offered
         age = self._versions.update(
             offered=offered.version if offered else None,
@@ -579,23 +550,20 @@ class RunnerManager:
         """
         started = self._monotonic()
         counters = self._github_counters()
-        report = self._new_report("replenish")
+        report = report_assembly.new_report("replenish", self.config, self._clock())
         timeout = self.config.timing.lock_timeout if lock_timeout is None else lock_timeout
         with manager_lock(self.config.state_dir / "manager.lock", timeout, self._sleep):
             report.timings["lock_wait"] = round(self._monotonic() - started, 3)
             try:
                 self._replenish(report)
             except RunnerManagerError as exc:
-                report.errors.append(ErrorEntry(kind=exc.kind, message=str(exc)))
+                report_assembly.record_error(report, exc)
             except Exception as exc:
                 logger.exception("unexpected error during replenish")
-                report.errors.append(ErrorEntry(kind=ErrorKind.UNEXPECTED, message=repr(exc)))
-        report.finished_at = self._clock()
-        report.duration = round(self._monotonic() - started, 3)
-        report.ok = not report.errors
-        calls, not_modified = self._github_counters()
-        report.github_calls = calls - counters[0]
-        report.github_not_modified = not_modified - counters[1]
+                report_assembly.record_error(report, exc)
+        report_assembly.finish(
+            report, self._clock(), self._monotonic() - started, self._calls_since(counters)
+        )
         return report
 
     def _replenish(self, report: Report) -> None:
@@ -628,41 +596,17 @@ class RunnerManager:
         hashes = self._hashes(cached, fingerprints)
         created, errors = self._applier.create(wanted, self._spawner(cached), hashes)
         report.errors.extend(errors)
-        _record_created(report, created)
+        report_assembly.record_created(report, created)
 
     def _flush(self, report: Report, busy: bool) -> None:
         instances, github_runners = self.observe()
         views = self.classify(instances, github_runners, {}, locked=True)
-        report.runners = [_entry(view) for view in views]
+        report.runners = [report_assembly.runner_entry(view) for view in views]
         removals = planner.plan_flush(views, busy=busy)
         outcomes = self._applier.remove(removals)
-        self._record_removals(report, outcomes)
-        report.counts = _counts(views, outcomes, [])
+        report_assembly.record_removals(report, outcomes)
+        report.counts = report_assembly.counts(views, outcomes, [])
         self._process_runner_data(report, views, outcomes, [])
-
-    def _record_removals(self, report: Report, outcomes: Sequence[RemovalOutcome]) -> None:
-        for outcome in outcomes:
-            instance_type = outcome.removal.runner.instance_type
-            if (outcome.removed or outcome.instance_deleted) and instance_type is not None:
-                report.delta[instance_type.value] -= 1
-            if outcome.removed:
-                report.removed.append(
-                    RemovedEntry(
-                        name=outcome.removal.name,
-                        reason=outcome.removal.reason.value,
-                        instance_type=instance_type.value if instance_type else None,
-                    )
-                )
-            if outcome.error is not None:
-                report.errors.append(
-                    ErrorEntry(
-                        kind=outcome.error.kind,
-                        message=str(outcome.error),
-                        runner=outcome.removal.name,
-                    )
-                )
-            elif outcome.note:
-                logger.info("kept runner %s: %s", outcome.removal.name, outcome.note)
 
     def check(self) -> CheckResult:
         """Count the unit's runners by state, without changing anything (no lock needed).
@@ -673,72 +617,15 @@ class RunnerManager:
         """
         instances, github_runners = self.observe()
         views = self.classify(instances, github_runners, {})
-        names: dict[str, list[str]] = collections.defaultdict(list)
-        for view in views:
-            github = view.github
-            if github is None:
-                names["unknown"].append(view.name)
-                continue
-            names["online" if github.online else "offline"].append(view.name)
-            if github.online:
-                names["busy" if github.busy else "idle"].append(view.name)
-        by_type: dict[str, dict[str, int]] = {}
-        for view in views:
-            type_name = view.instance_type.value if view.instance_type else "github-only"
-            by_type.setdefault(type_name, collections.Counter())[view.state.value] += 1
         rate = self._github.rate_limit()
         cached = self._binary.cached()
-        return CheckResult(
-            online=len(names["online"]),
-            offline=len(names["offline"]),
-            busy=len(names["busy"]),
-            idle=len(names["idle"]),
-            unknown=len(names["unknown"]),
-            runners={state: sorted(found) for state, found in names.items()},
-            by_type={key: dict(value) for key, value in by_type.items()},
+        return report_assembly.check_result(
+            views,
             desired={t.value: self.config.runners.count(t) for t in InstanceType},
             rate_limit_remaining=rate.remaining if rate else None,
             runner_version=cached.application.version if cached else None,
         )
 
 
-def _record_created(report: Report, created: Sequence[SpawnResult]) -> None:
-    report.created.extend(result.name for result in created)
-    for result in created:
-        report.delta[result.instance_type.value] += 1
-
-
 def _runner_id(view: planner.RunnerView) -> int | None:
     return view.instance.runner_id if view.instance is not None else None
-
-
-def _entry(view: planner.RunnerView) -> RunnerEntry:
-    return RunnerEntry(
-        name=view.name,
-        instance_type=view.instance_type.value if view.instance_type else None,
-        state=view.state.value,
-        github_id=view.github.id if view.github else None,
-        online=bool(view.github and view.github.online),
-        busy=view.busy,
-        created_at=view.instance.created_at if view.instance else None,
-        stale=view.stale,
-    )
-
-
-def _counts(
-    views: Sequence[planner.RunnerView],
-    outcomes: Sequence[RemovalOutcome],
-    created: Sequence[SpawnResult],
-) -> dict[str, dict[str, int]]:
-    """Runners per instance type and state once the run's changes are made."""
-    removed = {o.removal.name for o in outcomes if o.removed or o.instance_deleted}
-    counts: dict[str, dict[str, int]] = {t.value: {} for t in InstanceType}
-    for view in views:
-        if view.name in removed or view.instance_type is None:
-            continue
-        bucket = counts[view.instance_type.value]
-        bucket[view.state.value] = bucket.get(view.state.value, 0) + 1
-    for result in created:
-        bucket = counts[result.instance_type.value]
-        bucket[RunnerState.BOOTING.value] = bucket.get(RunnerState.BOOTING.value, 0) + 1
-    return counts

@@ -2,9 +2,9 @@
 # See LICENSE file for licensing details.
 """Two applications on one machine keep their own LXD objects: ACLs and storage pools.
 
-Each "application" has its own application name, as the charm gives its `storage.StoragePool` and
-`firewall.Firewall`, on the real LXD. The firewall test uses an address-less bridge of its own; the storage test a pool
-source under the test's temporary directory.
+Each "application" has its own application name, as the charm gives its `storage.StoragePool`
+and `firewall.Firewall`, on the real LXD. The firewall test uses an address-less bridge of its
+own; the storage test a pool source under the test's temporary directory.
 """
 
 from __future__ import annotations

@@ -344,12 +344,12 @@ def test_cut_chunked_download_is_a_runner_binary_error(cache, cache_dir, github,
     act: ensure.
     assert: RunnerBinaryError (so the manager falls back to the cached runner), nothing left.
     """
-    # BUG (src/github_runner_manager/binary.py, RunnerBinaryCache._download): only OSError and
-    # URLError are translated. http.client.HTTPException subclasses that are not OSError
-    # (IncompleteRead on a cut chunked body, BadStatusLine/LineTooLong from a misbehaving proxy
-    # at getresponse(), which urllib does not wrap) escape ensure() raw. The manager only
-    # catches RunnerManagerError around ensure(), so the whole reconcile aborts as "unexpected"
-    # instead of carrying on with the cached runner.
+    # Guards the translation of http.client.HTTPException in RunnerBinaryCache._download: its
+    # subclasses that are not OSError (IncompleteRead on a cut chunked body, BadStatusLine or
+    # LineTooLong from a misbehaving proxy, which urllib does not wrap) must leave ensure() as a
+    # RunnerBinaryError. The manager catches only RunnerManagerError around ensure(); anything
+    # else would abort the whole reconcile as "unexpected" instead of carrying on with the
+    # cached runner.
     offer(github, opener, "2.330.0")
     original = opener.__call__
 

@@ -88,7 +88,9 @@ def real_storage(
     )
 
 
-def use_real_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, runner: RecordingRunner) -> None:
+def use_real_host(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, runner: RecordingRunner
+) -> None:
     """Make the charm's host and storage pool the real ones, on the recording runner."""
     monkeypatch.setattr(charm.host, "Host", lambda: real_host(tmp_path, runner))
     monkeypatch.setattr(

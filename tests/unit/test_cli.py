@@ -138,9 +138,9 @@ def test_yaml_syntax_error_on_the_token_line_does_not_print_the_token(
     act: reconcile.
     assert: exit 2 with a config error, the token is nowhere in stdout, stderr or the logs.
     """
-    # BUG (src/github_runner_manager/config.py, load_config): see
-    # test_config.py::test_yaml_syntax_error_message_does_not_hold_the_token. PyYAML's error
-    # quotes the offending line; the CLI prints it in the JSON document and logs it.
+    # Guards the CLI end of test_config.py::test_yaml_syntax_error_message_does_not_hold_the_token:
+    # PyYAML's error quotes the offending line, and the CLI prints a config error in its JSON
+    # document and logs it, so load_config must describe the error without that line.
     config = tmp_path / "config.yaml"
     config.write_text(
         f"unit: {UNIT}\nname_prefix: {PREFIX}\nflavor: github-runner\n"

@@ -164,11 +164,10 @@ def test_yaml_syntax_error_message_does_not_hold_the_token(tmp_path):
     act: load_config.
     assert: ConfigError whose message does not hold the token.
     """
-    # BUG (src/github_runner_manager/config.py, load_config): the message embeds str() of the
-    # yaml.YAMLError, which quotes the offending source line (PyYAML's snippet). When the
-    # syntax error is on the token's line, the token lands in the ConfigError message, which
-    # the CLI prints on stdout (the action output) and logs. describe_validation_error drops
-    # input values for exactly this reason; the YAML path does not.
+    # Guards load_config's message for a yaml.YAMLError: str() of the error quotes the offending
+    # source line (PyYAML's snippet), so a syntax error on the token's line would put the token
+    # in the ConfigError message, which the CLI prints on stdout (the action output) and logs.
+    # The YAML path must drop the source line, as describe_validation_error drops input values.
     text = json.dumps(settings(tmp_path)).replace(f'"{TOKEN}"', f"{TOKEN}: oops")
     path = write(tmp_path, text)
 
@@ -185,10 +184,9 @@ def test_file_that_is_not_utf8_is_a_config_error(tmp_path):
     act: load_config.
     assert: ConfigError (not a raw UnicodeDecodeError).
     """
-    # BUG (src/github_runner_manager/config.py, load_config): read_text(encoding="utf-8")
-    # raises UnicodeDecodeError (a ValueError), but only OSError is translated. The error
-    # escapes load_config, so the CLI crashes with a traceback and exit code 1 instead of
-    # printing a config error and exiting 2.
+    # Guards load_config's translation of UnicodeDecodeError (a ValueError, not an OSError):
+    # left raw, it would escape load_config and the CLI would crash with a traceback and exit
+    # code 1 instead of printing a config error and exiting 2.
     path = tmp_path / "config.yaml"
     path.write_bytes(b"unit: github-runner/0\nflavor: \xff\xfe\n")
 

@@ -260,12 +260,11 @@ def test_collect_tolerates_a_corrupt_compressed_stream(staged, logs):
     act: collect.
     assert: no exception; the directory with the journal is returned.
     """
-    # BUG (src/github_runner_manager/crash_logs.py, CrashLogs._extract): reading a member of
-    # a gzip stream that is corrupt past the member's header raises zlib.error, which is
-    # neither tarfile.TarError, OSError nor EOFError, so it escapes _extract and collect()
-    # raises instead of keeping what was readable (tarfile wraps zlib.error as ReadError only
-    # while reading headers). In the manager the before_delete hook swallows it, but the
-    # crash copy is left half-written and collect's contract (a path or None) is broken.
+    # Guards CrashLogs._extract's handling of zlib.error: reading a member of a gzip stream
+    # that is corrupt past the member's header raises it (tarfile wraps zlib.error as
+    # ReadError only while reading headers), and it is neither tarfile.TarError, OSError nor
+    # EOFError. Escaping, it would make collect() raise instead of keeping what was readable,
+    # leave the crash copy half-written and break collect's contract (a path or None).
     raw = tar_bytes([("_diag/Runner.log", b"runner log line\n" * 8192)], compress=False)
     compressor = zlib.compressobj(wbits=31)  # gzip container
     # A valid start, then a deflate block with the reserved block type 3: invalid data.

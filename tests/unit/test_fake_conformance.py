@@ -11,7 +11,8 @@ Two guards, both driven by the one table `SEAMS` below:
   fails on a missing method or a wrong signature;
 - `test_fake_matches_its_seam` compares method names and parameters at run time, which also
   covers the charm-side fakes that replace concrete classes (`host.Host`,
-  `storage.StoragePool`, `ManagerService`, the runner binary cache) and so cannot be checked structurally by mypy.
+  `storage.StoragePool`, `ManagerService`, the runner binary cache) and so cannot be checked
+  structurally by mypy.
 
 When a protocol is split or renamed (for example `LxdClient` into an instance client and an
 image store), change its rows in `SEAMS` and the matching lines of `_typed_seams`.

@@ -326,7 +326,7 @@ def test_busy_runner_deletion_is_a_conflict(emulator):
         client(emulator).delete_runner(runner["id"])
 
 
-def test_runner_applications_and_job_lookup(emulator):
+def test_runner_downloads_list_one_linux_x64_entry_with_a_checksum(emulator):
     """The runner downloads list one linux x64 entry with a checksum.
 
     arrange: the emulator.

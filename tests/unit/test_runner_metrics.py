@@ -177,11 +177,11 @@ def test_installed_duration_is_never_shorter_than_the_creation():
     assert: the duration covers at least the creation (started to finished). The runner service may
         start (after the start request) before LXD's start call returns.
     """
-    # BUG (src/github_runner_manager/runner_metrics.py, installed_event): right after
-    # `end = max(end, data.boot)` comes `end = data.boot`, which throws the max away. When the
-    # boot timestamp falls between start_requested and finished (the service starts while
-    # LXD's start call is still returning), the event's duration (and timestamp) end at boot,
-    # before the creation finished: here 7 s for a creation whose stages add up to 8 s.
+    # Guards installed_event's end of the installation: the latest of the creation's end and
+    # the boot. When the boot timestamp falls between start_requested and finished (the
+    # service starts while LXD's start call is still returning), ending at the boot would give
+    # a duration (and timestamp) before the creation finished: here 7 s for a creation whose
+    # stages add up to 8 s.
     event = installed_event(data(boot=T0 + 7.0), FLAVOR)
 
     assert event is not None

@@ -771,7 +771,7 @@ def test_run_returns_exit_code_and_document_of_a_failure(paths: service.ManagerP
 
     assert outcome.exit_code == 3
     assert not outcome.ok
-    assert outcome.error_kinds == {"token"}
+    assert outcome.errors == [{"kind": "token", "message": "401"}]
     assert outcome.report() is None
 
 
