@@ -3,10 +3,10 @@
 """How long each hook holds the machine lock: the charm's handlers, timed, with what they run.
 
 Juju runs one hook at a time per machine, under the machine lock. This runs every hook of the
-charm through ops.testing with the charm's real code below it: the real `host.Host` (its
-commands recorded and answered at once, as a prepared host answers them) and the real
-`service.ManagerService` writing its files under a temporary directory (systemctl and the
-manager's command line recorded, answered at once). For each hook it prints:
+charm through ops.testing with the charm's real code below it: the real `host.Host` and
+`storage.StoragePool` (their commands recorded and answered at once, as a prepared host answers
+them) and the real `service.ManagerService` writing its files under a temporary directory
+(systemctl and the manager's command line recorded, answered at once). For each hook it prints:
 
 - the wall time of the charm's own work in ops.testing (ops, handlers, file reads and writes;
   not the interpreter's start-up), fastest and median of RUNS runs;
