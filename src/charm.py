@@ -62,8 +62,8 @@ class GithubRunnerCharm(ops.CharmBase):
         self._stored.set_default(converged="", flushed=False)
         self._unit = UnitIdentity.of(self)
         self._host = host.Host()
-        self._storage = storage.StoragePool(app=self.app.name)
-        paths = service.ManagerPaths.for_unit(self.app.name, self._unit.unit_number)
+        self._storage = storage.StoragePool(app=self._unit.app_name)
+        paths = service.ManagerPaths.for_unit(self._unit.app_name, self._unit.unit_number)
         self._manager = service.ManagerService(paths, Path(self.charm_dir))
         self._outcome: Outcome | None = None
         self._state_cache: CharmState | InvalidConfigError | None = None

@@ -18,6 +18,7 @@ from ops import testing
 import charm
 import charm_state
 import host
+import service
 import storage
 from charm import GithubRunnerCharm
 from charm_state import CharmConfig, manager_settings, proxy_from_juju_environment
@@ -440,3 +441,26 @@ def test_a_refused_token_does_not_hide_the_other_bad_values(ctx: testing.Context
     assert out.unit_status.message.startswith("token:"), out.unit_status.message
     assert "; vm-cpu: " in out.unit_status.message
     assert "missing" not in out.unit_status.message
+
+
+def test_the_unit_identity_reaches_paths_and_configuration_alike(
+    fake_host: FakeHost, manager: FakeManagerService, no_model_proxy: None
+) -> None:
+    """The unit's name and number, parsed once, give the manager's paths and configuration.
+
+    arrange: unit 12 of the application, with a valid config.
+    act: run config-changed.
+    assert: the manager's files are unit 12's; its configuration names the unit
+        github-runner/12, the runner name prefix github-runner-12 and the Prometheus port derived
+        from the unit name.
+    """
+    ctx = testing.Context(GithubRunnerCharm, unit_id=12)
+
+    ctx.run(ctx.on.config_changed(), testing.State(config=VALID))
+
+    assert manager.paths == service.ManagerPaths.for_unit("github-runner", 12)
+    config = manager.config
+    assert config is not None
+    assert config.unit == "github-runner/12"
+    assert config.name_prefix == "github-runner-12"
+    assert config.metrics.exporter_port == charm_state.exporter_port("github-runner/12")
