@@ -90,18 +90,14 @@ class GithubRunnerCharm(ops.CharmBase):
 
     # ----- lifecycle end --------------------------------------------------------------------
 
-    def _on_stop(self, _: ops.StopEvent) -> None:
-        """Stop the timer and remove every runner of this unit, whatever the config."""
-        self._teardown()
-
     def _on_remove(self, _: ops.RemoveEvent) -> None:
         """Remove the runners (again, in case stop could not), then the manager's files."""
-        self._teardown()
+        self._on_stop()
         self._manager.remove_images(FLUSH_TIMEOUT)
         self._manager.remove_files()
 
-    def _teardown(self) -> None:
-        """Disable the timer and flush all runners with the last configuration written.
+    def _on_stop(self, _: ops.StopEvent | None = None) -> None:
+        """Disable the timer and flush all runners of this unit with the last config written.
 
         This never reads the current config: an invalid config must not keep runners (and
         their GitHub registrations) alive after the unit goes.
