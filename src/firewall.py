@@ -274,6 +274,36 @@ class Firewall:
             ) from None
         return True
 
+    def _ours(self, lxc: str, acl: str) -> bool:
+        """Tell whether an ACL exists and carries the charm's description."""
+        argv = [lxc, "network", "acl", "show", acl]
+        try:
+            current: Any = parse_output(self._run(argv, timeout=60), argv)
+        except HostError:
+            return False
+        return (current or {}).get("description") == ACL_DESCRIPTION
+
+    def _detach_and_delete(self, lxc: str, acl: str, attached: list[str]) -> None:
+        """Detach an ACL from the bridge (the others stay attached, in order), then delete it."""
+        if acl in attached:
+            remaining = ",".join(name for name in attached if name and name != acl)
+            try:
+                self._run(
+                    [lxc, "network", "set", self.network, f"{ACLS_KEY}={remaining}"], timeout=120
+                )
+            except CommandError as exc:
+                raise FirewallError(
+                    f"cannot detach the ACL {acl} from the LXD network {self.network}: {exc}"
+                ) from None
+        try:
+            self._run([lxc, "network", "acl", "delete", acl], timeout=60)
+        except CommandError as exc:
+            logger.info("the ACL %s stays: %s", acl, exc.stderr.strip())
+
+    def _attached(self, lxc: str) -> list[str]:
+        config = self._network_config(lxc)
+        return [name.strip() for name in config.get(ACLS_KEY, "").split(",") if name.strip()]
+
     def retire(self, acl: str) -> bool:
         """Detach an ACL the charm made under another name from the bridge, and delete it.
 
@@ -290,31 +320,44 @@ class Firewall:
             FirewallError: if LXD refuses to detach it.
         """
         lxc = self._lxc()
-        network_config = self._network_config(lxc)
-        attached = [name.strip() for name in network_config.get(ACLS_KEY, "").split(",")]
-        if acl not in attached:
+        attached = self._attached(lxc)
+        if acl not in attached or not self._ours(lxc, acl):
             return False
-        argv = [lxc, "network", "acl", "show", acl]
-        try:
-            current: Any = parse_output(self._run(argv, timeout=60), argv)
-        except HostError:
-            return False
-        if (current or {}).get("description") != ACL_DESCRIPTION:
-            return False
-        remaining = ",".join(name for name in attached if name and name != acl)
         logger.info("detaching the ACL %s of an earlier version from %s", acl, self.network)
+        self._detach_and_delete(lxc, acl, attached)
+        return True
+
+    def remove(self) -> bool:
+        """Detach this firewall's ACL from the bridge and delete it: its application goes.
+
+        Only this firewall's own ACL, and only when it carries the charm's description: the
+        other ACLs of the bridge (other applications' denylists) stay attached. Best effort,
+        for the remove hook: a failure is logged with what to do by hand, never raised.
+
+        Returns:
+            Whether anything was detached or deleted.
+        """
         try:
-            self._run(
-                [lxc, "network", "set", self.network, f"{ACLS_KEY}={remaining}"], timeout=120
+            lxc = self._lxc()
+            attached = self._attached(lxc)
+            if not self._ours(lxc, self.acl):
+                logger.info("no ACL %s of the charm is left to delete", self.acl)
+                return False
+            logger.info("deleting the ACL %s of the removed application", self.acl)
+            self._detach_and_delete(lxc, self.acl, attached)
+        except HostError as exc:
+            logger.error(
+                "cannot delete the LXD network ACL %s: %s; delete it by hand: detach it "
+                "(`lxc network show %s`, `lxc network set %s %s=<the other ACLs>`), then "
+                "`lxc network acl delete %s`",
+                self.acl,
+                exc,
+                self.network,
+                self.network,
+                ACLS_KEY,
+                self.acl,
             )
-        except CommandError as exc:
-            raise FirewallError(
-                f"cannot detach the ACL {acl} from the LXD network {self.network}: {exc}"
-            ) from None
-        try:
-            self._run([lxc, "network", "acl", "delete", acl], timeout=60)
-        except CommandError as exc:
-            logger.info("the ACL %s stays: %s", acl, exc.stderr.strip())
+            return False
         return True
 
     def apply(self, denylist: Iterable[ipaddress.IPv4Network]) -> bool:

@@ -16,12 +16,14 @@ lost its content (memory storage after a reboot) is made again.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
 import os
 import re
 import shutil
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -60,6 +62,7 @@ UNIT_TAG = "user.github-runner.unit"
 RAM_DIR = Path("/storage/ram")
 JUJU_STORAGE_DIR = Path("/storage/juju")
 MOUNT = "/usr/bin/mount"
+UMOUNT = "/usr/bin/umount"
 DIR = "dir"
 BTRFS = "btrfs"
 # The btrfs pool's loop file and its mount point, both on the runner storage.
@@ -81,6 +84,10 @@ class StorageError(Exception):
 
 class StorageTooSmallError(StorageError):
     """The configured runners do not fit the runner storage."""
+
+
+class PoolInUseError(HostError):
+    """The runners' pool still holds volumes: it stays (the message names them)."""
 
 
 def format_size(size: int) -> str:
@@ -542,3 +549,130 @@ class StoragePool:
             self._recreate_lost_pool(pool)
             changed = True
         return changed
+
+    # ----- removal --------------------------------------------------------------------------
+
+    def _pool_volumes(self, lxc: str) -> list[str]:
+        """The volumes left on the runners' pool, in every project, as `type name (project p)`.
+
+        Raises:
+            HostError: if LXD cannot list them.
+        """
+        url = f"/1.0/storage-pools/{urllib.parse.quote(self.storage_pool)}/volumes"
+        argv = [lxc, "query", f"{url}?all-projects=true"]
+        left = []
+        for volume in parse_output(self._run(argv, timeout=60), argv, list):
+            path, _, query = str(volume).partition("?")
+            kind, _, name = path.removeprefix(f"{url}/").partition("/")
+            project = urllib.parse.parse_qs(query).get("project", ["default"])[0]
+            left.append(f"{kind} {urllib.parse.unquote(name)} (project {project})")
+        return left
+
+    def _delete_pool_if_empty(self) -> None:
+        """Delete the runners' pool when LXD lists no volume left on it, in any project.
+
+        Raises:
+            PoolInUseError: if volumes are left on it.
+            HostError: if LXD cannot tell or refuses.
+        """
+        lxc = lxc_command(self._binary_dirs)
+        try:
+            self._run([lxc, "storage", "show", self.storage_pool], timeout=60)
+        except CommandError as exc:
+            if "not found" in exc.stderr.lower():
+                return
+            raise
+        left = self._pool_volumes(lxc)
+        if left:
+            raise PoolInUseError(
+                f"{len(left)} volume(s) are left on it: {', '.join(left)}. Once the runners "
+                "are done, delete them by hand (`lxc delete --force --project <project> "
+                "<name>` for an instance, `lxc image delete <fingerprint>` for an image), "
+                f"then `lxc storage delete {self.storage_pool}`, and unmount the runner storage "
+                f"under {self._ram_dir} or {self._juju_storage_dir} (`lxd-pool`, then the tmpfs)"
+            )
+        logger.info("deleting the LXD storage pool %s: no volume is left on it", self.storage_pool)
+        self._run([lxc, "storage", "delete", self.storage_pool], timeout=300)
+
+    def _pool_sources(self) -> list[Path]:
+        """The sources of every LXD storage pool of the machine (of every application).
+
+        Raises:
+            HostError: if LXD cannot list them.
+        """
+        argv = [lxc_command(self._binary_dirs), "query", "/1.0/storage-pools?recursion=1"]
+        sources = []
+        for pool in parse_output(self._run(argv, timeout=60), argv, list):
+            source = (pool.get("config") or {}).get("source") if isinstance(pool, dict) else None
+            if source:
+                sources.append(Path(str(source)))
+        return sources
+
+    def _unmount(self, path: Path, fstype: str) -> bool:
+        """Unmount a file system of this type mounted at a path; False when it stays."""
+        mount = self._mount(path)
+        if mount is None or mount.fstype != fstype:
+            return True
+        logger.info("unmounting the runner storage at %s (%s)", path, fstype)
+        try:
+            self._run([UMOUNT, str(path)], timeout=60)
+        except HostError as exc:
+            logger.warning("the runner storage at %s stays mounted: %s", path, exc)
+            return False
+        return True
+
+    def _remove_runner_storage(self) -> None:
+        """Unmount and delete the runner storage the pool was on, when no pool uses it.
+
+        The loop file of a btrfs pool (on either runner storage) and the tmpfs of memory
+        storage; the Juju storage itself is Juju's.
+        """
+        try:
+            sources = self._pool_sources()
+        except HostError as exc:
+            logger.warning("the runner storage stays: LXD cannot list its pools: %s", exc)
+            return
+
+        def in_use(path: Path) -> bool:
+            return any(s == path or path in s.parents or s in path.parents for s in sources)
+
+        for kind in (MEMORY, JUJU_STORAGE):
+            mount, image = self._pool_mount(kind), self._pool_image(kind)
+            if in_use(mount) or in_use(image) or not self._unmount(mount, BTRFS):
+                continue
+            if image.exists():
+                logger.info("deleting the runner storage's loop file %s", image)
+                image.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                mount.rmdir()
+        if not in_use(self._ram_dir) and self._unmount(self._ram_dir, "tmpfs"):
+            with contextlib.suppress(OSError):
+                self._ram_dir.rmdir()
+
+    def remove(self) -> bool:
+        """Delete the pool and the runner storage of an application that goes.
+
+        The pool is deleted only when LXD lists no volume left on it (an instance that could
+        not be removed, an image); otherwise it stays, with the runner storage under it, and
+        the log names what is left and how to remove it by hand. Best effort, for the remove
+        hook: a failure is logged, never raised; every command is bounded by a timeout.
+
+        Returns:
+            Whether the pool is gone (deleted now, or there was none).
+        """
+        try:
+            self._delete_pool_if_empty()
+        except PoolInUseError as exc:
+            logger.warning("the LXD storage pool %s stays: %s", self.storage_pool, exc)
+            return False
+        except HostError as exc:
+            logger.error(
+                "cannot delete the LXD storage pool %s: %s; delete it by hand "
+                "(`lxc storage delete %s`) once nothing is left on it",
+                self.storage_pool,
+                exc,
+                self.storage_pool,
+            )
+            return False
+        self._remove_runner_storage()
+        return True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import re
 import secrets
 import shutil
@@ -18,12 +19,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pylxd
+import pylxd.exceptions
 import pytest
 import yaml
 
 import command
 import firewall
 import storage
+
+from .conftest import IMAGE, PROJECT
 
 pytestmark = pytest.mark.lxd
 
@@ -155,3 +160,96 @@ def test_two_applications_get_their_own_storage_pools(
         for runner_host in hosts:
             with contextlib.suppress(command.CommandError):
                 lxc("storage", "delete", runner_host.storage_pool)
+
+
+def test_removing_an_application_deletes_its_acl_and_keeps_the_others(
+    apps: tuple[str, str], bridge: str
+) -> None:
+    """The removed application's ACL is detached and deleted; the other's stays enforced.
+
+    arrange: two applications' ACLs attached to one bridge, each with its own denylist.
+    act: the first application is removed (its firewall's remove), then removed again.
+    assert: its ACL is gone from LXD and from the bridge, its denylist no longer enforced; the
+        other's ACL is still attached and enforced; the second removal changes nothing.
+    """
+    first, second = (firewall.Firewall(bridge, command.scoped_name(app)) for app in apps)
+    first.ensure([NET("198.51.100.0/24")])
+    second.ensure([NET("203.0.113.0/24")])
+
+    removed = first.remove()
+    again = first.remove()
+
+    assert removed
+    assert not again
+    acls = lxc("network", "acl", "list", "--format", "csv")
+    assert first.acl not in acls
+    assert second.acl in acls
+    config: Any = yaml.safe_load(lxc("network", "show", bridge))["config"]
+    assert config["security.acls"] == second.acl
+    rejects = set(bridge_rejects(bridge))
+    assert "203.0.113.0/24" in rejects
+    assert "198.51.100.0/24" not in rejects
+
+
+def pool_names() -> list[str]:
+    return [line.split(",")[0] for line in lxc("storage", "list", "--format", "csv").splitlines()]
+
+
+def test_removing_an_application_deletes_its_pool_only_when_empty(
+    apps: tuple[str, str],
+    tmp_path: Path,
+    lxd_client: pylxd.Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An empty pool is deleted on removal; a pool with a runner left on it is kept and named.
+
+    arrange: two applications' dir pools; an instance (a busy runner that could not be
+        flushed) on the second's.
+    act: remove both applications; then delete the instance and remove the second again.
+    assert: the first's pool is gone, the other's kept while the instance is on it, with a log
+        naming the instance and the command that deletes the pool; deleted once empty.
+    """
+    juju = tmp_path / "juju"
+    first, second = (
+        storage.StoragePool(
+            app=app, juju_storage_dir=juju / app, ram_dir=tmp_path / "ram", tool_dirs=()
+        )
+        for app in apps
+    )
+    instance = None
+    try:
+        for pool in (first, second):
+            pool.ensure_runner_storage(storage.JUJU_STORAGE, 1024**3)
+        config = {
+            "name": f"grt-rm-{secrets.token_hex(4)}",
+            "source": {"type": "image", "alias": IMAGE},
+            "profiles": ["default"],
+            "devices": {
+                "root": {"type": "disk", "path": "/", "pool": second.storage_pool, "size": "1GiB"}
+            },
+        }
+        instance = lxd_client.instances.create(config, wait=True)
+
+        with caplog.at_level(logging.WARNING, logger="storage"):
+            assert first.remove()
+            assert not second.remove()
+
+        assert first.storage_pool not in pool_names()
+        assert second.storage_pool in pool_names()
+        kept = "\n".join(record.getMessage() for record in caplog.records)
+        assert instance.name in kept and PROJECT in kept
+        assert f"lxc storage delete {second.storage_pool}" in kept
+
+        instance.delete(wait=True)
+        instance = None
+        assert second.remove()
+        assert second.storage_pool not in pool_names()
+        # Nothing left to do: a second removal is not an error.
+        assert second.remove()
+    finally:
+        if instance is not None:
+            with contextlib.suppress(pylxd.exceptions.LXDAPIException):
+                instance.delete(wait=True)
+        for pool in (first, second):
+            with contextlib.suppress(command.CommandError):
+                lxc("storage", "delete", pool.storage_pool)

@@ -234,3 +234,30 @@ def test_juju_storage_pool_is_remounted_after_a_reboot(
     lxd_mount = f"/var/lib/lxd/storage-pools/{pool}"
     if Path(lxd_mount).is_dir():
         subprocess.run(["/usr/bin/mount", "--bind", str(mount), lxd_mount], check=True, timeout=60)
+
+
+def test_removal_deletes_the_pool_then_the_runner_storage_it_made(
+    storage_host: storage.StoragePool, tmp_path: Path
+) -> None:
+    """Removing the application deletes its empty pool, then unmounts and deletes its storage.
+
+    arrange: memory runner storage made for real (a tmpfs holding a btrfs loop file and pool).
+    act: remove the storage (the application goes).
+    assert: the pool is gone, the loop file's mount and its loop device are gone, the tmpfs is
+        unmounted and its directory deleted.
+    """
+    assert storage_host.btrfs_usable(), "this machine lacks mkfs.btrfs or the kernel's btrfs"
+    pool = storage_host.storage_pool
+    ram = tmp_path / "storage" / "ram"
+    image = ram / "lxd-pool.img"
+    assert storage_host.ensure_runner_storage(storage.MEMORY, 2 * GIB)
+    assert mount_at(ram / "lxd-pool") is not None
+
+    assert storage_host.remove()
+
+    assert pool not in lxc("storage", "list", "--format", "csv")
+    assert mount_at(ram / "lxd-pool") is None
+    assert mount_at(ram) is None
+    assert not ram.exists()
+    loops = command.run_command(["/usr/sbin/losetup", "-j", str(image)], timeout=30)
+    assert loops.strip() == ""
