@@ -91,10 +91,13 @@ class GithubRunnerCharm(ops.CharmBase):
     # ----- lifecycle end --------------------------------------------------------------------
 
     def _on_remove(self, _: ops.RemoveEvent) -> None:
-        """Remove the runners (again, in case stop could not), then the manager's files."""
+        """Remove the runners (again), the images, the files, then the app's ACL and pool."""
         self._on_stop()
         self._manager.remove_images(FLUSH_TIMEOUT)
         self._manager.remove_files()
+        if not self._manager.other_units_here():
+            firewall.Firewall.for_app(self.app.name).remove()
+            self._storage.remove()
 
     def _on_stop(self, _: ops.StopEvent | None = None) -> None:
         """Disable the timer and flush all runners of this unit with the last config written.

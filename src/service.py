@@ -16,6 +16,7 @@ import datetime
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -886,6 +887,30 @@ class ManagerService:
                 logger.warning("cannot reload systemd: %s", exc)
         for directory in (self.paths.config_dir, self.paths.state_dir):
             shutil.rmtree(directory, ignore_errors=True)
+
+    def other_units_here(self) -> list[str]:
+        """The other units of this unit's application whose manager is configured here.
+
+        Units of one application on one machine share its ACL and storage pool: the last one
+        to go removes them.
+
+        Returns:
+            Their configuration directories' names (`<app>-<number>`), sorted.
+        """
+        own = self.paths.config_dir
+        app = own.name.rsplit("-", 1)[0]
+        pattern = re.compile(rf"{re.escape(app)}-\d+")
+        try:
+            names = [entry.name for entry in own.parent.iterdir() if entry != own]
+        except OSError:
+            return []
+        others = sorted(name for name in names if pattern.fullmatch(name))
+        if others:
+            logger.info(
+                "the application's ACL and storage pool stay for its other units here: %s",
+                ", ".join(others),
+            )
+        return others
 
     # ----- running --------------------------------------------------------------------------
 

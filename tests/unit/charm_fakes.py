@@ -54,6 +54,9 @@ class FakeHost:
         self.storage_pool = command.scoped_name(app) if app else storage.LEGACY_STORAGE_POOL
         self.lxd_proxy: tuple[str | None, str | None, str | None] = (None, None, None)
         self.rotated_log: Path | None = None
+        # What the remove hook deleted, in order ("acl", "pool"), and what it keeps.
+        self.removed: list[str] = []
+        self.pool_volumes_left: list[str] = []
 
     def as_host(self) -> FakeHost:
         """Stand in for `host.Host()`."""
@@ -140,6 +143,12 @@ class FakeStoragePool:
     def ensure_runner_storage(self, kind: str, required: int) -> bool:
         return self._host.ensure_runner_storage(kind, required)
 
+    def remove(self) -> bool:
+        if self._host.pool_volumes_left:
+            return False
+        self._host.removed.append("pool")
+        return True
+
 
 class FakeFirewall:
     """The charm's `firewall.Firewall`, recording into the host fake."""
@@ -149,6 +158,10 @@ class FakeFirewall:
 
     def ensure(self, denylist: Iterable[ipaddress.IPv4Network]) -> bool:
         return self._host.ensure_firewall(denylist)
+
+    def remove(self) -> bool:
+        self._host.removed.append("acl")
+        return True
 
 
 def use_fake_host(monkeypatch: pytest.MonkeyPatch, fake: FakeHost) -> FakeHost:
@@ -192,6 +205,8 @@ class FakeManagerService:
         self.images_removed = False
         self.replenisher_active = False
         self.replenisher_restarts = 0
+        # Other units of the application configured on this machine.
+        self.other_units: list[str] = []
 
     def ensure_config(self, config: ManagerConfig, token: str) -> bool:
         text = json.dumps(config.model_dump(mode="json", exclude_none=True), sort_keys=True)
@@ -252,6 +267,9 @@ class FakeManagerService:
 
     def remove_files(self) -> None:
         self.files_removed = True
+
+    def other_units_here(self) -> list[str]:
+        return list(self.other_units)
 
     def run(self, args: list[str], timeout: float) -> service.ManagerResult:
         assert timeout > 0
