@@ -5,9 +5,10 @@
 
 The charm is a configurator, and this module only wires it: it validates its inputs into a
 `CharmState`, prepares the host (`host`, `storage`, `firewall`), writes the runner manager's
-configuration and systemd timer (`service`), and sets the status and action results `status`
-makes of the manager's report. The runners themselves are reconciled outside Juju hooks, by
-the timer's runs of `python3 -m github_runner_manager`.
+configuration and systemd units (`service`), and sets the status and action results `status`
+makes of the manager's report (the actions themselves are `actions`'). The runners themselves
+are reconciled outside Juju hooks, by the timer's runs of `python3 -m github_runner_manager`,
+and replaced between those runs by its long-running replenisher.
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 # See LICENSE file for licensing details.
 """The runner manager as a host service: its files, its systemd units and its command line.
 
-The charm writes the manager's configuration file and a root-only token file, renders a oneshot
-service and a timer from `templates/`, and runs the manager's command line for the actions and
-for the final flush. Nothing here knows about Juju; every `ensure_*` function says whether it
-changed something, and nothing is rewritten, reloaded or restarted when nothing changed.
+The charm writes the manager's configuration file and a root-only token file, renders the
+manager's systemd units from the charm's `templates/` (the reconcile service and its timer, the
+replenisher, the image build service and its timer, the Prometheus endpoint), and runs the
+manager's command line for the actions and for the final flush. Nothing here knows about Juju;
+every `ensure_*` function says whether it changed something, and nothing is rewritten, reloaded
+or restarted when nothing changed.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 """The runner manager's configuration file: what the charm hands to the manager.
 
 The file is JSON or YAML (YAML being a superset of JSON, one parser reads both). Its format is
-documented in the README ("Runner manager configuration file").
+documented in docs/runner-manager.md ("Configuration file"). Every value is validated here,
+once, with operator wording on each rule: the charm builds this configuration and shows the
+same message under the option's name.
 """
 
 from __future__ import annotations

@@ -5,11 +5,18 @@
 A build starts a builder instance (a container, or a virtual machine for VM runners: an image
 of one type cannot start an instance of the other) from the configured source: an image already
 on the host, or an Ubuntu release pulled from the image server. It pushes the rendered
-`templates/build-image.sh.j2` in, runs it with a time limit, stops the builder and publishes it
+build script (the package's `templates/build-image.sh.j2`) in, with the cached runner
+application when there is one, runs it with a time limit, stops the builder and publishes it
 under a versioned alias (`<stable>-<YYYYmmddHHMMSS>`). Then it moves the stable alias
 (`<name_prefix>-<base image>`, `-vm` for VMs) to the new image in one LXD update, so a runner
 created meanwhile gets the old image or the new one, never none. Older versions are deleted,
 keeping the previous one. The builder is always deleted, whatever happened.
+
+The build bakes in everything that is the same for every runner: the runner application (its
+version and checksum are image properties), the enabled runner unit and its boot program
+(`RUNNER_BOOT`), which reads the runner's files and just-in-time configuration from the
+instance's `user.github-runner.*` keys (`BOOT_KEYS`) through LXD's `/dev/lxd` at boot. A new
+runner application (`update-dependencies`) therefore means a new image.
 
 Runners start from the stable alias, and the image's fingerprint is part of their configuration
 hash: once a new image is published, idle runners are replaced; busy ones finish their job first.

@@ -5,7 +5,9 @@
 Instances belong to a manager by their `user.github-runner.*` configuration keys (the tags), not
 by their names, so two managers (two units, or two applications) on one LXD never touch each
 other's instances. Every call is bounded by a timeout; deleting an instance that is already gone
-counts as success.
+counts as success. The manager sees it through two protocols, `InstanceClient` (instances, the
+storage pool) and `ImageStore` (images); `LxdEventStream` follows the project's lifecycle
+events for the replenisher.
 """
 
 from __future__ import annotations

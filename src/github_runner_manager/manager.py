@@ -6,8 +6,10 @@ A reconciliation reads in that order: `observe` lists both sides, the planner cl
 plans (pure rules), the applier carries the plan out (removals, then creations), and the report
 notes what was done (`report_assembly`); the runner metrics bookkeeping then goes through the
 runners' host data.
-One manager owns the runners of one unit. Runs that change anything (reconcile, flush, update)
-hold a file lock, so the systemd timer's run and an action never overlap.
+One manager owns the runners of one unit. Runs that change anything (reconcile, flush,
+update-dependencies, and the replenisher's `replenish`) hold a file lock (`utils.manager_lock`,
+first come, first served), so the systemd timer's run, the replenisher and an action never
+overlap.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ class Report(pydantic.BaseModel):
 
     Attributes:
         version: the report format version.
-        command: `reconcile`, `flush` or `check`.
+        command: `reconcile`, `flush`, `update-dependencies` or `replenish`.
         unit: the unit identity.
         started_at: when the run started.
         finished_at: when it finished.

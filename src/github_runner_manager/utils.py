@@ -1,6 +1,10 @@
 # Copyright 2026 github-runner contributors
 # See LICENSE file for licensing details.
-"""Small helpers shared by the runner manager's modules."""
+"""Small helpers shared by the runner manager's modules.
+
+Atomic file writes, running calls in parallel, and the manager's file lock (`manager_lock`),
+which waiting runs get first come, first served.
+"""
 
 from __future__ import annotations
 
