@@ -181,7 +181,7 @@ def test_update_dependencies_rebuilds_the_image_and_replaces_idle_runners_busy_f
     assert BOOT_KEYS["jit_key"] not in lxd_client.instances.get(busy).config
     assert lxd_client.images.get(new_image).properties[PROPERTY_RUNNER_VERSION] == "2.331.0"
     assert BOOT_KEYS["jit_key"] in lxd_client.instances.get(replacement).config
-    assert "push" not in report["timings"]["runners"][replacement]
+    assert "push" not in report["runner_timings"][replacement]
     assert not lxd_client.instances.exists(idle)
     assert base_fingerprint(lxd_client, replacement) == new_image
     assert base_fingerprint(lxd_client, busy) == old_image, "the busy runner is kept"
