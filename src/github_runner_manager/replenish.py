@@ -17,7 +17,11 @@ live instances in LXD and spawns the difference to the configured count in one p
   is reconnected with exponential back-off.
 - Failures back off: a batch with errors (GitHub refusing, a missing image) delays the next
   one, so the deletions its own clean-up causes do not turn into a loop of failing spawns.
-- Stops cleanly: `stop` (SIGTERM) lets the batch in progress finish (a spawn that fails removes
+- Batches do not queue behind each other: each batch runs on its own thread, and holds the lock
+  only to count and create its instances (`RunnerManager.replenish` starts them after releasing
+  it), so a runner ending while a batch starts its instances is answered by the next batch
+  within about a second, not after the whole batch.
+- Stops cleanly: `stop` (SIGTERM) lets the batches in progress finish (a spawn that fails removes
   what it made); no spawn starts after it.
 """
 
@@ -115,6 +119,7 @@ class Replenisher:
         self._events_pending = 0
         self._stopping = threading.Event()
         self._errors_in_a_row = 0
+        self._resume_at = 0.0
         self.batches: list[Report] = []
         self.connections = 0
 
@@ -220,21 +225,53 @@ class Replenisher:
         first, longest = self._error_backoff
         delay = min(first * 2**self._errors_in_a_row, longest)
         self._errors_in_a_row += 1
+        # No batch starts before the back-off is over (see `_hold_back`).
+        self._resume_at = max(self._resume_at, self._monotonic() + delay)
         logger.warning("the batch had errors: trying again in %.0fs", delay)
         if not self._stopping.wait(delay):
             self._request()  # the fleet may still be short: try again after the back-off
 
+    def _hold_back(self) -> None:
+        """Wait out the back-off after a batch with errors (or until stopping)."""
+        remaining = self._resume_at - self._monotonic()
+        if remaining > 0:
+            self._stopping.wait(remaining)
+
+    def _batch(self, batch: tuple[int, float]) -> None:
+        try:
+            report = self._run_batch()
+        except Exception:
+            # A batch's thread must not die silently: the fleet would stay short until the timer.
+            logger.exception("unexpected error in a replenishing batch")
+            self._resume_at = self._monotonic() + self._error_backoff[0]
+            self._request()
+            return
+        if report is not None:
+            self._after(report, batch)
+
     def run(self) -> None:
-        """Follow the events and replenish until `stop`; returns once stopped cleanly."""
+        """Follow the events and replenish until `stop`; returns once stopped cleanly.
+
+        Each batch runs on its own thread, so a batch starting its instances (after releasing
+        the lock) does not hold up the next one.
+        """
         follower = threading.Thread(target=self._follow, name="lxd-events", daemon=True)
         follower.start()
+        running: list[threading.Thread] = []
         try:
             while (batch := self._next_batch()) is not None:
-                report = self._run_batch()
-                if report is not None:
-                    self._after(report, batch)
+                self._hold_back()
+                if self._stopping.is_set():
+                    break
+                thread = threading.Thread(
+                    target=self._batch, args=(batch,), name="replenish-batch", daemon=True
+                )
+                thread.start()
+                running = [t for t in running if t.is_alive()] + [thread]
         finally:
             self._stopping.set()
+            for thread in running:
+                thread.join()  # the batches in progress finish: nothing is left half-made
             self._events.close()
             follower.join(timeout=10)
 

@@ -725,3 +725,50 @@ def test_endings_during_a_batch_make_one_next_batch_logged_with_its_requests(run
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("batch of")]
     assert lines[1].startswith("batch of 1 request(s)") and "1 created" in lines[1]
     assert lines[2].startswith("batch of 2 request(s)") and "2 created" in lines[2]
+
+
+class TwoPhaseFleet(FakeFleet):
+    """A manager whose replenish counts and creates under the lock, then starts outside it."""
+
+    def __init__(self, count: int, live: int) -> None:
+        super().__init__(count, live)
+        self.starting = threading.Event()
+        self.starting.set()
+        self.in_start_phase = 0
+
+    def replenish(self, lock_timeout: float | None = None) -> Report:
+        report = super().replenish(lock_timeout)  # count and create, under the lock
+        if report.created:
+            with self.lock:
+                self.in_start_phase += 1
+            self.starting.wait(5)  # start the instances, the lock released
+            with self.lock:
+                self.in_start_phase -= 1
+        return report
+
+
+def test_a_batch_starting_its_instances_does_not_hold_up_the_next(running):
+    """A batch starting its instances (outside the lock) does not hold up the next batch.
+
+    arrange: a full fleet of 4 whose batches start their instances after releasing the lock;
+        one runner ended and its batch is held in that start phase.
+    act: another runner ends.
+    assert: its batch counts and creates while the first is still starting (never beyond the
+        count); both finish once the starts are let go.
+    """
+    fleet, stream = TwoPhaseFleet(count=4, live=4), FakeStream()
+    replenisher = running(fleet, stream)
+    wait_for(lambda: fleet.batches == [0])
+    fleet.starting.clear()
+
+    fleet.end(1)
+    stream.emit(InstanceEvent("instance-deleted", name(1)))
+    wait_for(lambda: fleet.in_start_phase == 1)
+    fleet.end(1)
+    stream.emit(InstanceEvent("instance-deleted", name(2)))
+
+    wait_for(lambda: fleet.batches == [0, 1, 1], timeout=3)
+    assert fleet.in_start_phase == 2
+    fleet.starting.set()
+    wait_for(lambda: len(replenisher.batches) == 3)
+    assert fleet.live == 4
