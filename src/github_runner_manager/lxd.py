@@ -47,6 +47,9 @@ TAG_TYPE = "user.github-runner.type"
 TAG_GITHUB_URL = "user.github-runner.github-url"
 TAG_GITHUB_PATH = "user.github-runner.github-path"
 TAG_RUNNER_ID = "user.github-runner.runner-id"
+# Set on an instance the replenisher creates under the manager's lock and starts after releasing
+# it: while it is young and not running, a run holding the lock takes it for one in creation.
+TAG_START_AFTER_LOCK = "user.github-runner.start-after-lock"
 # `jit` when the GitHub registration was made before the instance (see RunnerInstance).
 TAG_REGISTRATION = "user.github-runner.registration"
 # Image builders carry this tag instead of TAG_UNIT: reconciliations never take them for runners.
@@ -482,6 +485,7 @@ class PylxdClient:
                     runner_id=_parse_runner_id(config.get(TAG_RUNNER_ID)),
                     github_url=config.get(TAG_GITHUB_URL),
                     github_path=config.get(TAG_GITHUB_PATH),
+                    starts_after_lock=config.get(TAG_START_AFTER_LOCK) == "true",
                 )
             )
         return instances

@@ -24,6 +24,7 @@ from github_runner_manager.lxd import (
     TAG_GITHUB_URL,
     TAG_REGISTRATION,
     TAG_RUNNER_ID,
+    TAG_START_AFTER_LOCK,
     TAG_UNIT,
     ExecResult,
     ImageInfo,
@@ -147,6 +148,7 @@ class FakeLxd:
                     ),
                     github_url=instance.spec.config.get(TAG_GITHUB_URL),
                     github_path=instance.spec.config.get(TAG_GITHUB_PATH),
+                    starts_after_lock=instance.spec.config.get(TAG_START_AFTER_LOCK) == "true",
                 )
             )
         return result

@@ -101,6 +101,66 @@ def test_replenish_waits_for_the_lock_and_counts_after_it(make_manager, lxd, git
     assert lxd.created == [] and github.calls == []
 
 
+def test_replenish_starts_its_instances_after_releasing_the_lock(make_manager, lxd, github):
+    """Replenishing creates under the lock and starts after it; an overlapping batch adds none.
+
+    arrange: count 2, none live; every instance start checks the manager's lock and, the first
+        time, runs a second replenish (another batch) while the instances are created, not
+        started.
+    act: replenish.
+    assert: the starts ran with the lock free; the second batch counted the two tagged,
+        not-yet-started instances and made nothing; two runners, both tagged to start after
+        the lock, both running.
+    """
+    manager = make_manager(runners={"containers": 2})
+    lock_path = manager.config.state_dir / "manager.lock"
+    lock_free: list[bool] = []
+    overlapping: list[Report] = []
+    start = lxd.start_instance
+
+    def checking_start(instance_name: str) -> None:
+        try:
+            with manager_lock(lock_path, 0):
+                lock_free.append(True)
+        except LockBusyError:
+            lock_free.append(False)
+        if not overlapping:
+            overlapping.append(manager.replenish(lock_timeout=0))
+        start(instance_name)
+
+    lxd.start_instance = checking_start
+
+    report = manager.replenish()
+
+    assert report.ok, report.errors
+    assert len(report.created) == 2
+    assert lock_free == [True, True]
+    assert overlapping[0].ok and overlapping[0].created == []
+    assert overlapping[0].counts["container"] == {"live": 2}
+    assert github.calls == ["register_runner"] * 2
+    instances = lxd.list_instances(UNIT)
+    assert len(instances) == 2
+    assert all(i.starts_after_lock and i.status.value == "running" for i in instances)
+
+
+def test_replenish_failed_start_after_the_lock_leaves_nothing(make_manager, lxd, github):
+    """A start that fails after the lock was released removes the runner and is reported.
+
+    arrange: count 1, none live; LXD fails every start.
+    act: replenish.
+    assert: an error, nothing created, no instance left, the registration deleted.
+    """
+    manager = make_manager(runners={"containers": 1})
+    lxd.fail["start_instance"] = LxdError("cannot start: boom")
+
+    report = manager.replenish()
+
+    assert not report.ok and report.created == []
+    assert "boom" in report.errors[0].message
+    assert lxd.list_instances(UNIT) == []
+    assert "delete_runner" in github.calls
+
+
 class TightLoop:
     """A reconcile in a tight loop: takes the lock, holds it a moment, releases, at once again."""
 
