@@ -261,7 +261,11 @@ def _instance_state(
 ) -> RunnerState:
     age = now - instance.created_at
     if instance.status is not InstanceStatus.RUNNING:
-        return RunnerState.CREATING if in_creation(instance, now, creation_grace) else RunnerState.STOPPED
+        return (
+            RunnerState.CREATING
+            if in_creation(instance, now, creation_grace)
+            else RunnerState.STOPPED
+        )
     process = alive.get(instance.name)
     if runner is not None:
         if runner.busy:

@@ -122,8 +122,8 @@ class PendingRunner(SpawnResult):
 
     files: Mapping[str, tuple[bytes, int]] = dataclasses.field(repr=False)
     registration: Registration = dataclasses.field(repr=False)
+    stages: _Stages = dataclasses.field(repr=False)
     baked: bool = False
-    stages: _Stages | None = dataclasses.field(default=None, repr=False)
     started_at: float = 0.0
 
 
