@@ -372,7 +372,7 @@ def test_a_runner_ending_while_a_batch_starts_is_not_held_up_by_it(
         time.sleep(6)
         start(name)
 
-    lxd.start_instance = held_start  # type: ignore[method-assign] - hold the start phase
+    lxd.start_instance = held_start
     peak = [0]
     stop = threading.Event()
 
