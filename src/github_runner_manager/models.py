@@ -170,8 +170,8 @@ class RunnerInstance:
         runner_id: GitHub's id of its runner, when known at creation (JIT).
         github_url: the GitHub URL it was registered with (None: created before it was noted).
         github_path: the organisation or repository it was registered with.
-        starts_after_lock: created under the manager's lock by the replenisher, which starts it
-            after releasing the lock (see `planner.in_creation`).
+        awaiting_start: created under the manager's lock by the replenisher, which starts it
+            after releasing the lock, and never started yet (see `planner.in_creation`).
     """
 
     name: str
@@ -183,7 +183,7 @@ class RunnerInstance:
     runner_id: int | None = None
     github_url: str | None = None
     github_path: str | None = None
-    starts_after_lock: bool = False
+    awaiting_start: bool = False
 
     @property
     def github_target(self) -> tuple[str, str] | None:

@@ -17,8 +17,9 @@ The rules, each named by its `Reason`:
   Outside the manager's lock a very young one is left alone for a while (`creating`): another
   run may be creating it. Every run that creates instances holds the lock, so a run holding it
   knows a stopped instance is the leftover of a run that was killed, and removes it at once,
-  except a young one tagged `starts_after_lock`: the replenisher creates its instances under the
-  lock and starts them after releasing it (see `in_creation`).
+  except a young, never started one tagged to be started after the lock (`awaiting_start`): the
+  replenisher creates its instances under the lock and starts them after releasing it (see
+  `in_creation`).
 - `finished`: a running instance whose runner is gone, on positive evidence: GitHub answers 404
   for its runner id, or its runner process has exited (it ran its job, and GitHub deleted the
   ephemeral registration). It is not counted, so its replacement is created in the same run,
@@ -240,13 +241,13 @@ def in_creation(
         creation_grace: how long any stopped instance may be in creation (zero under the lock).
 
     Returns:
-        True for a not-running instance younger than `creation_grace`, or, when it is tagged
-        `starts_after_lock` (the replenisher starts it after releasing the lock), younger than
-        `CREATION_GRACE` even under the lock; False for a running one.
+        True for a not-running instance younger than `creation_grace`, or, when it is
+        `awaiting_start` (the replenisher starts it after releasing the lock, and it was never
+        started), younger than `CREATION_GRACE` even under the lock; False for a running one.
     """
     if instance.status is InstanceStatus.RUNNING:
         return False
-    grace = max(creation_grace, CREATION_GRACE) if instance.starts_after_lock else creation_grace
+    grace = max(creation_grace, CREATION_GRACE) if instance.awaiting_start else creation_grace
     return now - instance.created_at < grace
 
 
@@ -383,7 +384,7 @@ def _counted(view: RunnerView) -> bool:
     any other is a run's half-made instance, not counted (see the module docstring).
     """
     if view.state is RunnerState.CREATING:
-        return view.instance is not None and view.instance.starts_after_lock
+        return view.instance is not None and view.instance.awaiting_start
     return view.state in _COUNTED
 
 

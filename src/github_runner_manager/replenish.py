@@ -10,7 +10,8 @@ live instances in LXD and spawns the difference to the configured count in one p
 
 - Cheap: a replacement costs one GitHub call (its JIT configuration); nothing lists runners.
 - Bursts coalesce: after the first event it waits `debounce` seconds for more (at most
-  `max_delay` in all), so ten runners ending together make one batch of ten spawns.
+  `max_delay` in all), so ten runners ending together make one batch of ten spawns. An
+  instance's stop is its request: its deletion that follows (ephemeral) is not another.
 - Never beyond the count, never racing the timer: it counts under the same lock as a reconcile,
   and waits for that lock rather than failing.
 - Nothing missed: every (re)connection of the stream is followed by a count; a broken stream
@@ -46,6 +47,8 @@ DEBOUNCE = 0.2
 MAX_DELAY = 1.0
 # Seconds a batch waits for the lock in one go (between two looks at `stop`).
 LOCK_SLICE = 1.0
+# Seconds a runner's stop is remembered, so that its deletion is not a second request.
+STOPPED_MEMORY = 60.0
 # Reconnection back-off of the event stream: first and longest wait, in seconds.
 RECONNECT_FIRST = 0.5
 RECONNECT_MAX = 30.0
@@ -120,6 +123,8 @@ class Replenisher:
         self._stopping = threading.Event()
         self._errors_in_a_row = 0
         self._resume_at = 0.0
+        # Runners whose stop was seen (name -> when), so their deletion is not a second request.
+        self._stopped: dict[str, float] = {}
         self.batches: list[Report] = []
         self.connections = 0
 
@@ -136,9 +141,21 @@ class Replenisher:
             self._wake.notify_all()
 
     def _on_event(self, event: InstanceEvent) -> None:
-        if event.ended and self._pattern.match(event.name):
-            logger.debug("runner %s: %s", event.name, event.action)
-            self._request()
+        if not event.ended or not self._pattern.match(event.name):
+            return
+        logger.debug("runner %s: %s", event.name, event.action)
+        if event.action == "instance-deleted" and self._stopped.pop(event.name, None) is not None:
+            # An ephemeral runner's deletion right after its stop: the stop was the request (the
+            # count leaves stopped instances out), and waiting for this one would only stretch
+            # the coalescing window.
+            return
+        if event.action != "instance-deleted":
+            now = self._monotonic()
+            self._stopped = {
+                name: at for name, at in self._stopped.items() if now - at < STOPPED_MEMORY
+            }
+            self._stopped[event.name] = now
+        self._request()
 
     def _on_connected(self) -> None:
         self.connections += 1

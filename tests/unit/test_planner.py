@@ -549,14 +549,15 @@ def test_instance_started_after_the_lock_is_kept_under_the_lock(
 ):
     """An instance the replenisher starts after releasing the lock is in creation, even under it.
 
-    arrange: a never started instance tagged `starts_after_lock`, young or past the grace.
+    arrange: a never started instance tagged to start after the lock (`awaiting_start`), young
+        or past the grace.
     act: plan under the lock (no creation grace for untagged instances).
     assert: a young one is creating, kept and counted (nothing more is created); one past the
         creation grace is a stopped leftover, removed and replaced.
     """
     instance = dataclasses.replace(
         inst("r1", age_min=age_min, status=InstanceStatus.STOPPED, jit=True),
-        starts_after_lock=True,
+        awaiting_start=True,
     )
 
     plan = run_plan(

@@ -11,7 +11,12 @@ from collections.abc import Callable
 import pytest
 
 from github_runner_manager.errors import LockBusyError, LxdError, TokenError
-from github_runner_manager.lxd import InstanceEvent, parse_lifecycle_event
+from github_runner_manager.lxd import (
+    TAG_START_AFTER_LOCK,
+    InstanceEvent,
+    never_started,
+    parse_lifecycle_event,
+)
 from github_runner_manager.models import InstanceType
 from github_runner_manager.planner import runner_name_pattern
 from github_runner_manager.replenish import Replenisher
@@ -117,15 +122,17 @@ def test_replenish_starts_its_instances_after_releasing_the_lock(make_manager, l
     lock_free: list[bool] = []
     overlapping: list[Report] = []
     start = lxd.start_instance
+    one_at_a_time = threading.Lock()  # the starts run in parallel: check them one at a time
 
     def checking_start(instance_name: str) -> None:
-        try:
-            with manager_lock(lock_path, 0):
-                lock_free.append(True)
-        except LockBusyError:
-            lock_free.append(False)
-        if not overlapping:
-            overlapping.append(manager.replenish(lock_timeout=0))
+        with one_at_a_time:
+            try:
+                with manager_lock(lock_path, 0):
+                    lock_free.append(True)
+            except LockBusyError:
+                lock_free.append(False)
+            if not overlapping:
+                overlapping.append(manager.replenish(lock_timeout=0))
         start(instance_name)
 
     lxd.start_instance = checking_start
@@ -140,7 +147,9 @@ def test_replenish_starts_its_instances_after_releasing_the_lock(make_manager, l
     assert github.calls == ["register_runner"] * 2
     instances = lxd.list_instances(UNIT)
     assert len(instances) == 2
-    assert all(i.starts_after_lock and i.status.value == "running" for i in instances)
+    assert all(i.status.value == "running" and not i.awaiting_start for i in instances)
+    tags = [lxd.instances[i.name].spec.config.get(TAG_START_AFTER_LOCK) for i in instances]
+    assert tags == ["true", "true"]
 
 
 def test_replenish_failed_start_after_the_lock_leaves_nothing(make_manager, lxd, github):
@@ -832,3 +841,68 @@ def test_a_batch_starting_its_instances_does_not_hold_up_the_next(running):
     fleet.starting.set()
     wait_for(lambda: len(replenisher.batches) == 3)
     assert fleet.live == 4
+
+
+def test_a_replenished_runner_that_ran_and_stopped_is_replaced(make_manager, lxd, github):
+    """A runner the replenisher started, whose instance stopped after its job, is replaced.
+
+    arrange: count 1; one replenish made and started a runner (tagged to start after the lock);
+        its job ends and its instance is stopped, not yet deleted, well within the creation grace.
+    act: replenish again (the `instance-shutdown` event's batch).
+    assert: it is not taken for an instance in creation: one more runner is created.
+    """
+    manager = make_manager(runners={"containers": 1})
+    first = manager.replenish()
+    assert first.created, first.errors
+    lxd.instances[first.created[0]].status = "Stopped"  # powered off after its job
+
+    report = manager.replenish()
+
+    assert report.ok, report.errors
+    assert report.counts["container"] == {"live": 0}
+    assert len(report.created) == 1
+
+
+@pytest.mark.parametrize(
+    ("last_used_at", "expected"),
+    [
+        pytest.param("1970-01-01T00:00:00Z", True, id="epoch: never started"),
+        pytest.param("0001-01-01T00:00:00Z", True, id="zero time: never started"),
+        pytest.param(None, True, id="absent"),
+        pytest.param("2026-11-28T14:36:42.072566352Z", False, id="started once"),
+    ],
+)
+def test_never_started_reads_lxd_last_used_at(last_used_at, expected):
+    """LXD's `last_used_at` tells an instance never started from one that ran.
+
+    arrange: the values LXD gives before and after a first start.
+    act: never_started.
+    assert: only the epoch, Go's zero time or nothing mean never started.
+    """
+    assert never_started(last_used_at) is expected
+
+
+def test_a_runner_deleted_after_its_shutdown_is_one_request(running, caplog):
+    """A runner's deletion after its shutdown is not a second request; a bare deletion is one.
+
+    arrange: a full fleet of 4, a long debounce and delay.
+    act: one runner shuts down, then is deleted (as LXD reports an ephemeral runner's end);
+        another is deleted without a shutdown first (removed by a reconcile).
+    assert: one batch answering 2 requests (the shutdown and the bare deletion), not 3; it
+        replaces both runners.
+    """
+    caplog.set_level("INFO", logger="github_runner_manager.replenish")
+    fleet, stream = FakeFleet(count=4, live=4), FakeStream()
+    running(fleet, stream, debounce=0.3, max_delay=2.0)
+    wait_for(lambda: fleet.batches == [0])
+
+    fleet.end(2)
+    stream.emit(InstanceEvent("instance-shutdown", name(1)))
+    stream.emit(InstanceEvent("instance-deleted", name(1)))
+    stream.emit(InstanceEvent("instance-deleted", name(2)))
+
+    wait_for(lambda: len(fleet.batches) == 2)
+    time.sleep(0.4)
+    assert fleet.batches == [0, 2]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("batch of")]
+    assert lines[1].startswith("batch of 2 request(s)"), lines
