@@ -399,5 +399,7 @@ def test_a_runner_ending_while_a_batch_starts_is_not_held_up_by_it(
     assert len(spawning) == 2, [report.created for report in spawning]
     assert len(running.created()) == 5  # the initial 3, then one per ended job
     a, b = sorted(spawning, key=lambda report: report.started_at)
-    assert a.finished_at is not None and b.started_at < a.finished_at, "the second batch waited for the first"
+    assert a.finished_at is not None and b.started_at < a.finished_at, (
+        "the second batch waited for the first"
+    )
     assert peak[0] <= 3, f"{peak[0]} live instances at most, for a count of 3"
