@@ -49,6 +49,9 @@ TAG_TYPE = "user.github-runner.type"
 TAG_GITHUB_URL = "user.github-runner.github-url"
 TAG_GITHUB_PATH = "user.github-runner.github-path"
 TAG_RUNNER_ID = "user.github-runner.runner-id"
+# Set on an instance the replenisher creates under the manager's lock and starts after releasing
+# it: while it is young and not running, a run holding the lock takes it for one in creation.
+TAG_START_AFTER_LOCK = "user.github-runner.start-after-lock"
 # `jit` when the GitHub registration was made before the instance (see RunnerInstance).
 TAG_REGISTRATION = "user.github-runner.registration"
 # Image builders carry this tag instead of TAG_UNIT: reconciliations never take them for runners.
@@ -402,6 +405,19 @@ def _parse_runner_id(value: str | None) -> int | None:
         return None
 
 
+def never_started(last_used_at: object) -> bool:
+    """Whether LXD's `last_used_at` of an instance says it was never started.
+
+    Args:
+        last_used_at: the instance's `last_used_at` (LXD gives the epoch, or Go's zero time,
+            until the first start).
+
+    Returns:
+        True when it was never started.
+    """
+    return not last_used_at or str(last_used_at).startswith(("1970-01-01", "0001-01-01"))
+
+
 def _parse_created_at(value: str | None) -> datetime.datetime:
     if value:
         with contextlib.suppress(ValueError):
@@ -484,6 +500,8 @@ class PylxdClient:
                     runner_id=_parse_runner_id(config.get(TAG_RUNNER_ID)),
                     github_url=config.get(TAG_GITHUB_URL),
                     github_path=config.get(TAG_GITHUB_PATH),
+                    awaiting_start=config.get(TAG_START_AFTER_LOCK) == "true"
+                    and never_started(item.get("last_used_at")),
                 )
             )
         return instances

@@ -44,7 +44,7 @@ from .models import (
     github_target,
 )
 from .report import CheckResult, ErrorEntry, Report
-from .runner import RunnerSpawner, SpawnResult
+from .runner import PendingRunner, ReservingSpawner, RunnerSpawner, SpawnResult
 from .runner_versions import VersionLedger
 from .templates import TemplateRenderer
 from .utils import atomic_write, manager_lock, run_parallel
@@ -535,11 +535,13 @@ class RunnerManager:
 
         The event-driven replenisher (see `replenish.py`) runs this when one of the unit's
         runners ends. Unlike a reconcile it lists no GitHub runners, downloads nothing and
-        removes nothing: it counts the unit's instances that are not stopped, under the
-        manager's lock, and spawns the difference to the configured count in one parallel batch,
-        so a replacement costs one GitHub call (its JIT configuration). The timer's reconcile
-        does everything else. The report is returned, not written: the report file stays the
-        last reconcile's.
+        removes nothing: under the manager's lock it counts the unit's instances that are not
+        stopped (and those it is starting, see `planner.in_creation`), registers the difference
+        to the configured count and creates their instances, in parallel; it starts them after
+        releasing the lock, so that the next batch (or the timer's reconcile) does not wait for
+        the starts. A replacement costs one GitHub call (its JIT configuration). The timer's
+        reconcile does everything else. The report is returned, not written: the report file
+        stays the last reconcile's.
 
         Args:
             lock_timeout: seconds to wait for the lock (the configured lock timeout by default).
@@ -554,36 +556,43 @@ class RunnerManager:
         counters = self._github_counters()
         report = report_assembly.new_report("replenish", self.config, self._clock())
         timeout = self.config.timing.lock_timeout if lock_timeout is None else lock_timeout
+        reserved: tuple[RunnerSpawner, list[PendingRunner]] | None = None
         with manager_lock(self.config.state_dir / "manager.lock", timeout, self._sleep):
             report.timings["lock_wait"] = round(self._monotonic() - started, 3)
             try:
-                self._replenish(report)
+                reserved = self._replenish(report)
             except RunnerManagerError as exc:
                 report_assembly.record_error(report, exc)
             except Exception as exc:
                 logger.exception("unexpected error during replenish")
                 report_assembly.record_error(report, exc)
+            report.timings["locked"] = round(self._monotonic() - started, 3)
+        if reserved is not None:
+            self._start_reserved(report, *reserved)
         report_assembly.finish(
             report, self._clock(), self._monotonic() - started, self._calls_since(counters)
         )
         return report
 
-    def _replenish(self, report: Report) -> None:
+    def _replenish(self, report: Report) -> tuple[RunnerSpawner, list[PendingRunner]] | None:
+        """Count and create under the lock; the instances to start after it (None: nothing)."""
         instances = self._lxd.list_instances(self.config.unit)
+        now = self._clock()
         live = collections.Counter(
             instance.instance_type
             for instance in instances
-            if instance.status is not InstanceStatus.STOPPED
+            if instance.status is not InstanceStatus.STOPPED or planner.in_creation(instance, now)
         )
         report.counts = {t.value: {"live": live[t]} for t in InstanceType}
         wanted = [
             t for t in InstanceType for _ in range(max(0, self.config.runners.count(t) - live[t]))
         ]
         if not wanted:
-            return
+            return None
         # Downloaded once (by the first reconcile, or here on a fresh unit), then reused.
         cached = self._binary.cached() or self._ensure_binary(report)
-        if cached is None:
+        spawner = self._spawner(cached)
+        if cached is None or spawner is None:
             if not report.errors:
                 report.errors.append(
                     ErrorEntry(
@@ -591,14 +600,27 @@ class RunnerManager:
                         message="no runner application to create runners with",
                     )
                 )
-            return
+            return None
         fingerprints = {
             t: self._lxd.image_fingerprint(runner_image(self.config, t)) for t in set(wanted)
         }
         hashes = self._hashes(cached, fingerprints)
-        created, errors = self._applier.create(wanted, self._spawner(cached), hashes)
+        reserved, errors = self._applier.create(wanted, ReservingSpawner(spawner), hashes)
         report.errors.extend(errors)
-        report_assembly.record_created(report, created)
+        return spawner, [result for result in reserved if isinstance(result, PendingRunner)]
+
+    def _start_reserved(
+        self, report: Report, spawner: RunnerSpawner, pending: Sequence[PendingRunner]
+    ) -> None:
+        """Start the instances `_replenish` created, outside the lock (a failed one is removed)."""
+        concurrency = self.config.timing.spawn_concurrency
+        for _, result, exc in run_parallel(spawner.bring_up, pending, concurrency):
+            if result is not None:
+                report_assembly.record_created(report, [result])
+            elif exc is not None:
+                if not isinstance(exc, RunnerManagerError):
+                    logger.error("unexpected error starting a runner", exc_info=exc)
+                report_assembly.record_error(report, exc)
 
     def _flush(self, report: Report, busy: bool) -> None:
         instances, github_runners = self.observe()

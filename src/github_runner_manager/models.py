@@ -170,6 +170,8 @@ class RunnerInstance:
         runner_id: GitHub's id of its runner, when known at creation (JIT).
         github_url: the GitHub URL it was registered with (None: created before it was noted).
         github_path: the organisation or repository it was registered with.
+        awaiting_start: created under the manager's lock by the replenisher, which starts it
+            after releasing the lock, and never started yet (see `planner.in_creation`).
     """
 
     name: str
@@ -181,6 +183,7 @@ class RunnerInstance:
     runner_id: int | None = None
     github_url: str | None = None
     github_path: str | None = None
+    awaiting_start: bool = False
 
     @property
     def github_target(self) -> tuple[str, str] | None:

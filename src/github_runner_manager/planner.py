@@ -16,7 +16,10 @@ The rules, each named by its `Reason`:
   LXD deletes ephemeral instances, so a stopped one is a leftover (or LXD failed to delete it).
   Outside the manager's lock a very young one is left alone for a while (`creating`): another
   run may be creating it. Every run that creates instances holds the lock, so a run holding it
-  knows a stopped instance is the leftover of a run that was killed, and removes it at once.
+  knows a stopped instance is the leftover of a run that was killed, and removes it at once,
+  except a young, never started one tagged to be started after the lock (`awaiting_start`): the
+  replenisher creates its instances under the lock and starts them after releasing it (see
+  `in_creation`).
 - `finished`: a running instance whose runner is gone, on positive evidence: GitHub answers 404
   for its runner id, or its runner process has exited (it ran its job, and GitHub deleted the
   ephemeral registration). It is not counted, so its replacement is created in the same run,
@@ -225,6 +228,29 @@ def classify(
     return sorted(views, key=lambda view: view.name)
 
 
+def in_creation(
+    instance: RunnerInstance,
+    now: datetime.datetime,
+    creation_grace: datetime.timedelta = datetime.timedelta(0),
+) -> bool:
+    """Whether an instance that is not running may still be in creation (and must be kept).
+
+    Args:
+        instance: the instance.
+        now: the current time.
+        creation_grace: how long any stopped instance may be in creation (zero under the lock).
+
+    Returns:
+        True for a not-running instance younger than `creation_grace`, or, when it is
+        `awaiting_start` (the replenisher starts it after releasing the lock, and it was never
+        started), younger than `CREATION_GRACE` even under the lock; False for a running one.
+    """
+    if instance.status is InstanceStatus.RUNNING:
+        return False
+    grace = max(creation_grace, CREATION_GRACE) if instance.awaiting_start else creation_grace
+    return now - instance.created_at < grace
+
+
 def _instance_state(
     instance: RunnerInstance,
     runner: GitHubRunner | None,
@@ -236,7 +262,11 @@ def _instance_state(
 ) -> RunnerState:
     age = now - instance.created_at
     if instance.status is not InstanceStatus.RUNNING:
-        return RunnerState.CREATING if age < creation_grace else RunnerState.STOPPED
+        return (
+            RunnerState.CREATING
+            if in_creation(instance, now, creation_grace)
+            else RunnerState.STOPPED
+        )
     process = alive.get(instance.name)
     if runner is not None:
         if runner.busy:
@@ -333,7 +363,7 @@ def plan(views: Sequence[RunnerView], desired: Mapping[InstanceType, int]) -> Pl
             if view.instance_type is instance_type
             and view.name not in removed
             and not view.moved
-            and view.state in _COUNTED
+            and _counted(view)
         ]
         delta = desired.get(instance_type, 0) - len(kept)
         create[instance_type] = max(delta, 0)
@@ -345,6 +375,17 @@ def plan(views: Sequence[RunnerView], desired: Mapping[InstanceType, int]) -> Pl
 
 
 _COUNTED = (RunnerState.IDLE, RunnerState.BUSY, RunnerState.BOOTING, RunnerState.UNLISTED)
+
+
+def _counted(view: RunnerView) -> bool:
+    """Whether a runner counts towards the wanted number.
+
+    One in creation counts when the replenisher made it (it starts it after releasing the lock):
+    any other is a run's half-made instance, not counted (see the module docstring).
+    """
+    if view.state is RunnerState.CREATING:
+        return view.instance is not None and view.instance.awaiting_start
+    return view.state in _COUNTED
 
 
 def _cleanup_reason(view: RunnerView) -> Reason | None:

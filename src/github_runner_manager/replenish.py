@@ -10,14 +10,19 @@ live instances in LXD and spawns the difference to the configured count in one p
 
 - Cheap: a replacement costs one GitHub call (its JIT configuration); nothing lists runners.
 - Bursts coalesce: after the first event it waits `debounce` seconds for more (at most
-  `max_delay` in all), so ten runners ending together make one batch of ten spawns.
+  `max_delay` in all), so ten runners ending together make one batch of ten spawns. An
+  instance's stop is its request: its deletion that follows (ephemeral) is not another.
 - Never beyond the count, never racing the timer: it counts under the same lock as a reconcile,
   and waits for that lock rather than failing.
 - Nothing missed: every (re)connection of the stream is followed by a count; a broken stream
   is reconnected with exponential back-off.
 - Failures back off: a batch with errors (GitHub refusing, a missing image) delays the next
   one, so the deletions its own clean-up causes do not turn into a loop of failing spawns.
-- Stops cleanly: `stop` (SIGTERM) lets the batch in progress finish (a spawn that fails removes
+- Batches do not queue behind each other: each batch runs on its own thread, and holds the lock
+  only to count and create its instances (`RunnerManager.replenish` starts them after releasing
+  it), so a runner ending while a batch starts its instances is answered by the next batch
+  within about a second, not after the whole batch.
+- Stops cleanly: `stop` (SIGTERM) lets the batches in progress finish (a spawn that fails removes
   what it made); no spawn starts after it.
 """
 
@@ -42,6 +47,8 @@ DEBOUNCE = 0.2
 MAX_DELAY = 1.0
 # Seconds a batch waits for the lock in one go (between two looks at `stop`).
 LOCK_SLICE = 1.0
+# Seconds a runner's stop is remembered, so that its deletion is not a second request.
+STOPPED_MEMORY = 60.0
 # Reconnection back-off of the event stream: first and longest wait, in seconds.
 RECONNECT_FIRST = 0.5
 RECONNECT_MAX = 30.0
@@ -115,6 +122,9 @@ class Replenisher:
         self._events_pending = 0
         self._stopping = threading.Event()
         self._errors_in_a_row = 0
+        self._resume_at = 0.0
+        # Runners whose stop was seen (name -> when), so their deletion is not a second request.
+        self._stopped: dict[str, float] = {}
         self.batches: list[Report] = []
         self.connections = 0
 
@@ -131,9 +141,21 @@ class Replenisher:
             self._wake.notify_all()
 
     def _on_event(self, event: InstanceEvent) -> None:
-        if event.ended and self._pattern.match(event.name):
-            logger.debug("runner %s: %s", event.name, event.action)
-            self._request()
+        if not event.ended or not self._pattern.match(event.name):
+            return
+        logger.debug("runner %s: %s", event.name, event.action)
+        if event.action == "instance-deleted" and self._stopped.pop(event.name, None) is not None:
+            # An ephemeral runner's deletion right after its stop: the stop was the request (the
+            # count leaves stopped instances out), and waiting for this one would only stretch
+            # the coalescing window.
+            return
+        if event.action != "instance-deleted":
+            now = self._monotonic()
+            self._stopped = {
+                name: at for name, at in self._stopped.items() if now - at < STOPPED_MEMORY
+            }
+            self._stopped[event.name] = now
+        self._request()
 
     def _on_connected(self) -> None:
         self.connections += 1
@@ -220,21 +242,53 @@ class Replenisher:
         first, longest = self._error_backoff
         delay = min(first * 2**self._errors_in_a_row, longest)
         self._errors_in_a_row += 1
+        # No batch starts before the back-off is over (see `_hold_back`).
+        self._resume_at = max(self._resume_at, self._monotonic() + delay)
         logger.warning("the batch had errors: trying again in %.0fs", delay)
         if not self._stopping.wait(delay):
             self._request()  # the fleet may still be short: try again after the back-off
 
+    def _hold_back(self) -> None:
+        """Wait out the back-off after a batch with errors (or until stopping)."""
+        remaining = self._resume_at - self._monotonic()
+        if remaining > 0:
+            self._stopping.wait(remaining)
+
+    def _batch(self, batch: tuple[int, float]) -> None:
+        try:
+            report = self._run_batch()
+        except Exception:
+            # A batch's thread must not die silently: the fleet would stay short until the timer.
+            logger.exception("unexpected error in a replenishing batch")
+            self._resume_at = self._monotonic() + self._error_backoff[0]
+            self._request()
+            return
+        if report is not None:
+            self._after(report, batch)
+
     def run(self) -> None:
-        """Follow the events and replenish until `stop`; returns once stopped cleanly."""
+        """Follow the events and replenish until `stop`; returns once stopped cleanly.
+
+        Each batch runs on its own thread, so a batch starting its instances (after releasing
+        the lock) does not hold up the next one.
+        """
         follower = threading.Thread(target=self._follow, name="lxd-events", daemon=True)
         follower.start()
+        running: list[threading.Thread] = []
         try:
             while (batch := self._next_batch()) is not None:
-                report = self._run_batch()
-                if report is not None:
-                    self._after(report, batch)
+                self._hold_back()
+                if self._stopping.is_set():
+                    break
+                thread = threading.Thread(
+                    target=self._batch, args=(batch,), name="replenish-batch", daemon=True
+                )
+                thread.start()
+                running = [t for t in running if t.is_alive()] + [thread]
         finally:
             self._stopping.set()
+            for thread in running:
+                thread.join()  # the batches in progress finish: nothing is left half-made
             self._events.close()
             follower.join(timeout=10)
 

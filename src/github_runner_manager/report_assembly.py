@@ -46,7 +46,7 @@ def new_report(command: str, config: ManagerConfig, started_at: datetime.datetim
     )
 
 
-def record_error(report: Report, exc: Exception) -> None:
+def record_error(report: Report, exc: BaseException) -> None:
     """Note an error that stopped (part of) the run: its kind, or `unexpected`.
 
     Args:

@@ -65,6 +65,7 @@ from .lxd import (
     TAG_GITHUB_URL,
     TAG_REGISTRATION,
     TAG_RUNNER_ID,
+    TAG_START_AFTER_LOCK,
     TAG_TYPE,
     TAG_UNIT,
     InstanceSpec,
@@ -105,6 +106,53 @@ class SpawnResult:
     name: str
     instance_type: InstanceType
     timings: Mapping[str, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingRunner(SpawnResult):
+    """A runner whose instance is created but not started yet (`RunnerSpawner.reserve`).
+
+    Attributes:
+        files: the runner's files (pushed or read at boot).
+        registration: its GitHub registration.
+        baked: whether its image has the runner application baked in.
+        stages: its stage timings so far.
+        started_at: when its spawn began (epoch seconds).
+    """
+
+    files: Mapping[str, tuple[bytes, int]] = dataclasses.field(repr=False)
+    registration: Registration = dataclasses.field(repr=False)
+    stages: _Stages = dataclasses.field(repr=False)
+    baked: bool = False
+    started_at: float = 0.0
+
+
+class ReservingSpawner:
+    """A spawner that only reserves: registers and creates, leaving the start to `bring_up`.
+
+    The replenisher's batches create their instances under the manager's lock with it, and
+    start them after releasing the lock (`RunnerManager.replenish`).
+    """
+
+    def __init__(self, spawner: RunnerSpawner):
+        """Wrap a spawner.
+
+        Args:
+            spawner: the spawner whose `reserve` is called.
+        """
+        self._spawner = spawner
+
+    def spawn(self, instance_type: InstanceType, config_hash: str) -> PendingRunner:
+        """Register a runner and create its instance, tagged to be started after the lock.
+
+        Args:
+            instance_type: container or virtual machine.
+            config_hash: the configuration hash to tag it with.
+
+        Returns:
+            The runner, not started.
+        """
+        return self._spawner.reserve(instance_type, config_hash, start_later=True)
 
 
 def new_runner_name(prefix: str) -> str:
@@ -479,6 +527,27 @@ class RunnerSpawner:
             GitHubError: if GitHub refused the registration (token, permission, path, rate
                 limit); nothing was created.
         """
+        return self.bring_up(self.reserve(instance_type, config_hash))
+
+    def reserve(
+        self, instance_type: InstanceType, config_hash: str, start_later: bool = False
+    ) -> PendingRunner:
+        """Register one runner and create its instance, not started (the first half of `spawn`).
+
+        Args:
+            instance_type: container or virtual machine.
+            config_hash: the configuration hash to tag it with.
+            start_later: the instance is started after the manager's lock is released: it is
+                tagged so that a run holding the lock takes it for one in creation, not for a
+                stopped leftover (`planner.in_creation`).
+
+        Returns:
+            The runner, its instance created; `bring_up` starts it.
+
+        Raises:
+            RunnerCreateError: if a step failed; what it made has been removed.
+            GitHubError: if GitHub refused the registration; nothing was created.
+        """
         name = new_runner_name(self._config.name_prefix)
         labels = runner_labels(self._config, instance_type)
         stages = _Stages(self._monotonic, self._now)
@@ -500,23 +569,57 @@ class RunnerSpawner:
                 if baked
                 else None,
             )
+            if start_later:
+                spec.config[TAG_START_AFTER_LOCK] = "true"
             self._lxd.create_instance(spec)
             created = True
             stages.lap("create")
-            if baked:
-                self._lxd.start_instance(name)
-                stages.lap("start")
-            elif instance_type is InstanceType.CONTAINER:
-                self._bring_up_container(name, files, registration, stages)
-            else:
-                self._bring_up_vm(name, files, registration, stages)
         except RunnerManagerError as exc:
             self._cleanup(name, created, registration)
             raise RunnerCreateError(f"cannot create runner {name}: {exc}") from exc
         except BaseException:
             self._cleanup(name, created, registration)
             raise
-        self._record_installed(name, instance_type, started_at, stages)
+        return PendingRunner(
+            name=name,
+            instance_type=instance_type,
+            timings=stages.timings,
+            files=files,
+            registration=registration,
+            baked=baked,
+            stages=stages,
+            started_at=started_at,
+        )
+
+    def bring_up(self, pending: PendingRunner) -> SpawnResult:
+        """Start a reserved runner's instance (the second half of `spawn`).
+
+        Args:
+            pending: the runner `reserve` made.
+
+        Returns:
+            The new runner.
+
+        Raises:
+            RunnerCreateError: if a step failed; the runner's instance and GitHub registration
+                have been removed.
+        """
+        name, instance_type, stages = pending.name, pending.instance_type, pending.stages
+        try:
+            if pending.baked:
+                self._lxd.start_instance(name)
+                stages.lap("start")
+            elif instance_type is InstanceType.CONTAINER:
+                self._bring_up_container(name, pending.files, pending.registration, stages)
+            else:
+                self._bring_up_vm(name, pending.files, pending.registration, stages)
+        except RunnerManagerError as exc:
+            self._cleanup(name, True, pending.registration)
+            raise RunnerCreateError(f"cannot create runner {name}: {exc}") from exc
+        except BaseException:
+            self._cleanup(name, True, pending.registration)
+            raise
+        self._record_installed(name, instance_type, pending.started_at, stages)
         logger.info("runner %s (%s) created: %s", name, instance_type.value, stages.timings)
         return SpawnResult(name=name, instance_type=instance_type, timings=stages.timings)
 

@@ -301,7 +301,9 @@ def run(
     if interval is None:
         interval = DEFAULT_INTERVAL_MINUTES * 60.0 if mode == "service" else TIMER_ONLY_INTERVAL
     bench.to_zero()
-    data = harness.manager_config_data(bench.emulator.url, bench.work, runners, 4)
+    data = harness.manager_config_data(
+        bench.emulator.url, bench.work, runners, 4, baked_from=bench.baked_from
+    )
     data["timing"] = {}  # production's defaults (spawn_concurrency 4)
     config_path = harness.write_config(bench.work / f"jobstream-{mode}.json", data)
     manager = bench.manager(runners, 4)

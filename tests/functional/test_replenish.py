@@ -10,6 +10,7 @@ shared LXD daemon, which other test runs on this machine use.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -346,3 +347,59 @@ def test_replenisher_and_reconcile_together_never_exceed_the_count(
     wait_until(lambda: len(live(lxd_client)) == 3, 60, "a full fleet")
     # Both raced for the lock: the replenisher counted (and spawned when short) between reconciles.
     assert len(running.replenisher.batches) >= 2
+
+
+def test_a_runner_ending_while_a_batch_starts_is_not_held_up_by_it(
+    replenishing, emulator, lxd_client
+):
+    """A runner ending while a batch starts its instances is replaced by an overlapping batch.
+
+    arrange: 3 runners, replenisher running; every instance start of its manager is held 6 s
+        (after the lock is released), so the first replacement batch is still starting when
+        the second runner ends.
+    act: one job ends; once it has, a second job is queued and ends.
+    assert: the second batch ran while the first was still starting (their times overlap);
+        the unit never had more than 3 live instances; exactly 2 replacements; the fleet ends
+        full and online.
+    """
+    running = replenishing(containers=3)
+    wait_online(emulator, 3, PREFIX)
+    wait_until(lambda: len(running.replenisher.batches) >= 1, 60, "the initial fill")
+    lxd = running.manager._lxd
+    start = lxd.start_instance
+
+    def held_start(name: str) -> None:
+        time.sleep(6)
+        start(name)
+
+    lxd.start_instance = held_start
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(pylxd.exceptions.LXDAPIException, OSError, KeyError):
+                peak[0] = max(peak[0], len(live(lxd_client)))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        first = emulator.control.queue_job(TEST_REPO, LABELS, "sleep 1")
+        wait_job(emulator, first["id"], "completed", timeout=180)
+        second = emulator.control.queue_job(TEST_REPO, LABELS, "sleep 1")
+        wait_job(emulator, second["id"], "completed", timeout=180)
+        wait_until(lambda: len(running.created()) >= 5, 180, "two replacements")
+        wait_online(emulator, 3, PREFIX)
+    finally:
+        stop.set()
+        sampler.join(30)
+
+    spawning = [report for report in running.replenisher.batches[1:] if report.created]
+    assert len(spawning) == 2, [report.created for report in spawning]
+    assert len(running.created()) == 5  # the initial 3, then one per ended job
+    a, b = sorted(spawning, key=lambda report: report.started_at)
+    assert a.finished_at is not None and b.started_at < a.finished_at, (
+        "the second batch waited for the first"
+    )
+    assert peak[0] <= 3, f"{peak[0]} live instances at most, for a count of 3"

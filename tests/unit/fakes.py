@@ -24,6 +24,7 @@ from github_runner_manager.lxd import (
     TAG_GITHUB_URL,
     TAG_REGISTRATION,
     TAG_RUNNER_ID,
+    TAG_START_AFTER_LOCK,
     TAG_UNIT,
     ExecResult,
     ImageInfo,
@@ -48,6 +49,7 @@ class FakeInstance:
     files: dict[str, tuple[bytes, int]] = dataclasses.field(default_factory=dict)
     links: dict[str, str] = dataclasses.field(default_factory=dict)
     commands: list[list[str]] = dataclasses.field(default_factory=list)
+    ever_started: bool = False
 
 
 @dataclasses.dataclass
@@ -147,6 +149,8 @@ class FakeLxd:
                     ),
                     github_url=instance.spec.config.get(TAG_GITHUB_URL),
                     github_path=instance.spec.config.get(TAG_GITHUB_PATH),
+                    awaiting_start=instance.spec.config.get(TAG_START_AFTER_LOCK) == "true"
+                    and not instance.ever_started,
                 )
             )
         return result
@@ -175,6 +179,7 @@ class FakeLxd:
     def start_instance(self, name: str) -> None:
         self._maybe_fail("start_instance")
         self._get(name).status = "Running"
+        self._get(name).ever_started = True
 
     def push_file(self, name: str, path: str, data: Any, mode: int = 0o644) -> None:
         self._maybe_fail("push_file")

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 import pytest
@@ -528,3 +529,42 @@ def test_half_made_instance_goes_at_once_under_the_lock(grace, want_state, want_
 
     assert plan.runners[0].state is want_state
     assert removed(plan) == want_removed
+
+
+@pytest.mark.parametrize(
+    ("age_min", "want_state", "want_removed", "want_create"),
+    [
+        pytest.param(0.2, RunnerState.CREATING, {}, 0, id="young: being started"),
+        pytest.param(
+            planner.CREATION_GRACE.total_seconds() / 60 + 1,
+            RunnerState.STOPPED,
+            {"r1": Reason.STOPPED},
+            1,
+            id="past the grace: a leftover",
+        ),
+    ],
+)
+def test_instance_started_after_the_lock_is_kept_under_the_lock(
+    age_min, want_state, want_removed, want_create
+):
+    """An instance the replenisher starts after releasing the lock is in creation, even under it.
+
+    arrange: a never started instance tagged to start after the lock (`awaiting_start`), young
+        or past the grace.
+    act: plan under the lock (no creation grace for untagged instances).
+    assert: a young one is creating, kept and counted (nothing more is created); one past the
+        creation grace is a stopped leftover, removed and replaced.
+    """
+    instance = dataclasses.replace(
+        inst("r1", age_min=age_min, status=InstanceStatus.STOPPED, jit=True),
+        awaiting_start=True,
+    )
+
+    plan = run_plan(
+        [instance], [gh("r1", online=False)], {C: 1}, creation_grace=datetime.timedelta(0)
+    )
+
+    assert plan.runners[0].state is want_state
+    assert removed(plan) == want_removed
+    assert plan.create[C] == want_create
+    assert planner.in_creation(instance, NOW) is (want_state is RunnerState.CREATING)

@@ -11,7 +11,12 @@ from collections.abc import Callable
 import pytest
 
 from github_runner_manager.errors import LockBusyError, LxdError, TokenError
-from github_runner_manager.lxd import InstanceEvent, parse_lifecycle_event
+from github_runner_manager.lxd import (
+    TAG_START_AFTER_LOCK,
+    InstanceEvent,
+    never_started,
+    parse_lifecycle_event,
+)
 from github_runner_manager.models import InstanceType
 from github_runner_manager.planner import runner_name_pattern
 from github_runner_manager.replenish import Replenisher
@@ -99,6 +104,70 @@ def test_replenish_waits_for_the_lock_and_counts_after_it(make_manager, lxd, git
     ):
         manager.replenish(lock_timeout=0)
     assert lxd.created == [] and github.calls == []
+
+
+def test_replenish_starts_its_instances_after_releasing_the_lock(make_manager, lxd, github):
+    """Replenishing creates under the lock and starts after it; an overlapping batch adds none.
+
+    arrange: count 2, none live; every instance start checks the manager's lock and, the first
+        time, runs a second replenish (another batch) while the instances are created, not
+        started.
+    act: replenish.
+    assert: the starts ran with the lock free; the second batch counted the two tagged,
+        not-yet-started instances and made nothing; two runners, both tagged to start after
+        the lock, both running.
+    """
+    manager = make_manager(runners={"containers": 2})
+    lock_path = manager.config.state_dir / "manager.lock"
+    lock_free: list[bool] = []
+    overlapping: list[Report] = []
+    start = lxd.start_instance
+    one_at_a_time = threading.Lock()  # the starts run in parallel: check them one at a time
+
+    def checking_start(instance_name: str) -> None:
+        with one_at_a_time:
+            try:
+                with manager_lock(lock_path, 0):
+                    lock_free.append(True)
+            except LockBusyError:
+                lock_free.append(False)
+            if not overlapping:
+                overlapping.append(manager.replenish(lock_timeout=0))
+        start(instance_name)
+
+    lxd.start_instance = checking_start
+
+    report = manager.replenish()
+
+    assert report.ok, report.errors
+    assert len(report.created) == 2
+    assert lock_free == [True, True]
+    assert overlapping[0].ok and overlapping[0].created == []
+    assert overlapping[0].counts["container"] == {"live": 2}
+    assert github.calls == ["register_runner"] * 2
+    instances = lxd.list_instances(UNIT)
+    assert len(instances) == 2
+    assert all(i.status.value == "running" and not i.awaiting_start for i in instances)
+    tags = [lxd.instances[i.name].spec.config.get(TAG_START_AFTER_LOCK) for i in instances]
+    assert tags == ["true", "true"]
+
+
+def test_replenish_failed_start_after_the_lock_leaves_nothing(make_manager, lxd, github):
+    """A start that fails after the lock was released removes the runner and is reported.
+
+    arrange: count 1, none live; LXD fails every start.
+    act: replenish.
+    assert: an error, nothing created, no instance left, the registration deleted.
+    """
+    manager = make_manager(runners={"containers": 1})
+    lxd.fail["start_instance"] = LxdError("cannot start: boom")
+
+    report = manager.replenish()
+
+    assert not report.ok and report.created == []
+    assert "boom" in report.errors[0].message
+    assert lxd.list_instances(UNIT) == []
+    assert "delete_runner" in github.calls
 
 
 class TightLoop:
@@ -725,3 +794,115 @@ def test_endings_during_a_batch_make_one_next_batch_logged_with_its_requests(run
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("batch of")]
     assert lines[1].startswith("batch of 1 request(s)") and "1 created" in lines[1]
     assert lines[2].startswith("batch of 2 request(s)") and "2 created" in lines[2]
+
+
+class TwoPhaseFleet(FakeFleet):
+    """A manager whose replenish counts and creates under the lock, then starts outside it."""
+
+    def __init__(self, count: int, live: int) -> None:
+        super().__init__(count, live)
+        self.starting = threading.Event()
+        self.starting.set()
+        self.in_start_phase = 0
+
+    def replenish(self, lock_timeout: float | None = None) -> Report:
+        report = super().replenish(lock_timeout)  # count and create, under the lock
+        if report.created:
+            with self.lock:
+                self.in_start_phase += 1
+            self.starting.wait(5)  # start the instances, the lock released
+            with self.lock:
+                self.in_start_phase -= 1
+        return report
+
+
+def test_a_batch_starting_its_instances_does_not_hold_up_the_next(running):
+    """A batch starting its instances (outside the lock) does not hold up the next batch.
+
+    arrange: a full fleet of 4 whose batches start their instances after releasing the lock;
+        one runner ended and its batch is held in that start phase.
+    act: another runner ends.
+    assert: its batch counts and creates while the first is still starting (never beyond the
+        count); both finish once the starts are let go.
+    """
+    fleet, stream = TwoPhaseFleet(count=4, live=4), FakeStream()
+    replenisher = running(fleet, stream)
+    wait_for(lambda: fleet.batches == [0])
+    fleet.starting.clear()
+
+    fleet.end(1)
+    stream.emit(InstanceEvent("instance-deleted", name(1)))
+    wait_for(lambda: fleet.in_start_phase == 1)
+    fleet.end(1)
+    stream.emit(InstanceEvent("instance-deleted", name(2)))
+
+    wait_for(lambda: fleet.batches == [0, 1, 1], timeout=3)
+    assert fleet.in_start_phase == 2
+    fleet.starting.set()
+    wait_for(lambda: len(replenisher.batches) == 3)
+    assert fleet.live == 4
+
+
+def test_a_replenished_runner_that_ran_and_stopped_is_replaced(make_manager, lxd, github):
+    """A runner the replenisher started, whose instance stopped after its job, is replaced.
+
+    arrange: count 1; one replenish made and started a runner (tagged to start after the lock);
+        its job ends and its instance is stopped, not yet deleted, well within the creation grace.
+    act: replenish again (the `instance-shutdown` event's batch).
+    assert: it is not taken for an instance in creation: one more runner is created.
+    """
+    manager = make_manager(runners={"containers": 1})
+    first = manager.replenish()
+    assert first.created, first.errors
+    lxd.instances[first.created[0]].status = "Stopped"  # powered off after its job
+
+    report = manager.replenish()
+
+    assert report.ok, report.errors
+    assert report.counts["container"] == {"live": 0}
+    assert len(report.created) == 1
+
+
+@pytest.mark.parametrize(
+    ("last_used_at", "expected"),
+    [
+        pytest.param("1970-01-01T00:00:00Z", True, id="epoch: never started"),
+        pytest.param("0001-01-01T00:00:00Z", True, id="zero time: never started"),
+        pytest.param(None, True, id="absent"),
+        pytest.param("2026-11-28T14:36:42.072566352Z", False, id="started once"),
+    ],
+)
+def test_never_started_reads_lxd_last_used_at(last_used_at, expected):
+    """LXD's `last_used_at` tells an instance never started from one that ran.
+
+    arrange: the values LXD gives before and after a first start.
+    act: never_started.
+    assert: only the epoch, Go's zero time or nothing mean never started.
+    """
+    assert never_started(last_used_at) is expected
+
+
+def test_a_runner_deleted_after_its_shutdown_is_one_request(running, caplog):
+    """A runner's deletion after its shutdown is not a second request; a bare deletion is one.
+
+    arrange: a full fleet of 4, a long debounce and delay.
+    act: one runner shuts down, then is deleted (as LXD reports an ephemeral runner's end);
+        another is deleted without a shutdown first (removed by a reconcile).
+    assert: one batch answering 2 requests (the shutdown and the bare deletion), not 3; it
+        replaces both runners.
+    """
+    caplog.set_level("INFO", logger="github_runner_manager.replenish")
+    fleet, stream = FakeFleet(count=4, live=4), FakeStream()
+    running(fleet, stream, debounce=0.3, max_delay=2.0)
+    wait_for(lambda: fleet.batches == [0])
+
+    fleet.end(2)
+    stream.emit(InstanceEvent("instance-shutdown", name(1)))
+    stream.emit(InstanceEvent("instance-deleted", name(1)))
+    stream.emit(InstanceEvent("instance-deleted", name(2)))
+
+    wait_for(lambda: len(fleet.batches) == 2)
+    time.sleep(0.4)
+    assert fleet.batches == [0, 2]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("batch of")]
+    assert lines[1].startswith("batch of 2 request(s)"), lines

@@ -470,3 +470,26 @@ def test_refused_registration_makes_no_further_call(spawner_for, lxd, github):
         spawner_for().spawn(InstanceType.CONTAINER, "hash")
 
     assert github.calls == ["register_runner"]
+
+
+def test_start_script_powers_off_at_once_after_handing_over(spawner_for, lxd):
+    """The runner's instance powers itself off at once, after syncing what it handed over.
+
+    arrange: a JIT spawner.
+    act: spawn a container and read its start.sh.
+    assert: every power-off goes through one function that syncs the file systems (the job
+        logs and post-job record in the exchange directory) and then powers off without a
+        systemd shutdown (`--force --force`: LXD reports `instance-shutdown` at once); no plain
+        `systemctl poweroff` is left.
+    """
+    result = spawner_for().spawn(InstanceType.CONTAINER, "hash-1")
+
+    start = lxd.instances[result.name].files[f"{DIST_DIR}/start.sh"][0].decode()
+
+    body = start.split("power_off() {", 1)[1].split("\n}", 1)[0]
+    assert body.index("sync") < body.index("systemctl poweroff --force --force")
+    calls = [line.strip() for line in start.splitlines() if "systemctl poweroff" in line]
+    assert calls == ["systemctl poweroff --force --force"], calls
+    run = start.split("\nrun() {", 1)[1].split("\n}", 1)[0]
+    assert run.count("power_off") == 2
+    assert run.index("hand_over_logs\n    post_job") < run.rindex("power_off")
