@@ -3,12 +3,11 @@
 # See LICENSE file for licensing details.
 """The github-runner charm: keeps ephemeral GitHub Actions runners in LXD on each unit.
 
-The charm is a configurator, and this module only wires it: it validates its inputs into a
-`CharmState`, prepares the host (`host`, `storage`, `firewall`), writes the runner manager's
-configuration and systemd units (`service`), and sets the status and action results `status`
-makes of the manager's report (the actions themselves are `actions`'). The runners themselves
-are reconciled outside Juju hooks, by the timer's runs of `python3 -m github_runner_manager`,
-and replaced between those runs by its long-running replenisher.
+This module only wires the configurator: it validates its inputs into a `CharmState`, prepares
+the host (`host`, `storage`, `firewall`), writes the runner manager's configuration and systemd
+units (`service`), and sets the status `status` makes of the manager's report (the actions are
+in `actions`). The runners are reconciled outside Juju hooks, by the timer's runs of
+`python3 -m github_runner_manager`, and replaced between them by its replenisher service.
 """
 
 from __future__ import annotations
