@@ -421,6 +421,10 @@ class RunnerSettings(_Model):
         privileged: make container runners privileged (the charm's `test-mode=insecure`, for
             testing the charm on machines that are themselves LXD containers). Jobs then have
             root on the host: never in production.
+        standby: booted standby containers the replenisher keeps beside the container runners,
+            each made a runner within a second when one ends (None: one per container runner;
+            0: none). They carry no registration and no configuration until then, and exist
+            only when the runner image has the runner application baked in.
     """
 
     containers: _Runners = 0
@@ -431,6 +435,7 @@ class RunnerSettings(_Model):
     disk: str = "10GiB"
     base_image: str = "jammy"
     privileged: bool = False
+    standby: _Runners | None = None
 
     @pydantic.field_validator("memory")
     @classmethod
@@ -475,6 +480,20 @@ class RunnerSettings(_Model):
         if instance_type is InstanceType.CONTAINER:
             return self.containers
         return self.virtual_machines
+
+    def standbys(self, instance_type: InstanceType) -> int:
+        """Return how many standby instances of a type to keep (containers only).
+
+        Args:
+            instance_type: container or virtual machine.
+
+        Returns:
+            The number of standbys: at most one per runner of the type.
+        """
+        if instance_type is not InstanceType.CONTAINER:
+            return 0
+        wanted = self.containers if self.standby is None else self.standby
+        return min(wanted, self.containers)
 
 
 class LxdSettings(_Model):

@@ -22,7 +22,7 @@ import shlex
 import socket as socketlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 from urllib.parse import urlencode, urlsplit
@@ -54,6 +54,9 @@ TAG_RUNNER_ID = "user.github-runner.runner-id"
 TAG_START_AFTER_LOCK = "user.github-runner.start-after-lock"
 # `jit` when the GitHub registration was made before the instance (see RunnerInstance).
 TAG_REGISTRATION = "user.github-runner.registration"
+# A standby: a booted container from the baked image with no registration and no configuration
+# yet, which the replenisher turns into a runner when one ends (see RunnerManager.replenish).
+TAG_STANDBY = "user.github-runner.standby"
 # Image builders carry this tag instead of TAG_UNIT: reconciliations never take them for runners.
 TAG_BUILDER = "user.github-runner.image-builder"
 # How long pulling an image from a remote image server may take.
@@ -208,6 +211,10 @@ class InstanceClient(Protocol):
 
     def start_instance(self, name: str) -> None:
         """Start an instance."""
+        ...  # pragma: no cover
+
+    def update_instance_config(self, name: str, values: Mapping[str, str | None]) -> None:
+        """Set configuration keys of an instance (None removes a key); running ones too."""
         ...  # pragma: no cover
 
     def push_file(self, name: str, path: str, data: bytes | BinaryIO, mode: int = 0o644) -> None:
@@ -502,6 +509,7 @@ class PylxdClient:
                     github_path=config.get(TAG_GITHUB_PATH),
                     awaiting_start=config.get(TAG_START_AFTER_LOCK) == "true"
                     and never_started(item.get("last_used_at")),
+                    standby=config.get(TAG_STANDBY) == "true",
                 )
             )
         return instances
@@ -575,6 +583,29 @@ class PylxdClient:
             instance.start(timeout=int(self._timeout), wait=True)
         except _LXD_ERRORS as exc:
             raise lxd_error(f"cannot start instance {name}", exc) from exc
+
+    def update_instance_config(self, name: str, values: Mapping[str, str | None]) -> None:
+        """Set (or, for None, remove) configuration keys of an instance, running or not.
+
+        `user.*` keys change live: a running instance sees them through /dev/lxd at once.
+
+        Args:
+            name: the instance.
+            values: key -> new value, or None to remove the key.
+
+        Raises:
+            LxdError: if LXD fails.
+        """
+        instance = self._instance(name)
+        try:
+            for key, value in values.items():
+                if value is None:
+                    instance.config.pop(key, None)
+                else:
+                    instance.config[key] = value
+            instance.save(wait=True)
+        except _LXD_ERRORS as exc:
+            raise lxd_error(f"cannot update the configuration of instance {name}", exc) from exc
 
     def push_file(self, name: str, path: str, data: bytes | BinaryIO, mode: int = 0o644) -> None:
         """Write a file owned by root into an instance (running, or a stopped container).

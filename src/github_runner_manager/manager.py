@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import datetime
 import logging
 import time
@@ -46,10 +47,20 @@ from .models import (
 from .report import CheckResult, ErrorEntry, Report
 from .runner import PendingRunner, ReservingSpawner, RunnerSpawner, SpawnResult
 from .runner_versions import VersionLedger
+from .standby import Standbys
 from .templates import TemplateRenderer
 from .utils import atomic_write, manager_lock, run_parallel
 
 logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Batch:
+    """What a replenishing batch does after the lock: start its instances, make standbys."""
+
+    spawner: RunnerSpawner
+    pending: list[PendingRunner]
+    hashes: dict[InstanceType, str]
 
 
 class RunnerManager:
@@ -126,6 +137,9 @@ class RunnerManager:
             release_timeout=busy_release_timeout,
         )
         self._applier = Applier(config, lxd, remover, clock=self._clock, monotonic=monotonic)
+        self._standbys = Standbys(
+            lxd, config.unit, config.runners.standbys, config.timing.spawn_concurrency, self._clock
+        )
         self._bookkeeping = runner_metrics.RunnerBookkeeping(
             self._exchange,
             self._job_logs,
@@ -465,7 +479,11 @@ class RunnerManager:
         with self._phase(report, "plan"):
             hashes = self._hashes(cached, self._image_fingerprints())
             views = self.classify(instances, github_runners, hashes, locked=True)
-            plan = planner.plan(views, {t: self.config.runners.count(t) for t in InstanceType})
+            plan = planner.plan(
+                views,
+                {t: self.config.runners.count(t) for t in InstanceType},
+                {t: self.config.runners.standbys(t) for t in InstanceType},
+            )
             report.runners = [report_assembly.runner_entry(view) for view in views]
         outcome = self._applier.apply(plan, self._spawner(cached), hashes)
         report_assembly.record_outcome(report, outcome)
@@ -531,23 +549,26 @@ class RunnerManager:
         report.newer_version_since = age.newer_since
 
     def replenish(self, lock_timeout: float | None = None) -> Report:
-        """Spawn the runners the fleet misses, counting its instances in LXD only.
+        """Make the runners the fleet misses, counting its instances in LXD only.
 
         The event-driven replenisher (see `replenish.py`) runs this when one of the unit's
-        runners ends. Unlike a reconcile it lists no GitHub runners, downloads nothing and
-        removes nothing: under the manager's lock it counts the unit's instances that are not
-        stopped (and those it is starting, see `planner.in_creation`), registers the difference
-        to the configured count and creates their instances, in parallel; it starts them after
-        releasing the lock, so that the next batch (or the timer's reconcile) does not wait for
-        the starts. A replacement costs one GitHub call (its JIT configuration). The timer's
-        reconcile does everything else. The report is returned, not written: the report file
-        stays the last reconcile's.
+        runners ends. Unlike a reconcile it lists no GitHub runners, downloads nothing (but the
+        runner application on a fresh unit) and removes no runner: under the manager's lock it
+        counts the unit's runner instances that are not stopped (and those it is starting, see
+        `planner.in_creation`) and makes the difference to the configured count: from standbys
+        first (see `standby.py`: one registration and one configuration update each), then by
+        registering and creating instances, in parallel; it starts those after releasing the
+        lock, so that the next batch (or the timer's reconcile) does not wait for the starts,
+        and then makes the standbys that are missing. A replacement costs one GitHub call (its
+        JIT configuration). The timer's reconcile does everything else. The report is returned,
+        not written: the report file stays the last reconcile's.
 
         Args:
             lock_timeout: seconds to wait for the lock (the configured lock timeout by default).
 
         Returns:
-            The report: `created` and `errors`; `counts` holds the live instances per type.
+            The report: `created` (standbys made runners included) and `errors`; `counts`
+            holds the live runner instances (and the standbys made) per type.
 
         Raises:
             LockBusyError: if another run held the lock for the whole timeout.
@@ -556,44 +577,50 @@ class RunnerManager:
         counters = self._github_counters()
         report = report_assembly.new_report("replenish", self.config, self._clock())
         timeout = self.config.timing.lock_timeout if lock_timeout is None else lock_timeout
-        reserved: tuple[RunnerSpawner, list[PendingRunner]] | None = None
+        batch: _Batch | None = None
         with manager_lock(self.config.state_dir / "manager.lock", timeout, self._sleep):
             report.timings["lock_wait"] = round(self._monotonic() - started, 3)
             try:
-                reserved = self._replenish(report)
+                batch = self._replenish(report)
             except RunnerManagerError as exc:
                 report_assembly.record_error(report, exc)
             except Exception as exc:
                 logger.exception("unexpected error during replenish")
                 report_assembly.record_error(report, exc)
             report.timings["locked"] = round(self._monotonic() - started, 3)
-        if reserved is not None:
-            self._start_reserved(report, *reserved)
+        if batch is not None:
+            self._start_reserved(report, batch.spawner, batch.pending)
+            self._top_up_standbys(report, batch)
         report_assembly.finish(
             report, self._clock(), self._monotonic() - started, self._calls_since(counters)
         )
         return report
 
-    def _replenish(self, report: Report) -> tuple[RunnerSpawner, list[PendingRunner]] | None:
-        """Count and create under the lock; the instances to start after it (None: nothing)."""
+    def _replenish(self, report: Report) -> _Batch | None:
+        """Count, adopt standbys and create under the lock (None: nothing more to do)."""
         instances = self._lxd.list_instances(self.config.unit)
         now = self._clock()
         live = collections.Counter(
             instance.instance_type
             for instance in instances
-            if instance.status is not InstanceStatus.STOPPED or planner.in_creation(instance, now)
+            if not instance.standby
+            and (
+                instance.status is not InstanceStatus.STOPPED
+                or planner.in_creation(instance, now)
+            )
         )
         report.counts = {t.value: {"live": live[t]} for t in InstanceType}
         wanted = [
             t for t in InstanceType for _ in range(max(0, self.config.runners.count(t) - live[t]))
         ]
-        if not wanted:
+        standby_types = {t for t in InstanceType if self.config.runners.standbys(t)}
+        if not wanted and not standby_types:
             return None
         # Downloaded once (by the first reconcile, or here on a fresh unit), then reused.
-        cached = self._binary.cached() or self._ensure_binary(report)
+        cached = self._binary.cached() or (self._ensure_binary(report) if wanted else None)
         spawner = self._spawner(cached)
         if cached is None or spawner is None:
-            if not report.errors:
+            if wanted and not report.errors:
                 report.errors.append(
                     ErrorEntry(
                         kind=ErrorKind.RUNNER_BINARY,
@@ -602,12 +629,35 @@ class RunnerManager:
                 )
             return None
         fingerprints = {
-            t: self._lxd.image_fingerprint(runner_image(self.config, t)) for t in set(wanted)
+            t: self._lxd.image_fingerprint(runner_image(self.config, t))
+            for t in set(wanted) | standby_types
         }
         hashes = self._hashes(cached, fingerprints)
-        reserved, errors = self._applier.create(wanted, ReservingSpawner(spawner), hashes)
-        report.errors.extend(errors)
-        return spawner, [result for result in reserved if isinstance(result, PendingRunner)]
+        adopted, errors = self._standbys.adopt(spawner, instances, wanted, hashes)
+        report_assembly.record_created(report, adopted)
+        for exc in errors:
+            report_assembly.record_error(report, exc)
+        for result in adopted:
+            wanted.remove(result.instance_type)
+        reserved, create_errors = self._applier.create(wanted, ReservingSpawner(spawner), hashes)
+        report.errors.extend(create_errors)
+        pending = [result for result in reserved if isinstance(result, PendingRunner)]
+        return _Batch(spawner, pending, hashes)
+
+    def _top_up_standbys(self, report: Report, batch: _Batch) -> None:
+        """Make the missing standbys (after the lock; their errors go into the report)."""
+        started = self._monotonic()
+        try:
+            made, errors = self._standbys.top_up(batch.spawner, batch.hashes)
+        except RunnerManagerError as exc:
+            made, errors = [], [exc]
+        for exc in errors:
+            report_assembly.record_error(report, exc)
+        if made:
+            # Only containers have standbys.
+            report.counts.setdefault(InstanceType.CONTAINER.value, {})["standbys_made"] = len(made)
+            report.timings["standby"] = round(self._monotonic() - started, 3)
+            logger.info("made %d standby(s): %s", len(made), ", ".join(made))
 
     def _start_reserved(
         self, report: Report, spawner: RunnerSpawner, pending: Sequence[PendingRunner]

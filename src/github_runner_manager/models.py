@@ -71,6 +71,9 @@ class RunnerState(str, enum.Enum):
     """Instance running but its runner absent from GitHub's listing, with no evidence that it
     finished (its process runs, or GitHub could not be asked about its id): the listing may be
     incomplete. Kept and counted, never deleted on this absence; looked at again next run."""
+    STANDBY = "standby"
+    """A booted container from the baked image with no registration and no configuration yet:
+    not a runner, not counted. The replenisher makes it a runner when one ends, within a second."""
     GITHUB_ONLY = "github-only"
     """Registered on GitHub but without an instance: a ghost to delete when offline."""
 
@@ -172,6 +175,8 @@ class RunnerInstance:
         github_path: the organisation or repository it was registered with.
         awaiting_start: created under the manager's lock by the replenisher, which starts it
             after releasing the lock, and never started yet (see `planner.in_creation`).
+        standby: a booted container with no registration yet, which the replenisher hands a
+            runner's configuration when one ends (see `RunnerManager.replenish`); not a runner.
     """
 
     name: str
@@ -184,6 +189,7 @@ class RunnerInstance:
     github_url: str | None = None
     github_path: str | None = None
     awaiting_start: bool = False
+    standby: bool = False
 
     @property
     def github_target(self) -> tuple[str, str] | None:

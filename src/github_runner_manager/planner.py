@@ -36,7 +36,11 @@ The rules, each named by its `Reason`:
 - `stale-config`: an idle (or still booting) runner created with another configuration. Busy
   runners finish their job first; being ephemeral, they go away afterwards.
 - `scale-down`: more runners than wanted: idle runners go first, oldest first, then booting ones.
-  Busy runners are never removed to scale down.
+  Busy runners are never removed to scale down. More standbys than wanted go too, oldest first.
+- Standbys (`standby`): booted containers from the baked image with no registration yet, which
+  the replenisher keeps beside the runners and makes runners when runners end. They are not
+  runners: never counted, never looked up on GitHub; one made with another configuration (or for
+  another path) goes as `stale-config`, a stopped one as `stopped`.
 - `flush`: the operator asked to remove runners.
 """
 
@@ -267,6 +271,8 @@ def _instance_state(
             if in_creation(instance, now, creation_grace)
             else RunnerState.STOPPED
         )
+    if instance.standby:
+        return RunnerState.STANDBY
     process = alive.get(instance.name)
     if runner is not None:
         if runner.busy:
@@ -338,12 +344,18 @@ def runners_to_look_up(views: Sequence[RunnerView]) -> list[RunnerView]:
     ]
 
 
-def plan(views: Sequence[RunnerView], desired: Mapping[InstanceType, int]) -> Plan:
+def plan(
+    views: Sequence[RunnerView],
+    desired: Mapping[InstanceType, int],
+    standbys: Mapping[InstanceType, int] | None = None,
+) -> Plan:
     """Decide what a reconciliation does.
 
     Args:
         views: the classified runners (see `classify`).
         desired: how many runners of each instance type to keep.
+        standbys: how many standbys of each instance type to keep at most (none by default);
+            the replenisher makes them, a reconciliation only removes the extra ones.
 
     Returns:
         The plan.
@@ -371,6 +383,9 @@ def plan(views: Sequence[RunnerView], desired: Mapping[InstanceType, int]) -> Pl
             removals.extend(
                 Removal(view, Reason.SCALE_DOWN) for view in _scale_down_candidates(kept, -delta)
             )
+        removals.extend(
+            _extra_standbys(views, instance_type, removed, (standbys or {}).get(instance_type, 0))
+        )
     return Plan(runners=tuple(views), removals=tuple(removals), create=create)
 
 
@@ -381,11 +396,34 @@ def _counted(view: RunnerView) -> bool:
     """Whether a runner counts towards the wanted number.
 
     One in creation counts when the replenisher made it (it starts it after releasing the lock):
-    any other is a run's half-made instance, not counted (see the module docstring).
+    any other is a run's half-made instance, not counted (see the module docstring). A standby is
+    no runner.
     """
+    if view.instance is not None and view.instance.standby:
+        return False
     if view.state is RunnerState.CREATING:
         return view.instance is not None and view.instance.awaiting_start
     return view.state in _COUNTED
+
+
+def _extra_standbys(
+    views: Sequence[RunnerView], instance_type: InstanceType, removed: set[str], wanted: int
+) -> list[Removal]:
+    """The standbys of a type beyond the wanted number (oldest first)."""
+    standbys = sorted(
+        (
+            view
+            for view in views
+            if view.instance is not None
+            and view.instance.standby
+            and view.instance_type is instance_type
+            and view.name not in removed
+            and view.state in (RunnerState.STANDBY, RunnerState.CREATING)
+        ),
+        key=lambda view: view.instance.created_at if view.instance else datetime.datetime.min,
+    )
+    extra = len(standbys) - max(wanted, 0)
+    return [Removal(view, Reason.SCALE_DOWN) for view in standbys[:extra]] if extra > 0 else []
 
 
 def _cleanup_reason(view: RunnerView) -> Reason | None:
@@ -399,6 +437,8 @@ def _cleanup_reason(view: RunnerView) -> Reason | None:
         return Reason.FINISHED
     if view.state is RunnerState.UNHEALTHY:
         return Reason.UNHEALTHY
+    if view.state is RunnerState.STANDBY:
+        return Reason.STALE_CONFIG if view.stale or view.moved else None
     if view.moved and view.state in (RunnerState.IDLE, RunnerState.BOOTING):
         return Reason.MOVED
     if view.stale and view.state in (RunnerState.IDLE, RunnerState.BOOTING):

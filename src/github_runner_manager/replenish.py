@@ -225,7 +225,7 @@ class Replenisher:
         # One line per batch, with where its time went (the job-stream benchmark reads it).
         logger.info(
             "batch of %d request(s): coalesced %.3fs, lock wait %.3fs, %d live, %d created (%s) "
-            "in %.3fs, %d GitHub calls%s",
+            "in %.3fs, %d GitHub calls, %d standbys made%s",
             requests,
             coalesced,
             report.timings.get("lock_wait", 0.0),
@@ -234,6 +234,7 @@ class Replenisher:
             ", ".join(report.created),
             report.duration or 0.0,
             report.github_calls,
+            sum(count.get("standbys_made", 0) for count in report.counts.values()),
             "".join(f"; {e.kind}: {e.message}" for e in report.errors),
         )
         if not report.errors:

@@ -266,6 +266,8 @@ def check_result(
     names: dict[str, list[str]] = collections.defaultdict(list)
     for view in views:
         github = view.github
+        if view.state is RunnerState.STANDBY:
+            continue  # not a runner (counted by type below)
         if github is None:
             names["unknown"].append(view.name)
             continue

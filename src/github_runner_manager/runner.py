@@ -20,6 +20,11 @@ A virtual machine can only take files once its LXD agent runs, so it is started 
 just-in-time configuration the runner needs no token at all; with the registration-token
 fallback, `config.sh` runs inside the instance and its exit code is checked.
 
+A standby (see `standby.py`) is a container from such an image, created and started with no
+registration and no configuration: its boot program waits on /dev/lxd's event stream. Making it a
+runner (`adopt_standby`) is one JIT registration and one update of its configuration keys, which
+the waiting boot program reads at once: a runner in well under a second, with no create or start.
+
 Whatever fails, nothing is left behind: the instance is deleted and the GitHub registration
 removed.
 """
@@ -65,6 +70,7 @@ from .lxd import (
     TAG_GITHUB_URL,
     TAG_REGISTRATION,
     TAG_RUNNER_ID,
+    TAG_STANDBY,
     TAG_START_AFTER_LOCK,
     TAG_TYPE,
     TAG_UNIT,
@@ -387,9 +393,19 @@ class RunnerSpawner:
 
     def _use_baked(self, instance_type: InstanceType, registration: Registration) -> bool:
         """Whether a runner boots from its image's baked runner with no file pushed."""
+        return registration.jit_config is not None and self.standby_possible(instance_type)
+
+    def standby_possible(self, instance_type: InstanceType) -> bool:
+        """Whether runners of a type can have standbys: containers from a current baked image.
+
+        Args:
+            instance_type: container or virtual machine.
+
+        Returns:
+            True when the type's image has the current runner application baked in.
+        """
         return (
             instance_type is InstanceType.CONTAINER
-            and registration.jit_config is not None
             and bool(self._runner_sha256)
             and self.baked_runner(instance_type) == self._runner_sha256
         )
@@ -623,6 +639,105 @@ class RunnerSpawner:
         logger.info("runner %s (%s) created: %s", name, instance_type.value, stages.timings)
         return SpawnResult(name=name, instance_type=instance_type, timings=stages.timings)
 
+    def create_standby(self, instance_type: InstanceType, config_hash: str) -> str:
+        """Create and start a standby: a runner instance without registration or configuration.
+
+        Its boot program waits for the keys `adopt_standby` sets. It is tagged as started after
+        the lock, so a run holding the lock takes it for one in creation until it runs.
+
+        Args:
+            instance_type: container (the only type with standbys).
+            config_hash: the configuration hash to tag it with.
+
+        Returns:
+            The standby's name (the name of the runner it becomes).
+
+        Raises:
+            RunnerCreateError: if a step failed; what it made has been removed.
+        """
+        name = new_runner_name(self._config.name_prefix)
+        created = False
+        try:
+            spec = self.instance_spec(
+                name, instance_type, config_hash, self._exchange_devices(name), jit=False
+            )
+            spec.config.update(
+                {TAG_STANDBY: "true", TAG_START_AFTER_LOCK: "true", "security.devlxd": "true"}
+            )
+            self._lxd.create_instance(spec)
+            created = True
+            self._lxd.start_instance(name)
+        except RunnerManagerError as exc:
+            self._cleanup(name, created, Registration())
+            raise RunnerCreateError(f"cannot create standby {name}: {exc}") from exc
+        except BaseException:
+            self._cleanup(name, created, Registration())
+            raise
+        return name
+
+    def adopt_standby(self, name: str, instance_type: InstanceType) -> SpawnResult:
+        """Make a standby a runner: register it just in time and hand it its configuration.
+
+        The configuration goes in as instance keys, live: the standby's waiting boot program
+        reads them through /dev/lxd and starts the runner. Its creation time becomes now (a
+        runner's age is counted from here).
+
+        Args:
+            name: the standby (its name becomes the runner's).
+            instance_type: its instance type.
+
+        Returns:
+            The new runner, with its stage timings (`register`, `adopt`).
+
+        Raises:
+            RunnerCreateError: if a step failed; the standby and the registration are removed.
+            GitHubError: if GitHub refused the registration; the standby is left as it was.
+        """
+        labels = runner_labels(self._config, instance_type)
+        stages = _Stages(self._monotonic, self._now)
+        started_at = self._now().timestamp()
+        registration = self._register(name, labels)
+        stages.lap("register")
+        try:
+            if registration.jit_config is None:
+                raise RunnerCreateError("GitHub gave no just-in-time configuration")
+            values: dict[str, str | None] = {
+                **boot_config(
+                    _boot_files(self.render_files(name, instance_type, labels)),
+                    registration.jit_config,
+                ),
+                TAG_STANDBY: None,
+                TAG_START_AFTER_LOCK: None,
+                TAG_REGISTRATION: "jit",
+                TAG_CREATED_AT: self._now().isoformat(),
+            }
+            if registration.runner_id is not None:
+                values[TAG_RUNNER_ID] = str(registration.runner_id)
+            self._lxd.update_instance_config(name, values)
+            stages.lap("adopt")
+        except RunnerManagerError as exc:
+            self._cleanup(name, True, registration)
+            raise RunnerCreateError(f"cannot make standby {name} a runner: {exc}") from exc
+        except BaseException:
+            self._cleanup(name, True, registration)
+            raise
+        self._record_installed(name, instance_type, started_at, stages)
+        logger.info("standby %s is runner now: %s", name, stages.timings)
+        return SpawnResult(name=name, instance_type=instance_type, timings=stages.timings)
+
+    def discard_standby(self, name: str) -> None:
+        """Delete a standby (it has no registration) and its host directory.
+
+        Args:
+            name: the standby.
+
+        Raises:
+            LxdError: if LXD fails to delete it.
+        """
+        self._lxd.delete_instance(name)
+        if self._exchange is not None:
+            self._exchange.delete(name)
+
     def _exchange_devices(self, name: str) -> dict[str, dict[str, str]]:
         """The metrics exchange directory of a runner, as a device (none without metrics)."""
         if self._exchange is None:
@@ -683,6 +798,8 @@ class RunnerSpawner:
         start_requested = stages.marks.get("create")
         if instance_type is InstanceType.CONTAINER and "push" in stages.marks:
             start_requested = stages.marks["push"]
+        # A standby made a runner starts its runner when it gets its configuration.
+        start_requested = stages.marks.get("adopt", start_requested)
         try:
             self._exchange.record_installed(
                 name,
