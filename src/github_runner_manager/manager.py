@@ -605,8 +605,7 @@ class RunnerManager:
             for instance in instances
             if not instance.standby
             and (
-                instance.status is not InstanceStatus.STOPPED
-                or planner.in_creation(instance, now)
+                instance.status is not InstanceStatus.STOPPED or planner.in_creation(instance, now)
             )
         )
         report.counts = {t.value: {"live": live[t]} for t in InstanceType}
@@ -649,10 +648,10 @@ class RunnerManager:
         started = self._monotonic()
         try:
             made, errors = self._standbys.top_up(batch.spawner, batch.hashes)
-        except RunnerManagerError as exc:
-            made, errors = [], [exc]
-        for exc in errors:
-            report_assembly.record_error(report, exc)
+        except RunnerManagerError as failure:
+            made, errors = [], [failure]
+        for error in errors:
+            report_assembly.record_error(report, error)
         if made:
             # Only containers have standbys.
             report.counts.setdefault(InstanceType.CONTAINER.value, {})["standbys_made"] = len(made)

@@ -255,6 +255,19 @@ def in_creation(
     return now - instance.created_at < grace
 
 
+def _state_from_lxd(
+    instance: RunnerInstance, now: datetime.datetime, creation_grace: datetime.timedelta
+) -> RunnerState | None:
+    """The state LXD alone tells: not running (creating or stopped), or a standby."""
+    if instance.status is not InstanceStatus.RUNNING:
+        return (
+            RunnerState.CREATING
+            if in_creation(instance, now, creation_grace)
+            else RunnerState.STOPPED
+        )
+    return RunnerState.STANDBY if instance.standby else None
+
+
 def _instance_state(
     instance: RunnerInstance,
     runner: GitHubRunner | None,
@@ -265,14 +278,9 @@ def _instance_state(
     creation_grace: datetime.timedelta,
 ) -> RunnerState:
     age = now - instance.created_at
-    if instance.status is not InstanceStatus.RUNNING:
-        return (
-            RunnerState.CREATING
-            if in_creation(instance, now, creation_grace)
-            else RunnerState.STOPPED
-        )
-    if instance.standby:
-        return RunnerState.STANDBY
+    settled = _state_from_lxd(instance, now, creation_grace)
+    if settled is not None:
+        return settled
     process = alive.get(instance.name)
     if runner is not None:
         if runner.busy:

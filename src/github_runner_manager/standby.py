@@ -86,6 +86,15 @@ def ready_standbys(
     return sorted(found, key=lambda instance: instance.created_at)
 
 
+def _creator(spawner: StandbySpawner, instance_type: InstanceType) -> Callable[[str], str]:
+    """A function creating a standby of a type with a configuration hash."""
+
+    def create(config_hash: str) -> str:
+        return spawner.create_standby(instance_type, config_hash)
+
+    return create
+
+
 class Standbys:
     """Makes standbys runners, and keeps their number up."""
 
@@ -172,14 +181,16 @@ class Standbys:
             for instance_type in InstanceType:
                 wanted = self._wanted(instance_type)
                 config_hash = hashes.get(instance_type)
-                if config_hash is None or not wanted or not spawner.standby_possible(instance_type):
+                if (
+                    config_hash is None
+                    or not wanted
+                    or not spawner.standby_possible(instance_type)
+                ):
                     continue
                 kept = self._clear_out(spawner, instances, instance_type, config_hash, errors)
                 missing = max(0, wanted - kept)
                 results = run_parallel(
-                    lambda _, t=instance_type, h=config_hash: spawner.create_standby(t, h),
-                    range(missing),
-                    self._concurrency,
+                    _creator(spawner, instance_type), [config_hash] * missing, self._concurrency
                 )
                 made.extend(name for _, name, _ in results if name is not None)
                 errors.extend(exc for _, _, exc in results if exc is not None)

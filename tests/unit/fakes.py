@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from github_runner_manager.errors import (
@@ -24,6 +24,7 @@ from github_runner_manager.lxd import (
     TAG_GITHUB_URL,
     TAG_REGISTRATION,
     TAG_RUNNER_ID,
+    TAG_STANDBY,
     TAG_START_AFTER_LOCK,
     TAG_UNIT,
     ExecResult,
@@ -151,6 +152,7 @@ class FakeLxd:
                     github_path=instance.spec.config.get(TAG_GITHUB_PATH),
                     awaiting_start=instance.spec.config.get(TAG_START_AFTER_LOCK) == "true"
                     and not instance.ever_started,
+                    standby=instance.spec.config.get(TAG_STANDBY) == "true",
                 )
             )
         return result
@@ -180,6 +182,15 @@ class FakeLxd:
         self._maybe_fail("start_instance")
         self._get(name).status = "Running"
         self._get(name).ever_started = True
+
+    def update_instance_config(self, name: str, values: Mapping[str, str | None]) -> None:
+        self._maybe_fail("update_instance_config")
+        config = self._get(name).spec.config
+        for key, value in values.items():
+            if value is None:
+                config.pop(key, None)
+            else:
+                config[key] = value
 
     def push_file(self, name: str, path: str, data: Any, mode: int = 0o644) -> None:
         self._maybe_fail("push_file")
