@@ -136,7 +136,7 @@ def record_removals(report: Report, outcomes: Sequence[RemovalOutcome]) -> None:
 
 
 def record_created(report: Report, created: Sequence[SpawnResult]) -> None:
-    """Note the runners created and the delta per type.
+    """Note the runners created, their stage timings and the delta per type.
 
     Args:
         report: the report.
@@ -145,6 +145,7 @@ def record_created(report: Report, created: Sequence[SpawnResult]) -> None:
     report.created.extend(result.name for result in created)
     for result in created:
         report.delta[result.instance_type.value] += 1
+    report.add_runner_timings({result.name: dict(result.timings) for result in created})
 
 
 def record_outcome(report: Report, outcome: ApplyOutcome) -> None:
@@ -158,7 +159,6 @@ def record_outcome(report: Report, outcome: ApplyOutcome) -> None:
     report.errors.extend(outcome.errors)
     report.timings.update(outcome.timings)
     record_created(report, outcome.created)
-    report.add_runner_timings({result.name: dict(result.timings) for result in outcome.created})
 
 
 def _gone(outcomes: Sequence[RemovalOutcome]) -> set[str]:
