@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from github_runner_manager.errors import LxdError
-from github_runner_manager.lxd import InstanceEvent, LxdEventStream
+from github_runner_manager.lxd import TAG_STANDBY, TAG_UNIT, InstanceEvent, LxdEventStream
 
 from . import harness, scenarios
 from .scenarios import Bench
@@ -80,6 +80,7 @@ _BATCH = re.compile(
     r"(\d+) created \(([^)]*)\) in ([\d.]+)s"
 )
 _CREATED = re.compile(r"runner (\S+) \(\w+\) created: (\{.*\})")
+_ADOPTED = re.compile(r"standby (\S+) is runner now: (\{.*\})")
 
 
 def _log_entries(log_path: Path) -> list[tuple[float, str]]:
@@ -96,8 +97,9 @@ def replenisher_phases(log_path: Path, online: dict[str, float]) -> dict[str, An
     """Where a replacement's time goes, per replacement runner, from the replenisher's log.
 
     The replenisher logs one line per batch (requests, coalescing delay, lock wait, live count,
-    runners created, duration) and the spawner one per runner (its stages); the benchmark saw
-    each runner online.
+    runners created, duration) and the spawner one per runner (its stages: register, create,
+    push, start for a new instance; register, adopt for a standby made a runner); the benchmark
+    saw each runner online.
 
     Args:
         log_path: the replenisher's log.
@@ -113,15 +115,19 @@ def replenisher_phases(log_path: Path, online: dict[str, float]) -> dict[str, An
         "create": [],
         "push": [],
         "start": [],
+        "adopt": [],
         "started_to_online": [],
     }
     batches = []
+    adopted = 0
     for stamp, message in _log_entries(log_path):
-        created = _CREATED.search(message)
+        created = _CREATED.search(message) or _ADOPTED.search(message)
         if created:
             stages = ast.literal_eval(created[2])
-            for stage in ("register", "create", "push", "start"):
-                phases[stage].append(float(stages.get(stage, 0.0)))
+            adopted += "adopt" in stages
+            for stage in ("register", "create", "push", "start", "adopt"):
+                if stage in stages:
+                    phases[stage].append(float(stages[stage]))
             if created[1] in online:
                 phases["started_to_online"].append(online[created[1]] - stamp)
             continue
@@ -136,6 +142,7 @@ def replenisher_phases(log_path: Path, online: dict[str, float]) -> dict[str, An
     return {
         "phases": {name: _spread(values) for name, values in phases.items()},
         "batches": len(batches),
+        "from_standby": adopted,
         "empty_batches": sum(1 for b in batches if not b["created"]),
         "batch_sizes": [b["created"] for b in batches if b["created"]],
     }
@@ -241,6 +248,18 @@ class Timer:
             self._next = started + self._interval
 
 
+def _running_standbys(bench: Bench) -> int:
+    """How many of the benchmark unit's standbys are running."""
+    response = bench.client.api.instances.get(params={"recursion": "1"})
+    return sum(
+        1
+        for item in response.json()["metadata"]
+        if (item.get("config") or {}).get(TAG_UNIT) == harness.UNIT
+        and (item.get("config") or {}).get(TAG_STANDBY) == "true"
+        and item.get("status") == "Running"
+    )
+
+
 def _start_replenisher(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
     log = log_path.open("wb")
     process = subprocess.Popen(
@@ -328,6 +347,12 @@ def run(
     log_path = bench.work / f"replenish-{mode}.log"
     if mode == "service":
         replenisher = _start_replenisher(config_path, log_path)
+        # As in production, where the replenisher runs all along: its standbys are up.
+        standbys_up = harness.wait_until(
+            lambda: _running_standbys(bench) >= runners, scenarios.ONLINE_TIMEOUT, 0.2
+        )
+        if not standbys_up:
+            harness.logger.warning("only %d standbys came up", _running_standbys(bench))
     timer = Timer(config_path, interval, first_at=time.time() + interval)
     timer.start()
     labels = [harness.FLAVOR]
