@@ -568,3 +568,112 @@ def test_instance_started_after_the_lock_is_kept_under_the_lock(
     assert removed(plan) == want_removed
     assert plan.create[C] == want_create
     assert planner.in_creation(instance, NOW) is (want_state is RunnerState.CREATING)
+
+
+def standby(name: str, age_min: float = 5, **kwargs) -> RunnerInstance:
+    """A standby instance (booted, unregistered)."""
+    return dataclasses.replace(inst(name, age_min=age_min, **kwargs), standby=True)
+
+
+@pytest.mark.parametrize(
+    "instances, standbys, want_states, want_removed, want_create",
+    [
+        pytest.param(
+            [inst("r1", jit=True, runner_id=1), standby("s1")],
+            {C: 1},
+            {"r1": RunnerState.IDLE, "s1": RunnerState.STANDBY},
+            {},
+            0,
+            id="a current standby is kept and not counted",
+        ),
+        pytest.param(
+            [standby("s1")],
+            {C: 1},
+            {"s1": RunnerState.STANDBY},
+            {},
+            1,
+            id="a standby is no runner: the missing runner is created",
+        ),
+        pytest.param(
+            [inst("r1", jit=True, runner_id=1), standby("s1", config_hash="old")],
+            {C: 1},
+            {"r1": RunnerState.IDLE, "s1": RunnerState.STANDBY},
+            {"s1": Reason.STALE_CONFIG},
+            0,
+            id="a stale standby goes",
+        ),
+        pytest.param(
+            [inst("r1", jit=True, runner_id=1), standby("s1", status=InstanceStatus.STOPPED)],
+            {C: 1},
+            {"r1": RunnerState.IDLE, "s1": RunnerState.STOPPED},
+            {"s1": Reason.STOPPED},
+            0,
+            id="a stopped standby goes",
+        ),
+        pytest.param(
+            [inst("r1", jit=True, runner_id=1), standby("s1", age_min=9), standby("s2")],
+            {C: 1},
+            {"r1": RunnerState.IDLE, "s1": RunnerState.STANDBY, "s2": RunnerState.STANDBY},
+            {"s1": Reason.SCALE_DOWN},
+            0,
+            id="standbys beyond the wanted number go, oldest first",
+        ),
+        pytest.param(
+            [inst("r1", jit=True, runner_id=1), standby("s1")],
+            {},
+            {"r1": RunnerState.IDLE, "s1": RunnerState.STANDBY},
+            {"s1": Reason.SCALE_DOWN},
+            0,
+            id="no standby wanted: every one goes",
+        ),
+    ],
+)
+def test_standbys_are_kept_apart_from_runners(
+    instances, standbys, want_states, want_removed, want_create
+):
+    """A standby is neither a runner nor counted; stale, stopped and extra ones go.
+
+    arrange: an idle runner (or none) and standbys, current or stale, running or stopped.
+    act: plan with 1 container runner wanted and the given number of standbys.
+    assert: each standby is in the standby state (or stopped); the removals and the number of
+        runners to create are as listed.
+    """
+    views = planner.classify(
+        instances,
+        [gh("r1", runner_id=1)] if any(i.name == "r1" for i in instances) else [],
+        now=NOW,
+        registration_timeout=TIMEOUT,
+        current_hash=HASHES,
+    )
+
+    plan = planner.plan(views, {C: 1}, standbys)
+
+    assert {view.name: view.state for view in plan.runners} == want_states
+    assert removed(plan) == want_removed
+    assert plan.create[C] == want_create
+
+
+def test_a_standby_in_creation_is_kept_but_not_counted():
+    """A never started standby, young and tagged to start after the lock, is kept, not counted.
+
+    arrange: a young, never started standby tagged `awaiting_start`; no runner.
+    act: plan under the lock with 1 runner and 1 standby wanted.
+    assert: the standby is creating and kept; the runner is still created.
+    """
+    instance = dataclasses.replace(
+        standby("s1", age_min=0.5, status=InstanceStatus.STOPPED), awaiting_start=True
+    )
+    views = planner.classify(
+        [instance],
+        [],
+        now=NOW,
+        registration_timeout=TIMEOUT,
+        current_hash=HASHES,
+        creation_grace=datetime.timedelta(0),
+    )
+
+    plan = planner.plan(views, {C: 1}, {C: 1})
+
+    assert plan.runners[0].state is RunnerState.CREATING
+    assert removed(plan) == {}
+    assert plan.create[C] == 1
