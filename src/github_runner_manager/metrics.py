@@ -50,7 +50,8 @@ class SpawnStages(pydantic.BaseModel):
         create: creating the LXD instance.
         push: writing the runner application and scripts into it.
         start: starting it.
-        boot: from started until its runner service ran.
+        adopt: handing its configuration to a standby (instead of create, push and start).
+        boot: from started (or adopted) until its runner service ran.
         online: from the runner service start until the runner listened for jobs.
     """
 
@@ -61,6 +62,7 @@ class SpawnStages(pydantic.BaseModel):
     create: float | None = None
     push: float | None = None
     start: float | None = None
+    adopt: float | None = None
     boot: float | None = None
     online: float | None = None
 

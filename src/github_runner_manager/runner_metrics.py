@@ -58,7 +58,7 @@ def installed_event(data: RunnerData, flavor: str) -> RunnerInstalled | None:
     installed = data.installed
     if installed is None:
         return None
-    known = {"register", "create", "push", "start"}
+    known = {"register", "create", "push", "start", "adopt"}
     stages = SpawnStages.model_validate({k: v for k, v in installed.stages.items() if k in known})
     end = installed.finished
     booting_from = installed.start_requested or installed.finished

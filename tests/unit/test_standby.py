@@ -285,9 +285,13 @@ def test_a_reconcile_does_not_count_standbys(make_manager, lxd, github):
     [
         pytest.param({"containers": 3}, {CONTAINER: 3, VM: 0}, id="one per container by default"),
         pytest.param({"containers": 3, "standby": 1}, {CONTAINER: 1, VM: 0}, id="fewer"),
-        pytest.param({"containers": 2, "standby": 5}, {CONTAINER: 2, VM: 0}, id="at most one each"),
+        pytest.param(
+            {"containers": 2, "standby": 5}, {CONTAINER: 2, VM: 0}, id="at most one each"
+        ),
         pytest.param({"containers": 3, "standby": 0}, {CONTAINER: 0, VM: 0}, id="none"),
-        pytest.param({"containers": 0, "virtual_machines": 2}, {CONTAINER: 0, VM: 0}, id="no VM standbys"),
+        pytest.param(
+            {"containers": 0, "virtual_machines": 2}, {CONTAINER: 0, VM: 0}, id="no VM standbys"
+        ),
     ],
 )
 def test_the_number_of_standbys(tmp_path, runners, expected):
