@@ -105,7 +105,12 @@ def test_installed_without_boot_or_online():
     assert event.instance_type == "container"
     assert event.timestamp == T0 + 8.0
     assert event.duration == 8.0
-    assert event.stages.model_dump(by_alias=True) == {**STAGES, "boot": None, "online": None}
+    assert event.stages.model_dump(by_alias=True) == {
+        **STAGES,
+        "adopt": None,
+        "boot": None,
+        "online": None,
+    }
 
 
 def test_installed_with_boot_and_online():
