@@ -47,7 +47,7 @@ from .models import (
 from .report import CheckResult, ErrorEntry, Report
 from .runner import PendingRunner, ReservingSpawner, RunnerSpawner, SpawnResult
 from .runner_versions import VersionLedger
-from .standby import Standbys
+from .standby import StandbyFirst, Standbys, ready_standbys
 from .templates import TemplateRenderer
 from .utils import atomic_write, manager_lock, run_parallel
 
@@ -485,7 +485,15 @@ class RunnerManager:
                 {t: self.config.runners.standbys(t) for t in InstanceType},
             )
             report.runners = [report_assembly.runner_entry(view) for view in views]
-        outcome = self._applier.apply(plan, self._spawner(cached), hashes)
+        spawner = self._spawner(cached)
+        removed = {removal.name for removal in plan.removals}
+        outcome = self._applier.apply(
+            plan,
+            StandbyFirst(spawner, spawner, ready_standbys(instances, hashes, removed))
+            if spawner is not None
+            else None,
+            hashes,
+        )
         report_assembly.record_outcome(report, outcome)
         report.counts = report_assembly.counts(views, outcome.removals, outcome.created)
         self._record_versions(report, cached, hashes, views, outcome.removals, outcome.created)
@@ -632,15 +640,14 @@ class RunnerManager:
             for t in set(wanted) | standby_types
         }
         hashes = self._hashes(cached, fingerprints)
-        adopted, errors = self._standbys.adopt(spawner, instances, wanted, hashes)
-        report_assembly.record_created(report, adopted)
-        for exc in errors:
-            report_assembly.record_error(report, exc)
-        for result in adopted:
-            wanted.remove(result.instance_type)
-        reserved, create_errors = self._applier.create(wanted, ReservingSpawner(spawner), hashes)
-        report.errors.extend(create_errors)
-        pending = [result for result in reserved if isinstance(result, PendingRunner)]
+        # From standbys first; the rest are created now and started after the lock.
+        first = StandbyFirst(spawner, ReservingSpawner(spawner), ready_standbys(instances, hashes))
+        made, errors = self._applier.create(wanted, first, hashes)
+        report.errors.extend(errors)
+        report_assembly.record_created(
+            report, [result for result in made if not isinstance(result, PendingRunner)]
+        )
+        pending = [result for result in made if isinstance(result, PendingRunner)]
         return _Batch(spawner, pending, hashes)
 
     def _top_up_standbys(self, report: Report, batch: _Batch) -> None:

@@ -181,7 +181,8 @@ def counts(
     Returns:
         Per instance type, runners per state.
     """
-    removed = _gone(outcomes)
+    # A standby made a runner counts as the runner created, not as a standby.
+    removed = _gone(outcomes) | {spawned.name for spawned in created}
     result: dict[str, dict[str, int]] = {t.value: {} for t in InstanceType}
     for view in views:
         if view.name in removed or view.instance_type is None:

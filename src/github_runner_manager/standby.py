@@ -9,11 +9,13 @@ stream for the keys that make it a runner. When runners end, the replenisher (un
 lock, see `RunnerManager.replenish`) registers one runner just in time per missing runner, with a
 standby's name, and sets the keys on that standby: one GitHub call and one LXD call, and the
 runner starts at once, with no create and no start. Then, after the lock, it makes new standbys.
+A reconciliation that creates runners makes them from standbys the same way.
 
-- Only the replenisher makes standbys; a reconciliation removes the stale, stopped and extra ones
-  (see `planner`). A standby is not a runner: it is never counted as one, never registered, and
-  holds nothing secret; it costs an idle container (about 40 MiB of memory and, on a btrfs pool,
-  next to no disk).
+- Only the replenisher makes standbys (`Standbys.top_up`); both the replenisher and a
+  reconciliation make runners from them (`StandbyFirst`), and a reconciliation removes the
+  stale, stopped and extra ones (see `planner`). A standby is not a runner: it is never counted
+  as one, never registered, and holds nothing secret; it costs an idle container (about 40 MiB
+  of memory and, on a btrfs pool, next to no disk).
 - Only containers from an image with the current runner application baked in have standbys
   (`RunnerSpawner.standby_possible`): the boot program that waits is part of the baked image.
 - How many: `runners.standby` in the manager's configuration, by default one per container
@@ -28,10 +30,10 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
-from .errors import RunnerManagerError
+from .errors import RunnerCreateError, RunnerManagerError
 from .lxd import InstanceClient
 from .models import InstanceStatus, InstanceType, RunnerInstance
 from .planner import CREATION_GRACE
@@ -62,14 +64,16 @@ class StandbySpawner(Protocol):
 
 
 def ready_standbys(
-    instances: Sequence[RunnerInstance], instance_type: InstanceType, config_hash: str | None
+    instances: Sequence[RunnerInstance],
+    hashes: Mapping[InstanceType, str],
+    exclude: Collection[str] = (),
 ) -> list[RunnerInstance]:
-    """The standbys of a type that can be made runners now: running and current, oldest first.
+    """The standbys that can be made runners now: running and current, oldest first.
 
     Args:
         instances: the unit's instances.
-        instance_type: container or virtual machine.
-        config_hash: the configuration hash a runner of the type is created with now.
+        hashes: the configuration hash a runner of each type is created with now.
+        exclude: standbys not to use (those a reconciliation removes).
 
     Returns:
         The standbys, the longest booted first.
@@ -78,10 +82,9 @@ def ready_standbys(
         instance
         for instance in instances
         if instance.standby
-        and instance.instance_type is instance_type
         and instance.status is InstanceStatus.RUNNING
-        and config_hash is not None
-        and instance.config_hash == config_hash
+        and instance.name not in exclude
+        and instance.config_hash == hashes.get(instance.instance_type)
     ]
     return sorted(found, key=lambda instance: instance.created_at)
 
@@ -95,8 +98,75 @@ def _creator(spawner: StandbySpawner, instance_type: InstanceType) -> Callable[[
     return create
 
 
+class Spawning(Protocol):
+    """Makes one runner (`runner.RunnerSpawner`, or `runner.ReservingSpawner`)."""
+
+    def spawn(self, instance_type: InstanceType, config_hash: str) -> SpawnResult:
+        """Make one runner of a type."""
+        ...  # pragma: no cover
+
+
+class StandbyFirst:
+    """A spawner that makes each runner from a ready standby while there is one, else spawns.
+
+    The reconciliation and the replenisher hand it to the applier instead of their spawner, with
+    the standbys listed under the lock: a standby is given to one runner only. A standby that
+    cannot be made a runner has been removed with its registration; the runner is then spawned.
+    A refused registration (token, permission, rate limit) is raised: no spawn would do better.
+    """
+
+    def __init__(
+        self,
+        spawner: StandbySpawner,
+        fallback: Spawning,
+        standbys: Sequence[RunnerInstance],
+    ):
+        """Describe it.
+
+        Args:
+            spawner: makes a standby a runner.
+            fallback: spawns a runner when no standby is left.
+            standbys: the ready standbys (`ready_standbys`), used in this order.
+        """
+        self._spawner = spawner
+        self._fallback = fallback
+        self._standbys = list(standbys)
+        self._lock = threading.Lock()
+        self.adopted: list[str] = []
+
+    def _take(self, instance_type: InstanceType, config_hash: str) -> RunnerInstance | None:
+        with self._lock:
+            for standby in self._standbys:
+                if standby.instance_type is instance_type and standby.config_hash == config_hash:
+                    self._standbys.remove(standby)
+                    return standby
+        return None
+
+    def spawn(self, instance_type: InstanceType, config_hash: str) -> SpawnResult:
+        """Make one runner: from a standby if one is left, else by the fallback.
+
+        Args:
+            instance_type: container or virtual machine.
+            config_hash: the configuration hash the runner is made with.
+
+        Returns:
+            The runner (already running when made from a standby).
+        """
+        standby = self._take(instance_type, config_hash)
+        if standby is not None:
+            try:
+                result = self._spawner.adopt_standby(standby.name, instance_type)
+            except RunnerCreateError as exc:
+                logger.warning("%s; spawning a runner instead", exc)
+            else:
+                with self._lock:
+                    self.adopted.append(result.name)
+                return result
+        return self._fallback.spawn(instance_type, config_hash)
+
+
 class Standbys:
-    """Makes standbys runners, and keeps their number up."""
+    """Keeps the number of current standbys up (after the lock)."""
 
     def __init__(
         self,
@@ -112,7 +182,7 @@ class Standbys:
             lxd: the LXD client.
             unit: the unit whose instances are listed.
             wanted: how many standbys of a type to keep.
-            concurrency: how many standbys to create (or adopt) at the same time.
+            concurrency: how many standbys to create at the same time.
             clock: the current time.
         """
         self._lxd = lxd
@@ -122,42 +192,6 @@ class Standbys:
         self._clock = clock
         # Only one top-up at a time in this process: each counts what the last one made.
         self._top_up_lock = threading.Lock()
-
-    def adopt(
-        self,
-        spawner: StandbySpawner,
-        instances: Sequence[RunnerInstance],
-        wanted: Sequence[InstanceType],
-        hashes: Mapping[InstanceType, str],
-    ) -> tuple[list[SpawnResult], list[BaseException]]:
-        """Make standbys runners for as many of the wanted runners as there are standbys.
-
-        Call it under the manager's lock, with the instances listed under it.
-
-        Args:
-            spawner: the spawner.
-            instances: the unit's instances.
-            wanted: one instance type per missing runner.
-            hashes: the configuration hash per instance type.
-
-        Returns:
-            The runners made, and the errors (a standby that failed is removed; its runner is
-            still missing, for the caller to create afresh).
-        """
-        chosen: list[tuple[str, InstanceType]] = []
-        for instance_type in set(wanted):
-            standbys = ready_standbys(instances, instance_type, hashes.get(instance_type))
-            needed = sum(1 for wanted_type in wanted if wanted_type is instance_type)
-            chosen.extend((standby.name, instance_type) for standby in standbys[:needed])
-        made: list[SpawnResult] = []
-        errors: list[BaseException] = []
-        adopt = spawner.adopt_standby
-        for _, result, exc in run_parallel(lambda pair: adopt(*pair), chosen, self._concurrency):
-            if result is not None:
-                made.append(result)
-            elif exc is not None:
-                errors.append(exc)
-        return made, errors
 
     def top_up(
         self, spawner: StandbySpawner, hashes: Mapping[InstanceType, str]

@@ -14,12 +14,19 @@ registering it and setting its configuration keys (its waiting boot program star
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pylxd
+import pylxd.exceptions
 import pytest
 
 from github_runner_manager.cli import build_manager
@@ -38,7 +45,7 @@ from tests.github_emulator import Emulator
 
 from .conftest import IMAGE, PROJECT, TEST_REPO, TEST_TOKEN, run_in
 from .test_manager import LABELS, gh_runners, ours, wait_job, wait_online
-from .test_replenish import Running, wait_until
+from .test_replenish import ROOT, Running, _config_file, wait_until
 
 pytestmark = pytest.mark.lxd
 
@@ -337,3 +344,124 @@ def test_a_reconcile_keeps_current_standbys_and_flush_removes_them(
     flushed = manager.flush(reconcile=False)
     assert flushed.ok, flushed.errors
     assert ours(lxd_client, unit) == []
+
+
+def _unit_counts(client: pylxd.Client, unit: str) -> tuple[int, int]:
+    """The unit's runner instances that are not stopped, and its standbys, from a raw listing."""
+    items = client.api.instances.get(params={"recursion": "1"}).json()["metadata"]
+    mine = [i for i in items if (i.get("config") or {}).get("user.github-runner.unit") == unit]
+    standby_count = sum(1 for i in mine if (i.get("config") or {}).get(TAG_STANDBY) == "true")
+    runner_count = sum(
+        1
+        for i in mine
+        if (i.get("config") or {}).get(TAG_STANDBY) != "true" and i.get("status") != "Stopped"
+    )
+    return runner_count, standby_count
+
+
+def test_standbys_and_reconciles_together_never_exceed_the_counts(
+    baked: Callable[..., RunnerManager], emulator: Emulator, lxd_client: pylxd.Client
+) -> None:
+    """With standbys, the replenisher and reconciles in a loop never exceed either count.
+
+    arrange: a baked image; 2 runners (so 2 standbys), the replenisher running, the fleet and
+        its standbys up.
+    act: 4 jobs end while reconciles run in a tight loop, sampled all along.
+    assert: never more than 2 runner instances nor 2 standbys; replacements (by batches or
+        reconciles) came from standbys; the fleet ends full, with its standbys.
+    """
+    manager = baked(2)
+    unit, prefix = manager.config.unit, f"{manager.config.name_prefix}-"
+    running = Running(manager)
+    peak, samples, stop = [0, 0], [0], threading.Event()
+
+    def sample() -> None:
+        client = pylxd.Client(project=PROJECT)
+        while not stop.is_set():
+            try:
+                counts = _unit_counts(client, unit)
+            except (pylxd.exceptions.LXDAPIException, ValueError, KeyError, OSError):
+                continue
+            peak[:] = [max(peak[0], counts[0]), max(peak[1], counts[1])]
+            samples[0] += 1
+            time.sleep(0.05)
+
+    reconciles: list[Any] = []
+
+    def reconcile_loop() -> None:
+        while not stop.is_set():
+            report = manager.reconcile()
+            assert report.ok or report.error_kinds() <= {"busy"}, report.errors
+            reconciles.append(report)
+
+    threads = [threading.Thread(target=sample), threading.Thread(target=reconcile_loop)]
+    try:
+        wait_online(emulator, 2, prefix=prefix)
+        wait_until(lambda: _unit_counts(lxd_client, unit)[1] == 2, 120, "two standbys")
+        for thread in threads:
+            thread.start()
+        jobs = [emulator.control.queue_job(TEST_REPO, LABELS, "sleep 2") for _ in range(4)]
+        for job in jobs:
+            wait_job(emulator, job["id"], "completed", timeout=180)
+        wait_online(emulator, 2, prefix=prefix)
+        wait_until(lambda: _unit_counts(lxd_client, unit) == (2, 2), 120, "fleet and standbys")
+    finally:
+        stop.set()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(300)
+        running.stop()
+
+    assert samples[0] > 20, "the sampler must have watched the whole run"
+    assert peak == [2, 2], f"at most {peak[0]} runners and {peak[1]} standbys, for 2 and 2"
+    # Whichever run made a replacement (a batch or a reconcile), it made it from a standby.
+    adopted = [
+        name
+        for report in [*running.replenisher.batches, *reconciles]
+        for name, stages in report.runner_timings.items()
+        if "adopt" in stages
+    ]
+    assert len(adopted) >= 2, "replacements come from standbys"
+
+
+def test_sigterm_while_making_standbys_leaves_nothing_half_made(
+    baked: Callable[..., RunnerManager],
+    emulator: Emulator,
+    lxd_client: pylxd.Client,
+    tmp_path: Path,
+) -> None:
+    """SIGTERM while the replenish command makes standbys leaves only whole ones.
+
+    arrange: a baked image; the replenish command (as its service runs it) filling 2 runners
+        and 2 standbys.
+    act: SIGTERM once the first standby exists.
+    assert: it exits 0; every instance left runs; every runner instance has its registration
+        and every registration its instance; the standbys have none.
+    """
+    manager = baked(2)
+    unit, prefix = manager.config.unit, f"{manager.config.name_prefix}-"
+    config_file = _config_file(manager, tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "github_runner_manager", "--config", str(config_file), "replenish"],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: _unit_counts(lxd_client, unit)[1] >= 1, 120, "the first standby")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr[-2000:]
+
+        left = ours(lxd_client, unit)
+        assert all(i.status == "Running" for i in left), "a half-made instance is left"
+        runner_names = sorted(i.name for i in left if i.config.get(TAG_STANDBY) != "true")
+        standby_names = {i.name for i in left if i.config.get(TAG_STANDBY) == "true"}
+        registered = [r["name"] for r in gh_runners(emulator, prefix)]
+        assert runner_names == sorted(registered), "no orphan instance, no ghost registration"
+        assert not standby_names & set(registered)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)

@@ -21,7 +21,8 @@ from github_runner_manager.lxd import (
 )
 from github_runner_manager.models import InstanceStatus, InstanceType, RunnerState
 from github_runner_manager.report_assembly import check_result
-from github_runner_manager.standby import Standbys, ready_standbys
+from github_runner_manager.runner import SpawnResult
+from github_runner_manager.standby import StandbyFirst, Standbys, ready_standbys
 
 from .builders import make_config
 from .test_baked_image import SHA, bake_image, make_spawner
@@ -33,6 +34,7 @@ TOKEN = "ghp_unit_test_token"  # make_config's token: it must never reach an ins
 JIT_KEY = BOOT_KEYS["jit_key"]
 FILES_KEY = BOOT_KEYS["files_key"]
 UNIT = "github-runner/0"
+HASHES = {CONTAINER: "hash-1"}
 # The fake runner application cache's SHA-256 (FakeBinaryCache).
 CACHE_SHA = "0" * 64
 
@@ -155,7 +157,7 @@ def test_only_containers_from_a_current_baked_image_have_standbys(
 def test_ready_standbys_are_running_current_and_oldest_first():
     """Only running standbys with the current hash can be made runners, the oldest first.
 
-    arrange: standbys: young, old, stale, stopped; a runner.
+    arrange: standbys: young, old, stale, stopped, one being removed; a runner.
     act: pick the ready ones.
     assert: the old then the young one.
     """
@@ -164,10 +166,11 @@ def test_ready_standbys_are_running_current_and_oldest_first():
         standby("old", age_min=9),
         standby("stale", config_hash="old"),
         standby("stopped", status=InstanceStatus.STOPPED),
+        standby("removed"),
         inst("runner"),
     ]
 
-    ready = ready_standbys(instances, CONTAINER, "hash-c")
+    ready = ready_standbys(instances, {CONTAINER: "hash-c"}, exclude={"removed"})
 
     assert [instance.name for instance in ready] == ["old", "young"]
 
@@ -201,26 +204,56 @@ def test_top_up_makes_the_missing_standbys_and_clears_stale_ones(tmp_path, lxd, 
     assert set(lxd.instances) == {current, made[0]}
 
 
-def test_adopt_takes_no_more_standbys_than_runners_are_missing(tmp_path, lxd, github, clock):
-    """Adoption makes one standby a runner per missing runner, no more.
+class CountingSpawner:
+    """A fallback spawner that only counts what it was asked for."""
 
-    arrange: three current standbys.
-    act: adopt for two missing container runners.
-    assert: two runners made, with one registration each; one standby is left.
+    def __init__(self) -> None:
+        self.asked: list[tuple[InstanceType, str]] = []
+
+    def spawn(self, instance_type: InstanceType, config_hash: str):
+        self.asked.append((instance_type, config_hash))
+        return SpawnResult(
+            name=f"fresh-{len(self.asked)}", instance_type=instance_type, timings={}
+        )
+
+
+def test_standby_first_uses_each_standby_once_then_spawns(tmp_path, lxd, github, clock):
+    """Runners come from the standbys while any is left, then from the fallback.
+
+    arrange: two current standbys.
+    act: make three runners through StandbyFirst.
+    assert: the first two are the standbys (one registration each), the third is spawned.
     """
     spawner = _spawner_for_unit(tmp_path, lxd, github, clock)
-    for _ in range(3):
-        spawner.create_standby(CONTAINER, "hash-1")
-    instances = lxd.list_instances(UNIT)
+    names = [spawner.create_standby(CONTAINER, "hash-1") for _ in range(2)]
+    fallback = CountingSpawner()
+    first = StandbyFirst(spawner, fallback, ready_standbys(lxd.list_instances(UNIT), HASHES))
 
-    made, errors = _standbys(lxd, clock, 3).adopt(
-        spawner, instances, [CONTAINER, CONTAINER], {CONTAINER: "hash-1"}
-    )
+    made = [first.spawn(CONTAINER, "hash-1") for _ in range(3)]
 
-    assert errors == [] and len(made) == 2
-    assert len(github.registered) == 2
-    left = [i for i in lxd.list_instances(UNIT) if i.standby]
-    assert len(left) == 1
+    assert [result.name for result in made[:2]] == names
+    assert first.adopted == names
+    assert made[2].name == "fresh-1" and fallback.asked == [(CONTAINER, "hash-1")]
+    assert [registered for registered, _ in github.registered] == names
+
+
+def test_standby_first_spawns_when_a_standby_fails(tmp_path, lxd, github, clock):
+    """A standby that cannot take its keys is removed and its runner spawned instead.
+
+    arrange: one current standby; LXD fails to update configurations.
+    act: make one runner through StandbyFirst.
+    assert: the fallback made it; the standby is gone with its registration.
+    """
+    spawner = _spawner_for_unit(tmp_path, lxd, github, clock)
+    name = spawner.create_standby(CONTAINER, "hash-1")
+    lxd.fail["update_instance_config"] = LxdError("LXD is down")
+    fallback = CountingSpawner()
+    first = StandbyFirst(spawner, fallback, ready_standbys(lxd.list_instances(UNIT), HASHES))
+
+    made = first.spawn(CONTAINER, "hash-1")
+
+    assert made.name == "fresh-1" and first.adopted == []
+    assert name not in lxd.instances and github.find_runner(name) is None
 
 
 def test_replenish_makes_runners_from_standbys_then_tops_them_up(make_manager, lxd, github):
@@ -253,27 +286,24 @@ def test_replenish_makes_runners_from_standbys_then_tops_them_up(make_manager, l
     assert len(now_standbys) == 2 and not now_standbys & standbys
 
 
-def test_a_reconcile_does_not_count_standbys(make_manager, lxd, github):
-    """A reconcile creates the runners it misses even with standbys about, and keeps them.
+def test_a_reconcile_neither_counts_nor_removes_a_current_standby(make_manager, lxd, github):
+    """A reconcile of a full fleet keeps its standby, and reports it apart from the runners.
 
     arrange: a current baked image; 1 runner wanted; a replenisher batch made the runner and
-        its standby; then the runner's instance went.
-    act: reconcile.
-    assert: one runner is created and only the gone runner's registration removed; the
-        standby is kept and reported as a standby; `check` lists it in no runner state.
+        its standby.
+    act: reconcile; check.
+    assert: nothing created or removed; the standby is kept and counted as a standby; `check`
+        lists it in no runner state.
     """
     bake_image(lxd, "jammy", {PROPERTY_RUNNER_SHA256: CACHE_SHA})
     manager = make_manager(runners={"containers": 1})
-    first = manager.replenish()
-    (runner,) = first.created
-    del lxd.instances[runner]
+    manager.replenish()
     (standby_name,) = [i.name for i in lxd.list_instances(manager.config.unit) if i.standby]
 
     report = manager.reconcile()
 
     assert report.ok, report.errors
-    assert len(report.created) == 1
-    assert [entry.name for entry in report.removed] == [runner]  # its registration
+    assert report.created == [] and report.removed == []
     assert standby_name in lxd.instances
     assert report.counts["container"].get(RunnerState.STANDBY.value) == 1
     checked = manager.check()
@@ -325,3 +355,28 @@ def test_check_leaves_standbys_out_of_the_runner_states():
 
     assert result.unknown == 0 and not any(result.runners.values())
     assert result.by_type == {"container": {"standby": 1}}
+
+
+def test_a_reconcile_makes_the_missing_runner_from_a_standby(make_manager, lxd, github):
+    """A reconcile short of a runner makes it from a current standby, not a new instance.
+
+    arrange: a current baked image; 1 runner wanted; a replenisher batch made the runner and
+        its standby; then the runner's instance went.
+    act: reconcile.
+    assert: the created runner is the standby (stages register and adopt); no new instance;
+        the report counts it as booting, not as a standby.
+    """
+    bake_image(lxd, "jammy", {PROPERTY_RUNNER_SHA256: CACHE_SHA})
+    manager = make_manager(runners={"containers": 1})
+    (runner,) = manager.replenish().created
+    del lxd.instances[runner]
+    (standby_name,) = [i.name for i in lxd.list_instances(manager.config.unit) if i.standby]
+    created_before = len(lxd.created)
+
+    report = manager.reconcile()
+
+    assert report.ok, report.errors
+    assert report.created == [standby_name]
+    assert set(report.runner_timings[standby_name]) == {"register", "adopt"}
+    assert len(lxd.created) == created_before
+    assert report.counts["container"] == {RunnerState.BOOTING.value: 1}
