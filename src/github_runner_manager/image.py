@@ -99,6 +99,10 @@ PROPERTY_ALIAS = "github-runner.alias"
 # Image properties naming the runner application baked into an image (absent: none is).
 PROPERTY_RUNNER_VERSION = "github-runner.runner-version"
 PROPERTY_RUNNER_SHA256 = "github-runner.runner-sha256"
+# Set on an image whose baked boot program waits for a runner's configuration when started
+# without it (a standby, see `standby.py`); images built before it exit instead.
+PROPERTY_BOOT = "github-runner.boot"
+BOOT_WAITS = "waits-for-configuration"
 # Where the build gets the runner application (pushed into the running builder, then unpacked).
 RUNNER_ARCHIVE_PATH = "/root/github-runner-runner.tar.gz"
 # Attempts and delay (seconds) of the script's network steps (apt, the yq download).
@@ -426,12 +430,14 @@ def image_properties(
     Returns:
         The properties: the manager's unit and alias, and the baked runner's version and
         SHA-256 (the spawner compares it with the cached runner's to tell whether the image is
-        current; an image without it gets the runner pushed).
+        current; an image without it gets the runner pushed) and its boot program's kind
+        (whether it can wait as a standby).
     """
     properties = {"description": description, PROPERTY_UNIT: config.unit, PROPERTY_ALIAS: alias}
     if runner is not None:
         properties[PROPERTY_RUNNER_VERSION] = runner.application.version
         properties[PROPERTY_RUNNER_SHA256] = runner.application.sha256_checksum
+        properties[PROPERTY_BOOT] = BOOT_WAITS
     return properties
 
 

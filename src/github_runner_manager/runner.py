@@ -57,6 +57,8 @@ from .exchange import Installed, RunnerExchange
 from .github import GitHubClient
 from .image import (
     BOOT_KEYS,
+    BOOT_WAITS,
+    PROPERTY_BOOT,
     PROPERTY_RUNNER_SHA256,
     RUNNER_USER,
     root_disk,
@@ -359,8 +361,8 @@ class RunnerSpawner:
         self._now = wall_clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
         self._exchange = exchange
         self._runner_sha256 = runner_sha256
-        # Instance type → the SHA-256 of the runner baked into its image ("" for none).
-        self._baked: dict[InstanceType, str] = {}
+        # Instance type → the properties of its image ({} when it cannot be looked up).
+        self._baked: dict[InstanceType, Mapping[str, str]] = {}
         self._baked_lock = threading.Lock()
 
     def baked_runner(self, instance_type: InstanceType) -> str:
@@ -373,27 +375,39 @@ class RunnerSpawner:
             The image's recorded SHA-256; empty when the image records none (it predates baking,
             or was built before a runner application was cached) or cannot be looked up.
         """
+        return self._image_properties(instance_type).get(PROPERTY_RUNNER_SHA256, "")
+
+    def _image_properties(self, instance_type: InstanceType) -> Mapping[str, str]:
+        """The properties of the image of a type, looked up once per spawner."""
         with self._baked_lock:
             if instance_type not in self._baked:
-                self._baked[instance_type] = self._image_runner(instance_type)
+                self._baked[instance_type] = self._look_up_image(instance_type)
             return self._baked[instance_type]
 
-    def _image_runner(self, instance_type: InstanceType) -> str:
+    def _look_up_image(self, instance_type: InstanceType) -> Mapping[str, str]:
         alias = runner_image(self._config, instance_type)
         try:
             fingerprint = self._lxd.image_fingerprint(alias)
             images = self._lxd.list_images() if fingerprint else []
         except RunnerManagerError as exc:
             logger.warning("cannot look up image %s (%s): pushing the runner", alias, exc)
-            return ""
+            return {}
         for image in images:
             if image.fingerprint == fingerprint:
-                return image.properties.get(PROPERTY_RUNNER_SHA256, "")
-        return ""
+                return dict(image.properties)
+        return {}
 
     def _use_baked(self, instance_type: InstanceType, registration: Registration) -> bool:
         """Whether a runner boots from its image's baked runner with no file pushed."""
-        return registration.jit_config is not None and self.standby_possible(instance_type)
+        return registration.jit_config is not None and self._current_baked(instance_type)
+
+    def _current_baked(self, instance_type: InstanceType) -> bool:
+        """Whether the type is a container whose image has the current runner baked in."""
+        return (
+            instance_type is InstanceType.CONTAINER
+            and bool(self._runner_sha256)
+            and self.baked_runner(instance_type) == self._runner_sha256
+        )
 
     def standby_possible(self, instance_type: InstanceType) -> bool:
         """Whether runners of a type can have standbys: containers from a current baked image.
@@ -402,12 +416,12 @@ class RunnerSpawner:
             instance_type: container or virtual machine.
 
         Returns:
-            True when the type's image has the current runner application baked in.
+            True when the type's image has the current runner application baked in, and a boot
+            program that waits for a runner's configuration (not one of an older build).
         """
         return (
-            instance_type is InstanceType.CONTAINER
-            and bool(self._runner_sha256)
-            and self.baked_runner(instance_type) == self._runner_sha256
+            self._current_baked(instance_type)
+            and self._image_properties(instance_type).get(PROPERTY_BOOT) == BOOT_WAITS
         )
 
     def _push_tarball(self, name: str) -> None:

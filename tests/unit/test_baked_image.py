@@ -18,6 +18,8 @@ from github_runner_manager.binary import CachedRunner
 from github_runner_manager.config import config_hash
 from github_runner_manager.image import (
     BOOT_KEYS,
+    BOOT_WAITS,
+    PROPERTY_BOOT,
     PROPERTY_RUNNER_SHA256,
     PROPERTY_RUNNER_VERSION,
     RUNNER_ARCHIVE_PATH,
@@ -261,7 +263,7 @@ def test_a_build_bakes_the_cached_runner_and_records_its_version(tmp_path, clock
     arrange: a runner application in the manager's cache.
     act: build the container image.
     assert: the archive pushed into the builder; the script bakes it; the image's properties
-        name the runner's version and SHA-256.
+        name the runner's version and SHA-256, and a boot program that can wait as a standby.
     """
     config = build_config(tmp_path)
     cache_runner(runner_cache_dir(config))
@@ -275,6 +277,7 @@ def test_a_build_bakes_the_cached_runner_and_records_its_version(tmp_path, clock
     properties = lxd.image_store[built.fingerprint].properties
     assert properties[PROPERTY_RUNNER_SHA256] == SHA
     assert properties[PROPERTY_RUNNER_VERSION] == "2.330.0"
+    assert properties[PROPERTY_BOOT] == BOOT_WAITS  # its boot can wait as a standby
     published_from = lxd.image_store[built.fingerprint].published_from
     script = lxd.scripts[published_from]
     assert "\n    bake_runner\n" in script and "\n    install_packages\n" in script

@@ -11,7 +11,12 @@ import pytest
 
 from github_runner_manager import planner
 from github_runner_manager.errors import LxdError, TokenError
-from github_runner_manager.image import BOOT_KEYS, PROPERTY_RUNNER_SHA256
+from github_runner_manager.image import (
+    BOOT_KEYS,
+    BOOT_WAITS,
+    PROPERTY_BOOT,
+    PROPERTY_RUNNER_SHA256,
+)
 from github_runner_manager.lxd import (
     TAG_CREATED_AT,
     TAG_REGISTRATION,
@@ -39,10 +44,15 @@ HASHES = {CONTAINER: "hash-1"}
 CACHE_SHA = "0" * 64
 
 
+def baked(sha: str) -> dict[str, str]:
+    """The properties of an image baked with a runner of this SHA-256, as a build records them."""
+    return {PROPERTY_RUNNER_SHA256: sha, PROPERTY_BOOT: BOOT_WAITS}
+
+
 @pytest.fixture
 def baked_spawner(tmp_path, lxd, github, clock):
     """A spawner whose image has the current runner application baked in."""
-    bake_image(lxd, "jammy", {PROPERTY_RUNNER_SHA256: SHA})
+    bake_image(lxd, "jammy", baked(SHA))
     return make_spawner(tmp_path, lxd, github, clock)
 
 
@@ -131,24 +141,29 @@ def test_a_refused_registration_leaves_the_standby_as_it_was(baked_spawner, lxd,
 
 
 @pytest.mark.parametrize(
-    "baked_sha, instance_type, expected",
+    "baked_sha, waits, instance_type, expected",
     [
-        pytest.param(SHA, CONTAINER, True, id="container, current baked image"),
-        pytest.param(SHA, VM, False, id="virtual machines have none"),
-        pytest.param("b" * 64, CONTAINER, False, id="another runner version baked"),
-        pytest.param(None, CONTAINER, False, id="no runner baked"),
+        pytest.param(SHA, True, CONTAINER, True, id="container, current baked image"),
+        pytest.param(SHA, True, VM, False, id="virtual machines have none"),
+        pytest.param("b" * 64, True, CONTAINER, False, id="another runner version baked"),
+        pytest.param(None, True, CONTAINER, False, id="no runner baked"),
+        pytest.param(SHA, False, CONTAINER, False, id="an older build's boot does not wait"),
     ],
 )
 def test_only_containers_from_a_current_baked_image_have_standbys(
-    tmp_path, lxd, github, clock, baked_sha, instance_type, expected
+    tmp_path, lxd, github, clock, baked_sha, waits, instance_type, expected
 ):
     """Standbys need the waiting boot program of an image with the current runner.
 
-    arrange: the runners' image with the given baked runner (or none).
+    arrange: the runners' image with the given baked runner (or none), its boot program
+        recorded as waiting (or not: built before standbys).
     act: ask whether a type can have standbys.
-    assert: only a container from an image with the current runner can.
+    assert: only a container from an image with the current runner and a waiting boot can.
     """
-    bake_image(lxd, "jammy", {PROPERTY_RUNNER_SHA256: baked_sha} if baked_sha else {})
+    properties = baked(baked_sha) if baked_sha else {}
+    if not waits:
+        properties.pop(PROPERTY_BOOT, None)
+    bake_image(lxd, "jammy", properties)
     spawner = make_spawner(tmp_path, lxd, github, clock)
 
     assert spawner.standby_possible(instance_type) is expected
@@ -180,7 +195,7 @@ def _standbys(lxd, clock, wanted: int = 2) -> Standbys:
 
 
 def _spawner_for_unit(tmp_path, lxd, github, clock):
-    bake_image(lxd, "jammy", {PROPERTY_RUNNER_SHA256: SHA})
+    bake_image(lxd, "jammy", baked(SHA))
     return make_spawner(tmp_path, lxd, github, clock)
 
 
@@ -265,7 +280,7 @@ def test_replenish_makes_runners_from_standbys_then_tops_them_up(make_manager, l
     assert: the two runners are the two standbys (stages register and adopt, no instance
         created for them), 2 GitHub calls; 2 new standbys are made after.
     """
-    bake_image(lxd, "jammy", {PROPERTY_RUNNER_SHA256: CACHE_SHA})
+    bake_image(lxd, "jammy", baked(CACHE_SHA))
     manager = make_manager(runners={"containers": 2})
     first = manager.replenish()
     assert first.ok, first.errors
@@ -295,7 +310,7 @@ def test_a_reconcile_neither_counts_nor_removes_a_current_standby(make_manager, 
     assert: nothing created or removed; the standby is kept and counted as a standby; `check`
         lists it in no runner state.
     """
-    bake_image(lxd, "jammy", {PROPERTY_RUNNER_SHA256: CACHE_SHA})
+    bake_image(lxd, "jammy", baked(CACHE_SHA))
     manager = make_manager(runners={"containers": 1})
     manager.replenish()
     (standby_name,) = [i.name for i in lxd.list_instances(manager.config.unit) if i.standby]
@@ -366,7 +381,7 @@ def test_a_reconcile_makes_the_missing_runner_from_a_standby(make_manager, lxd, 
     assert: the created runner is the standby (stages register and adopt); no new instance;
         the report counts it as booting, not as a standby.
     """
-    bake_image(lxd, "jammy", {PROPERTY_RUNNER_SHA256: CACHE_SHA})
+    bake_image(lxd, "jammy", baked(CACHE_SHA))
     manager = make_manager(runners={"containers": 1})
     (runner,) = manager.replenish().created
     del lxd.instances[runner]
