@@ -299,9 +299,11 @@ def _phase_lines(run: dict[str, Any]) -> list[str]:
         ]
         lines += [
             f"  service: {replenisher['batches']} batches ({replenisher['empty_batches']} "
-            f"spawned nothing), sizes {replenisher['batch_sizes']}; coalesce (first request ->"
-            " batch start) and lock wait per batch that spawned, the rest per replacement runner"
-            " (started_to_online: LXD start returned -> the benchmark saw the runner online):",
+            f"spawned nothing), sizes {replenisher['batch_sizes']}, "
+            f"{replenisher.get('from_standby', 0)} replacements from standbys; coalesce (first"
+            " request -> batch start) and lock wait per batch that spawned, the rest per"
+            " replacement runner (started_to_online: LXD start returned, or the standby got its"
+            " keys -> the benchmark saw the runner online):",
             grid(["phase", "median s", "p95 s", "max s", "n"], rows),
         ]
     return lines
