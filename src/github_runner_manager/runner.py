@@ -41,7 +41,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from .config import RUNNER_SUFFIX_HEX, ManagerConfig
@@ -296,6 +296,17 @@ def docker_files(config: ManagerConfig) -> dict[str, tuple[bytes, int]]:
 def _boot_files(files: Mapping[str, tuple[bytes, int]]) -> dict[str, tuple[bytes, int]]:
     """The files a runner from a baked image gets at boot: its unit is in the image already."""
     return {path: value for path, value in files.items() if path != UNIT_PATH}
+
+
+@dataclasses.dataclass
+class _Made:
+    """What a spawn step has made (see `RunnerSpawner._undone_on_failure`).
+
+    Attributes:
+        instance: whether the instance exists.
+    """
+
+    instance: bool = False
 
 
 class _Stages:
@@ -584,8 +595,7 @@ class RunnerSpawner:
         started_at = self._now().timestamp()
         registration = self._register(name, labels)
         stages.lap("register")
-        created = False
-        try:
+        with self._undone_on_failure(name, registration, "cannot create runner {name}") as made:
             files = self.render_files(name, instance_type, labels)
             baked = self._use_baked(instance_type, registration)
             spec = self.instance_spec(
@@ -602,14 +612,8 @@ class RunnerSpawner:
             if start_later:
                 spec.config[TAG_START_AFTER_LOCK] = "true"
             self._lxd.create_instance(spec)
-            created = True
+            made.instance = True
             stages.lap("create")
-        except RunnerManagerError as exc:
-            self._cleanup(name, created, registration)
-            raise RunnerCreateError(f"cannot create runner {name}: {exc}") from exc
-        except BaseException:
-            self._cleanup(name, created, registration)
-            raise
         return PendingRunner(
             name=name,
             instance_type=instance_type,
@@ -635,7 +639,9 @@ class RunnerSpawner:
                 have been removed.
         """
         name, instance_type, stages = pending.name, pending.instance_type, pending.stages
-        try:
+        with self._undone_on_failure(
+            name, pending.registration, "cannot create runner {name}", True
+        ):
             if pending.baked:
                 self._lxd.start_instance(name)
                 stages.lap("start")
@@ -643,12 +649,6 @@ class RunnerSpawner:
                 self._bring_up_container(name, pending.files, pending.registration, stages)
             else:
                 self._bring_up_vm(name, pending.files, pending.registration, stages)
-        except RunnerManagerError as exc:
-            self._cleanup(name, True, pending.registration)
-            raise RunnerCreateError(f"cannot create runner {name}: {exc}") from exc
-        except BaseException:
-            self._cleanup(name, True, pending.registration)
-            raise
         self._record_installed(name, instance_type, pending.started_at, stages)
         logger.info("runner %s (%s) created: %s", name, instance_type.value, stages.timings)
         return SpawnResult(name=name, instance_type=instance_type, timings=stages.timings)
@@ -670,8 +670,7 @@ class RunnerSpawner:
             RunnerCreateError: if a step failed; what it made has been removed.
         """
         name = new_runner_name(self._config.name_prefix)
-        created = False
-        try:
+        with self._undone_on_failure(name, Registration(), "cannot create standby {name}") as made:
             spec = self.instance_spec(
                 name, instance_type, config_hash, self._exchange_devices(name), jit=False
             )
@@ -679,14 +678,8 @@ class RunnerSpawner:
                 {TAG_STANDBY: "true", TAG_START_AFTER_LOCK: "true", "security.devlxd": "true"}
             )
             self._lxd.create_instance(spec)
-            created = True
+            made.instance = True
             self._lxd.start_instance(name)
-        except RunnerManagerError as exc:
-            self._cleanup(name, created, Registration())
-            raise RunnerCreateError(f"cannot create standby {name}: {exc}") from exc
-        except BaseException:
-            self._cleanup(name, created, Registration())
-            raise
         return name
 
     def adopt_standby(self, name: str, instance_type: InstanceType) -> SpawnResult:
@@ -712,7 +705,9 @@ class RunnerSpawner:
         started_at = self._now().timestamp()
         registration = self._register(name, labels)
         stages.lap("register")
-        try:
+        with self._undone_on_failure(
+            name, registration, "cannot make standby {name} a runner", True
+        ):
             if registration.jit_config is None:
                 raise RunnerCreateError("GitHub gave no just-in-time configuration")
             values: dict[str, str | None] = {
@@ -729,12 +724,6 @@ class RunnerSpawner:
                 values[TAG_RUNNER_ID] = str(registration.runner_id)
             self._lxd.update_instance_config(name, values)
             stages.lap("adopt")
-        except RunnerManagerError as exc:
-            self._cleanup(name, True, registration)
-            raise RunnerCreateError(f"cannot make standby {name} a runner: {exc}") from exc
-        except BaseException:
-            self._cleanup(name, True, registration)
-            raise
         self._record_installed(name, instance_type, started_at, stages)
         logger.info("standby %s is runner now: %s", name, stages.timings)
         return SpawnResult(name=name, instance_type=instance_type, timings=stages.timings)
@@ -912,6 +901,35 @@ class RunnerSpawner:
         except RunnerManagerError as exc:
             # An offline registration without an instance: the next reconciliation deletes it.
             logger.warning("cannot check for a registration of failed runner %s: %s", name, exc)
+
+    @contextlib.contextmanager
+    def _undone_on_failure(
+        self, name: str, registration: Registration, failure: str, instance: bool = False
+    ) -> Iterator[_Made]:
+        """Undo what a step of a spawn made when it fails (see `_cleanup`).
+
+        A manager error comes out as a RunnerCreateError saying `failure`; any other exception
+        (an interrupt) as it is.
+
+        Args:
+            name: the runner (or standby).
+            registration: its GitHub registration (empty: none).
+            failure: what failed, for the error, with `{name}` for the runner's name.
+            instance: whether its instance exists already; the step sets `made.instance` once
+                it creates it.
+
+        Yields:
+            What the step has made so far.
+        """
+        made = _Made(instance)
+        try:
+            yield made
+        except RunnerManagerError as exc:
+            self._cleanup(name, made.instance, registration)
+            raise RunnerCreateError(f"{failure.format(name=name)}: {exc}") from exc
+        except BaseException:
+            self._cleanup(name, made.instance, registration)
+            raise
 
     def _cleanup(self, name: str, created: bool, registration: Registration) -> None:
         """Remove what a failed spawn made; failures here are logged, never raised."""

@@ -36,7 +36,7 @@ from typing import Protocol
 from .errors import RunnerCreateError, RunnerManagerError
 from .lxd import InstanceClient
 from .models import InstanceStatus, InstanceType, RunnerInstance
-from .planner import CREATION_GRACE
+from .planner import CREATION_GRACE, in_creation
 from .runner import SpawnResult
 from .utils import run_parallel
 
@@ -244,8 +244,8 @@ class Standbys:
         for instance in instances:
             if not instance.standby or instance.instance_type is not instance_type:
                 continue
-            alive = instance.status is InstanceStatus.RUNNING or (
-                now - instance.created_at < CREATION_GRACE
+            alive = instance.status is InstanceStatus.RUNNING or in_creation(
+                instance, now, CREATION_GRACE
             )
             if alive and instance.config_hash == config_hash:
                 kept += 1
