@@ -14,11 +14,8 @@ registering it and setting its configuration keys (its waiting boot program star
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,7 +42,7 @@ from tests.github_emulator import Emulator
 
 from .conftest import IMAGE, PROJECT, TEST_REPO, TEST_TOKEN, run_in
 from .test_manager import LABELS, gh_runners, ours, wait_job, wait_online
-from .test_replenish import ROOT, Running, _config_file, wait_until
+from .test_replenish import Running, _config_file, replenish_command, wait_until
 
 pytestmark = pytest.mark.lxd
 
@@ -265,6 +262,21 @@ def runners(lxd_client: pylxd.Client, unit: str) -> set[str]:
     return {i.name for i in ours(lxd_client, unit) if i.config.get(TAG_STANDBY) != "true"}
 
 
+def with_standbys(manager: RunnerManager, emulator: Emulator, lxd_client: pylxd.Client) -> Running:
+    """Start a replenisher; return once its runners are online and its standbys (one each) up."""
+    running = Running(manager)
+    count = manager.config.runners.containers
+    try:
+        wait_online(emulator, count, prefix=f"{manager.config.name_prefix}-")
+        wait_until(
+            lambda: _unit_counts(lxd_client, manager.config.unit)[1] == count, 120, "standbys"
+        )
+    except BaseException:
+        running.stop()
+        raise
+    return running
+
+
 def test_a_standby_becomes_the_runner_that_replaces_a_finished_one(
     baked: Callable[..., RunnerManager], emulator: Emulator, lxd_client: pylxd.Client
 ) -> None:
@@ -280,11 +292,9 @@ def test_a_standby_becomes_the_runner_that_replaces_a_finished_one(
     manager = baked(1)
     unit = manager.config.unit
     prefix = f"{manager.config.name_prefix}-"
-    running = Running(manager)
+    running = with_standbys(manager, emulator, lxd_client)
     try:
-        wait_online(emulator, 1, prefix=prefix)
-        wait_until(lambda: len(standbys(lxd_client, unit)) == 1, 120, "a standby")
-        (standby_name, standby), first = next(iter(standbys(lxd_client, unit).items())), None
+        standby_name, standby = next(iter(standbys(lxd_client, unit).items()))
         wait_until(lambda: standby.state().status == "Running", 60, "the standby running")
         assert JIT_KEY not in standby.config and FILES_KEY not in standby.config
         assert standby_name not in {r["name"] for r in gh_runners(emulator, prefix)}
@@ -325,13 +335,7 @@ def test_a_reconcile_keeps_current_standbys_and_flush_removes_them(
     """
     manager = baked(1)
     unit = manager.config.unit
-    prefix = f"{manager.config.name_prefix}-"
-    running = Running(manager)
-    try:
-        wait_online(emulator, 1, prefix=prefix)
-        wait_until(lambda: len(standbys(lxd_client, unit)) == 1, 120, "a standby")
-    finally:
-        running.stop()
+    with_standbys(manager, emulator, lxd_client).stop()
     (standby_name,) = standbys(lxd_client, unit)
 
     report = manager.reconcile()
@@ -372,7 +376,7 @@ def test_standbys_and_reconciles_together_never_exceed_the_counts(
     """
     manager = baked(2)
     unit, prefix = manager.config.unit, f"{manager.config.name_prefix}-"
-    running = Running(manager)
+    running = with_standbys(manager, emulator, lxd_client)
     peak, samples, stop = [0, 0], [0], threading.Event()
 
     def sample() -> None:
@@ -396,8 +400,6 @@ def test_standbys_and_reconciles_together_never_exceed_the_counts(
 
     threads = [threading.Thread(target=sample), threading.Thread(target=reconcile_loop)]
     try:
-        wait_online(emulator, 2, prefix=prefix)
-        wait_until(lambda: _unit_counts(lxd_client, unit)[1] == 2, 120, "two standbys")
         for thread in threads:
             thread.start()
         jobs = [emulator.control.queue_job(TEST_REPO, LABELS, "sleep 2") for _ in range(4)]
@@ -440,14 +442,7 @@ def test_sigterm_while_making_standbys_leaves_nothing_half_made(
     """
     manager = baked(2)
     unit, prefix = manager.config.unit, f"{manager.config.name_prefix}-"
-    config_file = _config_file(manager, tmp_path)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "github_runner_manager", "--config", str(config_file), "replenish"],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = replenish_command(_config_file(manager, tmp_path))
     try:
         wait_until(lambda: _unit_counts(lxd_client, unit)[1] >= 1, 120, "the first standby")
         process.send_signal(signal.SIGTERM)

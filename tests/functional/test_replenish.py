@@ -247,6 +247,17 @@ def _config_file(manager: RunnerManager, tmp_path: Path) -> Path:
     return path
 
 
+def replenish_command(config_file: Path) -> subprocess.Popen[str]:
+    """Start the `replenish` command as its systemd service does; its stderr is piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "github_runner_manager", "--config", str(config_file), "replenish"],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_sigterm_during_a_spawn_leaves_nothing_half_made(emulator, lxd_client, tmp_path):
     """SIGTERM during a spawn leaves nothing half made.
 
@@ -258,14 +269,7 @@ def test_sigterm_during_a_spawn_leaves_nothing_half_made(emulator, lxd_client, t
     manager = build_manager(
         manager_config(emulator, tmp_path / "state", "replenish/0", containers=3)
     )
-    config_file = _config_file(manager, tmp_path)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "github_runner_manager", "--config", str(config_file), "replenish"],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = replenish_command(_config_file(manager, tmp_path))
     try:
         wait_until(lambda: bool(ours(lxd_client, "replenish/0")), 60, "the first instance")
         process.send_signal(signal.SIGTERM)
